@@ -1,0 +1,1 @@
+"""Generated TFLite bindings (tools/gen_bindings.py); never edit by hand."""

@@ -1,0 +1,85 @@
+"""The `hwopt` command line: a thin layer over the Python API.
+
+Exit codes: 0 success, 1 findings / failed expectations / failed gate, 2 usage or input
+error (one line on stderr, never a traceback), 3 an internal error (a bug in hwopt).
+Each subcommand lives in its own module under hwopt.cli with `register(subparsers)`;
+heavy imports happen inside `run`, so `hwopt --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from hwopt.errors import HwoptError
+
+# Subcommand modules, in the order `hwopt --help` lists them.
+COMMANDS = ("audit", "targets", "estimate", "encode", "enforce", "compile", "gate", "tree")
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+class _WarningFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"hwopt: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def build_parser() -> Parser:
+    from hwopt import __version__
+
+    parser = Parser(prog="hwopt", description="Audit, enforce, encode, estimate and compile int8 TFLite models for Arm Ethos NPUs.")
+    parser.add_argument("--version", action="version", version=f"hwopt {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"hwopt.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"hwopt.cli.{name}":
+                continue  # a command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `hwopt` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_WarningFormatter())
+    root = logging.getLogger("hwopt")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)
+    root.propagate = False
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except HwoptError as exc:
+        sys.stderr.write(f"hwopt: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("hwopt: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # a bug: still one line, the traceback only on request
+        if os.environ.get("HWOPT_DEBUG"):
+            raise
+        sys.stderr.write(f"hwopt: internal error: {type(exc).__name__}: {exc} (set HWOPT_DEBUG=1 for a traceback)\n")
+        return EXIT_INTERNAL

@@ -1,0 +1,48 @@
+"""Helpers shared by the subcommands: JSON output, rich consoles, findings tables."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from hwopt.report import Finding, Severity, dumps
+
+SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
+def console(stderr: bool = False) -> Any:
+    """A rich Console; plain text (no colour codes) when the stream is not a terminal."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+
+
+def print_json(report: Any) -> None:
+    sys.stdout.write(dumps(report))
+
+
+def print_findings(con: Any, findings: list[Finding]) -> None:
+    if not findings:
+        con.print("[green]no findings[/green]")
+        return
+    for f in findings:
+        where = f" [dim](subgraph {f.subgraph}, op {f.op_index})[/dim]" if f.op_index is not None else ""
+        con.print(f"[{SEVERITY_STYLE[f.severity]}]{f.severity.value:7}[/] {f.rule}: {f.message}{where}", markup=True)
+
+
+def fmt_int(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def fmt_pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.2f} MiB"
+    if n >= 1 << 10:
+        return f"{n / (1 << 10):.1f} KiB"
+    return f"{n} B"

@@ -1,0 +1,50 @@
+"""`hwopt audit MODEL`: per-layer sparsity and cluster structure of the deployed file."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("audit", help="verify sparsity and cluster structure of an int8 .tflite",
+                       description="Measure per-layer sparsity, distinct values (per tensor and per output "
+                       "channel), 2:4 compliance and palette fit on the quantized weights of a TFLite model.")
+    p.add_argument("model", help="the .tflite file")
+    p.add_argument("--json", action="store_true", help="print the hwopt.audit/1 JSON report")
+    p.add_argument("--expect-sparsity", type=float, metavar="F", help="every weight layer has at least this sparsity")
+    p.add_argument("--expect-clusters", type=int, metavar="N", help="at most N distinct values per layer")
+    p.add_argument("--per-channel", action="store_true", help="count --expect-clusters per output channel")
+    p.add_argument("--expect-int8", action="store_true", help="weights int8 and no floating-point operators")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hwopt.audit import Expectations, audit
+    from hwopt.cli._common import console, fmt_int, fmt_pct, print_findings, print_json
+
+    report = audit(args.model, Expectations(args.expect_sparsity, args.expect_clusters, args.per_channel, args.expect_int8))
+    if args.json:
+        print_json(report)
+        return 1 if report.failed else 0
+    from rich.table import Table
+
+    con = console()
+    m, s = report.model, report.summary
+    con.print(f"[bold]{m.path}[/bold]  {m.bytes:,} bytes, DEFLATE {m.deflate_bytes:,} bytes, "
+              f"{m.operators} operators in {m.subgraphs} subgraph(s)" + ("  [yellow](compiled by Vela)[/]" if m.vela_compiled else ""))
+    table = Table(show_edge=False, pad_edge=False)
+    for col, just in (("sg", "right"), ("op", "right"), ("type", "left"), ("shape", "left"), ("dtype", "left"),
+                      ("quant", "left"), ("sparsity", "right"), ("zero ch", "right"), ("uniq", "right"),
+                      ("uniq/ch", "right"), ("palette", "right"), ("2:4", "center"), ("MACs", "right")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for la in report.layers:
+        table.add_row(str(la.subgraph), str(la.op_index), la.op, "x".join(map(str, la.shape)), la.dtype,
+                      la.quantization, fmt_pct(la.sparsity), fmt_int(la.zero_channels), fmt_int(la.unique_values),
+                      fmt_int(la.max_unique_per_channel), "-" if la.palette is None else f"<={la.palette}",
+                      {True: "yes", False: "no", None: "-"}[la.sparse_2_4], fmt_int(la.macs))
+    con.print(table)
+    con.print(f"{s.layers} weight layers, {s.weight_elements:,} weights, sparsity {fmt_pct(s.sparsity)}, "
+              f"max {s.max_unique_per_channel} distinct per channel, {s.macs:,} MACs")
+    print_findings(con, report.findings)
+    return 1 if report.failed else 0

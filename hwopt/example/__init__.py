@@ -1,0 +1,1 @@
+"""The bundled example model (made by tools/make_example_model.py)."""

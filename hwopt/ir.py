@@ -1,0 +1,234 @@
+"""hwopt's in-memory model of a TFLite file: Model / Subgraph / Operator / Tensor / Buffer.
+
+The IR wraps the flatbuffer object-API tree (`raw`) so that every field hwopt does not
+model (operator options, signature defs, metadata, newer schema fields) is written back
+unchanged, while the fields passes work on are typed: resolved op names, shapes, dtypes,
+quantization and constant data as numpy views over the file bytes (no copy on read).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+VELA_CUSTOM_CODE = "ethos-u"
+
+
+class DType(enum.IntEnum):
+    """TFLite TensorType values (schema enum), with their numpy equivalents below."""
+
+    FLOAT32 = 0
+    FLOAT16 = 1
+    INT32 = 2
+    UINT8 = 3
+    INT64 = 4
+    STRING = 5
+    BOOL = 6
+    INT16 = 7
+    COMPLEX64 = 8
+    INT8 = 9
+    FLOAT64 = 10
+    COMPLEX128 = 11
+    UINT64 = 12
+    RESOURCE = 13
+    VARIANT = 14
+    UINT32 = 15
+    UINT16 = 16
+    INT4 = 17
+    BFLOAT16 = 18
+    INT2 = 19
+    UINT4 = 20
+    FLOAT8_E4M3FN = 21
+    FLOAT8_E5M2 = 22
+
+    @property
+    def numpy(self) -> np.dtype[Any] | None:
+        """The numpy dtype holding one element, or None for packed/opaque types."""
+        name = _NUMPY.get(self)
+        return np.dtype(name) if name else None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @property
+    def is_float(self) -> bool:
+        return self in (DType.FLOAT32, DType.FLOAT16, DType.FLOAT64, DType.BFLOAT16,
+                        DType.FLOAT8_E4M3FN, DType.FLOAT8_E5M2)
+
+    @property
+    def is_integer(self) -> bool:
+        return self in (DType.INT8, DType.UINT8, DType.INT16, DType.INT32, DType.INT64,
+                        DType.UINT16, DType.UINT32, DType.UINT64, DType.INT4, DType.UINT4, DType.INT2)
+
+    @classmethod
+    def parse(cls, value: int) -> DType:
+        try:
+            return cls(value)
+        except ValueError:
+            from hwopt.errors import ModelFormatError
+
+            raise ModelFormatError(f"unknown tensor type {value}") from None
+
+
+_NUMPY = {
+    DType.FLOAT32: "<f4", DType.FLOAT16: "<f2", DType.INT32: "<i4", DType.UINT8: "u1",
+    DType.INT64: "<i8", DType.BOOL: "?", DType.INT16: "<i2", DType.COMPLEX64: "<c8",
+    DType.INT8: "i1", DType.FLOAT64: "<f8", DType.COMPLEX128: "<c16", DType.UINT64: "<u8",
+    DType.UINT32: "<u4", DType.UINT16: "<u2",
+}
+
+
+@dataclass
+class Quantization:
+    """Affine quantization of a tensor: real = scale * (q - zero_point)."""
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+    quantized_dimension: int = 0
+    min: np.ndarray | None = None
+    max: np.ndarray | None = None
+
+    @property
+    def per_channel(self) -> bool:
+        """True when scales vary along `quantized_dimension` (per-axis quantization)."""
+        return int(self.scale.size) > 1
+
+    @property
+    def granularity(self) -> str:
+        return "per-channel" if self.per_channel else "per-tensor"
+
+    def zero_points_along(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Zero points broadcastable against a tensor of `shape` (per-axis aware)."""
+        zp = self.zero_point.astype(np.int64)
+        if zp.size <= 1 or not shape:
+            return np.full((1,) * max(len(shape), 1), int(zp[0]) if zp.size else 0, dtype=np.int64)
+        view = [1] * len(shape)
+        view[self.quantized_dimension] = zp.size
+        return zp.reshape(view)
+
+
+@dataclass(eq=False)
+class Buffer:
+    """A constant data buffer: `data` is a read-only uint8 view of the file, or new bytes."""
+
+    index: int
+    data: np.ndarray | None
+    raw: Any = field(repr=False, default=None)
+    external: bool = False  # stored after the flatbuffer (offset/size, the >2 GB layout)
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.data is None else int(self.data.size)
+
+
+@dataclass(eq=False)
+class Tensor:
+    """One tensor of a subgraph, with its constant value when it has one."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: DType
+    buffer: int
+    quantization: Quantization | None
+    is_variable: bool = False
+    shape_signature: tuple[int, ...] | None = None
+    sparse: bool = False  # stored in the TFLite sparse format; `data` is densified
+    data: np.ndarray | None = field(default=None, repr=False)
+    raw: Any = field(default=None, repr=False)
+    read_quantization: Quantization | None = field(default=None, repr=False)
+
+    @property
+    def is_constant(self) -> bool:
+        return self.data is not None
+
+    @property
+    def elements(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+
+@dataclass(eq=False)
+class Operator:
+    """One operator: resolved op name ('CONV_2D', 'CUSTOM:ethos-u') and tensor indices."""
+
+    index: int
+    opcode_index: int
+    op: str
+    builtin_code: int
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    custom_code: str | None = None
+    raw: Any = field(default=None, repr=False)
+
+    @property
+    def options(self) -> Any:
+        """The builtin options object (e.g. Conv2DOptionsT), or None."""
+        return None if self.raw is None else self.raw.builtinOptions
+
+
+@dataclass(eq=False)
+class Subgraph:
+    index: int
+    name: str
+    tensors: list[Tensor]
+    operators: list[Operator]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    raw: Any = field(default=None, repr=False)
+
+    def tensor(self, i: int) -> Tensor | None:
+        """The tensor at index i, or None for an omitted optional input (-1)."""
+        return None if i < 0 else self.tensors[i]
+
+
+@dataclass(eq=False)
+class Model:
+    """A whole TFLite model; `raw` is the object-API tree the writer packs back."""
+
+    version: int
+    description: str
+    subgraphs: list[Subgraph]
+    buffers: list[Buffer]
+    metadata: dict[str, bytes]
+    signature_keys: tuple[str, ...]
+    path: Path | None = None
+    file_bytes: int = 0
+    external_buffers: bool = False
+    raw: Any = field(default=None, repr=False)
+    source: bytes = field(default=b"", repr=False)  # the file bytes the views point into
+
+    @property
+    def vela_compiled(self) -> bool:
+        """True for a model Vela already compiled: it holds a CUSTOM `ethos-u` op."""
+        return any(op.custom_code == VELA_CUSTOM_CODE for sg in self.subgraphs for op in sg.operators)
+
+    def operators(self) -> list[tuple[Subgraph, Operator]]:
+        return [(sg, op) for sg in self.subgraphs for op in sg.operators]
+
+    def set_tensor_data(self, sg: Subgraph, tensor: Tensor, values: np.ndarray) -> None:
+        """Give a constant tensor new values, in a buffer of its own (never shared)."""
+        np_dtype = tensor.dtype.numpy
+        if np_dtype is None or tensor.data is None:
+            from hwopt.errors import PassError
+
+            raise PassError(f"tensor {tensor.name!r} is not a constant of a plain numeric type")
+        arr = np.ascontiguousarray(values, dtype=np_dtype).reshape(tensor.data.shape)
+        shared = sum(
+            1 for g in self.subgraphs for t in g.tensors if t.buffer == tensor.buffer and t.data is not None
+        )
+        raw_bytes = np.frombuffer(arr.tobytes(), dtype=np.uint8)
+        if shared > 1 or tensor.sparse:
+            from hwopt._generated.tflite.Buffer import BufferT
+
+            buf = Buffer(index=len(self.buffers), data=raw_bytes, raw=BufferT(), external=self.external_buffers)
+            self.buffers.append(buf)
+            tensor.buffer = buf.index
+            tensor.sparse = False
+        else:
+            self.buffers[tensor.buffer].data = raw_bytes
+        tensor.data = np.frombuffer(raw_bytes.tobytes(), dtype=np_dtype).reshape(arr.shape)

@@ -1,0 +1,67 @@
+"""Findings and JSON conventions shared by every report (audit, estimate, encode, gate...).
+
+Reports are dataclasses; `to_jsonable` turns them into plain data with floats rounded so
+that the same input gives byte-identical JSON (no timestamps, stable key order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FLOAT_DIGITS = 6
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One observation about the model; `error` findings make the command exit 1."""
+
+    severity: Severity
+    rule: str
+    message: str
+    subgraph: int | None = None
+    op_index: int | None = None
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON data from dataclasses, enums, numpy scalars and paths (floats rounded)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [to_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        if math.isnan(value) or math.isinf(value):
+            return None
+        return round(value, FLOAT_DIGITS)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def dumps(obj: Any, *, sort_keys: bool = False) -> str:
+    """Deterministic, indented JSON text of a report, ending in a newline."""
+    return json.dumps(to_jsonable(obj), indent=2, sort_keys=sort_keys, ensure_ascii=False) + "\n"

@@ -1,0 +1,1 @@
+"""Graph passes over the hwopt IR (installed as `hwopt.passes`)."""

@@ -1,0 +1,1 @@
+"""Target descriptors (TOML) and per-family backends (installed as `hwopt.targets`)."""
