@@ -20,7 +20,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 run: $(VENV)/.installed
-	$(BIN)/hwopt audit hwopt/example/example_int8.tflite
+	$(BIN)/hwopt compile --target ethos-u55-128
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

@@ -297,27 +297,63 @@ def with_fidelity(metrics: Metrics, accuracy: float | None, predictions: list[in
     return replace(metrics, totals=replace(metrics.totals, accuracy=accuracy, predictions=predictions))
 
 
-def metrics_from_reports(model: str, target: str, audit_report: Any, estimate_report: Any, flash_bytes: int,
-                         encoded_weight_bytes: int) -> Metrics:
-    """Join an audit and an estimate report (both keyed by subgraph and op index) into Metrics."""
+def _top1(model_bytes: bytes, data: str | os.PathLike[str]) -> tuple[float | None, list[int]]:
+    """Top-1 predictions of the model's first output over the data (and accuracy with labels)."""
+    import numpy as np
+
+    from hwopt.fidelity import Runner, load_data
+
+    runner = Runner(model_bytes)
+    dataset = load_data(data, runner.inputs)
+    preds = []
+    for i in range(dataset.inputs[0].shape[0]):
+        out = runner.invoke([a[i] for a in dataset.inputs])[0]
+        preds.append(int(np.argmax(out.reshape(-1))))
+    acc = None
+    if dataset.labels is not None:
+        labels = np.asarray(dataset.labels).reshape(len(preds), -1)
+        truth = labels.argmax(axis=1) if labels.shape[1] > 1 else labels[:, 0]
+        acc = float(np.mean(np.asarray(preds) == truth))
+    return acc, preds
+
+
+def collect_metrics(model: str | os.PathLike[str], target: str, *, system_config: str | None = None,
+                    memory_mode: str | None = None, data: str | os.PathLike[str] | None = None) -> Metrics:
+    """Measure a model on an Ethos-U target: Vela's per-operator figures joined with the audit."""
+    from hwopt.audit import Expectations, audit_model
+    from hwopt.errors import UnsupportedModelError
+    from hwopt.targets.descriptor import load_target
+    from hwopt.targets.ethos_u.vela_engine import compile_model
+    from hwopt.tflite_io import read_model
+
+    tgt = load_target(target, system_config=system_config, memory_mode=memory_mode)
+    if not tgt.family.is_ethos_u:
+        raise UsageError(f"gate measures through Vela, which targets Ethos-U only; {tgt.name} is {tgt.family.value}")
+    m = read_model(model)
+    if m.vela_compiled:
+        raise UnsupportedModelError(f"{model} is already compiled by Vela; gate the model given to Vela")
+    audit_report = audit_model(m, m.source, str(model), Expectations())
+    vela = compile_model(m.source, tgt, op_names=[op.op for op in m.subgraphs[0].operators])
     structure = {(la.subgraph, la.op_index): la for la in audit_report.layers}
     layers = []
-    for row in estimate_report.layers:
-        la = structure.get((row.subgraph, row.op_index))
+    for r in vela.ops:
+        la = structure.get((r.subgraph, r.op_index))
         layers.append(LayerMetrics(
-            subgraph=row.subgraph, op_index=row.op_index, op=row.op, placement=row.placement,
-            cycles=int(row.cycles), sram_bytes=int(row.sram_bytes),
-            encoded_weight_bytes=None if row.encoded_weight_bytes is None else int(row.encoded_weight_bytes),
+            subgraph=r.subgraph, op_index=r.op_index, op=r.op, placement=r.placement, cycles=int(r.cycles),
+            sram_bytes=int(r.staging_bytes), encoded_weight_bytes=r.encoded_weight_bytes,
             sparsity=None if la is None else round(float(la.sparsity), 6),
             max_unique_per_channel=None if la is None else int(la.max_unique_per_channel),
         ))
-    s = estimate_report.summary
+    p = vela.perf
     totals = Totals(
-        cycles=int(s.cycles), sram_bytes=int(s.peak_sram_bytes), flash_bytes=int(flash_bytes),
-        encoded_weight_bytes=int(encoded_weight_bytes), macs=int(s.macs),
+        cycles=p.cycles, sram_bytes=p.peak_bytes("Sram"), flash_bytes=p.read_only_peak_bytes,
+        encoded_weight_bytes=p.encoded_weight_bytes, macs=p.macs,
         sparsity=round(float(audit_report.summary.sparsity), 6),
         max_unique_per_channel=int(audit_report.summary.max_unique_per_channel),
-        npu_operators=sum(1 for r in estimate_report.layers if r.placement == "npu"),
-        cpu_operators=sum(1 for r in estimate_report.layers if r.placement == "cpu"),
+        npu_operators=p.npu_ops, cpu_operators=p.cpu_ops,
     )
-    return Metrics(BASELINE_SCHEMA, Path(model).name, target, totals, layers)
+    metrics = Metrics(BASELINE_SCHEMA, Path(model).name, tgt.name, totals, layers)
+    if data is not None:
+        acc, preds = _top1(m.source, data)
+        metrics = with_fidelity(metrics, acc, None if acc is not None else preds)
+    return metrics

@@ -1,0 +1,57 @@
+"""`hwopt compile [MODEL] --target NAME -o DIR`: audit, enforce pipeline, Vela, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("compile", help="compile for an Ethos-U target through Vela and write a report",
+                       description="Audit the model, run an optional enforce pipeline, compile it with Vela for the "
+                       "target and write <model>_<target>.tflite, report.json, report.md, report.html and per_layer.csv. "
+                       "Without MODEL the bundled example model is compiled.")
+    p.add_argument("model", nargs="?", help="the int8 .tflite file (default: the bundled example model)")
+    p.add_argument("--target", required=True, help="target name (see hwopt targets) or a descriptor .toml")
+    p.add_argument("-o", "--output", default="hwopt-out", metavar="DIR", help="output directory (default: hwopt-out)")
+    p.add_argument("--pipeline", metavar="SPEC", help="enforce pipeline, e.g. 'prune{sparsity=0.5},cluster{k=16}'")
+    p.add_argument("--data", metavar="NPZ", help="inputs (and labels) for the pipeline's fidelity check")
+    p.add_argument("--system-config", help="system configuration of the descriptor (default: the target's)")
+    p.add_argument("--memory-mode", help="memory mode of the descriptor (default: the target's)")
+    p.add_argument("--json", action="store_true", help="print report.json to stdout as well")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hwopt.cli._common import console, fmt_bytes, print_findings, print_json
+    from hwopt.compile import compile_model
+
+    steps = 5 if args.pipeline else 4
+    if sys.stderr.isatty():
+        from rich.progress import Progress
+
+        with Progress(transient=True, console=console(stderr=True)) as bar:
+            task = bar.add_task("compiling", total=steps)
+
+            def advance(msg: str) -> None:
+                bar.update(task, description=msg, advance=1)
+
+            result = compile_model(args.model, args.target, args.output, pipeline=args.pipeline, data=args.data,
+                                   system_config=args.system_config, memory_mode=args.memory_mode, progress=advance)
+    else:
+        result = compile_model(args.model, args.target, args.output, pipeline=args.pipeline, data=args.data,
+                               system_config=args.system_config, memory_mode=args.memory_mode)
+    r = result.report
+    if args.json:
+        print_json(r)
+        return 1 if r.failed else 0
+    t = r.totals
+    con = console()
+    con.print(f"[bold]{r.model}[/bold] -> [bold]{result.output_dir / r.output_model}[/bold]")
+    con.print(f"{r.target}: {t.cycles:,} cycles, {t.inference_s * 1e3:.3f} ms ({t.inferences_per_second:.1f} inferences/s), "
+              f"SRAM {fmt_bytes(t.peak_sram_bytes)}, flash {fmt_bytes(t.flash_bytes)}, "
+              f"encoded weights {fmt_bytes(t.encoded_weight_bytes)}, {t.npu_operators} NPU / {t.cpu_operators} CPU operators")
+    con.print("wrote " + ", ".join(result.files) + f" in {result.output_dir}")
+    print_findings(con, [f for f in r.findings if f.severity.value != "info"])
+    return 1 if r.failed else 0

@@ -1,0 +1,61 @@
+"""`hwopt gate MODEL --target NAME --baseline FILE`: regression gate for firmware builds."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("gate", help="fail (exit 1) when a model regresses against a committed baseline",
+                       description="Measure the model on the target (Vela + audit), compare totals and every layer "
+                       "with the baseline under the tolerances, print each violation and exit 1 on any. "
+                       "--update-baseline rewrites the baseline instead.")
+    p.add_argument("model", help="the int8 .tflite file")
+    p.add_argument("--target", required=True, help="Ethos-U target name or descriptor .toml")
+    p.add_argument("--baseline", required=True, metavar="FILE", help="baseline JSON (hwopt.baseline/1)")
+    p.add_argument("--update-baseline", action="store_true", help="write the current figures as the new baseline")
+    p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report, one testcase per check")
+    p.add_argument("--max-cycles-increase", type=float, default=5.0, metavar="PCT", help="per total and per layer (default 5)")
+    p.add_argument("--max-sram-increase", type=float, default=5.0, metavar="PCT", help="peak SRAM vs baseline (default 5)")
+    p.add_argument("--max-flash-increase", type=float, default=5.0, metavar="PCT", help="flash and encoded weights vs baseline (default 5)")
+    p.add_argument("--max-sram", type=int, metavar="BYTES", help="absolute SRAM budget")
+    p.add_argument("--max-flash", type=int, metavar="BYTES", help="absolute flash budget")
+    p.add_argument("--min-sparsity", type=float, metavar="F", help="minimum weight sparsity of the model")
+    p.add_argument("--max-unique-per-channel", type=int, metavar="N", help="maximum distinct values per output channel")
+    p.add_argument("--max-fidelity-drop", type=float, metavar="F", help="allowed top-1 drop vs the baseline (needs --data)")
+    p.add_argument("--data", metavar="NPZ", help="inputs (and labels) for the fidelity check")
+    p.add_argument("--system-config", help="system configuration of the descriptor")
+    p.add_argument("--memory-mode", help="memory mode of the descriptor")
+    p.add_argument("--json", action="store_true", help="print the hwopt.gate/1 JSON report")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hwopt.cli._common import console, print_json
+    from hwopt.gate import GateOptions, collect_metrics, run_gate
+
+    opts = GateOptions(max_cycles_increase=args.max_cycles_increase, max_sram_increase=args.max_sram_increase,
+                       max_flash_increase=args.max_flash_increase, max_sram=args.max_sram, max_flash=args.max_flash,
+                       min_sparsity=args.min_sparsity, max_unique_per_channel=args.max_unique_per_channel,
+                       max_fidelity_drop=args.max_fidelity_drop)
+    if args.max_fidelity_drop is not None and args.data is None:
+        from hwopt.errors import UsageError
+
+        raise UsageError("--max-fidelity-drop needs --data")
+    report = run_gate(lambda: collect_metrics(args.model, args.target, system_config=args.system_config,
+                                              memory_mode=args.memory_mode, data=args.data),
+                      args.baseline, opts, update=args.update_baseline, junit=args.junit)
+    if args.json:
+        print_json(report)
+        return 1 if report.failed else 0
+    con = console()
+    if report.updated:
+        con.print(f"baseline written: {report.baseline}")
+        return 0
+    for c in report.violations:
+        con.print(f"[bold red]FAIL[/] {c.message}")
+    passed = len(report.checks) - len(report.violations)
+    status = "[bold red]gate failed[/]" if report.failed else "[green]gate passed[/]"
+    con.print(f"{status}: {passed} of {len(report.checks)} checks passed ({report.model} on {report.target} vs {report.baseline})")
+    return 1 if report.failed else 0

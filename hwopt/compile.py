@@ -1,0 +1,276 @@
+"""`hwopt compile`: audit, optional enforce pipeline, Vela, and a report a person can read.
+
+Writes, into one output directory and only when every step succeeded:
+`<model>_<target>.tflite` (the target is in the name, so two targets never overwrite each
+other), `report.json`, `report.md`, `report.html` (self-contained, with plots) and
+`per_layer.csv` (RFC 4180 quoting).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwopt.audit import AuditReport, Expectations, audit_model
+from hwopt.errors import UnsupportedModelError, UsageError
+from hwopt.fileio import staged_directory
+from hwopt.ir import Model
+from hwopt.report import Finding, Severity, dumps
+from hwopt.tflite_io import read_model
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "hwopt.compile/1"
+EXAMPLE_MODEL = Path(__file__).resolve().parent / "example" / "example_int8.tflite"
+DENSITY_LAYERS = 3  # weight-density panels in the report: the layers with most weights
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CompileLayer:
+    """One input operator after compilation: where it runs, what it costs, what it holds."""
+
+    subgraph: int
+    op_index: int
+    op: str
+    placement: str
+    cycles: int
+    npu_cycles: int
+    sram_access_cycles: int
+    dram_access_cycles: int
+    on_chip_flash_access_cycles: int
+    off_chip_flash_access_cycles: int
+    bound: str
+    macs: int
+    mac_utilisation: float | None
+    staging_bytes: int
+    encoded_weight_bytes: int | None
+    weight_format: str | None
+    sparsity: float | None
+    unique_values: int | None
+    max_unique_per_channel: int | None
+
+
+@dataclass(frozen=True)
+class CompileTotals:
+    cycles: int
+    npu_cycles: int
+    inference_s: float
+    inferences_per_second: float
+    macs: int
+    peak_sram_bytes: int
+    flash_bytes: int
+    encoded_weight_bytes: int
+    original_weight_bytes: int
+    npu_operators: int
+    cpu_operators: int
+    input_bytes: int
+    input_deflate_bytes: int
+    output_bytes: int
+
+
+@dataclass(frozen=True)
+class CompileReport:
+    schema: str
+    model: str
+    target: str
+    accelerator: str
+    system_config: str
+    memory_mode: str
+    clock_hz: float
+    sram_size_bytes: int | None
+    pipeline: str | None
+    output_model: str
+    totals: CompileTotals
+    layers: list[CompileLayer]
+    cpu_operators: list[str]
+    audit_before: AuditReport
+    audit_after: AuditReport | None
+    enforce: Any | None
+    encode: Any | None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(f.severity is Severity.ERROR for f in self.findings)
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """The report plus what the caller may want to keep in memory."""
+
+    report: CompileReport
+    model_bytes: bytes
+    output_dir: Path
+    files: tuple[str, ...]
+    density: list[tuple[str, np.ndarray, np.ndarray]] = field(repr=False, default_factory=list)
+
+
+def _memory_cycles(row: Any, name: str) -> int:
+    return int(row.access_cycles.get(name, 0))
+
+
+def _layers(vela: Any, audit: AuditReport) -> list[CompileLayer]:
+    structure = {(la.subgraph, la.op_index): la for la in audit.layers}
+    rows = []
+    for r in vela.ops:
+        la = structure.get((r.subgraph, r.op_index))
+        rows.append(CompileLayer(
+            subgraph=r.subgraph, op_index=r.op_index, op=r.op, placement=r.placement, cycles=r.cycles,
+            npu_cycles=r.npu_cycles, sram_access_cycles=_memory_cycles(r, "Sram"),
+            dram_access_cycles=_memory_cycles(r, "Dram"), on_chip_flash_access_cycles=_memory_cycles(r, "OnChipFlash"),
+            off_chip_flash_access_cycles=_memory_cycles(r, "OffChipFlash"), bound=r.bound, macs=r.macs,
+            mac_utilisation=r.mac_utilisation, staging_bytes=r.staging_bytes,
+            encoded_weight_bytes=r.encoded_weight_bytes, weight_format=r.weight_format,
+            sparsity=None if la is None else la.sparsity, unique_values=None if la is None else la.unique_values,
+            max_unique_per_channel=None if la is None else la.max_unique_per_channel,
+        ))
+    return rows
+
+
+def _density(before: Model, after: Model) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Zero-point-corrected weights of the largest layers, before and after the pipeline."""
+    from hwopt.layers import weight_layers, zero_corrected
+
+    pairs = []
+    after_layers = {(wl.subgraph, wl.op_index): wl for wl in weight_layers(after)}
+    for wl in weight_layers(before):
+        t = wl.weights(before)
+        if not t.dtype.is_integer or (wl.subgraph, wl.op_index) not in after_layers:
+            continue
+        pairs.append((t.elements, wl))
+    pairs.sort(key=lambda p: (-p[0], p[1].subgraph, p[1].op_index))
+    out = []
+    for _, wl in pairs[:DENSITY_LAYERS]:
+        label = f"{wl.op} #{wl.op_index} ({wl.weights(before).name[-40:]})"
+        out.append((label, zero_corrected(before, wl), zero_corrected(after, after_layers[(wl.subgraph, wl.op_index)])))
+    return out
+
+
+def output_name(model_path: Path, target: str) -> str:
+    """`<model stem>_<target name>.tflite`: the target is part of the name."""
+    return f"{model_path.stem}_{Path(target).stem if target.endswith('.toml') else target}.tflite"
+
+
+def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: str | os.PathLike[str], *,
+                  pipeline: str | None = None, data: str | os.PathLike[str] | None = None,
+                  system_config: str | None = None, memory_mode: str | None = None,
+                  progress: Progress | None = None) -> CompileResult:
+    """Run the compile pipeline for an Ethos-U target and write every output atomically."""
+    from hwopt.targets.descriptor import load_target
+    from hwopt.targets.ethos_u.vela_engine import compile_model as vela_compile
+
+    step = progress or (lambda _msg: None)
+    path = Path(model) if model is not None else EXAMPLE_MODEL
+    tgt = load_target(target, system_config=system_config, memory_mode=memory_mode)
+    if not tgt.family.is_ethos_u:
+        raise UsageError(f"compile drives Vela, which targets Ethos-U only; {tgt.name} is {tgt.family.value} "
+                         "(use hwopt estimate --engine analytic or hwopt encode for Ethos-N)")
+    step("reading and auditing the model")
+    original = read_model(path)
+    if original.vela_compiled:
+        raise UnsupportedModelError(f"{path} is already compiled by Vela (CUSTOM ethos-u op); compile the model given to Vela")
+    audit_before = audit_model(original, original.source, str(path), Expectations())
+    findings = list(audit_before.findings)
+    working, work_bytes = original, original.source
+    enforce_report = None
+    if pipeline:
+        from hwopt.enforce import enforce_model
+        from hwopt.fidelity import Runner, load_data
+
+        step("running the enforce pipeline")
+        dataset = load_data(data, Runner(original.source).inputs) if data is not None else None
+        working, work_bytes, enforce_report = enforce_model(original, pipeline, data=dataset, target=tgt.name,
+                                                            measure_encoded=False, input_name=str(path))
+        findings.extend(enforce_report.findings)
+    elif data is not None:
+        raise UsageError("--data is used by --pipeline (fidelity of the changed model); give a pipeline or drop --data")
+    audit_after = audit_model(working, work_bytes, str(path), Expectations()) if pipeline else None
+    step(f"compiling with Vela for {tgt.name}")
+    vela = vela_compile(work_bytes, tgt, op_names=[op.op for op in working.subgraphs[0].operators])
+    encode_report = None
+    if _has_encoder():
+        from hwopt.encode import encode_model
+
+        step("re-encoding weights")
+        try:
+            encode_report = encode_model(working, tgt)
+        except UnsupportedModelError as exc:
+            findings.append(Finding(Severity.INFO, "not-encoded", f"weights not re-encoded: {exc}"))
+    layers = _layers(vela, audit_after or audit_before)
+    perf = vela.perf
+    clock = float(tgt.clock_hz)
+    cpu_ops = [f"{r.op}#{r.op_index}" for r in vela.ops if r.placement == "cpu"]
+    for name in cpu_ops:
+        findings.append(Finding(Severity.WARNING, "cpu-fallback", f"{name} runs on the CPU (Vela cannot place it on the NPU)"))
+    flash = perf.read_only_peak_bytes
+    totals = CompileTotals(
+        cycles=perf.cycles, npu_cycles=perf.npu_cycles, inference_s=perf.cycles / clock,
+        inferences_per_second=clock / perf.cycles if perf.cycles else 0.0, macs=perf.macs,
+        peak_sram_bytes=perf.peak_bytes("Sram"), flash_bytes=flash, encoded_weight_bytes=perf.encoded_weight_bytes,
+        original_weight_bytes=perf.original_weight_bytes, npu_operators=perf.npu_ops, cpu_operators=perf.cpu_ops,
+        input_bytes=len(original.source), input_deflate_bytes=audit_before.model.deflate_bytes,
+        output_bytes=len(vela.model_bytes),
+    )
+    out_name = output_name(path, tgt.name if target == tgt.name or not target.endswith(".toml") else target)
+    report = CompileReport(
+        schema=SCHEMA, model=str(path), target=tgt.name, accelerator=vela.accelerator, system_config=vela.system_config,
+        memory_mode=vela.memory_mode, clock_hz=clock, sram_size_bytes=tgt.sram_bytes, pipeline=pipeline,
+        output_model=out_name, totals=totals, layers=layers, cpu_operators=cpu_ops, audit_before=audit_before,
+        audit_after=audit_after, enforce=enforce_report, encode=encode_report, findings=findings,
+    )
+    density = _density(original, working)
+    step("writing the report")
+    from hwopt.htmlreport import render_html, render_markdown
+
+    files = {
+        out_name: vela.model_bytes,
+        "report.json": dumps(report).encode(),
+        "report.md": render_markdown(report).encode(),
+        "report.html": render_html(report, density).encode(),
+        "per_layer.csv": per_layer_csv(report).encode(),
+    }
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        from hwopt.errors import OutputError
+
+        raise OutputError(f"output path exists and is not a directory: {out}")
+    with staged_directory(out) as stage:
+        for name, blob in files.items():
+            (stage / name).write_bytes(blob)
+    return CompileResult(report, vela.model_bytes, out, tuple(files), density)
+
+
+def _has_encoder() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("hwopt.encode") is not None
+
+
+CSV_COLUMNS = ("subgraph", "op_index", "op", "placement", "cycles", "npu_cycles", "sram_access_cycles",
+               "dram_access_cycles", "on_chip_flash_access_cycles", "off_chip_flash_access_cycles", "bound", "macs",
+               "mac_utilisation", "staging_bytes", "encoded_weight_bytes", "weight_format", "sparsity",
+               "unique_values", "max_unique_per_channel")
+
+
+def per_layer_csv(report: CompileReport) -> str:
+    """Per-layer rows as CSV with a header; strings quoted (operator names may hold commas)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for la in report.layers:
+        row = []
+        for col in CSV_COLUMNS:
+            v = getattr(la, col)
+            row.append("" if v is None else (round(v, 6) if isinstance(v, float) else v))
+        w.writerow(row)
+    return buf.getvalue()
