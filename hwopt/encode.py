@@ -1,0 +1,343 @@
+"""`hwopt encode`: re-encode every weight layer in the NPU's own weight format and measure it.
+
+Ethos-U55/U65: MLW streams in brick order (one per OFM-depth slice and core); Ethos-U85:
+U85 brick order, standard MLW or Fast Weight (FWD) per layer as Vela's Size strategy
+picks; Ethos-N78: the driver stack's weight blob (targets/ethos_n/weight_codec.py). Each
+layer's streams are decoded again and compared with the input, and the size is set
+against the order-0 entropy of the weight symbols, the bound a per-symbol code can reach.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hwopt.errors import UnsupportedModelError
+from hwopt.ir import DType, Model, Operator, Subgraph
+from hwopt.layers import Layout, WeightLayer, to_ohwi, weight_layers, zero_corrected
+from hwopt.stats import entropy_bits
+from hwopt.tflite_io import read_model
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "hwopt.encode/1"
+BLOCK_SOURCES = ("rule", "vela")
+NPU_WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+INT_WEIGHTS = (DType.INT8, DType.UINT8)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """Where one stream of a layer sits in its emitted file."""
+
+    offset: int
+    length: int
+    weights: int  # coded weights, padding included
+    core: int
+    depth_offset: int
+
+
+@dataclass(frozen=True)
+class LayerEncoding:
+    """One weight layer: sizes, structure, the bound, and whether its round trip held."""
+
+    subgraph: int
+    op_index: int
+    op: str
+    weight_tensor: str
+    shape: list[int]
+    dtype: str
+    encodable: bool
+    reason: str | None
+    elements: int
+    raw_bytes: int
+    encoded_bytes: int
+    bits_per_weight: float
+    entropy_bits_per_weight: float
+    entropy_ratio: float | None  # bits/weight over the order-0 entropy bound
+    sparsity: float
+    distinct_values: int
+    format: str | None  # U85: Default / Fast; U55/U65: Default; N78: N78
+    traversal: str | None
+    block_source: str | None
+    coded_weights: int  # weights in the streams, NPU zero padding included
+    streams: list[StreamInfo]
+    roundtrip_ok: bool
+    vela_encoded_bytes: int | None = None
+    vela_format: str | None = None
+    _data: bytes = field(default=b"", repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class EncodeSummary:
+    layers: int
+    encodable_layers: int
+    elements: int
+    raw_bytes: int
+    encoded_bytes: int
+    bits_per_weight: float
+    entropy_bits_per_weight: float
+    roundtrip_ok: bool
+    fast_layers: int
+    vela_encoded_bytes: int | None = None  # Vela's model total (block source "vela")
+    vela_delta: float | None = None  # (ours - Vela) / Vela
+
+
+@dataclass(frozen=True)
+class EncodeReport:
+    schema: str
+    model: str
+    target: str
+    family: str
+    block_source: str
+    layers: list[LayerEncoding]
+    summary: EncodeSummary
+
+
+def _opt(op: Operator, name: str, default: int = 1) -> int:
+    value = getattr(op.options, name, default) if op.options is not None else default
+    return int(value) if value else default
+
+
+def _ifm_bits(sg: Subgraph, op: Operator) -> int:
+    t = sg.tensor(op.inputs[2 if op.op == "TRANSPOSE_CONV" else 0]) if op.inputs else None
+    return 16 if t is not None and t.dtype == DType.INT16 else 8
+
+
+def _not_encodable(layer: WeightLayer, model: Model, reason: str) -> LayerEncoding:
+    t = layer.weights(model)
+    return LayerEncoding(layer.subgraph, layer.op_index, layer.op, t.name, list(t.shape), t.dtype.label, False, reason,
+                         t.elements, t.data.nbytes if t.data is not None else 0, 0, 0.0, 0.0, None, 0.0, 0, None,
+                         None, None, 0, [], True)
+
+
+def _why_not(layer: WeightLayer, model: Model) -> str | None:
+    t = layer.weights(model)
+    if t.dtype.is_float:
+        return f"{t.dtype.label} weights (not quantized)"
+    if t.dtype not in INT_WEIGHTS:
+        return f"{t.dtype.label} weights (the NPU weight decoders take int8/uint8)"
+    if layer.op not in NPU_WEIGHT_OPS:
+        return f"{layer.op} has no NPU weight stream"
+    return None
+
+
+def _pack_streams(parts: list[tuple[bytes, int, int, int]]) -> tuple[bytes, list[StreamInfo]]:
+    infos, off = [], 0
+    for data, weights, core, depth in parts:
+        infos.append(StreamInfo(off, len(data), weights, core, depth))
+        off += len(data)
+    return b"".join(p[0] for p in parts), infos
+
+
+def _finish(layer: WeightLayer, model: Model, corrected: np.ndarray, data: bytes, streams: list[StreamInfo], *,
+            fmt: str, traversal: str | None, source: str | None, coded: int, ok: bool,
+            vela: tuple[int, str] | None = None) -> LayerEncoding:
+    t = layer.weights(model)
+    n = int(corrected.size)
+    bpw = 8.0 * len(data) / n if n else 0.0
+    ent = entropy_bits(corrected.reshape(-1))
+    return LayerEncoding(
+        layer.subgraph, layer.op_index, layer.op, t.name, list(t.shape), t.dtype.label, True, None, n,
+        t.data.nbytes if t.data is not None else n, len(data), bpw, ent, (bpw / ent) if ent > 0 else None,
+        float(n - np.count_nonzero(corrected)) / n if n else 0.0, int(np.unique(corrected).size), fmt, traversal,
+        source, coded, streams, ok, vela[0] if vela else None, vela[1] if vela else None, data)
+
+
+def _encode_u(layer: WeightLayer, model: Model, arch: object, vela_info: object | None) -> LayerEncoding:
+    from hwopt.targets.ethos_u import weights as wu
+
+    assert isinstance(arch, wu.EthosUArch)
+    sg = model.subgraphs[layer.subgraph]
+    op = sg.operators[layer.op_index]
+    corrected = zero_corrected(model, layer)
+    w = to_ohwi(corrected, layer.layout)
+    depthwise = layer.op == "DEPTHWISE_CONV_2D"
+    ifm_bits = _ifm_bits(sg, op)
+    stride = (_opt(op, "strideH"), _opt(op, "strideW"))
+    dilation = (_opt(op, "dilationHFactor"), _opt(op, "dilationWFactor"))
+    out = sg.tensor(op.outputs[0]) if op.outputs else None
+    if out is not None and len(out.shape) == 4 and out.shape[1] == 1 and out.shape[2] == 1:
+        stride = (1, 1)  # a single output position: the stride phases collapse
+    if depthwise:
+        ifm = sg.tensor(op.inputs[0])
+        if ifm is not None and ifm.shape and ifm.shape[-1] == 1 and w.shape[0] > 1:
+            # Channel multiplier on a 1-channel IFM: the NPU runs it as an ordinary convolution.
+            depthwise = False
+    vela = None
+    if vela_info is not None:
+        assert isinstance(vela_info, wu.VelaLayerInfo)
+        config, stride, dilation = vela_info.config, vela_info.stride, vela_info.dilation
+        vela = (vela_info.encoded_bytes, vela_info.weight_format)
+    else:
+        config = wu.default_config(arch, w.shape, depthwise=depthwise, ifm_bits=ifm_bits)
+    if arch.is_u85:
+        enc = wu.encode_u85(w, arch, config, ifm_bits=ifm_bits, stride=stride, dilation=dilation)
+    else:
+        enc = wu.encode_u55(w, arch, config, ifm_bits=ifm_bits, dilation=dilation)
+    data, infos = _pack_streams([(s.data, s.weights, s.core, s.depth_offset) for s in enc.streams])
+    return _finish(layer, model, corrected, data, infos, fmt=enc.fmt.value, traversal=config.traversal.value,
+                   source=config.source, coded=enc.coded_weights, ok=enc.roundtrip_ok, vela=vela)
+
+
+def _same_padding(in_size: int, out_size: int, k: int, s: int, d: int) -> int:
+    total = max((out_size - 1) * s + (k - 1) * d + 1 - in_size, 0)
+    return total // 2
+
+
+def _encode_n78(layer: WeightLayer, model: Model, variant: object) -> LayerEncoding:
+    from hwopt.targets.ethos_n import weight_codec as wc
+
+    sg = model.subgraphs[layer.subgraph]
+    op = sg.operators[layer.op_index]
+    t = layer.weights(model)
+    assert t.data is not None
+    q = np.asarray(t.data)
+    zp_arr = t.quantization.zero_point if t.quantization is not None else np.zeros(1, dtype=np.int64)
+    zp: int | np.ndarray = int(zp_arr[0]) if zp_arr.size <= 1 else zp_arr.astype(np.int64)
+    stride = (_opt(op, "strideH"), _opt(op, "strideW"))
+    ifm = sg.tensor(op.inputs[0])
+    out = sg.tensor(op.outputs[0]) if op.outputs else None
+    padding = (0, 0)
+    if layer.layout is Layout.IHWO:
+        # TFLite depthwise [1, H, W, C*M] -> HWIM [H, W, C, M].
+        cin = ifm.shape[-1] if ifm is not None and ifm.shape else q.shape[3]
+        hw = q[0].reshape(q.shape[1], q.shape[2], cin, q.shape[3] // cin)
+        layout = "HWIM"
+    elif layer.layout is Layout.OI:
+        hw = q.T.reshape(1, 1, q.shape[1], q.shape[0])
+        layout = "HWIO"
+    else:
+        hw = np.transpose(q, (1, 2, 3, 0))  # OHWI -> HWIO
+        layout = "HWIO"
+    if (op.options is not None and getattr(op.options, "padding", 1) == 0 and ifm is not None and out is not None
+            and len(ifm.shape) == 4 and len(out.shape) == 4):
+        padding = (_same_padding(ifm.shape[1], out.shape[1], hw.shape[0], stride[0], _opt(op, "dilationHFactor")),
+                   _same_padding(ifm.shape[2], out.shape[2], hw.shape[1], stride[1], _opt(op, "dilationWFactor")))
+    bias = None
+    if layer.bias_index >= 0:
+        b = sg.tensors[layer.bias_index]
+        if b.data is not None and b.dtype == DType.INT32:
+            bias = np.asarray(b.data).reshape(-1)
+    kw = {"variant": variant, "layout": layout, "stride": stride, "padding": padding}
+    enc = wc.encode_layer(hw, zero_point=zp, bias=bias, **kw)  # type: ignore[arg-type]
+    back = wc.decode_layer(enc, shape=hw.shape, zero_point=zp, dtype=hw.dtype, **kw)  # type: ignore[arg-type]
+    ok = bool(np.array_equal(np.asarray(back), hw))
+    corrected = zero_corrected(model, layer)
+    data = bytes(enc.data)
+    coded = sum(int(b) for b in enc.stream_bits)
+    info = [StreamInfo(0, len(data), int(corrected.size), 0, 0)]
+    return _finish(layer, model, corrected, data, info, fmt="N78", traversal=None, source=None, coded=coded, ok=ok)
+
+
+def encode_model(model: Model, target: object, *, block_source: str = "rule", path: str = "") -> EncodeReport:
+    """Encode every weight layer of `model` for `target` (a hwopt Target); pure, no output written."""
+    from hwopt.errors import UsageError
+
+    if block_source not in BLOCK_SOURCES:
+        raise UsageError(f"block source must be one of {', '.join(BLOCK_SOURCES)}, got {block_source!r}")
+    if model.vela_compiled:
+        raise UnsupportedModelError("the model is already compiled by Vela; encode the model Vela was given")
+    layers = weight_layers(model)
+    reasons = [_why_not(la, model) for la in layers]
+    int_layers = [la for la in layers if la.weights(model).dtype in INT_WEIGHTS]
+    if not int_layers:
+        if any(la.weights(model).dtype.is_float for la in layers):
+            raise UnsupportedModelError("the model has float weights only; quantize it to int8 first")
+        raise UnsupportedModelError("the model has no int8/uint8 weight layers to encode")
+    family = target.family.value  # type: ignore[attr-defined]
+    name = target.name  # type: ignore[attr-defined]
+    vela_total: int | None = None
+    vela_infos: dict[int, object] = {}
+    arch: object = None
+    if family == "ethos-n78":
+        if block_source == "vela":
+            raise UsageError("--blocks vela applies to Ethos-U targets (Vela does not compile for Ethos-N)")
+        variant = getattr(target, "n78", None)
+        if variant is None:
+            from hwopt.targets.ethos_n.variants import VARIANTS
+
+            variant = VARIANTS[name]
+    else:
+        from hwopt.targets.ethos_u.weights import arch_of, vela_configs
+
+        arch = arch_of(target)
+        if block_source == "vela":
+            if len(model.subgraphs) > 1:
+                log.warning("Vela block configurations are read for subgraph 0 only")
+            infos, vela_total = vela_configs(model.source or _file_bytes(path), target)
+            vela_infos = dict(infos)
+    out: list[LayerEncoding] = []
+    for layer, reason in zip(layers, reasons, strict=True):
+        if reason is not None:
+            out.append(_not_encodable(layer, model, reason))
+            continue
+        if family == "ethos-n78":
+            try:
+                enc = _encode_n78(layer, model, variant)
+            except ValueError as exc:  # a geometry the N78 weight format has no layout for
+                out.append(_not_encodable(layer, model, f"ethos-n78: {exc}"))
+                continue
+        else:
+            info = vela_infos.get(layer.op_index) if layer.subgraph == 0 else None
+            enc = _encode_u(layer, model, arch, info)
+        if not enc.roundtrip_ok:
+            log.error("round trip failed for subgraph %d op %d (%s)", layer.subgraph, layer.op_index, layer.op)
+        out.append(enc)
+    return EncodeReport(SCHEMA, path, name, family, block_source, out, _summary(out, vela_total))
+
+
+def _file_bytes(path: str) -> bytes:
+    return Path(path).read_bytes() if path else b""
+
+
+def _summary(layers: list[LayerEncoding], vela_total: int | None) -> EncodeSummary:
+    enc = [la for la in layers if la.encodable]
+    n = sum(la.elements for la in enc)
+    encoded = sum(la.encoded_bytes for la in enc)
+    ent = sum(la.entropy_bits_per_weight * la.elements for la in enc) / n if n else 0.0
+    delta = (encoded - vela_total) / vela_total if vela_total else None
+    return EncodeSummary(len(layers), len(enc), n, sum(la.raw_bytes for la in enc), encoded,
+                         8.0 * encoded / n if n else 0.0, ent, all(la.roundtrip_ok for la in layers),
+                         sum(1 for la in enc if la.format == "Fast"), vela_total, delta)
+
+
+def encode(path: str | os.PathLike[str], target: str, *, block_source: str = "rule") -> EncodeReport:
+    """Read a .tflite file, resolve the target (name or descriptor path) and encode its weights."""
+    from hwopt.targets.descriptor import load_target
+
+    tgt = load_target(str(target))
+    model = read_model(Path(path))
+    return encode_model(model, tgt, block_source=block_source, path=str(path))
+
+
+def layer_file_name(layer: LayerEncoding) -> str:
+    return f"sg{layer.subgraph}_op{layer.op_index:04d}_{layer.op.lower()}.bin"
+
+
+def emit(report: EncodeReport, directory: str | os.PathLike[str], *, protect: tuple[Path, ...] = ()) -> Path:
+    """Write one stream file per encoded layer and `index.json`, atomically, into `directory`."""
+    from hwopt.errors import OutputError
+    from hwopt.fileio import staged_directory
+    from hwopt.report import dumps
+
+    out = Path(directory)
+    for p in protect:
+        if out.exists() and out.resolve() == Path(p).resolve():
+            raise OutputError(f"refusing to write into the input path {p}")
+    entries: list[dict[str, object]] = []
+    index = {"schema": "hwopt.encode.index/1", "target": report.target, "model": report.model, "layers": entries}
+    with staged_directory(out) as stage:
+        for la in report.layers:
+            if not la.encodable:
+                continue
+            fname = layer_file_name(la)
+            (stage / fname).write_bytes(la._data)
+            entries.append({"subgraph": la.subgraph, "op_index": la.op_index, "op": la.op, "file": fname,
+                                    "format": la.format, "bytes": la.encoded_bytes, "streams": la.streams})
+        (stage / "index.json").write_text(dumps(index), encoding="utf-8")
+    return out

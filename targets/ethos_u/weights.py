@@ -1,0 +1,452 @@
+"""Ethos-U weight streams: the order the NPU reads weights in, and their encoded size.
+
+The NPU's weight decoder consumes weights in "brick" order (OFM block → IFM block →
+sub-kernel → micro-blocks → kernel element → channels), with out-of-tensor positions
+padded with zeros. U55/U65 streams are built with Vela's legacy codec
+`ethosu.mlw_codec.reorder_encode` (one stream per OFM-depth slice and per core) and checked
+against our own numpy reordering through `mlw_codec.decode`. U85 uses a different order
+(`u85_order`), encoded as a standard MLW stream (`mlw_codec.encode`) or as a Fast Weight
+stream (`fwd`), whichever is smaller, as Vela's Size strategy picks.
+
+The block configuration (traversal, OFM block depth, depth slices) is a scheduler
+decision; `default_config` is a rule that reproduces Vela's encoded sizes well, and
+`vela_configs` reads the configuration Vela actually chose from its optimisation database.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+from hwopt.targets.ethos_u import fwd
+
+log = logging.getLogger(__name__)
+
+SUBKERNEL_MAX = 8  # the MAC array reads at most 8x8 kernel elements per sub-kernel
+DEFAULT_OFM_BLOCK_DEPTH = 16  # block depth of the size rule (per core pair on u65-512: 8 each)
+
+
+class Traversal(Enum):
+    """How the MAC array walks a kernel: depth-first, part-kernel-first, or depthwise."""
+
+    DEPTH_FIRST = "DepthFirst"
+    PART_KERNEL = "PartKernel"
+    DEPTHWISE = "Depthwise"
+
+
+class WeightFormat(Enum):
+    """Weight stream formats: the standard MLW stream (SWD) and U85's Fast Weight (FWD)."""
+
+    DEFAULT = "Default"
+    FAST = "Fast"
+
+
+@dataclass(frozen=True)
+class EthosUArch:
+    """The hardware parameters that shape a weight stream."""
+
+    family: str  # "u55", "u65" or "u85"
+    macs: int  # MACs per cycle per core
+    cores: int  # U55/U65: NPU cores (one weight stream each)
+    ifm_ublock_depth: int
+    ofm_ublock_depth: int
+    weight_streams: int = 1  # U85 weight-decoder streams
+    u85_ofm_ublock_depths: tuple[int, ...] = ()
+
+    @property
+    def is_u85(self) -> bool:
+        return self.family == "u85"
+
+    @property
+    def streams(self) -> int:
+        return self.weight_streams if self.is_u85 else self.cores
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    """The scheduler's choices that change a layer's weight stream."""
+
+    traversal: Traversal
+    ofm_block_depth: int
+    depth_offsets: tuple[int, ...] | None = None  # OFM-depth slices (None: one slice)
+    ifm_block_depth: int = 0  # U85 only
+    ofm_ublock_depth: int = 0  # U85 only (0: the architecture's)
+    source: str = "rule"  # "rule" or "vela"
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One encoded weight stream (one OFM-depth slice of one core / decoder)."""
+
+    data: bytes = field(repr=False)
+    weights: int  # coded weights, zero padding included
+    depth_offset: int
+    core: int
+
+
+@dataclass(frozen=True)
+class EncodedWeights:
+    """A layer's weight streams and whether they decode back to the reordered weights."""
+
+    streams: tuple[Stream, ...]
+    fmt: WeightFormat
+    config: BlockConfig
+    roundtrip_ok: bool
+    default_bytes: int  # size of the standard stream (U85: the alternative to FWD)
+    fast_bytes: int | None = None  # U85 FWD size when FWD is allowed
+
+    @property
+    def encoded_bytes(self) -> int:
+        return sum(len(s.data) for s in self.streams)
+
+    @property
+    def coded_weights(self) -> int:
+        return sum(s.weights for s in self.streams)
+
+
+def _round_up(a: int, b: int) -> int:
+    return -(-a // b) * b
+
+
+def choose_traversal(ifm_depth: int, kernel_elements: int, ifm_bits: int, depthwise: bool) -> Traversal:
+    """U55/U65 traversal rule: part-kernel-first for shallow IFMs or when it uses the MACs better."""
+    if depthwise:
+        return Traversal.DEPTHWISE
+    if ifm_depth <= 8:
+        return Traversal.PART_KERNEL
+    depth_util = ifm_depth / _round_up(ifm_depth, 32 if ifm_bits == 8 else 16)
+    part_util = ifm_depth * kernel_elements / (
+        _round_up(ifm_depth, 8) * _round_up(kernel_elements, 4 if ifm_bits == 8 else 2))
+    return Traversal.PART_KERNEL if part_util > depth_util else Traversal.DEPTH_FIRST
+
+
+def default_config(arch: EthosUArch, ohwi_shape: tuple[int, ...], *, depthwise: bool, ifm_bits: int = 8) -> BlockConfig:
+    """The size rule: Vela's traversal choice, OFM block depth 16 (per core pair), one depth slice.
+
+    Block depth and slicing move encoded sizes by well under 1% on real models (each slice
+    only restarts the palette), so a fixed depth stands in for the scheduler's search.
+    """
+    o, h, w, i = ohwi_shape
+    if arch.is_u85:
+        if depthwise:
+            trav = Traversal.DEPTHWISE
+        else:
+            trav = Traversal.DEPTH_FIRST if h * w == 1 and i > 16 else Traversal.PART_KERNEL
+        ub = arch.ofm_ublock_depth
+        ifm_block = 16 if trav is Traversal.PART_KERNEL else (min(_round_up(i, 16), 64) if trav is Traversal.DEPTH_FIRST else 1)
+        return BlockConfig(trav, max(ub, min(_round_up(o, ub), 32)), None, ifm_block, ub)
+    trav = choose_traversal(i, h * w, ifm_bits, depthwise)
+    return BlockConfig(trav, DEFAULT_OFM_BLOCK_DEPTH)
+
+
+def u55_order(w: np.ndarray, *, ifm_ublock: int, ofm_ublock: int, ofm_block: int, traversal: Traversal,
+              ifm_bits: int = 8, decomp: tuple[int, int] = (SUBKERNEL_MAX, SUBKERNEL_MAX)) -> np.ndarray:
+    """OHWI weights in U55/U65 brick order (one stream), zeros where the NPU pads.
+
+    Loop nest, outer to inner: OFM block, IFM block, sub-kernel H, sub-kernel W,
+    [part-kernel: IFM µblock], OFM µblock, kernel element, [depth-first: IFM µblock],
+    OFM channel in µblock, IFM channel in µblock.
+    """
+    o_n, h_n, w_n, i_n = w.shape
+    dw = traversal is Traversal.DEPTHWISE
+    pk = traversal is Traversal.PART_KERNEL
+    ifm_block = 16 if (pk or ifm_bits == 16) else 32
+    rnd = 4 if dw else ((2 if ifm_bits == 16 else 4) if pk else 1)
+    dy, dx = decomp
+    flat = np.append(w.reshape(-1).astype(np.int32), 0)
+    pad = flat.size - 1
+    pieces = []
+    for obz in range(0, o_n, ofm_block):
+        cob = min(ofm_block, o_n - obz)
+        for ibz in [0] if dw else range(0, i_n, ifm_block):
+            cib = ifm_ublock if dw else (min(ifm_block, i_n - ibz) if pk else ifm_block)
+            for sy in range(0, h_n, dy):
+                sh = min(h_n - sy, dy)
+                for sx in range(0, w_n, dx):
+                    sw = min(w_n - sx, dx)
+                    elements = _round_up(sw * sh, rnd)
+                    # Axes: IFM µblock outer, OFM µblock, kernel element, IFM µblock inner, OFM ch, IFM ch.
+                    iuo = np.arange(0, cib if pk else 1, ifm_ublock)[:, None, None, None, None, None]
+                    oub = np.arange(0, cob, ofm_ublock)[None, :, None, None, None, None]
+                    ke = np.arange(elements)[None, None, :, None, None, None]
+                    iui = np.arange(0, 1 if pk else cib, ifm_ublock)[None, None, None, :, None, None]
+                    ou = np.arange(ofm_ublock)[None, None, None, None, :, None]
+                    iu = np.arange(1 if dw else ifm_ublock)[None, None, None, None, None, :]
+                    iz = ibz + iuo + iui + iu
+                    oz = obz + oub + ou
+                    ky, kx = ke // sw, ke % sw
+                    valid = (iz < i_n) & (oz < o_n) & (ky < sh)
+                    idx = ((oz * h_n + sy + ky) * w_n + sx + kx) * i_n + iz
+                    pieces.append(np.where(valid, idx, pad).reshape(-1))
+    return flat[np.concatenate(pieces)] if pieces else np.zeros(0, dtype=np.int32)
+
+
+def _u85_elements(sh: int, sw: int, stride: tuple[int, int]) -> list[tuple[int, int]]:
+    """Kernel positions of one sub-kernel in U85 order: stride phases, rows, serpentine columns."""
+    sty, stx = stride
+    out = []
+    for py in range(sty):
+        kh = (sh + sty - 1 - py) // sty
+        for px in range(stx):
+            kw = (sw + stx - 1 - px) // stx
+            for ky in range(kh):
+                for kx in range(kw):
+                    x = kx if ky % 2 == 0 else kw - 1 - kx
+                    out.append((py + ky * sty, px + x * stx))
+    return out
+
+
+def u85_order(w: np.ndarray, *, arch: EthosUArch, config: BlockConfig, stream: int = 0, ifm_bits: int = 8,
+              stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1), sparse: bool = False) -> np.ndarray:
+    """OHWI weights in U85 order for weight-decoder `stream` of `arch.weight_streams`.
+
+    OFM block → IFM block (direction alternating per OFM block) → sub-kernel X → Y → IFM
+    µblock → OFM µblock → stride phase → kernel row → kernel column (serpentine) → IFM step
+    (8, 16 sparse, 1 depthwise) → OFM groups of 4 (stream s takes groups s, s+N, ...) → 4 OFM
+    → IFM channels; each OFM µblock's kernel is zero-padded to the traversal's element multiple.
+    """
+    o_n, h_n, w_n, i_n = w.shape
+    n_streams = arch.weight_streams
+    trav = config.traversal
+    dw, pk = trav is Traversal.DEPTHWISE, trav is Traversal.PART_KERNEL
+    ifm16 = ifm_bits == 16
+    ifm_block = 1 if dw else config.ifm_block_depth
+    ofm_ub = config.ofm_ublock_depth or arch.ofm_ublock_depth
+    if pk:
+        rnd, ifm_ub = (10 if (ifm16 or sparse) else 5), (8 if ifm16 and not sparse else ifm_block)
+    elif dw:
+        rnd, ifm_ub = 10, 1
+    else:
+        rnd, ifm_ub, stride = 1, ifm_block, (1, 1)
+    dw_pad = 0 if (not ifm16 and arch.macs <= 256) else (2 if arch.macs <= 512 else 6)
+    step = 1 if dw else (16 if sparse else 8)
+    decomp_y, decomp_x = SUBKERNEL_MAX // dilation[0], SUBKERNEL_MAX // dilation[1]
+    flat = np.append(w.reshape(-1).astype(np.int32), 0)
+    pad = flat.size - 1
+    groups = np.arange(stream * 4, ofm_ub, 4 * n_streams)
+    pieces: list[np.ndarray] = []
+    ifm_blocks = [0] if dw else list(range(0, i_n, ifm_block))
+    for nth, obz in enumerate(range(0, o_n, config.ofm_block_depth)):
+        cob = min(config.ofm_block_depth, o_n - obz)
+        oub = np.arange(0, cob, ofm_ub)
+        for ibz in ifm_blocks if nth % 2 == 0 else ifm_blocks[::-1]:
+            cib = min(ifm_block, i_n - ibz)
+            for skx in range(0, w_n, decomp_x):
+                sw = min(w_n - skx, decomp_x)
+                for sky in range(0, h_n, decomp_y):
+                    sh = min(h_n - sky, decomp_y)
+                    elems = _u85_elements(sh, sw, stride)
+                    total = _round_up(len(elems), rnd)
+                    for iuo in range(0, 1 if dw else cib, ifm_ub):
+                        segs = []
+                        # Axes: OFM µblock, element, IFM step, OFM group, OFM in group, IFM channel.
+                        ky = np.array([e[0] for e in elems])[None, :, None, None, None, None]
+                        kx = np.array([e[1] for e in elems])[None, :, None, None, None, None]
+                        iui = np.arange(0, ifm_ub, step)[None, None, :, None, None, None]
+                        grp = groups[None, None, None, :, None, None]
+                        oin = np.arange(4)[None, None, None, None, :, None]
+                        iuz = np.arange(step)[None, None, None, None, None, :]
+                        oz = obz + oub[:, None, None, None, None, None] + grp + oin
+                        iz = ibz + iuo + iui + iuz
+                        idx = ((oz * h_n + sky + ky) * w_n + skx + kx) * i_n + iz
+                        body = np.where((iz < i_n) & (oz < o_n), idx, pad)
+                        per_elem = body.reshape(len(oub), len(elems), -1)
+                        remaining = total
+                        start = 0
+                        for e in range(len(elems)):
+                            remaining -= 1
+                            if dw and dw_pad and remaining % rnd == 0:
+                                segs.append(per_elem[:, start:e + 1].reshape(len(oub), -1))
+                                segs.append(np.full((len(oub), dw_pad * ofm_ub // n_streams), pad))
+                                start = e + 1
+                        segs.append(per_elem[:, start:].reshape(len(oub), -1))
+                        if remaining > 0:
+                            count = (remaining + (dw_pad if dw else 0)) * ifm_ub * ofm_ub // n_streams
+                            segs.append(np.full((len(oub), count), pad))
+                        pieces.append(np.concatenate(segs, axis=1).reshape(-1))
+    return flat[np.concatenate(pieces)] if pieces else np.zeros(0, dtype=np.int32)
+
+
+def _slices(o_n: int, config: BlockConfig) -> list[tuple[int, int]]:
+    offs = list(config.depth_offsets) if config.depth_offsets else [0, o_n]
+    offs = [min(max(x, 0), o_n) for x in offs]
+    return [(a, b) for a, b in itertools.pairwise(offs) if b > a]
+
+
+def encode_u55(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits: int = 8,
+               dilation: tuple[int, int] = (1, 1)) -> EncodedWeights:
+    """Encode OHWI zero-point-corrected weights for U55/U65 through `mlw_codec.reorder_encode`.
+
+    One stream per OFM-depth slice and core; on multi-core configurations OFM channels are
+    interleaved across cores (core c takes c, c+cores, ...) and the block depth is split.
+    Every stream is decoded again and compared with `u55_order`.
+    """
+    from ethosu import mlw_codec
+
+    dw = config.traversal is Traversal.DEPTHWISE
+    pk = config.traversal is Traversal.PART_KERNEL
+    decomp = (SUBKERNEL_MAX // dilation[0], SUBKERNEL_MAX // dilation[1])
+    w16 = np.ascontiguousarray(w, dtype=np.int16)
+    streams = []
+    ok = True
+    for lo, hi in _slices(w.shape[0], config):
+        for core in range(arch.cores):
+            sub = np.ascontiguousarray(w16[lo:hi][core::arch.cores])
+            if sub.shape[0] == 0:
+                continue
+            depth = (config.ofm_block_depth + arch.cores - 1 - core) // arch.cores
+            data, padded = mlw_codec.reorder_encode(arch.ifm_ublock_depth, arch.ofm_ublock_depth, sub, depth,
+                                                    int(dw), int(pk), ifm_bits, decomp[0], decomp[1])
+            expect = u55_order(sub, ifm_ublock=arch.ifm_ublock_depth, ofm_ublock=arch.ofm_ublock_depth,
+                               ofm_block=depth, traversal=config.traversal, ifm_bits=ifm_bits, decomp=decomp)
+            decoded = np.asarray(mlw_codec.decode(data), dtype=np.int32)
+            same = decoded.shape == expect.shape and bool(np.array_equal(decoded, expect)) and padded == expect.size
+            if not same:
+                log.error("U55 weight stream round trip failed (slice %d, core %d)", lo, core)
+            ok = ok and same
+            streams.append(Stream(bytes(data), int(padded), lo, core))
+    total = sum(len(s.data) for s in streams)
+    return EncodedWeights(tuple(streams), WeightFormat.DEFAULT, config, ok, total)
+
+
+def _mlw_stream(values: np.ndarray) -> tuple[bytes, bool]:
+    from ethosu import mlw_codec
+
+    data = mlw_codec.encode(values.astype(np.int64).tolist())
+    decoded = np.asarray(mlw_codec.decode(data), dtype=np.int32)
+    return bytes(data), decoded.shape == values.shape and bool(np.array_equal(decoded, values))
+
+
+def fwd_allowed(config: BlockConfig) -> bool:
+    """U85 allows FWD for convolutions and fully connected layers, not for depthwise."""
+    return config.traversal is not Traversal.DEPTHWISE
+
+
+def encode_u85(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits: int = 8,
+               stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1),
+               allow_fast: bool = True) -> EncodedWeights:
+    """Encode OHWI weights for U85: standard MLW per decoder stream, or one FWD stream.
+
+    FWD is kept, as Vela's Size strategy does, when its estimated size `32 + N/d`
+    (d = 4 for ≤4 distinct values, 2 for ≤16, else 1) is below the standard stream's size.
+    """
+    kw = {"arch": arch, "config": config, "ifm_bits": ifm_bits, "stride": stride, "dilation": dilation}
+    std: list[Stream] = []
+    fast: list[Stream] = []
+    ok_std = ok_fast = True
+    fast_total = 0
+    use_fast = False
+    for lo, hi in _slices(w.shape[0], config):
+        sub = w[lo:hi]
+        orders = [u85_order(sub, stream=s, **kw) for s in range(arch.weight_streams)]  # type: ignore[arg-type]
+        for s, values in enumerate(orders):
+            data, ok = _mlw_stream(values)
+            ok_std = ok_std and ok
+            std.append(Stream(data, int(values.size), lo, s))
+        if allow_fast and fwd_allowed(config):
+            allv = np.concatenate(orders) if orders else np.zeros(0, dtype=np.int32)
+            if fwd.can_encode(allv):
+                block = max(1, (config.ofm_ublock_depth or arch.ofm_ublock_depth) * config.ifm_block_depth
+                            * (5 if config.traversal is Traversal.PART_KERNEL else 1) // arch.weight_streams)
+                enc = fwd.encode(orders, block=block)
+                back = fwd.decode(enc.data, enc.lengths, block=block)
+                ok_fast = ok_fast and all(np.array_equal(a, b) for a, b in zip(back, orders, strict=True))
+                fast.append(Stream(enc.data, enc.weights, lo, 0))
+                fast_total += fwd.estimated_size(enc.weights, int(np.unique(allv).size))
+            else:
+                fast = []
+                allow_fast = False
+    std_total = sum(len(s.data) for s in std)
+    if allow_fast and fast and fast_total < std_total:
+        use_fast = True
+    if use_fast:
+        return EncodedWeights(tuple(fast), WeightFormat.FAST, config, ok_fast and ok_std, std_total,
+                              sum(len(s.data) for s in fast))
+    fast_bytes = sum(len(s.data) for s in fast) if fast else None
+    return EncodedWeights(tuple(std), WeightFormat.DEFAULT, config, ok_std and ok_fast, std_total, fast_bytes)
+
+
+@dataclass(frozen=True)
+class VelaLayerInfo:
+    """What Vela's optimisation database says about one input operator's weights."""
+
+    op_index: int
+    operator: str  # Vela's (lowered) operator name
+    config: BlockConfig
+    weight_format: str
+    encoded_bytes: int
+    distinct: int
+    zeros: int
+    stride: tuple[int, int] = (1, 1)  # (y, x) as Vela lowered the kernel
+    dilation: tuple[int, int] = (1, 1)
+
+
+def vela_configs(model_bytes: bytes, target: object) -> tuple[dict[int, VelaLayerInfo], int]:
+    """Compile with Vela (Regor, in-process) and read back each weight op's block config and size.
+
+    Returns {TFLite operator index of subgraph 0: info} and Vela's `encodedWeights` total.
+    """
+    from ethosu import regor
+    from hwopt.targets.ethos_u.vela_config import CompilerOptions, options_text, regor_arch, system_config_text
+    from hwopt.targets.ethos_u.vela_engine import captured_fds
+
+    from hwopt.errors import CompileError
+
+    tgt = target  # a hwopt.targets.descriptor.Target
+    try:
+        with captured_fds():
+            compiled = regor.compile(regor_arch(tgt), model_bytes, "TFLITE", system_config_text(tgt),  # type: ignore[arg-type]
+                                     options=options_text(tgt, CompilerOptions(enable_db=True)),  # type: ignore[arg-type]
+                                     verbose=False)
+    except Exception as exc:  # Regor raises plain RuntimeError/ValueError
+        raise CompileError(f"Vela rejected the model: {exc}") from None
+    tables = compiled.opt_database.tables
+
+    def rows(name: str) -> list[dict[str, str]]:
+        t = tables.get(name)
+        return [] if t is None else [dict(zip(t.header, r, strict=False)) for r in t.data]
+
+    perf = {r["id"]: r for r in rows("perf")}
+    main = {r["id"]: r for r in rows("perf_debug_main")}
+    source = {r["id"]: r for r in rows("source")}
+    out: dict[int, VelaLayerInfo] = {}
+    for r in rows("perf_debug"):
+        size = int(r.get("weight_total_bytes") or 0)
+        p = perf.get(r["id"])
+        if not size or p is None or p.get("source_id") not in source:
+            continue
+        key = int(source[p["source_id"]]["ext_key"])
+        m = main.get(r["id"], {})
+        offsets = tuple(int(x) for x in str(r.get("ofm_depth_slices", "")).split("|") if x != "")
+        cfg = BlockConfig(
+            traversal=Traversal(m.get("traversal", "DepthFirst")),
+            ofm_block_depth=int(m.get("ofm_block_c") or DEFAULT_OFM_BLOCK_DEPTH),
+            depth_offsets=offsets or None,
+            ifm_block_depth=int(m.get("ifm_block_c") or 0),
+            ofm_ublock_depth=int(m.get("ofm_ublock_c") or 0),
+            source="vela",
+        )
+        info = VelaLayerInfo(key, p.get("operator", ""), cfg, str(r.get("weight_format", "")), size,
+                             int(r.get("weight_distinct") or 0), int(r.get("weight_zero") or 0),
+                             (int(r.get("kernel_stride_y") or 1), int(r.get("kernel_stride_x") or 1)),
+                             (int(r.get("kernel_dilation_y") or 1), int(r.get("kernel_dilation_x") or 1)))
+        if key in out:  # an operator Vela split in several: keep the first config, add the sizes
+            prev = out[key]
+            info = VelaLayerInfo(key, prev.operator, prev.config, prev.weight_format, prev.encoded_bytes + size,
+                                 prev.distinct, prev.zeros + info.zeros, prev.stride, prev.dilation)
+        out[key] = info
+    return out, int(compiled.perf_report.encodedWeights)
+
+
+def arch_of(target: object) -> EthosUArch:
+    """The weight-stream parameters of an Ethos-U hwopt target descriptor."""
+    npu = target.npu  # type: ignore[attr-defined]
+    family = target.family.value.replace("ethos-", "")  # type: ignore[attr-defined]
+    alts: Sequence[tuple[int, int, int]] = getattr(npu, "alt_ofm_ublocks", ()) or ()
+    return EthosUArch(family=family, macs=int(npu.macs), cores=int(npu.cores), ifm_ublock_depth=int(npu.ifm_ublock[2]),
+                      ofm_ublock_depth=int(npu.ofm_ublock[2]), weight_streams=int(npu.weight_streams),
+                      u85_ofm_ublock_depths=tuple(int(a[2]) for a in alts))
