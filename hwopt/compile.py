@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from hwopt.audit import AuditReport, Expectations, audit_model
-from hwopt.errors import UnsupportedModelError, UsageError
+from hwopt.errors import OutputError, UnsupportedModelError, UsageError
 from hwopt.fileio import staged_directory
 from hwopt.ir import Model
 from hwopt.report import Finding, Severity, dumps
@@ -42,6 +42,7 @@ class CompileLayer:
     subgraph: int
     op_index: int
     op: str
+    name: str  # the operator's first output tensor name (what Vela's per-layer CSV calls Name)
     placement: str
     cycles: int
     npu_cycles: int
@@ -119,13 +120,21 @@ def _memory_cycles(row: Any, name: str) -> int:
     return int(row.access_cycles.get(name, 0))
 
 
-def _layers(vela: Any, audit: AuditReport) -> list[CompileLayer]:
+def _output_name(model: Model, subgraph: int, op_index: int) -> str:
+    sg = model.subgraphs[subgraph]
+    op = sg.operators[op_index] if op_index < len(sg.operators) else None
+    t = sg.tensor(op.outputs[0]) if op is not None and len(op.outputs) else None
+    return "" if t is None else t.name
+
+
+def _layers(vela: Any, audit: AuditReport, model: Model) -> list[CompileLayer]:
     structure = {(la.subgraph, la.op_index): la for la in audit.layers}
     rows = []
     for r in vela.ops:
         la = structure.get((r.subgraph, r.op_index))
         rows.append(CompileLayer(
-            subgraph=r.subgraph, op_index=r.op_index, op=r.op, placement=r.placement, cycles=r.cycles,
+            subgraph=r.subgraph, op_index=r.op_index, op=r.op, name=_output_name(model, r.subgraph, r.op_index),
+            placement=r.placement, cycles=r.cycles,
             npu_cycles=r.npu_cycles, sram_access_cycles=_memory_cycles(r, "Sram"),
             dram_access_cycles=_memory_cycles(r, "Dram"), on_chip_flash_access_cycles=_memory_cycles(r, "OnChipFlash"),
             off_chip_flash_access_cycles=_memory_cycles(r, "OffChipFlash"), bound=r.bound, macs=r.macs,
@@ -171,6 +180,9 @@ def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: st
 
     step = progress or (lambda _msg: None)
     path = Path(model) if model is not None else EXAMPLE_MODEL
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output path exists and is not a directory: {out}")
     tgt = load_target(target, system_config=system_config, memory_mode=memory_mode)
     if not tgt.family.is_ethos_u:
         raise UsageError(f"compile drives Vela, which targets Ethos-U only; {tgt.name} is {tgt.family.value} "
@@ -206,7 +218,7 @@ def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: st
             encode_report = encode_model(working, tgt)
         except UnsupportedModelError as exc:
             findings.append(Finding(Severity.INFO, "not-encoded", f"weights not re-encoded: {exc}"))
-    layers = _layers(vela, audit_after or audit_before)
+    layers = _layers(vela, audit_after or audit_before, working)
     perf = vela.perf
     clock = float(tgt.clock_hz)
     cpu_ops = [f"{r.op}#{r.op_index}" for r in vela.ops if r.placement == "cpu"]
@@ -239,11 +251,6 @@ def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: st
         "report.html": render_html(report, density).encode(),
         "per_layer.csv": per_layer_csv(report).encode(),
     }
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        from hwopt.errors import OutputError
-
-        raise OutputError(f"output path exists and is not a directory: {out}")
     with staged_directory(out) as stage:
         for name, blob in files.items():
             (stage / name).write_bytes(blob)
@@ -256,7 +263,7 @@ def _has_encoder() -> bool:
     return importlib.util.find_spec("hwopt.encode") is not None
 
 
-CSV_COLUMNS = ("subgraph", "op_index", "op", "placement", "cycles", "npu_cycles", "sram_access_cycles",
+CSV_COLUMNS = ("subgraph", "op_index", "op", "name", "placement", "cycles", "npu_cycles", "sram_access_cycles",
                "dram_access_cycles", "on_chip_flash_access_cycles", "off_chip_flash_access_cycles", "bound", "macs",
                "mac_utilisation", "staging_bytes", "encoded_weight_bytes", "weight_format", "sparsity",
                "unique_values", "max_unique_per_channel")

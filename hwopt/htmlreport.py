@@ -87,6 +87,7 @@ h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ddd;padding:3px 7px;text-align:right}
 th{background:#f3f3f3}td.l,th.l{text-align:left}tr.top td{background:#fff4e5}
 .sev-error{color:#b00020;font-weight:600}.sev-warning{color:#a15c00}.sev-info{color:#1f5f99}
+td.name div{max-width:24em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 figure{margin:12px 0}svg{max-width:100%;height:auto}
 """
 
@@ -105,17 +106,21 @@ def render_html(r: CompileReport, density: list[tuple[str, np.ndarray, np.ndarra
             for lbl, la in zip(labels, r.layers)]
     parts += ["<h2>Cycles per layer</h2>", "<figure>",
               cycles_figure(bars, f"cycles per layer on {r.target} (bars: NPU compute, then memory above it)"), "</figure>"]
-    if density:
+    if density and r.pipeline:
         parts += ["<h2>Weight values before and after the pipeline</h2>", "<figure>",
                   density_figure(density, "weight-value density (zero-point corrected)"), "</figure>"]
+    elif density:
+        parts += ["<h2>Weight values</h2>", "<figure>",
+                  density_figure(density, "weight-value density (zero-point corrected)", compare=False), "</figure>"]
     parts += ["<h2>SRAM in use</h2>", "<figure>",
               sram_figure(labels, [la.staging_bytes for la in r.layers], r.sram_size_bytes, f"staging SRAM per layer on {r.target}"),
               "</figure>", "<h2>Layers</h2>", "<table><tr>"]
     parts += [f"<th class=\"l\">{e(h)}</th>" if h in ("type", "where", "bound", "format") else f"<th>{e(h)}</th>" for h in LAYER_HEAD]
-    parts.append("</tr>")
+    parts.append("<th class=\"l\">output tensor</th></tr>")
     for i, la in enumerate(r.layers):
         cells = _layer_cells(la)
         row = "".join(f"<td class=\"l\">{e(c)}</td>" if k in (1, 2, 5, 10) else f"<td>{e(c)}</td>" for k, c in enumerate(cells))
+        row += f"<td class=\"l name\"><div title=\"{e(la.name)}\">{e(la.name)}</div></td>"
         cls = ' class="top"' if i in top_idx else ""
         parts.append(f"<tr{cls}>{row}</tr>")
     parts += ["</table>", "<h2>Findings</h2>", "<ul>"]

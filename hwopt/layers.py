@@ -13,7 +13,7 @@ from enum import Enum
 
 import numpy as np
 
-from hwopt.ir import DType, Model, Operator, Subgraph, Tensor
+from hwopt.ir import VELA_CUSTOM_CODE, DType, Model, Operator, Subgraph, Tensor
 
 
 class Layout(Enum):
@@ -61,6 +61,8 @@ def _out_shape(sg: Subgraph, op: Operator) -> tuple[int, ...]:
 
 def _layer_for(sg: Subgraph, op: Operator) -> WeightLayer | None:
     name = op.op
+    if op.custom_code == VELA_CUSTOM_CODE:
+        return None  # a Vela command stream and its packed weights: opaque, not weights
     if name in WEIGHT_INPUT and len(op.inputs) > WEIGHT_INPUT[name]:
         w = sg.tensor(op.inputs[WEIGHT_INPUT[name]])
         if w is None or not w.is_constant:

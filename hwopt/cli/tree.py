@@ -1,0 +1,88 @@
+"""`hwopt tree -o DIR`: grow TFMOT's collaborative-optimization tree and check every int8 leaf."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("tree", help="train every TFMOT collaborative-optimization leaf and check it on the NPU",
+                       description="Train (or take) a Keras classifier and produce every leaf of TFMOT's collaborative "
+                       "optimization tree (PTQ, QAT, pruning, PQAT, clustering per tensor and per channel, CQAT, "
+                       "sparsity-preserving clustering, PCQAT) plus hwopt's post-training enforce, each as a "
+                       "full-int8 .tflite; report top-1, DEFLATE compression, Ethos-U encoded weights, cycles and "
+                       "whether each int8 file keeps the structure its technique promises. Needs hwopt[train]; "
+                       "TensorFlow is loaded with TF_USE_LEGACY_KERAS=1 (TFMOT needs Keras 2).")
+    p.add_argument("--model", metavar="FILE", help="a trained Keras 2 model (.keras or .h5); default: the built-in DS-CNN")
+    p.add_argument("--data", metavar="NPZ", help="x_train, y_train, x_test, y_test; default: scikit-learn's digits")
+    p.add_argument("--target", default="ethos-u55-128", metavar="NAME", help="Ethos-U target (default: %(default)s)")
+    p.add_argument("--epochs", type=int, metavar="N",
+                   help="float training epochs (fine-tuning uses N/4); default 60 (12 with --quick), 0 for a given --model")
+    p.add_argument("--quick", action="store_true", help="few epochs, for CI (a few minutes on 2 cores)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files (default: 0)")
+    p.add_argument("--metrics", choices=("auto", "hwopt", "vela"), default="auto",
+                   help="who measures encoded weights and cycles: hwopt encode+estimate, Vela's totals, or auto")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the leaves, tree.json and tree.md")
+    p.add_argument("--json", action="store_true", help="print the hwopt.tree/1 JSON report")
+    p.set_defaults(func=run)
+
+
+def _progress(message: str) -> None:
+    sys.stderr.write(f"hwopt: tree: {message}\n")
+    sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from hwopt.cli._common import console, print_json
+    from hwopt.tree import TreeOptions, run_tree, write_tree
+    from hwopt.tree.runner import validate
+
+    options = TreeOptions(model=args.model, data=args.data, target=args.target, epochs=args.epochs,
+                          quick=args.quick, seed=args.seed, metrics=args.metrics)
+    validate(options)  # bad input fails here, before TensorFlow loads
+    result = run_tree(options, progress=None if args.json else _progress)
+    out = write_tree(result, args.output)
+    report = result.report
+    if args.json:
+        print_json(report)
+        return 1 if report.failed else 0
+    from rich.table import Table
+
+    from hwopt.tree.report import LEAF_COLUMNS, family_rows, leaf_rows
+    from hwopt.tree.techniques import FAMILIES
+
+    con = console()
+    con.print(f"[bold]{report.model}[/bold] on {report.dataset} ({report.train_examples} train / "
+              f"{report.test_examples} held-out), target {report.target}, NPU figures from {report.metrics_source}")
+    for title, names in FAMILIES:
+        header, rows = family_rows(report, names)
+        table = Table(title=title, show_edge=False, pad_edge=False, title_justify="left")
+        for i, col in enumerate(header):
+            table.add_column(col, justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*[_style(c) for c in row])
+        con.print(table)
+    table = Table(title="All leaves", show_edge=False, pad_edge=False, title_justify="left")
+    for i, col in enumerate(LEAF_COLUMNS):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in leaf_rows(report):
+        table.add_row(*[_style(c) for c in row])
+    con.print(table)
+    for leaf in report.leaves:
+        for msg in leaf.broken:
+            con.print(f"[bold red]error[/] {leaf.name}: {msg}", markup=True)
+    con.print(f"Pareto-optimal (encoded bytes, cycles, INT8 top-1): {', '.join(report.pareto) or 'none'}")
+    con.print(f"wrote {len(result.files)} leaves, tree.json and tree.md to {out} in {result.seconds:.0f} s")
+    return 1 if report.failed else 0
+
+
+def _style(cell: str) -> str:
+    from rich.markup import escape
+
+    if cell.startswith("FAIL"):
+        return f"[bold red]{escape(cell)}[/]"
+    if cell == "pass":
+        return "[green]pass[/]"
+    return escape(cell)

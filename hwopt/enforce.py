@@ -1,0 +1,394 @@
+"""`hwopt enforce`: impose sparsity and cluster structure on an int8 TFLite model, and prove it.
+
+The pipeline of passes (prune, cluster, repair, bias-correct) runs on the IR; the result
+is checked to run in LiteRT and compile with Vela, compared against the original for
+fidelity, and measured per layer (sparsity, distinct values, Ethos-U encoded bytes) before
+and after. The output is written atomically, and only when everything succeeded and the
+accuracy drop stays within `max_drop`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hwopt.errors import CompileError, UnsupportedModelError, UsageError
+from hwopt.fidelity import Dataset, FidelityReport, Runner, compare, load_data
+from hwopt.ir import Model
+from hwopt.layers import weight_layers, zero_corrected
+from hwopt.passmanager import Pass, PassContext, PassManager, PassRecord, format_pipeline, parse_pipeline
+from hwopt.report import Finding, Severity
+from hwopt.stats import weight_stats
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "hwopt.enforce/1"
+DEFAULT_ENCODE_TARGET = "ethos-u55-128"
+
+
+@dataclass(frozen=True)
+class EnforceOptions:
+    """The command-line flags of `hwopt enforce`, turned into a pipeline by `build_pipeline`."""
+
+    sparsity: float | None = None
+    pattern: str = "unstructured"
+    clusters: int | None = None
+    granularity: str = "stream"
+    preserve_sparsity: bool = False
+    repair: bool = False
+    bias_correction: bool = False
+    target: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.sparsity is not None and not 0.0 <= self.sparsity <= 1.0:
+            raise UsageError(f"--sparsity must lie in [0, 1], got {self.sparsity}")
+        if self.pattern not in ("unstructured", "2:4", "block"):
+            raise UsageError(f"--pattern must be unstructured, 2:4 or block, got {self.pattern!r}")
+        if self.clusters is not None and not 1 <= self.clusters <= 256:
+            raise UsageError(f"--clusters must lie in 1..256, got {self.clusters}")
+        if self.granularity not in ("tensor", "channel", "stream"):
+            raise UsageError(f"--granularity must be tensor, channel or stream, got {self.granularity!r}")
+
+
+def build_pipeline(opts: EnforceOptions) -> str:
+    """Pipeline text for the flags: prune → cluster → repair → bias-correct."""
+    steps: list[str] = []
+    if opts.sparsity is not None or opts.pattern != "unstructured":
+        args = [f"pattern={opts.pattern}"] if opts.pattern != "unstructured" else []
+        if opts.sparsity is not None and not (opts.pattern == "2:4" and opts.sparsity == 0.5):
+            args.insert(0, f"sparsity={opts.sparsity!r}")
+        steps.append("prune" + (f"{{{','.join(args)}}}" if args else ""))
+    if opts.clusters is not None:
+        args = [f"k={opts.clusters}", f"granularity={opts.granularity}"]
+        if opts.preserve_sparsity:
+            args.append("preserve_zero=true")
+        if opts.target:
+            args.append(f"target={opts.target}")
+        steps.append(f"cluster{{{','.join(args)}}}")
+    if opts.repair:
+        args = [f"k={opts.clusters}"] if opts.clusters is not None else []
+        args.append(f"granularity={opts.granularity if opts.granularity != 'stream' or opts.target else 'tensor'}")
+        if opts.target:
+            args.append(f"target={opts.target}")
+        steps.append(f"repair{{{','.join(args)}}}")
+    if opts.bias_correction:
+        steps.append("bias-correct")
+    if not steps:
+        raise UsageError("nothing to enforce: give --sparsity, --pattern, --clusters, --repair or --pipeline")
+    return ",".join(steps)
+
+
+@dataclass(frozen=True)
+class LayerChange:
+    """One weight layer before and after the pipeline."""
+
+    subgraph: int
+    op_index: int
+    op: str
+    weight_tensor: str
+    sparsity_before: float
+    sparsity_after: float
+    unique_before: int
+    unique_after: int
+    max_unique_per_channel_before: int
+    max_unique_per_channel_after: int
+    weights_changed: int
+    encoded_bytes_before: int | None
+    encoded_bytes_after: int | None
+
+
+@dataclass(frozen=True)
+class EncodedTotals:
+    """Encoded weight bytes of the whole model before and after, and Vela's own totals."""
+
+    target: str
+    source: str  # which encoder measured `before`/`after` (and the per-layer figures)
+    before: int
+    after: int
+    vela_target: str | None  # the Ethos-U configuration Vela compiled both models for
+    vela_before: int | None  # Vela's perf_report.encodedWeights
+    vela_after: int | None
+
+    @property
+    def ratio(self) -> float:
+        return self.before / self.after if self.after else 0.0
+
+    @property
+    def vela_ratio(self) -> float | None:
+        return self.vela_before / self.vela_after if self.vela_before and self.vela_after else None
+
+
+@dataclass(frozen=True)
+class EnforceReport:
+    schema: str
+    input: str
+    output: str | None
+    pipeline: str
+    passes: list[PassRecord]
+    layers: list[LayerChange]
+    encoded: EncodedTotals | None
+    fidelity: FidelityReport | None
+    max_drop: float | None
+    written: bool
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(f.severity is Severity.ERROR for f in self.findings)
+
+
+# --------------------------------------------------------------------------- encoded bytes
+
+
+@contextlib.contextmanager
+def _silenced() -> Iterator[None]:
+    """Regor prints warnings from C++ straight to fds 1 and 2; keep them out of our output."""
+    saved = []
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            saved.append((fd, os.dup(fd)))
+            os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
+    try:
+        yield
+    finally:
+        for fd, dup in saved:
+            os.dup2(dup, fd)
+            os.close(dup)
+
+
+# What Vela's `internal-default` system config and memory mode stand for, per family.
+_VELA_DEFAULTS = {
+    "u55": ("Ethos_U55_High_End_Embedded", "Shared_Sram"),
+    "u65": ("Ethos_U65_Client_Server", "Dedicated_Sram_384KB"),
+    "u85": ("Ethos_U85_SYS_DRAM_Mid", "Dedicated_Sram_384KB"),
+}
+
+
+def _vela_strings(target: str) -> tuple[str, str, str]:
+    from ethosu.vela import architecture_features as af
+
+    from hwopt.passes.streams import ethos_u_config
+
+    cfg = ethos_u_config(target)
+    if cfg is None:
+        raise UsageError(f"encoded bytes are measured for Ethos-U targets; {target!r} is not one")
+    ini = Path(af.__file__).resolve().parent.parent / "config_files" / "Arm" / "vela.ini"
+    with _silenced():
+        system, memory = _VELA_DEFAULTS[cfg.family]
+        arch = af.ArchitectureFeatures(vela_config_files=[str(ini)], system_config=system,
+                                       memory_mode=memory, accelerator_config=cfg.vela_name,
+                                       max_blockdep=af.ArchitectureFeatures.MAX_BLOCKDEP, verbose_config=False,
+                                       arena_cache_size=None)
+    sysconfig = (f"[architecture]\nmacs={arch.num_macs_per_cycle}\ncores={arch.ncores}\n[vela]\n"
+                 f"system_config_name={arch.system_config}\nmemory_mode_name={arch.memory_mode}\n" + ini.read_text())
+    options = ("[compiler]\nenable_db=true\noutput_format=TFLite\ncop_format=COP1\n[scheduler]\noptimize=Performance\n"
+               f"arena_size_limit={arch.arena_cache_size}\ncpu_tensor_alignment=16\ntensor_allocator=HillClimb\n[graph]\n")
+    return cfg.regor_arch, sysconfig, options
+
+
+@dataclass(frozen=True)
+class EncodedWeights:
+    """Encoded weight-stream bytes per TFLite operator index (subgraph 0) and in total."""
+
+    per_op: dict[int, int]
+    total: int
+    source: str
+
+
+def vela_encoded_weights(model_bytes: bytes, target: str = DEFAULT_ENCODE_TARGET) -> EncodedWeights:
+    """Compile with Vela (Regor, debug database on) and read each op's `weight_total_bytes`."""
+    import ethosu.regor as regor
+
+    arch, sysconfig, options = _vela_strings(target)
+    try:
+        with _silenced():
+            compiled = regor.compile(arch, model_bytes, "TFLITE", sysconfig, options=options, verbose=False)
+    except Exception as exc:  # Regor raises plain RuntimeError for anything it rejects
+        raise CompileError(f"Vela cannot compile the model for {target}: {exc}") from None
+    tables = compiled.opt_database.tables
+    src_key = {}
+    if "source" in tables:
+        h = tables["source"].header
+        for row in tables["source"].data:
+            src_key[row[h.index("id")]] = int(row[h.index("ext_key")])
+    perf_src = {}
+    if "perf" in tables:
+        h = tables["perf"].header
+        for row in tables["perf"].data:
+            perf_src[row[h.index("id")]] = row[h.index("source_id")]
+    per_op: dict[int, int] = {}
+    if "perf_debug" in tables:
+        h = tables["perf_debug"].header
+        i_id, i_w = h.index("id"), h.index("weight_total_bytes")
+        for row in tables["perf_debug"].data:
+            if not row[i_w]:
+                continue
+            op = src_key.get(perf_src.get(row[i_id], ""), -1)
+            per_op[op] = per_op.get(op, 0) + int(row[i_w])
+    return EncodedWeights(per_op, int(compiled.perf_report.encodedWeights), f"vela-regor:{target}")
+
+
+def encoded_weight_bytes(model: Model, target: str = DEFAULT_ENCODE_TARGET) -> EncodedWeights:
+    """The one place enforce measures per-layer encoded weight bytes: hwopt.encode, else Vela's per-op figures."""
+    try:
+        from hwopt.encode import encode_model
+        from hwopt.targets.descriptor import load_target
+    except ImportError:  # encoder not available: Vela's per-op weight_total_bytes
+        from hwopt.tflite_io import serialize
+
+        return vela_encoded_weights(serialize(model), target)
+    rep = encode_model(model, load_target(target))
+    per_op = {la.op_index: la.encoded_bytes for la in rep.layers if la.encodable and la.subgraph == 0}
+    return EncodedWeights(per_op, int(rep.summary.encoded_bytes), f"hwopt.encode:{target}")
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def check_model(model: Model) -> None:
+    """Enforce needs an int8/uint8 model with weights: UnsupportedModelError otherwise."""
+    if model.vela_compiled:
+        raise UnsupportedModelError("model was already compiled by Vela; enforce the model given to Vela instead")
+    layers = weight_layers(model)
+    if not layers:
+        raise UnsupportedModelError("model has no weight layers to enforce structure on")
+    if any(wl.weights(model).dtype.is_float for wl in layers):
+        raise UnsupportedModelError("float model: enforce works on int8 (quantized) models; quantize it first")
+
+
+def _layer_changes(before: Model, after: Model, enc_b: EncodedWeights | None, enc_a: EncodedWeights | None) -> list[LayerChange]:
+    out = []
+    after_layers = {(wl.subgraph, wl.op_index): wl for wl in weight_layers(after)}
+    for wl in weight_layers(before):
+        wa = after_layers.get((wl.subgraph, wl.op_index))
+        if wa is None:
+            continue
+        cb, ca = zero_corrected(before, wl), zero_corrected(after, wa)
+        sb = weight_stats(cb, wl.out_axis, wl.in_axis)
+        sa = weight_stats(ca, wa.out_axis, wa.in_axis)
+        first = wl.subgraph == 0
+        out.append(LayerChange(
+            wl.subgraph, wl.op_index, wl.op, wl.weights(before).name, sb.sparsity, sa.sparsity,
+            sb.unique_values, sa.unique_values, sb.max_unique_per_channel, sa.max_unique_per_channel,
+            int(np.count_nonzero(cb != ca)) if cb.shape == ca.shape else -1,
+            enc_b.per_op.get(wl.op_index) if enc_b and first else None,
+            enc_a.per_op.get(wl.op_index) if enc_a and first else None,
+        ))
+    return out
+
+
+def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset | None = None,
+                  calibration: Dataset | None = None, target: str | None = None, max_drop: float | None = None,
+                  measure_encoded: bool = True, input_name: str = "") -> tuple[Model, bytes, EnforceReport]:
+    """Run the pipeline on a copy of `model`; return the new model, its bytes and the report (nothing written)."""
+    from hwopt.tflite_io import read_model, serialize
+
+    if max_drop is not None and not 0.0 <= max_drop <= 1.0:
+        raise UsageError(f"--max-drop must lie in [0, 1], got {max_drop}")
+    check_model(model)
+    if target is not None:
+        validate_target(target)
+    passes = parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
+    original = serialize(model)
+    calib = calibration or data
+    ctx = PassContext(reference=original,
+                      calibration=None if calib is None else {str(i): a for i, a in enumerate(calib.inputs)},
+                      target=target)
+    passes = [p.with_context(ctx) for p in passes]
+    work = read_model(original)
+    work.path = model.path
+    result = PassManager(passes).run(work)
+    new_bytes = serialize(result.model)
+    new_model = read_model(new_bytes)
+    # The result must still run in LiteRT (compare() loads it) and compile with Vela.
+    Runner(new_bytes)
+    vela_target = _canonical(target) if target and _is_ethos_u(target) else DEFAULT_ENCODE_TARGET
+    enc_target = _canonical(target) if target else DEFAULT_ENCODE_TARGET
+    enc_b = enc_a = None
+    totals = None
+    if measure_encoded:
+        enc_b = encoded_weight_bytes(model, enc_target)
+        enc_a = encoded_weight_bytes(new_model, enc_target)
+        vela_b = vela_encoded_weights(original, vela_target)
+        vela_a = vela_encoded_weights(new_bytes, vela_target)
+        totals = EncodedTotals(enc_target, enc_a.source, enc_b.total, enc_a.total, vela_target, vela_b.total, vela_a.total)
+    fid = compare(original, new_bytes, data)
+    findings: list[Finding] = []
+    if fid.source == "random":
+        findings.append(Finding(Severity.WARNING, "random-data",
+                                "fidelity measured on random inputs over the quantized range, not on real data"))
+    drop = fid.drop
+    if max_drop is not None and drop is not None and drop > max_drop + 1e-12:
+        what = "accuracy drop" if fid.accuracy_drop is not None else "top-1 disagreement"
+        findings.append(Finding(Severity.ERROR, "max-drop", f"{what} {drop:.4f} exceeds --max-drop {max_drop:.4f}; nothing written"))
+    report = EnforceReport(
+        schema=SCHEMA, input=input_name, output=None, pipeline=format_pipeline(passes), passes=result.records,
+        layers=_layer_changes(model, new_model, enc_b, enc_a),
+        encoded=totals,
+        fidelity=fid, max_drop=max_drop, written=False, findings=findings,
+    )
+    return new_model, new_bytes, report
+
+
+def validate_target(target: str) -> None:
+    """TargetError unless `target` names an Ethos-U configuration or a known (Ethos-N) target."""
+    from hwopt.passes.streams import ethos_u_config
+
+    if ethos_u_config(target) is None:
+        try:
+            from hwopt.targets.descriptor import load_target
+        except ImportError:
+            return
+        load_target(target)
+
+
+def _canonical(target: str) -> str:
+    """Ethos-U names in Vela's spelling (ethos-u55-128); other names as given."""
+    from hwopt.passes.streams import ethos_u_config
+
+    cfg = ethos_u_config(target)
+    return cfg.vela_name if cfg is not None else target
+
+
+def _is_ethos_u(target: str) -> bool:
+    from hwopt.passes.streams import ethos_u_config
+
+    return ethos_u_config(target) is not None
+
+
+def enforce(model_path: str | os.PathLike[str], output: str | os.PathLike[str], pipeline: str | Sequence[Pass], *,
+            data: str | os.PathLike[str] | None = None, calibration: str | os.PathLike[str] | None = None,
+            target: str | None = None, max_drop: float | None = None, measure_encoded: bool = True) -> EnforceReport:
+    """Read, enforce and (when nothing failed) atomically write the model; the API behind `hwopt enforce`."""
+    import dataclasses
+
+    from hwopt.fileio import atomic_write_bytes
+    from hwopt.tflite_io import read_model
+
+    src, out = Path(model_path), Path(output)
+    if out.exists() and src.exists() and out.resolve() == src.resolve():
+        from hwopt.errors import OutputError
+
+        raise OutputError(f"refusing to overwrite the input file {src}")
+    model = read_model(src)
+    if target is not None:
+        validate_target(target)
+    runner_inputs = Runner(model.source).inputs if (data or calibration) else []
+    ds = load_data(data, runner_inputs) if data else None
+    cal = load_data(calibration, runner_inputs) if calibration else None
+    _, new_bytes, report = enforce_model(model, pipeline, data=ds, calibration=cal, target=target, max_drop=max_drop,
+                                         measure_encoded=measure_encoded, input_name=str(src))
+    if report.failed:
+        return report
+    atomic_write_bytes(out, new_bytes, protect=(src,))
+    return dataclasses.replace(report, output=str(out), written=True)

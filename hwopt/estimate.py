@@ -1,0 +1,205 @@
+"""`hwopt estimate`: per-layer cycles, SRAM and off-chip traffic of a model on a target descriptor.
+
+Two engines: "vela" compiles the model with Vela's Regor core in-process and maps its
+performance report back to the input operators (Ethos-U only); "analytic" is hwopt's own
+cost model from the descriptor alone (Ethos-U and Ethos-N78), much faster and usable where
+Vela is not. Both produce the same `EstimateReport`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwopt.errors import UnsupportedModelError, UsageError
+from hwopt.ir import Model
+from hwopt.memory import estimate_memory
+from hwopt.targets.descriptor import Family, Target, load_target
+from hwopt.tflite_io import read_model
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "hwopt.estimate/1"
+ENGINES = ("vela", "analytic")
+ON_CHIP = ("Sram", "OnChipFlash", "shram", "lutram")
+
+
+@dataclass(frozen=True)
+class LayerEstimate:
+    """One input operator: where it runs and what it costs."""
+
+    subgraph: int
+    op_index: int
+    op: str
+    placement: str  # "npu" | "cpu"
+    cycles: int
+    npu_cycles: int
+    macs: int
+    sram_bytes: int
+    encoded_weight_bytes: int | None
+    bound: str  # "compute" | "memory" | "weights" | "none" (no cycles) | "cpu"
+    mac_utilisation: float | None
+    memory_cycles: dict[str, int]
+    weight_format: str | None = None
+
+
+@dataclass(frozen=True)
+class EstimateSummary:
+    """Network totals."""
+
+    cycles: int
+    inference_s: float
+    inferences_per_second: float
+    peak_sram_bytes: int
+    macs: int
+    npu_cycles: int
+    off_chip_bytes: int
+    mac_utilisation: float | None
+    encoded_weight_bytes: int
+    arena_bytes: int  # greedy tensor-arena plan of the input graph (TFLite Micro style)
+    read_only_bytes: int  # constant data of the input graph
+    npu_ops: int
+    cpu_ops: int
+
+
+@dataclass(frozen=True)
+class EstimateReport:
+    schema: str
+    target: str
+    engine: str
+    model: str
+    family: str
+    system_config: str | None
+    memory_mode: str | None
+    clock_hz: float
+    layers: list[LayerEstimate]
+    summary: EstimateSummary
+    _vela: Any = field(default=None, repr=False, compare=False)  # the VelaResult (compiled model), vela engine only
+
+    def top_layers(self, n: int = 5) -> list[LayerEstimate]:
+        """The n most expensive layers by cycles."""
+        return sorted((la for la in self.layers if la.cycles > 0), key=lambda la: (-la.cycles, la.op_index))[:n]
+
+
+def _check_model(model: Model) -> None:
+    if model.vela_compiled:
+        raise UnsupportedModelError("the model is already compiled by Vela (it holds an ethos-u custom operator); "
+                                    "estimate the model before compiling it")
+    outputs = [t for sg in model.subgraphs for op in sg.operators for i in op.outputs if (t := sg.tensor(i)) is not None]
+    if not outputs:
+        raise UnsupportedModelError("the model has no operators")
+    if all(t.dtype.is_float for t in outputs):
+        raise UnsupportedModelError("float model: every operator would run on the CPU; quantize it to int8 first")
+
+
+def _summary(target: Target, layers: list[LayerEstimate], cycles: int, npu_cycles: int, macs: int, peak_sram: int,
+             off_chip: int, encoded: int, model: Model) -> EstimateSummary:
+    seconds = cycles / target.clock_hz
+    mem = estimate_memory(model)
+    util = macs / (cycles * target.npu.total_macs) if cycles and macs else None
+    return EstimateSummary(
+        cycles=cycles, inference_s=seconds, inferences_per_second=1.0 / seconds if seconds > 0 else 0.0,
+        peak_sram_bytes=peak_sram, macs=macs, npu_cycles=npu_cycles, off_chip_bytes=off_chip, mac_utilisation=util,
+        encoded_weight_bytes=encoded, arena_bytes=max((m.arena_bytes for m in mem), default=0),
+        read_only_bytes=sum(m.read_only_bytes for m in mem),
+        npu_ops=sum(1 for la in layers if la.placement == "npu"), cpu_ops=sum(1 for la in layers if la.placement == "cpu"),
+    )
+
+
+def _vela_bound(row: Any) -> str:
+    b = row.bound
+    return "memory" if b.startswith("memory") else b
+
+
+def _estimate_vela(model: Model, data: bytes, target: Target) -> EstimateReport:
+    from hwopt.targets.ethos_u.vela_engine import compile_model
+
+    if len(model.subgraphs) > 1:
+        log.warning("Vela maps only the first subgraph's operators; %d more subgraph(s) are not itemised",
+                    len(model.subgraphs) - 1)
+    names = [op.op for op in model.subgraphs[0].operators]
+    res = compile_model(data, target, op_names=names)
+    layers = []
+    for r in res.ops:
+        layers.append(LayerEstimate(
+            subgraph=r.subgraph, op_index=r.op_index, op=r.op, placement=r.placement, cycles=r.cycles,
+            npu_cycles=r.npu_cycles, macs=r.macs, sram_bytes=r.staging_bytes, encoded_weight_bytes=r.encoded_weight_bytes,
+            bound=_vela_bound(r), mac_utilisation=r.mac_utilisation, memory_cycles=dict(r.access_cycles),
+            weight_format=r.weight_format,
+        ))
+    p = res.perf
+    off_chip = sum(t.bytes_read + t.bytes_written for t in p.traffic if t.memory not in ON_CHIP)
+    summary = _summary(target, layers, p.cycles, p.npu_cycles, p.macs, p.peak_bytes("Sram"), off_chip,
+                       p.encoded_weight_bytes, model)
+    return _report(model, target, "vela", layers, summary, res)
+
+
+def _estimate_analytic(model: Model, target: Target) -> EstimateReport:
+    layers: list[LayerEstimate] = []
+    if target.family is Family.ETHOS_N78:
+        from hwopt.targets.ethos_n.analytic import estimate_layers as n78_layers
+
+        costs = n78_layers(model, target)
+    else:
+        from hwopt.targets.ethos_u.analytic import estimate_layers as u_layers
+
+        costs = u_layers(model, target)
+    for c in costs:
+        util = c.macs / (c.cycles * target.npu.total_macs) if c.cycles and c.macs else None
+        layers.append(LayerEstimate(
+            subgraph=c.subgraph, op_index=c.op_index, op=c.op, placement=c.placement, cycles=c.cycles,
+            npu_cycles=c.compute_cycles, macs=c.macs, sram_bytes=c.sram_bytes, encoded_weight_bytes=c.encoded_weight_bytes,
+            bound=c.bound, mac_utilisation=util, memory_cycles=dict(c.memory_cycles),
+        ))
+    cycles = sum(la.cycles for la in layers)
+    mem = estimate_memory(model)
+    arena = max((m.arena_bytes for m in mem), default=0)
+    largest_weights = max((la.encoded_weight_bytes or 0 for la in layers), default=0)
+    if target.family is Family.ETHOS_N78 or target.arena_memory != "Sram":
+        peak_sram = min(arena + largest_weights, target.arena_limit)
+    else:
+        peak_sram = arena + largest_weights
+    off_chip = 0
+    for c in costs:
+        for m, cyc in c.memory_cycles.items():
+            if m not in ON_CHIP:
+                off_chip += int(cyc * target.bandwidth(m))
+    encoded = sum(la.encoded_weight_bytes or 0 for la in layers)
+    summary = _summary(target, layers, cycles, sum(la.npu_cycles for la in layers), sum(la.macs for la in layers),
+                       peak_sram, off_chip, encoded, model)
+    return _report(model, target, "analytic", layers, summary, None)
+
+
+def _report(model: Model, target: Target, engine: str, layers: list[LayerEstimate], summary: EstimateSummary,
+            vela: Any) -> EstimateReport:
+    return EstimateReport(
+        schema=SCHEMA, target=target.name, engine=engine, model=str(model.path) if model.path else "<bytes>",
+        family=target.family.value, system_config=target.system.name if target.system else None,
+        memory_mode=target.memory_mode.name if target.memory_mode else None, clock_hz=target.clock_hz,
+        layers=layers, summary=summary, _vela=vela,
+    )
+
+
+def estimate(model_or_path: Model | str | Path | bytes, target: Target | str, engine: str = "vela",
+             system_config: str | None = None, memory_mode: str | None = None) -> EstimateReport:
+    """Estimate per-layer and total cost of a model on a target (name, descriptor path or Target)."""
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
+    if isinstance(target, Target):
+        tgt = target.select(system_config, memory_mode) if (system_config or memory_mode) else target
+    else:
+        tgt = load_target(str(target), system_config=system_config, memory_mode=memory_mode)
+    if engine == "vela" and not tgt.family.is_ethos_u:
+        raise UsageError(f"target {tgt.name} is an Ethos-N78: Vela does not compile for it; use --engine analytic")
+    in_memory = isinstance(model_or_path, Model)
+    model = model_or_path if isinstance(model_or_path, Model) else read_model(model_or_path)
+    _check_model(model)
+    if engine == "vela":
+        from hwopt.tflite_io import serialize
+
+        # an in-memory model may have been edited since it was read: compile what it holds now
+        data = serialize(model) if in_memory or not model.source else model.source
+        return _estimate_vela(model, bytes(data), tgt)
+    return _estimate_analytic(model, tgt)

@@ -1,0 +1,160 @@
+"""Measurements of one int8 leaf: LiteRT top-1, the structure audit, Ethos-U encoded weights and cycles.
+
+No TensorFlow here: accuracy runs on LiteRT, structure on hwopt.audit, NPU figures on hwopt's
+encoder/estimator when they are installed, else on Vela's own totals (`vela_figures`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hwopt.audit import AuditReport, Expectations, audit_model
+from hwopt.errors import CompileError, TargetError
+from hwopt.report import Severity
+from hwopt.tflite_io import read_model
+
+log = logging.getLogger(__name__)
+
+# Vela's own default system configuration and memory mode per NPU family (vela.ini, ethos-u-vela 5.2.0).
+_VELA_SYSTEMS = {
+    "ethos-u55": ("Ethos_U55_High_End_Embedded", "Shared_Sram"),
+    "ethos-u65": ("Ethos_U65_Client_Server", "Dedicated_Sram_384KB"),
+    "ethos-u85": ("Ethos_U85_SYS_DRAM_Mid", "Dedicated_Sram_384KB"),
+}
+_VELA_MACS = {"ethos-u55": (32, 64, 128, 256), "ethos-u65": (256, 512), "ethos-u85": (128, 256, 512, 1024, 2048)}
+VELA_SOURCE = "vela"
+HWOPT_SOURCE = "hwopt"
+
+
+@dataclass(frozen=True)
+class NpuFigures:
+    """Encoded weight bytes and estimated cycles of one model, and which tool produced them."""
+
+    encoded_weight_bytes: int | None
+    cycles: int | None
+    source: str
+
+
+def int8_top1(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 of the full-integer model on LiteRT: inputs quantized with the model's own scale and zero point."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with quiet_stdio():  # LiteRT announces its XNNPACK delegate on stderr
+        interp = Interpreter(model_content=tflite, num_threads=1)
+        inp = interp.get_input_details()[0]
+        out = interp.get_output_details()[0]
+        interp.resize_tensor_input(inp["index"], [x.shape[0], *x.shape[1:]], strict=False)
+        interp.allocate_tensors()
+    scale, zp = inp["quantization"]
+    info = np.iinfo(inp["dtype"]) if np.issubdtype(inp["dtype"], np.integer) else None
+    if info is not None and scale:
+        xq = np.clip(np.round(x / scale + zp), info.min, info.max).astype(inp["dtype"])
+    else:
+        xq = x.astype(inp["dtype"])
+    interp.set_tensor(inp["index"], xq)
+    interp.invoke()
+    pred = interp.get_tensor(out["index"])
+    return float(np.mean(np.argmax(pred.reshape(x.shape[0], -1), axis=-1) == y))
+
+
+def structure_audit(tflite: bytes, name: str, expect: Expectations) -> AuditReport:
+    """hwopt's audit of the converted file against what the leaf promises."""
+    model = read_model(tflite)
+    return audit_model(model, tflite, f"{name}.tflite", expect)
+
+
+def broken_layers(report: AuditReport) -> list[str]:
+    """The layers whose promised structure the conversion lost, one short text each."""
+    out = []
+    for f in report.findings:
+        if f.severity is Severity.ERROR:
+            out.append(f.message)
+    return out
+
+
+@contextlib.contextmanager
+def quiet_stdio(enabled: bool = True) -> Iterator[None]:
+    """Silence C++ libraries that write straight to file descriptors 1 and 2 (TensorFlow, Vela's Regor)."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        saved = (os.dup(1), os.dup(2))
+    except OSError:  # no real descriptors (embedded interpreter): nothing to silence
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
+def vela_target(target: str) -> tuple[str, int]:
+    family, _, macs = target.lower().rpartition("-")
+    if family not in _VELA_MACS or not macs.isdigit() or int(macs) not in _VELA_MACS[family]:
+        known = ", ".join(f"{f}-{m}" for f, ms in _VELA_MACS.items() for m in ms)
+        raise TargetError(f"unknown Ethos-U target {target!r} for Vela (known: {known})")
+    return family, int(macs)
+
+
+def vela_figures(tflite: bytes, target: str) -> NpuFigures:
+    """Vela's totals (`perf_report.encodedWeights`, `.totalCycles`), configured as the `vela` CLI does by default."""
+    from ethosu import regor
+    from ethosu.vela import vela as vela_cli
+
+    family, macs = vela_target(target)
+    system, memory = _VELA_SYSTEMS[family]
+    ini = Path(vela_cli.__file__).resolve().parent.parent / "config_files" / "Arm" / "vela.ini"
+    # Same strings `ethosu/vela/vela.py` builds for Regor: architecture, selected sections, then the ini.
+    sysconfig = (f"[architecture]\nmacs={macs}\ncores=1\n[vela]\nsystem_config_name={system}\n"
+                 f"memory_mode_name={memory}\n" + ini.read_text(encoding="utf-8"))
+    options = vela_cli.get_compiler_config(
+        False, False, False, False, "Performance", _arena_cache_size(ini, system, memory, macs, target),
+        False, False, False, False, False, False, False, "tflite", False, False, False, False, False,
+        "COP1", False, 16, "HillClimb", 10.0, "")
+    accelerator = "".join(part.capitalize() for part in family.split("-"))  # ethos-u55 -> EthosU55
+    try:
+        with quiet_stdio():
+            compiled = regor.compile(accelerator, tflite, "TFLITE", sysconfig, options=options, verbose=False)
+    except Exception as exc:  # Regor raises RuntimeError subclasses with its own message
+        raise CompileError(f"Vela could not compile the model: {exc}") from None
+    report = compiled.perf_report
+    return NpuFigures(int(report.encodedWeights), int(report.totalCycles), VELA_SOURCE)
+
+
+def _arena_cache_size(ini: Path, system: str, memory: str, macs: int, target: str) -> int:
+    from ethosu.vela import architecture_features as af
+
+    arch = af.ArchitectureFeatures(vela_config_files=[str(ini)], system_config=system, memory_mode=memory,
+                                   accelerator_config=target.lower(), max_blockdep=af.ArchitectureFeatures.MAX_BLOCKDEP,
+                                   verbose_config=False, arena_cache_size=None)
+    return int(arch.arena_cache_size)
+
+
+def npu_figures(tflite: bytes, target: str, backend: str = "auto") -> NpuFigures:
+    """Encoded weight bytes and cycles: hwopt's encoder/estimator when usable (`auto`/`hwopt`), else Vela."""
+    if backend in ("auto", HWOPT_SOURCE):
+        from hwopt.tree import integrate
+
+        figures = integrate.hwopt_figures(tflite, target)
+        if figures is not None:
+            return figures
+        if backend == HWOPT_SOURCE:
+            raise TargetError("hwopt's encoder/estimator are not available for this target; use --metrics vela")
+    return vela_figures(tflite, target)

@@ -1,0 +1,154 @@
+"""`prune`: set the smallest weights to their zero point, unstructured, 2:4 or in blocks.
+
+Magnitude is that of the dequantized weight, |q − zp| · scale with per-channel scales, so
+channels quantized with different scales compete fairly. 2:4 follows the Ethos-U85 sparse
+format: every aligned group of 4 input channels (per output channel and kernel position)
+keeps its 2 largest weights. Blocks are aligned runs of `block` input channels ranked by
+their L2 norm. Existing zeros always stay zero (they rank first, with magnitude 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from hwopt.passes._common import corrected, layers_to_process, scales, store_corrected
+
+from hwopt.errors import PassError, UsageError
+from hwopt.ir import Model
+from hwopt.layers import WeightLayer
+from hwopt.passmanager import Pass, PassResult
+from hwopt.stats import check_2_4
+
+
+def _grouped(w: np.ndarray, in_axis: int, size: int) -> tuple[np.ndarray, int]:
+    """Input-channel axis last, zero-padded to a multiple of `size`, split into [..., groups, size]."""
+    moved = np.moveaxis(w, in_axis, -1)
+    pad = (-moved.shape[-1]) % size
+    if pad:
+        moved = np.concatenate([moved, np.zeros((*moved.shape[:-1], pad), dtype=moved.dtype)], axis=-1)
+    return moved.reshape((*moved.shape[:-1], moved.shape[-1] // size, size)), pad
+
+
+def _ungrouped(g: np.ndarray, in_axis: int, pad: int) -> np.ndarray:
+    flat: np.ndarray = g.reshape((*g.shape[:-2], g.shape[-2] * g.shape[-1]))
+    if pad:
+        flat = flat[..., : flat.shape[-1] - pad]
+    return np.moveaxis(flat, -1, in_axis)
+
+
+def _smallest(scores: np.ndarray, count: int) -> np.ndarray:
+    """Boolean mask of the `count` smallest scores (ties broken by position, deterministically)."""
+    mask = np.zeros(scores.size, dtype=bool)
+    if count > 0:
+        mask[np.argsort(scores, kind="stable")[:count]] = True
+    return mask
+
+
+@dataclass(frozen=True)
+class PrunePass(Pass):
+    """Magnitude pruning to the zero point; per layer or global; unstructured, 2:4 or block."""
+
+    name = "prune"
+    description = "magnitude pruning of the dequantized weights to their zero point"
+    shown = ("sparsity", "pattern")
+
+    sparsity: float = 0.5
+    pattern: Literal["unstructured", "2:4", "block"] = "unstructured"
+    block: int = 4
+    scope: Literal["layer", "global"] = "layer"
+    skip: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sparsity <= 1.0:
+            raise UsageError(f"prune: sparsity must lie in [0, 1], got {self.sparsity}")
+        if self.pattern == "2:4" and self.sparsity != 0.5:
+            raise UsageError(f"prune: pattern 2:4 fixes sparsity at 0.5, got {self.sparsity}")
+        if not 2 <= self.block <= 1024:
+            raise UsageError(f"prune: block must lie in 2..1024, got {self.block}")
+
+    def _units(self, model: Model, wl: WeightLayer) -> np.ndarray | None:
+        """Score of every prunable unit of a layer (element or block), or None if the pattern does not apply."""
+        t = wl.weights(model)
+        mag = np.abs(corrected(t)).astype(np.float64) * scales(t)
+        if self.pattern == "unstructured":
+            return mag.reshape(-1)
+        if wl.in_axis is None:
+            return None
+        g, _ = _grouped(mag, wl.in_axis, self.block)
+        return np.sqrt((g * g).sum(axis=-1)).reshape(-1)
+
+    def _apply(self, model: Model, wl: WeightLayer, unit_mask: np.ndarray) -> int:
+        t = wl.weights(model)
+        w = corrected(t)
+        if self.pattern == "unstructured":
+            new = np.where(unit_mask.reshape(w.shape), 0, w)
+        else:
+            assert wl.in_axis is not None
+            g, pad = _grouped(w, wl.in_axis, self.block)
+            g = np.where(unit_mask.reshape(g.shape[:-1])[..., None], 0, g)
+            new = _ungrouped(g, wl.in_axis, pad)
+        return store_corrected(model, wl, new)
+
+    def _two_four(self, model: Model, wl: WeightLayer) -> int:
+        t = wl.weights(model)
+        assert wl.in_axis is not None
+        w = corrected(t)
+        mag = np.abs(w).astype(np.float64) * scales(t)
+        gm, _ = _grouped(mag, wl.in_axis, 4)
+        gw, pad = _grouped(w, wl.in_axis, 4)
+        # Zero the 2 smallest of each aligned group of 4 input channels (padding ranks first).
+        order = np.argsort(gm, axis=-1, kind="stable")
+        drop = np.zeros(gm.shape, dtype=bool)
+        np.put_along_axis(drop, order[..., :2], True, axis=-1)
+        return store_corrected(model, wl, _ungrouped(np.where(drop, 0, gw), wl.in_axis, pad))
+
+    def run(self, model: Model) -> PassResult:
+        layers, skipped = layers_to_process(model, self.skip)
+        changed, n_skipped = 0, len(skipped)
+        if self.pattern == "2:4":
+            for wl in layers:
+                if wl.in_axis is None:
+                    n_skipped += 1  # depthwise: no input-channel axis, no 2:4 format on the NPU
+                    continue
+                changed += self._two_four(model, wl)
+            return PassResult(model, changed > 0, {"layers": len(layers), "skipped": n_skipped, "weights_zeroed": changed})
+        scored = [(wl, self._units(model, wl)) for wl in layers]
+        scored_ok = [(wl, s) for wl, s in scored if s is not None]
+        n_skipped += len(scored) - len(scored_ok)
+        if self.scope == "global" and scored_ok:
+            allscores = np.concatenate([s for _, s in scored_ok])
+            mask = _smallest(allscores, round(self.sparsity * allscores.size))
+            pos = 0
+            for wl, s in scored_ok:
+                changed += self._apply(model, wl, mask[pos : pos + s.size])
+                pos += s.size
+        else:
+            for wl, s in scored_ok:
+                changed += self._apply(model, wl, _smallest(s, round(self.sparsity * s.size)))
+        return PassResult(model, changed > 0, {"layers": len(scored_ok), "skipped": n_skipped, "weights_zeroed": changed})
+
+    def ensures(self, model: Model) -> None:
+        layers = layers_to_process(model, self.skip)[0]
+        if self.pattern == "2:4":
+            for wl in layers:
+                if wl.in_axis is not None and check_2_4(corrected(wl.weights(model)), wl.in_axis)[0] is False:
+                    raise PassError(f"{wl.op} #{wl.op_index} is not 2:4 sparse")
+            return
+        zeros, units = 0, 0
+        for wl in layers:
+            w = corrected(wl.weights(model))
+            if self.pattern == "unstructured":
+                z, n = int(w.size - np.count_nonzero(w)), int(w.size)
+            elif wl.in_axis is None:
+                continue
+            else:
+                g, _ = _grouped(w, wl.in_axis, self.block)
+                blocks = ~g.any(axis=-1)
+                z, n = int(blocks.sum()), int(blocks.size)
+            if self.scope == "layer" and z < round(self.sparsity * n):
+                raise PassError(f"{wl.op} #{wl.op_index}: {z} of {n} units zero, expected {round(self.sparsity * n)}")
+            zeros, units = zeros + z, units + n
+        if self.scope == "global" and zeros < round(self.sparsity * units):
+            raise PassError(f"{zeros} of {units} units zero, expected {round(self.sparsity * units)}")

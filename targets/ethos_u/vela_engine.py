@@ -1,0 +1,275 @@
+"""Compile a TFLite model with Vela's Regor core in-process and map its performance report back.
+
+`compile_model` calls `ethosu.regor.compile` with the system configuration generated from the
+descriptor, keeps the compiled `_vela.tflite` bytes and turns Regor's performance report and
+optimisation database into typed per-operator rows: every row of Regor's `perf` table is joined
+through `source_id` to the `source` table, whose `ext_key` is the operator's index in the input
+subgraph. Totals are Regor's own, so they equal what the `vela` CLI writes to its summary CSV.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from hwopt.errors import CompileError, UnsupportedModelError
+from hwopt.targets.descriptor import Target
+from hwopt.targets.ethos_u.vela_config import CompilerOptions, options_text, regor_arch, system_config_text
+
+log = logging.getLogger(__name__)
+
+ACCESS_MEMORIES = ("Sram", "Dram", "OnChipFlash", "OffChipFlash")
+CPU_OPERATOR = "Passthrough"  # Regor's name for an operator left to the CPU
+
+
+@dataclass(frozen=True)
+class MemoryTraffic:
+    """Bytes and access cycles of one kind of data (Weights, FeatureMap, Scales, Lut) in one memory."""
+
+    memory: str
+    access: str
+    bytes_read: int
+    bytes_written: int
+    access_cycles: int
+
+
+@dataclass(frozen=True)
+class MemoryUsage:
+    """Peak bytes a memory holds during the inference and its total access cycles."""
+
+    memory: str
+    peak_bytes: int
+    access_cycles: int
+
+
+@dataclass(frozen=True)
+class VelaTotals:
+    """Network totals exactly as Regor's PerfReport gives them."""
+
+    cycles: int
+    npu_cycles: int
+    cpu_cycles: int
+    macs: int
+    original_weight_bytes: int
+    encoded_weight_bytes: int
+    npu_ops: int
+    cpu_ops: int
+    cascaded_ops: int
+    cascades: int
+    read_only_peak_bytes: int
+    staging_memory: str
+    memories: tuple[MemoryUsage, ...]
+    traffic: tuple[MemoryTraffic, ...]
+
+    def access_cycles(self, memory: str) -> int:
+        return sum(m.access_cycles for m in self.memories if m.memory.lower() == memory.lower())
+
+    def peak_bytes(self, memory: str) -> int:
+        return sum(m.peak_bytes for m in self.memories if m.memory.lower() == memory.lower())
+
+
+@dataclass(frozen=True)
+class VelaOpRow:
+    """One input TFLite operator with the sum of the Vela operations it became."""
+
+    subgraph: int
+    op_index: int
+    op: str
+    placement: str  # "npu" | "cpu"
+    cycles: int
+    npu_cycles: int
+    access_cycles: dict[str, int]
+    macs: int
+    mac_utilisation: float | None
+    staging_bytes: int
+    encoded_weight_bytes: int | None
+    weight_format: str | None
+    weight_distinct: int | None
+    weight_zeros: int | None
+    vela_ops: tuple[str, ...]
+
+    @property
+    def bound(self) -> str:
+        """Which term sets op cycles: "compute" (NPU) or "memory:<name>"; "none" when Vela spent nothing."""
+        if self.placement == "cpu":
+            return "cpu"
+        if self.cycles == 0:
+            return "none"
+        mem, acc = max(self.access_cycles.items(), key=lambda kv: kv[1], default=("", 0))
+        return "compute" if self.npu_cycles >= acc else f"memory:{mem}"
+
+
+@dataclass(frozen=True)
+class VelaResult:
+    """Everything one in-process Vela compile gives back."""
+
+    target: str
+    accelerator: str
+    system_config: str
+    memory_mode: str
+    model_bytes: bytes = field(repr=False)
+    perf: VelaTotals
+    ops: tuple[VelaOpRow, ...]
+    unmapped_cycles: int  # cycles of Vela operations that name no input operator (normally 0)
+    log_text: str = field(default="", repr=False)
+
+
+@contextlib.contextmanager
+def captured_fds() -> Iterator[list[str]]:
+    """Redirect the process's stdout/stderr file descriptors (C++ output too) into a buffer."""
+    out: list[str] = []
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield out
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sink.seek(0)
+            out.append(sink.read().decode("utf-8", errors="replace"))
+
+
+def _int(text: str) -> int:
+    return int(text) if text not in ("", None) else 0
+
+
+def _table(db: object, name: str) -> list[dict[str, str]]:
+    tables = getattr(db, "tables", {})
+    if name not in tables:
+        return []
+    t = tables[name]
+    return [dict(zip(t.header, row, strict=False)) for row in t.data]
+
+
+def _totals(report: object) -> VelaTotals:
+    r: object = report
+    mems: list[MemoryUsage] = []
+    traffic: list[MemoryTraffic] = []
+    for name, mem in sorted(getattr(r, "memories").items()):  # noqa: B009 - pybind attribute
+        mems.append(MemoryUsage(str(name), int(mem.peakUsage), int(mem.totalAccessCycles)))
+        for kind, acc in sorted(mem.accesses.items()):
+            traffic.append(MemoryTraffic(str(name), str(kind), int(acc.bytesRead), int(acc.bytesWritten),
+                                         int(acc.accessCycles)))
+    g = lambda a: int(getattr(r, a))  # noqa: E731
+    return VelaTotals(
+        cycles=g("totalCycles"), npu_cycles=g("npuCycles"), cpu_cycles=g("cpuCycles"), macs=g("macCount"),
+        original_weight_bytes=g("originalWeights"), encoded_weight_bytes=g("encodedWeights"), npu_ops=g("npuOps"),
+        cpu_ops=g("cpuOps"), cascaded_ops=g("cascadedOps"), cascades=g("cascades"),
+        read_only_peak_bytes=g("readOnlyPeakUsage"), staging_memory=str(getattr(r, "stagingMemoryArea")),  # noqa: B009
+        memories=tuple(mems), traffic=tuple(traffic),
+    )
+
+
+def _op_rows(db: object, op_names: list[str], total_macs_per_cycle: int) -> tuple[tuple[VelaOpRow, ...], int]:
+    """Aggregate Regor's perf rows per input operator (source.ext_key)."""
+    ext_key = {s["id"]: _int(s.get("ext_key", "")) for s in _table(db, "source") if s.get("ext_key", "") != ""}
+    debug = {d["id"]: d for d in _table(db, "perf_debug")}
+    acc: dict[int, dict[str, object]] = {}
+    unmapped = 0
+    for p in _table(db, "perf"):
+        idx = ext_key.get(p.get("source_id", ""))
+        cycles = _int(p.get("op_cycles", ""))
+        if idx is None or not 0 <= idx < len(op_names):
+            unmapped += cycles
+            continue
+        a = acc.setdefault(idx, {"cycles": 0, "npu": 0, "macs": 0, "staging": 0, "access": {}, "ops": [],
+                                 "cpu": True, "wbytes": None, "wfmt": [], "distinct": None, "zeros": None})
+        a["cycles"] = int(a["cycles"]) + cycles  # type: ignore[call-overload]
+        a["npu"] = int(a["npu"]) + _int(p.get("npu_cycles", ""))  # type: ignore[call-overload]
+        a["macs"] = int(a["macs"]) + _int(p.get("mac_count", ""))  # type: ignore[call-overload]
+        a["staging"] = max(int(a["staging"]), _int(p.get("staging_usage", "")))  # type: ignore[call-overload]
+        access: dict[str, int] = a["access"]  # type: ignore[assignment]
+        for mem in ACCESS_MEMORIES:
+            if f"{mem}_ac" in p:
+                access[mem] = access.get(mem, 0) + _int(p[f"{mem}_ac"])
+        operator = p.get("operator", "")
+        a["ops"].append(operator)  # type: ignore[attr-defined]
+        if operator != CPU_OPERATOR:
+            a["cpu"] = False
+        d = debug.get(p.get("id", ""))
+        if d is not None and d.get("weight_total_bytes", "") != "":
+            a["wbytes"] = (a["wbytes"] or 0) + _int(d["weight_total_bytes"])  # type: ignore[operator]
+            a["distinct"] = max(a["distinct"] or 0, _int(d.get("weight_distinct", "")))  # type: ignore[call-overload]
+            a["zeros"] = (a["zeros"] or 0) + _int(d.get("weight_zero", ""))  # type: ignore[operator]
+            if d.get("weight_format"):
+                a["wfmt"].append(d["weight_format"])  # type: ignore[attr-defined]
+    rows = []
+    for idx, name in enumerate(op_names):
+        a = acc.get(idx)
+        if a is None:  # removed by Vela's graph optimiser (reshape, fused activation...)
+            rows.append(VelaOpRow(0, idx, name, "npu", 0, 0, {}, 0, None, 0, None, None, None, None, ()))
+            continue
+        cycles, macs = int(a["cycles"]), int(a["macs"])  # type: ignore[call-overload]
+        util = macs / (cycles * total_macs_per_cycle) if cycles and macs else None
+        fmts: list[str] = a["wfmt"]  # type: ignore[assignment]
+        rows.append(VelaOpRow(
+            subgraph=0, op_index=idx, op=name, placement="cpu" if a["cpu"] else "npu", cycles=cycles,
+            npu_cycles=int(a["npu"]), access_cycles=dict(a["access"]), macs=macs,  # type: ignore[call-overload]
+            mac_utilisation=util, staging_bytes=int(a["staging"]), encoded_weight_bytes=a["wbytes"],  # type: ignore[call-overload,arg-type]
+            weight_format="+".join(dict.fromkeys(fmts)) if fmts else None, weight_distinct=a["distinct"],  # type: ignore[arg-type]
+            weight_zeros=a["zeros"], vela_ops=tuple(a["ops"]),  # type: ignore[arg-type]
+        ))
+    return tuple(rows), unmapped
+
+
+def _regor_message(exc: BaseException, text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "dynamic signature" not in ln]
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    detail = (errors or lines or [str(exc) or type(exc).__name__])[-1]
+    return "Vela rejected the model: " + "; ".join(p.strip(" -").rstrip(".") for p in detail.splitlines() if p.strip(" -"))
+
+
+def compile_model(model_bytes: bytes, target: Target, options: CompilerOptions | None = None,
+                  op_names: list[str] | None = None) -> VelaResult:
+    """Compile `model_bytes` (a TFLite flatbuffer) for an Ethos-U target with Regor, in-process.
+
+    `op_names` (the input subgraph's operator names) labels the per-operator rows; without it
+    the model is read to get them. Regor's console output is captured at the fd level.
+    """
+    from ethosu import regor
+
+    if op_names is None:
+        from hwopt.tflite_io import read_model
+
+        model = read_model(model_bytes)
+        if model.vela_compiled:
+            raise UnsupportedModelError("the model is already compiled by Vela")
+        op_names = [op.op for op in model.subgraphs[0].operators] if model.subgraphs else []
+    sysconfig = system_config_text(target)
+    opts = options_text(target, options)
+    arch = regor_arch(target)
+    text = ""
+    try:
+        with captured_fds() as captured:
+            compiled = regor.compile(arch, model_bytes, "TFLITE", sysconfig, options=opts, verbose=False)
+        text = captured[0] if captured else ""
+    except Exception as exc:  # Regor raises plain RuntimeError/ValueError for rejected networks
+        text = captured[0] if captured else ""
+        raise CompileError(_regor_message(exc, text)) from None
+    if not isinstance(compiled, regor.CompiledTFLiteModel):
+        raise CompileError("Vela returned no TFLite model")
+    if text.strip():
+        log.debug("vela: %s", text.strip())
+    perf = _totals(compiled.perf_report)
+    rows, unmapped = _op_rows(compiled.opt_database, op_names, target.npu.total_macs)
+    assert target.system is not None and target.memory_mode is not None
+    return VelaResult(
+        target=target.name, accelerator=target.vela_accelerator(), system_config=target.system.name,
+        memory_mode=target.memory_mode.name, model_bytes=bytes(compiled.model), perf=perf, ops=rows,
+        unmapped_cycles=unmapped, log_text=text,
+    )
