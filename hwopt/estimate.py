@@ -108,11 +108,6 @@ def _summary(target: Target, layers: list[LayerEstimate], cycles: int, npu_cycle
     )
 
 
-def _vela_bound(row: Any) -> str:
-    b = row.bound
-    return "memory" if b.startswith("memory") else b
-
-
 def _estimate_vela(model: Model, data: bytes, target: Target) -> EstimateReport:
     from hwopt.targets.ethos_u.vela_engine import compile_model
 
@@ -126,7 +121,7 @@ def _estimate_vela(model: Model, data: bytes, target: Target) -> EstimateReport:
         layers.append(LayerEstimate(
             subgraph=r.subgraph, op_index=r.op_index, op=r.op, placement=r.placement, cycles=r.cycles,
             npu_cycles=r.npu_cycles, macs=r.macs, sram_bytes=r.staging_bytes, encoded_weight_bytes=r.encoded_weight_bytes,
-            bound=_vela_bound(r), mac_utilisation=r.mac_utilisation, memory_cycles=dict(r.access_cycles),
+            bound=r.bound, mac_utilisation=r.mac_utilisation, memory_cycles=dict(r.access_cycles),
             weight_format=r.weight_format,
         ))
     p = res.perf

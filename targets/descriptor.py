@@ -47,9 +47,10 @@ class Family(Enum):
 
 
 def _positive(owner: str, name: str, value: Any, kind: type = int) -> None:
-    ok = isinstance(value, kind) and not isinstance(value, bool) and value > 0
-    if kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        ok = False
+    else:
+        ok = value > 0
     if not ok:
         raise TargetError(f"{owner}: {name} must be a positive {kind.__name__}, got {value!r}")
 
@@ -485,7 +486,9 @@ def _build(path: Path, doc: dict[str, Any], system_config: str | None, memory_mo
             if mem in sc:
                 _check_keys(path, f"{sec}.{mem}", sc[mem], _MEMORY_KEYS, require=True)
                 try:
-                    mems[mem] = MemoryConfig(**{k: (float(v) if k == "clock_scale" else v) for k, v in sc[mem].items()})
+                    m = sc[mem]
+                    mems[mem] = MemoryConfig(float(m["clock_scale"]), m["ports_used"], m["burst_length"],
+                                             m["read_latency"], m["write_latency"], m["max_reads"], m["max_writes"])
                 except TargetError as exc:
                     raise TargetError(f"{path}: [{sec}.{mem}] {exc}") from None
         try:

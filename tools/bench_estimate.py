@@ -18,8 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 CONFIGS = ("ethos-u55-128", "ethos-u65-256", "ethos-u85-256")
 SPEED_MODEL = "mobilenet_v2_1.0_224_INT8.tflite"
 
@@ -116,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
             timings[engine] = min(runs)
         print(f"speed on {SPEED_MODEL} (ethos-u55-128, best of 3): vela {timings['vela'] * 1e3:.0f} ms, "
               f"analytic {timings['analytic'] * 1e3:.0f} ms, ratio {timings['vela'] / timings['analytic']:.1f}x")
-    _ = np
     return 0
 
 

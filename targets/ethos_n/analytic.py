@@ -44,9 +44,7 @@ MIN_CYCLES_PER_STRIPE = 2500
 OVERHEAD_PER_STRIPE = 100
 # N78 operator support (Arm NN Ethos-N backend); anything else falls back to the CPU.
 N78_OPS = frozenset(
-    "ADD AVERAGE_POOL_2D CONCATENATION CONV_2D DEPTHWISE_CONV_2D FULLY_CONNECTED HARD_SWISH LEAKY_RELU LOGISTIC "
-    "MAX_POOL_2D MEAN MUL PAD QUANTIZE RELU RELU6 RESHAPE RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR SPLIT SQUEEZE "
-    "EXPAND_DIMS TANH TRANSPOSE TRANSPOSE_CONV DEPTH_TO_SPACE SPACE_TO_DEPTH SUB STRIDED_SLICE".split()
+    ["ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "HARD_SWISH", "LEAKY_RELU", "LOGISTIC", "MAX_POOL_2D", "MEAN", "MUL", "PAD", "QUANTIZE", "RELU", "RELU6", "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "SPLIT", "SQUEEZE", "EXPAND_DIMS", "TANH", "TRANSPOSE", "TRANSPOSE_CONV", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "SUB", "STRIDED_SLICE"]
 )
 
 
@@ -105,15 +103,15 @@ def layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
     on_chip = fm_bytes + encoded <= v.sram_bytes
     dram_bytes = weight_bytes + (0 if on_chip else fm_bytes)
     stripes = max(1, _cdiv(fm_bytes + encoded, max(v.sram_bytes // 2, 1)))
-    dma = int(math.ceil(dram_bytes / target.bandwidth("Dram"))) + OVERHEAD_PER_STRIPE * stripes if dram_bytes else 0
+    dma = math.ceil(dram_bytes / target.bandwidth("Dram")) + OVERHEAD_PER_STRIPE * stripes if dram_bytes else 0
     mce = mce_cycles(g, target)
     mce_total = mce + OVERHEAD_PER_STRIPE * stripes if mce else 0
     ple = ple_cycles(g, target)
     floor = MIN_CYCLES_PER_STRIPE * stripes if g.kind is not OpKind.MEMORY else 0
     compute = max(mce_total, ple)
     cycles = max(compute, dma, floor if (mce or ple) else 0)
-    weight_dma = int(math.ceil(weight_bytes / target.bandwidth("Dram"))) if weight_bytes else 0
-    if cycles == compute or cycles == floor:
+    weight_dma = math.ceil(weight_bytes / target.bandwidth("Dram")) if weight_bytes else 0
+    if cycles in (compute, floor):
         bound = "compute"
     elif weight_dma * 2 >= dma:
         bound = "weights"

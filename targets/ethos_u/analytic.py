@@ -28,14 +28,9 @@ from hwopt.targets.descriptor import Family, Target
 
 # TFLite builtins Vela 5.2 can place on the NPU (regor.tflite_operator_constraints).
 NPU_OPS_U55 = frozenset(
-    "ABS ADD ARGMAX AVERAGE_POOL_2D BATCH_MATMUL CONCATENATION CONV_2D DEPTHWISE_CONV_2D ELU EXP EXPAND_DIMS "
-    "FULLY_CONNECTED GELU HARD_SWISH LEAKY_RELU LOG LOGISTIC MAXIMUM MAX_POOL_2D MEAN MINIMUM MIRROR_PAD MUL NEG "
-    "PACK PAD PADV2 PRELU QUANTIZE REDUCE_MAX REDUCE_MIN RELU RELU6 RELU_0_TO_1 RELU_N1_TO_1 RESHAPE "
-    "RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR REVERSE_V2 RSQRT SLICE SOFTMAX SPLIT SPLIT_V SQUARED_DIFFERENCE "
-    "SQUEEZE STRIDED_SLICE SUB SUM TANH TILE TRANSPOSE TRANSPOSE_CONV UNIDIRECTIONAL_SEQUENCE_LSTM UNPACK".split())
+    ["ABS", "ADD", "ARGMAX", "AVERAGE_POOL_2D", "BATCH_MATMUL", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "ELU", "EXP", "EXPAND_DIMS", "FULLY_CONNECTED", "GELU", "HARD_SWISH", "LEAKY_RELU", "LOG", "LOGISTIC", "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM", "MIRROR_PAD", "MUL", "NEG", "PACK", "PAD", "PADV2", "PRELU", "QUANTIZE", "REDUCE_MAX", "REDUCE_MIN", "RELU", "RELU6", "RELU_0_TO_1", "RELU_N1_TO_1", "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "REVERSE_V2", "RSQRT", "SLICE", "SOFTMAX", "SPLIT", "SPLIT_V", "SQUARED_DIFFERENCE", "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM", "TANH", "TILE", "TRANSPOSE", "TRANSPOSE_CONV", "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNPACK"])
 NPU_OPS_U85 = NPU_OPS_U55 | frozenset(
-    "ASSIGN_VARIABLE CAST DIV EQUAL GATHER GREATER GREATER_EQUAL LESS LESS_EQUAL LOGICAL_AND LOGICAL_NOT "
-    "LOGICAL_OR NOT_EQUAL READ_VARIABLE REDUCE_ALL REDUCE_ANY SCATTER_ND SELECT SELECT_V2".split())
+    ["ASSIGN_VARIABLE", "CAST", "DIV", "EQUAL", "GATHER", "GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL", "LOGICAL_AND", "LOGICAL_NOT", "LOGICAL_OR", "NOT_EQUAL", "READ_VARIABLE", "REDUCE_ALL", "REDUCE_ANY", "SCATTER_ND", "SELECT", "SELECT_V2"])
 
 # Passes Vela lowers SOFTMAX into (max, exp LUT, sums, Newton-Raphson reciprocal): ~25 elementwise passes.
 SOFTMAX_PASSES = 25
@@ -237,7 +232,7 @@ def encoded_weight_bytes(g: LayerGeometry, target: Target) -> int:
         bits = (1 - z) * (w.entropy_bits + 1.0) + 0.3 * z
     bits = min(max(bits, 0.15), 9.0) + 0.2  # GRC parameter/palette overhead
     streams = max(1, _cdiv(g.ofm[2], 64)) * target.npu.cores * target.npu.weight_streams
-    return _round(int(math.ceil(n * bits / 8)), 16) + 16 * streams
+    return _round(math.ceil(n * bits / 8), 16) + 16 * streams
 
 
 def _ublock(g: LayerGeometry, target: Target) -> tuple[int, int, int]:
@@ -300,7 +295,7 @@ def ao_cycles(g: LayerGeometry, target: Target) -> int:
             OpKind.SOFTMAX: os_.add * SOFTMAX_PASSES}.get(g.kind)
     if rate is None:
         rate = os_.mul if g.op in ("MUL", "SQUARED_DIFFERENCE", "PRELU") else os_.add
-    return int(math.ceil(rate * elements / target.npu.cores))
+    return math.ceil(rate * elements / target.npu.cores)
 
 
 def _fm_memories(g: LayerGeometry, target: Target) -> tuple[str, str]:
@@ -360,9 +355,9 @@ def layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
     encoded = encoded_weight_bytes(g, target)
     compute = 0 if g.kind is OpKind.MEMORY else max(mac_cycles(g, target), ao_cycles(g, target))
     traffic = memory_bytes(g, target, encoded)
-    mem_cycles = {m: int(math.ceil(b / target.bandwidth(m))) for m, b in traffic.items()}
+    mem_cycles = {m: math.ceil(b / target.bandwidth(m)) for m, b in traffic.items()}
     const = target.const_memory
-    weight_dma = int(math.ceil((encoded + SCALE_BYTES_PER_CHANNEL * g.ofm[2]) / target.bandwidth(const))) if encoded else 0
+    weight_dma = math.ceil((encoded + SCALE_BYTES_PER_CHANNEL * g.ofm[2]) / target.bandwidth(const)) if encoded else 0
     decode = max(weight_decode_cycles(g, target), weight_dma if target.family is Family.ETHOS_U85 else 0)
     fm_max = max(mem_cycles.values(), default=0)
     cycles = max(compute, fm_max, decode)

@@ -92,16 +92,19 @@ class VelaOpRow:
     weight_distinct: int | None
     weight_zeros: int | None
     vela_ops: tuple[str, ...]
+    weight_access_cycles: int = 0  # weight-read access cycles in the busiest memory (perf_debug)
 
     @property
     def bound(self) -> str:
-        """Which term sets op cycles: "compute" (NPU) or "memory:<name>"; "none" when Vela spent nothing."""
+        """Which term sets op cycles: "compute" (NPU), "weights" or "memory" (feature maps); "none" if 0."""
         if self.placement == "cpu":
             return "cpu"
         if self.cycles == 0:
             return "none"
-        mem, acc = max(self.access_cycles.items(), key=lambda kv: kv[1], default=("", 0))
-        return "compute" if self.npu_cycles >= acc else f"memory:{mem}"
+        acc = max(self.access_cycles.values(), default=0)
+        if self.npu_cycles >= acc:
+            return "compute"
+        return "weights" if self.weight_access_cycles * 2 >= acc else "memory"
 
 
 @dataclass(frozen=True)
@@ -175,11 +178,29 @@ def _totals(report: object) -> VelaTotals:
     )
 
 
+@dataclass
+class _Acc:
+    """Running sums of the Vela operations that came from one input operator."""
+
+    cycles: int = 0
+    npu: int = 0
+    macs: int = 0
+    staging: int = 0
+    access: dict[str, int] = field(default_factory=dict)
+    weights_ac: int = 0  # access cycles of weight reads in the dominant memory (perf_debug)
+    ops: list[str] = field(default_factory=list)
+    cpu: bool = True
+    wbytes: int | None = None
+    formats: list[str] = field(default_factory=list)
+    distinct: int | None = None
+    zeros: int | None = None
+
+
 def _op_rows(db: object, op_names: list[str], total_macs_per_cycle: int) -> tuple[tuple[VelaOpRow, ...], int]:
     """Aggregate Regor's perf rows per input operator (source.ext_key)."""
     ext_key = {s["id"]: _int(s.get("ext_key", "")) for s in _table(db, "source") if s.get("ext_key", "") != ""}
     debug = {d["id"]: d for d in _table(db, "perf_debug")}
-    acc: dict[int, dict[str, object]] = {}
+    acc: dict[int, _Acc] = {}
     unmapped = 0
     for p in _table(db, "perf"):
         idx = ext_key.get(p.get("source_id", ""))
@@ -187,42 +208,40 @@ def _op_rows(db: object, op_names: list[str], total_macs_per_cycle: int) -> tupl
         if idx is None or not 0 <= idx < len(op_names):
             unmapped += cycles
             continue
-        a = acc.setdefault(idx, {"cycles": 0, "npu": 0, "macs": 0, "staging": 0, "access": {}, "ops": [],
-                                 "cpu": True, "wbytes": None, "wfmt": [], "distinct": None, "zeros": None})
-        a["cycles"] = int(a["cycles"]) + cycles  # type: ignore[call-overload]
-        a["npu"] = int(a["npu"]) + _int(p.get("npu_cycles", ""))  # type: ignore[call-overload]
-        a["macs"] = int(a["macs"]) + _int(p.get("mac_count", ""))  # type: ignore[call-overload]
-        a["staging"] = max(int(a["staging"]), _int(p.get("staging_usage", "")))  # type: ignore[call-overload]
-        access: dict[str, int] = a["access"]  # type: ignore[assignment]
+        a = acc.setdefault(idx, _Acc())
+        a.cycles += cycles
+        a.npu += _int(p.get("npu_cycles", ""))
+        a.macs += _int(p.get("mac_count", ""))
+        a.staging = max(a.staging, _int(p.get("staging_usage", "")))
         for mem in ACCESS_MEMORIES:
             if f"{mem}_ac" in p:
-                access[mem] = access.get(mem, 0) + _int(p[f"{mem}_ac"])
+                a.access[mem] = a.access.get(mem, 0) + _int(p[f"{mem}_ac"])
         operator = p.get("operator", "")
-        a["ops"].append(operator)  # type: ignore[attr-defined]
-        if operator != CPU_OPERATOR:
-            a["cpu"] = False
+        a.ops.append(operator)
+        a.cpu = a.cpu and operator == CPU_OPERATOR
         d = debug.get(p.get("id", ""))
-        if d is not None and d.get("weight_total_bytes", "") != "":
-            a["wbytes"] = (a["wbytes"] or 0) + _int(d["weight_total_bytes"])  # type: ignore[operator]
-            a["distinct"] = max(a["distinct"] or 0, _int(d.get("weight_distinct", "")))  # type: ignore[call-overload]
-            a["zeros"] = (a["zeros"] or 0) + _int(d.get("weight_zero", ""))  # type: ignore[operator]
+        if d is None:
+            continue
+        a.weights_ac += max((_int(d.get(f"{m}Weights_ac", "")) for m in ACCESS_MEMORIES), default=0)
+        if d.get("weight_total_bytes", "") != "":
+            a.wbytes = (a.wbytes or 0) + _int(d["weight_total_bytes"])
+            a.distinct = max(a.distinct or 0, _int(d.get("weight_distinct", "")))
+            a.zeros = (a.zeros or 0) + _int(d.get("weight_zero", ""))
             if d.get("weight_format"):
-                a["wfmt"].append(d["weight_format"])  # type: ignore[attr-defined]
+                a.formats.append(d["weight_format"])
     rows = []
     for idx, name in enumerate(op_names):
-        a = acc.get(idx)
-        if a is None:  # removed by Vela's graph optimiser (reshape, fused activation...)
-            rows.append(VelaOpRow(0, idx, name, "npu", 0, 0, {}, 0, None, 0, None, None, None, None, ()))
+        r = acc.get(idx)
+        if r is None:  # removed by Vela's graph optimiser (reshape, fused activation...)
+            rows.append(VelaOpRow(0, idx, name, "npu", 0, 0, {}, 0, None, 0, None, None, None, None, (), 0))
             continue
-        cycles, macs = int(a["cycles"]), int(a["macs"])  # type: ignore[call-overload]
-        util = macs / (cycles * total_macs_per_cycle) if cycles and macs else None
-        fmts: list[str] = a["wfmt"]  # type: ignore[assignment]
+        util = r.macs / (r.cycles * total_macs_per_cycle) if r.cycles and r.macs else None
         rows.append(VelaOpRow(
-            subgraph=0, op_index=idx, op=name, placement="cpu" if a["cpu"] else "npu", cycles=cycles,
-            npu_cycles=int(a["npu"]), access_cycles=dict(a["access"]), macs=macs,  # type: ignore[call-overload]
-            mac_utilisation=util, staging_bytes=int(a["staging"]), encoded_weight_bytes=a["wbytes"],  # type: ignore[call-overload,arg-type]
-            weight_format="+".join(dict.fromkeys(fmts)) if fmts else None, weight_distinct=a["distinct"],  # type: ignore[arg-type]
-            weight_zeros=a["zeros"], vela_ops=tuple(a["ops"]),  # type: ignore[arg-type]
+            subgraph=0, op_index=idx, op=name, placement="cpu" if r.cpu else "npu", cycles=r.cycles,
+            npu_cycles=r.npu, access_cycles=dict(r.access), macs=r.macs, mac_utilisation=util,
+            staging_bytes=r.staging, encoded_weight_bytes=r.wbytes,
+            weight_format="+".join(dict.fromkeys(r.formats)) if r.formats else None, weight_distinct=r.distinct,
+            weight_zeros=r.zeros, vela_ops=tuple(r.ops), weight_access_cycles=r.weights_ac,
         ))
     return tuple(rows), unmapped
 
