@@ -7,15 +7,15 @@ expectations into error findings.
 
 from __future__ import annotations
 
-import io
 import os
-import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from hwopt.deflate import DeflateJob
+from hwopt.deflate import deflate_size as deflate_size  # re-exported: part of the audit API
 from hwopt.errors import UsageError
 from hwopt.ir import DType, Model
 from hwopt.layers import WeightLayer, weight_layers, zero_corrected
@@ -106,16 +106,6 @@ class AuditReport:
         return any(f.severity is Severity.ERROR for f in self.findings)
 
 
-def deflate_size(data: bytes, name: str = "model.tflite") -> int:
-    """Bytes of a ZIP_DEFLATED archive holding the file: TFMOT's "compressed size"."""
-    buf = io.BytesIO()
-    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_DEFLATED
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr(info, data)
-    return len(buf.getvalue())
-
-
 def _audit_layer(model: Model, layer: WeightLayer) -> LayerAudit:
     t = layer.weights(model)
     corrected = zero_corrected(model, layer) if t.dtype.is_integer else np.asarray(t.data)
@@ -194,7 +184,7 @@ def _expectation_findings(exp: Expectations, layers: list[LayerAudit]) -> list[F
     return out
 
 
-def _model_info(model: Model, data: bytes, path: str) -> ModelInfo:
+def _model_info(model: Model, data: bytes, path: str, deflate_bytes: int) -> ModelInfo:
     counts: Counter[str] = Counter()
     floats: list[str] = []
     act: set[str] = set()
@@ -208,7 +198,7 @@ def _model_info(model: Model, data: bytes, path: str) -> ModelInfo:
             if op.op not in EDGE_OPS and any(t.dtype.is_float for t in live):
                 floats.append(f"{op.op}#{op.index}" + (f"@sg{sg.index}" if sg.index else ""))
     return ModelInfo(
-        path=path, bytes=len(data), deflate_bytes=deflate_size(data, Path(path).name or "model.tflite"),
+        path=path, bytes=len(data), deflate_bytes=deflate_bytes,
         subgraphs=len(model.subgraphs), operators=sum(len(sg.operators) for sg in model.subgraphs),
         vela_compiled=model.vela_compiled, description=model.description,
         operator_counts=dict(sorted(counts.items())), float_operators=floats,
@@ -216,15 +206,22 @@ def _model_info(model: Model, data: bytes, path: str) -> ModelInfo:
     )
 
 
-def audit_model(model: Model, data: bytes, path: str, expect: Expectations | None = None) -> AuditReport:
-    """Audit an already-read model; `data` are its file bytes (for size and DEFLATE)."""
+def audit_model(model: Model, data: bytes, path: str, expect: Expectations | None = None, *,
+                deflate: DeflateJob | None = None) -> AuditReport:
+    """Audit an already-read model; `data` are its file bytes (for size and DEFLATE).
+
+    `deflate` is a DeflateJob already started on `data` (the CLI starts one early).
+    """
     exp = expect or Expectations()
-    layers = [_audit_layer(model, wl) for wl in weight_layers(model)]
-    info = _model_info(model, data, path)
+    if deflate is None or deflate.data is not data:
+        deflate = DeflateJob(data, Path(path).name or "model.tflite")
+    wls = weight_layers(model)
+    layers = [_audit_layer(model, wl) for wl in wls]
+    info = _model_info(model, data, path, deflate.result())
     elements = sum(la.elements for la in layers)
     zeros = sum(round(la.sparsity * la.elements) for la in layers)
     wbytes = 0
-    for wl in weight_layers(model):
+    for wl in wls:
         t = wl.weights(model)
         if t.data is not None:
             wbytes += int(t.data.nbytes)
@@ -241,10 +238,18 @@ def audit_model(model: Model, data: bytes, path: str, expect: Expectations | Non
     return AuditReport(SCHEMA, info, layers, summary, findings)
 
 
-def audit(path: str | os.PathLike[str], expect: Expectations | None = None) -> AuditReport:
-    """Read and audit a .tflite file (the Python API behind `hwopt audit`)."""
-    model = read_model(path)
-    return audit_model(model, model.source, str(path), expect)
+def audit(path: str | os.PathLike[str], expect: Expectations | None = None, *,
+          prefetched: DeflateJob | None = None) -> AuditReport:
+    """Read and audit a .tflite file (the Python API behind `hwopt audit`).
+
+    `prefetched` is a DeflateJob the caller started on this file's bytes (DeflateJob.for_file).
+    """
+    if prefetched is None:
+        model = read_model(path)
+        return audit_model(model, model.source, str(path), expect)
+    model = read_model(prefetched.data)
+    model.path = Path(path)
+    return audit_model(model, prefetched.data, str(path), expect, deflate=prefetched)
 
 
 def is_integer_model(model: Model) -> bool:

@@ -253,7 +253,10 @@ def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: st
     }
     with staged_directory(out) as stage:
         for name, blob in files.items():
-            (stage / name).write_bytes(blob)
+            try:
+                (stage / name).write_bytes(blob)
+            except OSError as exc:  # disk full, quota: the staging folder goes, the directory stays as it was
+                raise OutputError(f"cannot write {out / name}: {exc.strerror or exc}") from None
     return CompileResult(report, vela.model_bytes, out, tuple(files), density)
 
 

@@ -15,7 +15,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from hwopt.errors import BaselineError, UsageError
 from hwopt.fileio import atomic_write_text
@@ -244,7 +243,7 @@ def _fidelity(ct: Totals, bt: Totals, drop: float) -> Check:
                      f"top-1 accuracy {ct.accuracy:.4f} vs baseline {bt.accuracy:.4f} (may drop by {drop:g})",
                      None, bt.accuracy, ct.accuracy, bt.accuracy - drop)
     if ct.predictions is not None and bt.predictions is not None and len(ct.predictions) == len(bt.predictions):
-        agree = sum(a == b for a, b in zip(ct.predictions, bt.predictions)) / max(len(bt.predictions), 1)
+        agree = sum(a == b for a, b in zip(ct.predictions, bt.predictions, strict=True)) / max(len(bt.predictions), 1)
         return Check("fidelity.top1_agreement", agree >= 1 - drop,
                      f"top-1 agreement with the baseline's predictions {agree:.4f} (may drop by {drop:g})",
                      None, 1.0, agree, 1 - drop)

@@ -87,7 +87,7 @@ h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ddd;padding:3px 7px;text-align:right}
 th{background:#f3f3f3}td.l,th.l{text-align:left}tr.top td{background:#fff4e5}
 .sev-error{color:#b00020;font-weight:600}.sev-warning{color:#a15c00}.sev-info{color:#1f5f99}
-td.name div{max-width:24em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+td.name div{max-width:18em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 figure{margin:12px 0}svg{max-width:100%;height:auto}
 """
 
@@ -103,7 +103,7 @@ def render_html(r: CompileReport, density: list[tuple[str, np.ndarray, np.ndarra
     labels = [f"{la.op_index}:{la.op}" for la in r.layers]
     bars = [CycleBar(lbl, la.npu_cycles, max(la.sram_access_cycles, la.dram_access_cycles, la.on_chip_flash_access_cycles,
                                               la.off_chip_flash_access_cycles), la.cycles, la.bound.split(":")[0])
-            for lbl, la in zip(labels, r.layers)]
+            for lbl, la in zip(labels, r.layers, strict=True)]
     parts += ["<h2>Cycles per layer</h2>", "<figure>",
               cycles_figure(bars, f"cycles per layer on {r.target} (bars: NPU compute, then memory above it)"), "</figure>"]
     if density and r.pipeline:

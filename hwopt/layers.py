@@ -135,8 +135,8 @@ def zero_corrected(model: Model, layer: WeightLayer) -> np.ndarray:
     t = layer.weights(model)
     assert t.data is not None
     w = t.data.astype(np.int32)
-    if t.quantization is not None and t.dtype.is_integer:
-        w = w - t.quantization.zero_points_along(t.shape).astype(np.int32)
+    if t.quantization is not None and t.dtype.is_integer and t.quantization.zero_point.any():
+        w -= t.quantization.zero_points_along(t.shape).astype(np.int32)  # in place: one pass
     return w
 
 

@@ -58,7 +58,7 @@ def cycles_figure(bars: Sequence[CycleBar], title: str) -> str:
     colours = [BOUND_COLOURS.get(b.bound, BOUND_COLOURS["other"]) for b in bars]
     ax.bar(x, npu, color="#4C72B0", label="NPU (compute)")
     ax.bar(x, mem_extra, bottom=npu, color="#DD8452", label="memory above compute")
-    for xi, c, b in zip(x, colours, bars):
+    for xi, c, b in zip(x, colours, bars, strict=True):
         ax.plot([xi], [b.cycles], marker="v", color=c, markersize=4)
     ax.set_xticks(x, [b.label for b in bars], rotation=90, fontsize=7)
     ax.set_ylabel("cycles")
@@ -84,7 +84,7 @@ def density_figure(layers: Sequence[tuple[str, np.ndarray, np.ndarray]], title: 
     plt = _pyplot()
     k = max(len(layers), 1)
     fig, axes = plt.subplots(1, k, figsize=(4.2 * k, 3.4), squeeze=False, layout="constrained")  # type: ignore[attr-defined]
-    for ax, (label, before, after) in zip(axes[0], layers):
+    for ax, (label, before, after) in zip(axes[0], layers, strict=False):  # one empty panel when there are no layers
         lo = int(min(before.min(initial=0), after.min(initial=0)))
         hi = int(max(before.max(initial=0), after.max(initial=0)))
         bins = np.arange(lo - 0.5, hi + 1.5, 1.0)

@@ -35,24 +35,59 @@ def channel_rows(w: np.ndarray, out_axis: int | None) -> np.ndarray:
     """The tensor as a 2-D array with one row per output channel."""
     if out_axis is None or w.ndim == 0:
         return w.reshape(1, -1)
-    return np.moveaxis(w, out_axis, 0).reshape(w.shape[out_axis], -1)
+    cols = int(np.prod([n for d, n in enumerate(w.shape) if d != out_axis], dtype=np.int64))
+    return np.moveaxis(w, out_axis, 0).reshape(w.shape[out_axis], cols)  # explicit: 0 channels is legal
+
+
+# Integer tensors whose values span at most this many codes are counted with np.bincount
+# (one pass, no sort): every int8/uint8 tensor after zero-point correction spans <= 511.
+BINCOUNT_SPAN = 1 << 16
+BINCOUNT_CELLS = 1 << 24  # rows x span of the per-row histogram
+
+
+def _span(values: np.ndarray) -> tuple[int, int] | None:
+    """(min, span) of a non-empty integer array small enough for bincount, else None."""
+    if values.size == 0 or values.dtype.kind not in "iu":
+        return None
+    lo, hi = int(values.min()), int(values.max())
+    span = hi - lo + 1
+    return (lo, span) if span <= BINCOUNT_SPAN else None
+
+
+def value_counts(values: np.ndarray) -> np.ndarray:
+    """Occurrences of each distinct value, in ascending value order (zeros dropped)."""
+    flat = values.reshape(-1)
+    sp = _span(flat)
+    if sp is None:
+        return np.unique(flat, return_counts=True)[1] if flat.size else np.zeros(0, dtype=np.int64)
+    counts = np.bincount((flat - sp[0]).astype(np.intp, copy=False), minlength=sp[1])
+    return counts[counts > 0]
 
 
 def unique_per_row(rows: np.ndarray) -> np.ndarray:
     """Number of distinct values in each row, without a Python loop over rows."""
     if rows.size == 0:
         return np.zeros(rows.shape[0], dtype=np.int64)
+    sp = _span(rows)
+    if sp is not None and rows.shape[0] * sp[1] <= BINCOUNT_CELLS:
+        lo, span = sp
+        keys = (rows - lo).astype(np.intp) + (np.arange(rows.shape[0], dtype=np.intp) * span)[:, None]
+        hist = np.bincount(keys.reshape(-1), minlength=rows.shape[0] * span).reshape(rows.shape[0], span)
+        return np.count_nonzero(hist, axis=1).astype(np.int64)
     s = np.sort(rows, axis=1)
     return (np.diff(s, axis=1) != 0).sum(axis=1) + 1
 
 
+def _entropy(counts: np.ndarray, n: int) -> float:
+    if n == 0:
+        return 0.0
+    p = counts / n
+    return float(-(p * np.log2(p)).sum()) + 0.0
+
+
 def entropy_bits(values: np.ndarray) -> float:
     """Order-0 (per-symbol) Shannon entropy in bits per element."""
-    if values.size == 0:
-        return 0.0
-    _, counts = np.unique(values, return_counts=True)
-    p = counts / values.size
-    return float(-(p * np.log2(p)).sum()) + 0.0
+    return _entropy(value_counts(values), int(values.size))
 
 
 def check_2_4(corrected: np.ndarray, in_axis: int | None) -> tuple[bool | None, float | None]:
@@ -66,32 +101,53 @@ def check_2_4(corrected: np.ndarray, in_axis: int | None) -> tuple[bool | None, 
     depth = moved.shape[-1]
     pad = (-depth) % 4
     if pad:
-        moved = np.concatenate([moved, np.zeros(moved.shape[:-1] + (pad,), dtype=moved.dtype)], axis=-1)
-    groups = (moved == 0).reshape(-1, 4).sum(axis=1)
-    if groups.size == 0:
+        moved = np.concatenate([moved, np.zeros((*moved.shape[:-1], pad), dtype=moved.dtype)], axis=-1)
+    if moved.size == 0:
         return None, None
-    ok = float((groups >= 2).mean())
+    # One byte per weight (1 = zero); four bytes read as one uint32 and multiplied by
+    # 0x01010101 leave the group's zero count in the top byte (each byte is 0 or 1).
+    zero = np.ascontiguousarray(moved == 0).view(np.uint8).reshape(-1)
+    groups = ((zero.view("<u4") * np.uint32(0x01010101)) >> np.uint32(24)).astype(np.uint8)
+    ok = float(np.count_nonzero(groups >= 2) / groups.size)
     return bool(ok == 1.0), ok
+
+
+def _histogram_stats(rows: np.ndarray, lo: int, span: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One bincount over (row, value): per-tensor counts, distinct values and zeros per row."""
+    n_rows = rows.shape[0]
+    keys = rows.astype(np.intp)
+    keys += (np.arange(n_rows, dtype=np.intp) * span - lo)[:, None]
+    hist = np.bincount(keys.reshape(-1), minlength=n_rows * span).reshape(n_rows, span)
+    counts = hist.sum(axis=0)
+    zero_per_row = hist[:, -lo] if lo <= 0 < lo + span else np.zeros(n_rows, dtype=np.int64)
+    return counts[counts > 0], np.count_nonzero(hist, axis=1), zero_per_row
 
 
 def weight_stats(corrected: np.ndarray, out_axis: int | None, in_axis: int | None) -> WeightStats:
     """Statistics of zero-point-corrected weights (a zero here is a quantized zero)."""
     rows = channel_rows(corrected, out_axis)
-    zero_rows = ~rows.any(axis=1) if rows.size else np.zeros(rows.shape[0], dtype=bool)
     ok_24, frac_24 = check_2_4(corrected, in_axis)
     flat = corrected.reshape(-1)
-    uniq = int(np.unique(flat).size) if flat.size else 0
-    per_row = unique_per_row(rows)
+    sp = _span(rows)
+    if sp is not None and rows.shape[0] * sp[1] <= BINCOUNT_CELLS:
+        # Integer weights (all int8/uint8 ones): everything from one (row, value) histogram.
+        counts, per_row, zero_per_row = _histogram_stats(rows, *sp)
+        zeros = int(zero_per_row.sum())
+        zero_channels = int(np.count_nonzero(zero_per_row == rows.shape[1]))
+    else:
+        counts, per_row = value_counts(flat), unique_per_row(rows)
+        zeros = int(flat.size - np.count_nonzero(flat))
+        zero_channels = int((~rows.any(axis=1)).sum()) if rows.size else 0
     return WeightStats(
         elements=int(flat.size),
         channels=int(rows.shape[0]),
-        zeros=int(flat.size - np.count_nonzero(flat)),
-        zero_channels=int(zero_rows.sum()),
-        unique_values=uniq,
+        zeros=zeros,
+        zero_channels=zero_channels,
+        unique_values=int(counts.size),
         max_unique_per_channel=int(per_row.max()) if per_row.size else 0,
         sparse_2_4=ok_24,
         groups_2_4_ok=frac_24,
-        entropy_bits=entropy_bits(flat),
+        entropy_bits=_entropy(counts, int(flat.size)),
     )
 
 

@@ -253,7 +253,8 @@ def read_model(source: str | os.PathLike[str] | bytes) -> Model:
         idx = int(m.buffer)
         if not 0 <= idx < len(buffers):
             raise ModelFormatError(f"metadata {_text(m.name)!r}: buffer index {idx} out of range")
-        metadata[_text(m.name)] = b"" if buffers[idx].data is None else buffers[idx].data.tobytes()
+        meta = buffers[idx].data
+        metadata[_text(m.name)] = b"" if meta is None else meta.tobytes()
     sigs = tuple(_text(s.signatureKey) for s in (raw.signatureDefs or []))
     if not subgraphs:
         raise ModelFormatError("model has no subgraphs")
@@ -275,16 +276,16 @@ class _AlignedBufferT(BufferT):  # type: ignore[misc]
             builder.head = builder.head - len(payload)
             builder.Bytes[builder.head : builder.head + len(payload)] = payload
             data_off = builder.EndVector(len(payload))
-        from hwopt._generated.tflite import Buffer as fb
+        from hwopt._generated.tflite import Buffer as FbBuffer
 
-        fb.BufferStart(builder)
+        FbBuffer.BufferStart(builder)
         if data_off is not None:
-            fb.BufferAddData(builder, data_off)
+            FbBuffer.BufferAddData(builder, data_off)
         if self.offset:
-            fb.BufferAddOffset(builder, self.offset)
+            FbBuffer.BufferAddOffset(builder, self.offset)
         if self.size:
-            fb.BufferAddSize(builder, self.size)
-        return int(fb.BufferEnd(builder))
+            FbBuffer.BufferAddSize(builder, self.size)
+        return int(FbBuffer.BufferEnd(builder))
 
 
 def _sync(model: Model) -> None:

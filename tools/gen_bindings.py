@@ -92,6 +92,26 @@ def parse_schema(text: str) -> dict[str, object]:
     }
 
 
+def drop_type_only_imports(module: Path) -> int:
+    """Remove module-level imports that only serve `# type:` comments; returns how many.
+
+    flatc imports every member of a union at the top of the table that holds it (Operator.py
+    imports all ~200 *Options modules), although the code imports each member lazily where
+    it unpacks one. Dropping them makes `import hwopt.tflite_io` several times cheaper.
+    """
+    lines = module.read_text().splitlines(keepends=True)
+    code = "".join(line.split("#", 1)[0] for line in lines if not line.startswith("import "))
+    kept, dropped = [], 0
+    for line in lines:
+        m = re.fullmatch(rf"import ({re.escape(NAMESPACE)}\.\w+)\n", line)
+        if m and f"{m.group(1)}." not in code:
+            dropped += 1
+            continue
+        kept.append(line)
+    module.write_text("".join(kept))
+    return dropped
+
+
 def main(argv: list[str]) -> int:
     schema = Path(argv[1]) if len(argv) > 1 else DEFAULT_SCHEMA
     text = schema.read_text()
@@ -109,6 +129,8 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(target)
         shutil.copytree(gen, target)
     (target / "__init__.py").touch()
+    for module in sorted(target.glob("*.py")):
+        drop_type_only_imports(module)
     (OUT / "__init__.py").write_text('"""Generated TFLite bindings (tools/gen_bindings.py); never edit by hand."""\n')
     spec = parse_schema(text)
     (OUT / "schema_spec.py").write_text(

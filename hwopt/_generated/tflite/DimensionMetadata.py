@@ -124,10 +124,7 @@ def DimensionMetadataEnd(builder):
 def End(builder):
     return DimensionMetadataEnd(builder)
 
-import hwopt._generated.tflite.Int32Vector
 import hwopt._generated.tflite.SparseIndexVector
-import hwopt._generated.tflite.Uint16Vector
-import hwopt._generated.tflite.Uint8Vector
 try:
     from typing import Union
 except:

@@ -238,9 +238,6 @@ def QuantizationParametersEnd(builder):
 def End(builder):
     return QuantizationParametersEnd(builder)
 
-import hwopt._generated.tflite.BlockwiseQuantization
-import hwopt._generated.tflite.CustomQuantization
-import hwopt._generated.tflite.MultiAxisQuantization
 import hwopt._generated.tflite.QuantizationDetails
 try:
     from typing import List, Union
