@@ -192,7 +192,7 @@ def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: st
     if original.vela_compiled:
         raise UnsupportedModelError(f"{path} is already compiled by Vela (CUSTOM ethos-u op); compile the model given to Vela")
     audit_before = audit_model(original, original.source, str(path), Expectations())
-    findings = list(audit_before.findings)
+    findings: list[Finding] = []
     working, work_bytes = original, original.source
     enforce_report = None
     if pipeline:
@@ -207,6 +207,8 @@ def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: st
     elif data is not None:
         raise UsageError("--data is used by --pipeline (fidelity of the changed model); give a pipeline or drop --data")
     audit_after = audit_model(working, work_bytes, str(path), Expectations()) if pipeline else None
+    # Findings describe the model Vela compiles: what the pipeline fixed stays in audit_before only.
+    findings[:0] = (audit_after or audit_before).findings
     step(f"compiling with Vela for {tgt.name}")
     vela = vela_compile(work_bytes, tgt, op_names=[op.op for op in working.subgraphs[0].operators])
     encode_report = None

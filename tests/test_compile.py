@@ -418,3 +418,16 @@ def test_existing_outputs_are_replaced_and_others_kept(run_cli, example, tmp_pat
     assert (out / "keep.txt").read_text() == "mine"
     assert not list(out.glob(".hwopt-stage-*"))
 
+
+
+def test_findings_describe_the_compiled_model(example, tmp_path) -> None:
+    """The example's per-channel clusters split across streams; a stream-clustering pipeline fixes that."""
+    from hwopt.compile import compile_model
+
+    plain = compile_model(example, "ethos-u55-128", tmp_path / "plain").report
+    rule = "clusters-split-by-quantization"
+    assert any(f.rule == rule for f in plain.findings)
+    piped = compile_model(example, "ethos-u55-128", tmp_path / "piped", pipeline=PIPELINE).report
+    assert piped.audit_after is not None and not any(f.rule == rule for f in piped.findings)
+    assert any(f.rule == rule for f in piped.audit_before.findings)  # the input's findings stay on record
+    assert piped.totals.encoded_weight_bytes < plain.totals.encoded_weight_bytes

@@ -112,6 +112,7 @@ def measure_leaf(t: Technique, tflite: bytes, data: Dataset, options: TreeOption
     """LiteRT accuracy, audit against the promise, DEFLATE size and NPU figures of one leaf (and their source)."""
     exp = _expectations(t, options)
     audit = structure_audit(tflite, t.name, exp)
+    broken = broken_layers(audit, t.sparsity_exempt_ops if t.sparsity else frozenset())
     clusterable = [la.max_unique_per_channel for la in audit.layers if la.op != "DEPTHWISE_CONV_2D"]
     figures: NpuFigures = npu_figures(tflite, options.target, options.metrics)
     return LeafReport(
@@ -120,8 +121,7 @@ def measure_leaf(t: Technique, tflite: bytes, data: Dataset, options: TreeOption
         int8_top1=int8_top1(tflite, data.x_test, data.y_test), tflite_bytes=len(tflite),
         deflate_bytes=audit.model.deflate_bytes, encoded_weight_bytes=figures.encoded_weight_bytes,
         cycles=figures.cycles, sparsity=audit.summary.sparsity, max_unique_per_channel=max(clusterable, default=0),
-        expect_sparsity=exp.sparsity, expect_clusters=exp.clusters, structure_ok=not audit.failed,
-        broken=broken_layers(audit),
+        expect_sparsity=exp.sparsity, expect_clusters=exp.clusters, structure_ok=not broken, broken=broken,
     ), figures.source
 
 

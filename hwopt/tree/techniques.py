@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+TFMOT_UNPRUNED = frozenset({"DEPTHWISE_CONV_2D"})
+
+
 @dataclass(frozen=True)
 class Technique:
     """One leaf: how it is made and what structure its int8 file must show."""
@@ -22,6 +25,12 @@ class Technique:
     clusters: bool  # promises <= N distinct values per output channel (DepthwiseConv2D exempt)
     qat: bool  # accuracy column is the fake-quant model's
     trained: bool = True  # False: hwopt's post-training leaf
+
+    @property
+    def sparsity_exempt_ops(self) -> frozenset[str]:
+        """Operator types the technique leaves dense: TFMOT's prune registry lists no weights for
+        DepthwiseConv2D; hwopt enforce prunes every weight layer."""
+        return TFMOT_UNPRUNED if self.trained else frozenset()
 
 
 LEAVES: tuple[Technique, ...] = (
