@@ -431,3 +431,23 @@ def test_findings_describe_the_compiled_model(example, tmp_path) -> None:
     assert piped.audit_after is not None and not any(f.rule == rule for f in piped.findings)
     assert any(f.rule == rule for f in piped.audit_before.findings)  # the input's findings stay on record
     assert piped.totals.encoded_weight_bytes < plain.totals.encoded_weight_bytes
+
+
+def test_stride_zero_is_rejected_before_vela(tmp_path) -> None:
+    """A zero stride would crash Vela's C++ core (SIGFPE); hwopt refuses it with one clear line."""
+    import subprocess
+    import sys
+
+    from hwopt.tflite_io import read_model, write_model
+    from tests.modelgen import int8_conv_model
+
+    model = read_model(int8_conv_model())
+    conv = next(op for op in model.subgraphs[0].operators if op.op == "CONV_2D")
+    conv.options.strideW = 0
+    bad = tmp_path / "stride0.tflite"
+    write_model(model, bad)
+    proc = subprocess.run([sys.executable, "-m", "hwopt", "compile", str(bad), "--target", "ethos-u55-128",
+                           "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "strideW = 0" in proc.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from hwopt.errors import CompileError, UnsupportedModelError
+from hwopt.ir import Model
 from hwopt.targets.descriptor import Target
 from hwopt.targets.ethos_u.vela_config import CompilerOptions, options_text, regor_arch, system_config_text
 
@@ -253,6 +254,27 @@ def _regor_message(exc: BaseException, text: str) -> str:
     return "Vela rejected the model: " + "; ".join(p.strip(" -").rstrip(".") for p in detail.splitlines() if p.strip(" -"))
 
 
+# Option fields that divide in Vela's shape arithmetic: a zero there kills the process
+# (SIGFPE inside Regor) instead of raising, so they are checked before the call.
+_POSITIVE_OPTIONS = ("strideW", "strideH", "dilationWFactor", "dilationHFactor", "filterWidth", "filterHeight",
+                     "strideD", "dilationDFactor")
+
+
+def check_operator_options(model: Model) -> None:
+    """CompileError for operator options no valid model has (e.g. a stride of 0)."""
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            opts = op.options
+            if opts is None:
+                continue
+            for name in _POSITIVE_OPTIONS:
+                value = getattr(opts, name, None)
+                if value is not None and value <= 0:
+                    raise CompileError(
+                        f"invalid model: {op.op} #{op.index} in subgraph {sg.index} has {name} = {value} (must be >= 1)"
+                    )
+
+
 def compile_model(model_bytes: bytes, target: Target, options: CompilerOptions | None = None,
                   op_names: list[str] | None = None) -> VelaResult:
     """Compile `model_bytes` (a TFLite flatbuffer) for an Ethos-U target with Regor, in-process.
@@ -262,12 +284,13 @@ def compile_model(model_bytes: bytes, target: Target, options: CompilerOptions |
     """
     from ethosu import regor
 
-    if op_names is None:
-        from hwopt.tflite_io import read_model
+    from hwopt.tflite_io import read_model
 
-        model = read_model(model_bytes)
-        if model.vela_compiled:
-            raise UnsupportedModelError("the model is already compiled by Vela")
+    model = read_model(model_bytes)
+    if model.vela_compiled:
+        raise UnsupportedModelError("the model is already compiled by Vela")
+    check_operator_options(model)
+    if op_names is None:
         op_names = [op.op for op in model.subgraphs[0].operators] if model.subgraphs else []
     sysconfig = system_config_text(target)
     opts = options_text(target, options)
