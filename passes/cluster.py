@@ -73,7 +73,7 @@ class ClusterPass(Pass):
         if not 1 <= self.k <= 256:
             raise UsageError(f"cluster: k must lie in 1..256, got {self.k}")
         if self.target is not None:
-            from passes.streams import ethos_u_config
+            from hwopt.passes.streams import ethos_u_config
 
             ethos_u_config(self.target)
 

@@ -6,7 +6,7 @@ ethos-u65-256 and ethos-u85-256, compares per-operator cycles of `--engine analy
 relative error and Spearman rank correlation. Then times both engines on MobileNet-v2 in the
 same run and prints the speed ratio.
 
-    python tools/bench_estimate.py [--models DIR] [--per-model]
+    python tools/bench_estimate.py [--models DIR] [--per-model] [--configs T1,T2,...]
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", help="folder of .tflite models (default ../shared/models)")
     ap.add_argument("--per-model", action="store_true", help="also print per-model figures")
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated targets (default: %(default)s)")
     args = ap.parse_args(argv)
     folder = models_dir(args.models)
     if not folder.is_dir():
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     models = int8_models(folder)
     print(f"{len(models)} int8 models from {folder.name}/")
     print(f"{'config':16} {'layers':>6} {'median |rel err|':>17} {'spearman':>9} {'total err':>10}")
-    for cfg in CONFIGS:
+    for cfg in args.configs.split(","):
         all_v: list[float] = []
         all_e: list[float] = []
         tot_err = []

@@ -567,26 +567,26 @@ def u85_block(g: LayerGeometry, target: Target) -> U85Block:
         d = _round(d, BRICK) if d < oc else d
     hs = np.arange(ub[0], end_h + 1, ub[0])
     ws = np.arange(ub[1], end_w + 1, ub[1])
-    D, H, W = np.meshgrid(np.array(depths), hs, ws, indexing="ij")
-    ifm_h = _ifm_extent(H, sh, kh, ub[0])
-    ifm_w = _ifm_extent(W, sw, kw, ub[1])
-    fits_acc = H * W * D * ACC_BYTES * BLOCKS_IN_RAM <= bufs.acc_ram
+    bd, bh, bw = np.meshgrid(np.array(depths), hs, ws, indexing="ij")
+    ifm_h = np.asarray(_ifm_extent(bh, sh, kh, ub[0]))
+    ifm_w = np.asarray(_ifm_extent(bw, sw, kw, ub[1]))
+    fits_acc = bufs.acc_ram >= bh * bw * bd * ACC_BYTES * BLOCKS_IN_RAM
     fits_ifm = ifm_h * ifm_w * ifm_depth * g.itemsize * BLOCKS_IN_RAM <= bufs.ifm_ram
     ok = fits_acc & fits_ifm
     if not ok.any():
-        ok = H * W * D * ACC_BYTES <= bufs.acc_ram  # single-buffered as a last resort
-    full_wh = -(-oh // H) * -(-ow // W)
+        ok = bufs.acc_ram >= bh * bw * bd * ACC_BYTES  # single-buffered as a last resort
+    full_wh = -(-oh // bh) * -(-ow // bw)
     repeats = _cdiv(kh, SUBKERNEL) * _cdiv(kw, SUBKERNEL)
     k = kh * kw if g.kind is OpKind.CONV else 0
     weight_fetch = k * ic * full_wh * oc
-    ifm_fetch = ifm_h * ifm_w * ic * repeats * (oh / H) * (ow / W) * -(-oc // D)
+    ifm_fetch = ifm_h * ifm_w * ic * repeats * (oh / bh) * (ow / bw) * -(-oc // bd)
     cost = (ifm_fetch + weight_fetch) / max(oh * ow * oc, 1)
     if g.kind is OpKind.FULLY_CONNECTED:
-        cost = 1.0 / (H * W)
+        cost = 1.0 / (bh * bw)
     cost = np.where(ih * iw * ic < ifm_h * ifm_w * ifm_depth * 2, cost / 2, cost)
     cost = np.where(ok, cost, np.inf)
     i = np.unravel_index(int(np.argmin(cost)), cost.shape)
-    h, w, d = int(H[i]), int(W[i]), int(D[i])
+    h, w, d = int(bh[i]), int(bw[i]), int(bd[i])
     return U85Block((h, w, d), (int(ifm_h[i]), int(ifm_w[i]), ifm_depth), ub, part, ifm_depth)
 
 
@@ -715,7 +715,6 @@ def u85_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
         cmd = (min_mem + mac + ao) / 4
         mac_b, ao_b = max(mac, cmd), max(ao, cmd)
         compute = int(mac_b * nb + ao_b if mac_b > ao_b else ao_b * nb + mac_b)
-        del n_blocks
     else:
         compute = 0 if g.kind is OpKind.MEMORY else ao_cycles(g, target)
         ifm_bytes = ih * iw * ifm_c * g.itemsize
