@@ -37,11 +37,15 @@ def _progress(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from hwopt.cli._common import console, print_json
     from hwopt.tree import TreeOptions, run_tree, write_tree
-    from hwopt.tree.runner import validate
+    from hwopt.tree.runner import check_output_dir, validate
 
     options = TreeOptions(model=args.model, data=args.data, target=args.target, epochs=args.epochs,
                           quick=args.quick, seed=args.seed, metrics=args.metrics)
     validate(options)  # bad input fails here, before TensorFlow loads
+    check_output_dir(args.output)
+    from hwopt.tree._tf import require
+
+    require()
     result = run_tree(options, progress=None if args.json else _progress)
     out = write_tree(result, args.output)
     report = result.report

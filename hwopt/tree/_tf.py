@@ -7,9 +7,9 @@ unless the user chose a level) and is the only place in hwopt that imports Tenso
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,12 +46,11 @@ def require() -> None:
 def load() -> TF:
     """Import TensorFlow with legacy Keras selected, make ops deterministic and return the modules."""
     global _LOADED
+    require()
     if _LOADED is not None:
         return _LOADED
-    require()
-    if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
-        # tf.keras was already bound to Keras 3; tf_keras is still usable directly below.
-        pass
+    # If TensorFlow was imported earlier without the variable, tf.keras is Keras 3; this module
+    # uses tf_keras directly, so training still works, but TFMOT needs the variable set now.
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
@@ -74,7 +73,5 @@ def load() -> TF:
 def seed_everything(mods: TF, seed: int) -> None:
     """Seed Python, numpy and TensorFlow and make TF ops deterministic (reproducible trees)."""
     mods.keras.utils.set_random_seed(seed)
-    try:
+    with contextlib.suppress(AttributeError, RuntimeError):  # older TF, or set after graph creation
         mods.tf.config.experimental.enable_op_determinism()
-    except (AttributeError, RuntimeError):  # older TF, or already enabled after graph creation
-        pass

@@ -73,9 +73,8 @@ def _labels(y: np.ndarray, key: str, n: int) -> np.ndarray:
         y = y[:, 0]
     if y.ndim != 1 or y.shape[0] != n:
         raise DataError(f"{key} must hold one label per example ({n}), got shape {list(y.shape)}")
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise DataError(f"{key} must hold integer class labels")
+    if not np.issubdtype(y.dtype, np.integer) and not np.all(np.equal(np.mod(y, 1), 0)):
+        raise DataError(f"{key} must hold integer class labels")
     y = y.astype(np.int64)
     if y.size and y.min() < 0:
         raise DataError(f"{key} holds negative class labels")

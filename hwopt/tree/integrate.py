@@ -58,9 +58,11 @@ class EnforceResult:
 
 
 def enforce_leaf(baseline: bytes, x_calib: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *,
-                 sparsity: float, clusters: int, target: str) -> EnforceResult:
+                 sparsity: float, clusters: int, target: str, pipeline: str | None = None) -> EnforceResult:
     """`hwopt enforce` on the baseline int8 model: prune to `sparsity`, then `clusters` values per Ethos-U
-    weight stream keeping the zeros, then bias correction on training images (no retraining)."""
+    weight stream keeping the zeros, then bias correction on training images (no retraining).
+
+    `pipeline` replaces that recipe with another pass pipeline (used for ablations)."""
     enforce = _module("hwopt.enforce")
     fidelity = _module("hwopt.fidelity")
     if enforce is None or fidelity is None:
@@ -70,7 +72,7 @@ def enforce_leaf(baseline: bytes, x_calib: np.ndarray, x_test: np.ndarray, y_tes
     try:
         opts = enforce.EnforceOptions(sparsity=sparsity, clusters=clusters, granularity="stream",  # type: ignore[attr-defined]
                                       preserve_sparsity=True, bias_correction=True, target=target)
-        pipeline = enforce.build_pipeline(opts)  # type: ignore[attr-defined]
+        pipeline = pipeline or enforce.build_pipeline(opts)  # type: ignore[attr-defined]
         model = read_model(baseline)
         spec = _input_quantization(model)
         calib = fidelity.Dataset([_quantize(x_calib, *spec)], None, "data")  # type: ignore[attr-defined]

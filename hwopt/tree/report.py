@@ -70,9 +70,11 @@ class TreeReport:
 
 def pareto_front(leaves: list[LeafReport]) -> list[str]:
     """Leaves no other leaf beats on all of encoded size, cycles (lower) and INT8 top-1 (higher)."""
-    pts = [(lf.name, lf.encoded_weight_bytes if lf.encoded_weight_bytes is not None else lf.deflate_bytes,
-            lf.cycles, lf.int8_top1) for lf in leaves if lf.available]
-    pts = [(n, s, c if c is not None else 0, a) for n, s, c, a in pts if s is not None and a is not None]
+    pts: list[tuple[str, int, int, float]] = []
+    for lf in leaves:
+        size = lf.encoded_weight_bytes if lf.encoded_weight_bytes is not None else lf.deflate_bytes
+        if lf.available and size is not None and lf.int8_top1 is not None:
+            pts.append((lf.name, size, lf.cycles if lf.cycles is not None else 0, lf.int8_top1))
 
     def dominates(p: tuple[str, int, int, float], q: tuple[str, int, int, float]) -> bool:
         no_worse = p[1] <= q[1] and p[2] <= q[2] and p[3] >= q[3]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hwopt.audit import Expectations
-from hwopt.errors import TargetError, UsageError
+from hwopt.errors import OutputError, TargetError, UsageError
 from hwopt.tree import _tf
 from hwopt.tree.data import Dataset, load_dataset
 from hwopt.tree.measure import (
@@ -150,6 +150,7 @@ def run_tree(options: TreeOptions, progress: Progress | None = None) -> TreeResu
     sources: set[str] = set()
     for t in wanted:
         t0 = time.monotonic()
+        tflite: bytes | None
         if t.trained:
             say(f"leaf {t.name}: {t.recipe}")
             with quiet_stdio(quiet):
@@ -163,9 +164,9 @@ def run_tree(options: TreeOptions, progress: Progress | None = None) -> TreeResu
             leaves.append(_not_available(t, note))
             continue
         files[t.name] = tflite
-        report, source = measure_leaf(t, tflite, data, options, k_top1, k_kind, note)
+        leaf_report, source = measure_leaf(t, tflite, data, options, k_top1, k_kind, note)
         sources.add(source)
-        leaves.append(report)
+        leaves.append(leaf_report)
         log.info("leaf %s done in %.1f s", t.name, time.monotonic() - t0)
     front = pareto_front(leaves)
     leaves = [_with_pareto(lf, lf.name in front) for lf in leaves]
@@ -202,14 +203,23 @@ def _enforce(baseline: bytes | None, data: Dataset, options: TreeOptions) -> tup
     return result.tflite, f"pipeline {result.pipeline}"
 
 
+def check_output_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """OutputError unless `out_dir` is (or can become) a directory: checked before minutes of training."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output path exists and is not a directory: {out}")
+    parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write to {parent}")
+    return out
+
+
 def write_tree(result: TreeResult, out_dir: str | os.PathLike[str]) -> Path:
     """Write every leaf's .tflite, tree.json and tree.md into `out_dir` atomically."""
     from hwopt.fileio import staged_directory
     from hwopt.report import dumps
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output path exists and is not a directory: {out}")
+    out = check_output_dir(out_dir)
     with staged_directory(out) as stage:
         for name, data in sorted(result.files.items()):
             (stage / f"{name}.tflite").write_bytes(data)

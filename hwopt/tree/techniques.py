@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 TFMOT_UNPRUNED = frozenset({"DEPTHWISE_CONV_2D"})
 
 

@@ -211,7 +211,10 @@ class TreeTrainer:
         if "pruned" not in self._cache:
             sp = self.mods.tfmot.sparsity.keras
             seed_everything(self.mods, self.seed + 10)
-            sched = sp.ConstantSparsity(self.sparsity, begin_step=0, frequency=50)
+            # Re-prune at least four times in the fine-tuning (a tiny dataset has few steps: with a fixed
+            # frequency larger than the step count the mask is never applied) and at most every 100 steps.
+            steps = -(-self.data.x_train.shape[0] // self.schedule.batch_size) * self.schedule.finetune_epochs
+            sched = sp.ConstantSparsity(self.sparsity, begin_step=0, frequency=max(1, min(100, steps // 4)))
             wrapped = sp.prune_low_magnitude(_clone(self.mods, self.base), pruning_schedule=sched)
             self._finetune(wrapped, 10, (sp.UpdatePruningStep(),))
             self._cache["pruned"] = sp.strip_pruning(wrapped)
