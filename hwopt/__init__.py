@@ -1,35 +1,106 @@
 """hwopt: audit, enforce, encode, estimate and compile int8 TFLite models for Arm Ethos NPUs.
 
-The Python API mirrors the CLI; heavy modules load on first use so `import hwopt` is cheap.
+The Python API mirrors the CLI and returns the same typed report objects the CLI renders.
+Every function imports its engine on first use, so `import hwopt` stays cheap and never
+pulls in Vela, LiteRT or tensorflow.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-__version__ = "0.1.0"
-
-__all__ = ["HwoptError", "__version__", "audit", "read_model", "write_model"]
+import os
+from typing import TYPE_CHECKING
 
 from hwopt.errors import HwoptError
 
 if TYPE_CHECKING:
-    from hwopt.audit import audit
-    from hwopt.tflite_io import read_model, write_model
+    from hwopt.auditing import AuditReport
+    from hwopt.compilation import CompileResult
+    from hwopt.encoding import EncodeReport
+    from hwopt.enforcement import EnforceReport
+    from hwopt.estimation import EstimateReport
+    from hwopt.gating import GateReport
+    from hwopt.ir import Model
 
-_LAZY = {
-    "audit": ("hwopt.audit", "audit"),
-    "read_model": ("hwopt.tflite_io", "read_model"),
-    "write_model": ("hwopt.tflite_io", "write_model"),
-}
+__version__ = "0.1.0"
+
+__all__ = ["HwoptError", "__version__", "audit", "compile", "encode", "enforce", "estimate", "gate",
+           "read_model", "write_model"]
+
+PathLike = str | os.PathLike[str]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+def read_model(source: PathLike | bytes) -> Model:
+    """Read a .tflite file or bytes into the IR (`hwopt.tflite_io.read_model`)."""
+    from hwopt.tflite_io import read_model as _read
 
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hwopt' has no attribute {name!r}")
+    return _read(source)
+
+
+def write_model(model: Model, path: PathLike) -> os.PathLike[str]:
+    """Write a model atomically; never over its own input file."""
+    from hwopt.tflite_io import write_model as _write
+
+    return _write(model, path)
+
+
+def audit(path: PathLike, *, expect_sparsity: float | None = None, expect_clusters: int | None = None,
+          per_channel: bool = False, expect_int8: bool = False) -> AuditReport:
+    """`hwopt audit`: per-layer sparsity and cluster structure; `.failed` when expectations are unmet."""
+    from hwopt.auditing import Expectations
+    from hwopt.auditing import audit as _audit
+
+    return _audit(path, Expectations(expect_sparsity, expect_clusters, per_channel, expect_int8))
+
+
+def estimate(model: PathLike | bytes | Model, target: str, *, engine: str | None = None,
+             system_config: str | None = None, memory_mode: str | None = None) -> EstimateReport:
+    """`hwopt estimate`: per-layer cycles and SRAM; engine defaults to vela (Ethos-U) or analytic (Ethos-N)."""
+    from hwopt.estimation import estimate as _estimate
+    from hwopt.targets.descriptor import load_target
+
+    tgt = load_target(target, system_config=system_config, memory_mode=memory_mode)
+    chosen = engine or ("vela" if tgt.family.is_ethos_u else "analytic")
+    return _estimate(model, tgt, engine=chosen)
+
+
+def encode(path: PathLike, target: str) -> EncodeReport:
+    """`hwopt encode`: every layer's weights in the target's compressed format, round trip checked."""
+    from hwopt.encoding import encode as _encode
+
+    return _encode(path, str(target))
+
+
+def enforce(path: PathLike, output: PathLike, pipeline: str, *, data: PathLike | None = None,
+            calibration: PathLike | None = None, target: str | None = None,
+            max_drop: float | None = None) -> EnforceReport:
+    """`hwopt enforce`: run a pass pipeline on the int8 model and write it (unless fidelity fails)."""
+    from hwopt.enforcement import enforce as _enforce
+
+    return _enforce(path, output, pipeline, data=data, calibration=calibration, target=target, max_drop=max_drop)
+
+
+def compile(model: PathLike | None, target: str, output_dir: PathLike = "hwopt-out", *,  # noqa: A001 - mirrors the CLI
+            pipeline: str | None = None, data: PathLike | None = None, system_config: str | None = None,
+            memory_mode: str | None = None) -> CompileResult:
+    """`hwopt compile`: audit, optional pipeline, Vela; writes the model and reports into output_dir."""
+    from hwopt.compilation import compile_model
+
+    return compile_model(model, target, output_dir, pipeline=pipeline, data=data, system_config=system_config,
+                         memory_mode=memory_mode)
+
+
+def gate(model: PathLike, target: str, baseline: PathLike, *, update_baseline: bool = False,
+         junit: PathLike | None = None, data: PathLike | None = None, system_config: str | None = None,
+         memory_mode: str | None = None, **tolerances: float | int | None) -> GateReport:
+    """`hwopt gate`: compare with a baseline; tolerances are GateOptions fields (e.g. max_cycles_increase=5)."""
+    from hwopt.gating import GateOptions, collect_metrics, run_gate
+
+    try:
+        opts = GateOptions(**tolerances)  # type: ignore[arg-type]
+    except TypeError as exc:
+        from hwopt.errors import UsageError
+
+        raise UsageError(f"unknown gate tolerance: {exc}") from None
+    return run_gate(lambda: collect_metrics(model, target, system_config=system_config, memory_mode=memory_mode,
+                                            data=data),
+                    baseline, opts, update=update_baseline, junit=junit)

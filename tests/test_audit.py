@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT, model_id, shared_model_paths
 
 from hwopt._generated.tflite.Model import Model as FbModel
-from hwopt.audit import SCHEMA, Expectations, audit, audit_model, deflate_size
+from hwopt.auditing import SCHEMA, Expectations, audit, audit_model, deflate_size
 from hwopt.errors import UsageError
 from hwopt.report import dumps
 from hwopt.tflite_io import read_model

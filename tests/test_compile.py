@@ -422,7 +422,7 @@ def test_existing_outputs_are_replaced_and_others_kept(run_cli, example, tmp_pat
 
 def test_findings_describe_the_compiled_model(example, tmp_path) -> None:
     """The example's per-channel clusters split across streams; a stream-clustering pipeline fixes that."""
-    from hwopt.compile import compile_model
+    from hwopt.compilation import compile_model
 
     plain = compile_model(example, "ethos-u55-128", tmp_path / "plain").report
     rule = "clusters-split-by-quantization"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hwopt.targets.descriptor import load_target
 
-from hwopt.encode import encode, encode_model
+from hwopt.encoding import encode, encode_model
 from hwopt.tflite_io import read_model
 
 # Vela's internal-default system configs (Vela CLI defaults), used for the independent reference compile.

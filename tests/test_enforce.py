@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwopt.enforce import EnforceOptions, build_pipeline, enforce
+from hwopt.enforcement import EnforceOptions, build_pipeline, enforce
 from hwopt.errors import DataError, OutputError, UnsupportedModelError, UsageError
 from hwopt.fidelity import Runner, compare
 from hwopt.layers import weight_layers, zero_corrected
@@ -278,7 +278,7 @@ def test_digits_accuracy_within_one_point(tmp_path: Path) -> None:
 
 
 def test_ethos_n_target_uses_hwopt_encoder(small: Path, tmp_path: Path) -> None:
-    pytest.importorskip("hwopt.encode")
+    pytest.importorskip("hwopt.encoding")
     rep = enforce(small, tmp_path / "n.tflite", "cluster{k=8}", target="ethos-n78-1tops-2ple")
     assert rep.encoded is not None
     assert rep.encoded.source == "hwopt.encode:ethos-n78-1tops-2ple"

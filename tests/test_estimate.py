@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hwopt.errors import CompileError, TargetError, UnsupportedModelError, UsageError
-from hwopt.estimate import SCHEMA, estimate
+from hwopt.estimation import SCHEMA, estimate
 from hwopt.targets.descriptor import list_targets, load_target
 
 RESNET8 = "mlperftiny_resnet8_int8.tflite"

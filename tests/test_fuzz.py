@@ -26,7 +26,7 @@ from modelgen import pack
 
 from hwopt._generated.tflite.Model import Model as FbModel
 from hwopt._generated.tflite.Model import ModelT
-from hwopt.audit import Expectations, audit_model
+from hwopt.auditing import Expectations, audit_model
 from hwopt.errors import HwoptError
 from hwopt.tflite_io import read_model, serialize
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from hwopt.errors import BaselineError, UsageError
-from hwopt.gate import (
+from hwopt.gating import (
     BASELINE_SCHEMA,
     GateOptions,
     LayerMetrics,

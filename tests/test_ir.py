@@ -15,7 +15,7 @@ from hwopt._generated.tflite.SparseIndexVector import SparseIndexVector
 from hwopt._generated.tflite.SparsityParameters import SparsityParametersT
 from hwopt._generated.tflite.Uint8Vector import Uint8VectorT
 from hwopt._generated.tflite.Uint16Vector import Uint16VectorT
-from hwopt.audit import audit_model
+from hwopt.auditing import audit_model
 from hwopt.errors import ModelFormatError, PassError
 from hwopt.ir import DType, Quantization
 from hwopt.layers import Layout, weight_layers, zero_corrected

@@ -39,7 +39,7 @@ def _int8_models(folder: Path) -> list[Path]:
 
 
 def bits_table(folder: Path) -> None:
-    from hwopt.encode import encode
+    from hwopt.encoding import encode
 
     print("### bits/weight vs the order-0 entropy bound (derived ResNet-8 variants)\n")
     print("| model | entropy | " + " | ".join(t.replace("ethos-", "") for t in TARGETS) + " |")
@@ -58,7 +58,7 @@ def bits_table(folder: Path) -> None:
 def vela_table(folder: Path) -> None:
     from hwopt.targets.descriptor import load_target
 
-    from hwopt.encode import encode, encode_model
+    from hwopt.encoding import encode, encode_model
     from hwopt.tflite_io import read_model
 
     print("### encoded weight bytes: hwopt vs Vela 5.2.0 `encodedWeights`\n")

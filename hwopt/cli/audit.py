@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Compress the file for its DEFLATE size in the background while the analysis imports.
     job = DeflateJob.for_file(args.model)
-    from hwopt.audit import Expectations, audit
+    from hwopt.auditing import Expectations, audit
     from hwopt.cli._common import console, fmt_int, fmt_pct, print_findings, print_json
 
     exp = Expectations(args.expect_sparsity, args.expect_clusters, args.per_channel, args.expect_int8)

@@ -330,7 +330,7 @@ def emit(report: EncodeReport, directory: str | os.PathLike[str], *, protect: tu
         if out.exists() and out.resolve() == Path(p).resolve():
             raise OutputError(f"refusing to write into the input path {p}")
     entries: list[dict[str, object]] = []
-    index = {"schema": "hwopt.encode.index/1", "target": report.target, "model": report.model, "layers": entries}
+    index = {"schema": "hwopt.encoding.index/1", "target": report.target, "model": report.model, "layers": entries}
     with staged_directory(out) as stage:
         for la in report.layers:
             if not la.encodable:

@@ -252,14 +252,14 @@ def _fidelity(ct: Totals, bt: Totals, drop: float) -> Check:
 
 def to_junit(report: GateReport) -> str:
     """JUnit XML with one testcase per check (what CI servers render as a test report)."""
-    suite = ET.Element("testsuite", name="hwopt.gate", tests=str(len(report.checks)),
+    suite = ET.Element("testsuite", name="hwopt.gating", tests=str(len(report.checks)),
                        failures=str(len(report.violations)), errors="0", skipped="0")
     props = ET.SubElement(suite, "properties")
     for k, v in (("model", report.model), ("target", report.target), ("baseline", report.baseline)):
         ET.SubElement(props, "property", name=k, value=v)
     for c in report.checks:
         classname, _, name = c.name.rpartition(".")
-        case = ET.SubElement(suite, "testcase", classname=f"hwopt.gate.{classname or 'check'}", name=name, time="0")
+        case = ET.SubElement(suite, "testcase", classname=f"hwopt.gating.{classname or 'check'}", name=name, time="0")
         if not c.passed:
             fail = ET.SubElement(case, "failure", message=c.message, type="regression")
             fail.text = c.message
@@ -319,7 +319,7 @@ def _top1(model_bytes: bytes, data: str | os.PathLike[str]) -> tuple[float | Non
 def collect_metrics(model: str | os.PathLike[str], target: str, *, system_config: str | None = None,
                     memory_mode: str | None = None, data: str | os.PathLike[str] | None = None) -> Metrics:
     """Measure a model on an Ethos-U target: Vela's per-operator figures joined with the audit."""
-    from hwopt.audit import Expectations, audit_model
+    from hwopt.auditing import Expectations, audit_model
     from hwopt.errors import UnsupportedModelError
     from hwopt.targets.descriptor import load_target
     from hwopt.targets.ethos_u.vela_engine import compile_model

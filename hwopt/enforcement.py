@@ -241,7 +241,7 @@ def vela_encoded_weights(model_bytes: bytes, target: str = DEFAULT_ENCODE_TARGET
 def encoded_weight_bytes(model: Model, target: str = DEFAULT_ENCODE_TARGET) -> EncodedWeights:
     """The one place enforce measures per-layer encoded weight bytes: hwopt.encode, else Vela's per-op figures."""
     try:
-        from hwopt.encode import encode_model
+        from hwopt.encoding import encode_model
         from hwopt.targets.descriptor import load_target
     except ImportError:  # encoder not available: Vela's per-op weight_total_bytes
         from hwopt.tflite_io import serialize

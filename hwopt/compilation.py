@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hwopt.audit import AuditReport, Expectations, audit_model
+from hwopt.auditing import AuditReport, Expectations, audit_model
 from hwopt.errors import OutputError, UnsupportedModelError, UsageError
 from hwopt.fileio import staged_directory
 from hwopt.ir import Model
@@ -196,7 +196,7 @@ def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: st
     working, work_bytes = original, original.source
     enforce_report = None
     if pipeline:
-        from hwopt.enforce import enforce_model
+        from hwopt.enforcement import enforce_model
         from hwopt.fidelity import Runner, load_data
 
         step("running the enforce pipeline")
@@ -213,7 +213,7 @@ def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: st
     vela = vela_compile(work_bytes, tgt, op_names=[op.op for op in working.subgraphs[0].operators])
     encode_report = None
     if _has_encoder():
-        from hwopt.encode import encode_model
+        from hwopt.encoding import encode_model
 
         step("re-encoding weights")
         try:
@@ -265,7 +265,7 @@ def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: st
 def _has_encoder() -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("hwopt.encode") is not None
+    return importlib.util.find_spec("hwopt.encoding") is not None
 
 
 CSV_COLUMNS = ("subgraph", "op_index", "op", "name", "placement", "cycles", "npu_cycles", "sram_access_cycles",
