@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwopt.audit import Expectations, audit
+from hwopt.auditing import Expectations, audit
 from hwopt.errors import DataError, ModelFormatError, OutputError, TargetError, UnsupportedModelError, UsageError
 from hwopt.tree import _tf
 from hwopt.tree.data import Dataset, _stratified_split, load_digits_dataset, load_npz
@@ -38,7 +38,7 @@ def _good_arrays() -> dict[str, np.ndarray]:
 
 
 def test_import_paths_do_not_load_tensorflow() -> None:
-    code = ("import sys, hwopt, hwopt.audit, hwopt.tree, hwopt.tree.runner, hwopt.tree.measure, hwopt.cli.tree;"
+    code = ("import sys, hwopt, hwopt.auditing, hwopt.tree, hwopt.tree.runner, hwopt.tree.measure, hwopt.cli.tree;"
             "import hwopt.cli; hwopt.cli.build_parser();"
             "bad = [m for m in ('tensorflow', 'tf_keras', 'tensorflow_model_optimization') if m in sys.modules];"
             "print(','.join(bad))")

@@ -29,7 +29,7 @@ def _progress(message: str) -> None:
 
 def _ablation(files: dict[str, bytes], target: str, sparsity: float, clusters: int) -> list[list[str]]:
     """hwopt enforce's recipe split into its parts, each on the baseline int8 model (no retraining)."""
-    from hwopt.audit import Expectations
+    from hwopt.auditing import Expectations
     from hwopt.tree.data import load_digits_dataset
     from hwopt.tree.integrate import enforce_leaf
     from hwopt.tree.measure import int8_top1, npu_figures, structure_audit

@@ -52,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
         return 1 if report.failed else 0
+    from rich.markup import escape
     from rich.table import Table
 
-    from hwopt.tree.report import LEAF_COLUMNS, family_rows, leaf_rows
+    from hwopt.tree.report import LEAF_COLUMNS, family_rows, leaf_rows, sparsity_promise
     from hwopt.tree.techniques import FAMILIES
 
     con = console()
@@ -75,8 +76,11 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(*[_style(c) for c in row])
     con.print(table)
     for leaf in report.leaves:
+        if promise := sparsity_promise(leaf):
+            con.print(f"{leaf.name}: {escape(promise)}")
+    for leaf in report.leaves:
         for msg in leaf.broken:
-            con.print(f"[bold red]error[/] {leaf.name}: {msg}", markup=True)
+            con.print(f"[bold red]error[/] {leaf.name}: {escape(msg)}", markup=True)
     con.print(f"Pareto-optimal (encoded bytes, cycles, INT8 top-1): {', '.join(report.pareto) or 'none'}")
     con.print(f"wrote {len(result.files)} leaves, tree.json and tree.md to {out} in {result.seconds:.0f} s")
     return 1 if report.failed else 0

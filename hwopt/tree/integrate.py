@@ -1,5 +1,5 @@
-"""The tree's use of hwopt's own engines: `hwopt.enforce` as a post-training leaf, and
-`hwopt.encode` + `hwopt.estimate` for the NPU columns.
+"""The tree's use of hwopt's own engines: `hwopt.enforcement` as a post-training leaf, and
+`hwopt.encoding` + `hwopt.estimation` for the NPU columns.
 
 Each entry point returns None (with the reason logged) when the engine is not installed
 or cannot handle the target, so the caller falls back or reports the leaf "not available".
@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwopt.errors import HwoptError
+from hwopt.ir import Model
 from hwopt.tree.measure import HWOPT_SOURCE, NpuFigures
+from hwopt.tree.techniques import BY_NAME, sparsity_exempt
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,8 @@ def _module(name: str) -> object | None:
 
 
 def hwopt_figures(tflite: bytes, target: str) -> NpuFigures | None:
-    """Encoded weight bytes from `hwopt.encode` and total cycles from `hwopt.estimate`, or None."""
-    encode, estimate, descriptor = (_module("hwopt.encode"), _module("hwopt.estimate"),
+    """Encoded weight bytes from `hwopt.encoding` and total cycles from `hwopt.estimation`, or None."""
+    encode, estimate, descriptor = (_module("hwopt.encoding"), _module("hwopt.estimation"),
                                     _module("hwopt.targets.descriptor"))
     if encode is None or estimate is None or descriptor is None:
         return None
@@ -57,30 +59,46 @@ class EnforceResult:
     note: str
 
 
+def prune_skip(model: Model) -> list[str]:
+    """The prune pass's skip list for the enforce leaf: its dense operator types, then the op index of
+    its dense input layer (`techniques.sparsity_exempt`, so the structure check sees the same layers)."""
+    from hwopt.layers import weight_layers
+
+    t = BY_NAME["enforce"]
+    layers = [(wl.subgraph, wl.op_index, wl.op) for wl in weight_layers(model)]
+    exempt = sparsity_exempt(t, layers)
+    by_type = {op for sg, i, op in layers if (sg, i) in exempt and op in t.sparsity_exempt_ops}
+    by_index = sorted(i for sg, i, op in layers if (sg, i) in exempt and op not in t.sparsity_exempt_ops)
+    return sorted(by_type) + [str(i) for i in by_index]
+
+
+def leaf_pipeline(model: Model, sparsity: float, clusters: int, target: str) -> str:
+    """The enforce leaf's pass pipeline: global magnitude pruning of every layer not exempt, `clusters`
+    values per Ethos-U weight stream keeping the zeros, then bias correction."""
+    prune = f"sparsity={sparsity!r},scope={BY_NAME['enforce'].sparsity_scope},skip=[{','.join(prune_skip(model))}]"
+    return (f"prune{{{prune}}},cluster{{k={clusters},granularity=stream,preserve_zero=true,target={target}}},bias-correct")
+
+
 def enforce_leaf(baseline: bytes, x_calib: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *,
                  sparsity: float, clusters: int, target: str, pipeline: str | None = None) -> EnforceResult:
-    """`hwopt enforce` on the baseline int8 model: prune to `sparsity`, then `clusters` values per Ethos-U
-    weight stream keeping the zeros, then bias correction on training images (no retraining).
-
-    `pipeline` replaces that recipe with another pass pipeline (used for ablations)."""
-    enforce = _module("hwopt.enforce")
+    """`hwopt enforce` on the baseline int8 model with `leaf_pipeline` (bias correction calibrated on
+    training images, no retraining); `pipeline` replaces that recipe (used for ablations)."""
+    enforce = _module("hwopt.enforcement")
     fidelity = _module("hwopt.fidelity")
     if enforce is None or fidelity is None:
-        return EnforceResult(None, "", "not available: hwopt.enforce is not installed")
+        return EnforceResult(None, "", "not available: hwopt.enforcement is not installed")
     from hwopt.tflite_io import read_model
 
     try:
-        opts = enforce.EnforceOptions(sparsity=sparsity, clusters=clusters, granularity="stream",  # type: ignore[attr-defined]
-                                      preserve_sparsity=True, bias_correction=True, target=target)
-        pipeline = pipeline or enforce.build_pipeline(opts)  # type: ignore[attr-defined]
         model = read_model(baseline)
+        pipeline = pipeline or leaf_pipeline(model, sparsity, clusters, target)
         spec = _input_quantization(model)
         calib = fidelity.Dataset([_quantize(x_calib, *spec)], None, "data")  # type: ignore[attr-defined]
         held_out = fidelity.Dataset([_quantize(x_test, *spec)], y_test.astype(np.int64), "data")  # type: ignore[attr-defined]
         _, new_bytes, _report = enforce.enforce_model(model, pipeline, data=held_out, calibration=calib,  # type: ignore[attr-defined]
                                                       target=target, measure_encoded=False, input_name="baseline.tflite")
     except (AttributeError, TypeError, ImportError) as exc:  # an engine still in flux must not sink the tree
-        return EnforceResult(None, "", f"not available: hwopt.enforce failed ({type(exc).__name__}: {exc})")
+        return EnforceResult(None, "", f"not available: hwopt.enforcement failed ({type(exc).__name__}: {exc})")
     return EnforceResult(bytes(new_bytes), pipeline, "")
 
 

@@ -1,6 +1,6 @@
 """Measurements of one int8 leaf: LiteRT top-1, the structure audit, Ethos-U encoded weights and cycles.
 
-No TensorFlow here: accuracy runs on LiteRT, structure on hwopt.audit, NPU figures on hwopt's
+No TensorFlow here: accuracy runs on LiteRT, structure on hwopt.auditing, NPU figures on hwopt's
 encoder/estimator when they are installed, else on Vela's own totals (`vela_figures`).
 """
 
@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hwopt.audit import AuditReport, Expectations, audit_model
+from hwopt.auditing import AuditReport, Expectations, LayerAudit, audit_model
 from hwopt.errors import CompileError, TargetError
 from hwopt.report import Severity
 from hwopt.tflite_io import read_model
+from hwopt.tree.techniques import LayerKey
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +72,45 @@ def structure_audit(tflite: bytes, name: str, expect: Expectations) -> AuditRepo
     return audit_model(model, tflite, f"{name}.tflite", expect)
 
 
-def broken_layers(report: AuditReport, exempt_sparsity_ops: frozenset[str] = frozenset()) -> list[str]:
+def layer_label(la: LayerAudit) -> str:
+    """How the audit names a layer in its findings: `CONV_2D #2 (tensor name)`."""
+    return f"{la.op} #{la.op_index} ({la.weight_tensor})"
+
+
+def broken_layers(report: AuditReport, exempt: frozenset[LayerKey] = frozenset()) -> list[str]:
     """The layers whose promised structure the conversion lost, one short text each.
 
-    `exempt_sparsity_ops` names operator types the technique never prunes (TFMOT 0.8 registers
-    DepthwiseConv2D with no prunable weights), so a dense layer of that type is not a loss.
+    `exempt` holds the (subgraph, op index) of layers the technique never prunes (TFMOT 0.8 registers
+    DepthwiseConv2D with no prunable weights), so a dense exempt layer is not a loss.
     """
-    ops = {(la.subgraph, la.op_index): la.op for la in report.layers}
     out = []
     for f in report.findings:
         if f.severity is not Severity.ERROR:
             continue
-        if f.rule == "expect-sparsity" and ops.get((f.subgraph or 0, f.op_index or 0)) in exempt_sparsity_ops:
+        if f.rule == "expect-sparsity" and (f.subgraph or 0, f.op_index or 0) in exempt:
             continue
         out.append(f.message)
     return out
+
+
+def pruned_zeros(report: AuditReport, exempt: frozenset[LayerKey]) -> tuple[int, int]:
+    """(zero weights, weights) over the audited layers not in `exempt`: what a global prune promises on."""
+    layers = [la for la in report.layers if (la.subgraph, la.op_index) not in exempt]
+    zeros = sum(round(la.sparsity * la.elements) for la in layers)
+    return zeros, sum(la.elements for la in layers)
+
+
+def global_sparsity_broken(report: AuditReport, exempt: frozenset[LayerKey], expected: float) -> list[str]:
+    """One text naming every pruned layer when their zeros together fall below `expected`, else nothing."""
+    zeros, total = pruned_zeros(report, exempt)
+    if total == 0:
+        return ["no weight layer left to prune: every layer is exempt"]
+    if zeros / total + 1e-9 >= expected:
+        return []
+    layers = ", ".join(f"{layer_label(la)} {la.sparsity:.4f}" for la in report.layers
+                       if (la.subgraph, la.op_index) not in exempt)
+    return [f"pruned layers together hold {zeros:,} zeros in {total:,} weights: sparsity {zeros / total:.4f} "
+            f"< expected {expected:.4f} (per layer: {layers})"]
 
 
 @contextlib.contextmanager

@@ -34,6 +34,9 @@ class LeafReport:
     structure_ok: bool | None
     broken: list[str] = field(default_factory=list)
     pareto: bool = False
+    sparsity_scope: str | None = None  # "layer": each pruned layer holds expect_sparsity; "global": all together
+    pruned_sparsity: float | None = None  # zeros among the weights of the layers the technique prunes
+    sparsity_exempt: list[str] = field(default_factory=list)  # layers the technique leaves dense, as the audit names them
 
     @property
     def compression(self) -> str:
@@ -126,6 +129,21 @@ def family_rows(report: TreeReport, names: tuple[str, ...]) -> tuple[list[str], 
     return header, rows
 
 
+def sparsity_promise(leaf: LeafReport) -> str:
+    """What a pruned leaf promises, what its pruned layers hold, and which layers it leaves dense."""
+    if leaf.expect_sparsity is None or not leaf.available:
+        return ""
+    where = "over the pruned layers together" if leaf.sparsity_scope == "global" else "in every pruned layer"
+    dense = ", ".join(f"`{name}`" for name in leaf.sparsity_exempt) or "none"
+    return (f"at least {pct(leaf.expect_sparsity, 0)} zeros {where} (measured {pct(leaf.pruned_sparsity, 1)} "
+            f"over them); left dense: {dense}")
+
+
+def sparsity_promises(report: TreeReport) -> list[str]:
+    """One Markdown bullet per leaf that promises sparsity."""
+    return [f"- **{lf.title}**: {text}" for lf in report.leaves if (text := sparsity_promise(lf))]
+
+
 LEAF_COLUMNS = ("Leaf", "FP32 / fake-INT8 top-1", "INT8 top-1", "Compression (DEFLATE)", "Encoded weights",
                 "Cycles", "Sparsity", "Max uniq/ch", "Structure", "Pareto")
 
@@ -162,10 +180,13 @@ def render_markdown(report: TreeReport, heading: str = "#") -> str:
     if not broken:
         out.append("Every available leaf keeps, in its int8 file, the sparsity and clusters it promises.\n")
     for lf in broken:
-        out.append(f"- **{lf.title}** lost structure in conversion:")
+        out.append(f"- **{lf.title}** does not keep what it promises:")
         out += [f"  - {msg}" for msg in lf.broken]
     if broken:
         out.append("")
+    promises = sparsity_promises(report)
+    if promises:
+        out += ["Sparsity promises (the dense layers are exempt from them):\n", *promises, ""]
     out.append(f"{heading}# Pareto front\n")
     out.append("Objectives: Ethos-U encoded weight bytes (lower), estimated cycles (lower), INT8 top-1 (higher). "
                "Pareto-optimal leaves: " + (", ".join(f"**{BY_NAME[n].title}**" for n in report.pareto) or "none") + ".\n")

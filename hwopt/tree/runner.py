@@ -9,21 +9,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hwopt.audit import Expectations
+from hwopt.auditing import Expectations
 from hwopt.errors import OutputError, TargetError, UsageError
 from hwopt.tree import _tf
 from hwopt.tree.data import Dataset, load_dataset
 from hwopt.tree.measure import (
     NpuFigures,
     broken_layers,
+    global_sparsity_broken,
     int8_top1,
+    layer_label,
     npu_figures,
+    pruned_zeros,
     quiet_stdio,
     structure_audit,
     vela_target,
 )
 from hwopt.tree.report import SCHEMA, LeafReport, TreeReport, pareto_front, render_markdown
-from hwopt.tree.techniques import BY_NAME, LEAVES, SPARSITY_SLACK, Technique
+from hwopt.tree.techniques import BY_NAME, LEAVES, SPARSITY_SLACK, Technique, sparsity_exempt
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +101,14 @@ def validate(options: TreeOptions) -> Dataset:
 
 
 def _expectations(t: Technique, options: TreeOptions) -> Expectations:
-    return Expectations(sparsity=max(0.0, options.sparsity - SPARSITY_SLACK) if t.sparsity else None,
+    """The audit's per-layer expectations; a global sparsity promise is checked over the pruned layers instead."""
+    per_layer = t.sparsity and t.sparsity_scope == "layer"
+    return Expectations(sparsity=_sparsity_target(options) if per_layer else None,
                         clusters=options.clusters if t.clusters else None, per_channel=True, int8=True)
+
+
+def _sparsity_target(options: TreeOptions) -> float:
+    return max(0.0, options.sparsity - SPARSITY_SLACK)
 
 
 def _not_available(t: Technique, note: str) -> LeafReport:
@@ -112,7 +121,14 @@ def measure_leaf(t: Technique, tflite: bytes, data: Dataset, options: TreeOption
     """LiteRT accuracy, audit against the promise, DEFLATE size and NPU figures of one leaf (and their source)."""
     exp = _expectations(t, options)
     audit = structure_audit(tflite, t.name, exp)
-    broken = broken_layers(audit, t.sparsity_exempt_ops if t.sparsity else frozenset())
+    exempt = sparsity_exempt(t, [(la.subgraph, la.op_index, la.op) for la in audit.layers])
+    broken = broken_layers(audit, exempt)
+    pruned: float | None = None
+    if t.sparsity:
+        zeros, total = pruned_zeros(audit, exempt)
+        pruned = zeros / total if total else None
+        if t.sparsity_scope == "global":
+            broken += global_sparsity_broken(audit, exempt, _sparsity_target(options))
     clusterable = [la.max_unique_per_channel for la in audit.layers if la.op != "DEPTHWISE_CONV_2D"]
     figures: NpuFigures = npu_figures(tflite, options.target, options.metrics)
     return LeafReport(
@@ -121,7 +137,10 @@ def measure_leaf(t: Technique, tflite: bytes, data: Dataset, options: TreeOption
         int8_top1=int8_top1(tflite, data.x_test, data.y_test), tflite_bytes=len(tflite),
         deflate_bytes=audit.model.deflate_bytes, encoded_weight_bytes=figures.encoded_weight_bytes,
         cycles=figures.cycles, sparsity=audit.summary.sparsity, max_unique_per_channel=max(clusterable, default=0),
-        expect_sparsity=exp.sparsity, expect_clusters=exp.clusters, structure_ok=not broken, broken=broken,
+        expect_sparsity=_sparsity_target(options) if t.sparsity else None, expect_clusters=exp.clusters,
+        structure_ok=not broken, broken=broken, sparsity_scope=t.sparsity_scope if t.sparsity else None,
+        pruned_sparsity=pruned,
+        sparsity_exempt=[layer_label(la) for la in audit.layers if (la.subgraph, la.op_index) in exempt],
     ), figures.source
 
 

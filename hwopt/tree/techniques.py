@@ -7,9 +7,15 @@ combined QAT), plus hwopt's post-training enforce next to the baseline.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
-TFMOT_UNPRUNED = frozenset({"DEPTHWISE_CONV_2D"})
+# TFMOT 0.8's prune registry lists no prunable weights for DepthwiseConv2D; hwopt enforce keeps them
+# dense too: 9 weights per channel leave no redundancy to remove without retraining.
+DENSE_OPS = frozenset({"DEPTHWISE_CONV_2D"})
+
+LayerKey = tuple[int, int]  # (subgraph, operator index)
 
 
 @dataclass(frozen=True)
@@ -20,16 +26,30 @@ class Technique:
     title: str
     recipe: str
     parent: str | None
-    sparsity: bool  # promises >= the pruning target of zeros in every weight layer
+    sparsity: bool  # promises >= the pruning target of zeros in the layers it prunes (see sparsity_scope)
     clusters: bool  # promises <= N distinct values per output channel (DepthwiseConv2D exempt)
     qat: bool  # accuracy column is the fake-quant model's
     trained: bool = True  # False: hwopt's post-training leaf
+    # "layer": every pruned layer holds the target; "global": the pruned layers together hold it
+    # (global magnitude ranking lets robust layers give more zeros than sensitive ones).
+    sparsity_scope: Literal["layer", "global"] = "layer"
+    dense_input_layer: bool = False  # the first weight layer (few weights, most sensitive) is not pruned
+    sparsity_exempt_ops: frozenset[str] = DENSE_OPS  # operator types the technique never prunes
 
-    @property
-    def sparsity_exempt_ops(self) -> frozenset[str]:
-        """Operator types the technique leaves dense: TFMOT's prune registry lists no weights for
-        DepthwiseConv2D; hwopt enforce prunes every weight layer."""
-        return TFMOT_UNPRUNED if self.trained else frozenset()
+
+def sparsity_exempt(t: Technique, layers: Iterable[tuple[int, int, str]]) -> frozenset[LayerKey]:
+    """The (subgraph, op index) of the weight layers `t` leaves dense, from (subgraph, op index, op type).
+
+    The input layer is the first remaining weight layer in operator order; it stays prunable when it
+    is the only one left, so the leaf always prunes something."""
+    if not t.sparsity:
+        return frozenset()
+    rows = sorted(layers)
+    exempt = {(sg, i) for sg, i, op in rows if op in t.sparsity_exempt_ops}
+    rest = [(sg, i) for sg, i, _op in rows if (sg, i) not in exempt]
+    if t.dense_input_layer and len(rest) > 1:
+        exempt.add(rest[0])
+    return frozenset(exempt)
 
 
 LEAVES: tuple[Technique, ...] = (
@@ -53,8 +73,9 @@ LEAVES: tuple[Technique, ...] = (
               "pruned + clustered -> quantize_apply(Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)) -> fine-tune",
               "pruned_clustered", True, True, True),
     Technique("enforce", "hwopt enforce",
-              "baseline int8 -> hwopt enforce: prune 0.5, 16 clusters per Ethos-U weight stream keeping zeros, bias correction (no retraining)",
-              "baseline", True, True, False, trained=False),
+              "baseline int8 -> hwopt enforce: prune 0.5 by global magnitude over the layers but DepthwiseConv2D and "
+              "the input convolution, 16 clusters per Ethos-U weight stream keeping zeros, bias correction (no retraining)",
+              "baseline", True, True, False, trained=False, sparsity_scope="global", dense_input_layer=True),
 )
 
 BY_NAME = {t.name: t for t in LEAVES}
