@@ -60,7 +60,8 @@ def estimate(model: PathLike | bytes | Model, target: str, *, engine: str | None
 
     tgt = load_target(target, system_config=system_config, memory_mode=memory_mode)
     chosen = engine or ("vela" if tgt.family.is_ethos_u else "analytic")
-    return _estimate(model, tgt, engine=chosen)
+    source = model if isinstance(model, (str, bytes)) or not isinstance(model, os.PathLike) else os.fspath(model)
+    return _estimate(source, tgt, engine=chosen)
 
 
 def encode(path: PathLike, target: str) -> EncodeReport:
@@ -79,7 +80,7 @@ def enforce(path: PathLike, output: PathLike, pipeline: str, *, data: PathLike |
     return _enforce(path, output, pipeline, data=data, calibration=calibration, target=target, max_drop=max_drop)
 
 
-def compile(model: PathLike | None, target: str, output_dir: PathLike = "hwopt-out", *,  # noqa: A001 - mirrors the CLI
+def compile(model: PathLike | None, target: str, output_dir: PathLike = "hwopt-out", *,
             pipeline: str | None = None, data: PathLike | None = None, system_config: str | None = None,
             memory_mode: str | None = None) -> CompileResult:
     """`hwopt compile`: audit, optional pipeline, Vela; writes the model and reports into output_dir."""

@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from hwopt.passes._common import corrected, layers_to_process
 
 from hwopt.errors import PassError, UsageError
 from hwopt.ir import Model, Subgraph
 from hwopt.layers import WeightLayer
+from hwopt.passes._common import corrected, layers_to_process
 from hwopt.passmanager import Pass, PassContext, PassResult
 
 SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")

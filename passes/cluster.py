@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+
+from hwopt.errors import PassError, UsageError
+from hwopt.ir import Model
+from hwopt.layers import WeightLayer
 from hwopt.passes._common import (
     channel_scales,
     channel_view,
@@ -24,10 +28,6 @@ from hwopt.passes._common import (
 )
 from hwopt.passes.kmeans1d import kmeans_1d
 from hwopt.passes.streams import stream_of_channel
-
-from hwopt.errors import PassError, UsageError
-from hwopt.ir import Model
-from hwopt.layers import WeightLayer
 from hwopt.passmanager import Pass, PassContext, PassResult, Stat
 from hwopt.stats import unique_per_row
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from hwopt.passes._common import corrected, layers_to_process, scales, store_corrected
 
 from hwopt.errors import PassError, UsageError
 from hwopt.ir import Model
 from hwopt.layers import WeightLayer
+from hwopt.passes._common import corrected, layers_to_process, scales, store_corrected
 from hwopt.passmanager import Pass, PassResult
 from hwopt.stats import check_2_4
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hwopt.targets.ethos_u import fwd
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from hwopt.targets.ethos_u import fwd
 
 
 def test_lut2_stream_bit_exact() -> None:

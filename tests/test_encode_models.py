@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from hwopt.targets.descriptor import load_target
 
 from hwopt.encoding import encode, encode_model
+from hwopt.targets.descriptor import load_target
 from hwopt.tflite_io import read_model
 
 # Vela's internal-default system configs (Vela CLI defaults), used for the independent reference compile.

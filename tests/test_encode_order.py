@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from hwopt.targets.ethos_u.weights import (
     BlockConfig,
     EthosUArch,

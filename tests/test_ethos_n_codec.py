@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from hwopt.targets.ethos_n.bitstream import BitReader, pack_bits, scatter_bits
 from hwopt.targets.ethos_n.stream_codec import (
     INITIAL_PARAMS,
@@ -29,8 +32,6 @@ from hwopt.targets.ethos_n.weight_codec import (
     fc_raw_order,
     hwio_raw_order,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 V8 = VARIANTS["ethos-n78-1tops-2ple"]  # N = 8, 8 OGs, 8 SRAMs
 V16 = VARIANTS["ethos-n78-4tops-4ple"]  # N = 16, 16 OGs, 16 SRAMs

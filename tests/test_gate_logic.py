@@ -70,7 +70,7 @@ def test_budgets() -> None:
 
 def test_changed_operators_fail_layer_match() -> None:
     base = _metrics()
-    cur = replace(base, layers=base.layers[:2] + [LayerMetrics(0, 2, "MEAN", "npu", 0)])
+    cur = replace(base, layers=[*base.layers[:2], LayerMetrics(0, 2, "MEAN", "npu", 0)])
     check = next(c for c in compare(cur, base, GateOptions()) if c.name == "layers.match")
     assert not check.passed and "sg0.op2.MEAN" in check.message and "sg0.op2.SOFTMAX" in check.message
 

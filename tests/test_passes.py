@@ -8,16 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hwopt.passes._common import corrected, layers_to_process, scales
-from hwopt.passes.bias_correction import BiasCorrectionPass, mean_patches
-from hwopt.passes.cluster import ClusterPass
-from hwopt.passes.prune import PrunePass
-from hwopt.passes.repair import RepairPass, snap_to_popular
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwopt.errors import PassError, UsageError
 from hwopt.ir import Model
+from hwopt.passes._common import corrected, layers_to_process, scales
+from hwopt.passes.bias_correction import BiasCorrectionPass, mean_patches
+from hwopt.passes.cluster import ClusterPass
+from hwopt.passes.prune import PrunePass
+from hwopt.passes.repair import RepairPass, snap_to_popular
 from hwopt.passmanager import (
     Pass,
     PassContext,

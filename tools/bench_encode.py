@@ -56,9 +56,8 @@ def bits_table(folder: Path) -> None:
 
 
 def vela_table(folder: Path) -> None:
-    from hwopt.targets.descriptor import load_target
-
     from hwopt.encoding import encode, encode_model
+    from hwopt.targets.descriptor import load_target
     from hwopt.tflite_io import read_model
 
     print("### encoded weight bytes: hwopt vs Vela 5.2.0 `encodedWeights`\n")

@@ -96,8 +96,9 @@ def bench_digits() -> bool:
 
 
 def bench_speed() -> bool:
-    from hwopt.passes.kmeans1d import kmeans_1d
     from sklearn.cluster import KMeans
+
+    from hwopt.passes.kmeans1d import kmeans_1d
 
     rng = np.random.default_rng(0)
     w = np.clip(np.rint(rng.normal(0, 30, 1_000_000)), -128, 127).astype(np.int8)

@@ -23,6 +23,7 @@ from functools import partial  # noqa: E402
 from typing import TypeVar  # noqa: E402
 
 import numpy as np  # noqa: E402
+
 from hwopt.targets.ethos_n.variants import VARIANTS  # noqa: E402
 from hwopt.targets.ethos_n.weight_codec import encode_layer  # noqa: E402
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
+
 from hwopt.targets.ethos_u import fwd
 
 log = logging.getLogger(__name__)
@@ -391,10 +392,10 @@ def vela_configs(model_bytes: bytes, target: object) -> tuple[dict[int, VelaLaye
     Returns {TFLite operator index of subgraph 0: info} and Vela's `encodedWeights` total.
     """
     from ethosu import regor
-    from hwopt.targets.ethos_u.vela_config import CompilerOptions, options_text, regor_arch, system_config_text
-    from hwopt.targets.ethos_u.vela_engine import captured_fds
 
     from hwopt.errors import CompileError
+    from hwopt.targets.ethos_u.vela_config import CompilerOptions, options_text, regor_arch, system_config_text
+    from hwopt.targets.ethos_u.vela_engine import captured_fds
 
     tgt = target  # a hwopt.targets.descriptor.Target
     try:
