@@ -9,16 +9,15 @@ accuracy drop stays within `max_drop`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from hwopt.errors import CompileError, UnsupportedModelError, UsageError
+from hwopt.errors import UnsupportedModelError, UsageError
 from hwopt.fidelity import Dataset, FidelityReport, Runner, compare, load_data
 from hwopt.ir import Model
 from hwopt.layers import weight_layers, zero_corrected
@@ -146,56 +145,6 @@ class EnforceReport:
 # --------------------------------------------------------------------------- encoded bytes
 
 
-@contextlib.contextmanager
-def _silenced() -> Iterator[None]:
-    """Regor prints warnings from C++ straight to fds 1 and 2; keep them out of our output."""
-    saved = []
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        for fd in (1, 2):
-            saved.append((fd, os.dup(fd)))
-            os.dup2(null, fd)
-        os.close(null)
-    except OSError:
-        pass
-    try:
-        yield
-    finally:
-        for fd, dup in saved:
-            os.dup2(dup, fd)
-            os.close(dup)
-
-
-# What Vela's `internal-default` system config and memory mode stand for, per family.
-_VELA_DEFAULTS = {
-    "u55": ("Ethos_U55_High_End_Embedded", "Shared_Sram"),
-    "u65": ("Ethos_U65_Client_Server", "Dedicated_Sram_384KB"),
-    "u85": ("Ethos_U85_SYS_DRAM_Mid", "Dedicated_Sram_384KB"),
-}
-
-
-def _vela_strings(target: str) -> tuple[str, str, str]:
-    from ethosu.vela import architecture_features as af
-
-    from hwopt.passes.streams import ethos_u_config
-
-    cfg = ethos_u_config(target)
-    if cfg is None:
-        raise UsageError(f"encoded bytes are measured for Ethos-U targets; {target!r} is not one")
-    ini = Path(af.__file__).resolve().parent.parent / "config_files" / "Arm" / "vela.ini"
-    with _silenced():
-        system, memory = _VELA_DEFAULTS[cfg.family]
-        arch = af.ArchitectureFeatures(vela_config_files=[str(ini)], system_config=system,
-                                       memory_mode=memory, accelerator_config=cfg.vela_name,
-                                       max_blockdep=af.ArchitectureFeatures.MAX_BLOCKDEP, verbose_config=False,
-                                       arena_cache_size=None)
-    sysconfig = (f"[architecture]\nmacs={arch.num_macs_per_cycle}\ncores={arch.ncores}\n[vela]\n"
-                 f"system_config_name={arch.system_config}\nmemory_mode_name={arch.memory_mode}\n" + ini.read_text())
-    options = ("[compiler]\nenable_db=true\noutput_format=TFLite\ncop_format=COP1\n[scheduler]\noptimize=Performance\n"
-               f"arena_size_limit={arch.arena_cache_size}\ncpu_tensor_alignment=16\ntensor_allocator=HillClimb\n[graph]\n")
-    return cfg.regor_arch, sysconfig, options
-
-
 @dataclass(frozen=True)
 class EncodedWeights:
     """Encoded weight-stream bytes per TFLite operator index (subgraph 0) and in total."""
@@ -206,47 +155,20 @@ class EncodedWeights:
 
 
 def vela_encoded_weights(model_bytes: bytes, target: str = DEFAULT_ENCODE_TARGET) -> EncodedWeights:
-    """Compile with Vela (Regor, debug database on) and read each op's `weight_total_bytes`."""
-    import ethosu.regor as regor
+    """Vela's own encoded weight-stream bytes per operator (`weight_total_bytes`) and in total."""
+    from hwopt.targets.descriptor import load_target
+    from hwopt.targets.ethos_u.vela_engine import compile_model
 
-    arch, sysconfig, options = _vela_strings(target)
-    try:
-        with _silenced():
-            compiled = regor.compile(arch, model_bytes, "TFLITE", sysconfig, options=options, verbose=False)
-    except Exception as exc:  # Regor raises plain RuntimeError for anything it rejects
-        raise CompileError(f"Vela cannot compile the model for {target}: {exc}") from None
-    tables = compiled.opt_database.tables
-    src_key = {}
-    if "source" in tables:
-        h = tables["source"].header
-        for row in tables["source"].data:
-            src_key[row[h.index("id")]] = int(row[h.index("ext_key")])
-    perf_src = {}
-    if "perf" in tables:
-        h = tables["perf"].header
-        for row in tables["perf"].data:
-            perf_src[row[h.index("id")]] = row[h.index("source_id")]
-    per_op: dict[int, int] = {}
-    if "perf_debug" in tables:
-        h = tables["perf_debug"].header
-        i_id, i_w = h.index("id"), h.index("weight_total_bytes")
-        for row in tables["perf_debug"].data:
-            if not row[i_w]:
-                continue
-            op = src_key.get(perf_src.get(row[i_id], ""), -1)
-            per_op[op] = per_op.get(op, 0) + int(row[i_w])
-    return EncodedWeights(per_op, int(compiled.perf_report.encodedWeights), f"vela-regor:{target}")
+    result = compile_model(model_bytes, load_target(target))
+    per_op = {r.op_index: r.encoded_weight_bytes for r in result.ops if r.encoded_weight_bytes and r.subgraph == 0}
+    return EncodedWeights(per_op, result.perf.encoded_weight_bytes, f"vela-regor:{target}")
 
 
 def encoded_weight_bytes(model: Model, target: str = DEFAULT_ENCODE_TARGET) -> EncodedWeights:
-    """The one place enforce measures per-layer encoded weight bytes: hwopt.encode, else Vela's per-op figures."""
-    try:
-        from hwopt.encoding import encode_model
-        from hwopt.targets.descriptor import load_target
-    except ImportError:  # encoder not available: Vela's per-op weight_total_bytes
-        from hwopt.tflite_io import serialize
+    """The one place enforce measures per-layer encoded weight bytes (hwopt's encoder for the target)."""
+    from hwopt.encoding import encode_model
+    from hwopt.targets.descriptor import load_target
 
-        return vela_encoded_weights(serialize(model), target)
     rep = encode_model(model, load_target(target))
     per_op = {la.op_index: la.encoded_bytes for la in rep.layers if la.encodable and la.subgraph == 0}
     return EncodedWeights(per_op, int(rep.summary.encoded_bytes), f"hwopt.encode:{target}")
@@ -345,10 +267,8 @@ def validate_target(target: str) -> None:
     from hwopt.passes.streams import ethos_u_config
 
     if ethos_u_config(target) is None:
-        try:
-            from hwopt.targets.descriptor import load_target
-        except ImportError:
-            return
+        from hwopt.targets.descriptor import load_target
+
         load_target(target)
 
 

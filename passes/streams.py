@@ -14,45 +14,38 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwopt.errors import TargetError
-
 
 @dataclass(frozen=True)
 class EthosUConfig:
-    """The Ethos-U accelerator configuration a target name denotes."""
+    """The Ethos-U accelerator configuration a target denotes."""
 
     family: str  # "u55", "u65", "u85"
-    macs: int
+    macs: int  # MACs per cycle of the whole accelerator (Vela's configuration number)
     streams: int  # U55/U65: cores; U85: weight-decoder streams
 
     @property
     def vela_name(self) -> str:
         return f"ethos-{self.family}-{self.macs}"
 
-    @property
-    def regor_arch(self) -> str:
-        return {"u55": "EthosU55", "u65": "EthosU65", "u85": "EthosU85"}[self.family]
-
-
-# Cores (U55/U65) or weight-decoder streams (U85) per accelerator configuration.
-_ETHOS_U = {
-    ("u55", 32): 1, ("u55", 64): 1, ("u55", 128): 1, ("u55", 256): 1,
-    ("u65", 256): 1, ("u65", 512): 2,
-    ("u85", 128): 1, ("u85", 256): 1, ("u85", 512): 2, ("u85", 1024): 4, ("u85", 2048): 4,
-}
-
 
 def ethos_u_config(name: str) -> EthosUConfig | None:
-    """Parse 'ethos-u55-128' / 'u55-128' / 'Ethos_U55_128'; None for an Ethos-N name; TargetError otherwise."""
+    """The stream layout of a target: 'ethos-u55-128', 'u55-128', 'Ethos_U55_128' or a descriptor path.
+
+    None for an Ethos-N target; TargetError for an unknown one. Cores and decoder streams
+    come from the target descriptor, so a user's descriptor works too.
+    """
+    from hwopt.targets.descriptor import Family, load_target
+
     text = name.strip().lower().replace("_", "-")
     if re.match(r"^(ethos-)?n\d", text):
         return None
     m = re.fullmatch(r"(?:ethos-?)?(u55|u65|u85)-?(\d+)", text)
-    if m is None or (m.group(1), int(m.group(2))) not in _ETHOS_U:
-        known = ", ".join(f"ethos-{f}-{n}" for f, n in _ETHOS_U)
-        raise TargetError(f"unknown target {name!r} (Ethos-U targets: {known})")
-    fam, macs = m.group(1), int(m.group(2))
-    return EthosUConfig(fam, macs, _ETHOS_U[(fam, macs)])
+    target = load_target(f"ethos-{m.group(1)}-{m.group(2)}" if m else name)
+    if not target.family.is_ethos_u:
+        return None
+    family, macs = target.vela_accelerator().removeprefix("ethos-").split("-")
+    streams = target.npu.weight_streams if target.family is Family.ETHOS_U85 else target.npu.cores
+    return EthosUConfig(family, int(macs), streams)
 
 
 def stream_of_channel(channels: int, target: str | None) -> np.ndarray:
