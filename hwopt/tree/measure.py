@@ -12,25 +12,21 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hwopt.auditing import AuditReport, Expectations, LayerAudit, audit_model
-from hwopt.errors import CompileError, TargetError
+from hwopt.errors import TargetError
 from hwopt.report import Severity
 from hwopt.tflite_io import read_model
 from hwopt.tree.techniques import LayerKey
 
+if TYPE_CHECKING:
+    from hwopt.targets.descriptor import Target
+
 log = logging.getLogger(__name__)
 
-# Vela's own default system configuration and memory mode per NPU family (vela.ini, ethos-u-vela 5.2.0).
-_VELA_SYSTEMS = {
-    "ethos-u55": ("Ethos_U55_High_End_Embedded", "Shared_Sram"),
-    "ethos-u65": ("Ethos_U65_Client_Server", "Dedicated_Sram_384KB"),
-    "ethos-u85": ("Ethos_U85_SYS_DRAM_Mid", "Dedicated_Sram_384KB"),
-}
-_VELA_MACS = {"ethos-u55": (32, 64, 128, 256), "ethos-u65": (256, 512), "ethos-u85": (128, 256, 512, 1024, 2048)}
 VELA_SOURCE = "vela"
 HWOPT_SOURCE = "hwopt"
 
@@ -138,56 +134,33 @@ def quiet_stdio(enabled: bool = True) -> Iterator[None]:
             os.close(fd)
 
 
+def _ethos_u_target(target: str) -> Target:
+    from hwopt.targets.descriptor import load_target
+
+    tgt = load_target(target if target.endswith(".toml") else target.lower())
+    if not tgt.family.is_ethos_u:
+        raise TargetError(f"hwopt tree measures Ethos-U targets; {target} is {tgt.family.value}")
+    return tgt
+
+
 def vela_target(target: str) -> tuple[str, int]:
-    family, _, macs = target.lower().rpartition("-")
-    if family not in _VELA_MACS or not macs.isdigit() or int(macs) not in _VELA_MACS[family]:
-        known = ", ".join(f"{f}-{m}" for f, ms in _VELA_MACS.items() for m in ms)
-        raise TargetError(f"unknown Ethos-U target {target!r} for Vela (known: {known})")
+    """(family, MACs) of the Vela accelerator configuration a target names; TargetError otherwise."""
+    family, _, macs = _ethos_u_target(target).vela_accelerator().rpartition("-")
     return family, int(macs)
 
 
 def vela_figures(tflite: bytes, target: str) -> NpuFigures:
-    """Vela's totals (`perf_report.encodedWeights`, `.totalCycles`), configured as the `vela` CLI does by default."""
-    from ethosu import regor
-    from ethosu.vela import vela as vela_cli
+    """Vela's own totals (encoded weights, total cycles) for the target's descriptor, via the Vela engine."""
+    from hwopt.targets.ethos_u.vela_engine import compile_model
 
-    family, macs = vela_target(target)
-    system, memory = _VELA_SYSTEMS[family]
-    ini = Path(vela_cli.__file__).resolve().parent.parent / "config_files" / "Arm" / "vela.ini"
-    # Same strings `ethosu/vela/vela.py` builds for Regor: architecture, selected sections, then the ini.
-    sysconfig = (f"[architecture]\nmacs={macs}\ncores=1\n[vela]\nsystem_config_name={system}\n"
-                 f"memory_mode_name={memory}\n" + ini.read_text(encoding="utf-8"))
-    options = vela_cli.get_compiler_config(
-        False, False, False, False, "Performance", _arena_cache_size(ini, system, memory, macs, target),
-        False, False, False, False, False, False, False, "tflite", False, False, False, False, False,
-        "COP1", False, 16, "HillClimb", 10.0, "")
-    accelerator = "".join(part.capitalize() for part in family.split("-"))  # ethos-u55 -> EthosU55
-    try:
-        with quiet_stdio():
-            compiled = regor.compile(accelerator, tflite, "TFLITE", sysconfig, options=options, verbose=False)
-    except Exception as exc:  # Regor raises RuntimeError subclasses with its own message
-        raise CompileError(f"Vela could not compile the model: {exc}") from None
-    report = compiled.perf_report
-    return NpuFigures(int(report.encodedWeights), int(report.totalCycles), VELA_SOURCE)
-
-
-def _arena_cache_size(ini: Path, system: str, memory: str, macs: int, target: str) -> int:
-    from ethosu.vela import architecture_features as af
-
-    arch = af.ArchitectureFeatures(vela_config_files=[str(ini)], system_config=system, memory_mode=memory,
-                                   accelerator_config=target.lower(), max_blockdep=af.ArchitectureFeatures.MAX_BLOCKDEP,
-                                   verbose_config=False, arena_cache_size=None)
-    return int(arch.arena_cache_size)
+    perf = compile_model(tflite, _ethos_u_target(target)).perf
+    return NpuFigures(perf.encoded_weight_bytes, perf.cycles, VELA_SOURCE)
 
 
 def npu_figures(tflite: bytes, target: str, backend: str = "auto") -> NpuFigures:
-    """Encoded weight bytes and cycles: hwopt's encoder/estimator when usable (`auto`/`hwopt`), else Vela."""
+    """Encoded weight bytes and cycles: hwopt's encoder and estimator (`auto`/`hwopt`) or Vela's totals (`vela`)."""
     if backend in ("auto", HWOPT_SOURCE):
-        from hwopt.tree import integrate
+        from hwopt.tree.integrate import hwopt_figures
 
-        figures = integrate.hwopt_figures(tflite, target)
-        if figures is not None:
-            return figures
-        if backend == HWOPT_SOURCE:
-            raise TargetError("hwopt's encoder/estimator are not available for this target; use --metrics vela")
+        return hwopt_figures(tflite, target)
     return vela_figures(tflite, target)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hwopt.auditing import Expectations
-from hwopt.errors import OutputError, TargetError, UsageError
+from hwopt.errors import OutputError, UsageError
 from hwopt.tree import _tf
 from hwopt.tree.data import Dataset, load_dataset
 from hwopt.tree.measure import (
@@ -75,14 +75,7 @@ class TreeResult:
 
 def check_target(target: str) -> None:
     """TargetError for a name neither hwopt's descriptors nor Vela know."""
-    try:
-        from hwopt.targets.descriptor import load_target
-    except ImportError:
-        vela_target(target)
-        return
-    tgt = load_target(target)
-    if not tgt.family.is_ethos_u:
-        raise TargetError(f"hwopt tree measures Ethos-U targets; {target} is {tgt.family.value}")
+    vela_target(target)
 
 
 def validate(options: TreeOptions) -> Dataset:
@@ -216,9 +209,6 @@ def _enforce(baseline: bytes | None, data: Dataset, options: TreeOptions) -> tup
     calib = data.x_train[: min(REPRESENTATIVE_SAMPLES, data.x_train.shape[0])]
     result = enforce_leaf(baseline, calib, data.x_test, data.y_test, sparsity=options.sparsity,
                           clusters=options.clusters, target=options.target)
-    if result.tflite is None:
-        log.warning("enforce leaf %s", result.note)
-        return None, result.note
     return result.tflite, f"pipeline {result.pipeline}"
 
 
