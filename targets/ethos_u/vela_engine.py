@@ -16,6 +16,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from hwopt.errors import CompileError, UnsupportedModelError
 from hwopt.ir import Model
@@ -260,6 +261,29 @@ _POSITIVE_OPTIONS = ("strideW", "strideH", "dilationWFactor", "dilationHFactor",
                      "strideD", "dilationDFactor")
 
 
+def regor_compile(model_bytes: bytes, target: Target, options: CompilerOptions | None = None) -> tuple[Any, str]:
+    """One `ethosu.regor.compile` call for the descriptor: (compiled model, Regor's console text).
+
+    Console output is captured at the fd level; a rejection becomes one CompileError line.
+    """
+    from ethosu import regor
+
+    text = ""
+    try:
+        with captured_fds() as captured:
+            compiled = regor.compile(regor_arch(target), model_bytes, "TFLITE", system_config_text(target),
+                                     options=options_text(target, options), verbose=False)
+        text = captured[0] if captured else ""
+    except Exception as exc:  # Regor raises plain RuntimeError/ValueError for rejected networks
+        text = captured[0] if captured else ""
+        raise CompileError(_regor_message(exc, text)) from None
+    if not isinstance(compiled, regor.CompiledTFLiteModel):
+        raise CompileError("Vela returned no TFLite model")
+    if text.strip():
+        log.debug("vela: %s", text.strip())
+    return compiled, text
+
+
 def check_operator_options(model: Model) -> None:
     """CompileError for operator options no valid model has (e.g. a stride of 0)."""
     for sg in model.subgraphs:
@@ -282,7 +306,6 @@ def compile_model(model_bytes: bytes, target: Target, options: CompilerOptions |
     `op_names` (the input subgraph's operator names) labels the per-operator rows; without it
     the model is read to get them. Regor's console output is captured at the fd level.
     """
-    from ethosu import regor
 
     from hwopt.tflite_io import read_model
 
@@ -292,21 +315,7 @@ def compile_model(model_bytes: bytes, target: Target, options: CompilerOptions |
     check_operator_options(model)
     if op_names is None:
         op_names = [op.op for op in model.subgraphs[0].operators] if model.subgraphs else []
-    sysconfig = system_config_text(target)
-    opts = options_text(target, options)
-    arch = regor_arch(target)
-    text = ""
-    try:
-        with captured_fds() as captured:
-            compiled = regor.compile(arch, model_bytes, "TFLITE", sysconfig, options=opts, verbose=False)
-        text = captured[0] if captured else ""
-    except Exception as exc:  # Regor raises plain RuntimeError/ValueError for rejected networks
-        text = captured[0] if captured else ""
-        raise CompileError(_regor_message(exc, text)) from None
-    if not isinstance(compiled, regor.CompiledTFLiteModel):
-        raise CompileError("Vela returned no TFLite model")
-    if text.strip():
-        log.debug("vela: %s", text.strip())
+    compiled, text = regor_compile(model_bytes, target, options)
     perf = _totals(compiled.perf_report)
     rows, unmapped = _op_rows(compiled.opt_database, op_names, target.npu.total_macs)
     assert target.system is not None and target.memory_mode is not None

@@ -391,20 +391,10 @@ def vela_configs(model_bytes: bytes, target: object) -> tuple[dict[int, VelaLaye
 
     Returns {TFLite operator index of subgraph 0: info} and Vela's `encodedWeights` total.
     """
-    from ethosu import regor
+    from hwopt.targets.ethos_u.vela_config import CompilerOptions
+    from hwopt.targets.ethos_u.vela_engine import regor_compile
 
-    from hwopt.errors import CompileError
-    from hwopt.targets.ethos_u.vela_config import CompilerOptions, options_text, regor_arch, system_config_text
-    from hwopt.targets.ethos_u.vela_engine import captured_fds
-
-    tgt = target  # a hwopt.targets.descriptor.Target
-    try:
-        with captured_fds():
-            compiled = regor.compile(regor_arch(tgt), model_bytes, "TFLITE", system_config_text(tgt),  # type: ignore[arg-type]
-                                     options=options_text(tgt, CompilerOptions(enable_db=True)),  # type: ignore[arg-type]
-                                     verbose=False)
-    except Exception as exc:  # Regor raises plain RuntimeError/ValueError
-        raise CompileError(f"Vela rejected the model: {exc}") from None
+    compiled, _ = regor_compile(model_bytes, target, CompilerOptions(enable_db=True))  # type: ignore[arg-type]
     tables = compiled.opt_database.tables
 
     def rows(name: str) -> list[dict[str, str]]:
