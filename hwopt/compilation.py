@@ -212,14 +212,13 @@ def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: st
     step(f"compiling with Vela for {tgt.name}")
     vela = vela_compile(work_bytes, tgt, op_names=[op.op for op in working.subgraphs[0].operators])
     encode_report = None
-    if _has_encoder():
-        from hwopt.encoding import encode_model
+    from hwopt.encoding import encode_model
 
-        step("re-encoding weights")
-        try:
-            encode_report = encode_model(working, tgt)
-        except UnsupportedModelError as exc:
-            findings.append(Finding(Severity.INFO, "not-encoded", f"weights not re-encoded: {exc}"))
+    step("re-encoding weights")
+    try:
+        encode_report = encode_model(working, tgt)
+    except UnsupportedModelError as exc:
+        findings.append(Finding(Severity.INFO, "not-encoded", f"weights not re-encoded: {exc}"))
     layers = _layers(vela, audit_after or audit_before, working)
     perf = vela.perf
     clock = float(tgt.clock_hz)
@@ -260,12 +259,6 @@ def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: st
             except OSError as exc:  # disk full, quota: the staging folder goes, the directory stays as it was
                 raise OutputError(f"cannot write {out / name}: {exc.strerror or exc}") from None
     return CompileResult(report, vela.model_bytes, out, tuple(files), density)
-
-
-def _has_encoder() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("hwopt.encoding") is not None
 
 
 CSV_COLUMNS = ("subgraph", "op_index", "op", "name", "placement", "cycles", "npu_cycles", "sram_access_cycles",
