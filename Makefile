@@ -27,7 +27,7 @@ test: $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
-	$(BIN)/mypy hwopt passes targets
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 from hwopt.errors import HwoptError
 
 if TYPE_CHECKING:
-    from hwopt.auditing import AuditReport
-    from hwopt.compilation import CompileResult
-    from hwopt.encoding import EncodeReport
-    from hwopt.enforcement import EnforceReport
-    from hwopt.estimation import EstimateReport
-    from hwopt.gating import GateReport
+    from hwopt.engines.audit import AuditReport
+    from hwopt.engines.compile import CompileResult
+    from hwopt.engines.encode import EncodeReport
+    from hwopt.engines.enforce import EnforceReport
+    from hwopt.engines.estimate import EstimateReport
+    from hwopt.engines.gate import GateReport
     from hwopt.ir import Model
 
 __version__ = "0.1.0"
@@ -30,15 +30,15 @@ PathLike = str | os.PathLike[str]
 
 
 def read_model(source: PathLike | bytes) -> Model:
-    """Read a .tflite file or bytes into the IR (`hwopt.tflite_io.read_model`)."""
-    from hwopt.tflite_io import read_model as _read
+    """Read a .tflite file or bytes into the IR (`hwopt.format.tflite_io.read_model`)."""
+    from hwopt.format.tflite_io import read_model as _read
 
     return _read(source)
 
 
 def write_model(model: Model, path: PathLike) -> os.PathLike[str]:
     """Write a model atomically; never over its own input file."""
-    from hwopt.tflite_io import write_model as _write
+    from hwopt.format.tflite_io import write_model as _write
 
     return _write(model, path)
 
@@ -46,8 +46,8 @@ def write_model(model: Model, path: PathLike) -> os.PathLike[str]:
 def audit(path: PathLike, *, expect_sparsity: float | None = None, expect_clusters: int | None = None,
           per_channel: bool = False, expect_int8: bool = False) -> AuditReport:
     """`hwopt audit`: per-layer sparsity and cluster structure; `.failed` when expectations are unmet."""
-    from hwopt.auditing import Expectations
-    from hwopt.auditing import audit as _audit
+    from hwopt.engines.audit import Expectations
+    from hwopt.engines.audit import audit as _audit
 
     return _audit(path, Expectations(expect_sparsity, expect_clusters, per_channel, expect_int8))
 
@@ -55,7 +55,7 @@ def audit(path: PathLike, *, expect_sparsity: float | None = None, expect_cluste
 def estimate(model: PathLike | bytes | Model, target: str, *, engine: str | None = None,
              system_config: str | None = None, memory_mode: str | None = None) -> EstimateReport:
     """`hwopt estimate`: per-layer cycles and SRAM; engine defaults to vela (Ethos-U) or analytic (Ethos-N)."""
-    from hwopt.estimation import estimate as _estimate
+    from hwopt.engines.estimate import estimate as _estimate
     from hwopt.targets.descriptor import load_target
 
     tgt = load_target(target, system_config=system_config, memory_mode=memory_mode)
@@ -66,7 +66,7 @@ def estimate(model: PathLike | bytes | Model, target: str, *, engine: str | None
 
 def encode(path: PathLike, target: str) -> EncodeReport:
     """`hwopt encode`: every layer's weights in the target's compressed format, round trip checked."""
-    from hwopt.encoding import encode as _encode
+    from hwopt.engines.encode import encode as _encode
 
     return _encode(path, str(target))
 
@@ -75,7 +75,7 @@ def enforce(path: PathLike, output: PathLike, pipeline: str, *, data: PathLike |
             calibration: PathLike | None = None, target: str | None = None,
             max_drop: float | None = None) -> EnforceReport:
     """`hwopt enforce`: run a pass pipeline on the int8 model and write it (unless fidelity fails)."""
-    from hwopt.enforcement import enforce as _enforce
+    from hwopt.engines.enforce import enforce as _enforce
 
     return _enforce(path, output, pipeline, data=data, calibration=calibration, target=target, max_drop=max_drop)
 
@@ -84,7 +84,7 @@ def compile(model: PathLike | None, target: str, output_dir: PathLike = "hwopt-o
             pipeline: str | None = None, data: PathLike | None = None, system_config: str | None = None,
             memory_mode: str | None = None) -> CompileResult:
     """`hwopt compile`: audit, optional pipeline, Vela; writes the model and reports into output_dir."""
-    from hwopt.compilation import compile_model
+    from hwopt.engines.compile import compile_model
 
     return compile_model(model, target, output_dir, pipeline=pipeline, data=data, system_config=system_config,
                          memory_mode=memory_mode)
@@ -94,7 +94,7 @@ def gate(model: PathLike, target: str, baseline: PathLike, *, update_baseline: b
          junit: PathLike | None = None, data: PathLike | None = None, system_config: str | None = None,
          memory_mode: str | None = None, **tolerances: float | int | None) -> GateReport:
     """`hwopt gate`: compare with a baseline; tolerances are GateOptions fields (e.g. max_cycles_increase=5)."""
-    from hwopt.gating import GateOptions, collect_metrics, run_gate
+    from hwopt.engines.gate import GateOptions, collect_metrics, run_gate
 
     try:
         opts = GateOptions(**tolerances)  # type: ignore[arg-type]

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hwopt.analysis.layers import Layout, WeightLayer, weight_layers
 from hwopt.errors import PassError
 from hwopt.ir import DType, Model, Tensor
-from hwopt.layers import Layout, WeightLayer, weight_layers
 
 # Layers whose weights passes may restructure: the MAC layers of the NPU (not constants of
 # element-wise ops, whose values are data, not learned filters).

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hwopt.analysis.layers import WeightLayer
 from hwopt.errors import PassError, UsageError
 from hwopt.ir import Model, Subgraph
-from hwopt.layers import WeightLayer
 from hwopt.passes._common import corrected, layers_to_process
-from hwopt.passmanager import Pass, PassContext, PassResult
+from hwopt.passes.manager import Pass, PassContext, PassResult
 
 SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 PADDING_SAME = 0  # tflite Padding enum
@@ -96,8 +96,8 @@ class BiasCorrectionPass(Pass):
             raise PassError("bias-correct supports single-subgraph models only")
 
     def run(self, model: Model) -> PassResult:
-        from hwopt.fidelity import Runner
-        from hwopt.tflite_io import read_model
+        from hwopt.engines.fidelity import Runner
+        from hwopt.format.tflite_io import read_model
 
         assert self.context is not None and self.context.reference is not None and self.context.calibration is not None
         ref = read_model(self.context.reference)

@@ -15,9 +15,10 @@ from typing import Literal
 
 import numpy as np
 
+from hwopt.analysis.layers import WeightLayer
+from hwopt.analysis.stats import unique_per_row
 from hwopt.errors import PassError, UsageError
 from hwopt.ir import Model
-from hwopt.layers import WeightLayer
 from hwopt.passes._common import (
     channel_scales,
     channel_view,
@@ -27,9 +28,8 @@ from hwopt.passes._common import (
     zero_points,
 )
 from hwopt.passes.kmeans1d import kmeans_1d
+from hwopt.passes.manager import Pass, PassContext, PassResult, Stat
 from hwopt.passes.streams import stream_of_channel
-from hwopt.passmanager import Pass, PassContext, PassResult, Stat
-from hwopt.stats import unique_per_row
 
 OFFSET = 255  # zero-corrected int8/uint8 values lie in [-255, 255]
 BINS = 2 * OFFSET + 1

@@ -14,12 +14,12 @@ from typing import Literal
 
 import numpy as np
 
+from hwopt.analysis.layers import WeightLayer
+from hwopt.analysis.stats import check_2_4
 from hwopt.errors import PassError, UsageError
 from hwopt.ir import Model
-from hwopt.layers import WeightLayer
 from hwopt.passes._common import corrected, layers_to_process, scales, store_corrected
-from hwopt.passmanager import Pass, PassResult
-from hwopt.stats import check_2_4
+from hwopt.passes.manager import Pass, PassResult
 
 
 def _grouped(w: np.ndarray, in_axis: int, size: int) -> tuple[np.ndarray, int]:

@@ -16,13 +16,13 @@ from typing import Literal
 
 import numpy as np
 
+from hwopt.analysis.layers import WeightLayer
+from hwopt.analysis.stats import unique_per_row
 from hwopt.errors import UsageError
 from hwopt.ir import Model
-from hwopt.layers import WeightLayer
 from hwopt.passes._common import channel_view, layers_to_process, store_corrected
 from hwopt.passes.cluster import channel_groups, max_unique_per_group
-from hwopt.passmanager import Pass, PassResult
-from hwopt.stats import unique_per_row
+from hwopt.passes.manager import Pass, PassResult
 
 PALETTE_MAX = 32  # Ethos-U palette entries per weight stream
 

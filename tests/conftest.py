@@ -32,8 +32,8 @@ def shared_models_dir() -> Path | None:
 @lru_cache(maxsize=1)
 def _model_kinds(folder: str) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
     """(all .tflite files, the int8 ones): int8 = readable, not Vela-compiled, no float weights."""
-    from hwopt.layers import weight_layers
-    from hwopt.tflite_io import read_model
+    from hwopt.analysis.layers import weight_layers
+    from hwopt.format.tflite_io import read_model
 
     every = tuple(sorted(Path(folder).rglob("*.tflite")))
     int8 = []

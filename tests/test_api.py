@@ -10,7 +10,7 @@ import pytest
 
 import hwopt
 from hwopt.errors import TargetError, UsageError
-from hwopt.report import to_jsonable
+from hwopt.records import to_jsonable
 
 
 def test_import_is_cheap_and_lazy() -> None:

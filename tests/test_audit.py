@@ -1,7 +1,7 @@
 """Golden audit figures on the shared models, computed independently from the flatbuffer.
 
 The reference figures come straight from the generated accessor API (no object-API unpack,
-no hwopt.stats), with a plain per-channel loop, and are checked against the audit report and
+no hwopt.analysis.stats), with a plain per-channel loop, and are checked against the audit report and
 against the facts the shared models' MANIFEST states.
 """
 
@@ -19,10 +19,10 @@ import pytest
 from conftest import ROOT, model_id, shared_model_paths
 
 from hwopt._generated.tflite.Model import Model as FbModel
-from hwopt.auditing import SCHEMA, Expectations, audit, audit_model, deflate_size
+from hwopt.engines.audit import SCHEMA, Expectations, audit, audit_model, deflate_size
 from hwopt.errors import UsageError
-from hwopt.report import dumps
-from hwopt.tflite_io import read_model
+from hwopt.format.tflite_io import read_model
+from hwopt.records import dumps
 
 CONV, DEPTHWISE, FC = 3, 4, 9
 NP_TYPES = {9: np.int8, 3: np.uint8, 7: np.int16}

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hwopt.stats import check_2_4, entropy_bits, unique_per_row, weight_stats
+from hwopt.analysis.stats import check_2_4, entropy_bits, unique_per_row, weight_stats
 
 
 def brute(w: np.ndarray, out_axis: int | None, in_axis: int | None) -> dict[str, object]:

@@ -15,14 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hwopt.analysis.stats import unique_per_row
 from hwopt.errors import TargetError, UsageError
+from hwopt.format.tflite_io import read_model
 from hwopt.passes._common import corrected, layers_to_process
 from hwopt.passes.cluster import ClusterPass
 from hwopt.passes.kmeans1d import kmeans_1d
+from hwopt.passes.manager import PassManager, copy_model
 from hwopt.passes.streams import ethos_u_config, stream_of_channel
-from hwopt.passmanager import PassManager, copy_model
-from hwopt.stats import unique_per_row
-from hwopt.tflite_io import read_model
 from tests.modelgen import int8_conv_model
 
 

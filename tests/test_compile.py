@@ -97,7 +97,7 @@ def test_default_model_outputs_equal_vela(run_cli, example, tmp_path) -> None:
     assert {p.name for p in out.iterdir()} == OUTPUTS | {name}
     vela_bytes, row = vela_cli(example, "ethos-u55-128", tmp_path / "vela")
     assert (out / name).read_bytes() == vela_bytes
-    from hwopt.tflite_io import read_model
+    from hwopt.format.tflite_io import read_model
 
     compiled = read_model(out / name)
     assert compiled.vela_compiled and any(op.op == "CUSTOM:ethos-u" for op in compiled.subgraphs[0].operators)
@@ -173,8 +173,8 @@ def test_every_target_compiles_or_is_rejected_clearly(model) -> None:
 
     The whole command adds plots on top of the same engine call; it is tested on a subset above.
     """
+    from hwopt.format.tflite_io import read_model
     from hwopt.targets.ethos_u.vela_engine import compile_model
-    from hwopt.tflite_io import read_model
 
     data = model.read_bytes()
     n_ops = len(read_model(data).subgraphs[0].operators)
@@ -422,7 +422,7 @@ def test_existing_outputs_are_replaced_and_others_kept(run_cli, example, tmp_pat
 
 def test_findings_describe_the_compiled_model(example, tmp_path) -> None:
     """The example's per-channel clusters split across streams; a stream-clustering pipeline fixes that."""
-    from hwopt.compilation import compile_model
+    from hwopt.engines.compile import compile_model
 
     plain = compile_model(example, "ethos-u55-128", tmp_path / "plain").report
     rule = "clusters-split-by-quantization"
@@ -438,7 +438,7 @@ def test_stride_zero_is_rejected_before_vela(tmp_path) -> None:
     import subprocess
     import sys
 
-    from hwopt.tflite_io import read_model, write_model
+    from hwopt.format.tflite_io import read_model, write_model
     from tests.modelgen import int8_conv_model
 
     model = read_model(int8_conv_model())

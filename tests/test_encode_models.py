@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hwopt.encoding import encode, encode_model
+from hwopt.engines.encode import encode, encode_model
+from hwopt.format.tflite_io import read_model
 from hwopt.targets.descriptor import load_target
-from hwopt.tflite_io import read_model
 
 # Vela's internal-default system configs (Vela CLI defaults), used for the independent reference compile.
 VELA_DEFAULTS = {

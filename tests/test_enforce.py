@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwopt.enforcement import EnforceOptions, build_pipeline, enforce
+from hwopt.analysis.layers import weight_layers, zero_corrected
+from hwopt.engines.enforce import EnforceOptions, build_pipeline, enforce
+from hwopt.engines.fidelity import Runner, compare
 from hwopt.errors import DataError, OutputError, UnsupportedModelError, UsageError
-from hwopt.fidelity import Runner, compare
-from hwopt.layers import weight_layers, zero_corrected
-from hwopt.tflite_io import read_model
+from hwopt.format.tflite_io import read_model
 from tests.conftest import CliRunner
 from tests.modelgen import int8_conv_model
 
@@ -93,7 +93,7 @@ def test_enforce_small_model_end_to_end(small: Path, tmp_path: Path) -> None:
 
 
 def test_enforce_is_deterministic(small: Path, tmp_path: Path) -> None:
-    from hwopt.report import dumps
+    from hwopt.records import dumps
 
     a = enforce(small, tmp_path / "a.tflite", "cluster{k=4,granularity=channel}", measure_encoded=False)
     b = enforce(small, tmp_path / "b.tflite", "cluster{k=4,granularity=channel}", measure_encoded=False)
@@ -278,7 +278,7 @@ def test_digits_accuracy_within_one_point(tmp_path: Path) -> None:
 
 
 def test_ethos_n_target_uses_hwopt_encoder(small: Path, tmp_path: Path) -> None:
-    pytest.importorskip("hwopt.encoding")
+    pytest.importorskip("hwopt.engines.encode")
     rep = enforce(small, tmp_path / "n.tflite", "cluster{k=8}", target="ethos-n78-1tops-2ple")
     assert rep.encoded is not None
     assert rep.encoded.source == "hwopt.encode:ethos-n78-1tops-2ple"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from hwopt.engines.estimate import SCHEMA, estimate
 from hwopt.errors import CompileError, TargetError, UnsupportedModelError, UsageError
-from hwopt.estimation import SCHEMA, estimate
 from hwopt.targets.descriptor import list_targets, load_target
 
 RESNET8 = "mlperftiny_resnet8_int8.tflite"
@@ -86,7 +86,7 @@ def test_vela_totals_equal_vela_cli_summary(resnet8: Path, tmp_path: Path) -> No
 
 def test_vela_rows_map_to_input_operators(shared_models: Path) -> None:
     """ds_cnn_l: QUANTIZE/DEQUANTIZE at the float edges run on the CPU, reshapes vanish, convs on the NPU."""
-    from hwopt.tflite_io import read_model
+    from hwopt.format.tflite_io import read_model
 
     path = shared_models / "ds_cnn_l_quantized.tflite"
     report = estimate(path, "ethos-u55-128", engine="vela")
@@ -152,9 +152,9 @@ def test_analytic_tracks_vela_on_mobilenet(shared_models: Path) -> None:
 
 def test_analytic_compute_formulas_by_hand(shared_models: Path) -> None:
     """Direct MCE formula on an N78 4TOPS-4PLE for resnet8's first conv (3x3, 32x32x3 -> 32x32x16)."""
+    from hwopt.format.tflite_io import read_model
     from hwopt.targets.ethos_n.analytic import mce_cycles
     from hwopt.targets.ethos_u.analytic import layer_geometry
-    from hwopt.tflite_io import read_model
 
     t = load_target("ethos-n78-4tops-4ple")
     g = layer_geometry(read_model(shared_models / RESNET8), t.family)[0]
@@ -327,9 +327,9 @@ def test_u85_dram_terms_match_vela(resnet8: Path) -> None:
 
 def test_u85_chains_residual_adds(resnet8: Path) -> None:
     """U85 chains each residual ADD onto the conv before it (no pass of its own); U55 runs it as a pass."""
+    from hwopt.format.tflite_io import read_model
     from hwopt.targets.descriptor import Family
     from hwopt.targets.ethos_u.analytic import chained_ops
-    from hwopt.tflite_io import read_model
 
     sg = read_model(resnet8).subgraphs[0]
     adds = {op.index for op in sg.operators if op.op == "ADD"}

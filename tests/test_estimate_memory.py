@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hwopt.memory import LiveRange, align, estimate_memory, live_ranges, lower_bound, plan_greedy, plan_optimal
-from hwopt.tflite_io import read_model
+from hwopt.analysis.memory import LiveRange, align, estimate_memory, live_ranges, lower_bound, plan_greedy, plan_optimal
+from hwopt.format.tflite_io import read_model
 
 
 def valid(plan_offsets: dict[int, int], ranges: list[LiveRange]) -> bool:

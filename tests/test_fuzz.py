@@ -26,9 +26,9 @@ from modelgen import pack
 
 from hwopt._generated.tflite.Model import Model as FbModel
 from hwopt._generated.tflite.Model import ModelT
-from hwopt.auditing import Expectations, audit_model
+from hwopt.engines.audit import Expectations, audit_model
 from hwopt.errors import HwoptError
-from hwopt.tflite_io import read_model, serialize
+from hwopt.format.tflite_io import read_model, serialize
 
 SEED = 1234
 CASE_SECONDS = 10  # generous: a clean case takes milliseconds

@@ -138,7 +138,7 @@ def test_junit_has_one_testcase_per_check(run_cli, regression, tmp_path) -> None
     failed = [c for c in cases if c.find("failure") is not None]
     assert len(failed) == sum(not c["passed"] for c in checks) == int(root.get("failures", "-1"))
     names = [f"{c.get('classname')}.{c.get('name')}" for c in cases]
-    assert names == [f"hwopt.gating.{c['name']}" for c in checks]
+    assert names == [f"hwopt.engines.gate.{c['name']}" for c in checks]
     props = {p.get("name"): p.get("value") for p in root.iter("property")}
     assert props == {"model": model.name, "target": TARGET, "baseline": str(base)}
     # A passing run: every testcase passes.

@@ -8,8 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from hwopt.errors import BaselineError, UsageError
-from hwopt.gating import (
+from hwopt.engines.gate import (
     BASELINE_SCHEMA,
     GateOptions,
     LayerMetrics,
@@ -21,6 +20,7 @@ from hwopt.gating import (
     save_baseline,
     to_junit,
 )
+from hwopt.errors import BaselineError, UsageError
 
 
 def _metrics(cycles: int = 100_000, flash: int = 50_000, sparsity: float = 0.5, uniq: int = 16) -> Metrics:

@@ -15,11 +15,11 @@ from hwopt._generated.tflite.SparseIndexVector import SparseIndexVector
 from hwopt._generated.tflite.SparsityParameters import SparsityParametersT
 from hwopt._generated.tflite.Uint8Vector import Uint8VectorT
 from hwopt._generated.tflite.Uint16Vector import Uint16VectorT
-from hwopt.auditing import audit_model
+from hwopt.analysis.layers import Layout, weight_layers, zero_corrected
+from hwopt.engines.audit import audit_model
 from hwopt.errors import ModelFormatError, PassError
+from hwopt.format.tflite_io import BUILTIN_CODES, read_model, serialize
 from hwopt.ir import DType, Quantization
-from hwopt.layers import Layout, weight_layers, zero_corrected
-from hwopt.tflite_io import BUILTIN_CODES, read_model, serialize
 
 
 def _ops_model(codes: list[tuple[int, int, str | None]]) -> bytes:

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hwopt.analysis.stats import check_2_4
 from hwopt.errors import PassError, UsageError
+from hwopt.format.tflite_io import read_model, serialize
 from hwopt.ir import Model
 from hwopt.passes._common import corrected, layers_to_process, scales
 from hwopt.passes.bias_correction import BiasCorrectionPass, mean_patches
 from hwopt.passes.cluster import ClusterPass
-from hwopt.passes.prune import PrunePass
-from hwopt.passes.repair import RepairPass, snap_to_popular
-from hwopt.passmanager import (
+from hwopt.passes.manager import (
     Pass,
     PassContext,
     PassManager,
@@ -29,8 +29,8 @@ from hwopt.passmanager import (
     parse_pipeline,
     register_pass,
 )
-from hwopt.stats import check_2_4
-from hwopt.tflite_io import read_model, serialize
+from hwopt.passes.prune import PrunePass
+from hwopt.passes.repair import RepairPass, snap_to_popular
 from tests.modelgen import int8_conv_model
 
 # --------------------------------------------------------------------------- parser
@@ -344,7 +344,7 @@ def test_mean_patches_matches_explicit_windows() -> None:
 
 
 def test_bias_correction_reduces_mean_shift() -> None:
-    from hwopt.fidelity import Runner, dequantize, random_dataset
+    from hwopt.engines.fidelity import Runner, dequantize, random_dataset
 
     original = int8_conv_model(seed=4)
     runner = Runner(original)

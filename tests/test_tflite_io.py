@@ -16,7 +16,7 @@ from modelgen import int8_conv_model, pack
 from hwopt._generated.tflite.Model import Model as FbModel
 from hwopt._generated.tflite.Model import ModelT
 from hwopt.errors import OutputError
-from hwopt.tflite_io import read_model, serialize, write_model
+from hwopt.format.tflite_io import read_model, serialize, write_model
 
 Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
 EXAMPLE = ROOT / "hwopt" / "example" / "example_int8.tflite"

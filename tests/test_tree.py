@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwopt.auditing import Expectations, audit, audit_model
+from hwopt.engines.audit import Expectations, audit, audit_model
 from hwopt.errors import DataError, ModelFormatError, OutputError, TargetError, UnsupportedModelError, UsageError
 from hwopt.tree import _tf
 from hwopt.tree.data import Dataset, _stratified_split, load_digits_dataset, load_npz
@@ -40,7 +40,7 @@ def _good_arrays() -> dict[str, np.ndarray]:
 
 
 def test_import_paths_do_not_load_tensorflow() -> None:
-    code = ("import sys, hwopt, hwopt.auditing, hwopt.tree, hwopt.tree.runner, hwopt.tree.measure, hwopt.cli.tree;"
+    code = ("import sys, hwopt, hwopt.engines.audit, hwopt.tree, hwopt.tree.runner, hwopt.tree.measure, hwopt.cli.tree;"
             "import hwopt.cli; hwopt.cli.build_parser();"
             "bad = [m for m in ('tensorflow', 'tf_keras', 'tensorflow_model_optimization') if m in sys.modules];"
             "print(','.join(bad))")
@@ -232,8 +232,8 @@ def _first_conv(model: object) -> int:
 
 
 def test_leaf_pipeline_skips_depthwise_and_the_input_conv(shared_models: Path) -> None:
-    from hwopt.passmanager import format_pipeline, parse_pipeline
-    from hwopt.tflite_io import read_model
+    from hwopt.format.tflite_io import read_model
+    from hwopt.passes.manager import format_pipeline, parse_pipeline
 
     model = read_model(shared_models / "ds_cnn_m_quantized.tflite")
     first = _first_conv(model)
@@ -247,9 +247,9 @@ def test_leaf_pipeline_skips_depthwise_and_the_input_conv(shared_models: Path) -
 
 
 def test_global_sparsity_check_counts_the_pruned_layers(shared_models: Path) -> None:
-    from hwopt.enforcement import enforce_model
-    from hwopt.layers import weight_layers, zero_corrected
-    from hwopt.tflite_io import read_model
+    from hwopt.analysis.layers import weight_layers, zero_corrected
+    from hwopt.engines.enforce import enforce_model
+    from hwopt.format.tflite_io import read_model
 
     src = shared_models / "ds_cnn_m_quantized.tflite"
     model = read_model(src)
@@ -297,8 +297,8 @@ def test_every_family_names_known_leaves() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not _tf.available(), reason=TRAIN_SKIP)
 def test_quick_tree_end_to_end(tmp_path: Path) -> None:
-    from hwopt.layers import weight_layers, zero_corrected
-    from hwopt.tflite_io import read_model
+    from hwopt.analysis.layers import weight_layers, zero_corrected
+    from hwopt.format.tflite_io import read_model
 
     out = tmp_path / "tree"
     res = run_cli_subprocess("tree", "--quick", "-o", out, "--json", timeout=3600)

@@ -27,8 +27,8 @@ def _models_dir(arg: str | None) -> Path:
 
 
 def _int8_models(folder: Path) -> list[Path]:
-    from hwopt.layers import weight_layers
-    from hwopt.tflite_io import read_model
+    from hwopt.analysis.layers import weight_layers
+    from hwopt.format.tflite_io import read_model
 
     out = []
     for p in sorted(folder.rglob("*.tflite")):
@@ -39,7 +39,7 @@ def _int8_models(folder: Path) -> list[Path]:
 
 
 def bits_table(folder: Path) -> None:
-    from hwopt.encoding import encode
+    from hwopt.engines.encode import encode
 
     print("### bits/weight vs the order-0 entropy bound (derived ResNet-8 variants)\n")
     print("| model | entropy | " + " | ".join(t.replace("ethos-", "") for t in TARGETS) + " |")
@@ -56,9 +56,9 @@ def bits_table(folder: Path) -> None:
 
 
 def vela_table(folder: Path) -> None:
-    from hwopt.encoding import encode, encode_model
+    from hwopt.engines.encode import encode, encode_model
+    from hwopt.format.tflite_io import read_model
     from hwopt.targets.descriptor import load_target
-    from hwopt.tflite_io import read_model
 
     print("### encoded weight bytes: hwopt vs Vela 5.2.0 `encodedWeights`\n")
     print("| model | u55-128 Vela | hwopt | Δ | u65-512 Vela | hwopt | Δ | u85-256 Vela | hwopt (Vela blocks) | Δ | u85 layers ±5% |")

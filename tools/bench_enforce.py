@@ -35,7 +35,7 @@ def _models_dir(arg: str | None) -> Path:
 
 
 def bench_encoded(models: Path) -> bool:
-    from hwopt.enforcement import EnforceOptions, build_pipeline, enforce
+    from hwopt.engines.enforce import EnforceOptions, build_pipeline, enforce
 
     ok = True
     cases = [
@@ -71,7 +71,7 @@ def bench_digits() -> bool:
     sys.path.insert(0, str(ROOT / "tools"))
     from digits_model import build_digits_model
 
-    from hwopt.enforcement import enforce
+    from hwopt.engines.enforce import enforce
 
     dm = build_digits_model()
     with tempfile.TemporaryDirectory() as tmp:

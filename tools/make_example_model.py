@@ -49,7 +49,7 @@ from hwopt._generated.tflite.SubGraph import SubGraphT
 from hwopt._generated.tflite.Tensor import TensorT
 from hwopt._generated.tflite.TensorMap import TensorMapT
 from hwopt._generated.tflite.TensorType import TensorType
-from hwopt.tflite_io import read_model, serialize
+from hwopt.format.tflite_io import read_model, serialize
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "hwopt" / "example" / "example_int8.tflite"

@@ -29,8 +29,8 @@ def _progress(message: str) -> None:
 
 def _ablation(files: dict[str, bytes], target: str, sparsity: float, clusters: int) -> list[list[str]]:
     """hwopt enforce's recipe beside its variants, each on the baseline int8 model (no retraining)."""
-    from hwopt.auditing import Expectations
-    from hwopt.tflite_io import read_model
+    from hwopt.engines.audit import Expectations
+    from hwopt.format.tflite_io import read_model
     from hwopt.tree.data import load_digits_dataset
     from hwopt.tree.integrate import enforce_leaf, prune_skip
     from hwopt.tree.measure import int8_top1, npu_figures, structure_audit

@@ -20,12 +20,12 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwopt.deflate import DeflateJob
+    from hwopt.analysis.deflate import DeflateJob
 
     # Compress the file for its DEFLATE size in the background while the analysis imports.
     job = DeflateJob.for_file(args.model)
-    from hwopt.auditing import Expectations, audit
     from hwopt.cli._common import console, fmt_int, fmt_pct, print_findings, print_json
+    from hwopt.engines.audit import Expectations, audit
 
     exp = Expectations(args.expect_sparsity, args.expect_clusters, args.per_channel, args.expect_int8)
     report = audit(args.model, exp, prefetched=job)

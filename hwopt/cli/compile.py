@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hwopt.cli._common import console, fmt_bytes, print_findings, print_json
-    from hwopt.compilation import compile_model
+    from hwopt.engines.compile import compile_model
 
     steps = 5 if args.pipeline else 4
     if sys.stderr.isatty():

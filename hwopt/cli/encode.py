@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hwopt.cli._common import console, fmt_int, print_json
-    from hwopt.encoding import emit, encode
+    from hwopt.engines.encode import emit, encode
 
     report = encode(args.model, args.target, block_source=args.blocks)
     if args.emit:

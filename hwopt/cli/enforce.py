@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
 
 
 def _pipeline(args: argparse.Namespace) -> str:
-    from hwopt.enforcement import EnforceOptions, build_pipeline
+    from hwopt.engines.enforce import EnforceOptions, build_pipeline
     from hwopt.errors import UsageError
 
     flags = (args.sparsity is not None or args.pattern != "unstructured" or args.clusters is not None
@@ -47,7 +47,7 @@ def _pipeline(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from hwopt.cli._common import console, fmt_bytes, fmt_int, fmt_pct, print_findings, print_json
-    from hwopt.enforcement import enforce
+    from hwopt.engines.enforce import enforce
 
     report = enforce(args.model, args.output, _pipeline(args), data=args.data, calibration=args.calibration,
                      target=args.target, max_drop=args.max_drop)

@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hwopt.cli._common import console, fmt_bytes, fmt_int, fmt_pct, print_json
-    from hwopt.estimation import estimate
+    from hwopt.engines.estimate import estimate
     from hwopt.targets.descriptor import load_target
 
     target = load_target(args.target, system_config=args.system_config, memory_mode=args.memory_mode)

@@ -33,7 +33,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hwopt.cli._common import console, print_json
-    from hwopt.gating import GateOptions, collect_metrics, run_gate
+    from hwopt.engines.gate import GateOptions, collect_metrics, run_gate
 
     opts = GateOptions(max_cycles_increase=args.max_cycles_increase, max_sram_increase=args.max_sram_increase,
                        max_flash_increase=args.max_flash_increase, max_sram=args.max_sram, max_flash=args.max_flash,

@@ -1,5 +1,5 @@
-"""The tree's use of hwopt's own engines: `hwopt.enforcement` as a post-training leaf, and
-`hwopt.encoding` + `hwopt.estimation` for the NPU columns."""
+"""The tree's use of hwopt's own engines: `hwopt.engines.enforce` as a post-training leaf, and
+`hwopt.engines.encode` + `hwopt.engines.estimate` for the NPU columns."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ log = logging.getLogger(__name__)
 
 
 def hwopt_figures(tflite: bytes, target: str) -> NpuFigures:
-    """Encoded weight bytes from `hwopt.encoding` and total cycles from `hwopt.estimation`."""
-    from hwopt.encoding import encode_model
-    from hwopt.estimation import estimate
+    """Encoded weight bytes from `hwopt.engines.encode` and total cycles from `hwopt.engines.estimate`."""
+    from hwopt.engines.encode import encode_model
+    from hwopt.engines.estimate import estimate
+    from hwopt.format.tflite_io import read_model
     from hwopt.targets.descriptor import load_target
-    from hwopt.tflite_io import read_model
 
     tgt = load_target(target)
     model = read_model(tflite)
@@ -40,7 +40,7 @@ class EnforceResult:
 def prune_skip(model: Model) -> list[str]:
     """The prune pass's skip list for the enforce leaf: its dense operator types, then the op index of
     its dense input layer (`techniques.sparsity_exempt`, so the structure check sees the same layers)."""
-    from hwopt.layers import weight_layers
+    from hwopt.analysis.layers import weight_layers
 
     t = BY_NAME["enforce"]
     layers = [(wl.subgraph, wl.op_index, wl.op) for wl in weight_layers(model)]
@@ -62,9 +62,9 @@ def enforce_leaf(baseline: bytes, x_calib: np.ndarray, x_test: np.ndarray, y_tes
                  sparsity: float, clusters: int, target: str, pipeline: str | None = None) -> EnforceResult:
     """`hwopt enforce` on the baseline int8 model with `leaf_pipeline` (bias correction calibrated on
     training images, no retraining); `pipeline` replaces that recipe (used for ablations)."""
-    from hwopt.enforcement import enforce_model
-    from hwopt.fidelity import Dataset
-    from hwopt.tflite_io import read_model
+    from hwopt.engines.enforce import enforce_model
+    from hwopt.engines.fidelity import Dataset
+    from hwopt.format.tflite_io import read_model
 
     model = read_model(baseline)
     pipeline = pipeline or leaf_pipeline(model, sparsity, clusters, target)

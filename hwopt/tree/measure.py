@@ -1,6 +1,6 @@
 """Measurements of one int8 leaf: LiteRT top-1, the structure audit, Ethos-U encoded weights and cycles.
 
-No TensorFlow here: accuracy runs on LiteRT, structure on hwopt.auditing, NPU figures on hwopt's
+No TensorFlow here: accuracy runs on LiteRT, structure on hwopt.engines.audit, NPU figures on hwopt's
 encoder/estimator when they are installed, else on Vela's own totals (`vela_figures`).
 """
 
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hwopt.auditing import AuditReport, Expectations, LayerAudit, audit_model
+from hwopt.engines.audit import AuditReport, Expectations, LayerAudit, audit_model
 from hwopt.errors import TargetError
-from hwopt.report import Severity
-from hwopt.tflite_io import read_model
+from hwopt.format.tflite_io import read_model
+from hwopt.records import Severity
 from hwopt.tree.techniques import LayerKey
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hwopt.auditing import Expectations
+from hwopt.engines.audit import Expectations
 from hwopt.errors import OutputError, UsageError
 from hwopt.tree import _tf
 from hwopt.tree.data import Dataset, load_dataset
@@ -226,7 +226,7 @@ def check_output_dir(out_dir: str | os.PathLike[str]) -> Path:
 def write_tree(result: TreeResult, out_dir: str | os.PathLike[str]) -> Path:
     """Write every leaf's .tflite, tree.json and tree.md into `out_dir` atomically."""
     from hwopt.fileio import staged_directory
-    from hwopt.report import dumps
+    from hwopt.records import dumps
 
     out = check_output_dir(out_dir)
     with staged_directory(out) as stage:

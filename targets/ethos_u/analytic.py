@@ -22,9 +22,9 @@ from enum import Enum
 
 import numpy as np
 
+from hwopt.analysis.layers import weight_layers, zero_corrected
+from hwopt.analysis.stats import check_2_4
 from hwopt.ir import DType, Model, Operator, Subgraph, Tensor
-from hwopt.layers import weight_layers, zero_corrected
-from hwopt.stats import check_2_4
 from hwopt.targets.descriptor import Family, Target
 
 # TFLite builtins Vela 5.2 can place on the NPU (regor.tflite_operator_constraints).
@@ -706,7 +706,7 @@ def u85_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
         rate = os_.maxpool if g.op == "MAX_POOL_2D" else os_.conv
         # chained elementwise ops run through the output stage after this op's own output
         rate += sum(os_.mul if c in ("MUL", "SQUARED_DIFFERENCE") else os_.add for c in g.chain)
-        ao = math.ceil(rate * bh * bw * bd)
+        ao: float = math.ceil(rate * bh * bw * bd)
         if encoded:
             ao = max(ao, SCALE_BYTES_PER_CHANNEL * bd * target.memory_config(const).read_latency / 256)
         mac = _u85_mac_cycles_per_block(g, blk)

@@ -307,7 +307,7 @@ def compile_model(model_bytes: bytes, target: Target, options: CompilerOptions |
     the model is read to get them. Regor's console output is captured at the fd level.
     """
 
-    from hwopt.tflite_io import read_model
+    from hwopt.format.tflite_io import read_model
 
     model = read_model(model_bytes)
     if model.vela_compiled:

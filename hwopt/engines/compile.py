@@ -19,17 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from hwopt.auditing import AuditReport, Expectations, audit_model
+from hwopt.engines.audit import AuditReport, Expectations, audit_model
 from hwopt.errors import OutputError, UnsupportedModelError, UsageError
 from hwopt.fileio import staged_directory
+from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model
-from hwopt.report import Finding, Severity, dumps
-from hwopt.tflite_io import read_model
+from hwopt.records import Finding, Severity, dumps
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "hwopt.compile/1"
-EXAMPLE_MODEL = Path(__file__).resolve().parent / "example" / "example_int8.tflite"
+EXAMPLE_MODEL = Path(__file__).resolve().parent.parent / "example" / "example_int8.tflite"
 DENSITY_LAYERS = 3  # weight-density panels in the report: the layers with most weights
 
 Progress = Callable[[str], None]
@@ -148,7 +148,7 @@ def _layers(vela: Any, audit: AuditReport, model: Model) -> list[CompileLayer]:
 
 def _density(before: Model, after: Model) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Zero-point-corrected weights of the largest layers, before and after the pipeline."""
-    from hwopt.layers import weight_layers, zero_corrected
+    from hwopt.analysis.layers import weight_layers, zero_corrected
 
     pairs = []
     after_layers = {(wl.subgraph, wl.op_index): wl for wl in weight_layers(after)}
@@ -196,8 +196,8 @@ def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: st
     working, work_bytes = original, original.source
     enforce_report = None
     if pipeline:
-        from hwopt.enforcement import enforce_model
-        from hwopt.fidelity import Runner, load_data
+        from hwopt.engines.enforce import enforce_model
+        from hwopt.engines.fidelity import Runner, load_data
 
         step("running the enforce pipeline")
         dataset = load_data(data, Runner(original.source).inputs) if data is not None else None
@@ -212,7 +212,7 @@ def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: st
     step(f"compiling with Vela for {tgt.name}")
     vela = vela_compile(work_bytes, tgt, op_names=[op.op for op in working.subgraphs[0].operators])
     encode_report = None
-    from hwopt.encoding import encode_model
+    from hwopt.engines.encode import encode_model
 
     step("re-encoding weights")
     try:
@@ -243,7 +243,7 @@ def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: st
     )
     density = _density(original, working)
     step("writing the report")
-    from hwopt.htmlreport import render_html, render_markdown
+    from hwopt.reports.html import render_html, render_markdown
 
     files = {
         out_name: vela.model_bytes,

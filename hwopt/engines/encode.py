@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hwopt.analysis.layers import Layout, WeightLayer, to_ohwi, weight_layers, zero_corrected
+from hwopt.analysis.stats import entropy_bits
 from hwopt.errors import UnsupportedModelError
+from hwopt.format.tflite_io import read_model
 from hwopt.ir import DType, Model, Operator, Subgraph
-from hwopt.layers import Layout, WeightLayer, to_ohwi, weight_layers, zero_corrected
-from hwopt.stats import entropy_bits
-from hwopt.tflite_io import read_model
 
 log = logging.getLogger(__name__)
 
@@ -323,14 +323,14 @@ def emit(report: EncodeReport, directory: str | os.PathLike[str], *, protect: tu
     """Write one stream file per encoded layer and `index.json`, atomically, into `directory`."""
     from hwopt.errors import OutputError
     from hwopt.fileio import staged_directory
-    from hwopt.report import dumps
+    from hwopt.records import dumps
 
     out = Path(directory)
     for p in protect:
         if out.exists() and out.resolve() == Path(p).resolve():
             raise OutputError(f"refusing to write into the input path {p}")
     entries: list[dict[str, object]] = []
-    index = {"schema": "hwopt.encoding.index/1", "target": report.target, "model": report.model, "layers": entries}
+    index = {"schema": "hwopt.engines.encode.index/1", "target": report.target, "model": report.model, "layers": entries}
     with staged_directory(out) as stage:
         for la in report.layers:
             if not la.encodable:

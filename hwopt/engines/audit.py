@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from hwopt.deflate import DeflateJob
-from hwopt.deflate import deflate_size as deflate_size  # re-exported: part of the audit API
+from hwopt.analysis.deflate import DeflateJob
+from hwopt.analysis.deflate import deflate_size as deflate_size  # re-exported: part of the audit API
+from hwopt.analysis.layers import WeightLayer, weight_layers, zero_corrected
+from hwopt.analysis.stats import palette_fit, weight_stats
 from hwopt.errors import UsageError
+from hwopt.format.tflite_io import read_model
 from hwopt.ir import DType, Model
-from hwopt.layers import WeightLayer, weight_layers, zero_corrected
-from hwopt.report import Finding, Severity
-from hwopt.stats import palette_fit, weight_stats
-from hwopt.tflite_io import read_model
+from hwopt.records import Finding, Severity
 
 SCHEMA = "hwopt.audit/1"
 # Edge ops that convert float I/O to the integer graph; float tensors there are expected.

@@ -372,7 +372,7 @@ class PipelineResult:
 
 def verify_model(model: Model) -> None:
     """Check the IR is a well-formed TFLite model: it serializes, re-reads, and constants fit their shapes."""
-    from hwopt.tflite_io import read_model, serialize
+    from hwopt.format.tflite_io import read_model, serialize
 
     for sg in model.subgraphs:
         for t in sg.tensors:
@@ -387,7 +387,7 @@ def verify_model(model: Model) -> None:
 
 def copy_model(model: Model) -> Model:
     """An independent copy of the model (serialize and re-read), keeping its source path."""
-    from hwopt.tflite_io import read_model, serialize
+    from hwopt.format.tflite_io import read_model, serialize
 
     out = read_model(serialize(model))
     out.path = model.path

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hwopt.plots import CycleBar, cycles_figure, density_figure, sram_figure
+from hwopt.reports.plots import CycleBar, cycles_figure, density_figure, sram_figure
 
 if TYPE_CHECKING:
-    from hwopt.compilation import CompileReport
+    from hwopt.engines.compile import CompileReport
 
 TOP_LAYERS = 5
 
@@ -58,7 +58,7 @@ LAYER_HEAD = ("op", "type", "where", "cycles", "NPU", "bound", "MACs", "util", "
 
 
 def _layer_cells(la: object) -> list[str]:
-    from hwopt.compilation import CompileLayer
+    from hwopt.engines.compile import CompileLayer
 
     assert isinstance(la, CompileLayer)
     return [str(la.op_index), la.op, la.placement, _num(la.cycles), _num(la.npu_cycles), la.bound, _num(la.macs),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hwopt.errors import BaselineError, UsageError
 from hwopt.fileio import atomic_write_text
-from hwopt.report import to_jsonable
+from hwopt.records import to_jsonable
 
 BASELINE_SCHEMA = "hwopt.baseline/1"
 GATE_SCHEMA = "hwopt.gate/1"
@@ -252,14 +252,14 @@ def _fidelity(ct: Totals, bt: Totals, drop: float) -> Check:
 
 def to_junit(report: GateReport) -> str:
     """JUnit XML with one testcase per check (what CI servers render as a test report)."""
-    suite = ET.Element("testsuite", name="hwopt.gating", tests=str(len(report.checks)),
+    suite = ET.Element("testsuite", name="hwopt.engines.gate", tests=str(len(report.checks)),
                        failures=str(len(report.violations)), errors="0", skipped="0")
     props = ET.SubElement(suite, "properties")
     for k, v in (("model", report.model), ("target", report.target), ("baseline", report.baseline)):
         ET.SubElement(props, "property", name=k, value=v)
     for c in report.checks:
         classname, _, name = c.name.rpartition(".")
-        case = ET.SubElement(suite, "testcase", classname=f"hwopt.gating.{classname or 'check'}", name=name, time="0")
+        case = ET.SubElement(suite, "testcase", classname=f"hwopt.engines.gate.{classname or 'check'}", name=name, time="0")
         if not c.passed:
             fail = ET.SubElement(case, "failure", message=c.message, type="regression")
             fail.text = c.message
@@ -300,7 +300,7 @@ def _top1(model_bytes: bytes, data: str | os.PathLike[str]) -> tuple[float | Non
     """Top-1 predictions of the model's first output over the data (and accuracy with labels)."""
     import numpy as np
 
-    from hwopt.fidelity import Runner, load_data
+    from hwopt.engines.fidelity import Runner, load_data
 
     runner = Runner(model_bytes)
     dataset = load_data(data, runner.inputs)
@@ -319,11 +319,11 @@ def _top1(model_bytes: bytes, data: str | os.PathLike[str]) -> tuple[float | Non
 def collect_metrics(model: str | os.PathLike[str], target: str, *, system_config: str | None = None,
                     memory_mode: str | None = None, data: str | os.PathLike[str] | None = None) -> Metrics:
     """Measure a model on an Ethos-U target: Vela's per-operator figures joined with the audit."""
-    from hwopt.auditing import Expectations, audit_model
+    from hwopt.engines.audit import Expectations, audit_model
     from hwopt.errors import UnsupportedModelError
+    from hwopt.format.tflite_io import read_model
     from hwopt.targets.descriptor import load_target
     from hwopt.targets.ethos_u.vela_engine import compile_model
-    from hwopt.tflite_io import read_model
 
     tgt = load_target(target, system_config=system_config, memory_mode=memory_mode)
     if not tgt.family.is_ethos_u:

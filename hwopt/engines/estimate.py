@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwopt.analysis.memory import estimate_memory
 from hwopt.errors import UnsupportedModelError, UsageError
+from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model
-from hwopt.memory import estimate_memory
 from hwopt.targets.descriptor import Family, Target, load_target
-from hwopt.tflite_io import read_model
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def estimate(model_or_path: Model | str | Path | bytes, target: Target | str, en
     model = model_or_path if isinstance(model_or_path, Model) else read_model(model_or_path)
     _check_model(model)
     if engine == "vela":
-        from hwopt.tflite_io import serialize
+        from hwopt.format.tflite_io import serialize
 
         # an in-memory model may have been edited since it was read: compile what it holds now
         data = serialize(model) if in_memory or not model.source else model.source

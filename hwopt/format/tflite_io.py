@@ -1,6 +1,6 @@
 """Read a TFLite flatbuffer into the hwopt IR and write it back, losslessly and atomically.
 
-Reading verifies the flatbuffer first (hwopt.verify), then unpacks the object-API tree;
+Reading verifies the flatbuffer first (hwopt.format.verify), then unpacks the object-API tree;
 constant tensors become zero-copy numpy views of the file bytes. Writing packs the tree
 again with every buffer 16-byte aligned (as the TFLite converter does, so kernels may
 read weights with aligned loads) and, for models that keep buffers after the flatbuffer
@@ -25,8 +25,8 @@ from hwopt._generated.tflite.Model import Model as FbModel
 from hwopt._generated.tflite.Model import ModelT
 from hwopt.errors import ModelFormatError, OutputError
 from hwopt.fileio import atomic_write_bytes
+from hwopt.format.verify import verify_tflite
 from hwopt.ir import Buffer, DType, Model, Operator, Quantization, Subgraph, Tensor
-from hwopt.verify import verify_tflite
 
 log = logging.getLogger(__name__)
 

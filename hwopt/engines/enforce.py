@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hwopt.analysis.layers import weight_layers, zero_corrected
+from hwopt.analysis.stats import weight_stats
+from hwopt.engines.fidelity import Dataset, FidelityReport, Runner, compare, load_data
 from hwopt.errors import UnsupportedModelError, UsageError
-from hwopt.fidelity import Dataset, FidelityReport, Runner, compare, load_data
 from hwopt.ir import Model
-from hwopt.layers import weight_layers, zero_corrected
-from hwopt.passmanager import Pass, PassContext, PassManager, PassRecord, format_pipeline, parse_pipeline
-from hwopt.report import Finding, Severity
-from hwopt.stats import weight_stats
+from hwopt.passes.manager import Pass, PassContext, PassManager, PassRecord, format_pipeline, parse_pipeline
+from hwopt.records import Finding, Severity
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def vela_encoded_weights(model_bytes: bytes, target: str = DEFAULT_ENCODE_TARGET
 
 def encoded_weight_bytes(model: Model, target: str = DEFAULT_ENCODE_TARGET) -> EncodedWeights:
     """The one place enforce measures per-layer encoded weight bytes (hwopt's encoder for the target)."""
-    from hwopt.encoding import encode_model
+    from hwopt.engines.encode import encode_model
     from hwopt.targets.descriptor import load_target
 
     rep = encode_model(model, load_target(target))
@@ -213,7 +213,7 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
                   calibration: Dataset | None = None, target: str | None = None, max_drop: float | None = None,
                   measure_encoded: bool = True, input_name: str = "") -> tuple[Model, bytes, EnforceReport]:
     """Run the pipeline on a copy of `model`; return the new model, its bytes and the report (nothing written)."""
-    from hwopt.tflite_io import read_model, serialize
+    from hwopt.format.tflite_io import read_model, serialize
 
     if max_drop is not None and not 0.0 <= max_drop <= 1.0:
         raise UsageError(f"--max-drop must lie in [0, 1], got {max_drop}")
@@ -293,7 +293,7 @@ def enforce(model_path: str | os.PathLike[str], output: str | os.PathLike[str], 
     import dataclasses
 
     from hwopt.fileio import atomic_write_bytes
-    from hwopt.tflite_io import read_model
+    from hwopt.format.tflite_io import read_model
 
     src, out = Path(model_path), Path(output)
     if out.exists() and src.exists() and out.resolve() == src.resolve():

@@ -1,0 +1,1 @@
+"""Engines: the commands as functions (audit, encode, estimate, enforce, compile, gate, fidelity)."""

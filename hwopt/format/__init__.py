@@ -1,0 +1,1 @@
+"""File format layer: the flatbuffer verifier and the TFLite reader/writer (file <-> IR)."""

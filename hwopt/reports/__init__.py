@@ -1,0 +1,1 @@
+"""Reports layer: renderings of engine results (HTML, plots)."""
