@@ -154,10 +154,10 @@ def test_analytic_compute_formulas_by_hand(shared_models: Path) -> None:
     """Direct MCE formula on an N78 4TOPS-4PLE for resnet8's first conv (3x3, 32x32x3 -> 32x32x16)."""
     from hwopt.format.tflite_io import read_model
     from hwopt.targets.ethos_n.analytic import mce_cycles
-    from hwopt.targets.ethos_u.analytic import layer_geometry
+    from hwopt.targets.ethos_u.placement import ethos_u_geometry
 
     t = load_target("ethos-n78-4tops-4ple")
-    g = layer_geometry(read_model(shared_models / RESNET8), t.family)[0]
+    g = ethos_u_geometry(read_model(shared_models / RESNET8), t.family)[0]
     assert g.op == "CONV_2D" and g.ofm == (32, 32, 16) and g.ifm[2] == 3 and g.kernel == (3, 3)
     # 9 * 32 * 32 * roundup(3, 16) * roundup(16, 16) / 2048 MACs per cycle
     assert mce_cycles(g, t) == 9 * 32 * 32 * 16 * 16 // 2048
@@ -301,7 +301,7 @@ def test_analytic_meets_accuracy_bar(int8_models: list[Path], name: str) -> None
 
 def test_u85_channel_bandwidth_by_hand() -> None:
     """U85-256 on SYS_DRAM_Mid: bursts in flight = min(read buffer / burst, 0.8 x max_reads x ports)."""
-    from hwopt.targets.ethos_u.analytic import Channel, channel_bandwidth
+    from hwopt.targets.ethos_u.u85 import Channel, channel_bandwidth
 
     t = load_target("ethos-u85-256")
     # DRAM: 128-byte bursts = 8 words; weight read buffer 128 words -> 16 bursts (< 0.8 x 64); 500-cycle latency
@@ -329,7 +329,7 @@ def test_u85_chains_residual_adds(resnet8: Path) -> None:
     """U85 chains each residual ADD onto the conv before it (no pass of its own); U55 runs it as a pass."""
     from hwopt.format.tflite_io import read_model
     from hwopt.targets.descriptor import Family
-    from hwopt.targets.ethos_u.analytic import chained_ops
+    from hwopt.targets.ethos_u.placement import chained_ops
 
     sg = read_model(resnet8).subgraphs[0]
     adds = {op.index for op in sg.operators if op.op == "ADD"}

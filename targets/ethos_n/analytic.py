@@ -15,14 +15,9 @@ import math
 
 from hwopt.ir import Model
 from hwopt.targets.descriptor import Target
-from hwopt.targets.ethos_u.analytic import (
-    SCALE_BYTES_PER_CHANNEL,
-    LayerCost,
-    LayerGeometry,
-    OpKind,
-    encoded_weight_bytes,
-    layer_geometry,
-)
+from hwopt.targets.ethos_u.cost_common import SCALE_BYTES_PER_CHANNEL, encoded_weight_bytes
+from hwopt.targets.ethos_u.placement import ethos_u_geometry
+from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind
 
 # PLE cycles per 4x4 patch per lane, by operation (estimator table).
 PLE_PATCH_CYCLES = {
@@ -136,4 +131,4 @@ def layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
 
 def estimate_layers(model: Model, target: Target) -> list[LayerCost]:
     """Analytic per-operator costs of a whole model on an Ethos-N78 variant."""
-    return [layer_cost(g, target) for g in layer_geometry(model, target.family)]
+    return [layer_cost(g, target) for g in ethos_u_geometry(model, target.family)]

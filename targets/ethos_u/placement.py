@@ -1,0 +1,76 @@
+"""Ethos-U operator placement (which operators Vela puts on the NPU) and U85 operator chaining.
+
+Placement stays behind one function, `cpu_reason`, so a fuller operator-support model can replace it
+without touching the cost models.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from hwopt.ir import Model, Operator, Subgraph
+from hwopt.targets.descriptor import Family
+from hwopt.targets.geometry import KIND_OF, LayerGeometry, OpKind, consumers, layer_geometry
+
+# TFLite builtins Vela 5.2 can place on the NPU (regor.tflite_operator_constraints).
+NPU_OPS_U55 = frozenset(
+    ["ABS", "ADD", "ARGMAX", "AVERAGE_POOL_2D", "BATCH_MATMUL", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "ELU", "EXP", "EXPAND_DIMS", "FULLY_CONNECTED", "GELU", "HARD_SWISH", "LEAKY_RELU", "LOG", "LOGISTIC", "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM", "MIRROR_PAD", "MUL", "NEG", "PACK", "PAD", "PADV2", "PRELU", "QUANTIZE", "REDUCE_MAX", "REDUCE_MIN", "RELU", "RELU6", "RELU_0_TO_1", "RELU_N1_TO_1", "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "REVERSE_V2", "RSQRT", "SLICE", "SOFTMAX", "SPLIT", "SPLIT_V", "SQUARED_DIFFERENCE", "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM", "TANH", "TILE", "TRANSPOSE", "TRANSPOSE_CONV", "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNPACK"])
+NPU_OPS_U85 = NPU_OPS_U55 | frozenset(
+    ["ASSIGN_VARIABLE", "CAST", "DIV", "EQUAL", "GATHER", "GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL", "LOGICAL_AND", "LOGICAL_NOT", "LOGICAL_OR", "NOT_EQUAL", "READ_VARIABLE", "REDUCE_ALL", "REDUCE_ANY", "SCATTER_ND", "SELECT", "SELECT_V2"])
+
+
+def cpu_reason(sg: Subgraph, op: Operator, family: Family) -> str | None:
+    """Why Vela leaves `op` on the CPU (unsupported builtin, float tensors), or None when it runs on the NPU."""
+    supported = NPU_OPS_U85 if family is Family.ETHOS_U85 else NPU_OPS_U55
+    if op.op not in supported:
+        return f"{op.op} is not supported on the NPU"
+    for i in (*op.inputs, *op.outputs):
+        t = sg.tensor(i)
+        if t is not None and t.data is None and t.dtype.is_float:
+            return f"{op.op} has a {t.dtype.label} tensor"
+    return None
+
+
+# Binary elementwise ops the U85 output stage can apply to a chained producer's output.
+CHAINABLE = frozenset(["ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE"])
+
+
+def chained_ops(sg: Subgraph, family: Family) -> dict[int, int]:
+    """U85 operators chained onto the previous NPU pass (op -> producer): a binary elementwise op whose input is the
+    output of the operator just before it, read by nothing else, with the same shape as its own output.
+
+    The U85 output stage keeps that intermediate in its chaining buffer and applies the elementwise
+    op as the producer's results are written, so the op costs no pass (and no feature-map traffic) of
+    its own; U55/U65 have no chaining buffer.
+    """
+    if family is not Family.ETHOS_U85:
+        return {}
+    readers = consumers(sg)
+    producer = {o: op.index for op in sg.operators for o in op.outputs if o >= 0}
+    graph_outputs = set(sg.outputs)
+    out: dict[int, int] = {}  # chained op -> the op whose pass it rides on
+    for op in sg.operators:
+        if op.op not in CHAINABLE or cpu_reason(sg, op, family) or not op.outputs:
+            continue
+        ofm = sg.tensor(op.outputs[0])
+        acts = [i for i in op.inputs if (t := sg.tensor(i)) is not None and t.data is None]
+        for i in acts:
+            src = producer.get(i)
+            t = sg.tensor(i)
+            if src is None or src != op.index - 1 or t is None or ofm is None:
+                continue
+            prev = sg.operators[src]
+            if (cpu_reason(sg, prev, family) or KIND_OF.get(prev.op) in (OpKind.NOP, OpKind.MEMORY, OpKind.SOFTMAX)
+                    or src in out):
+                continue
+            if readers.get(i) == [op.index] and i not in graph_outputs and tuple(t.shape) == tuple(ofm.shape):
+                out[op.index] = src
+                break
+    return out
+
+
+
+
+def ethos_u_geometry(model: Model, family: Family) -> list[LayerGeometry]:
+    """Every operator as a `LayerGeometry` with Ethos-U placement (and U85 chaining)."""
+    return layer_geometry(model, partial(cpu_reason, family=family), partial(chained_ops, family=family))

@@ -1,0 +1,122 @@
+"""Ethos-U55/U65 cost model: per operator the larger of compute (MAC micro-block grid, output stage),
+each memory's feature-map and weight traffic over its bandwidth; weights cost their DMA only."""
+
+from __future__ import annotations
+
+import math
+
+from hwopt.targets.descriptor import Family, Target
+from hwopt.targets.ethos_u.cost_common import (
+    BRICK,
+    SCALE_BYTES_PER_CHANNEL,
+    SOFTMAX_PASSES,
+    ao_cycles,
+    encoded_weight_bytes,
+    fm_memories,
+)
+from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, cdiv, round_up
+
+
+def _ublock(g: LayerGeometry, target: Target) -> tuple[int, int, int]:
+    """The OFM micro-block an op runs in (U85 depthwise/pooling use the 16-deep alternative)."""
+    ub = target.npu.ofm_ublock
+    if target.family is Family.ETHOS_U85 and g.kind in (OpKind.DEPTHWISE, OpKind.POOL):
+        for alt in target.npu.alt_ofm_ublocks:
+            if alt[2] == 16 and alt[0] * alt[1] * alt[2] >= ub[0] * ub[1] * ub[2] // 2:
+                return alt
+    if (target.family is not Family.ETHOS_U85 and ub[0] == 2 and g.ofm[0] == 1 and g.ofm[1] % 2 == 0
+            and g.kernel[0] == 1 and g.kind in (OpKind.CONV, OpKind.FULLY_CONNECTED)):
+        return (1, 4, ub[2])  # U55/U65: 1-row OFMs with an even width run as 1x4 micro-blocks
+    return ub
+
+
+BLOCK_ELEMENTS = 256  # typical OFM block area (H x W) the block-config search settles on
+
+
+def mac_cycles(g: LayerGeometry, target: Target) -> int:
+    """MAC-array cycles from the micro-block grid and kernel steps (Vela's per-block model, one block size)."""
+    uh, uw, uc = _ublock(g, target)
+    oh, ow, oc = g.ofm
+    ub_wh = cdiv(oh, uh) * cdiv(ow, uw)
+    ub_c = cdiv(oc, uc)
+    n_wh = max(1, min(ub_wh, BLOCK_ELEMENTS // (uh * uw)))  # micro-blocks per block in H x W
+    blocks_wh = ub_wh / n_wh
+    kh, kw = g.kernel
+    k = kh * kw
+    wb = 4 * uc  # write-back floor of a block step: 32 accumulator bits x C / 8
+    cin = g.ifm[2]
+    u85 = target.family is Family.ETHOS_U85
+    sparse_div = 1
+    if g.kind in (OpKind.CONV, OpKind.FULLY_CONNECTED):
+        if g.kind is OpKind.FULLY_CONNECTED:
+            k = 1
+        # depth-first: one kernel element per step over an IFM block (32 channels U55/U65, 64 U85)
+        ifm_block = 64 if u85 else 32
+        step = max(wb, (ifm_block // 8 if u85 else 4) * n_wh)
+        depth_first = k * step * cdiv(cin, ifm_block)
+        # part-kernel: four kernel elements per step, 16-channel IFM blocks, 8 channels per pass
+        part = cdiv(k, 4) * max(wb, 4 * n_wh) * cdiv(min(cin, 16), 8) * cdiv(cin, 16)
+        per_block = min(depth_first, part) if g.kind is OpKind.CONV else depth_first
+        cycles = per_block * ub_c * blocks_wh / sparse_div
+    elif g.kind is OpKind.DEPTHWISE:
+        cycles = cdiv(k, 4) * max(wb, 4 * n_wh) * ub_c * blocks_wh
+    elif g.kind is OpKind.POOL:
+        bits_factor = 1 if target.npu.macs == 32 and not u85 else 4
+        cycles = max(4, min(k, 64)) * cdiv(k, 64) * ub_wh * ub_c * bits_factor
+    else:
+        return 0
+    return int(cycles / target.npu.cores)
+
+
+def memory_bytes(g: LayerGeometry, target: Target, encoded: int) -> dict[str, float]:
+    """Bytes each memory moves for this op (reads + writes)."""
+    traffic: dict[str, float] = {}
+
+    def add(mem: str, n: float) -> None:
+        traffic[mem] = traffic.get(mem, 0.0) + n
+
+    ifm_mem, ofm_mem = fm_memories(g, target)
+    ih, iw, ic = g.ifm
+    ifm_bytes = ih * iw * round_up(ic, BRICK) * g.itemsize
+    ofm_bytes = g.ofm[0] * g.ofm[1] * round_up(g.ofm[2], BRICK) * g.itemsize
+    if g.kind is OpKind.CONV or g.kind is OpKind.FULLY_CONNECTED:
+        # the IFM is re-read for every OFM-depth block (block depth ~ 8 micro-blocks deep)
+        depth_blocks = cdiv(g.ofm[2], 8 * target.npu.ofm_ublock[2])
+        halo = ((16 + g.kernel[0] - 1) * (16 + g.kernel[1] - 1)) / 256 if g.kernel != (1, 1) else 1.0
+        add(ifm_mem, ifm_bytes * depth_blocks * halo)
+    elif g.kind is OpKind.SOFTMAX:
+        add(ifm_mem, ifm_bytes * SOFTMAX_PASSES)
+        add(ofm_mem, ofm_bytes * (SOFTMAX_PASSES - 1))
+    else:
+        add(ifm_mem, ifm_bytes + g.ifm2_elements * g.itemsize)
+    add(ofm_mem, ofm_bytes)
+    if encoded:
+        const = target.const_memory
+        add(const, encoded + SCALE_BYTES_PER_CHANNEL * g.ofm[2])
+        if const != "Sram" and target.staging_memory == "Sram":
+            add("Sram", 2 * encoded)  # DMA'd into SRAM, then read by the NPU
+    return traffic
+
+
+def u55_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
+    """Cycles of one U55/U65 NPU operator: max(compute, each memory's access cycles); weights cost
+    their DMA (no decode limit on these generations)."""
+    encoded = encoded_weight_bytes(g, target)
+    compute = 0 if g.kind is OpKind.MEMORY else max(mac_cycles(g, target), ao_cycles(g, target))
+    traffic = memory_bytes(g, target, encoded)
+    mem_cycles = {m: math.ceil(b / target.bandwidth(m)) for m, b in traffic.items()}
+    const = target.const_memory
+    weight_dma = math.ceil((encoded + SCALE_BYTES_PER_CHANNEL * g.ofm[2]) / target.bandwidth(const)) if encoded else 0
+    decode = 0  # U55/U65 decode weights as fast as the MACs consume them
+    fm_max = max(mem_cycles.values(), default=0)
+    cycles = max(compute, fm_max, decode)
+    if cycles == compute:
+        bound = "compute"
+    elif cycles == decode or (encoded and cycles == mem_cycles.get(const, -1) and weight_dma * 2 >= cycles):
+        bound = "weights"
+    else:
+        bound = "memory"
+    sram = (g.ifm_elements + g.ofm_elements) * g.itemsize if "Sram" in fm_memories(g, target) else 0
+    return LayerCost(g.subgraph, g.op_index, g.op, "npu", int(cycles), int(compute), mem_cycles, int(decode),
+                     g.macs, encoded or None, int(sram), bound)
+

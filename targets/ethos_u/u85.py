@@ -1,0 +1,365 @@
+"""Ethos-U85 cost model.
+
+The U85 reads through per-channel AXI read buffers, chooses its OFM block from the sizes of its IFM
+and accumulator RAMs, re-reads weights and per-channel scales for every OFM block in H x W, decodes
+weights at a rate set by their sparsity and chains elementwise operators onto a producer's output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from hwopt.targets.descriptor import Family, Target
+from hwopt.targets.ethos_u.cost_common import (
+    BRICK,
+    SCALE_BYTES_PER_CHANNEL,
+    SOFTMAX_PASSES,
+    ao_cycles,
+    encoded_weight_bytes,
+    fm_memories,
+    padded_weights,
+)
+from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, cdiv, round_up
+
+
+def weight_decode_cycles(g: LayerGeometry, target: Target) -> int:
+    """U85 weight-decoder time: weights per cycle rise with the zero fraction (SWD format)."""
+    if g.weights is None or target.family is not Family.ETHOS_U85:
+        return 0
+    z = min(max(g.weights.zero_fraction, 0.5), 0.9)
+    rate = target.npu.weight_streams * (8 + (z - 0.5) * 60)
+    return int(padded_weights(g, target) / rate)
+
+
+class Channel(Enum):
+    """U85 DMA channels; each read channel has its own read buffer."""
+
+    MEM2MEM = 0  # weight prefetch into the staging SRAM
+    IFM_STREAM = 1  # elementwise inputs
+    WEIGHT = 2
+    FAST_WEIGHT = 3
+    IFM = 4
+    SCALE = 5
+    WRITE = 6
+
+
+@dataclass(frozen=True)
+class U85Buffers:
+    """Fixed on-chip buffers of one U85 configuration (Arm Ethos-U85 TRM / Vela's arch tables)."""
+
+    ifm_ram: int  # bytes of IFM RAM (holds the IFM blocks being convolved)
+    acc_ram: int  # bytes of accumulator RAM (holds the OFM blocks' 32-bit accumulators)
+    read_buffers: tuple[int, ...]  # read-buffer size per read channel (Channel order), in 16-byte words
+
+
+U85_BUFFERS = {
+    128: U85Buffers(8192, 8192, (64, 64, 128, 128, 104, 16)),
+    256: U85Buffers(16384, 16384, (104, 104, 128, 128, 128, 16)),
+    512: U85Buffers(16384, 32768, (128, 128, 256, 256, 128, 16)),
+    1024: U85Buffers(16384, 65536, (256, 256, 416, 208, 256, 16)),
+    2048: U85Buffers(32768, 131072, (256, 256, 512, 256, 256, 16)),
+}
+AXI_EFFICIENCY = 0.8  # usable share of outstanding transactions and of a burst's latency window
+ACC_BYTES = 4  # 32-bit accumulators
+BLOCKS_IN_RAM = 2  # IFM/accumulator RAMs are double-buffered across OFM blocks
+OFM_BLOCK_MAX = (128, 128, 1024)
+SUBKERNEL = 8  # kernels larger than 8x8 run as 8x8 sub-kernels
+AXI_WORD = 16
+
+
+def u85_buffers(target: Target) -> U85Buffers:
+    """The buffer table of the U85 configuration with the nearest MAC count not above the target's."""
+    fits = [m for m in U85_BUFFERS if m <= target.npu.macs] or [min(U85_BUFFERS)]
+    return U85_BUFFERS[max(fits)]
+
+
+def channel_bandwidth(target: Target, memory: str, channel: Channel) -> float:
+    """Bytes/cycle one U85 channel sustains: bursts in flight (read buffer / burst length, bounded by
+    the memory's outstanding transactions over its ports) x burst length / latency, capped at peak."""
+    m = target.memory_config(memory)
+    peak = target.bandwidth(memory)
+    if channel is Channel.WRITE:
+        in_flight = m.max_writes * m.ports_used * AXI_EFFICIENCY
+        latency = m.write_latency
+    else:
+        burst_words = max(m.burst_length // AXI_WORD, 1)
+        rb = u85_buffers(target).read_buffers[channel.value] / burst_words
+        in_flight = min(rb, m.max_reads * m.ports_used * AXI_EFFICIENCY)
+        latency = m.read_latency
+    if latency <= 0 or in_flight <= 0:
+        return peak
+    return min(peak, m.burst_length * in_flight / latency * AXI_EFFICIENCY)
+
+
+@dataclass(frozen=True)
+class U85Block:
+    """The OFM/IFM block and micro-block a U85 pass runs in, and its traversal."""
+
+    ofm: tuple[int, int, int]
+    ifm: tuple[int, int, int]
+    ublock: tuple[int, int, int]
+    part_kernel: bool
+    ifm_depth: int  # IFM channels consumed per block step
+
+
+def _u85_ublock(g: LayerGeometry, target: Target) -> tuple[int, int, int]:
+    """Least-waste micro-block: 8-bit convolutions use the 8-deep ones, depthwise/pooling the 16-deep."""
+    blocks = (target.npu.ofm_ublock, *target.npu.alt_ofm_ublocks)
+    deep = [b for b in blocks if b[2] == BRICK]
+    if g.kind in (OpKind.DEPTHWISE, OpKind.POOL):
+        cands = deep or list(blocks)
+    else:
+        cands = [b for b in blocks if b[2] == target.npu.ofm_ublock[2] and b not in deep] or list(blocks)
+    oh, ow, oc = g.ofm
+
+    def waste(b: tuple[int, int, int]) -> tuple[int, int]:
+        return (round_up(oh, b[0]) * round_up(ow, b[1]) * round_up(oc, b[2]) - oh * ow * oc, b[0])
+    return min(cands, key=waste)
+
+
+def _sparse(g: LayerGeometry) -> bool:
+    """U85 runs 2:4-sparse convolution/FC weights at half the MAC steps (zeros skipped in pairs)."""
+    return g.weights is not None and g.weights.sparse_2_4 and g.kind in (OpKind.CONV, OpKind.FULLY_CONNECTED)
+
+
+def _part_kernel(g: LayerGeometry) -> bool:
+    """Kernel-first traversal when it keeps more MACs busy than depth-first (16- vs 64-channel steps,
+    128 when 2:4-sparse)."""
+    if g.kind is not OpKind.CONV:
+        return False
+    sparse = _sparse(g)
+    k = g.kernel[0] * g.kernel[1]
+    c = g.ifm[2]
+    step, rem = (10, 4) if sparse else (5, 2)
+    k_rnd = (k // step) * step + max(k % step, rem)
+    return (c / round_up(c, 16)) * (k / k_rnd) >= c / round_up(c, 128 if sparse else 64)
+
+
+def _ifm_extent(o: np.ndarray | int, stride: int, k: int, au: int) -> np.ndarray | int:
+    """IFM rows/columns needed for `o` OFM rows/columns (kernel clipped to a sub-kernel), to the alloc unit."""
+    n = (o - 1) * stride + min(k, SUBKERNEL)
+    return -(-n // au) * au
+
+
+def u85_block(g: LayerGeometry, target: Target) -> U85Block:
+    """Choose the OFM block the way the U85 block search does: among blocks whose accumulators and IFM
+    fit the RAMs (double-buffered), the one that fetches the fewest IFM + weight bytes per OFM element."""
+    bufs = u85_buffers(target)
+    ub = _u85_ublock(g, target)
+    oh, ow, oc = g.ofm
+    ih, iw, ic = g.ifm
+    kh, kw = g.kernel
+    sh, sw = g.stride
+    part = _part_kernel(g)
+    if g.kind in (OpKind.DEPTHWISE, OpKind.POOL):
+        # equal-depth ops: one brick deep, as much of H x W as the accumulators hold (single buffer);
+        # when the whole plane fits, deepen the block instead
+        acc = bufs.acc_ram // ACC_BYTES
+        d = BRICK
+        w = min(round_up(ow, ub[1]), OFM_BLOCK_MAX[1], max(ub[1], acc // (d * ub[0]) // ub[1] * ub[1]))
+        h = min(round_up(oh, ub[0]), OFM_BLOCK_MAX[0], max(ub[0], acc // (d * w) // ub[0] * ub[0]))
+        if h >= oh and w >= ow:
+            d = min(round_up(oc, BRICK), OFM_BLOCK_MAX[2], max(BRICK, acc // (h * w) // BRICK * BRICK))
+        while h > ub[0] and (_ifm_extent(h + ub[0], sh, kh, 1) * _ifm_extent(w, sw, kw, 1) * d > bufs.ifm_ram):
+            h -= ub[0]
+        ifm = (int(_ifm_extent(h, sh, kh, 1)), int(_ifm_extent(w, sw, kw, 1)), d)
+        return U85Block((h, w, d), ifm, ub, False, d)
+    if part:
+        ifm_depth = 16
+    elif target.npu.macs <= 256 and ub[2] == BRICK and not _sparse(g):
+        ifm_depth = 32
+    elif _sparse(g):
+        ifm_depth = 128
+    else:
+        ifm_depth = 64
+    end_h = round_up(max(min(oh, OFM_BLOCK_MAX[0]), ub[0]), ub[0])
+    end_w = round_up(max(min(ow, OFM_BLOCK_MAX[1]), ub[1]), ub[1])
+    end_d = round_up(max(min(oc, OFM_BLOCK_MAX[2]), BRICK), ub[2])
+    depths = []
+    d = max(ub[2], min(end_d, BRICK))
+    d = round_up(d, BRICK) if d < oc else d
+    while d <= end_d:
+        depths.append(d)
+        d += ub[2]
+        d = round_up(d, BRICK) if d < oc else d
+    hs = np.arange(ub[0], end_h + 1, ub[0])
+    ws = np.arange(ub[1], end_w + 1, ub[1])
+    bd, bh, bw = np.meshgrid(np.array(depths), hs, ws, indexing="ij")
+    ifm_h = np.asarray(_ifm_extent(bh, sh, kh, ub[0]))
+    ifm_w = np.asarray(_ifm_extent(bw, sw, kw, ub[1]))
+    fits_acc = bufs.acc_ram >= bh * bw * bd * ACC_BYTES * BLOCKS_IN_RAM
+    fits_ifm = ifm_h * ifm_w * ifm_depth * g.itemsize * BLOCKS_IN_RAM <= bufs.ifm_ram
+    ok = fits_acc & fits_ifm
+    if not ok.any():
+        ok = bufs.acc_ram >= bh * bw * bd * ACC_BYTES  # single-buffered as a last resort
+    full_wh = -(-oh // bh) * -(-ow // bw)
+    repeats = cdiv(kh, SUBKERNEL) * cdiv(kw, SUBKERNEL)
+    k = kh * kw if g.kind is OpKind.CONV else 0
+    weight_fetch = k * ic * full_wh * oc
+    ifm_fetch = ifm_h * ifm_w * ic * repeats * (oh / bh) * (ow / bw) * -(-oc // bd)
+    cost = (ifm_fetch + weight_fetch) / max(oh * ow * oc, 1)
+    if g.kind is OpKind.FULLY_CONNECTED:
+        cost = 1.0 / (bh * bw)
+    cost = np.where(ih * iw * ic < ifm_h * ifm_w * ifm_depth * 2, cost / 2, cost)
+    cost = np.where(ok, cost, np.inf)
+    i = np.unravel_index(int(np.argmin(cost)), cost.shape)
+    h, w, d = int(bh[i]), int(bw[i]), int(bd[i])
+    return U85Block((h, w, d), (int(ifm_h[i]), int(ifm_w[i]), ifm_depth), ub, part, ifm_depth)
+
+
+def _burst_factor(target: Target, memory: str, nhwc: bool, channels: int, block_w: int, block_c: int,
+                  write: bool) -> float:
+    """Bus bytes per payload byte: short bursts (NHWC rows narrower than a burst) waste the rest of it."""
+    burst_max = target.memory_config(memory).burst_length
+    if nhwc:
+        if channels == block_c and (not write or block_c <= 16):
+            burst = block_w * channels
+        elif write:
+            burst = min(64, 16 * target.npu.cores, block_c)
+        else:
+            burst = block_c
+    else:
+        burst = 16 * block_w * (target.npu.cores if write else 1)
+    return burst_max / max(min(burst_max, burst), 1)
+
+
+def _access_cycles(target: Target, transfers: list[tuple[str, Channel, float]]) -> dict[str, int]:
+    """Per memory: max(all bytes at peak bandwidth, the busiest channel at its own bandwidth)."""
+    per_mem: dict[str, dict[Channel, float]] = {}
+    for mem, ch, n in transfers:
+        if n > 0:
+            per_mem.setdefault(mem, {})
+            per_mem[mem][ch] = per_mem[mem].get(ch, 0.0) + n
+    out = {}
+    for mem, chans in per_mem.items():
+        total = sum(chans.values()) / target.bandwidth(mem)
+        busiest = max(n / channel_bandwidth(target, mem, ch) for ch, n in chans.items())
+        out[mem] = math.ceil(max(total, busiest))
+    return out
+
+
+def _u85_mac_cycles_per_block(g: LayerGeometry, blk: U85Block) -> float:
+    """MAC-array cycles of one OFM block: kernel steps x micro-blocks, with the write-back floor."""
+    uh, uw, uc = blk.ublock
+    bh, bw, bd = min(blk.ofm[0], g.ofm[0]), min(blk.ofm[1], g.ofm[1]), min(blk.ofm[2], g.ofm[2])
+    nub_wh = cdiv(bh, uh) * cdiv(bw, uw)
+    nub_d = cdiv(bd, uc)
+    wb = 4 * uc
+    ifm_d = min(blk.ifm_depth, g.ifm[2])
+    kh, kw = g.kernel if g.kind is not OpKind.FULLY_CONNECTED else (1, 1)
+    total = 0.0
+    for x in range(0, kw, SUBKERNEL):
+        for y in range(0, kh, SUBKERNEL):
+            k = min(kh - y, SUBKERNEL) * min(kw - x, SUBKERNEL)
+            if g.kind is OpKind.POOL:
+                steps, cycles = 1, max(4, k) * nub_wh * nub_d * 4
+            elif g.kind is OpKind.DEPTHWISE:
+                steps = cdiv(k, 4)
+                cycles = max(wb, 4 * nub_wh) * steps * nub_d
+            elif blk.part_kernel:
+                steps = cdiv(k, 4)
+                cycles = max(wb, 4 * nub_wh) * steps * nub_d * cdiv(ifm_d, 8)
+            else:
+                steps = k
+                cycles = max(wb, blk.ifm_depth // 8 * nub_wh) * steps * nub_d
+            if _sparse(g):
+                cycles //= 2
+            delay = 0
+            if nub_wh == 1:  # a single micro-block cannot hide the 2-cycle accumulate latency
+                delay = 2 * steps if nub_d == 1 else (2 * (steps - 1) * nub_d if steps > 1 else 0)
+            if blk.part_kernel:
+                delay *= cdiv(ifm_d, 8)
+            total += cycles + delay
+    if g.kind in (OpKind.CONV, OpKind.FULLY_CONNECTED):
+        total *= cdiv(g.ifm[2], blk.ifm_depth)
+    return total
+
+
+def _u85_fm_memories(g: LayerGeometry, target: Target) -> tuple[str, str]:
+    """Graph inputs/outputs stay in the arena; intermediates are staged in SRAM when they fit."""
+    ifm_mem, ofm_mem = fm_memories(g, target)
+    arena = target.arena_memory
+    return (arena if g.ifm_in_arena else ifm_mem, arena if g.ofm_in_arena else ofm_mem)
+
+
+def u85_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
+    """One U85 pass: max(MAC/AO/command-issue cycles, each memory's channel-limited access cycles,
+    weight decode)."""
+    if g.chained:
+        return LayerCost(g.subgraph, g.op_index, g.op, "npu", 0, 0, {}, 0, 0, None, 0, "none")
+    encoded = encoded_weight_bytes(g, target)
+    ifm_mem, ofm_mem = _u85_fm_memories(g, target)
+    const = target.const_memory
+    ih, iw, ic = g.ifm
+    oh, ow, oc = g.ofm
+    ifm_c = ic if g.ifm_in_arena else round_up(ic, BRICK)
+    ofm_c = oc if g.ofm_in_arena else round_up(oc, BRICK)
+    transfers: list[tuple[str, Channel, float]] = []
+    lat_in = target.memory_config(ifm_mem).read_latency
+    lat_out = target.memory_config(ofm_mem).write_latency
+    if g.kind in (OpKind.CONV, OpKind.FULLY_CONNECTED, OpKind.DEPTHWISE, OpKind.POOL):
+        blk = u85_block(g, target)
+        bh, bw, bd = (min(blk.ofm[0], oh), min(blk.ofm[1], ow), min(blk.ofm[2], oc))
+        n_wh = cdiv(oh, bh) * cdiv(ow, bw)
+        equal_depth = g.kind in (OpKind.DEPTHWISE, OpKind.POOL)
+        n_blocks = n_wh * (1 if equal_depth else cdiv(oc, bd))
+        fh, fw = min(blk.ifm[0], ih), min(blk.ifm[1], iw)
+        sub = cdiv(g.kernel[0], SUBKERNEL) * cdiv(g.kernel[1], SUBKERNEL)
+        ifm_burst = _burst_factor(target, ifm_mem, g.ifm_in_arena, ic, fw, blk.ifm_depth, False)
+        ofm_burst = _burst_factor(target, ofm_mem, g.ofm_in_arena, oc, bw, bd, True)
+        transfers.append((ifm_mem, Channel.IFM, fh * fw * ifm_c * sub * n_blocks * g.itemsize * ifm_burst))
+        transfers.append((ofm_mem, Channel.WRITE, oh * ow * ofm_c * g.itemsize * ofm_burst))
+        if encoded:
+            # scales/biases and weights are re-read for every OFM block in H x W
+            transfers.append((const, Channel.SCALE, n_wh * SCALE_BYTES_PER_CHANNEL * oc))
+            transfers.append((const, Channel.WEIGHT, encoded))
+            if const != "Sram" and target.staging_memory == "Sram" and n_wh > 1:
+                transfers.append(("Sram", Channel.WEIGHT, n_wh * encoded))
+        # per-block pipeline: MAC, output stage (>= scale fetch latency) and command issue overlap
+        ublocks = cdiv(oh, blk.ublock[0]) * cdiv(ow, blk.ublock[1]) * cdiv(oc, blk.ublock[2])
+        per_block = cdiv(bh, blk.ublock[0]) * cdiv(bw, blk.ublock[1]) * cdiv(bd, blk.ublock[2])
+        nb = ublocks / per_block
+        os_ = target.npu.output_stage
+        rate = os_.maxpool if g.op == "MAX_POOL_2D" else os_.conv
+        # chained elementwise ops run through the output stage after this op's own output
+        rate += sum(os_.mul if c in ("MUL", "SQUARED_DIFFERENCE") else os_.add for c in g.chain)
+        ao: float = math.ceil(rate * bh * bw * bd)
+        if encoded:
+            ao = max(ao, SCALE_BYTES_PER_CHANNEL * bd * target.memory_config(const).read_latency / 256)
+        mac = _u85_mac_cycles_per_block(g, blk)
+        min_mem = (lat_in + fh * fw * min(blk.ifm_depth, ifm_c) * g.itemsize * ifm_burst / target.bandwidth(ifm_mem)
+                   + lat_out + bh * bw * bd * g.itemsize * ofm_burst / target.bandwidth(ofm_mem))
+        cmd = (min_mem + mac + ao) / 4
+        mac_b, ao_b = max(mac, cmd), max(ao, cmd)
+        compute = int(mac_b * nb + ao_b if mac_b > ao_b else ao_b * nb + mac_b)
+    else:
+        compute = 0 if g.kind is OpKind.MEMORY else ao_cycles(g, target)
+        ifm_bytes = ih * iw * ifm_c * g.itemsize
+        ch = Channel.IFM_STREAM if g.kind is OpKind.ELEMENTWISE else Channel.IFM
+        passes = SOFTMAX_PASSES if g.kind is OpKind.SOFTMAX else 1
+        transfers.append((ifm_mem, ch, ifm_bytes * passes + g.ifm2_elements * g.itemsize))
+        transfers.append((ofm_mem, Channel.WRITE, oh * ow * ofm_c * g.itemsize * passes))
+        if g.kind is not OpKind.MEMORY:
+            compute = max(compute, math.ceil((lat_in + lat_out) / 4))
+    mem_cycles = _access_cycles(target, transfers)
+    decode = 0
+    if encoded:
+        dma = encoded / channel_bandwidth(target, const, Channel.WEIGHT) + target.memory_config(const).read_latency
+        decode = max(weight_decode_cycles(g, target), math.ceil(dma))
+    fm_max = max(mem_cycles.values(), default=0)
+    cycles = max(compute, fm_max, decode)
+    if cycles == compute:
+        bound = "compute"
+    elif cycles == decode:
+        bound = "weights"
+    else:
+        bound = "memory"
+    sram = (g.ifm_elements + g.ofm_elements) * g.itemsize if "Sram" in (ifm_mem, ofm_mem) else 0
+    return LayerCost(g.subgraph, g.op_index, g.op, "npu", int(cycles), int(compute), mem_cycles, int(decode),
+                     g.macs, encoded or None, int(sram), bound)
+
+

@@ -1,0 +1,212 @@
+"""Operator geometry shared by every NPU cost model: shapes as (H, W, C), kernels, strides, MAC counts
+and weight statistics, independent of any one target family.
+
+A family supplies its own placement function (which operators run on the CPU and why) and, where
+its hardware chains operators, the chaining map; everything else here is pure shape arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from hwopt.analysis.layers import weight_layers, zero_corrected
+from hwopt.analysis.stats import check_2_4
+from hwopt.ir import DType, Model, Operator, Subgraph, Tensor
+
+
+class OpKind(Enum):
+    CONV = "conv"
+    DEPTHWISE = "depthwise"
+    FULLY_CONNECTED = "fully_connected"
+    POOL = "pool"
+    ELEMENTWISE = "elementwise"
+    LUT = "lut"
+    SOFTMAX = "softmax"
+    MEMORY = "memory"  # concat / pad / slice / transpose: data movement only
+    NOP = "nop"  # reshape-like: removed by the compiler
+    CPU = "cpu"
+
+
+KIND_OF = {
+    "CONV_2D": OpKind.CONV, "TRANSPOSE_CONV": OpKind.CONV, "DEPTHWISE_CONV_2D": OpKind.DEPTHWISE,
+    "FULLY_CONNECTED": OpKind.FULLY_CONNECTED, "BATCH_MATMUL": OpKind.FULLY_CONNECTED,
+    "AVERAGE_POOL_2D": OpKind.POOL, "MAX_POOL_2D": OpKind.POOL, "MEAN": OpKind.POOL, "SUM": OpKind.POOL,
+    "REDUCE_MAX": OpKind.POOL, "REDUCE_MIN": OpKind.POOL,
+    "LOGISTIC": OpKind.LUT, "TANH": OpKind.LUT, "HARD_SWISH": OpKind.LUT, "EXP": OpKind.LUT, "LOG": OpKind.LUT,
+    "GELU": OpKind.LUT, "ELU": OpKind.LUT, "RSQRT": OpKind.LUT, "LEAKY_RELU": OpKind.ELEMENTWISE,
+    "SOFTMAX": OpKind.SOFTMAX,
+    "RESHAPE": OpKind.NOP, "SQUEEZE": OpKind.NOP, "EXPAND_DIMS": OpKind.NOP,
+    "CONCATENATION": OpKind.MEMORY, "PAD": OpKind.MEMORY, "PADV2": OpKind.MEMORY, "MIRROR_PAD": OpKind.MEMORY,
+    "SLICE": OpKind.MEMORY, "STRIDED_SLICE": OpKind.MEMORY, "SPLIT": OpKind.MEMORY, "SPLIT_V": OpKind.MEMORY,
+    "PACK": OpKind.MEMORY, "UNPACK": OpKind.MEMORY, "TILE": OpKind.MEMORY, "TRANSPOSE": OpKind.MEMORY,
+    "REVERSE_V2": OpKind.MEMORY, "GATHER": OpKind.MEMORY,
+}
+
+
+@dataclass(frozen=True)
+class WeightInfo:
+    """What the cost of a weight stream depends on: count, zeros, distinct values, entropy."""
+
+    count: int
+    zero_fraction: float
+    distinct: int
+    entropy_bits: float
+    sparse_2_4: bool = False  # every aligned group of 4 input channels holds >= 2 zeros
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    """One operator reduced to what the cost models need (shapes as H, W, C)."""
+
+    subgraph: int
+    op_index: int
+    op: str
+    kind: OpKind
+    ifm: tuple[int, int, int]
+    ifm2_elements: int
+    ofm: tuple[int, int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    itemsize: int
+    macs: int
+    weights: WeightInfo | None
+    cpu_reason: str | None
+    ifm_in_arena: bool = False  # the IFM is a graph input: it stays in the arena, in NHWC layout
+    ofm_in_arena: bool = False  # the OFM is a graph output
+    chained: bool = False  # U85: elementwise op chained onto its producer's output (no pass of its own)
+    chain: tuple[str, ...] = ()  # U85: the elementwise ops chained onto this op's output stage
+
+    @property
+    def ifm_elements(self) -> int:
+        return self.ifm[0] * self.ifm[1] * self.ifm[2]
+
+    @property
+    def ofm_elements(self) -> int:
+        return self.ofm[0] * self.ofm[1] * self.ofm[2]
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Estimated cost of one operator on one target."""
+
+    subgraph: int
+    op_index: int
+    op: str
+    placement: str  # "npu" | "cpu"
+    cycles: int
+    compute_cycles: int
+    memory_cycles: dict[str, int]
+    weight_cycles: int
+    macs: int
+    encoded_weight_bytes: int | None
+    sram_bytes: int
+    bound: str  # "compute" | "memory" | "weights" | "none" | "cpu"
+
+    @property
+    def mac_utilisation(self) -> float | None:
+        return None
+
+
+Placement = Callable[[Subgraph, Operator], "str | None"]
+"""A family's operator-support model: the reason an operator runs on the CPU, or None for the NPU."""
+Chaining = Callable[[Subgraph], "dict[int, int]"]
+"""A family's chaining map: operator index -> index of the operator whose pass it rides on."""
+
+
+def cdiv(a: int, b: int) -> int:
+    """Ceiling division."""
+    return -(-a // b)
+
+
+def round_up(a: int, b: int) -> int:
+    """`a` rounded up to a multiple of `b`."""
+    return cdiv(a, b) * b
+
+
+def hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """A tensor shape as (H, W, C): C the last axis, W the one before, H the product of the rest."""
+    if not shape:
+        return (1, 1, 1)
+    c = shape[-1]
+    w = shape[-2] if len(shape) >= 3 else 1
+    rest = shape[:-2] if len(shape) >= 3 else shape[:-1]
+    h = int(np.prod(rest, dtype=np.int64)) if rest else 1
+    return (max(h, 1), max(w, 1), max(c, 1))
+
+
+def weight_info(w: np.ndarray, in_axis: int | None = None) -> WeightInfo:
+    flat = w.reshape(-1)
+    values, counts = np.unique(flat, return_counts=True)
+    p = counts / max(flat.size, 1)
+    entropy = float(-(p * np.log2(p)).sum()) if flat.size else 0.0
+    zeros = int(counts[values == 0].sum()) if flat.size else 0
+    sparse = bool(check_2_4(w, in_axis)[0]) if in_axis is not None and zeros * 2 >= flat.size else False
+    return WeightInfo(int(flat.size), zeros / max(flat.size, 1), int(values.size), entropy, sparse)
+
+
+def kernel_stride(op: Operator, sg: Subgraph, kind: OpKind) -> tuple[tuple[int, int], tuple[int, int]]:
+    opts = op.options
+    stride = (int(getattr(opts, "strideH", 1) or 1), int(getattr(opts, "strideW", 1) or 1))
+    if kind in (OpKind.CONV, OpKind.DEPTHWISE) and len(op.inputs) > 1:
+        w = sg.tensor(op.inputs[2] if op.op == "TRANSPOSE_CONV" else op.inputs[1])
+        if w is not None and len(w.shape) == 4:
+            return (w.shape[1], w.shape[2]), stride
+    if op.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        return (int(getattr(opts, "filterHeight", 1)), int(getattr(opts, "filterWidth", 1))), stride
+    if op.op in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN"):
+        t = sg.tensor(op.inputs[0])
+        if t is not None and len(t.shape) == 4:
+            return (t.shape[1], t.shape[2]), (1, 1)
+    return (1, 1), stride
+
+
+# Binary elementwise ops the U85 output stage can apply to a chained producer's output.
+def consumers(sg: Subgraph) -> dict[int, list[int]]:
+    """Tensor index -> indices of the operators reading it."""
+    readers: dict[int, list[int]] = {}
+    for op in sg.operators:
+        for i in dict.fromkeys(op.inputs):
+            if i >= 0:
+                readers.setdefault(i, []).append(op.index)
+    return readers
+
+
+
+def layer_geometry(model: Model, placement: Placement, chaining: Chaining | None = None) -> list[LayerGeometry]:
+    """Every operator of every subgraph as a `LayerGeometry`, with weight statistics; `placement` decides
+    CPU fallback, `chaining` (optional) which operators ride on a producer's pass."""
+    layers = {(wl.subgraph, wl.op_index): wl for wl in weight_layers(model)}
+    out = []
+    for sg in model.subgraphs:
+        chained = chaining(sg) if chaining is not None else {}
+        chains: dict[int, tuple[str, ...]] = {}
+        for c, src in chained.items():
+            chains[src] = (*chains.get(src, ()), sg.operators[c].op)
+        graph_in, graph_out = set(sg.inputs), set(sg.outputs)
+        for op in sg.operators:
+            reason = placement(sg, op)
+            kind = OpKind.CPU if reason else KIND_OF.get(op.op, OpKind.ELEMENTWISE)
+            ins = [sg.tensor(i) for i in op.inputs]
+            acts: list[Tensor] = [t for t in ins if t is not None and t.data is None]
+            ofm_t = sg.tensor(op.outputs[0]) if op.outputs else None
+            ifm = hwc(acts[0].shape) if acts else (1, 1, 1)
+            ifm2 = acts[1].elements if len(acts) > 1 else 0
+            ofm = hwc(ofm_t.shape) if ofm_t is not None else (1, 1, 1)
+            dt = ofm_t.dtype if ofm_t is not None else DType.INT8
+            itemsize = dt.numpy.itemsize if dt.numpy is not None else 1
+            kernel, stride = kernel_stride(op, sg, kind)
+            wl = layers.get((sg.index, op.index))
+            winfo = weight_info(zero_corrected(model, wl), wl.in_axis) if wl is not None and wl.macs else None
+            macs = wl.macs if wl is not None else 0
+            if kind is OpKind.POOL:
+                macs = ofm[0] * ofm[1] * ofm[2] * kernel[0] * kernel[1]
+            ifm_index = next((i for i in op.inputs if (t := sg.tensor(i)) is not None and t.data is None), -1)
+            out.append(LayerGeometry(sg.index, op.index, op.op, kind, ifm, ifm2, ofm, kernel, stride, itemsize, macs,
+                                     winfo, reason, ifm_index in graph_in,
+                                     bool(op.outputs) and op.outputs[0] in graph_out, op.index in chained,
+                                     chains.get(op.index, ())))
+    return out
