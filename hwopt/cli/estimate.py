@@ -15,7 +15,9 @@ def register(sub: Any) -> None:
                        "descriptor path). Engine vela compiles with Vela in-process (Ethos-U); engine analytic "
                        "uses hwopt's own cost model (Ethos-U and Ethos-N78).")
     p.add_argument("model", help="the .tflite file")
-    p.add_argument("--target", required=True, metavar="NAME|PATH", help="target name or descriptor .toml")
+    p.add_argument("--target", required=True, metavar="NAME|PATH", help="target name, descriptor .toml, "
+                   "FILE.ini:SYSTEM_CONFIG:MEMORY_MODE (a Vela config) or an MLIA target-profile .toml")
+    p.add_argument("--accelerator", metavar="CONFIG", help="Vela accelerator for a .ini target (default ethos-u55-256)")
     p.add_argument("--engine", choices=("vela", "analytic"), default=None,
                    help="cost engine (default: vela for Ethos-U, analytic for Ethos-N78)")
     p.add_argument("--system-config", metavar="NAME", help="system configuration of the descriptor to use")
@@ -27,9 +29,10 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from hwopt.cli._common import console, fmt_bytes, fmt_int, fmt_pct, print_json
     from hwopt.engines.estimate import estimate
-    from hwopt.targets.descriptor import load_target
+    from hwopt.targets.importing import load_any
 
-    target = load_target(args.target, system_config=args.system_config, memory_mode=args.memory_mode)
+    target = load_any(args.target, accelerator=args.accelerator, system_config=args.system_config,
+                      memory_mode=args.memory_mode)
     engine = args.engine or ("vela" if target.family.is_ethos_u else "analytic")
     report = estimate(args.model, target, engine=engine)
     if args.json:

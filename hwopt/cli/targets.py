@@ -1,4 +1,4 @@
-"""`hwopt targets`: the shipped target descriptors and their key numbers."""
+"""`hwopt targets`: the shipped target descriptors and their key numbers (`import` / `export`: see targets_io)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ def register(sub: Any) -> None:
                        "default system configuration / memory mode.")
     p.add_argument("--json", action="store_true", help="print the hwopt.targets/1 JSON list")
     p.set_defaults(func=run)
+    from hwopt.cli import targets_io
+
+    targets_io.register(p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p)))
 
 
 def target_rows() -> TargetList:
