@@ -20,11 +20,12 @@ if TYPE_CHECKING:
     from hwopt.engines.estimate import EstimateReport
     from hwopt.engines.gate import GateReport
     from hwopt.ir import Model
+    from hwopt.sweeps import SweepResult
 
 __version__ = "0.1.0"
 
 __all__ = ["HwoptError", "__version__", "audit", "compile", "encode", "enforce", "estimate", "gate",
-           "read_model", "write_model"]
+           "read_model", "sweep", "write_model"]
 
 PathLike = str | os.PathLike[str]
 
@@ -105,3 +106,26 @@ def gate(model: PathLike, target: str, baseline: PathLike, *, update_baseline: b
     return run_gate(lambda: collect_metrics(model, target, system_config=system_config, memory_mode=memory_mode,
                                             data=data),
                     baseline, opts, update=update_baseline, junit=junit)
+
+
+def sweep(spec: PathLike | None = None, *, models: list[str] | None = None, targets: list[str] | None = None,
+          pipelines: dict[str, str] | None = None, data: PathLike | None = None, engine: str = "auto",
+          output: PathLike | None = None, cache: PathLike | None = None, workers: int | None = None,
+          ray: bool | str | None = None) -> SweepResult:
+    """`hwopt sweep`: every (model, pipeline, target) job; `.report.records` are typed `SweepRecord`s.
+
+    Give a SPEC TOML file, or the axes as lists (`pipelines` maps a name to a pipeline string,
+    "none" for the model as it is). `workers` local processes (1: in this process), or Ray
+    (`ray=True`, or a cluster address). With `output`, results are cached in output/cache
+    and the reports written there; a rerun computes only what is missing.
+    """
+    from hwopt.errors import UsageError
+    from hwopt.sweeps import build_spec, default_engine, load_spec, run_sweep
+
+    if spec is not None:
+        if models or targets or pipelines or data is not None:
+            raise UsageError("give either a SPEC file or models/targets/pipelines, not both")
+        resolved = load_spec(spec)
+    else:
+        resolved = build_spec(models or [], targets or [], pipelines or {}, data=data, engine=engine)
+    return run_sweep(resolved, output=output, cache=cache, engine=default_engine(workers, ray))
