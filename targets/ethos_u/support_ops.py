@@ -1,0 +1,501 @@
+"""Operator-specific Ethos-U constraints: reductions, slices, LSTM, resize, transpose, strides.
+
+Companion of `support_rules` (generic constraints); each function mirrors one constraint of
+Vela 5.2's supported-operators report and names the failing value.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hwopt.ir import DType, Tensor
+from hwopt.targets.ethos_u.support_rules import (
+    _conv_kernel,
+    _dilation,
+    _has_padding,
+    _name,
+    _shape4,
+    _stride,
+    _values,
+)
+from hwopt.targets.support import OpView, bits
+
+MAX_MEAN_KERNEL = 64 * 64
+MAX_MEAN_ELEMENTS = {DType.INT8: 1 << 24, DType.UINT8: 1 << 23, DType.INT16: 1 << 16}
+
+
+def _axes(v: OpView) -> list[int] | None:
+    """Reduced axes of a reduction, normalised to the IFM rank, or None when not constant."""
+    p = v.params[:1]
+    vals = _values(p[0]) if p else None
+    ifm = v.ifm
+    if vals is None or ifm is None:
+        return None
+    rank = max(len(ifm.shape), 1)
+    return sorted({int(a) % rank for a in vals.tolist()})
+
+
+def _reduced_mask(v: OpView) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]] | None:
+    ifm = v.ifm
+    axes = _axes(v)
+    if ifm is None or axes is None:
+        return None
+    rank = len(ifm.shape)
+    mask = [1 if i in axes else 0 for i in range(rank)]
+    mask4 = ([0] * (4 - rank) + mask)[-4:] if rank <= 4 else mask[-4:]
+    return _shape4(ifm.shape), (mask4[0], mask4[1], mask4[2], mask4[3])
+
+
+def unit_batch(v: OpView) -> str | None:
+    ifm = v.ifm
+    if ifm is None:
+        return None
+    n = _shape4(ifm.shape)[0]
+    return None if n <= 1 else f"batch {n} > 1"
+
+
+def mean_depth(v: OpView) -> str | None:
+    rm = _reduced_mask(v)
+    if rm is None:
+        return None
+    shape, mask = rm
+    if mask[3] and not any(shape[i] == 1 for i in (1, 2, 3)):
+        return f"reduces the depth of a {shape[1]}x{shape[2]}x{shape[3]} input (one of H, W, C must be 1)"
+    return None
+
+
+def mean_axis(v: OpView) -> str | None:
+    rm = _reduced_mask(v)
+    if rm is None:
+        return None
+    shape, mask = rm
+    for axis, (d, m) in enumerate(zip(shape, mask, strict=True)):
+        if m and d > MAX_MEAN_KERNEL:
+            return f"reduced axis {axis} has {d} elements (> {MAX_MEAN_KERNEL})"
+    return None
+
+
+def mean_type(v: OpView) -> str | None:
+    ifm = v.ifm
+    if ifm is None or ifm.dtype in (DType.INT8, DType.UINT8, DType.INT16):
+        return None
+    return f"input is {ifm.dtype.label}"
+
+
+def mean_elements(v: OpView) -> str | None:
+    rm = _reduced_mask(v)
+    ifm = v.ifm
+    if rm is None or ifm is None:
+        return None
+    shape, mask = rm
+    n = math.prod(d for d, m in zip(shape, mask, strict=True) if m)
+    limit = MAX_MEAN_ELEMENTS.get(ifm.dtype)
+    return None if limit is None or n <= limit else f"{n} reduced elements > {limit} for {ifm.dtype.label}"
+
+
+def strided_slice(v: OpView) -> str | None:
+    ifm = v.ifm
+    params = v.params
+    if ifm is None or len(params) < 3:
+        return None
+    begin, end, strides = (_values(t) for t in params[:3])
+    if begin is None or end is None or strides is None:
+        return None
+    o = v.options
+    bm, em = int(getattr(o, "beginMask", 0)), int(getattr(o, "endMask", 0))
+    ellipsis, shrink = int(getattr(o, "ellipsisMask", 0)), int(getattr(o, "shrinkAxisMask", 0))
+    rank = len(ifm.shape)
+    shape = list(ifm.shape)
+    offset, size, step = [0] * rank, list(shape), [1] * rank
+    spec = min(begin.size, end.size, strides.size)
+    axis = 0
+    for i in range(spec):
+        if ellipsis & (1 << i):
+            axis = rank - (spec - i - 1)
+            continue
+        if axis >= rank:
+            break
+        is_shrink = bool(shrink & (1 << i))
+        if not bm & (1 << i) or is_shrink:
+            b = int(begin[i])
+            b = b + shape[axis] if b < 0 else b
+            b = min(max(b, 0), shape[axis] - 1)
+            offset[axis] = b
+            size[axis] = 1 if is_shrink else shape[axis] - b
+        if not em & (1 << i) and not is_shrink:
+            e = int(end[i])
+            e = e + shape[axis] if e < 0 else e
+            e = min(max(e, 1), shape[axis])
+            size[axis] = e - offset[axis]
+        step[axis] = int(strides[i])
+        axis += 1
+    step4 = _shape4(tuple(step))
+    if step4[0] * step4[3] != 1 or (rank > 4 and math.prod(step[:-3]) != 1):
+        return f"strides {step} step over an axis other than H or W"
+    if any(s < 0 for s in step):
+        return f"negative stride in {step}"
+    if any(s <= 0 for s in size):
+        return f"empty slice of shape {size}"
+    return None
+
+
+def _present(v: OpView, positions: range) -> list[int]:
+    ins = v.op.inputs
+    return [p for p in positions if p < len(ins) and ins[p] >= 0]
+
+
+def lstm_gates(v: OpView) -> str | None:
+    missing = [p for p in range(1, 9) if p not in _present(v, range(1, 9))]
+    return None if not missing else f"gate weight inputs {missing} are omitted (coupled input and forget gate)"
+
+
+def lstm_peephole(v: OpView) -> str | None:
+    got = _present(v, range(9, 12))
+    return None if not got else f"peephole weights present (inputs {got})"
+
+
+def lstm_projection(v: OpView) -> str | None:
+    got = _present(v, range(16, 18))
+    return None if not got else f"projection weights or bias present (inputs {got})"
+
+
+def lstm_norm(v: OpView) -> str | None:
+    got = _present(v, range(20, 24))
+    return None if not got else f"layer-normalisation coefficients present (inputs {got})"
+
+
+def splits_match(v: OpView) -> str | None:
+    n = getattr(v.options, "numSplits", None)
+    if n is None or int(n) == len(v.outputs):
+        return None
+    return f"num_splits {int(n)} but {len(v.outputs)} outputs"
+
+
+# ---- Ethos-U55/U65 only --------------------------------------------------------------------
+
+def reverse_axis(v: OpView) -> str | None:
+    p = v.params[:1]
+    vals = _values(p[0]) if p else None
+    ofm = v.ofm
+    if vals is None or ofm is None:
+        return None
+    rank = len(ofm.shape)
+    axes = sorted({int(a) % max(rank, 1) for a in vals.tolist()})
+    return None if not axes else f"reverses axes {axes}"
+
+
+def kernel_stride(v: OpView) -> str | None:
+    sw, sh = _stride(v)
+    return None if sw <= 3 and sh <= 3 else f"stride {sw}x{sh} (WxH) > 3"
+
+
+def unrolled_stride(v: OpView) -> str | None:
+    ofm = v.ofm
+    if ofm is None:
+        return None
+    _, oh, ow, _ = _shape4(ofm.shape)
+    sw, sh = _stride(v)
+    if (sw <= 3 or ow == 1) and (sh <= 3 or oh == 1):
+        return None
+    dw, dh = _dilation(v)
+    if not _has_padding(v) and dw == 1 and dh == 1:
+        return None
+    why = "padding" if _has_padding(v) else f"dilation {dw}x{dh}"
+    return f"stride {sw}x{sh} (WxH) > 3 with {why}"
+
+
+def _dynamic_matmul(v: OpView) -> bool:
+    if v.name == "FULLY_CONNECTED":
+        w = v.weights
+        return w is not None and not w.is_constant
+    return True
+
+
+def matmul_reduced(v: OpView) -> str | None:
+    ifm = v.ifm
+    if ifm is None or not _dynamic_matmul(v) or not ifm.shape:
+        return None
+    adj_x = bool(getattr(v.options, "adjX", False))
+    k = ifm.shape[-2] if adj_x and len(ifm.shape) >= 2 else ifm.shape[-1]
+    return None if k <= 1 << 16 else f"reduced axis {k} > 65536"
+
+
+def matmul_depth(v: OpView) -> str | None:
+    ofm = v.ofm
+    if ofm is None or not _dynamic_matmul(v) or not ofm.shape:
+        return None
+    return None if ofm.shape[-1] <= 1 << 16 else f"output depth {ofm.shape[-1]} > 65536"
+
+
+def matmul_type(v: OpView) -> str | None:
+    ifm = v.ifm
+    if ifm is None or not _dynamic_matmul(v):
+        return None
+    return None if ifm.dtype is DType.INT8 else f"input is {ifm.dtype.label}"
+
+
+def argmax_depth(v: OpView) -> str | None:
+    ifm = v.ifm
+    if ifm is None or not ifm.shape:
+        return None
+    return None if ifm.shape[-1] <= 127 else f"input depth {ifm.shape[-1]} > 127"
+
+
+def argmax_axis(v: OpView) -> str | None:
+    ifm = v.ifm
+    p = v.params[:1]
+    vals = _values(p[0]) if p else None
+    if ifm is None or vals is None or vals.size == 0:
+        return None
+    axis = int(vals[0])
+    rank = len(ifm.shape)
+    return None if axis in (rank - 1, -1) else f"axis {axis} of a rank-{rank} input (only the last axis)"
+
+
+def _perm(v: OpView) -> list[int] | None:
+    p = v.params[:1]
+    vals = _values(p[0]) if p else None
+    return None if vals is None else [int(x) for x in vals.tolist()]
+
+
+def _hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    s = _shape4(shape)
+    return (s[0] * s[1], s[2], s[3]) if len(shape) <= 4 else (math.prod(shape[:-2]), shape[-2], shape[-1])
+
+
+def _perm_kind(perm: list[int]) -> str:
+    """Vela's transpose type of a permutation padded to NHWC: NHWC (none), NWHC, NHCW, ..."""
+    p = ([0, 1, 2, 3][: 4 - len(perm)] + [x + 4 - len(perm) for x in perm]) if len(perm) <= 4 else perm
+    letters = "NHWC"
+    return "".join(letters[i] for i in p) if len(p) == 4 else "other"
+
+
+def transpose_32(v: OpView) -> str | None:
+    ifm = v.ifm
+    perm = _perm(v)
+    if ifm is None or perm is None or ifm.dtype is not DType.INT32:
+        return None
+    if len(ifm.shape) > 4:
+        return f"int32 transpose of rank {len(ifm.shape)} > 4"
+    n, h, w, c = _shape4(ifm.shape)
+    kind = _perm_kind(perm)
+    if kind == "NHWC":
+        return None if c <= 1 << 15 else f"int32 depth {c} > 32768"
+    if kind == "NWHC":
+        ok = n <= 1 and h <= 1 << 16 and w <= 1 << 16 and c <= 1 << 14
+        return None if ok else f"int32 NWHC transpose of shape {list(ifm.shape)}"
+    if kind == "NHCW":
+        ok = n * h <= 1 << 16 and w <= 1 << 16 and c <= 1 << 16
+        return None if ok else f"int32 NHCW transpose of shape {list(ifm.shape)}"
+    return f"int32 transpose with permutation {perm}"
+
+
+def transpose_8_16(v: OpView) -> str | None:
+    ifm = v.ifm
+    perm = _perm(v)
+    if ifm is None or perm is None or bits(ifm.dtype) > 16:
+        return None
+    kind = _perm_kind(perm)
+    if kind == "NHWC" or perm == sorted(perm):
+        return None
+    shape = ifm.shape
+    rank = len(shape)
+    outside = math.prod(shape[:-3]) if rank > 3 else 1
+    if (rank <= 3 or outside == 1) and kind in ("NWHC", "NHCW", "NCWH", "NWCH", "NCHW"):
+        hwc = _hwc(shape)
+        return None if max(hwc) <= 1 << 16 else f"transpose of shape {list(shape)} ({hwc} > 65536)"
+    total = math.prod(shape)
+    for i in range(rank):
+        for j in range(i + 1, rank):
+            if shape[i] * shape[j] and total // (shape[i] * shape[j]) > 1 << 16:
+                return f"transpose {perm} of shape {list(shape)}: a product of {rank - 2} axes > 65536"
+    return None
+
+
+def _resize_flags(v: OpView) -> tuple[bool, bool]:
+    o = v.options
+    return bool(getattr(o, "alignCorners", False)), bool(getattr(o, "halfPixelCenters", False))
+
+
+def resize_u55(v: OpView) -> str | None:
+    ifm, ofm = v.ifm, v.ofm
+    if ifm is None or ofm is None:
+        return None
+    align, hpc = _resize_flags(v)
+    hpc = hpc and v.name == "RESIZE_BILINEAR"
+    _, ih, iw, _ = _shape4(ifm.shape)
+    _, oh, ow, _ = _shape4(ofm.shape)
+    if ih == 1 and iw == 1:
+        return None
+    if ih == oh and iw == ow:
+        return "half-pixel centres without scaling" if hpc else None
+    if align:
+        hs = 1.0 if oh == 1 else (oh - 1) / (ih - 1) if ih > 1 else float("inf")
+        ws = 1.0 if ow == 1 else (ow - 1) / (iw - 1) if iw > 1 else float("inf")
+    else:
+        hs, ws = oh / ih, ow / iw
+    if hs != ws:
+        if not ((oh == 1 and hs == 1) or (ow == 1 and ws == 1)):
+            return f"scale factors differ: height {hs:g}, width {ws:g}"
+        if hpc:
+            return f"scale factors differ (height {hs:g}, width {ws:g}) with half-pixel centres"
+    up = max(hs, ws)
+    top = 2 if hpc else 8
+    ok = up == int(up) and up > 1 and int(up) & (int(up) - 1) == 0 and up <= top
+    return None if ok else f"scale factor {up:g} (must be 2x{'' if hpc else ', 4x or 8x'})"
+
+
+def transpose_conv_stride(v: OpView) -> str | None:
+    ifm = v.ifm
+    sw, sh = _stride(v)
+    kw, kh = _conv_kernel(v)
+    if not (1 <= sw <= 2 and 1 <= sh <= 2):
+        return f"stride {sw}x{sh} (WxH) (1 or 2 only)"
+    _, ih, iw, _ = _shape4(ifm.shape) if ifm is not None else (1, 1, 1, 1)
+    if (sw, sh) == (1, 2) and not (iw == 1 and kw == 1):
+        return f"stride 1x2 (WxH) needs input width 1 and kernel width 1 (have {iw}, {kw})"
+    if (sw, sh) == (2, 1) and not (ih == 1 and kh == 1):
+        return f"stride 2x1 (WxH) needs input height 1 and kernel height 1 (have {ih}, {kh})"
+    return None
+
+
+def precision_rule_check(precision: int):  # noqa: ANN201 - returns a rule check
+    def check(v: OpView) -> str | None:
+        for t in v.feature_maps():
+            if bits(t.dtype) == precision:
+                return f"tensor {_name(t)} is {t.dtype.label}"
+        return None
+
+    return check
+
+
+def zero_points_u55(v: OpView) -> str | None:
+    for t in v.feature_maps():
+        q = t.quantization
+        if q is None or q.zero_point.size == 0:
+            continue
+        zps = q.zero_point.astype(np.int64)
+        if bits(t.dtype) == 32 and bool(np.any(zps != 0)):
+            return f"{t.dtype.label} tensor {_name(t)} has zero point {int(zps[zps != 0][0])} (must be 0)"
+        if t.dtype in (DType.UINT8, DType.UINT16, DType.UINT32) and bool(np.any(zps < 0)):
+            return f"unsigned tensor {_name(t)} has negative zero point {int(zps.min())}"
+    return None
+
+
+# ---- Ethos-U85 only ------------------------------------------------------------------------
+
+def _zp_ok_in(t: Tensor, zp: int) -> bool:
+    if t.dtype is DType.INT8:
+        return -128 <= zp <= 127
+    if t.dtype is DType.UINT8:
+        return 0 <= zp <= 255
+    if t.dtype is DType.UINT16:
+        return zp in (0, 32768)
+    return zp == 0
+
+
+def ifm_zero_points(v: OpView) -> str | None:
+    for t in v.ifms:
+        q = t.quantization
+        for zp in ([] if q is None else q.zero_point.astype(np.int64).tolist()):
+            if not _zp_ok_in(t, int(zp)):
+                return f"input {_name(t)} ({t.dtype.label}) has zero point {zp}"
+    return None
+
+
+def ofm_zero_points(v: OpView) -> str | None:
+    for t in v.outputs:
+        q = t.quantization
+        signed = t.dtype in (DType.INT8, DType.INT16, DType.INT32, DType.INT64)
+        for zp in ([] if q is None else q.zero_point.astype(np.int64).tolist()):
+            ok = -128 <= zp <= 127 if signed else (0 <= zp <= 255 or zp == 32768)
+            if not ok:
+                return f"output {_name(t)} ({t.dtype.label}) has zero point {zp}"
+    return None
+
+
+def _hpc_u85(v: OpView) -> tuple[bool, bool]:
+    align, hpc = _resize_flags(v)
+    if v.name == "RESIZE_NEAREST_NEIGHBOR":
+        hpc = not align or hpc  # Vela follows the reference kernel: half-pixel unless align-corners
+    return align, hpc
+
+
+def resize_ac_hpc(v: OpView) -> str | None:
+    align, hpc = _hpc_u85(v)
+    return "both align_corners and half_pixel_centers are set" if align and hpc else None
+
+
+def _factors(v: OpView) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    ifm, ofm = v.ifm, v.ofm
+    if ifm is None or ofm is None:
+        return None
+    _, ih, iw, _ = _shape4(ifm.shape)
+    _, oh, ow, _ = _shape4(ofm.shape)
+    align, _ = _hpc_u85(v)
+    wn, wd, hn, hd = ow, iw, oh, ih
+    if align:
+        if wd > 1:
+            wn, wd = wn - 1, wd - 1
+        if hd > 1:
+            hn, hd = hn - 1, hd - 1
+    return (wn, wd), (hn, hd)
+
+
+def resize_scale_u85(v: OpView) -> str | None:
+    f = _factors(v)
+    if f is None:
+        return None
+    _, hpc = _hpc_u85(v)
+    for axis, (num, den) in zip(("width", "height"), f, strict=True):
+        if num == 0 or den == 0:
+            return f"{axis} scale factor {num}/{den}"
+        s = num // den
+        if hpc and s > 1024:
+            return f"{axis} scale factor {s} > 1024 with half-pixel centres"
+        if s > 2048:
+            return f"{axis} scale factor {s} > 2048"
+    return None
+
+
+def resize_pow2(v: OpView) -> str | None:
+    ifm = v.ifm
+    f = _factors(v)
+    if ifm is None or f is None:
+        return None
+    _, ih, iw, _ = _shape4(ifm.shape)
+    if ih == 1 and iw == 1:
+        return None
+    for axis, (num, den) in zip(("width", "height"), f, strict=True):
+        s = num // den if den else 0
+        if den == 0 or num % den or s <= 0 or s & (s - 1):
+            return f"{axis} scale factor {num}/{den} is not an integer power of two"
+    return None
+
+
+def gather_axis(v: OpView) -> str | None:
+    o = v.options
+    ifm = v.ifm
+    rank = len(ifm.shape) if ifm is not None else 0
+    axis = int(getattr(o, "axis", 0))
+    axis = rank + axis if axis < 0 else axis
+    batch = int(getattr(o, "batchDims", 0))
+    return None if axis == batch else f"axis {axis} != batch_dims {batch}"
+
+
+def scatter_checks(v: OpView) -> str | None:
+    ins = [v.sg.tensor(i) for i in v.op.inputs]
+    idx = ins[0] if ins else None
+    shape_t = ins[2] if len(ins) > 2 else None
+    if shape_t is not None and not shape_t.is_constant:
+        return "shape tensor is not a constant"
+    if idx is None or not idx.is_constant:
+        return "index tensor is not a constant"
+    if not idx.shape or idx.shape[-1] != 1:
+        return f"index tensor has shape {list(idx.shape)} (channel must be 1)"
+    vals = _values(idx)
+    if vals is not None and np.unique(vals).size != vals.size:
+        return "index tensor has duplicate elements"
+    return None
