@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hwopt.analysis.layers import weight_layers
-from hwopt.errors import UnsupportedModelError
+from hwopt.errors import CompileError, UnsupportedModelError
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model, Subgraph
 from hwopt.records import Finding, Severity
@@ -136,11 +136,16 @@ def check_model(source: str | Path | bytes, target: Target | str, *, engine: str
     if engine == "vela" and not tgt.family.is_ethos_u:
         raise UnsupportedModelError(f"the vela engine needs an Ethos-U target, not {tgt.name}")
     placed = place_model(model, operator_support(tgt.family))
-    vela = _vela_placement(model_bytes, tgt) if engine == "vela" else None
+    findings: list[Finding] = []
+    vela: dict[int, str] | None = None
+    if engine == "vela":
+        try:
+            vela = _vela_placement(model_bytes, tgt)
+        except CompileError as exc:  # the whole model is refused: say so, keep the support model's answer
+            findings.append(Finding(Severity.ERROR, "vela-rejects-model", str(exc)))
     macs = {(wl.subgraph, wl.op_index): wl.macs for wl in weight_layers(model)}
     names = list_targets() if all_targets else []
     cache: dict[Family, dict[tuple[int, int], list[Reason]]] = {tgt.family: placed}
-    findings: list[Finding] = []
     rows: list[OperatorCheck] = []
     for sg in model.subgraphs:
         decided: dict[int, tuple[str, list[Reason]]] = {}

@@ -15,11 +15,7 @@ from hwopt.ir import DType
 from hwopt.targets.ethos_u.support_rules import _conv_kernel, _has_padding, _kernel, _name, _shape4, _stride
 from hwopt.targets.support import OperatorSupport, OpView, Rule
 
-N78_OPS = frozenset("""
-ADD AVERAGE_POOL_2D CONCATENATION CONV_2D DEPTHWISE_CONV_2D DEPTH_TO_SPACE FULLY_CONNECTED LEAKY_RELU LOGISTIC
-MAX_POOL_2D MEAN MUL PAD QUANTIZE RELU RELU6 RELU_N1_TO_1 RESHAPE RESIZE_BILINEAR SPACE_TO_DEPTH SPLIT SQUEEZE
-EXPAND_DIMS TANH TRANSPOSE TRANSPOSE_CONV
-""".split())
+N78_OPS = frozenset(["ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTH_TO_SPACE", "FULLY_CONNECTED", "LEAKY_RELU", "LOGISTIC", "MAX_POOL_2D", "MEAN", "MUL", "PAD", "QUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1", "RESHAPE", "RESIZE_BILINEAR", "SPACE_TO_DEPTH", "SPLIT", "SQUEEZE", "EXPAND_DIMS", "TANH", "TRANSPOSE", "TRANSPOSE_CONV"])
 KERNEL_SIZES = frozenset({1, 2, 3, 5, 7, 9})
 MAX_DEPTH = 65536  # tensor depth limit of the NHWCB layout (16-bit channel count)
 FIX_INT8 = "convert with full-integer quantization to int8 or uint8"
@@ -142,7 +138,7 @@ def _mean(v: OpView) -> str | None:
     return None
 
 
-def _rule(rule_id: str, doc: str, fix: str, check) -> Rule:  # noqa: ANN001
+def _rule(rule_id: str, doc: str, fix: str, check) -> Rule:
     return Rule(rule_id, doc, fix, check)
 
 

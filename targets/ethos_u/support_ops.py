@@ -361,7 +361,7 @@ def transpose_conv_stride(v: OpView) -> str | None:
     return None
 
 
-def precision_rule_check(precision: int):  # noqa: ANN201 - returns a rule check
+def precision_rule_check(precision: int):
     def check(v: OpView) -> str | None:
         for t in v.feature_maps():
             if bits(t.dtype) == precision:

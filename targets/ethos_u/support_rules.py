@@ -7,6 +7,8 @@ a user sees "stride 4 > 3", not just "unsupported". Family tables are in `suppor
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hwopt.ir import DType, Tensor
@@ -82,13 +84,27 @@ def _quantized(v: OpView) -> str | None:
     return None
 
 
+def _negative_shift(scale: float) -> bool:
+    """True when Vela's 32-bit multiplier and right shift for `scale` keep a negative shift.
+
+    Vela takes frexp(scale) -> multiplier round(m * 2^31), shift 31 - e, and folds a negative
+    shift into the multiplier when it still fits in 32 bits; the NPU's output stage can only
+    shift right, so what is left negative (scales of about 2^32 and up) cannot run.
+    """
+    m, e = math.frexp(scale)
+    mult = math.floor(abs(m) * 2.0**31 + 0.5) * (1 if m >= 0 else -1)
+    shift = 31 - e
+    return shift < 0 and not mult < 2.0 ** (shift + 32)
+
+
 def _scale_positive(v: OpView) -> str | None:
-    # Vela turns a scale into a 32-bit multiplier and a shift; a scale of 2^31 or more needs a
-    # negative shift, which the NPU's output stage cannot apply.
     for t in v.all_tensors():
         q = t.quantization
-        if q is not None and q.scale.size and float(np.max(np.abs(q.scale))) >= 2.0**31:
-            return f"tensor {_name(t)} has scale {float(np.max(q.scale)):g} (>= 2^31)"
+        if q is None or not q.scale.size:
+            continue
+        for s in np.asarray(q.scale, dtype=np.float32).astype(np.float64).tolist():
+            if _negative_shift(s):
+                return f"tensor {_name(t)} has scale {s:g} (Vela needs a right shift; scales from 2^32 up cannot)"
     return None
 
 
@@ -259,10 +275,7 @@ def _transpose_conv_shape(v: OpView) -> str | None:
     (sw, sh), (kw, kh) = _stride(v), _conv_kernel(v)
     _, ih, iw, _ = _shape4(ifm.shape)
     _, oh, ow, _ = _shape4(ofm.shape)
-    if _same_padding(v):
-        want = (iw * sw, ih * sh)
-    else:
-        want = (iw * sw + max(kw - sw, 0), ih * sh + max(kh - sh, 0))
+    want = (iw * sw, ih * sh) if _same_padding(v) else (iw * sw + max(kw - sw, 0), ih * sh + max(kh - sh, 0))
     if (ow, oh) != want:
         return f"output {ow}x{oh} (WxH) where {'SAME' if _same_padding(v) else 'VALID'} padding needs {want[0]}x{want[1]}"
     return None
