@@ -10,25 +10,15 @@ from functools import partial
 
 from hwopt.ir import Model, Operator, Subgraph
 from hwopt.targets.descriptor import Family
+from hwopt.targets.ethos_u.support_tables import support_for
 from hwopt.targets.geometry import KIND_OF, LayerGeometry, OpKind, consumers, layer_geometry
-
-# TFLite builtins Vela 5.2 can place on the NPU (regor.tflite_operator_constraints).
-NPU_OPS_U55 = frozenset(
-    ["ABS", "ADD", "ARGMAX", "AVERAGE_POOL_2D", "BATCH_MATMUL", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "ELU", "EXP", "EXPAND_DIMS", "FULLY_CONNECTED", "GELU", "HARD_SWISH", "LEAKY_RELU", "LOG", "LOGISTIC", "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM", "MIRROR_PAD", "MUL", "NEG", "PACK", "PAD", "PADV2", "PRELU", "QUANTIZE", "REDUCE_MAX", "REDUCE_MIN", "RELU", "RELU6", "RELU_0_TO_1", "RELU_N1_TO_1", "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "REVERSE_V2", "RSQRT", "SLICE", "SOFTMAX", "SPLIT", "SPLIT_V", "SQUARED_DIFFERENCE", "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM", "TANH", "TILE", "TRANSPOSE", "TRANSPOSE_CONV", "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNPACK"])
-NPU_OPS_U85 = NPU_OPS_U55 | frozenset(
-    ["ASSIGN_VARIABLE", "CAST", "DIV", "EQUAL", "GATHER", "GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL", "LOGICAL_AND", "LOGICAL_NOT", "LOGICAL_OR", "NOT_EQUAL", "READ_VARIABLE", "REDUCE_ALL", "REDUCE_ANY", "SCATTER_ND", "SELECT", "SELECT_V2"])
+from hwopt.targets.support import op_view
 
 
 def cpu_reason(sg: Subgraph, op: Operator, family: Family) -> str | None:
-    """Why Vela leaves `op` on the CPU (unsupported builtin, float tensors), or None when it runs on the NPU."""
-    supported = NPU_OPS_U85 if family is Family.ETHOS_U85 else NPU_OPS_U55
-    if op.op not in supported:
-        return f"{op.op} is not supported on the NPU"
-    for i in (*op.inputs, *op.outputs):
-        t = sg.tensor(i)
-        if t is not None and t.data is None and t.dtype.is_float:
-            return f"{op.op} has a {t.dtype.label} tensor"
-    return None
+    """Why Vela leaves `op` on the CPU (the first failing rule of the family's support model), or None."""
+    reasons = support_for(family.value).reasons(op_view(sg, op))
+    return f"{reasons[0].message} ({reasons[0].rule})" if reasons else None
 
 
 # Binary elementwise ops the U85 output stage can apply to a chained producer's output.
