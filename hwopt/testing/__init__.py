@@ -1,0 +1,1 @@
+"""Test support shipped with hwopt: a generator of valid quantized TFLite models."""
