@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwopt.targets.ethos_n.bitstream import BitReader, pack_bits, scatter_bits
+from hwopt.targets.ethos_n.raw_order import fc_raw_order, hwio_raw_order
 from hwopt.targets.ethos_n.stream_codec import (
     INITIAL_PARAMS,
     OfmHeader,
@@ -24,14 +25,8 @@ from hwopt.targets.ethos_n.stream_codec import (
     to_symbols,
 )
 from hwopt.targets.ethos_n.variants import VARIANTS, N78Variant
-from hwopt.targets.ethos_n.weight_codec import (
-    OfmRequant,
-    decode_layer,
-    decode_layer_full,
-    encode_layer,
-    fc_raw_order,
-    hwio_raw_order,
-)
+from hwopt.targets.ethos_n.weight_codec import OfmRequant, encode_layer
+from hwopt.targets.ethos_n.weight_decode import decode_layer, decode_layer_full
 
 V8 = VARIANTS["ethos-n78-1tops-2ple"]  # N = 8, 8 OGs, 8 SRAMs
 V16 = VARIANTS["ethos-n78-4tops-4ple"]  # N = 16, 16 OGs, 16 SRAMs

@@ -191,6 +191,7 @@ def _same_padding(in_size: int, out_size: int, k: int, s: int, d: int) -> int:
 
 def _encode_n78(layer: WeightLayer, model: Model, variant: object) -> LayerEncoding:
     from hwopt.targets.ethos_n import weight_codec as wc
+    from hwopt.targets.ethos_n import weight_decode as wd
 
     sg = model.subgraphs[layer.subgraph]
     op = sg.operators[layer.op_index]
@@ -225,7 +226,7 @@ def _encode_n78(layer: WeightLayer, model: Model, variant: object) -> LayerEncod
             bias = np.asarray(b.data).reshape(-1)
     kw = {"variant": variant, "layout": layout, "stride": stride, "padding": padding}
     enc = wc.encode_layer(hw, zero_point=zp, bias=bias, **kw)  # type: ignore[arg-type]
-    back = wc.decode_layer(enc, shape=hw.shape, zero_point=zp, dtype=hw.dtype, **kw)  # type: ignore[arg-type]
+    back = wd.decode_layer(enc, shape=hw.shape, zero_point=zp, dtype=hw.dtype, **kw)  # type: ignore[arg-type]
     ok = bool(np.array_equal(np.asarray(back), hw))
     corrected = zero_corrected(model, layer)
     data = bytes(enc.data)
