@@ -145,3 +145,22 @@ def test_target_mismatch(tmp_path) -> None:
 def test_bad_options(kwargs) -> None:
     with pytest.raises(UsageError):
         GateOptions(**kwargs)
+
+
+def test_operator_moving_to_the_cpu_fails_the_gate() -> None:
+    """A layer on the NPU in the baseline that now runs on the CPU is a failed check naming it."""
+    import dataclasses
+
+    from hwopt.engines.gate import GateOptions, LayerMetrics, Metrics, Totals, compare
+
+    totals = Totals(cycles=100, sram_bytes=10, flash_bytes=10, encoded_weight_bytes=5, macs=1, sparsity=0.0,
+                    max_unique_per_channel=3, npu_operators=1, cpu_operators=0, accuracy=None, predictions=None)
+    layer = LayerMetrics(subgraph=0, op_index=0, op="CONV_2D", placement="npu", cycles=100, sram_bytes=10,
+                         encoded_weight_bytes=5, sparsity=0.0, max_unique_per_channel=3)
+    base = Metrics("hwopt.baseline/1", "m.tflite", "ethos-u55-128", totals, [layer])
+    moved = dataclasses.replace(base, layers=[dataclasses.replace(layer, placement="cpu")])
+    checks = {c.name: c for c in compare(moved, base, GateOptions())}
+    placement = [c for name, c in checks.items() if name.endswith(".placement")]
+    assert len(placement) == 1 and not placement[0].passed and "runs on the CPU" in placement[0].message
+    same = [c for c in compare(base, base, GateOptions()) if c.name.endswith(".placement")]
+    assert len(same) == 1 and same[0].passed

@@ -215,6 +215,10 @@ def compare(current: Metrics, base: Metrics, opts: GateOptions) -> list[Check]:
     floor = LAYER_CYCLE_SHARE * bt.cycles
     for key in sorted(set(base_layers) & set(cur_layers), key=lambda k: (cur_layers[k].subgraph, cur_layers[k].op_index)):
         b, c = base_layers[key], cur_layers[key]
+        if b.placement == "npu" or c.placement == "cpu":  # operators on the CPU: none may leave the NPU
+            checks.append(Check(f"{key}.placement", not (b.placement == "npu" and c.placement == "cpu"),
+                                f"{key}: runs on the {c.placement.upper()} (baseline: {b.placement.upper()})",
+                                key))
         if b.cycles is not None and c.cycles is not None and b.cycles >= floor:
             checks.append(_relative("cycles", c.cycles, b.cycles, opts.max_cycles_increase, key))
         if b.encoded_weight_bytes and c.encoded_weight_bytes is not None:
