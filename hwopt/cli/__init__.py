@@ -19,7 +19,7 @@ from typing import NoReturn
 from hwopt.errors import HwoptError
 
 # Subcommand modules, in the order `hwopt --help` lists them.
-COMMANDS = ("audit", "targets", "check", "estimate", "encode", "enforce", "compile", "gate", "tree", "sweep")
+COMMANDS = ("audit", "targets", "check", "estimate", "encode", "enforce", "compile", "gate", "tree", "sweep", "explore")
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 

@@ -19,6 +19,8 @@ def register(sub: Any) -> None:
     p.add_argument("--data", metavar="NPZ", help="inputs (and labels) for the pipeline's fidelity check")
     p.add_argument("--system-config", help="system configuration of the descriptor (default: the target's)")
     p.add_argument("--memory-mode", help="memory mode of the descriptor (default: the target's)")
+    p.add_argument("--explorer", metavar="DIR", help="also write Google Model Explorer overlays (one node-data JSON "
+                   "per metric) into DIR")
     p.add_argument("--json", action="store_true", help="print report.json to stdout as well")
     p.set_defaults(func=run)
 
@@ -43,6 +45,13 @@ def run(args: argparse.Namespace) -> int:
         result = compile_model(args.model, args.target, args.output, pipeline=args.pipeline, data=args.data,
                                system_config=args.system_config, memory_mode=args.memory_mode)
     r = result.report
+    if args.explorer:
+        from pathlib import Path
+
+        from hwopt.format.tflite_io import read_model
+        from hwopt.reports.explorer import write_overlays
+
+        write_overlays(args.explorer, read_model(r.model), r.layers, protect=(Path(r.model),))
     if args.json:
         print_json(r)
         return 1 if r.failed else 0

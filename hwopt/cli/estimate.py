@@ -22,6 +22,8 @@ def register(sub: Any) -> None:
                    help="cost engine (default: vela for Ethos-U, analytic for Ethos-N78)")
     p.add_argument("--system-config", metavar="NAME", help="system configuration of the descriptor to use")
     p.add_argument("--memory-mode", metavar="NAME", help="memory mode of the descriptor to use")
+    p.add_argument("--explorer", metavar="DIR", help="also write Google Model Explorer overlays (one node-data JSON "
+                   "per metric) into DIR")
     p.add_argument("--json", action="store_true", help="print the hwopt.estimate/1 JSON report")
     p.set_defaults(func=run)
 
@@ -35,6 +37,13 @@ def run(args: argparse.Namespace) -> int:
                       memory_mode=args.memory_mode)
     engine = args.engine or ("vela" if target.family.is_ethos_u else "analytic")
     report = estimate(args.model, target, engine=engine)
+    if args.explorer:
+        from pathlib import Path
+
+        from hwopt.format.tflite_io import read_model
+        from hwopt.reports.explorer import write_overlays
+
+        write_overlays(args.explorer, read_model(args.model), report.layers, protect=(Path(args.model),))
     if args.json:
         print_json(report)
         return 0
