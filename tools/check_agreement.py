@@ -4,8 +4,8 @@
     python tools/check_agreement.py [--models DIR] [--configs ethos-u55-128,...] [--json]
 
 For every shipped Ethos-U configuration it compiles, with Vela in-process, each model of the
-shared model folder, each single-rule violation model of tests/support_cases.py and, when
-hwopt's model generator is present, a set of generated models; then it compares every
+shared model folder, each single-rule violation model of tests/support_cases.py and a set of models from
+hwopt's generator (hwopt.testing.generator); then it compares every
 operator's placement with the support model's and checks that every CPU operator carries a
 rule naming its failing value. Each compile runs in a child process, so a Vela crash is
 counted, not fatal. Prints one row per configuration.
@@ -66,13 +66,9 @@ def _sources(models: Path, generated: int) -> list[tuple[str, str | bytes]]:
     from support_cases import CASES
 
     out += [(f"case:{name}", case.build()) for name, case in CASES.items()]
-    try:  # hwopt's generator of valid int8 models, when present
-        from hwopt.testing import generator  # type: ignore[attr-defined]
-    except ImportError:
-        return out
-    make = getattr(generator, "random_model", None) or getattr(generator, "generate_model", None)
-    if make is not None:
-        out += [(f"gen:{seed}", make(seed)) for seed in range(generated)]
+    from hwopt.testing.generator import generate
+
+    out += [(f"gen:{seed}", generate(seed).data) for seed in range(generated)]
     return out
 
 
@@ -82,7 +78,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", type=Path, default=ROOT.parent / "shared" / "models")
     ap.add_argument("--configs", default=",".join(n for n in list_targets() if n.startswith("ethos-u")))
-    ap.add_argument("--generated", type=int, default=50, help="generated models per config (when available)")
+    ap.add_argument("--generated", type=int, default=50, help="generated models per config")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     sources = _sources(args.models, args.generated)
