@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any
 
 SCHEMA = "hwopt.sweep/1"
+MAX_ERROR_CHARS = 400  # an error line in a table stays readable; the cause is in its first words
 
 
 class Status(str, Enum):
@@ -56,7 +57,10 @@ class Outcome:
 
     @classmethod
     def failure(cls, key: str, error: str, *, cacheable: bool) -> Outcome:
-        return cls(key, Status.FAILED, error, cacheable=cacheable)
+        text = " ".join(error.split())
+        if len(text) > MAX_ERROR_CHARS:
+            text = text[: MAX_ERROR_CHARS - 1] + "…"
+        return cls(key, Status.FAILED, text, cacheable=cacheable)
 
 
 @dataclass(frozen=True)

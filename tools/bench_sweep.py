@@ -1,0 +1,98 @@
+"""Benchmark `hwopt sweep`: worker scaling, the fully cached rerun, and Ray's overhead per job.
+
+One run measures, on the same jobs (models × {none, prune 50%} × three targets):
+  1. a process pool of 1 worker and of 2 workers, no cache: jobs/s and their ratio;
+  2. the 2-worker run writing a fresh cache, then the same sweep again fully cached
+     (both timings include writing sweep.json/csv/md/html): the speed-up;
+  3. Ray (a local instance with 2 CPUs, started before timing) against the 2-worker pool:
+     the extra wall time per job, and Ray's start-up time on its own.
+It checks that every run gives the same sweep.json. Run it on a quiet machine, niced:
+
+    nice python tools/bench_sweep.py [--models DIR] [--no-ray]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODELS = ("person_detect.tflite", "ds_cnn_m_quantized.tflite", "mlperftiny_resnet8_int8.tflite",
+          "kws_micronet_m.tflite", "dnn_s_quantized.tflite", "mlperftiny_ad01_int8.tflite")
+TARGETS = ("ethos-u55-128", "ethos-u65-256", "ethos-n78-1tops-2ple")
+PIPELINES = {"base": "none", "p50": "prune{sparsity=0.5}"}
+
+
+def models_dir(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    env = os.environ.get("HWOPT_SHARED_MODELS")
+    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "models"
+
+
+def timed(fn: object) -> tuple[float, object]:
+    t = time.perf_counter()
+    out = fn()  # type: ignore[operator]
+    return time.perf_counter() - t, out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", help="folder of the shared models (default ../shared/models)")
+    ap.add_argument("--no-ray", action="store_true", help="skip the Ray measurement")
+    args = ap.parse_args()
+    folder = models_dir(args.models)
+    paths = [str(folder / m) for m in MODELS if (folder / m).is_file()]
+    if not paths:
+        print(f"no benchmark models in {folder}", file=sys.stderr)
+        return 2
+
+    from hwopt.records import dumps
+    from hwopt.sweeps import build_spec, run_sweep
+    from hwopt.sweeps.local import ProcessPoolEngine
+
+    spec = build_spec(paths, list(TARGETS), PIPELINES)
+    n = spec.jobs
+    print(f"{n} jobs: {len(paths)} models × {len(PIPELINES)} pipelines × {len(TARGETS)} targets, {os.cpu_count()} CPUs")
+    t1, r1 = timed(lambda: run_sweep(spec, engine=ProcessPoolEngine(1)))
+    t2, r2 = timed(lambda: run_sweep(spec, engine=ProcessPoolEngine(2)))
+    ref = dumps(r1.report)  # type: ignore[attr-defined]
+    assert dumps(r2.report) == ref, "2 workers gave another sweep.json than 1 worker"  # type: ignore[attr-defined]
+    print(f"1 worker : {t1:7.2f} s  {n / t1:6.2f} jobs/s")
+    print(f"2 workers: {t2:7.2f} s  {n / t2:6.2f} jobs/s   scaling {t1 / t2:.2f}x (target >= 1.7x)")
+
+    work = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+    try:
+        tf, _ = timed(lambda: run_sweep(spec, output=work / "out", engine=ProcessPoolEngine(2)))
+        tc, rc = timed(lambda: run_sweep(spec, output=work / "out", engine=ProcessPoolEngine(2)))
+        assert rc.stats.cached == len({r.key for r in rc.report.records}) and rc.stats.computed == 0  # type: ignore[attr-defined]
+        assert (work / "out" / "sweep.json").read_text(encoding="utf-8") == ref
+        print(f"first run with cache: {tf:7.2f} s; fully cached rerun: {tc:6.3f} s   speed-up {tf / tc:.1f}x (target >= 20x)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    if not args.no_ray:
+        try:
+            import ray
+        except ImportError:
+            print("ray not installed (pip install 'hwopt[scale]'): Ray overhead not measured")
+            return 0
+        from hwopt.sweeps.ray_engine import RayEngine
+
+        ts, _ = timed(lambda: ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False))
+        try:
+            tr, rr = timed(lambda: run_sweep(spec, engine=RayEngine()))
+        finally:
+            ray.shutdown()
+        assert dumps(rr.report) == ref, "Ray gave another sweep.json"  # type: ignore[attr-defined]
+        print(f"ray (local, 2 CPUs): {tr:7.2f} s  {n / tr:6.2f} jobs/s; start-up {ts:.2f} s (not included)")
+        print(f"ray overhead vs the 2-worker pool: {(tr - t2) / n * 1e3:+.0f} ms per job")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
