@@ -250,6 +250,19 @@ def mlia_document(profile: MliaProfile, name: str | None = None) -> dict[str, An
 
 # --- one entry point -----------------------------------------------------------------------------
 
+def is_foreign(spec: str) -> bool:
+    """True when `spec` names a vela.ini or an MLIA target profile rather than a hwopt descriptor."""
+    if parse_ini_spec(spec) is not None:
+        return True
+    path = Path(spec)
+    if not (spec.lower().endswith(".toml") and path.is_file()):
+        return False
+    try:
+        return is_mlia_profile(_load_toml(path))
+    except TargetError:
+        return False  # the descriptor loader reports what is wrong with it
+
+
 def foreign_document(spec: str, *, accelerator: str | None = None, system_config: str | None = None,
                      memory_mode: str | None = None, name: str | None = None) -> tuple[dict[str, Any], Path] | None:
     """(descriptor document, source file) for a vela.ini or MLIA spelling; None for a hwopt descriptor or name."""

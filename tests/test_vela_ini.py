@@ -319,3 +319,17 @@ def test_bad_mlia_profile_is_one_line_exit_2(run_cli, tmp_path, body, expected) 
     res = run_cli("targets", "import", str(path), "-o", str(tmp_path / "o.toml"))
     assert res.code == 2 and res.err.count("\n") == 1 and expected in res.err, res.err
     assert not (tmp_path / "o.toml").exists()
+
+
+def test_compile_takes_a_vela_ini_target(run_cli, example, ini, tmp_path) -> None:
+    res = run_cli("compile", str(example), "--target", str(ini), "--system-config", "Dram_Board", "--memory-mode",
+                  "Board_Dedicated", "--accelerator", "ethos-u85-256", "-o", str(tmp_path / "c"), "--json")
+    assert res.code == 0, res.err
+    import json
+
+    report = json.loads(res.out)
+    row = vela_summary(example, ini, "Dram_Board", "Board_Dedicated", "ethos-u85-256", tmp_path / "v")
+    assert report["totals"]["cycles"] == int(row["cycles_total"])
+    assert report["totals"]["peak_sram_bytes"] == round(float(row["sram_memory_used"]) * 1024)
+    # Dedicated SRAM: the DRAM holds the constants and the arena, so the read-only part is at most its total
+    assert 0 < report["totals"]["flash_bytes"] <= round(float(row["dram_memory_used"]) * 1024)

@@ -13,7 +13,9 @@ def register(sub: Any) -> None:
                        "target and write <model>_<target>.tflite, report.json, report.md, report.html and per_layer.csv. "
                        "Without MODEL the bundled example model is compiled.")
     p.add_argument("model", nargs="?", help="the int8 .tflite file (default: the bundled example model)")
-    p.add_argument("--target", required=True, help="target name (see hwopt targets) or a descriptor .toml")
+    p.add_argument("--target", required=True, help="target name (see hwopt targets), a descriptor .toml, "
+                   "FILE.ini:SYSTEM_CONFIG:MEMORY_MODE (a Vela config) or an MLIA target-profile .toml")
+    p.add_argument("--accelerator", metavar="CONFIG", help="Vela accelerator for a .ini target (default ethos-u55-256)")
     p.add_argument("-o", "--output", default="hwopt-out", metavar="DIR", help="output directory (default: hwopt-out)")
     p.add_argument("--pipeline", metavar="SPEC", help="enforce pipeline, e.g. 'prune{sparsity=0.5},cluster{k=16}'")
     p.add_argument("--data", metavar="NPZ", help="inputs (and labels) for the pipeline's fidelity check")
@@ -28,6 +30,12 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from hwopt.cli._common import console, fmt_bytes, print_findings, print_json
     from hwopt.engines.compile import compile_model
+    from hwopt.targets.importing import is_foreign, load_any
+
+    if args.accelerator or is_foreign(args.target):  # a vela.ini or an MLIA profile
+        args.target = load_any(args.target, accelerator=args.accelerator, system_config=args.system_config,
+                               memory_mode=args.memory_mode)
+        args.system_config = args.memory_mode = None
 
     steps = 5 if args.pipeline else 4
     if sys.stderr.isatty():

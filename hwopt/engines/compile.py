@@ -25,6 +25,7 @@ from hwopt.fileio import staged_directory
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model
 from hwopt.records import Finding, Severity, dumps
+from hwopt.targets.descriptor import Target
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def output_name(model_path: Path, target: str) -> str:
     return f"{model_path.stem}_{Path(target).stem if target.endswith('.toml') else target}.tflite"
 
 
-def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: str | os.PathLike[str], *,
+def compile_model(model: str | os.PathLike[str] | None, target: str | Target, out_dir: str | os.PathLike[str], *,
                   pipeline: str | None = None, data: str | os.PathLike[str] | None = None,
                   system_config: str | None = None, memory_mode: str | None = None,
                   progress: Progress | None = None) -> CompileResult:
@@ -183,7 +184,11 @@ def compile_model(model: str | os.PathLike[str] | None, target: str, out_dir: st
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"output path exists and is not a directory: {out}")
-    tgt = load_target(target, system_config=system_config, memory_mode=memory_mode)
+    if isinstance(target, Target):
+        tgt = target.select(system_config, memory_mode) if (system_config or memory_mode) else target
+        target = tgt.name
+    else:
+        tgt = load_target(target, system_config=system_config, memory_mode=memory_mode)
     if not tgt.family.is_ethos_u:
         raise UsageError(f"compile drives Vela, which targets Ethos-U only; {tgt.name} is {tgt.family.value} "
                          "(use hwopt estimate --engine analytic or hwopt encode for Ethos-N)")
