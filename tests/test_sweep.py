@@ -153,6 +153,10 @@ def test_resume_recomputes_only_missing(serial: tuple[Path, str], models: Path, 
     res = run_cli("sweep", "-o", out, "--resume", "--workers", "1")
     assert res.code == 0, res.err
     assert "3 computed, 15 from the cache" in res.out
+    # not a terminal: quiet progress lines, the first after the cache was read, the last at the end
+    lines = res.err.splitlines()
+    assert lines[0] == "hwopt: sweep: 15/18 jobs (15 cached, 0 failed)"
+    assert lines[-1] == "hwopt: sweep: 18/18 jobs (15 cached, 0 failed)" and len(lines) <= 4
     assert (out / "sweep.json").read_text(encoding="utf-8") == serial[1]
 
 
@@ -249,3 +253,26 @@ def test_spec_axes_validation(models: Path) -> None:
         build_spec([], ["ethos-u55-128"], {})
     spec = build_spec([str(models / "b_conv8.tflite")], ["ethos-u55-128", "ethos-u55-128"], {})
     assert spec.jobs == 1 and spec.pipelines == (("none", "none"),)
+
+
+def test_pareto_fronts_by_hand() -> None:
+    """Fronts worked out by hand: size and latency lower, fidelity higher; equal points both stay."""
+    from hwopt.sweeps.pareto import pareto
+    from hwopt.sweeps.records import SweepFidelity, SweepRecord
+
+    def rec(model: str, pipe: str, target: str, size: int, ms: float, score: float | None) -> SweepRecord:
+        fid = None if score is None else SweepFidelity(8, score, None, None, 1.0, None)
+        return SweepRecord(model, pipe, target, Status.OK, None, "k", 1, ms / 1e3, size, 0, 0, 0, fid)
+
+    recs = [rec("m", "a", "t1", 100, 2.0, 1.0), rec("m", "b", "t1", 50, 2.0, 0.9), rec("m", "c", "t1", 60, 3.0, 0.8),
+            rec("m", "a", "t2", 100, 1.0, 1.0), rec("m", "b", "t2", 50, 1.5, 0.9), rec("m", "c", "t2", 50, 1.5, 0.9)]
+    p = pareto(recs)
+    assert p.objectives == ["encoded_weight_bytes", "inference_s", "fidelity"]
+    assert [x.pipeline for x in p.per_target["t1"]] == ["a", "b"]  # c: bigger, slower and worse than b
+    assert [x.pipeline for x in p.per_target["t2"]] == ["a", "b", "c"]
+    # across targets (b, t1) falls: (b, t2) is as small and as faithful, and faster
+    assert [(x.pipeline, x.target) for x in p.per_model["m"]] == [("a", "t2"), ("b", "t2"), ("c", "t2")]
+    assert (p.fastest["m"].pipeline, p.fastest["m"].target) == ("a", "t2")
+    no_fid = pareto([rec("m", "a", "t1", 100, 2.0, None), rec("m", "b", "t1", 50, 2.0, None)])
+    assert no_fid.objectives == ["encoded_weight_bytes", "inference_s"]
+    assert [x.pipeline for x in no_fid.per_target["t1"]] == ["b"]

@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-MODELS = ("person_detect.tflite", "ds_cnn_m_quantized.tflite", "mlperftiny_resnet8_int8.tflite",
-          "kws_micronet_m.tflite", "dnn_s_quantized.tflite", "mlperftiny_ad01_int8.tflite")
+MODELS = ("ds_cnn_l_quantized.tflite", "ds_cnn_m_quantized.tflite", "har_int8.tflite", "mlperftiny_vww_96_int8.tflite",
+          "mlperftiny_resnet8_int8.tflite", "kws_micronet_m.tflite", "mlperftiny_ad01_int8.tflite")
 TARGETS = ("ethos-u55-128", "ethos-u65-256", "ethos-n78-1tops-2ple")
 PIPELINES = {"base": "none", "p50": "prune{sparsity=0.5}"}
 

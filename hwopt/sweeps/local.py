@@ -76,8 +76,18 @@ class _Worker:
     job: Job | None = None
 
 
+def _context() -> Any:
+    """Workers fork from a server process that has imported the engines once (cheap start, no state
+    shared with the driver, safe with threads); plain spawn where forkserver does not exist."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 class ProcessPoolEngine:
-    """`workers` processes (spawned: no state shared with the driver, safe with threads)."""
+    """`workers` processes, each running one job at a time."""
 
     name = "local"
 
@@ -86,7 +96,7 @@ class ProcessPoolEngine:
             raise UsageError(f"--workers must be at least 1, got {workers}")
         self.workers = workers
         self.retried = 0
-        self._ctx = multiprocessing.get_context("spawn")
+        self._ctx = _context()
         self._pool: list[_Worker] = []
 
     def busy_pids(self) -> list[int]:

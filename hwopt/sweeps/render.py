@@ -151,9 +151,22 @@ def render_html(report: SweepReport) -> str:
     return "\n".join(parts) + "\n"
 
 
+OUTPUTS = ("sweep.json", "sweep.csv", "sweep.md", "sweep.html")
+
+
 def write_outputs(report: SweepReport, out: Path) -> None:
-    """sweep.json, sweep.csv, sweep.md, sweep.html into `out`, each replaced atomically."""
-    atomic_write_text(out / "sweep.json", dumps(report))
+    """sweep.json, sweep.csv, sweep.md, sweep.html into `out`, each replaced atomically.
+
+    All four are functions of sweep.json: when it is unchanged and the others are there,
+    nothing is rewritten (a fully cached rerun then costs no plotting).
+    """
+    text = dumps(report)
+    try:
+        if (out / "sweep.json").read_text(encoding="utf-8") == text and all((out / n).is_file() for n in OUTPUTS):
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write_text(out / "sweep.json", text)
     atomic_write_text(out / "sweep.csv", render_csv(report))
     atomic_write_text(out / "sweep.md", render_markdown(report))
     atomic_write_text(out / "sweep.html", render_html(report))

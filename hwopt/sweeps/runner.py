@@ -155,7 +155,8 @@ def run_sweep(spec: SweepSpec, *, output: str | os.PathLike[str] | None = None,
         outcomes[outcome.key] = outcome
         report_progress()
 
-    todo = [j for k, j in jobs.items() if k not in outcomes]
+    # largest models first: the long jobs start early and the pool does not wait on one at the end
+    todo = sorted((j for k, j in jobs.items() if k not in outcomes), key=lambda j: -len(blobs[j.model_sha]))
     if todo:
         eng.run(todo, blobs, done)
     missing = [k for k in jobs if k not in outcomes]
