@@ -22,7 +22,7 @@ from hwopt.errors import TargetError
 from hwopt.targets import descriptor as _desc
 from hwopt.targets.descriptor import MemoryMode, SystemConfig, Target, list_targets, load_target
 from hwopt.targets.toml_out import dumps_toml
-from hwopt.targets.vela_ini import read_vela_ini, vela_axi_bytes
+from hwopt.targets.vela_ini import check_placement, read_vela_ini, vela_axi_bytes
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -120,9 +120,11 @@ def _strip_abstract(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def descriptor_document(accelerator: str, sc: SystemConfig, mm: MemoryMode, name: str, description: str) -> dict[str, Any]:
+def descriptor_document(accelerator: str, sc: SystemConfig, mm: MemoryMode, name: str, description: str,
+                        where: str = "") -> dict[str, Any]:
     """A descriptor for `accelerator` in system `sc` with memory mode `mm`, as lean as the merge allows."""
     base = _accelerator_base(accelerator)
+    check_placement(sc, mm, base.npu.address_bits, where or name)
     own: dict[str, Any] = {
         "target": {"name": name, "description": description, "default_system_config": sc.name,
                    "default_memory_mode": mm.name},
@@ -169,7 +171,8 @@ def ini_document(path: Path, system_config: str | None, memory_mode: str | None,
     sc, mm = ini.system_config(sys_name), ini.memory_mode(mode_name)
     accel = accelerator or VELA_DEFAULT_ACCELERATOR
     return descriptor_document(accel, sc, mm, name or f"{path.stem}-{sys_name}-{mode_name}",
-                               f"{accel} with [System_Config.{sys_name}] and [Memory_Mode.{mode_name}] of {path.name}")
+                               f"{accel} with [System_Config.{sys_name}] and [Memory_Mode.{mode_name}] of {path.name}",
+                               str(path))
 
 
 # --- MLIA target profiles ------------------------------------------------------------------------
@@ -235,7 +238,7 @@ def mlia_document(profile: MliaProfile, name: str | None = None) -> dict[str, An
     if profile.config is not None:
         ini = read_vela_ini(profile.config)
         sc, mm = ini.system_config(profile.system_config), ini.memory_mode(profile.memory_mode)
-        return descriptor_document(profile.accelerator, sc, mm, name or profile.name, desc)
+        return descriptor_document(profile.accelerator, sc, mm, name or profile.name, desc, str(profile.config))
     # No config: MLIA compiles with the stock vela.ini, which the shipped descriptors carry.
     base = _accelerator_base(profile.accelerator)
     for kind, wanted, have in (("system_config", profile.system_config, base.system_configs),

@@ -171,6 +171,25 @@ def read_vela_ini(path: str | Path) -> VelaIni:
     return VelaIni(p, systems, modes, parser)
 
 
+def check_placement(sc: SystemConfig, mm: MemoryMode, address_bits: int, where: str) -> None:
+    """The checks Vela makes once a system config and a memory mode meet (its error for each, with the key)."""
+    const, arena, cache = (sc.port_memory(a) for a in (mm.const_mem_area, mm.arena_mem_area, mm.cache_mem_area))
+    section = f"[{MODE_PREFIX}{mm.name}]"
+    sram_only = const == "Sram" and mm.const_mem_area == mm.arena_mem_area == mm.cache_mem_area
+    if const not in ("Dram", "OnChipFlash", "OffChipFlash") and not sram_only:
+        raise TargetError(f"{where}: {section} const_mem_area {mm.const_mem_area} is {const} in {sc.name}; Vela "
+                          "needs Dram, OnChipFlash or OffChipFlash (or everything in SRAM)")
+    if arena not in ("Sram", "Dram"):
+        raise TargetError(f"{where}: {section} arena_mem_area {mm.arena_mem_area} is {arena} in {sc.name}; "
+                          "Vela needs Sram or Dram")
+    if cache != "Sram":
+        raise TargetError(f"{where}: {section} cache_mem_area {mm.cache_mem_area} is {cache} in {sc.name}; "
+                          "Vela needs Sram")
+    if mm.arena_cache_size is not None and mm.arena_cache_size > 1 << address_bits:
+        raise TargetError(f"{where}: {section} arena_cache_size {mm.arena_cache_size} exceeds the "
+                          f"{address_bits}-bit address space")
+
+
 def vela_axi_bytes(system_config_name: str) -> int:
     """AXI bytes per cycle Vela 5.2's compiler core models for a system config of this name (8 or 16)."""
     return 8 if system_config_name.startswith(U55_AXI_PREFIX) else 16

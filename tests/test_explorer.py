@@ -77,13 +77,44 @@ def test_overlay_ids_match_the_adapter_on_every_shared_model(model, tmp_path) ->
                 assert nid in graphs[gid], (gid, nid)
     # every operator of the model is on the cycles overlay, on the adapter node of that operator
     for sg in m.subgraphs:
-        results = docs["cycles"][graph_id(sg.index)]["results"]
+        results = docs["cycles"][graph_id(sg.index, sg.name)]["results"]
         assert len(results) == len(sg.operators)
         for op in sg.operators:
-            node = graphs[graph_id(sg.index)][str(op.index)]
+            node = graphs[graph_id(sg.index, sg.name)][str(op.index)]
             assert node["label"] == op.op.lower(), (node["label"], op.op)
             la = next(la for la in report.layers if (la.subgraph, la.op_index) == (sg.index, op.index))
             assert results[str(op.index)]["value"] == la.cycles
+
+
+def test_graph_ids_of_several_subgraphs_match_the_adapter(tmp_path) -> None:
+    """Named and unnamed subgraphs: the adapter names graphs after subgraphs, "main"/"subgraph_<i>" without one."""
+    import numpy as np
+    from modelgen import ModelBuilder, conv_options, quantization
+
+    from hwopt._generated.tflite.BuiltinOptions import BuiltinOptions
+
+    mb = ModelBuilder()
+    for name in ("", "", "decoder"):
+        sg = mb.subgraph(name)
+        x = sg.tensor("in", (1, 4, 4, 4), quant=quantization(0.05, 0))
+        w = sg.tensor("w", (4, 3, 3, 4), data=np.arange(144, dtype=np.int8).reshape(4, 3, 3, 4) % 7,
+                      quant=quantization(np.full(4, 0.01, np.float32), 0, 0))
+        b = sg.tensor("b", (4,), "int32", data=np.zeros(4, np.int32), quant=quantization(np.full(4, 5e-4, np.float32)))
+        y = sg.tensor("y", (1, 4, 4, 4), quant=quantization(0.1, 0))
+        sg.op("CONV_2D", [x, w, b], [y], options=conv_options(relu=True), options_type=BuiltinOptions.Conv2DOptions,
+              version=3)
+        sg.io([x], [y])
+    path = tmp_path / "three.tflite"
+    path.write_bytes(mb.build())
+    graphs = adapter_graphs(path)
+    assert set(graphs) == {"main", "subgraph_1", "decoder"}
+    m = read_model(path)
+    report = estimate(m, "ethos-u55-128", engine="analytic")
+    write_overlays(tmp_path / "ov", m, report.layers)
+    doc = json.loads((tmp_path / "ov" / "cycles.json").read_text())
+    assert set(doc) == set(graphs)
+    for gid, g in doc.items():
+        assert set(g["results"]) == {"0"} and graphs[gid]["0"]["label"] == "conv_2d"
 
 
 def test_overlay_figures_on_a_vela_estimate(run_cli, example, tmp_path) -> None:

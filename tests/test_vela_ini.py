@@ -242,6 +242,14 @@ BAD = {
     "no-systems": ("[Memory_Mode.M]\nconst_mem_area=Axi1\n", "no [System_Config.NAME] section"),
     "bad-area": (GOOD_S + "[Memory_Mode.M]\nconst_mem_area=Axi2\narena_mem_area=Axi0\ncache_mem_area=Axi0\n",
                  "[Memory_Mode.M] const_mem_area must be Axi0 or Axi1"),
+    "arena-in-flash": (GOOD_S + "[Memory_Mode.M]\nconst_mem_area=Axi1\narena_mem_area=Axi1\ncache_mem_area=Axi0\n",
+                       "[Memory_Mode.M] arena_mem_area Axi1 is OffChipFlash"),
+    "const-in-sram": (GOOD_S + "[Memory_Mode.M]\nconst_mem_area=Axi0\narena_mem_area=Axi1\ncache_mem_area=Axi0\n",
+                      "[Memory_Mode.M] const_mem_area Axi0 is Sram"),
+    "cache-in-flash": (GOOD_S + "[Memory_Mode.M]\nconst_mem_area=Axi1\narena_mem_area=Axi0\ncache_mem_area=Axi1\n",
+                       "[Memory_Mode.M] cache_mem_area Axi1 is OffChipFlash"),
+    "arena-too-big": (GOOD_S + "[Memory_Mode.M]\nconst_mem_area=Axi1\narena_mem_area=Axi0\ncache_mem_area=Axi0\n"
+                      "arena_cache_size=8589934592\n", "[Memory_Mode.M] arena_cache_size 8589934592 exceeds"),
     "mode-missing": (GOOD_S + "[Memory_Mode.M]\nconst_mem_area=Axi1\narena_mem_area=Axi0\n",
                      "[Memory_Mode.M] missing key 'cache_mem_area'"),
 }

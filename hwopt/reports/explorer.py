@@ -1,7 +1,7 @@
 """Google Model Explorer overlays: one node-data JSON file per metric, keyed by the viewer's own node ids.
 
-Model Explorer's TFLite adapter names the graph of subgraph 0 "main" (others "subgraph_<i>")
-and gives operator i of a subgraph the node id "<i>", so the per-layer figures of an estimate
+Model Explorer's TFLite adapter names a subgraph's graph after the subgraph (an unnamed one
+"main" for subgraph 0, "subgraph_<i>" otherwise) and gives operator i the node id "<i>", so the per-layer figures of an estimate
 or a compile land on the operators of the input model. Numeric metrics carry a colour
 gradient (light = low, dark = high); placement and bound-by are categories with fixed colours.
 """
@@ -50,7 +50,7 @@ class LayerFigures(Protocol):
 class NodeFigures:
     """Every overlaid metric of one operator (None where it does not apply, e.g. no weights)."""
 
-    subgraph: int
+    graph: str  # Model Explorer graph id of the operator's subgraph
     op_index: int
     cycles: int
     cycle_share: float
@@ -83,8 +83,10 @@ METRICS = (
 )
 
 
-def graph_id(subgraph: int) -> str:
-    """The graph id Model Explorer's TFLite adapter gives a subgraph."""
+def graph_id(subgraph: int, name: str = "") -> str:
+    """The graph id Model Explorer's TFLite adapter gives subgraph `subgraph` named `name`."""
+    if name:
+        return name
     return "main" if subgraph == 0 else f"subgraph_{subgraph}"
 
 
@@ -97,6 +99,7 @@ def node_figures(model: Model, layers: Sequence[LayerFigures]) -> list[NodeFigur
         if not t.dtype.is_integer:
             continue
         weights[(wl.subgraph, wl.op_index)] = weight_stats(zero_corrected(model, wl), wl.out_axis, wl.in_axis)
+    names = {sg.index: sg.name or "" for sg in model.subgraphs}
     out = []
     for la in layers:
         st = weights.get((la.subgraph, la.op_index))
@@ -105,7 +108,7 @@ def node_figures(model: Model, layers: Sequence[LayerFigures]) -> list[NodeFigur
         measured_sparsity = getattr(la, "sparsity", None)
         measured_distinct = getattr(la, "max_unique_per_channel", None)
         out.append(NodeFigures(
-            subgraph=la.subgraph, op_index=la.op_index, cycles=la.cycles,
+            graph=graph_id(la.subgraph, names.get(la.subgraph, "")), op_index=la.op_index, cycles=la.cycles,
             cycle_share=la.cycles / total if total else 0.0, encoded_weight_bytes=enc,
             bits_per_weight=8 * enc / st.elements if st is not None and enc is not None and st.elements else None,
             sparsity=measured_sparsity if measured_sparsity is not None else st.sparsity if st is not None else None,
@@ -123,7 +126,7 @@ def overlay(metric: Metric, figures: Sequence[NodeFigures], model_name: str) -> 
         value = getattr(f, metric.key)
         if value is None:
             continue
-        g = graphs.setdefault(graph_id(f.subgraph), {"results": {}})
+        g = graphs.setdefault(f.graph, {"results": {}})
         result: dict[str, object] = {"value": value}
         if metric.categorical:
             colours = PLACEMENT_COLOURS if metric.key == "placement" else BOUND_COLOURS
