@@ -176,6 +176,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def test_explore_without_model_explorer_is_exit_2(run_cli, example, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "model_explorer", None)  # import fails as if the extra were not installed
+    res = run_cli("explore", str(example), "--target", "ethos-u55-128", "--no-browser")
+    assert res.code == 2 and "pip install 'hwopt[explorer]'" in res.err and res.err.count("\n") == 1, res.err
+
+
+def test_explore_on_a_busy_port_is_exit_2(run_cli, example) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        res = run_cli("explore", str(example), "--target", "ethos-u55-128", "--no-browser", "--port",
+                      str(s.getsockname()[1]))
+    assert res.code == 2 and "is in use" in res.err and res.err.count("\n") == 1, res.err
+
+
 def test_explore_opens_in_headless_chromium_without_console_errors(example, tmp_path) -> None:
     pytest.importorskip("model_explorer", reason="ai-edge-model-explorer not installed (pip install 'hwopt[explorer]')")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install selenium)")

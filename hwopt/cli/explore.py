@@ -24,9 +24,25 @@ def register(sub: Any) -> None:
     p.add_argument("--system-config", metavar="NAME", help="system configuration of the target")
     p.add_argument("--memory-mode", metavar="NAME", help="memory mode of the target")
     p.add_argument("--explorer", metavar="DIR", help="keep the overlay files in DIR (default: a temporary folder)")
-    p.add_argument("--port", type=int, default=8080, help="port of the local server (default 8080)")
+    p.add_argument("--port", type=int, default=None, help="port of the local server (default: 8080, or the next "
+                   "free one)")
     p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     p.set_defaults(func=run)
+
+
+def _check_port(port: int) -> None:
+    """UsageError unless `port` is a valid port free on 127.0.0.1 (Model Explorer would exit 1 on a busy one)."""
+    import socket
+
+    from hwopt.errors import UsageError
+
+    if not 0 < port < 65536:
+        raise UsageError(f"--port must be 1..65535, got {port}")
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            raise UsageError(f"port {port} is in use on {HOST}; pick another with --port") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from hwopt.reports.explorer import write_overlays
     from hwopt.targets.importing import load_any
 
-    if not 0 < args.port < 65536:
-        raise UsageError(f"--port must be 1..65535, got {args.port}")
+    if args.port is not None:
+        _check_port(args.port)
     try:  # optional extra: imported here so that hwopt runs without it
         import model_explorer
     except ImportError:
@@ -53,5 +69,6 @@ def run(args: argparse.Namespace) -> int:
         config = model_explorer.config().add_model_from_path(str(Path(args.model).resolve()))
         for path in paths:
             config.add_node_data_from_path(str(path.resolve()))
-        model_explorer.visualize_from_config(config, host=HOST, port=args.port, no_open_in_browser=args.no_browser)
+        extra = {"port": args.port} if args.port is not None else {}
+        model_explorer.visualize_from_config(config, host=HOST, no_open_in_browser=args.no_browser, **extra)
     return 0
