@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Any
 
@@ -70,12 +71,18 @@ class _Lines:
             self.last = p.done
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     from hwopt.cli._common import console, print_json
     from hwopt.sweeps import default_engine, run_sweep
 
     spec = _spec(args)
     engine = default_engine(args.workers, args.ray)
+    # a CI job cancelled with SIGTERM stops like Ctrl-C: workers stopped, finished results kept for --resume
+    signal.signal(signal.SIGTERM, _interrupt)
     if sys.stderr.isatty():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

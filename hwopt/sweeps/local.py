@@ -12,6 +12,7 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
+import signal
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ class SerialEngine:
 
 def _worker_main(conn: multiprocessing.connection.Connection) -> None:
     """A pool worker: keep the blobs it is sent, run the jobs it is given, send back outcomes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
     blobs: dict[str, bytes] = {}
     while True:
         try:
@@ -65,7 +67,11 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
             blobs[sha] = data
         else:
             job: Job = payload
-            conn.send(execute(job, blobs[job.model_sha], blobs[job.data_sha] if job.data_sha else None))
+            outcome = execute(job, blobs[job.model_sha], blobs[job.data_sha] if job.data_sha else None)
+            try:
+                conn.send(outcome)
+            except OSError:  # the driver is gone (interrupted): nothing left to report to
+                return
 
 
 @dataclass
@@ -111,10 +117,10 @@ class ProcessPoolEngine:
         return _Worker(proc, parent)
 
     @staticmethod
-    def _stop(w: _Worker) -> None:
+    def _stop(w: _Worker, wait: float) -> None:
         with contextlib.suppress(OSError):
             w.conn.send(None)
-        w.process.join(timeout=5)
+        w.process.join(timeout=wait)
         if w.process.is_alive():
             w.process.kill()
             w.process.join()
@@ -132,6 +138,7 @@ class ProcessPoolEngine:
         queue = deque(jobs)
         attempts: dict[str, int] = {}
         self._pool = [self._start() for _ in range(min(self.workers, len(queue)))]
+        finished = False
         try:
             while queue or any(w.job is not None for w in self._pool):
                 for i, w in enumerate(self._pool):
@@ -172,9 +179,10 @@ class ProcessPoolEngine:
                     else:
                         self.retried += 1
                         queue.appendleft(held)
-        finally:
+            finished = True
+        finally:  # idle workers exit at once; after an interrupt, busy ones are killed (their jobs rerun later)
             for w in self._pool:
-                self._stop(w)
+                self._stop(w, 5.0 if finished else 0.0)
             self._pool = []
 
     def _replace(self, index: int) -> None:

@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 SCHEMA = "hwopt.sweep/1"
-MAX_ERROR_CHARS = 400  # an error line in a table stays readable; the cause is in its first words
+MAX_ERROR_CHARS = 240  # an error line in a table stays readable; the cause is in its first words
 
 
 class Status(str, Enum):
