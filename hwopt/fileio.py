@@ -1,17 +1,59 @@
-"""Atomic output: write to a temporary file beside the target, then rename over it.
+"""Safe file I/O: bounded input reads, atomic outputs (temporary file beside the target, renamed).
 
-A crash or an error never leaves a partial file, and an input file is never overwritten.
+An input is read only from a regular file and only up to a size limit (a device such as
+/dev/zero or a pipe never fills memory); a crash or an error never leaves a partial output,
+and an input file is never overwritten.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from hwopt.errors import OutputError
+from hwopt.errors import ModelFormatError, OutputError
+
+# Largest input file read (TFLite's own >2 GB layout included); HWOPT_MAX_MODEL_BYTES overrides.
+MAX_INPUT_BYTES = 16 << 30
+
+
+def max_input_bytes() -> int:
+    value = os.environ.get("HWOPT_MAX_MODEL_BYTES", "")
+    return int(value) if value.isdigit() else MAX_INPUT_BYTES
+
+
+def read_input_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of an input file: a regular file (never a device or pipe), within the size limit."""
+    p = Path(path)
+    limit = max_input_bytes()
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise ModelFormatError(f"no such file: {p}") from None
+    except OSError as exc:
+        raise ModelFormatError(f"cannot read {p}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelFormatError(f"is a directory, not a model file: {p}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelFormatError(f"not a regular file (a device, pipe or socket): {p}")
+    if st.st_size > limit:
+        raise ModelFormatError(f"{p} is {st.st_size:,} bytes, beyond the {limit:,}-byte input limit "
+                               "(HWOPT_MAX_MODEL_BYTES)")
+    try:
+        with p.open("rb") as fh:
+            data = fh.read(st.st_size)  # read(n) allocates n bytes up front: never more than the file
+            rest = fh.read(1 << 20)  # the file grew while it was read: take what follows, bounded
+            while rest and len(data) <= limit:
+                data += rest
+                rest = fh.read(1 << 20)
+    except OSError as exc:
+        raise ModelFormatError(f"cannot read {p}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise ModelFormatError(f"{p} is beyond the {limit:,}-byte input limit (HWOPT_MAX_MODEL_BYTES)")
+    return data
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -11,11 +11,44 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 VELA_CUSTOM_CODE = "ethos-u"
+
+
+class RawSource(Protocol):
+    """Where a node read from a file gets its object-API form when first asked for it."""
+
+    def unpack(self, node: Any) -> Any:
+        """Unpack (and remember on `node`) the object-API form of `node`."""
+
+
+class _LazyRaw:
+    """`node.raw`, the object-API form the writer packs, unpacked from the file on first use.
+
+    Reading a model builds only the typed IR; commands that never write (audit, encode,
+    estimate) never pay for unpacking every table of the file.
+    """
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return None  # the dataclass default
+        raw = obj.__dict__.get("_raw")
+        if raw is None:
+            source = obj.__dict__.get("_source")
+            if source is not None:
+                raw = source.unpack(obj)
+        return raw
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__["_raw"] = None if isinstance(value, _LazyRaw) else value
+
+
+def attach_source(node: Any, source: RawSource) -> None:
+    """Let `node.raw` be unpacked from `source` when first used (called by the reader)."""
+    node.__dict__["_source"] = source
 
 
 class DType(enum.IntEnum):
@@ -118,7 +151,7 @@ class Buffer:
 
     index: int
     data: np.ndarray | None
-    raw: Any = field(repr=False, default=None)
+    raw: Any = field(repr=False, default=_LazyRaw())
     external: bool = False  # stored after the flatbuffer (offset/size, the >2 GB layout)
 
     @property
@@ -140,7 +173,7 @@ class Tensor:
     shape_signature: tuple[int, ...] | None = None
     sparse: bool = False  # stored in the TFLite sparse format; `data` is densified
     data: np.ndarray | None = field(default=None, repr=False)
-    raw: Any = field(default=None, repr=False)
+    raw: Any = field(default=_LazyRaw(), repr=False)
     read_quantization: Quantization | None = field(default=None, repr=False)
 
     @property
@@ -163,7 +196,7 @@ class Operator:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     custom_code: str | None = None
-    raw: Any = field(default=None, repr=False)
+    raw: Any = field(default=_LazyRaw(), repr=False)
 
     @property
     def options(self) -> Any:
@@ -179,7 +212,7 @@ class Subgraph:
     operators: list[Operator]
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
-    raw: Any = field(default=None, repr=False)
+    raw: Any = field(default=_LazyRaw(), repr=False)
 
     def tensor(self, i: int) -> Tensor | None:
         """The tensor at index i, or None for an omitted optional input (-1)."""
@@ -199,7 +232,7 @@ class Model:
     path: Path | None = None
     file_bytes: int = 0
     external_buffers: bool = False
-    raw: Any = field(default=None, repr=False)
+    raw: Any = field(default=_LazyRaw(), repr=False)
     source: bytes = field(default=b"", repr=False)  # the file bytes the views point into
 
     @property

@@ -78,7 +78,8 @@ def unique_per_row(rows: np.ndarray) -> np.ndarray:
     return (np.diff(s, axis=1) != 0).sum(axis=1) + 1
 
 
-def _entropy(counts: np.ndarray, n: int) -> float:
+def entropy_from_counts(counts: np.ndarray, n: int) -> float:
+    """Order-0 entropy (bits per element) of `n` values occurring `counts` times, ascending by value."""
     if n == 0:
         return 0.0
     p = counts / n
@@ -87,7 +88,7 @@ def _entropy(counts: np.ndarray, n: int) -> float:
 
 def entropy_bits(values: np.ndarray) -> float:
     """Order-0 (per-symbol) Shannon entropy in bits per element."""
-    return _entropy(value_counts(values), int(values.size))
+    return entropy_from_counts(value_counts(values), int(values.size))
 
 
 def check_2_4(corrected: np.ndarray, in_axis: int | None) -> tuple[bool | None, float | None]:
@@ -97,17 +98,24 @@ def check_2_4(corrected: np.ndarray, in_axis: int | None) -> tuple[bool | None, 
     """
     if in_axis is None or corrected.ndim == 0:
         return None, None
-    moved = np.moveaxis(corrected, in_axis, -1)
+    return check_2_4_mask(corrected == 0, in_axis)
+
+
+def check_2_4_mask(zero: np.ndarray, in_axis: int) -> tuple[bool | None, float | None]:
+    """check_2_4 from a boolean mask of the quantized zeros (True = zero)."""
+    if zero.ndim == 0:
+        return None, None
+    moved = np.moveaxis(zero, in_axis, -1)
     depth = moved.shape[-1]
     pad = (-depth) % 4
     if pad:
-        moved = np.concatenate([moved, np.zeros((*moved.shape[:-1], pad), dtype=moved.dtype)], axis=-1)
+        moved = np.concatenate([moved, np.ones((*moved.shape[:-1], pad), dtype=bool)], axis=-1)
     if moved.size == 0:
         return None, None
     # One byte per weight (1 = zero); four bytes read as one uint32 and multiplied by
     # 0x01010101 leave the group's zero count in the top byte (each byte is 0 or 1).
-    zero = np.ascontiguousarray(moved == 0).view(np.uint8).reshape(-1)
-    groups = ((zero.view("<u4") * np.uint32(0x01010101)) >> np.uint32(24)).astype(np.uint8)
+    flags = np.ascontiguousarray(moved).view(np.uint8).reshape(-1)
+    groups = ((flags.view("<u4") * np.uint32(0x01010101)) >> np.uint32(24)).astype(np.uint8)
     ok = float(np.count_nonzero(groups >= 2) / groups.size)
     return bool(ok == 1.0), ok
 
@@ -147,7 +155,7 @@ def weight_stats(corrected: np.ndarray, out_axis: int | None, in_axis: int | Non
         max_unique_per_channel=int(per_row.max()) if per_row.size else 0,
         sparse_2_4=ok_24,
         groups_2_4_ok=frac_24,
-        entropy_bits=_entropy(counts, int(flat.size)),
+        entropy_bits=entropy_from_counts(counts, int(flat.size)),
     )
 
 

@@ -16,11 +16,12 @@ import numpy as np
 
 from hwopt.analysis.deflate import DeflateJob
 from hwopt.analysis.deflate import deflate_size as deflate_size  # re-exported: part of the audit API
+from hwopt.analysis.histogram import histogram_stats
 from hwopt.analysis.layers import WeightLayer, weight_layers, zero_corrected
 from hwopt.analysis.stats import palette_fit, weight_stats
 from hwopt.errors import UsageError
-from hwopt.format.tflite_io import read_model
-from hwopt.ir import DType, Model
+from hwopt.format.reader import read_model
+from hwopt.ir import DType, Model, Tensor
 from hwopt.records import Finding, Severity
 
 SCHEMA = "hwopt.audit/1"
@@ -106,13 +107,31 @@ class AuditReport:
         return any(f.severity is Severity.ERROR for f in self.findings)
 
 
+def _row_zero_points(layer: WeightLayer, t: Tensor) -> np.ndarray | None:
+    """Zero points per output channel of 8-bit weights (one for all), or None for other tensors."""
+    if t.dtype not in (DType.INT8, DType.UINT8) or t.data is None:
+        return None
+    q = t.quantization
+    zp = np.zeros(1, np.int64) if q is None or q.zero_point.size == 0 else q.zero_point.astype(np.int64)
+    if int(zp.min()) == int(zp.max()):
+        return zp[:1]
+    if layer.out_axis is not None and q is not None and q.quantized_dimension == layer.out_axis:
+        return zp
+    return None  # zero points along another axis: the general path handles them
+
+
 def _audit_layer(model: Model, layer: WeightLayer) -> LayerAudit:
     t = layer.weights(model)
-    corrected = zero_corrected(model, layer) if t.dtype.is_integer else np.asarray(t.data)
-    st = weight_stats(corrected, layer.out_axis, layer.in_axis)
     q = t.quantization
+    row_zps = _row_zero_points(layer, t)
+    if row_zps is not None:
+        # One 256-bin histogram per channel of the stored bytes gives every figure below.
+        st = histogram_stats(np.asarray(t.data), row_zps, layer.out_axis, layer.in_axis)
+    else:
+        corrected = zero_corrected(model, layer) if t.dtype.is_integer else np.asarray(t.data)
+        st = weight_stats(corrected, layer.out_axis, layer.in_axis)
     quant = "none" if q is None or t.dtype.is_float else q.granularity
-    zps = sorted({int(z) for z in q.zero_point}) if q is not None else []
+    zps = [int(z) for z in np.unique(q.zero_point)] if q is not None else []
     return LayerAudit(
         subgraph=layer.subgraph, op_index=layer.op_index, op=layer.op, weight_tensor=t.name,
         shape=list(t.shape), dtype=t.dtype.label, quantization=quant, sparsity=st.sparsity,

@@ -1,0 +1,106 @@
+"""Statistics of 8-bit weight tensors from one 256-bin histogram per output channel.
+
+Every figure the audit reports for an int8/uint8 tensor (zeros, all-zero channels, distinct
+values per channel and per tensor, entropy) follows from the (channel, byte) histogram, so
+the weights are read once as stored: no zero-point-corrected int32 copy, no sort. The
+zero points only re-label histogram bins (a quantized zero is the byte equal to the zero
+point), which costs 256 operations per channel instead of one per weight.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwopt.analysis.stats import WeightStats, check_2_4_mask, entropy_from_counts
+
+BINS = 256
+CHUNK = 1 << 22  # weights per bincount: bounds the int64 key array to 32 MB
+
+
+def _matrix(w: np.ndarray, out_axis: int | None) -> tuple[np.ndarray, bool]:
+    """A 2-D view of `w` with the channel axis first (True) or last (False), copying only if needed."""
+    if out_axis is None or w.ndim == 0:
+        return w.reshape(1, -1), True
+    channels = w.shape[out_axis]
+    if all(n == 1 for n in w.shape[:out_axis]):
+        return w.reshape(channels, -1), True
+    if all(n == 1 for n in w.shape[out_axis + 1 :]):
+        return w.reshape(-1, channels), False
+    return np.moveaxis(w, out_axis, 0).reshape(channels, -1), True
+
+
+def channel_histogram(w: np.ndarray, out_axis: int | None) -> np.ndarray:
+    """(channels, 256) counts of each stored byte per output channel of an 8-bit tensor."""
+    mat, major = _matrix(w, out_axis)
+    codes = mat.view(np.uint8)
+    channels = mat.shape[0] if major else mat.shape[1]
+    base = np.arange(channels, dtype=np.intp) * BINS
+    offsets = base[:, None] if major else base[None, :]
+    hist = np.zeros(channels * BINS, dtype=np.int64)
+    step = max(1, CHUNK // max(mat.shape[1], 1))
+    for start in range(0, mat.shape[0], step):
+        block = codes[start : start + step]
+        keys = np.empty(block.shape, dtype=np.intp)
+        np.add(block, offsets[start : start + step] if major else offsets, out=keys)
+        hist += np.bincount(keys.reshape(-1), minlength=channels * BINS)
+    return hist.reshape(channels, BINS)
+
+
+def _bin_values(signed: bool) -> np.ndarray:
+    """The integer value each byte bin stands for (two's complement for int8)."""
+    codes = np.arange(BINS, dtype=np.int64)
+    return np.where(codes >= 128, codes - 256, codes) if signed else codes
+
+
+def _zero_mask(w: np.ndarray, zps: np.ndarray, in_range: np.ndarray, out_axis: int | None) -> np.ndarray:
+    """True where a weight equals its channel's zero point (a quantized zero)."""
+    if int(zps.min()) == int(zps.max()):
+        return w == w.dtype.type(zps[0]) if in_range[0] else np.zeros(w.shape, dtype=bool)
+    shape = [1] * w.ndim
+    shape[out_axis if out_axis is not None else 0] = zps.size
+    mask = w == np.where(in_range, zps, 0).astype(w.dtype).reshape(shape)
+    if not in_range.all():
+        mask &= in_range.reshape(shape)
+    return mask
+
+
+def histogram_stats(w: np.ndarray, zero_points: np.ndarray, out_axis: int | None,
+                    in_axis: int | None) -> WeightStats:
+    """WeightStats of an int8/uint8 tensor relative to its zero points.
+
+    `zero_points` holds one zero point per output channel (or one for the whole tensor);
+    the figures equal `weight_stats` of the zero-point-corrected tensor.
+    """
+    signed = w.dtype == np.int8
+    hist = channel_histogram(w, out_axis)
+    channels = hist.shape[0]
+    zps = np.broadcast_to(np.asarray(zero_points, dtype=np.int64).reshape(-1), (channels,))
+    values = _bin_values(signed)
+    lo, hi = (-128, 127) if signed else (0, 255)
+    in_range = (zps >= lo) & (zps <= hi)
+    zero_bin = np.where(in_range, zps, 0) & 0xFF
+    zero_per_row = np.where(in_range, hist[np.arange(channels), zero_bin], 0)
+    if zps.size and int(zps.min()) == int(zps.max()):
+        counts = hist.sum(axis=0)[np.argsort(values, kind="stable")]  # ascending corrected value
+    else:
+        occupied = hist > 0  # channels x 256 cells: merge them by corrected value
+        _, where = np.unique((values[None, :] - zps[:, None])[occupied], return_inverse=True)
+        counts = np.bincount(where.reshape(-1), weights=hist[occupied]).astype(np.int64)
+    counts = counts[counts > 0]
+    elements = int(w.size)
+    cols = elements // channels if channels else 0
+    if in_axis is None or w.ndim == 0:
+        ok_24, frac_24 = None, None
+    else:
+        ok_24, frac_24 = check_2_4_mask(_zero_mask(w, zps, in_range, out_axis), in_axis)
+    return WeightStats(
+        elements=elements,
+        channels=channels,
+        zeros=int(zero_per_row.sum()),
+        zero_channels=int(np.count_nonzero(zero_per_row == cols)) if elements else 0,
+        unique_values=int(counts.size),
+        max_unique_per_channel=int(np.count_nonzero(hist, axis=1).max()) if channels and elements else 0,
+        sparse_2_4=ok_24,
+        groups_2_4_ok=frac_24,
+        entropy_bits=entropy_from_counts(counts, elements),
+    )
