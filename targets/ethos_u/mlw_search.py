@@ -1,0 +1,148 @@
+"""Golomb-Rice parameter search for the Ethos-U standard weight stream, as Vela 5.x decides it.
+
+Vela's encoder walks the symbols once, keeping for each GRC parameter set the bits it
+would have spent since it last became usable, and starts a new slice when another set
+beats the active one by more than a slice header (40 bits). This module reproduces that
+greedy walk exactly, but vectorised: between two decisions every candidate's cost is a
+running sum, so whole windows of symbols are scanned with numpy and only the positions
+where the active parameter set changes (or can no longer code a symbol) are stepped one
+by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SLICE_COST = 40  # bits a new slice header costs; a switch must save more than this
+NO_UNCOMPRESSED_BITS = 100  # cost per symbol of the uncompressed set when it is not allowed
+# Weight parameter sets: (truncated << 4) | divisor; 0x20 is "uncompressed".
+W_PARAMS = (0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20)
+Z_PARAMS = (0x00, 0x01, 0x02, 0x03)  # zero-run sets: divisor 0..3, never truncated
+UNCOMPRESSED = 12  # index of the uncompressed set in W_PARAMS
+_MIN_WINDOW, _MAX_WINDOW = 64, 16384
+
+
+@dataclass(frozen=True)
+class SliceParam:
+    """One run of symbols coded with one GRC parameter set: symbols [previous end, end)."""
+
+    cfg: int
+    end: int
+
+
+def symbol_costs(values: np.ndarray, zero_runs: bool, uncompressed_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bits each parameter set spends on each symbol, and whether it can code the symbol at all."""
+    v = values.astype(np.int64)[None, :]
+    params = np.array(Z_PARAMS if zero_runs else W_PARAMS, dtype=np.int64)[:, None]
+    div, trunc = params & 15, params >> 4
+    q = v >> div
+    bits = np.where(trunc == 1, np.minimum(q + 1, 2) + div, q + 1 + div)
+    if zero_runs:
+        return bits, np.ones(bits.shape, dtype=bool)
+    can = ~(((trunc == 1) & (q > 2)) | (q > 31))
+    unc = trunc == 2
+    bits = np.where(unc, uncompressed_bits if uncompressed_bits > 0 else NO_UNCOMPRESSED_BITS, bits)
+    can = can | unc
+    return bits, can
+
+
+class _Search:
+    """The walk's state after some symbols: per-set bit counts, usability, last reset position."""
+
+    def __init__(self, bits: np.ndarray, can: np.ndarray) -> None:
+        self.bits, self.can = bits, can
+        n_cfg = bits.shape[0]
+        self.b = np.zeros(n_cfg, dtype=np.int64)
+        self.coded = np.zeros(n_cfg, dtype=bool)
+        self.reset = np.zeros(n_cfg, dtype=np.int64)
+        self.active = -1
+        self.acc = 0  # the active set's bit count
+        self.result: list[SliceParam] = []
+
+    def step(self, i: int) -> None:
+        """One symbol exactly as the encoder's loop body treats it."""
+        can = self.can[:, i]
+        fresh = can & ~self.coded
+        self.b[fresh] = self.acc
+        self.b += np.where(can, self.bits[:, i], SLICE_COST)
+        self.reset[~can] = i + 1
+        self.coded = can.copy()
+        masked = np.where(can, self.b, np.iinfo(np.int64).max)
+        best = int(np.argmin(masked))
+        a = self.active
+        must = a == -1 or not self.coded[a]
+        if must or (best != a and int(self.b[best]) + SLICE_COST < self.acc):
+            if a != -1 and not (self.b[best] < self.b[a] and self.reset[best] <= self.reset[a]):
+                self.result.append(SliceParam(a, i))
+            self.active = best
+        self.acc = int(self.b[self.active])
+
+    def scan(self, p: int, q: int) -> int:
+        """Advance through [p, q) while nothing happens; return the first eventful position (or q)."""
+        a = self.active
+        bits, can = self.bits[:, p:q], self.can[:, p:q]
+        w = q - p
+        stop = w
+        not_a = np.flatnonzero(~can[a])
+        if not_a.size:
+            stop = int(not_a[0])  # the active set cannot code this symbol: a forced decision
+        delta = bits - bits[a]
+        ecum = np.zeros((bits.shape[0], w + 1), dtype=np.int64)
+        np.cumsum(delta, axis=1, out=ecum[:, 1:])
+        prev = np.concatenate([self.coded[:, None], can[:, :-1]], axis=1)
+        starts = can & ~prev
+        k = np.arange(w)
+        start_at = np.maximum.accumulate(np.where(starts, k, -1), axis=1)
+        carried = start_at < 0  # still in the run that was open before p
+        base = np.take_along_axis(ecum, np.maximum(start_at, 0), axis=1)
+        off = np.where(carried, (self.b - self.acc)[:, None], 0)
+        d = ecum[:, 1:] - base + off
+        d_masked = np.where(can, d, np.iinfo(np.int64).max // 2)
+        # The encoder compares the best set with the active set's count *before* this symbol.
+        lead = d_masked[:, :stop].min(axis=0) + bits[a, :stop] if stop else np.zeros(0, dtype=np.int64)
+        sw = np.flatnonzero(lead < -SLICE_COST)
+        event = int(sw[0]) if sw.size else stop
+        if event > 0:
+            last = event - 1
+            acc = self.acc + int(bits[a, :event].sum())
+            col = can[:, last]
+            self.b = np.where(col, acc + d[:, last], self.b)
+            self.coded = col.copy()
+            unc = ~can[:, :event]
+            has = unc.any(axis=1)
+            if has.any():
+                last_unc = event - 1 - np.argmax(unc[:, ::-1], axis=1)
+                self.reset = np.where(has, p + last_unc + 1, self.reset)
+            self.acc = acc
+        return p + event
+
+
+def search(values: np.ndarray, zero_runs: bool, uncompressed_bits: int) -> list[SliceParam]:
+    """The slices and GRC parameter sets Vela's greedy forward search picks for these symbols."""
+    n = int(values.size)
+    bits, can = symbol_costs(values, zero_runs, uncompressed_bits)
+    s = _Search(bits, can)
+    i = 0
+    window = 1024
+    while i < n:
+        if s.active == -1 or not s.can[s.active, i]:
+            s.step(i)
+            i += 1
+            continue
+        q = min(n, i + window)
+        e = s.scan(i, q)
+        gap = e - i
+        if e < q:
+            s.step(e)
+            i = e + 1
+            window = min(_MAX_WINDOW, max(_MIN_WINDOW, 2 * gap))
+        else:
+            i = q
+            window = min(_MAX_WINDOW, window * 2)
+    if not s.result or s.result[-1].cfg != s.active:
+        s.result.append(SliceParam(s.active, n))
+    else:  # the last pushed run has the active set again: it is extended to the end
+        s.result[-1] = SliceParam(s.active, n)
+    return s.result
