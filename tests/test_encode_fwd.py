@@ -1,4 +1,4 @@
-"""Ethos-U85 Fast Weight format: hand-derived bit vectors and round trips."""
+"""Ethos-U85 Fast Weight format: hand-derived bit vectors (Vela 5.x's header rules) and round trips."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hwopt.targets.ethos_u import fwd
 
 
 def test_lut2_stream_bit_exact() -> None:
-    # Weights 0,1,-1,0,2,0,0,1: 4 distinct -> LUT2. LUT by frequency (ties: smaller first): [0, 1, -1, 2],
+    # Weights 0,1,-1,0,2,0,0,1: 4 distinct -> LUT2. LUT in order of first appearance: [0, 1, -1, 2],
     # folded (|w|<<1)|sign -> 0, 2, 3, 4; codes 0,1,2,0,3,0,0,1.
     enc = fwd.encode(np.array([0, 1, -1, 0, 2, 0, 0, 1]))
     expected = bytearray(64)  # 32-byte header + 2 payload bytes, padded to 64
@@ -31,17 +31,25 @@ def test_lut4_and_raw_streams_bit_exact() -> None:
     enc = fwd.encode(np.array([5, 5, 5, -3, 7, 1, 9]))
     assert enc.mode is fwd.FwdMode.LUT4
     assert enc.data[0] == 0
-    # LUT: 5 (x3) then -3, 1, 7, 9 (x1, ascending); codes 0,0,0,1,3,2,4 packed two per byte.
-    assert list(enc.data[32:36]) == [0x00, 0x10, 0x23, 0x04]
+    # LUT in order of first appearance: 5, -3, 7, 1, 9; codes 0,0,0,1,2,3,4 packed two per byte.
+    assert list(enc.data[32:36]) == [0x00, 0x10, 0x32, 0x04]
     # LUT[0] = fold(5) = 10 at bits 112..120: byte 14 = 10.
     assert enc.data[14] == 10
-    # Span 255 with more than 16 values -> RAW: z = 200, codes w + 200.
+    # More than 16 values that fit int8 -> RAW with zero adjust 0: codes are the signed bytes.
+    small = fwd.encode(np.array([-5, 3, *list(range(20))]))
+    assert small.mode is fwd.FwdMode.RAW and small.data[0] == 1 and small.data[13] == 0
+    assert list(small.data[32:35]) == [251, 3, 0]
+    # The LUT field still holds the first 16 distinct values: LUT[0] = fold(-5) = 11.
+    assert small.data[14] == 11
+    # Below -128: z = -128 - min = 72, codes (w + 72) & 0xFF.
     values = np.array([-200, 0, 55, *list(range(-20, 0))])
     raw = fwd.encode(values)
     assert raw.mode is fwd.FwdMode.RAW
-    assert raw.data[0] == 1 and raw.data[13] == 200  # raw flag; zero-adjust in bits 104..111
-    assert list(raw.data[32:35]) == [0, 200, 255]
+    assert raw.data[0] == 1 and raw.data[13] == 72  # raw flag; zero-adjust in bits 104..111
+    assert list(raw.data[32:35]) == [128, 72, 127]
+    assert raw.data[14] == 401 & 0xFF and raw.data[15] & 1 == 1  # LUT[0] = fold(-200) = 401
     assert len(raw.data) == 64
+    assert fwd.decode(raw.data, [values.size])[0].tolist() == values.tolist()
 
 
 def test_raw_range_limit_and_sizes() -> None:
@@ -104,6 +112,7 @@ def test_fwd_round_trip(case: tuple[list[np.ndarray], int]) -> None:
 def test_interleave_order_by_hand() -> None:
     # Two sub-streams, block 2: a0 a1 b0 b1 a2 a3 b2 a4 (b exhausted after 3).
     a, b = np.array([10, 11, 12, 13, 14]), np.array([20, 21, 22])
-    enc = fwd.encode([a, b], block=2, mode=fwd.FwdMode.RAW)
-    codes = np.frombuffer(enc.data[32:40], dtype=np.uint8).astype(int) - enc.data[13]
+    enc = fwd.encode([a, b], block=2, no_lut=True)
+    assert enc.mode is fwd.FwdMode.RAW and enc.data[13] == 0
+    codes = np.frombuffer(enc.data[32:40], dtype=np.int8).astype(int)
     assert codes.tolist() == [10, 11, 20, 21, 12, 13, 22, 14]

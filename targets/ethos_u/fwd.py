@@ -2,17 +2,18 @@
 
 FWD trades compression for decode speed: no entropy or zero-run coding, only a small
 lookup table (LUT2: 4 entries, 2-bit codes; LUT4: 16 entries, 4-bit codes) or raw 8-bit
-codes. This module is hwopt's own implementation of the format as the Ethos-U facts
-describe it; the bit positions inside the header are our reconstruction (see
-docs/encode.md) and `decode` is its exact inverse.
+codes. This module is hwopt's own implementation; its streams equal the ones Vela 5.x
+writes into compiled U85 models, and `decode` reads those back.
 
 Header (bits numbered LSB first inside little-endian bytes):
 
-- bit 0: raw-mode flag (codes are 8-bit offsets, no LUT)
+- bit 0: raw-mode flag (codes are signed bytes, no LUT)
 - bit 1: small-LUT flag (LUT2: 4 entries and 2-bit codes; clear: LUT4)
 - bits 2..103: reserved, zero
-- bits 104..111: zero-adjust z (unsigned); in raw mode a weight is `code - z`
-- bits 112..255: 16 LUT entries of 9 bits, folded as `(|w| << 1) | (w < 0)`
+- bits 104..111: zero-adjust z (signed byte, 0 unless the values leave -128..127); in raw
+  mode a weight is the signed code minus z
+- bits 112..255: 16 LUT entries of 9 bits, folded as `(|w| << 1) | (w < 0)`: the first
+  16 distinct values of the stream in order of appearance (filled in raw mode too)
 
 The payload follows at byte 32, codes packed LSB first, and the stream is zero-padded to
 a multiple of 32 bytes. With several weight-decoder streams the sub-streams share one
@@ -102,7 +103,7 @@ def can_encode(values: np.ndarray) -> bool:
     """True when FWD can hold the values (≤16 distinct, or a range spanning < 256)."""
     if values.size == 0:
         return True
-    if np.abs(values).max() > 255:
+    if values.min() < -256 or values.max() > 255:
         return False
     return np.unique(values).size <= LUT_ENTRIES or int(values.max()) - int(values.min()) < 256
 
@@ -164,47 +165,62 @@ def _unpack(payload: bytes, bits: int, count: int) -> np.ndarray:
     return codes.reshape(-1)[:count].astype(np.int64)
 
 
-def encode(streams: Sequence[np.ndarray] | np.ndarray, *, block: int = 1, mode: FwdMode | None = None) -> FwdStream:
+def lut_of(values: np.ndarray) -> np.ndarray:
+    """The LUT as Vela fills it: the first (up to) 16 distinct values in stream order."""
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    distinct, first = np.unique(values, return_index=True)
+    return distinct[np.argsort(first, kind="stable")][:LUT_ENTRIES]
+
+
+def zero_adjust(values: np.ndarray) -> int:
+    """Raw-mode offset: 0 when the values fit int8, else the shift that brings them into -128..127."""
+    lo = int(values.min()) if values.size else 0
+    hi = int(values.max()) if values.size else 0
+    if hi - lo >= 256:
+        raise FwdError(f"raw FWD needs a value range spanning < 256, got [{lo}, {hi}]")
+    if lo < -128:
+        return -128 - lo
+    if hi > 127:
+        return 127 - hi
+    return 0
+
+
+def encode(streams: Sequence[np.ndarray] | np.ndarray, *, block: int = 1, no_lut: bool = False) -> FwdStream:
     """Encode the reordered weights of one or more decoder sub-streams as one FWD stream.
 
-    `mode` forces a code width (e.g. RAW when the LUT is disabled); by default the
-    narrowest mode that holds every value is used. Raises FwdError when impossible.
+    The header is written as Vela 5.x writes it: the LUT field always holds the first 16
+    distinct values in stream order; LUT2 for at most 4 distinct values, LUT4 for at most
+    16, else raw signed bytes offset by the zero-adjust. `no_lut` forces raw codes (Vela
+    does so for 2:4-sparse fast weights) while the LUT field and a zero adjust of 0 stay.
+    Raises FwdError when the values cannot be represented.
     """
     subs = [np.asarray(streams, dtype=np.int64).reshape(-1)] if isinstance(streams, np.ndarray) else [
         np.asarray(s, dtype=np.int64).reshape(-1) for s in streams]
     if block < 1:
         raise FwdError("interleave block must be positive")
     values = _interleave(subs, block)
-    if values.size and np.abs(values).max() > 255:
-        raise FwdError("weights outside [-255, 255]")
-    distinct, counts = np.unique(values, return_counts=True)
-    chosen = mode or choose_mode(distinct.size)
+    if values.size and (values.min() < -256 or values.max() > 255):
+        raise FwdError("weights outside [-256, 255]")
+    lut = lut_of(values)
+    n_distinct = int(np.unique(values).size)
+    raw = n_distinct > LUT_ENTRIES
+    z = zero_adjust(values) if raw else 0
+    if no_lut:
+        raw = True
+    chosen = FwdMode.RAW if raw else choose_mode(n_distinct)
     header = np.zeros(HEADER_BYTES, dtype=np.uint8)
-    if chosen is FwdMode.RAW:
-        lo = int(values.min()) if values.size else 0
-        hi = int(values.max()) if values.size else 0
-        if hi - lo > 255:
-            raise FwdError(f"raw FWD needs a value range spanning < 256, got [{lo}, {hi}]")
-        # Codes are unsigned bytes c with w = c - z; z = max(0, -min) keeps every c in 0..255.
-        z = max(0, -lo)
-        codes = values + z
-        _put_bits(header, 0, 1, 1)
-        _put_bits(header, _ZERO_ADJUST_BIT0, 8, z)
+    _put_bits(header, 0, 1, int(raw))
+    _put_bits(header, 1, 1, int(chosen is FwdMode.LUT2))
+    _put_bits(header, _ZERO_ADJUST_BIT0, 8, z & 0xFF)
+    for k, f in enumerate(fold(lut).tolist()):
+        _put_bits(header, _LUT_BIT0 + 9 * k, 9, int(f))
+    if raw:
+        codes = (values + z) & 0xFF
     else:
-        entries = 4 if chosen is FwdMode.LUT2 else LUT_ENTRIES
-        if distinct.size > entries:
-            raise FwdError(f"{chosen.name} holds {entries} values, got {distinct.size}")
-        # Most frequent value first (ties: smaller value first) so the LUT is deterministic.
-        lut = distinct[np.lexsort((distinct, -counts))]
-        _put_bits(header, 1, 1, int(chosen is FwdMode.LUT2))
-        for k, f in enumerate(fold(lut).tolist()):
-            _put_bits(header, _LUT_BIT0 + 9 * k, 9, int(f))
-        index = np.zeros(int(lut.max() - lut.min()) + 1 if lut.size else 1, dtype=np.int64)
-        if lut.size:
-            index[lut - lut.min()] = np.arange(lut.size)
-            codes = index[values - lut.min()]
-        else:
-            codes = values
+        index = np.zeros(512, dtype=np.int64)
+        index[lut + 256] = np.arange(lut.size)
+        codes = index[values + 256]
     payload = _pack(codes, chosen.bits)
     total = encoded_size(values.size, chosen)
     data = header.tobytes() + payload
@@ -227,7 +243,8 @@ def decode(data: bytes, lengths: Sequence[int], *, block: int = 1) -> list[np.nd
         raise FwdError("FWD stream shorter than its weights")
     codes = _unpack(bytes(data[HEADER_BYTES:]), mode.bits, count)
     if mode is FwdMode.RAW:
-        values = codes - _get_bits(head, _ZERO_ADJUST_BIT0, 8)
+        adjust = _get_bits(head, _ZERO_ADJUST_BIT0, 8)
+        values = (codes ^ 0x80) - 0x80 - ((adjust ^ 0x80) - 0x80)  # signed code minus signed zero adjust
     else:
         lut = unfold(np.array([_get_bits(head, _LUT_BIT0 + 9 * k, 9) for k in range(LUT_ENTRIES)]))
         values = lut[codes]

@@ -138,7 +138,7 @@ class BitWriter:
         self.values: list[np.ndarray] = []
         self.widths: list[np.ndarray] = []
 
-    def put(self, values: np.ndarray | int, widths: np.ndarray | int) -> None:
+    def put(self, values: np.ndarray | int | list[int], widths: np.ndarray | int | list[int]) -> None:
         v = np.atleast_1d(np.asarray(values, dtype=np.int64))
         w = np.broadcast_to(np.asarray(widths, dtype=np.int64), v.shape)
         self.values.append(v)

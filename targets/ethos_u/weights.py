@@ -2,15 +2,15 @@
 
 The NPU's weight decoder consumes weights in "brick" order (OFM block → IFM block →
 sub-kernel → micro-blocks → kernel element → channels), with out-of-tensor positions
-padded with zeros. U55/U65 streams are built with Vela's legacy codec
-`ethosu.mlw_codec.reorder_encode` (one stream per OFM-depth slice and per core) and checked
-against our own numpy reordering through `mlw_codec.decode`. U85 uses a different order
-(`u85_order`), encoded as a standard MLW stream (`mlw_codec.encode`) or as a Fast Weight
-stream (`fwd`), whichever is smaller, as Vela's Size strategy picks.
+padded with zeros. Streams are encoded by hwopt's own encoders, which make Vela 5.x's
+choices (`mlw` for the standard stream, `fwd` for U85 fast weights), one stream per
+OFM-depth slice and per core (U55/U65) or weight decoder (U85), and decoded again with
+Vela's legacy decoder `ethosu.mlw_codec.decode` to check them.
 
-The block configuration (traversal, OFM block depth, depth slices) is a scheduler
-decision; `default_config` is a rule that reproduces Vela's encoded sizes well, and
-`vela_configs` reads the configuration Vela actually chose from its optimisation database.
+The block configuration (traversal, OFM block depth, depth slices, U85 weight format) is
+a scheduler decision: `vela_configs` reads the configuration Vela chose from its
+optimisation database (the default, which makes the streams Vela's own), and
+`default_config` is a rule for when Vela cannot be asked.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
 
-from hwopt.targets.ethos_u import fwd
+from hwopt.targets.ethos_u import fwd, mlw
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,21 @@ class Traversal(Enum):
 
 
 class WeightFormat(Enum):
-    """Weight stream formats: the standard MLW stream (SWD) and U85's Fast Weight (FWD)."""
+    """Weight stream formats: the standard MLW stream (SWD), U85's Fast Weight (FWD), and
+    their 2:4-sparse variants (U85 only; same codes, sparse weight order)."""
 
     DEFAULT = "Default"
     FAST = "Fast"
+    DEFAULT_SPARSE = "Default|Sparse2_4"
+    FAST_SPARSE = "Fast|Sparse2_4"
+
+    @property
+    def fast(self) -> bool:
+        return self in (WeightFormat.FAST, WeightFormat.FAST_SPARSE)
+
+    @property
+    def sparse(self) -> bool:
+        return self in (WeightFormat.DEFAULT_SPARSE, WeightFormat.FAST_SPARSE)
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,7 @@ class BlockConfig:
     ifm_block_depth: int = 0  # U85 only
     ofm_ublock_depth: int = 0  # U85 only (0: the architecture's)
     source: str = "rule"  # "rule" or "vela"
+    weight_format: WeightFormat | None = None  # U85: Vela's choice (None: hwopt's rule picks)
 
 
 @dataclass(frozen=True)
@@ -278,48 +290,45 @@ def _slices(o_n: int, config: BlockConfig) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(offs) if b > a]
 
 
+def decode_standard(data: bytes) -> np.ndarray:
+    """Decode a standard weight stream with Vela's legacy decoder (an independent implementation)."""
+    from ethosu import mlw_codec
+
+    return np.asarray(mlw_codec.decode(bytearray(data)), dtype=np.int32)
+
+
+def _standard_stream(values: np.ndarray) -> tuple[bytes, bool]:
+    data = mlw.encode(values)
+    decoded = decode_standard(data)
+    return data, decoded.shape == values.shape and bool(np.array_equal(decoded, values))
+
+
 def encode_u55(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits: int = 8,
                dilation: tuple[int, int] = (1, 1)) -> EncodedWeights:
-    """Encode OHWI zero-point-corrected weights for U55/U65 through `mlw_codec.reorder_encode`.
+    """Encode OHWI zero-point-corrected weights for U55/U65: `u55_order`, then `mlw.encode`.
 
     One stream per OFM-depth slice and core; on multi-core configurations OFM channels are
     interleaved across cores (core c takes c, c+cores, ...) and the block depth is split.
-    Every stream is decoded again and compared with `u55_order`.
+    Every stream is decoded again and compared with its reordered weights.
     """
-    from ethosu import mlw_codec
-
-    dw = config.traversal is Traversal.DEPTHWISE
-    pk = config.traversal is Traversal.PART_KERNEL
     decomp = (SUBKERNEL_MAX // dilation[0], SUBKERNEL_MAX // dilation[1])
-    w16 = np.ascontiguousarray(w, dtype=np.int16)
     streams = []
     ok = True
     for lo, hi in _slices(w.shape[0], config):
         for core in range(arch.cores):
-            sub = np.ascontiguousarray(w16[lo:hi][core::arch.cores])
+            sub = w[lo:hi][core::arch.cores]
             if sub.shape[0] == 0:
                 continue
             depth = (config.ofm_block_depth + arch.cores - 1 - core) // arch.cores
-            data, padded = mlw_codec.reorder_encode(arch.ifm_ublock_depth, arch.ofm_ublock_depth, sub, depth,
-                                                    int(dw), int(pk), ifm_bits, decomp[0], decomp[1])
-            expect = u55_order(sub, ifm_ublock=arch.ifm_ublock_depth, ofm_ublock=arch.ofm_ublock_depth,
+            values = u55_order(sub, ifm_ublock=arch.ifm_ublock_depth, ofm_ublock=arch.ofm_ublock_depth,
                                ofm_block=depth, traversal=config.traversal, ifm_bits=ifm_bits, decomp=decomp)
-            decoded = np.asarray(mlw_codec.decode(data), dtype=np.int32)
-            same = decoded.shape == expect.shape and bool(np.array_equal(decoded, expect)) and padded == expect.size
+            data, same = _standard_stream(values)
             if not same:
                 log.error("U55 weight stream round trip failed (slice %d, core %d)", lo, core)
             ok = ok and same
-            streams.append(Stream(bytes(data), int(padded), lo, core))
+            streams.append(Stream(data, int(values.size), lo, core))
     total = sum(len(s.data) for s in streams)
     return EncodedWeights(tuple(streams), WeightFormat.DEFAULT, config, ok, total)
-
-
-def _mlw_stream(values: np.ndarray) -> tuple[bytes, bool]:
-    from ethosu import mlw_codec
-
-    data = mlw_codec.encode(values.astype(np.int64).tolist())
-    decoded = np.asarray(mlw_codec.decode(data), dtype=np.int32)
-    return bytes(data), decoded.shape == values.shape and bool(np.array_equal(decoded, values))
 
 
 def fwd_allowed(config: BlockConfig) -> bool:
@@ -327,48 +336,78 @@ def fwd_allowed(config: BlockConfig) -> bool:
     return config.traversal is not Traversal.DEPTHWISE
 
 
+def is_sparse_2_4(w: np.ndarray) -> bool:
+    """Vela's 2:4 test: every aligned group of 4 input channels has ≥ 2 zeros, values in ±127."""
+    o, h, wd, i = w.shape
+    if i == 0 or np.abs(w).max(initial=0) > 127:
+        return False
+    pad = (-i) % 4
+    g = np.concatenate([w, np.zeros((o, h, wd, pad), dtype=w.dtype)], axis=3).reshape(o, h, wd, -1, 4)
+    return bool(((g == 0).sum(axis=4) >= 2).all())
+
+
+def fwd_block(arch: EthosUArch, config: BlockConfig, ifm_bits: int, sparse: bool) -> int:
+    """Interleave granule of an FWD stream shared by several weight decoders (Vela's block size)."""
+    pk = config.traversal is Traversal.PART_KERNEL
+    ifm16 = ifm_bits == 16
+    ifm_ub = 8 if (pk and ifm16 and not sparse) else config.ifm_block_depth
+    rnd = (5 if not ifm16 and not sparse else 10) if pk else 1
+    return max(1, (config.ofm_ublock_depth or arch.ofm_ublock_depth) * ifm_ub * rnd // arch.weight_streams)
+
+
 def encode_u85(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits: int = 8,
                stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1),
                allow_fast: bool = True) -> EncodedWeights:
-    """Encode OHWI weights for U85: standard MLW per decoder stream, or one FWD stream.
+    """Encode OHWI weights for U85: standard streams (one per weight decoder) or one FWD stream.
 
-    FWD is kept, as Vela's Size strategy does, when its estimated size `32 + N/d`
-    (d = 4 for ≤4 distinct values, 2 for ≤16, else 1) is below the standard stream's size.
+    With Vela's configuration the format is Vela's (`config.weight_format`). Without it the
+    rule takes the 2:4-sparse order when the weights pass Vela's sparsity test, and FWD when,
+    as in Vela's Size strategy, its estimated size `32 + N/d` (d = 4 for ≤4 distinct values,
+    2 for ≤16, else 1) is below the standard streams' size.
     """
     kw = {"arch": arch, "config": config, "ifm_bits": ifm_bits, "stride": stride, "dilation": dilation}
+    fmt = config.weight_format
+    dw = not fwd_allowed(config)
+    sparse = fmt.sparse if fmt is not None else (not dw and is_sparse_2_4(w))
+    want_std = fmt is None or not fmt.fast
+    want_fast = (fmt is None and allow_fast and not dw) or (fmt is not None and fmt.fast)
+    block = fwd_block(arch, config, ifm_bits, sparse)
     std: list[Stream] = []
     fast: list[Stream] = []
     ok_std = ok_fast = True
-    fast_total = 0
-    use_fast = False
+    fast_est = 0
     for lo, hi in _slices(w.shape[0], config):
         sub = w[lo:hi]
-        orders = [u85_order(sub, stream=s, **kw) for s in range(arch.weight_streams)]  # type: ignore[arg-type]
-        for s, values in enumerate(orders):
-            data, ok = _mlw_stream(values)
-            ok_std = ok_std and ok
-            std.append(Stream(data, int(values.size), lo, s))
-        if allow_fast and fwd_allowed(config):
+        orders = [u85_order(sub, stream=s, sparse=sparse, **kw) for s in range(arch.weight_streams)]  # type: ignore[arg-type]
+        if want_std:
+            for s, values in enumerate(orders):
+                data, ok = _standard_stream(values)
+                ok_std = ok_std and ok
+                std.append(Stream(data, int(values.size), lo, s))
+        if want_fast:
             allv = np.concatenate(orders) if orders else np.zeros(0, dtype=np.int32)
-            if fwd.can_encode(allv):
-                block = max(1, (config.ofm_ublock_depth or arch.ofm_ublock_depth) * config.ifm_block_depth
-                            * (5 if config.traversal is Traversal.PART_KERNEL else 1) // arch.weight_streams)
-                enc = fwd.encode(orders, block=block)
-                back = fwd.decode(enc.data, enc.lengths, block=block)
-                ok_fast = ok_fast and all(np.array_equal(a, b) for a, b in zip(back, orders, strict=True))
-                fast.append(Stream(enc.data, enc.weights, lo, 0))
-                fast_total += fwd.estimated_size(enc.weights, int(np.unique(allv).size))
-            else:
+            if not fwd.can_encode(allv):
+                want_fast = False
                 fast = []
-                allow_fast = False
+                continue
+            enc = fwd.encode(orders, block=block, no_lut=sparse)
+            back = fwd.decode(enc.data, enc.lengths, block=block)
+            ok_fast = ok_fast and all(np.array_equal(a, b) for a, b in zip(back, orders, strict=True))
+            fast.append(Stream(enc.data, enc.weights, lo, 0))
+            fast_est += fwd.estimated_size(enc.weights, int(np.unique(allv).size))
+    if fmt is not None and fmt.fast and not fast:
+        log.warning("Vela chose fast weights but the weights do not fit FWD; using the standard format")
+        return encode_u85(w, arch, replace(config, weight_format=WeightFormat.DEFAULT), ifm_bits=ifm_bits,
+                          stride=stride, dilation=dilation)
     std_total = sum(len(s.data) for s in std)
-    if allow_fast and fast and fast_total < std_total:
-        use_fast = True
-    if use_fast:
-        return EncodedWeights(tuple(fast), WeightFormat.FAST, config, ok_fast and ok_std, std_total,
-                              sum(len(s.data) for s in fast))
-    fast_bytes = sum(len(s.data) for s in fast) if fast else None
-    return EncodedWeights(tuple(std), WeightFormat.DEFAULT, config, ok_std and ok_fast, std_total, fast_bytes)
+    fast_total = sum(len(s.data) for s in fast)
+    if fmt is None:
+        use_fast = want_fast and bool(fast) and fast_est < std_total
+        fmt = (WeightFormat.FAST_SPARSE if sparse else WeightFormat.FAST) if use_fast else (
+            WeightFormat.DEFAULT_SPARSE if sparse else WeightFormat.DEFAULT)
+    if fmt.fast:
+        return EncodedWeights(tuple(fast), fmt, config, ok_fast and ok_std, std_total if std else fast_total, fast_total)
+    return EncodedWeights(tuple(std), fmt, config, ok_std and ok_fast, std_total, fast_total if fast else None)
 
 
 @dataclass(frozen=True)
@@ -384,6 +423,16 @@ class VelaLayerInfo:
     zeros: int
     stride: tuple[int, int] = (1, 1)  # (y, x) as Vela lowered the kernel
     dilation: tuple[int, int] = (1, 1)
+
+
+def _vela_format(text: str) -> WeightFormat | None:
+    """Vela's `weight_format` column ("Default", "Fast", "Default|Sparse2_4", ...)."""
+    flags = set(text.split("|"))
+    fast, sparse = "Fast" in flags, "Sparse2_4" in flags
+    if not flags & {"Default", "Fast"}:
+        return None
+    return {(False, False): WeightFormat.DEFAULT, (True, False): WeightFormat.FAST,
+            (False, True): WeightFormat.DEFAULT_SPARSE, (True, True): WeightFormat.FAST_SPARSE}[(fast, sparse)]
 
 
 def vela_configs(model_bytes: bytes, target: object) -> tuple[dict[int, VelaLayerInfo], int]:
@@ -420,6 +469,7 @@ def vela_configs(model_bytes: bytes, target: object) -> tuple[dict[int, VelaLaye
             ifm_block_depth=int(m.get("ifm_block_c") or 0),
             ofm_ublock_depth=int(m.get("ofm_ublock_c") or 0),
             source="vela",
+            weight_format=_vela_format(str(r.get("weight_format", ""))),
         )
         info = VelaLayerInfo(key, p.get("operator", ""), cfg, str(r.get("weight_format", "")), size,
                              int(r.get("weight_distinct") or 0), int(r.get("weight_zero") or 0),
