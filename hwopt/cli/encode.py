@@ -16,8 +16,9 @@ def register(sub: Any) -> None:
     p.add_argument("--target", required=True, metavar="NAME|PATH", help="target name (see `hwopt targets`) or descriptor file")
     p.add_argument("--json", action="store_true", help="print the hwopt.encode/1 JSON report")
     p.add_argument("--emit", metavar="DIR", help="write one stream file per layer and index.json into DIR")
-    p.add_argument("--blocks", choices=("rule", "vela"), default="rule",
-                   help="Ethos-U block configuration: hwopt's size rule (default) or the one Vela chooses (compiles the model)")
+    p.add_argument("--blocks", choices=("rule", "vela"), default=None,
+                   help="Ethos-U block configuration: the one Vela chooses (default for Ethos-U; compiles the model, "
+                   "so the streams are Vela's own) or hwopt's rule (no compile; the fallback when Vela rejects the model)")
     p.set_defaults(func=run)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from hwopt.analysis.layers import Layout, WeightLayer, to_ohwi, weight_layers, zero_corrected
 from hwopt.analysis.stats import entropy_bits
-from hwopt.errors import UnsupportedModelError
+from hwopt.errors import CompileError, UnsupportedModelError
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import DType, Model, Operator, Subgraph
 
@@ -270,8 +270,13 @@ def encode_model(model: Model, target: object, *, block_source: str = "rule", pa
         if block_source == "vela":
             if len(model.subgraphs) > 1:
                 log.warning("Vela block configurations are read for subgraph 0 only")
-            infos, vela_total = vela_configs(model.source or _file_bytes(path), target)
-            vela_infos = dict(infos)
+            try:
+                infos, vela_total = vela_configs(model.source or _file_bytes(path), target)
+                vela_infos = dict(infos)
+            except CompileError as exc:
+                # Documented fallback: without Vela's schedule the block configuration comes from the rule.
+                log.warning("Vela could not compile the model (%s); using hwopt's block rule", exc)
+                block_source = "rule"
     out: list[LayerEncoding] = []
     for layer, reason in zip(layers, reasons, strict=True):
         if reason is not None:
@@ -307,12 +312,18 @@ def _summary(layers: list[LayerEncoding], vela_total: int | None) -> EncodeSumma
                          sum(1 for la in enc if la.format == "Fast"), vela_total, delta)
 
 
-def encode(path: str | os.PathLike[str], target: str, *, block_source: str = "rule") -> EncodeReport:
-    """Read a .tflite file, resolve the target (name or descriptor path) and encode its weights."""
+def encode(path: str | os.PathLike[str], target: str, *, block_source: str | None = None) -> EncodeReport:
+    """Read a .tflite file, resolve the target (name or descriptor path) and encode its weights.
+
+    By default an Ethos-U model is encoded with the block configuration Vela chooses (so
+    the streams are Vela's own), falling back to hwopt's rule when Vela cannot compile it.
+    """
     from hwopt.targets.descriptor import load_target
 
     tgt = load_target(str(target))
     model = read_model(Path(path))
+    if block_source is None:
+        block_source = "vela" if tgt.family.is_ethos_u else "rule"
     return encode_model(model, tgt, block_source=block_source, path=str(path))
 
 

@@ -32,20 +32,34 @@ class SliceParam:
     end: int
 
 
-def symbol_costs(values: np.ndarray, zero_runs: bool, uncompressed_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bits each parameter set spends on each symbol, and whether it can code the symbol at all."""
-    v = values.astype(np.int64)[None, :]
-    params = np.array(Z_PARAMS if zero_runs else W_PARAMS, dtype=np.int64)[:, None]
+def _w_tables(uncompressed_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cost and usability of every weight parameter set for every symbol index 0..511."""
+    v = np.arange(512, dtype=np.int32)[None, :]
+    params = np.array(W_PARAMS, dtype=np.int32)[:, None]
     div, trunc = params & 15, params >> 4
     q = v >> div
     bits = np.where(trunc == 1, np.minimum(q + 1, 2) + div, q + 1 + div)
-    if zero_runs:
-        return bits, np.ones(bits.shape, dtype=bool)
     can = ~(((trunc == 1) & (q > 2)) | (q > 31))
-    unc = trunc == 2
+    unc = np.broadcast_to(trunc == 2, bits.shape)
     bits = np.where(unc, uncompressed_bits if uncompressed_bits > 0 else NO_UNCOMPRESSED_BITS, bits)
-    can = can | unc
-    return bits, can
+    return bits.astype(np.int32), can | unc
+
+
+_W_TABLES = {u: _w_tables(u) for u in range(10)}
+
+
+def symbol_costs(values: np.ndarray, zero_runs: bool, uncompressed_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bits each parameter set spends on each symbol, and whether it can code the symbol at all."""
+    if zero_runs:
+        v = values.astype(np.int32)
+        bits = np.empty((len(Z_PARAMS), v.size), dtype=np.int32)
+        for j, param in enumerate(Z_PARAMS):
+            div = param & 15
+            np.add(v >> div, 1 + div, out=bits[j])
+        return bits, np.ones(bits.shape, dtype=bool)
+    table, usable = _W_TABLES.get(uncompressed_bits) or _w_tables(uncompressed_bits)
+    idx = values.astype(np.intp)
+    return table[:, idx], usable[:, idx]
 
 
 class _Search:
@@ -88,27 +102,32 @@ class _Search:
         not_a = np.flatnonzero(~can[a])
         if not_a.size:
             stop = int(not_a[0])  # the active set cannot code this symbol: a forced decision
-        delta = bits - bits[a]
-        ecum = np.zeros((bits.shape[0], w + 1), dtype=np.int64)
-        np.cumsum(delta, axis=1, out=ecum[:, 1:])
-        prev = np.concatenate([self.coded[:, None], can[:, :-1]], axis=1)
-        starts = can & ~prev
-        k = np.arange(w)
-        start_at = np.maximum.accumulate(np.where(starts, k, -1), axis=1)
-        carried = start_at < 0  # still in the run that was open before p
-        base = np.take_along_axis(ecum, np.maximum(start_at, 0), axis=1)
-        off = np.where(carried, (self.b - self.acc)[:, None], 0)
-        d = ecum[:, 1:] - base + off
-        d_masked = np.where(can, d, np.iinfo(np.int64).max // 2)
+        ecum = np.zeros((bits.shape[0], w + 1), dtype=np.int32)
+        np.cumsum(bits - bits[a], axis=1, out=ecum[:, 1:])
+        off = (self.b - self.acc).astype(np.int32)[:, None]
+        all_can = bool(can.all())
+        if all_can and self.coded.all():
+            d = ecum[:, 1:] + off  # every set keeps the run it had before p
+            d_masked = d
+        else:
+            prev = np.concatenate([self.coded[:, None], can[:, :-1]], axis=1)
+            starts = can & ~prev
+            k = np.arange(w)
+            start_at = np.maximum.accumulate(np.where(starts, k, -1), axis=1)
+            carried = start_at < 0  # still in the run that was open before p
+            rows = np.arange(bits.shape[0])[:, None] * (w + 1)
+            base = ecum.ravel()[rows + np.maximum(start_at, 0)]
+            d = ecum[:, 1:] - base + np.where(carried, off, 0)
+            d_masked = d if all_can else np.where(can, d, np.iinfo(np.int32).max // 2)
         # The encoder compares the best set with the active set's count *before* this symbol.
-        lead = d_masked[:, :stop].min(axis=0) + bits[a, :stop] if stop else np.zeros(0, dtype=np.int64)
+        lead = d_masked[:, :stop].min(axis=0) + bits[a, :stop] if stop else np.zeros(0, dtype=np.int32)
         sw = np.flatnonzero(lead < -SLICE_COST)
         event = int(sw[0]) if sw.size else stop
         if event > 0:
             last = event - 1
             acc = self.acc + int(bits[a, :event].sum())
             col = can[:, last]
-            self.b = np.where(col, acc + d[:, last], self.b)
+            self.b = np.where(col, acc + d[:, last].astype(np.int64), self.b)
             self.coded = col.copy()
             unc = ~can[:, :event]
             has = unc.any(axis=1)
