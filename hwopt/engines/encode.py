@@ -235,8 +235,13 @@ def _encode_n78(layer: WeightLayer, model: Model, variant: object) -> LayerEncod
     return _finish(layer, model, corrected, data, info, fmt="N78", traversal=None, source=None, coded=coded, ok=ok)
 
 
-def encode_model(model: Model, target: object, *, block_source: str = "rule", path: str = "") -> EncodeReport:
-    """Encode every weight layer of `model` for `target` (a hwopt Target); pure, no output written."""
+def encode_model(model: Model, target: object, *, block_source: str = "rule", path: str = "",
+                 vela_compiled: object | None = None) -> EncodeReport:
+    """Encode every weight layer of `model` for `target` (a hwopt Target); pure, no output written.
+
+    With `block_source="vela"` the model is compiled with Vela to read its block
+    configurations, unless `vela_compiled` (a Regor result with its database) is given.
+    """
     from hwopt.errors import UsageError
 
     if block_source not in BLOCK_SOURCES:
@@ -264,14 +269,17 @@ def encode_model(model: Model, target: object, *, block_source: str = "rule", pa
 
             variant = VARIANTS[name]
     else:
-        from hwopt.targets.ethos_u.weights import arch_of, vela_configs
+        from hwopt.targets.ethos_u.weights import arch_of, configs_from_compiled, vela_configs
 
         arch = arch_of(target)
         if block_source == "vela":
             if len(model.subgraphs) > 1:
                 log.warning("Vela block configurations are read for subgraph 0 only")
             try:
-                infos, vela_total = vela_configs(model.source or _file_bytes(path), target)
+                if vela_compiled is not None:
+                    infos, vela_total = configs_from_compiled(vela_compiled)
+                else:
+                    infos, vela_total = vela_configs(model.source or _file_bytes(path), target)
                 vela_infos = dict(infos)
             except CompileError as exc:
                 # Documented fallback: without Vela's schedule the block configuration comes from the rule.

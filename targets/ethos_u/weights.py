@@ -444,7 +444,12 @@ def vela_configs(model_bytes: bytes, target: object) -> tuple[dict[int, VelaLaye
     from hwopt.targets.ethos_u.vela_engine import regor_compile
 
     compiled, _ = regor_compile(model_bytes, target, CompilerOptions(enable_db=True))  # type: ignore[arg-type]
-    tables = compiled.opt_database.tables
+    return configs_from_compiled(compiled)
+
+
+def configs_from_compiled(compiled: object) -> tuple[dict[int, VelaLayerInfo], int]:
+    """`vela_configs` from a model Vela already compiled with its optimisation database enabled."""
+    tables = compiled.opt_database.tables  # type: ignore[attr-defined]
 
     def rows(name: str) -> list[dict[str, str]]:
         t = tables.get(name)
@@ -480,7 +485,7 @@ def vela_configs(model_bytes: bytes, target: object) -> tuple[dict[int, VelaLaye
             info = VelaLayerInfo(key, prev.operator, prev.config, prev.weight_format, prev.encoded_bytes + size,
                                  prev.distinct, prev.zeros + info.zeros, prev.stride, prev.dilation)
         out[key] = info
-    return out, int(compiled.perf_report.encodedWeights)
+    return out, int(compiled.perf_report.encodedWeights)  # type: ignore[attr-defined]
 
 
 def arch_of(target: object) -> EthosUArch:
