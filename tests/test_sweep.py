@@ -276,3 +276,20 @@ def test_pareto_fronts_by_hand() -> None:
     no_fid = pareto([rec("m", "a", "t1", 100, 2.0, None), rec("m", "b", "t1", 50, 2.0, None)])
     assert no_fid.objectives == ["encoded_weight_bytes", "inference_s"]
     assert [x.pipeline for x in no_fid.per_target["t1"]] == ["b"]
+
+
+def test_cli_flag_errors(models: Path, tmp_path: Path, run_cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = models / "b_conv8.tflite"
+    spec = _spec_file(tmp_path, models)
+    cases = [
+        (("--model", m, "--target", "ethos-u55-128", "--pipeline", "p50"), "NAME=SPEC"),
+        ((spec, "--model", m), "not both"),
+        ((spec, "--engine", "analytic"), "--engine goes with"),
+        (("--model", m, "--target", "ethos-u55-128", "--workers", "0"), "at least 1"),
+    ]
+    for argv, message in cases:
+        res = run_cli("sweep", "-o", tmp_path / "o", *argv)
+        assert res.code == 2 and res.err.count("\n") == 1 and message in res.err, (argv, res.err)
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if the scale extra were not installed
+    res = run_cli("sweep", "-o", tmp_path / "o", "--model", m, "--target", "ethos-u55-128", "--ray")
+    assert res.code == 2 and "hwopt[scale]" in res.err

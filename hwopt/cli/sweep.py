@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from hwopt.cli._common import console, print_json
     from hwopt.sweeps import default_engine, run_sweep
 
+    if isinstance(args.ray, str) and args.spec is None and args.ray.endswith(".toml"):
+        args.spec, args.ray = args.ray, True  # `--ray SPEC`: the optional ADDRESS took the SPEC
     spec = _spec(args)
     engine = default_engine(args.workers, args.ray)
     # a CI job cancelled with SIGTERM stops like Ctrl-C: workers stopped, finished results kept for --resume
