@@ -102,6 +102,10 @@ def cross_target_figure(best: Sequence[Best], title: str) -> str:
     ax.set_xticklabels(models, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("best inference time (ms)")
     ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.set_title(title, fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="best")

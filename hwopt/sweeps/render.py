@@ -7,6 +7,7 @@ The HTML is one self-contained file (inline SVG, inline CSS, no scripts).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import io
 from pathlib import Path
@@ -99,12 +100,22 @@ def render_markdown(report: SweepReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _short_names(models: list[str]) -> dict[str, str]:
+    """File names for the plot legends when they are unique, else the labels as they are."""
+    names = {m: Path(m).name for m in models}
+    return names if len(set(names.values())) == len(names) else {m: m for m in models}
+
+
 def _figures(report: SweepReport) -> list[str]:
     # matplotlib is imported only when an HTML report is written
     from hwopt.reports.sweep_plots import Best, Point, cross_target_figure, front_figure
 
     per_t, _ = _fronts(report)
     ok = [r for r in report.records if r.ok and r.encoded_weight_bytes is not None and r.inference_s is not None]
+    short = _short_names(sorted({r.model for r in ok}))
+    ok = [dataclasses.replace(r, model=short[r.model]) for r in ok]
+    per_t = {(short.get(m, m), p, t) for m, p, t in per_t}
+    fastest = {short[m]: p for m, p in report.pareto.fastest.items() if m in short}
     parts: list[str] = []
     for target in sorted({r.target for r in ok}):
         pts = [Point(r.model, r.pipeline, r.encoded_weight_bytes or 0, r.inference_s or 0.0,
@@ -114,7 +125,7 @@ def _figures(report: SweepReport) -> list[str]:
                   front_figure(pts, f"{target}: encoded size vs inference time (ringed: Pareto front)"), "</figure>"]
     best: list[Best] = []
     for model in sorted({r.model for r in ok}):
-        winner = report.pareto.fastest.get(model)
+        winner = fastest.get(model)
         for target in sorted({r.target for r in ok if r.model == model}):
             rs = [r for r in ok if r.model == model and r.target == target]
             b = min(rs, key=lambda r: (r.inference_s or 0.0, r.encoded_weight_bytes or 0, r.pipeline))
