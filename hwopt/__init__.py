@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from hwopt.engines.gate import GateReport
     from hwopt.ir import Model
     from hwopt.sweeps import SweepResult
+    from hwopt.targets import Target
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,14 @@ __all__ = ["HwoptError", "__version__", "audit", "compile", "encode", "enforce",
            "read_model", "sweep", "write_model"]
 
 PathLike = str | os.PathLike[str]
+
+
+def _target(spec: str | os.PathLike[str] | Target, system_config: str | None = None,
+            memory_mode: str | None = None) -> Target:
+    """The API's one edge where a target spelling becomes a Target."""
+    from hwopt.targets import resolve_target
+
+    return resolve_target(spec, system_config=system_config, memory_mode=memory_mode)
 
 
 def read_model(source: PathLike | bytes) -> Model:
@@ -53,45 +62,42 @@ def audit(path: PathLike, *, expect_sparsity: float | None = None, expect_cluste
     return _audit(path, Expectations(expect_sparsity, expect_clusters, per_channel, expect_int8))
 
 
-def estimate(model: PathLike | bytes | Model, target: str, *, engine: str | None = None,
+def estimate(model: PathLike | bytes | Model, target: str | os.PathLike[str] | Target, *, engine: str | None = None,
              system_config: str | None = None, memory_mode: str | None = None) -> EstimateReport:
-    """`hwopt estimate`: per-layer cycles and SRAM; engine defaults to vela (Ethos-U) or analytic (Ethos-N)."""
+    """`hwopt estimate`: per-layer cycles and SRAM; the engine defaults to the target's (`Target.default_engine`)."""
     from hwopt.engines.estimate import estimate as _estimate
-    from hwopt.targets.descriptor import load_target
 
-    tgt = load_target(target, system_config=system_config, memory_mode=memory_mode)
-    chosen = engine or ("vela" if tgt.family.is_ethos_u else "analytic")
     source = model if isinstance(model, (str, bytes)) or not isinstance(model, os.PathLike) else os.fspath(model)
-    return _estimate(source, tgt, engine=chosen)
+    return _estimate(source, _target(target, system_config, memory_mode), engine=engine)
 
 
-def encode(path: PathLike, target: str) -> EncodeReport:
+def encode(path: PathLike, target: str | os.PathLike[str] | Target) -> EncodeReport:
     """`hwopt encode`: every layer's weights in the target's compressed format, round trip checked."""
     from hwopt.engines.encode import encode as _encode
 
-    return _encode(path, str(target))
+    return _encode(path, _target(target))
 
 
 def enforce(path: PathLike, output: PathLike, pipeline: str, *, data: PathLike | None = None,
-            calibration: PathLike | None = None, target: str | None = None,
+            calibration: PathLike | None = None, target: str | os.PathLike[str] | Target | None = None,
             max_drop: float | None = None) -> EnforceReport:
     """`hwopt enforce`: run a pass pipeline on the int8 model and write it (unless fidelity fails)."""
     from hwopt.engines.enforce import enforce as _enforce
 
-    return _enforce(path, output, pipeline, data=data, calibration=calibration, target=target, max_drop=max_drop)
+    return _enforce(path, output, pipeline, data=data, calibration=calibration,
+                    target=None if target is None else _target(target), max_drop=max_drop)
 
 
-def compile(model: PathLike | None, target: str, output_dir: PathLike = "hwopt-out", *,
+def compile(model: PathLike | None, target: str | os.PathLike[str] | Target, output_dir: PathLike = "hwopt-out", *,
             pipeline: str | None = None, data: PathLike | None = None, system_config: str | None = None,
             memory_mode: str | None = None) -> CompileResult:
     """`hwopt compile`: audit, optional pipeline, Vela; writes the model and reports into output_dir."""
     from hwopt.engines.compile import compile_model
 
-    return compile_model(model, target, output_dir, pipeline=pipeline, data=data, system_config=system_config,
-                         memory_mode=memory_mode)
+    return compile_model(model, _target(target, system_config, memory_mode), output_dir, pipeline=pipeline, data=data)
 
 
-def gate(model: PathLike, target: str, baseline: PathLike, *, update_baseline: bool = False,
+def gate(model: PathLike, target: str | os.PathLike[str] | Target, baseline: PathLike, *, update_baseline: bool = False,
          junit: PathLike | None = None, data: PathLike | None = None, system_config: str | None = None,
          memory_mode: str | None = None, **tolerances: float | int | None) -> GateReport:
     """`hwopt gate`: compare with a baseline; tolerances are GateOptions fields (e.g. max_cycles_increase=5)."""
@@ -103,8 +109,8 @@ def gate(model: PathLike, target: str, baseline: PathLike, *, update_baseline: b
         from hwopt.errors import UsageError
 
         raise UsageError(f"unknown gate tolerance: {exc}") from None
-    return run_gate(lambda: collect_metrics(model, target, system_config=system_config, memory_mode=memory_mode,
-                                            data=data),
+    tgt = _target(target, system_config, memory_mode)
+    return run_gate(lambda: collect_metrics(model, tgt, data=data),
                     baseline, opts, update=update_baseline, junit=junit)
 
 

@@ -29,18 +29,19 @@ from hwopt.passes._common import (
 )
 from hwopt.passes.kmeans1d import kmeans_1d
 from hwopt.passes.manager import Pass, PassContext, PassResult, Stat
-from hwopt.passes.streams import stream_of_channel
+from hwopt.targets import Target
 
 OFFSET = 255  # zero-corrected int8/uint8 values lie in [-255, 255]
 BINS = 2 * OFFSET + 1
 
 
-def channel_groups(granularity: str, channels: int, target: str | None) -> np.ndarray:
-    """Group index of each output channel: one group per tensor, per channel or per weight stream."""
+def channel_groups(granularity: str, channels: int, target: Target | None) -> np.ndarray:
+    """Group index of each output channel: one group per tensor, per channel or per weight stream
+    (the target's stream layout; one stream without a target)."""
     if granularity == "channel":
         return np.arange(channels, dtype=np.int64)
-    if granularity == "stream":
-        return stream_of_channel(channels, target)
+    if granularity == "stream" and target is not None:
+        return target.stream_of_channel(channels)
     return np.zeros(channels, dtype=np.int64)
 
 
@@ -65,20 +66,16 @@ class ClusterPass(Pass):
     granularity: Literal["tensor", "channel", "stream"] = "tensor"
     preserve_zero: bool = False
     metric: Literal["real", "int"] = "real"
-    target: str | None = None
+    target: Target | None = None
     skip: tuple[str, ...] = ()
     context: PassContext | None = field(default=None, compare=False, repr=False, metadata={"option": False})
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 256:
             raise UsageError(f"cluster: k must lie in 1..256, got {self.k}")
-        if self.target is not None:
-            from hwopt.passes.streams import ethos_u_config
-
-            ethos_u_config(self.target)
 
     @property
-    def effective_target(self) -> str | None:
+    def effective_target(self) -> Target | None:
         return self.target or (self.context.target if self.context else None)
 
     def _layer(self, model: Model, wl: WeightLayer) -> tuple[int, float, int]:

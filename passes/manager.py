@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal, get_args, get_origin
 
 from hwopt.errors import HwoptError, PassError, UsageError
 from hwopt.ir import Model
+from hwopt.targets import Target, resolve_target
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class PassContext:
 
     reference: bytes | None = None  # the model as it was before the pipeline (.tflite bytes)
     calibration: dict[str, Any] | None = None  # input name -> array [N, ...] for activation statistics
-    target: str | None = None  # the NPU target the structure is meant for
+    target: Target | None = None  # the NPU target the structure is meant for
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ def _type_text(tp: Any) -> str:
         return " or ".join(_type_text(a) for a in get_args(tp) if a is not type(None)) + " (optional)"
     if origin is tuple:
         return f"[{_type_text(get_args(tp)[0])}, ...]"
+    if tp is Target:
+        return "target"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -143,6 +146,8 @@ def format_value(value: Any) -> str:
         return "[" + ",".join(format_value(v) for v in value) + "]"
     if value is None:
         return "none"
+    if isinstance(value, Target):
+        value = value.spec
     if isinstance(value, float):
         return repr(value)
     text = str(value)
@@ -194,6 +199,8 @@ def convert_value(raw: str | list[Any], tp: Any, where: str) -> Any:
         return value
     if tp is str:
         return raw
+    if tp is Target:
+        return resolve_target(raw)
     raise UsageError(f"{where}: unsupported option type {tp!r}")  # pragma: no cover
 
 

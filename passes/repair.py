@@ -23,6 +23,7 @@ from hwopt.ir import Model
 from hwopt.passes._common import channel_view, layers_to_process, store_corrected
 from hwopt.passes.cluster import channel_groups, max_unique_per_group
 from hwopt.passes.manager import Pass, PassResult
+from hwopt.targets import Target
 
 PALETTE_MAX = 32  # Ethos-U palette entries per weight stream
 
@@ -61,7 +62,7 @@ class RepairPass(Pass):
     granularity: Literal["tensor", "channel", "stream"] = "tensor"
     zero_tolerance: int = 1
     min_sparsity: float = 0.3
-    target: str | None = None
+    target: Target | None = None
     skip: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

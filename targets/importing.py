@@ -20,7 +20,8 @@ from typing import Any
 
 from hwopt.errors import TargetError
 from hwopt.targets import descriptor as _desc
-from hwopt.targets.descriptor import MemoryMode, SystemConfig, Target, list_targets, load_target
+from hwopt.targets.descriptor import list_targets
+from hwopt.targets.target import MemoryMode, SystemConfig, Target
 from hwopt.targets.toml_out import dumps_toml
 from hwopt.targets.vela_ini import check_placement, read_vela_ini, vela_axi_bytes
 
@@ -75,7 +76,7 @@ def parse_ini_spec(spec: str) -> IniSpec | None:
 
 
 def _accelerator_base(accelerator: str) -> Target:
-    base = load_target(accelerator)
+    base = _desc.build_target(*_shipped(accelerator))
     if not base.family.is_ethos_u or base.vela_accelerator_config != accelerator:
         ethos_u = [t for t in list_targets() if t.startswith("ethos-u")]
         raise TargetError(f"--accelerator {accelerator!r} is not a Vela accelerator (one of {', '.join(ethos_u)})")
@@ -111,8 +112,13 @@ def mode_table(mm: MemoryMode) -> dict[str, Any]:
     return table
 
 
+def _shipped(name: str) -> tuple[Path, dict[str, Any]]:
+    path = _desc.descriptor_path(name)
+    return path, _desc.read_chain(path)
+
+
 def _shipped_document(name: str) -> dict[str, Any]:
-    return _desc._read_chain(_desc._resolve(name, None))
+    return _shipped(name)[1]
 
 
 def _strip_abstract(doc: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +143,7 @@ def descriptor_document(accelerator: str, sc: SystemConfig, mm: MemoryMode, name
                     "the descriptor follows it", axi, sc.name, accelerator, 8)
         own["npu"] = {"axi_bytes_per_cycle": axi}
     parent = _shipped_document(accelerator)
-    merged = _desc._merge(parent, own)
+    merged = _desc.merge(parent, own)
 
     def same(kind: str, key: str) -> bool:  # a shipped description is no difference in the target
         got = {k: v for k, v in merged[kind][key].items() if k != "description"}
@@ -155,11 +161,11 @@ def target_from_document(doc: dict[str, Any], source: Path, system_config: str |
                          memory_mode: str | None = None) -> Target:
     """Load an in-memory descriptor document exactly as a file with that content at `source`."""
     doc = copy.deepcopy(doc)
-    _desc._check_file(source, doc)
+    _desc.check_file(source, doc)
     if "extends" in doc:
-        parent = _desc._read_chain(_desc._resolve(doc.pop("extends"), source))
-        doc = _strip_abstract(_desc._merge(parent, doc))
-    return _desc._build(source, doc, system_config, memory_mode)
+        parent = _desc.read_chain(_desc.descriptor_path(doc.pop("extends"), source))
+        doc = _strip_abstract(_desc.merge(parent, doc))
+    return _desc.build_target(source, doc).select(system_config, memory_mode)
 
 
 def ini_document(path: Path, system_config: str | None, memory_mode: str | None, accelerator: str | None = None,
@@ -288,21 +294,6 @@ def foreign_document(spec: str, *, accelerator: str | None = None, system_config
     if accelerator:
         raise TargetError("--accelerator applies to a vela.ini target (FILE.ini:SYSTEM_CONFIG:MEMORY_MODE) only")
     return None
-
-
-def load_any(spec: str | Target, *, accelerator: str | None = None, system_config: str | None = None,
-             memory_mode: str | None = None) -> Target:
-    """A Target from a shipped name, a descriptor path, a vela.ini spelling or an MLIA profile."""
-    if isinstance(spec, Target):
-        return spec.select(system_config, memory_mode) if (system_config or memory_mode) else spec
-    found = foreign_document(spec, accelerator=accelerator, system_config=system_config, memory_mode=memory_mode)
-    if found is None:
-        return load_target(spec, system_config=system_config, memory_mode=memory_mode)
-    doc, source = found
-    target = target_from_document(doc, source)
-    if parse_ini_spec(spec) is None and (system_config or memory_mode):
-        target = target.select(system_config, memory_mode)
-    return target
 
 
 def document_toml(doc: dict[str, Any], header: str) -> str:

@@ -10,7 +10,7 @@ from support_cases import CASES, U55, U85
 from hwopt.engines.check import check_model
 from hwopt.errors import CompileError
 from hwopt.format.tflite_io import read_model
-from hwopt.targets.descriptor import load_target
+from hwopt.targets import resolve_target
 from hwopt.targets.ethos_n.support import n78_support
 from hwopt.targets.ethos_u.support_tables import U55_OPS, U85_OPS, support_for
 from hwopt.targets.ethos_u.vela_engine import compile_model
@@ -31,7 +31,7 @@ def test_rule_fires_alone_and_vela_agrees(name: str, family: str) -> None:
     reasons = place_model(read_model(data), support_for(family))[(0, 0)]
     assert tuple(r.rule for r in reasons) == case.rules
     assert all(r.message and r.fix for r in reasons)
-    target = load_target(TARGET[family])
+    target = resolve_target(TARGET[family])
     if case.vela_rejects:
         with pytest.raises(CompileError):
             compile_model(data, target)

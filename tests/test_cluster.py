@@ -21,8 +21,8 @@ from hwopt.format.tflite_io import read_model
 from hwopt.passes._common import corrected, layers_to_process
 from hwopt.passes.cluster import ClusterPass
 from hwopt.passes.kmeans1d import kmeans_1d
-from hwopt.passes.manager import PassManager, copy_model
-from hwopt.passes.streams import ethos_u_config, stream_of_channel
+from hwopt.passes.manager import PassManager, copy_model, parse_pipeline
+from hwopt.targets import resolve_target
 from tests.modelgen import int8_conv_model
 
 
@@ -134,11 +134,11 @@ def test_cluster_granularities() -> None:
     assert unique_per_row(after).max() <= 4
     assert np.unique(after).size > 4  # each channel has its own centroids
     # u65-512: channels interleaved over 2 cores → even and odd channels each share 6 values.
-    _, after = _conv_layer_rows(data, ClusterPass(k=6, granularity="stream", target="ethos-u65-512"))
+    _, after = _conv_layer_rows(data, ClusterPass(k=6, granularity="stream", target=resolve_target("ethos-u65-512")))
     assert np.unique(after[0::2]).size <= 6 and np.unique(after[1::2]).size <= 6
     assert np.unique(after).size > 6
     # u85-1024: 4 decoders, OFM groups of 4 dealt round-robin → channels 0-3 form stream 0 (alone here).
-    _, after = _conv_layer_rows(data, ClusterPass(k=5, granularity="stream", target="ethos-u85-1024"))
+    _, after = _conv_layer_rows(data, ClusterPass(k=5, granularity="stream", target=resolve_target("ethos-u85-1024")))
     for s in range(4):
         assert np.unique(after[s * 4 : s * 4 + 4]).size <= 5
 
@@ -159,18 +159,18 @@ def test_cluster_pass_options() -> None:
     with pytest.raises(UsageError):
         ClusterPass(k=257)
     with pytest.raises(TargetError):
-        ClusterPass(target="ethos-u99-1")
+        parse_pipeline("cluster{target=ethos-u99-1}")
+    (p,) = parse_pipeline("cluster{k=4,granularity=stream,target=U65_512}")
+    assert isinstance(p, ClusterPass) and p.target is resolve_target("ethos-u65-512")
+    assert p.spec() == "cluster{k=4,granularity=stream,target=ethos-u65-512}"
 
 
 def test_streams() -> None:
-    assert ethos_u_config("u55-128") == ethos_u_config("ethos-u55-128")
-    assert ethos_u_config("ethos-n78") is None
-    assert stream_of_channel(6, None).tolist() == [0] * 6
-    assert stream_of_channel(6, "ethos-u55-256").tolist() == [0] * 6
-    assert stream_of_channel(6, "ethos-u65-512").tolist() == [0, 1, 0, 1, 0, 1]
-    assert stream_of_channel(12, "ethos-u85-512").tolist() == [0] * 4 + [1] * 4 + [0] * 4
-    with pytest.raises(TargetError):
-        ethos_u_config("gpu")
+    assert resolve_target("ethos-n78").stream_of_channel(6).tolist() == [0] * 6
+    assert resolve_target("ethos-u55-256").stream_of_channel(6).tolist() == [0] * 6
+    assert resolve_target("ethos-u65-512").stream_of_channel(6).tolist() == [0, 1, 0, 1, 0, 1]
+    assert resolve_target("ethos-u85-512").stream_of_channel(12).tolist() == [0] * 4 + [1] * 4 + [0] * 4
+    assert resolve_target("ethos-u85-2048").stream_of_channel(20).tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4 + [0] * 4
 
 
 def test_cluster_restores_palette_on_derived_model(shared_models: Path) -> None:

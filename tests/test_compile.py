@@ -21,7 +21,7 @@ import pytest
 from conftest import CliResult, model_id, run_cli_subprocess, shared_model_paths
 
 from hwopt.errors import CompileError
-from hwopt.targets.descriptor import list_targets, load_target
+from hwopt.targets import list_targets, resolve_target
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "hwopt" / "example" / "example_int8.tflite"
@@ -42,7 +42,7 @@ def vela_cli(model: Path, target: str, out: Path) -> tuple[bytes, dict[str, str]
     """Run the `vela` CLI with the target's Vela config; (compiled .tflite bytes, summary CSV row)."""
     if not VELA.is_file():
         pytest.skip("vela console script not installed next to the Python interpreter")
-    t = load_target(target)
+    t = resolve_target(target)
     assert t.system is not None and t.memory_mode is not None
     out.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([str(VELA), str(model), "--accelerator-config", t.vela_accelerator(), "--config", "Arm/vela.ini",
@@ -61,7 +61,7 @@ CSV_MEMORY = {"Sram": "sram_memory_used", "Dram": "dram_memory_used", "OnChipFla
 
 def assert_totals_match_summary(totals: dict[str, float], row: dict[str, str], target: str) -> None:
     """hwopt's totals (bytes, cycles) against Vela's summary CSV (KiB, cycles)."""
-    t = load_target(target)
+    t = resolve_target(target)
     assert totals["cycles"] == int(row["cycles_total"])
     assert totals["npu_cycles"] == int(row["cycles_npu"])
     assert totals["encoded_weight_bytes"] == int(row["total_npu_encoded_weights"])
@@ -121,13 +121,13 @@ def test_default_model_outputs_equal_vela(run_cli, example, tmp_path) -> None:
 def test_engine_equals_vela_cli_on_every_target(example, tmp_path, target) -> None:
     from hwopt.targets.ethos_u.vela_engine import compile_model
 
-    result = compile_model(example.read_bytes(), load_target(target))
+    result = compile_model(example.read_bytes(), resolve_target(target))
     vela_bytes, row = vela_cli(example, target, tmp_path)
     assert result.model_bytes == vela_bytes
     p = result.perf
     totals = {"cycles": p.cycles, "npu_cycles": p.npu_cycles, "encoded_weight_bytes": p.encoded_weight_bytes,
               "original_weight_bytes": p.original_weight_bytes, "macs": p.macs, "peak_sram_bytes": p.peak_bytes("Sram"),
-              "flash_bytes": p.read_only_peak_bytes, "inferences_per_second": load_target(target).clock_hz / p.cycles}
+              "flash_bytes": p.read_only_peak_bytes, "inferences_per_second": resolve_target(target).clock_hz / p.cycles}
     assert_totals_match_summary(totals, row, target)
 
 
@@ -180,7 +180,7 @@ def test_every_target_compiles_or_is_rejected_clearly(model) -> None:
     n_ops = len(read_model(data).subgraphs[0].operators)
     for target in ETHOS_U:
         try:
-            r = compile_model(data, load_target(target))
+            r = compile_model(data, resolve_target(target))
         except CompileError as exc:
             assert "\n" not in str(exc) and str(exc).startswith("Vela rejected the model")
             continue
@@ -422,7 +422,7 @@ def test_existing_outputs_are_replaced_and_others_kept(run_cli, example, tmp_pat
 
 def test_findings_describe_the_compiled_model(example, tmp_path) -> None:
     """The example's per-channel clusters split across streams; a stream-clustering pipeline fixes that."""
-    from hwopt.engines.compile import compile_model
+    from hwopt import compile as compile_model
 
     plain = compile_model(example, "ethos-u55-128", tmp_path / "plain").report
     rule = "clusters-split-by-quantization"

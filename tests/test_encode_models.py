@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from hwopt.engines.encode import encode, encode_model
+from hwopt import encode
+from hwopt.engines.encode import encode_model
 from hwopt.format.tflite_io import read_model
-from hwopt.targets.descriptor import load_target
+from hwopt.targets import resolve_target
 
 # Vela's internal-default system configs (Vela CLI defaults), used for the independent reference compile.
 VELA_DEFAULTS = {
@@ -73,7 +74,7 @@ def test_u55_total_within_3_percent_of_vela(int8_models: list[Path]) -> None:
 
 @pytest.mark.slow
 def test_u85_per_layer_agreement_with_vela(int8_models: list[Path]) -> None:
-    target = load_target("ethos-u85-256")
+    target = resolve_target("ethos-u85-256")
     close = total = 0
     ours_sum = vela_sum = 0
     for path in int8_models:

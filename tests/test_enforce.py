@@ -20,6 +20,7 @@ from hwopt.engines.enforce import EnforceOptions, build_pipeline, enforce
 from hwopt.engines.fidelity import Runner, compare
 from hwopt.errors import DataError, OutputError, UnsupportedModelError, UsageError
 from hwopt.format.tflite_io import read_model
+from hwopt.targets import resolve_target
 from tests.conftest import CliRunner
 from tests.modelgen import int8_conv_model
 
@@ -71,7 +72,7 @@ def test_build_pipeline() -> None:
 
 def test_enforce_small_model_end_to_end(small: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.tflite"
-    rep = enforce(small, out, "prune{sparsity=0.5},cluster{k=8,preserve_zero=true}", target="ethos-u55-128")
+    rep = enforce(small, out, "prune{sparsity=0.5},cluster{k=8,preserve_zero=true}", target=resolve_target("ethos-u55-128"))
     assert rep.written and out.exists()
     runs_in_litert(out)
     new = read_model(out)
@@ -279,11 +280,11 @@ def test_digits_accuracy_within_one_point(tmp_path: Path) -> None:
 
 def test_ethos_n_target_uses_hwopt_encoder(small: Path, tmp_path: Path) -> None:
     pytest.importorskip("hwopt.engines.encode")
-    rep = enforce(small, tmp_path / "n.tflite", "cluster{k=8}", target="ethos-n78-1tops-2ple")
+    rep = enforce(small, tmp_path / "n.tflite", "cluster{k=8}", target=resolve_target("ethos-n78-1tops-2ple"))
     assert rep.encoded is not None
     assert rep.encoded.source == "hwopt.encode:ethos-n78-1tops-2ple"
     assert rep.encoded.vela_target == "ethos-u55-128"  # Vela still proves the file compiles for Ethos-U
     from hwopt.errors import TargetError
 
     with pytest.raises(TargetError):
-        enforce(small, tmp_path / "n.tflite", "cluster{k=8}", target="ethos-n99")
+        enforce(small, tmp_path / "n.tflite", "cluster{k=8}", target=resolve_target("ethos-n99"))

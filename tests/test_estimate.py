@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from hwopt.engines.estimate import SCHEMA, estimate
+from hwopt import estimate
+from hwopt.engines.estimate import SCHEMA
 from hwopt.errors import CompileError, TargetError, UnsupportedModelError, UsageError
-from hwopt.targets.descriptor import list_targets, load_target
+from hwopt.targets import list_targets, resolve_target
 
 RESNET8 = "mlperftiny_resnet8_int8.tflite"
 U_CONFIGS = [n for n in list_targets() if n.startswith("ethos-u")]
@@ -41,7 +42,7 @@ def test_vela_totals_equal_perf_report(resnet8: Path, name: str) -> None:
     from hwopt.targets.ethos_u.vela_config import options_text
     from hwopt.targets.ethos_u.vela_engine import captured_fds
 
-    t = load_target(name)
+    t = resolve_target(name)
     assert t.system is not None and t.memory_mode is not None
     report = estimate(resnet8, t, engine="vela")
     arch = "".join(p.capitalize() for p in name.split("-")[:-1])
@@ -130,7 +131,7 @@ def test_user_descriptor_changes_estimate(shared_models: Path, tmp_path: Path, e
 @pytest.mark.slow
 @pytest.mark.parametrize("name", U_CONFIGS + N_CONFIGS)
 def test_analytic_covers_every_int8_model(int8_models: list[Path], name: str) -> None:
-    target = load_target(name)
+    target = resolve_target(name)
     for path in int8_models:
         report = estimate(path, target, engine="analytic")
         s = report.summary
@@ -156,7 +157,7 @@ def test_analytic_compute_formulas_by_hand(shared_models: Path) -> None:
     from hwopt.targets.ethos_n.analytic import mce_cycles
     from hwopt.targets.ethos_u.placement import ethos_u_geometry
 
-    t = load_target("ethos-n78-4tops-4ple")
+    t = resolve_target("ethos-n78-4tops-4ple")
     g = ethos_u_geometry(read_model(shared_models / RESNET8), t.family)[0]
     assert g.op == "CONV_2D" and g.ofm == (32, 32, 16) and g.ifm[2] == 3 and g.kernel == (3, 3)
     # 9 * 32 * 32 * roundup(3, 16) * roundup(16, 16) / 2048 MACs per cycle
@@ -202,7 +203,7 @@ def test_compile_error_is_one_clear_message(shared_models: Path, monkeypatch: py
 
     monkeypatch.setattr(regor, "compile", failing)
     with pytest.raises(CompileError) as info:
-        vela_engine.compile_model((shared_models / RESNET8).read_bytes(), load_target("ethos-u55-128"))
+        vela_engine.compile_model((shared_models / RESNET8).read_bytes(), resolve_target("ethos-u55-128"))
     assert str(info.value) == "Vela rejected the model: Error: Unsupported graph topology in subgraph 0"
     out, err = capfd.readouterr()
     assert out == "" and err == ""
@@ -303,7 +304,7 @@ def test_u85_channel_bandwidth_by_hand() -> None:
     """U85-256 on SYS_DRAM_Mid: bursts in flight = min(read buffer / burst, 0.8 x max_reads x ports)."""
     from hwopt.targets.ethos_u.u85 import Channel, channel_bandwidth
 
-    t = load_target("ethos-u85-256")
+    t = resolve_target("ethos-u85-256")
     # DRAM: 128-byte bursts = 8 words; weight read buffer 128 words -> 16 bursts (< 0.8 x 64); 500-cycle latency
     assert channel_bandwidth(t, "Dram", Channel.WEIGHT) == pytest.approx(128 * 16 / 500 * 0.8)
     # the 16-word scale buffer holds 2 bursts
@@ -328,7 +329,7 @@ def test_u85_dram_terms_match_vela(resnet8: Path) -> None:
 def test_u85_chains_residual_adds(resnet8: Path) -> None:
     """U85 chains each residual ADD onto the conv before it (no pass of its own); U55 runs it as a pass."""
     from hwopt.format.tflite_io import read_model
-    from hwopt.targets.descriptor import Family
+    from hwopt.targets import Family
     from hwopt.targets.ethos_u.placement import chained_ops
 
     sg = read_model(resnet8).subgraphs[0]

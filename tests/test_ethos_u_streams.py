@@ -130,13 +130,13 @@ def test_streams_byte_identical_to_vela(shared_models: Path, target: str) -> Non
 
 def _vela_layers(path: Path, target_name: str) -> tuple[dict[int, object], bytes, dict[int, object]]:
     from hwopt.format.tflite_io import read_model
-    from hwopt.targets.descriptor import load_target
+    from hwopt.targets import resolve_target
     from hwopt.targets.ethos_u import vela_streams
     from hwopt.targets.ethos_u.vela_config import CompilerOptions
     from hwopt.targets.ethos_u.vela_engine import regor_compile
     from hwopt.targets.ethos_u.weights import configs_from_compiled
 
-    target = load_target(target_name)
+    target = resolve_target(target_name)
     compiled, _ = regor_compile(path.read_bytes(), target, CompilerOptions(enable_db=True))
     sg = read_model(bytes(compiled.model)).subgraphs[0]
     custom = next(op for op in sg.operators if op.op.startswith("CUSTOM"))
@@ -155,10 +155,10 @@ def _source_ohwi(path: Path, op_index: int) -> np.ndarray:
 
 
 def test_vela_fast_and_sparse_streams_decode_to_source_weights(shared_models: Path) -> None:
-    from hwopt.targets.descriptor import load_target
+    from hwopt.targets import resolve_target
     from hwopt.targets.ethos_u.weights import arch_of, decode_standard, u85_order
 
-    arch = arch_of(load_target("ethos-u85-256"))
+    arch = arch_of(resolve_target("ethos-u85-256"))
     checked = {"fast": 0, "sparse": 0}
     for name in ("derived/ic_resnet8_clustered8_perchannel_int8.tflite", "derived/ic_resnet8_pruned_2of4_int8.tflite"):
         path = shared_models / name

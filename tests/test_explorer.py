@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import model_id, shared_model_paths
 
-from hwopt.engines.estimate import estimate
+from hwopt import estimate
 from hwopt.format.tflite_io import read_model
 from hwopt.reports.explorer import METRICS, graph_id, write_overlays
 

@@ -12,7 +12,7 @@ import pytest
 
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import DType
-from hwopt.targets.descriptor import load_target
+from hwopt.targets import resolve_target
 from hwopt.testing import corpus as corpus_mod
 from hwopt.testing.generator import LAYER_OPS, NETWORKS, generate, layer_model, network_model
 
@@ -109,7 +109,7 @@ def _accepted(data: bytes) -> None:
     model = read_model(data)
     assert model.subgraphs[0].tensor(model.subgraphs[0].inputs[0]).dtype in (DType.INT8, DType.INT16)  # type: ignore[union-attr]
     for target in ("ethos-u55-128", "ethos-u85-256"):
-        res = compile_model(data, load_target(target))
+        res = compile_model(data, resolve_target(target))
         assert all(r.placement == "npu" for r in res.ops), [(r.op, r.placement) for r in res.ops]
         assert res.perf.npu_cycles > 0
 
@@ -118,7 +118,7 @@ def test_corpus_labels_equal_vela_and_cache_invalidates(tmp_path: Path, monkeypa
     from hwopt.targets.ethos_u.vela_engine import compile_model
 
     m = layer_model(3)
-    t = load_target("ethos-u55-128")
+    t = resolve_target("ethos-u55-128")
     labels, hit = corpus_mod.label(m.name, m.data, t, tmp_path)
     assert not hit and labels.error is None
     res = compile_model(m.data, t)

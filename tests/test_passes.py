@@ -31,6 +31,7 @@ from hwopt.passes.manager import (
 )
 from hwopt.passes.prune import PrunePass
 from hwopt.passes.repair import RepairPass, snap_to_popular
+from hwopt.targets import resolve_target
 from tests.modelgen import int8_conv_model
 
 # --------------------------------------------------------------------------- parser
@@ -43,7 +44,7 @@ def test_parse_example_pipeline() -> None:
     assert parse_pipeline(" prune { sparsity = 0.25 } , repair{} ") == [PrunePass(sparsity=0.25), RepairPass()]
     assert parse_pipeline("prune{skip=[0,DEPTHWISE_CONV_2D]}") == [PrunePass(skip=("0", "DEPTHWISE_CONV_2D"))]
     assert parse_pipeline("cluster{target=none}") == [ClusterPass(target=None)]
-    assert parse_pipeline('cluster{target="ethos-u65-512"}') == [ClusterPass(target="ethos-u65-512")]
+    assert parse_pipeline('cluster{target="ethos-u65-512"}') == [ClusterPass(target=resolve_target("ethos-u65-512"))]
 
 
 @settings(max_examples=60, deadline=None)
@@ -62,7 +63,7 @@ def test_pipeline_round_trip(sparsity: float, pattern: str, block: int, scope: s
                              skip: list[str], target: str | None) -> None:
     passes: list[Pass] = [
         PrunePass(sparsity=sparsity, pattern=pattern, block=block, scope=scope, skip=tuple(skip)),  # type: ignore[arg-type]
-        ClusterPass(k=k, granularity=gran, preserve_zero=pz, target=target),  # type: ignore[arg-type]
+        ClusterPass(k=k, granularity=gran, preserve_zero=pz, target=None if target is None else resolve_target(target)),  # type: ignore[arg-type]
         RepairPass(k=k % 33, zero_tolerance=2),
         BiasCorrectionPass(samples=7),
     ]

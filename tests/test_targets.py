@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from hwopt.errors import TargetError, UsageError
-from hwopt.targets.descriptor import DESCRIPTOR_DIR, Family, Target, list_targets, load_target
+from hwopt.errors import TargetError
+from hwopt.targets import Family, Target, list_targets, resolve_target
 from hwopt.targets.ethos_n.variants import VARIANTS
+from hwopt.targets.target import DESCRIPTOR_DIR
 
 U_TARGETS = ["ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256", "ethos-u65-256", "ethos-u65-512",
              "ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024", "ethos-u85-2048"]
@@ -31,7 +32,7 @@ def test_shipped_list_is_complete() -> None:
 
 @pytest.mark.parametrize("name", U_TARGETS + N_TARGETS)
 def test_every_shipped_descriptor_loads(name: str) -> None:
-    t = load_target(name)
+    t = resolve_target(name)
     assert isinstance(t, Target) and t.name == name and t.source is not None and t.source.parent == DESCRIPTOR_DIR
     assert t.clock_hz > 0 and t.npu.macs > 0
 
@@ -47,7 +48,7 @@ U_TABLE = {
 @pytest.mark.parametrize("name", list(U_TABLE))
 def test_u55_u65_hardware_numbers(name: str) -> None:
     macs, cores, ublock, banks = U_TABLE[name]
-    t = load_target(name)
+    t = resolve_target(name)
     assert (t.npu.macs, t.npu.cores, t.npu.ofm_ublock, t.npu.shram_banks) == (macs, cores, ublock, banks)
     assert t.npu.weight_streams == 1
     assert t.npu.axi_bytes_per_cycle == (8 if "u55" in name else 16)
@@ -58,7 +59,7 @@ def test_u55_u65_hardware_numbers(name: str) -> None:
 @pytest.mark.parametrize(("name", "streams"), [("ethos-u85-128", 1), ("ethos-u85-256", 1), ("ethos-u85-512", 2),
                                                 ("ethos-u85-1024", 4), ("ethos-u85-2048", 4)])
 def test_u85_numbers(name: str, streams: int) -> None:
-    t = load_target(name)
+    t = resolve_target(name)
     assert t.npu.weight_streams == streams and t.npu.cores == 1 and t.npu.shram_banks is None
     assert t.npu.macs == int(name.rsplit("-", 1)[1])
     assert t.vela_accelerator() == name
@@ -70,7 +71,7 @@ def test_u85_numbers(name: str, streams: int) -> None:
     ("ethos-u85-256", "Ethos_U85_SYS_DRAM_Mid", "Dedicated_Sram_384KB"),
 ])
 def test_defaults_are_velas(family: str, system: str, mode: str) -> None:
-    t = load_target(family)
+    t = resolve_target(family)
     assert t.system is not None and t.memory_mode is not None
     assert (t.system.name, t.memory_mode.name) == (system, mode)
 
@@ -78,7 +79,7 @@ def test_defaults_are_velas(family: str, system: str, mode: str) -> None:
 def test_system_configs_transcribe_vela_ini() -> None:
     """Every vela.ini number appears in the descriptor (read independently with configparser)."""
     ini = vela_ini()
-    t = load_target("ethos-u55-128")
+    t = resolve_target("ethos-u55-128")
     sections = [s for s in ini.sections() if s.startswith("System_Config.")]
     assert sorted(t.system_configs) == sorted(s.split(".", 1)[1] for s in sections)
     for sec in sections:
@@ -100,24 +101,24 @@ def test_system_configs_transcribe_vela_ini() -> None:
 
 
 def test_bandwidths() -> None:
-    t = load_target("ethos-u55-128")
+    t = resolve_target("ethos-u55-128")
     # U55 High-End Embedded: SRAM 8 B/cycle (4 GB/s at 500 MHz), flash x0.125 = 1 B/cycle
     assert t.bandwidth("Sram") == 8.0 and t.bandwidth("OffChipFlash") == 1.0
     assert t.const_memory == "OffChipFlash" and t.arena_memory == "Sram" and t.arena_limit == 1 << 32
-    u85 = load_target("ethos-u85-256")
+    u85 = resolve_target("ethos-u85-256")
     assert u85.bandwidth("Sram") == 32.0 and u85.bandwidth("Dram") == 12.0 and u85.arena_limit == 393216
     # SRAM-only: constants move to OnChipFlash with SRAM characteristics, as in Vela
-    so = load_target("ethos-u55-128", memory_mode="Sram_Only")
+    so = resolve_target("ethos-u55-128", memory_mode="Sram_Only")
     assert so.const_memory == "OnChipFlash" and so.bandwidth("OnChipFlash") == 8.0
 
 
 @pytest.mark.parametrize("name", N_TARGETS)
 def test_n78_agrees_with_variants_table(name: str) -> None:
-    t = load_target(name)
+    t = resolve_target(name)
     assert t.family is Family.ETHOS_N78 and t.system is None and t.memory_mode is None
     assert t.n78 == VARIANTS[name]
     assert t.npu.macs == VARIANTS[name].macs_per_cycle
-    with pytest.raises(UsageError):
+    with pytest.raises(TargetError):
         t.vela_accelerator()
 
 
@@ -125,19 +126,19 @@ def test_n78_tops_names() -> None:
     """2 ops/MAC at 1 GHz reproduces the variant names (ethos-n-facts §2)."""
     for name in N_TARGETS:
         tops = int(name.split("-")[2].removesuffix("tops"))
-        t = load_target(name)
+        t = resolve_target(name)
         assert 2 * t.npu.macs * t.clock_hz / 1e12 == pytest.approx(tops * 1.024, rel=0.01)
 
 
 def test_select_unknown_names() -> None:
     with pytest.raises(TargetError, match="unknown system config 'Nope'"):
-        load_target("ethos-u55-128", system_config="Nope")
+        resolve_target("ethos-u55-128", system_config="Nope")
     with pytest.raises(TargetError, match="unknown memory mode 'Nope'"):
-        load_target("ethos-u55-128", memory_mode="Nope")
+        resolve_target("ethos-u55-128", memory_mode="Nope")
     with pytest.raises(TargetError, match="unknown target"):
-        load_target("ethos-u99-1")
+        resolve_target("ethos-u99-1")
     with pytest.raises(TargetError, match="abstract"):
-        load_target("_ethos-u55")
+        resolve_target("_ethos-u55")
 
 
 # --- user descriptors and strict schema -------------------------------------------------------
@@ -158,12 +159,12 @@ core_clock_hz = 200e6
 [system_config.Ethos_U55_High_End_Embedded.OffChipFlash]
 clock_scale = 0.03125
 """)
-    t = load_target(str(p))
+    t = resolve_target(str(p))
     assert t.name == "my-u55" and t.clock_hz == 200e6 and t.bandwidth("OffChipFlash") == 0.25
-    assert t.npu == load_target("ethos-u55-128").npu and t.source == p.resolve()
+    assert t.npu == resolve_target("ethos-u55-128").npu and t.source == p.resolve()
     # a relative path to another user file works too
     q = write(tmp_path, "child.toml", 'extends = "slow.toml"\n[target]\nname = "child"\n')
-    assert load_target(str(q)).clock_hz == 200e6
+    assert resolve_target(str(q)).clock_hz == 200e6
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -183,7 +184,7 @@ clock_scale = 0.03125
     ('extends = "ethos-u55-128"\n[npu]\nofm_ublock = [2, 1]\n', r"ofm_ublock must be a list of three ints"),
     ('extends = "ethos-u55-128"\n[npu]\nmacs = -4\n', r"macs must be a positive int"),
     ('extends = "ethos-n78-4tops-4ple"\n[npu]\nmacs = 1000\n', r"N78 geometry gives 2048"),
-    ('extends = "ethos-n78-4tops-4ple"\n[n78]\nsram_kib = 0\n', r"\[n78\] .*sram_bytes must be a positive int"),
+    ('extends = "ethos-n78-4tops-4ple"\n[n78]\nsram_kib = 0\n', r"\[n78\] sram_kib must be a positive int"),
     ('[target]\nname = "x"\nfamily = "ethos-u55"\n', r"\[npu\] missing key 'macs'"),
     ('extends = "no-such-target"\n', r"unknown target 'no-such-target'"),
     ('extends = "ethos-u55-128"\n[target\n', r"not valid TOML"),
@@ -191,7 +192,7 @@ clock_scale = 0.03125
 def test_strict_schema_errors_name_file_section_key(tmp_path: Path, text: str, message: str) -> None:
     p = write(tmp_path, "bad.toml", text)
     with pytest.raises(TargetError, match=message) as info:
-        load_target(str(p))
+        resolve_target(str(p))
     assert "bad.toml" in str(info.value)
 
 
@@ -199,12 +200,12 @@ def test_circular_extends(tmp_path: Path) -> None:
     write(tmp_path, "a.toml", 'extends = "b.toml"\n')
     write(tmp_path, "b.toml", 'extends = "a.toml"\n')
     with pytest.raises(TargetError, match="circular extends"):
-        load_target(str(tmp_path / "a.toml"))
+        resolve_target(str(tmp_path / "a.toml"))
 
 
 def test_missing_file() -> None:
     with pytest.raises(TargetError, match="not found"):
-        load_target("/nonexistent/dir/x.toml")
+        resolve_target("/nonexistent/dir/x.toml")
 
 
 def test_targets_cli(run_cli) -> None:  # type: ignore[no-untyped-def]

@@ -13,10 +13,11 @@ import pytest
 
 from hwopt.engines.audit import Expectations, audit, audit_model
 from hwopt.errors import DataError, ModelFormatError, OutputError, TargetError, UnsupportedModelError, UsageError
+from hwopt.targets import resolve_target
 from hwopt.tree import _tf
 from hwopt.tree.data import Dataset, _stratified_split, load_digits_dataset, load_npz
 from hwopt.tree.integrate import leaf_pipeline, prune_skip
-from hwopt.tree.measure import broken_layers, global_sparsity_broken, pruned_zeros, vela_target
+from hwopt.tree.measure import broken_layers, check_ethos_u, global_sparsity_broken, pruned_zeros
 from hwopt.tree.report import SCHEMA, LeafReport, TreeReport, pareto_front, render_markdown
 from hwopt.tree.runner import TreeOptions, check_output_dir, validate
 from hwopt.tree.techniques import BY_NAME, FAMILIES, LEAVES, sparsity_exempt
@@ -106,11 +107,11 @@ def test_options_and_target_validation(tmp_path: Path) -> None:
     (tmp_path / "m.tflite").write_bytes(b"x")
     with pytest.raises(UsageError, match=r"\.keras or \.h5"):
         validate(TreeOptions(model=str(tmp_path / "m.tflite")))
-    with pytest.raises(TargetError):
-        validate(TreeOptions(target="ethos-u99-1"))
+    with pytest.raises(TargetError, match="Ethos-U"):
+        validate(TreeOptions(target=resolve_target("ethos-n78")))
     with pytest.raises(TargetError, match="known"):
-        vela_target("ethos-u55-100")
-    assert vela_target("Ethos-U85-256") == ("ethos-u85", 256)
+        resolve_target("ethos-u55-100")
+    assert check_ethos_u(resolve_target("Ethos-U85-256")).name == "ethos-u85-256"
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="not a directory"):
         check_output_dir(tmp_path / "file")
@@ -239,7 +240,7 @@ def test_leaf_pipeline_skips_depthwise_and_the_input_conv(shared_models: Path) -
     first = _first_conv(model)
     assert first == 2  # behind the input RESHAPE, so the index is really looked up
     assert prune_skip(model) == ["DEPTHWISE_CONV_2D", "2"]
-    text = leaf_pipeline(model, 0.5, 16, "ethos-u55-128")
+    text = leaf_pipeline(model, 0.5, 16, resolve_target("ethos-u55-128"))
     assert text == ("prune{sparsity=0.5,scope=global,skip=[DEPTHWISE_CONV_2D,2]},"
                     "cluster{k=16,granularity=stream,preserve_zero=true,target=ethos-u55-128},bias-correct")
     assert [p.name for p in parse_pipeline(format_pipeline(parse_pipeline(text)))] == ["prune", "cluster",
@@ -253,7 +254,7 @@ def test_global_sparsity_check_counts_the_pruned_layers(shared_models: Path) -> 
 
     src = shared_models / "ds_cnn_m_quantized.tflite"
     model = read_model(src)
-    prune = leaf_pipeline(model, 0.5, 16, "ethos-u55-128").split("},")[0] + "}"
+    prune = leaf_pipeline(model, 0.5, 16, resolve_target("ethos-u55-128")).split("},")[0] + "}"
     new, data, _ = enforce_model(model, prune, measure_encoded=False)
     after = audit_model(new, data, "pruned.tflite", Expectations())
     exempt = sparsity_exempt(BY_NAME["enforce"], [(la.subgraph, la.op_index, la.op) for la in after.layers])

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from hwopt.engines.estimate import estimate
-from hwopt.targets.descriptor import load_target
+from hwopt.targets import resolve_target
 from hwopt.targets.ethos_u.vela_engine import compile_model
-from hwopt.targets.importing import load_any
 from hwopt.targets.vela_ini import read_vela_ini
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,7 +143,7 @@ def assert_same_as_vela(model: Path, target, row: dict[str, str]) -> None:
 
 @pytest.mark.parametrize(("system", "mode", "accelerator"), CASES)
 def test_imported_ini_equals_bare_vela(example, ini, tmp_path, system, mode, accelerator) -> None:
-    target = load_any(f"{ini}:{system}:{mode}", accelerator=accelerator)
+    target = resolve_target(f"{ini}:{system}:{mode}", accelerator=accelerator)
     assert target.vela_accelerator() == accelerator
     row = vela_summary(example, ini, system, mode, accelerator, tmp_path / "vela")
     assert_same_as_vela(example, target, row)
@@ -170,8 +169,8 @@ def test_import_command_writes_an_equivalent_descriptor(run_cli, ini, tmp_path) 
     assert res.code == 0, res.err
     text = out.read_text()
     assert text.splitlines()[1] == 'extends = "ethos-u55-128"'
-    imported = load_target(str(out))
-    direct = load_any(f"{ini}:Ethos_U55_Board:Board_Shared_200KB", accelerator="ethos-u55-128")
+    imported = resolve_target(str(out))
+    direct = resolve_target(f"{ini}:Ethos_U55_Board:Board_Shared_200KB", accelerator="ethos-u55-128")
     assert imported.name == "my-board"
     assert (imported.system, imported.memory_mode, imported.npu) == (direct.system, direct.memory_mode, direct.npu)
     assert imported.vela_accelerator() == "ethos-u55-128"
@@ -188,7 +187,7 @@ def test_shipped_name_with_fewer_keys_is_written_standalone(run_cli, tmp_path) -
                   "-o", str(out))
     assert res.code == 0, res.err
     assert "extends" not in out.read_text()
-    t = load_target(str(out))
+    t = resolve_target(str(out))
     assert t.memory_mode is not None and t.memory_mode.arena_cache_size is None
     assert t.arena_limit == 1 << t.npu.address_bits
 
@@ -202,11 +201,11 @@ def test_export_then_vela_gives_the_descriptor_figures(run_cli, example, tmp_pat
     out = tmp_path / "slow.ini"
     res = run_cli("targets", "export", str(desc), "--vela-ini", "-o", str(out))
     assert res.code == 0, res.err
-    target = load_target(str(desc))
+    target = resolve_target(str(desc))
     row = vela_summary(example, out, "Ethos_U55_High_End_Embedded", "Shared_Sram", "ethos-u55-128", tmp_path / "v")
     assert_same_as_vela(example, target, row)
     # and the exported file reads back into the same records
-    back = load_any(f"{out}:Ethos_U55_High_End_Embedded:Shared_Sram", accelerator="ethos-u55-128")
+    back = resolve_target(f"{out}:Ethos_U55_High_End_Embedded:Shared_Sram", accelerator="ethos-u55-128")
     assert (back.system, back.memory_mode) == (target.system, target.memory_mode)
 
 
@@ -215,10 +214,10 @@ def test_export_of_every_shipped_ethos_u_default_round_trips(tmp_path) -> None:
     from hwopt.targets.vela_ini import export_vela_ini
 
     for name in (n for n in list_targets() if n.startswith("ethos-u")):
-        t = load_target(name)
+        t = resolve_target(name)
         path = tmp_path / f"{name}.ini"
         path.write_text(export_vela_ini(t))
-        back = load_any(str(path), accelerator=name)
+        back = resolve_target(str(path), accelerator=name)
         assert (back.system, back.memory_mode, back.npu) == (t.system, t.memory_mode, t.npu), name
 
 
@@ -286,13 +285,13 @@ def test_mlia_profiles_resolve_to_the_same_target(run_cli, example, ini, tmp_pat
     old_style = tmp_path / "board-old.toml"
     old_style.write_text(f'target = "ethos-u85"\nmac = 256\nsystem_config = "Dram_Board"\n'
                          f'memory_mode = "Board_Dedicated_Small"\nconfig = "{ini}"\n')
-    direct = load_any(f"{ini}:Dram_Board:Board_Dedicated_Small", accelerator="ethos-u85-256")
+    direct = resolve_target(f"{ini}:Dram_Board:Board_Dedicated_Small", accelerator="ethos-u85-256")
     for path in (new_style, old_style):
-        t = load_any(str(path))
+        t = resolve_target(str(path))
         assert type(t) is type(direct)
         assert (t.system, t.memory_mode, t.npu, t.vela_accelerator()) == (direct.system, direct.memory_mode,
                                                                            direct.npu, "ethos-u85-256")
-    assert load_any(str(new_style)).name == "board"
+    assert resolve_target(str(new_style)).name == "board"
     res = run_cli("estimate", str(example), "--target", str(new_style), "--json")
     assert res.code == 0, res.err
     row = vela_summary(example, ini, "Dram_Board", "Board_Dedicated_Small", "ethos-u85-256", tmp_path / "v")
@@ -301,15 +300,15 @@ def test_mlia_profiles_resolve_to_the_same_target(run_cli, example, ini, tmp_pat
     assert json.loads(res.out)["summary"]["cycles"] == int(row["cycles_total"])
     out = tmp_path / "imported.toml"
     assert run_cli("targets", "import", str(new_style), "-o", str(out)).code == 0
-    assert load_target(str(out)).system == direct.system
+    assert resolve_target(str(out)).system == direct.system
 
 
 def test_mlia_profile_without_config_uses_the_stock_vela_ini(tmp_path) -> None:
     path = tmp_path / "u55.toml"
     path.write_text('profile_name = "ethos-u55-128"\ntarget_type = "ethos-u55"\n[config]\nmac = 128\n'
                     'memory_mode = "Shared_Sram"\nsystem_config = "Ethos_U55_Deep_Embedded"\n')
-    t = load_any(str(path))
-    shipped = load_target("ethos-u55-128", system_config="Ethos_U55_Deep_Embedded", memory_mode="Shared_Sram")
+    t = resolve_target(str(path))
+    shipped = resolve_target("ethos-u55-128", system_config="Ethos_U55_Deep_Embedded", memory_mode="Shared_Sram")
     assert (t.system, t.memory_mode, t.npu) == (shipped.system, shipped.memory_mode, shipped.npu)
 
 

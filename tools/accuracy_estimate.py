@@ -49,11 +49,11 @@ def spearman(a: list[float], b: list[float]) -> float:
 def evaluate(items: Iterable[tuple[str, bytes]], configs: list[str], cache: Path) -> dict[str, Errors]:
     """Compare analytic per-layer cycles with the cached Vela labels for each configuration."""
     from hwopt.format.tflite_io import read_model
-    from hwopt.targets.descriptor import load_target
+    from hwopt.targets import resolve_target
     from hwopt.targets.ethos_u.analytic import estimate_layers
     from hwopt.testing.corpus import label
 
-    targets = [load_target(c) for c in configs]
+    targets = [resolve_target(c) for c in configs]
     out = {c: Errors() for c in configs}
     for name, data in items:
         model = read_model(data)

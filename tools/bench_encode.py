@@ -39,7 +39,7 @@ def _int8_models(folder: Path) -> list[Path]:
 
 
 def bits_table(folder: Path) -> None:
-    from hwopt.engines.encode import encode
+    from hwopt import encode
 
     print("### bits/weight vs the order-0 entropy bound (derived ResNet-8 variants)\n")
     print("| model | entropy | " + " | ".join(t.replace("ethos-", "") for t in TARGETS) + " |")
@@ -56,9 +56,10 @@ def bits_table(folder: Path) -> None:
 
 
 def vela_table(folder: Path) -> None:
-    from hwopt.engines.encode import encode, encode_model
+    from hwopt import encode
+    from hwopt.engines.encode import encode_model
     from hwopt.format.tflite_io import read_model
-    from hwopt.targets.descriptor import load_target
+    from hwopt.targets import resolve_target
 
     print("### encoded weight bytes: hwopt vs Vela 5.2.0 `encodedWeights`\n")
     print("| model | u55-128 Vela | hwopt | Δ | u65-512 Vela | hwopt | Δ | u85-256 Vela | hwopt (Vela blocks) | Δ | u85 layers ±5% |")
@@ -68,13 +69,13 @@ def vela_table(folder: Path) -> None:
     for path in _int8_models(folder):
         row = [path.stem]
         for key, name in (("u55", "ethos-u55-128"), ("u65", "ethos-u65-512")):
-            vela = encode_model(read_model(path), load_target(name), block_source="vela", path=str(path))
+            vela = encode_model(read_model(path), resolve_target(name), block_source="vela", path=str(path))
             ours = encode(path, name).summary.encoded_bytes
             ref = vela.summary.vela_encoded_bytes or 0
             sums[key][0] += ref
             sums[key][1] += ours
             row += [f"{ref:,}", f"{ours:,}", f"{100 * (ours - ref) / ref:+.2f}%"]
-        rep = encode_model(read_model(path), load_target("ethos-u85-256"), block_source="vela", path=str(path))
+        rep = encode_model(read_model(path), resolve_target("ethos-u85-256"), block_source="vela", path=str(path))
         ref = rep.summary.vela_encoded_bytes or 0
         ours = rep.summary.encoded_bytes
         sums["u85"][0] += ref

@@ -36,6 +36,7 @@ def _models_dir(arg: str | None) -> Path:
 
 def bench_encoded(models: Path) -> bool:
     from hwopt.engines.enforce import EnforceOptions, build_pipeline, enforce
+    from hwopt.targets import resolve_target
 
     ok = True
     cases = [
@@ -52,7 +53,7 @@ def bench_encoded(models: Path) -> bool:
                 ok = False
                 continue
             pipeline = build_pipeline(opts)
-            rep = enforce(src, Path(tmp) / "out.tflite", pipeline, target=TARGET)
+            rep = enforce(src, Path(tmp) / "out.tflite", pipeline, target=resolve_target(TARGET))
             assert rep.encoded is not None
             assert rep.encoded.vela_before is not None and rep.encoded.vela_after is not None
             before, after = rep.encoded.vela_before, rep.encoded.vela_after

@@ -54,7 +54,7 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 def compare(path: Path, target_name: str) -> tuple[list[float], list[float]]:
     """(vela cycles, analytic cycles) of the operators Vela runs on the NPU with non-zero cycles."""
-    from hwopt.engines.estimate import estimate
+    from hwopt import estimate
 
     vela = estimate(path, target_name, engine="vela")
     ana = estimate(path, target_name, engine="analytic")
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     speed = folder / SPEED_MODEL
     if speed.is_file():
-        from hwopt.engines.estimate import estimate
+        from hwopt import estimate
 
         timings = {}
         for engine in ("vela", "analytic"):

@@ -22,7 +22,7 @@ from tools.corpus_common import DEFAULT_CACHE, ETHOS_U_CONFIGS, shared_models  #
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hwopt.targets.descriptor import load_target
+    from hwopt.targets import resolve_target
     from hwopt.testing.corpus import label
     from hwopt.testing.generator import corpus
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", type=Path, default=None, help="folder of real models (default ../shared/models)")
     ap.add_argument("--configs", default=",".join(ETHOS_U_CONFIGS))
     args = ap.parse_args(argv)
-    targets = [load_target(t) for t in args.configs.split(",")]
+    targets = [resolve_target(t) for t in args.configs.split(",")]
     items = [(m.name, m.data) for m in corpus(args.seed, args.count)]
     items += [(p.stem, p.read_bytes()) for p in shared_models(args.models)]
     start, fresh, cached, failed = time.monotonic(), 0, 0, 0

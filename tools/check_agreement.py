@@ -39,7 +39,7 @@ def _one(config: str, source: str | bytes) -> tuple[str, list[tuple[int, str, st
     """(status, [(op_index, vela placement, hwopt placement, has a named rule)]) for one model."""
     from hwopt.errors import HwoptError
     from hwopt.format.tflite_io import read_model
-    from hwopt.targets.descriptor import load_target
+    from hwopt.targets import resolve_target
     from hwopt.targets.ethos_u.support_tables import support_for
     from hwopt.targets.ethos_u.vela_engine import compile_model
     from hwopt.targets.support import place_model
@@ -48,7 +48,7 @@ def _one(config: str, source: str | bytes) -> tuple[str, list[tuple[int, str, st
     model = read_model(data)
     if model.vela_compiled:
         return "skipped", []
-    target = load_target(config)
+    target = resolve_target(config)
     placed = place_model(model, support_for(target.family.value))
     try:
         result = compile_model(data, target)

@@ -166,10 +166,10 @@ def check_model(path: Path, target: Any, result: Result) -> None:
 def run(models: list[str], target_name: str) -> Result:
     """Check every model for one target; raises ReferenceError on bad input."""
     from hwopt.errors import HwoptError
-    from hwopt.targets.descriptor import load_target
+    from hwopt.targets import resolve_target
 
     try:
-        target = load_target(target_name)
+        target = resolve_target(target_name)
     except HwoptError as exc:
         raise ReferenceError(str(exc)) from None
     if not target.family.is_ethos_u:

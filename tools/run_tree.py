@@ -17,6 +17,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hwopt.targets import Target
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "collaborative-optimization.md"
@@ -27,7 +31,7 @@ def _progress(message: str) -> None:
     sys.stderr.flush()
 
 
-def _ablation(files: dict[str, bytes], target: str, sparsity: float, clusters: int) -> list[list[str]]:
+def _ablation(files: dict[str, bytes], target: Target, sparsity: float, clusters: int) -> list[list[str]]:
     """hwopt enforce's recipe beside its variants, each on the baseline int8 model (no retraining)."""
     from hwopt.engines.audit import Expectations
     from hwopt.format.tflite_io import read_model
@@ -41,7 +45,7 @@ def _ablation(files: dict[str, bytes], target: str, sparsity: float, clusters: i
     base = files["baseline"]
     leaf_skip = prune_skip(read_model(base))
     depthwise = [s for s in leaf_skip if not s.isdigit()]
-    cluster = f"cluster{{k={clusters},granularity=stream,preserve_zero=true,target={target}}},bias-correct"
+    cluster = f"cluster{{k={clusters},granularity=stream,preserve_zero=true,target={target.spec}}},bias-correct"
 
     def prune(skip: list[str], scope: str = "layer") -> str:
         args = [f"sparsity={sparsity}"] + ([f"scope={scope}"] if scope != "layer" else [])
@@ -49,7 +53,7 @@ def _ablation(files: dict[str, bytes], target: str, sparsity: float, clusters: i
 
     recipes: list[tuple[str, str | None, list[str]]] = [
         ("clusters per stream only + bias correction",
-         f"cluster{{k={clusters},granularity=stream,target={target}}},bias-correct", []),
+         f"cluster{{k={clusters},granularity=stream,target={target.spec}}},bias-correct", []),
         ("prune every layer, per layer + clusters + bias correction", f"{prune([])},{cluster}", []),
         ("prune all but depthwise, per layer + clusters + bias correction", f"{prune(depthwise)},{cluster}", depthwise),
         ("prune all but depthwise and the input conv, per layer + clusters + bias correction",
@@ -237,16 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="run_tree: %(levelname)s: %(message)s")
 
     from hwopt.fileio import atomic_write_text
+    from hwopt.targets import resolve_target
     from hwopt.tree import TreeOptions, run_tree, write_tree
 
-    options = TreeOptions(target=args.target, quick=args.quick)
+    options = TreeOptions(target=resolve_target(args.target), quick=args.quick)
     start = time.monotonic()
     result = run_tree(options, progress=_progress)
     seconds = time.monotonic() - start
     with tempfile.TemporaryDirectory() as tmp:
         out = write_tree(result, args.output or tmp)
         _progress(f"tree written to {out} in {seconds:.0f} s")
-        ablation = _ablation(result.files, args.target, options.sparsity, options.clusters)
+        ablation = _ablation(result.files, options.target, options.sparsity, options.clusters)
     atomic_write_text(args.doc, build_doc(result, ablation, seconds, args.quick, options.sparsity))
     _progress(f"wrote {args.doc}")
     return 1 if result.report.failed else 0

@@ -28,14 +28,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwopt.cli._common import console, fmt_bytes, print_findings, print_json
+    from hwopt.cli._common import console, fmt_bytes, print_findings, print_json, resolve_target_arg
     from hwopt.engines.compile import compile_model
-    from hwopt.targets.importing import is_foreign, load_any
 
-    if args.accelerator or is_foreign(args.target):  # a vela.ini or an MLIA profile
-        args.target = load_any(args.target, accelerator=args.accelerator, system_config=args.system_config,
-                               memory_mode=args.memory_mode)
-        args.system_config = args.memory_mode = None
+    target = resolve_target_arg(args.target, args.system_config, args.memory_mode, accelerator=args.accelerator)
 
     steps = 5 if args.pipeline else 4
     if sys.stderr.isatty():
@@ -47,11 +43,10 @@ def run(args: argparse.Namespace) -> int:
             def advance(msg: str) -> None:
                 bar.update(task, description=msg, advance=1)
 
-            result = compile_model(args.model, args.target, args.output, pipeline=args.pipeline, data=args.data,
-                                   system_config=args.system_config, memory_mode=args.memory_mode, progress=advance)
+            result = compile_model(args.model, target, args.output, pipeline=args.pipeline, data=args.data,
+                                   progress=advance)
     else:
-        result = compile_model(args.model, args.target, args.output, pipeline=args.pipeline, data=args.data,
-                               system_config=args.system_config, memory_mode=args.memory_mode)
+        result = compile_model(args.model, target, args.output, pipeline=args.pipeline, data=args.data)
     r = result.report
     if args.explorer:
         from pathlib import Path

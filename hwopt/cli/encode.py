@@ -23,10 +23,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwopt.cli._common import console, fmt_int, print_json
+    from hwopt.cli._common import console, fmt_int, print_json, resolve_target_arg
     from hwopt.engines.encode import emit, encode
 
-    report = encode(args.model, args.target, block_source=args.blocks)
+    report = encode(args.model, resolve_target_arg(args.target), block_source=args.blocks)
     if args.emit:
         emit(report, args.emit, protect=(Path(args.model),))
     if not report.summary.roundtrip_ok:

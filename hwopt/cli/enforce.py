@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _pipeline(args: argparse.Namespace) -> str:
+def _pipeline(args: argparse.Namespace, target: Any) -> str:
     from hwopt.engines.enforce import EnforceOptions, build_pipeline
     from hwopt.errors import UsageError
 
@@ -42,15 +42,16 @@ def _pipeline(args: argparse.Namespace) -> str:
             raise UsageError("give either --pipeline or the pass flags (--sparsity, --clusters, ...), not both")
         return str(args.pipeline)
     return build_pipeline(EnforceOptions(args.sparsity, args.pattern, args.clusters, args.granularity,
-                                         args.preserve_sparsity, args.repair, args.bias_correction, args.target))
+                                         args.preserve_sparsity, args.repair, args.bias_correction, target))
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwopt.cli._common import console, fmt_bytes, fmt_int, fmt_pct, print_findings, print_json
+    from hwopt.cli._common import console, fmt_bytes, fmt_int, fmt_pct, print_findings, print_json, resolve_target_arg
     from hwopt.engines.enforce import enforce
 
-    report = enforce(args.model, args.output, _pipeline(args), data=args.data, calibration=args.calibration,
-                     target=args.target, max_drop=args.max_drop)
+    target = resolve_target_arg(args.target) if args.target else None
+    report = enforce(args.model, args.output, _pipeline(args, target), data=args.data, calibration=args.calibration,
+                     target=target, max_drop=args.max_drop)
     if args.json:
         print_json(report)
         return 1 if report.failed else 0

@@ -29,14 +29,15 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwopt.cli._common import console, fmt_bytes, fmt_int, fmt_pct, print_json
+    from hwopt.cli._common import console, fmt_bytes, fmt_int, fmt_pct, print_json, resolve_target_arg
     from hwopt.engines.estimate import estimate
-    from hwopt.targets.importing import load_any
 
-    target = load_any(args.target, accelerator=args.accelerator, system_config=args.system_config,
-                      memory_mode=args.memory_mode)
-    engine = args.engine or ("vela" if target.family.is_ethos_u else "analytic")
-    report = estimate(args.model, target, engine=engine)
+    target = resolve_target_arg(args.target, args.system_config, args.memory_mode, accelerator=args.accelerator)
+    if args.engine == "vela" and not target.family.is_ethos_u:
+        from hwopt.errors import UsageError
+
+        raise UsageError(f"target {target.name} is an Ethos-N78: Vela does not compile for it; use --engine analytic")
+    report = estimate(args.model, target, engine=args.engine)
     if args.explorer:
         from pathlib import Path
 

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from hwopt.errors import UsageError
     from hwopt.format.tflite_io import read_model
     from hwopt.reports.explorer import write_overlays
-    from hwopt.targets.importing import load_any
+    from hwopt.targets import resolve_target
 
     if args.port is not None:
         _check_port(args.port)
@@ -58,11 +58,10 @@ def run(args: argparse.Namespace) -> int:
         import model_explorer
     except ImportError:
         raise UsageError("hwopt explore needs Model Explorer: pip install 'hwopt[explorer]'") from None
-    target = load_any(args.target, accelerator=args.accelerator, system_config=args.system_config,
-                      memory_mode=args.memory_mode)
-    engine = args.engine or ("vela" if target.family.is_ethos_u else "analytic")
+    target = resolve_target(args.target, accelerator=args.accelerator, system_config=args.system_config,
+                            memory_mode=args.memory_mode)
     model = read_model(args.model)
-    report = estimate(model, target, engine=engine)
+    report = estimate(model, target, engine=args.engine)
     with tempfile.TemporaryDirectory(prefix="hwopt-explore-") as tmp:
         out = Path(args.explorer) if args.explorer else Path(tmp)
         paths = write_overlays(out, model, report.layers, protect=(Path(args.model),))

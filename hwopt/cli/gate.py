@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwopt.cli._common import console, print_json
+    from hwopt.cli._common import console, print_json, resolve_target_arg
     from hwopt.engines.gate import GateOptions, collect_metrics, run_gate
 
     opts = GateOptions(max_cycles_increase=args.max_cycles_increase, max_sram_increase=args.max_sram_increase,
@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
         from hwopt.errors import UsageError
 
         raise UsageError("--max-fidelity-drop needs --data")
-    report = run_gate(lambda: collect_metrics(args.model, args.target, system_config=args.system_config,
-                                              memory_mode=args.memory_mode, data=args.data),
+    target = resolve_target_arg(args.target, args.system_config, args.memory_mode)
+    report = run_gate(lambda: collect_metrics(args.model, target, data=args.data),
                       args.baseline, opts, update=args.update_baseline, junit=args.junit)
     if args.json:
         print_json(report)

@@ -43,16 +43,16 @@ def register(sub: Any) -> None:
 
 
 def target_rows() -> TargetList:
-    from hwopt.targets.descriptor import list_targets, load_target
+    from hwopt.targets import list_targets, resolve_target
 
     rows = []
     for name in list_targets():
-        t = load_target(name)
+        t = resolve_target(name)
         rows.append(TargetRow(
             name=t.name, family=t.family.value, macs_per_cycle=t.npu.total_macs, cores=t.npu.cores, clock_hz=t.clock_hz,
             sram_bytes=t.sram_bytes, system_config=t.default_system_config, memory_mode=t.default_memory_mode,
             system_configs=list(t.system_configs), memory_modes=list(t.memory_modes),
-            engines=["vela", "analytic"] if t.family.is_ethos_u else ["analytic"], description=t.description,
+            engines=[t.default_engine, "analytic"] if t.default_engine != "analytic" else ["analytic"], description=t.description,
         ))
     return TargetList(SCHEMA, rows)
 

@@ -66,11 +66,11 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from hwopt.fileio import atomic_write_text
-    from hwopt.targets.importing import load_any
+    from hwopt.targets import resolve_target
     from hwopt.targets.vela_ini import export_vela_ini
 
-    target = load_any(args.target, accelerator=args.accelerator, system_config=args.system_config,
-                      memory_mode=args.memory_mode)
+    target = resolve_target(args.target, accelerator=args.accelerator, system_config=args.system_config,
+                            memory_mode=args.memory_mode)
     text = export_vela_ini(target)
     atomic_write_text(args.output, text, protect=_inputs(args.target))
     assert target.system is not None and target.memory_mode is not None

@@ -35,11 +35,11 @@ def _progress(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwopt.cli._common import console, print_json
+    from hwopt.cli._common import console, print_json, resolve_target_arg
     from hwopt.tree import TreeOptions, run_tree, write_tree
     from hwopt.tree.runner import check_output_dir, validate
 
-    options = TreeOptions(model=args.model, data=args.data, target=args.target, epochs=args.epochs,
+    options = TreeOptions(model=args.model, data=args.data, target=resolve_target_arg(args.target), epochs=args.epochs,
                           quick=args.quick, seed=args.seed, metrics=args.metrics)
     validate(options)  # bad input fails here, before TensorFlow loads
     check_output_dir(args.output)

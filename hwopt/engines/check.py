@@ -17,7 +17,7 @@ from hwopt.errors import CompileError, UnsupportedModelError
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model, Subgraph
 from hwopt.records import Finding, Severity
-from hwopt.targets.descriptor import Family, Target, list_targets, load_target
+from hwopt.targets import Family, Target, list_targets, resolve_target
 from hwopt.targets.ethos_n.support import n78_support
 from hwopt.targets.ethos_u.support_tables import support_for
 from hwopt.targets.support import OperatorSupport, Reason, place_model
@@ -77,7 +77,7 @@ def operator_support(family: Family) -> OperatorSupport:
 
 
 def _family_of(name: str) -> Family:
-    return load_target(name).family
+    return resolve_target(name).family
 
 
 def _npu_on(model: Model, key: tuple[int, int], cache: dict[Family, dict[tuple[int, int], list[Reason]]],
@@ -127,7 +127,7 @@ def check_model(source: str | Path | bytes, target: Target | str, *, engine: str
     engine "vela" (default for Ethos-U) cross-checks with Vela's own placement; "analytic" uses
     the support model alone (the only choice for Ethos-N78).
     """
-    tgt = target if isinstance(target, Target) else load_target(str(target))
+    tgt = target if isinstance(target, Target) else resolve_target(str(target))
     model = read_model(source)
     model_bytes = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
     if model.vela_compiled:

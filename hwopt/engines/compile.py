@@ -25,7 +25,7 @@ from hwopt.fileio import staged_directory
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model
 from hwopt.records import Finding, Severity, dumps
-from hwopt.targets.descriptor import Target
+from hwopt.targets import Target
 
 log = logging.getLogger(__name__)
 
@@ -166,17 +166,16 @@ def _density(before: Model, after: Model) -> list[tuple[str, np.ndarray, np.ndar
     return out
 
 
-def output_name(model_path: Path, target: str) -> str:
-    """`<model stem>_<target name>.tflite`: the target is part of the name."""
-    return f"{model_path.stem}_{Path(target).stem if target.endswith('.toml') else target}.tflite"
+def output_name(model_path: Path, target: Target) -> str:
+    """`<model stem>_<target>.tflite`: the target (its name, or a user descriptor file's stem) is in the name."""
+    user_toml = target.source is not None and target.source.suffix.lower() == ".toml" and target.spec != target.name
+    return f"{model_path.stem}_{target.source.stem if user_toml and target.source else target.name}.tflite"
 
 
-def compile_model(model: str | os.PathLike[str] | None, target: str | Target, out_dir: str | os.PathLike[str], *,
+def compile_model(model: str | os.PathLike[str] | None, target: Target, out_dir: str | os.PathLike[str], *,
                   pipeline: str | None = None, data: str | os.PathLike[str] | None = None,
-                  system_config: str | None = None, memory_mode: str | None = None,
                   progress: Progress | None = None) -> CompileResult:
     """Run the compile pipeline for an Ethos-U target and write every output atomically."""
-    from hwopt.targets.descriptor import load_target
     from hwopt.targets.ethos_u.vela_engine import compile_model as vela_compile
 
     step = progress or (lambda _msg: None)
@@ -184,11 +183,7 @@ def compile_model(model: str | os.PathLike[str] | None, target: str | Target, ou
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"output path exists and is not a directory: {out}")
-    if isinstance(target, Target):
-        tgt = target.select(system_config, memory_mode) if (system_config or memory_mode) else target
-        target = tgt.name
-    else:
-        tgt = load_target(target, system_config=system_config, memory_mode=memory_mode)
+    tgt = target
     if not tgt.family.is_ethos_u:
         raise UsageError(f"compile drives Vela, which targets Ethos-U only; {tgt.name} is {tgt.family.value} "
                          "(use hwopt estimate --engine analytic or hwopt encode for Ethos-N)")
@@ -206,7 +201,7 @@ def compile_model(model: str | os.PathLike[str] | None, target: str | Target, ou
 
         step("running the enforce pipeline")
         dataset = load_data(data, Runner(original.source).inputs) if data is not None else None
-        working, work_bytes, enforce_report = enforce_model(original, pipeline, data=dataset, target=tgt.name,
+        working, work_bytes, enforce_report = enforce_model(original, pipeline, data=dataset, target=tgt,
                                                             measure_encoded=False, input_name=str(path))
         findings.extend(enforce_report.findings)
     elif data is not None:
@@ -239,7 +234,7 @@ def compile_model(model: str | os.PathLike[str] | None, target: str | Target, ou
         input_bytes=len(original.source), input_deflate_bytes=audit_before.model.deflate_bytes,
         output_bytes=len(vela.model_bytes),
     )
-    out_name = output_name(path, tgt.name if target == tgt.name or not target.endswith(".toml") else target)
+    out_name = output_name(path, tgt)
     report = CompileReport(
         schema=SCHEMA, model=str(path), target=tgt.name, accelerator=vela.accelerator, system_config=vela.system_config,
         memory_mode=vela.memory_mode, clock_hz=clock, sram_size_bytes=tgt.sram_bytes, pipeline=pipeline,

@@ -21,6 +21,11 @@ from hwopt.analysis.stats import entropy_bits
 from hwopt.errors import CompileError, UnsupportedModelError
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import DType, Model, Operator, Subgraph
+from hwopt.targets import Family, Target
+from hwopt.targets.ethos_n import weight_codec as wc
+from hwopt.targets.ethos_n import weight_decode as wd
+from hwopt.targets.ethos_n.variants import N78Variant
+from hwopt.targets.ethos_u import weights as wu
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +153,7 @@ def _finish(layer: WeightLayer, model: Model, corrected: np.ndarray, data: bytes
         source, coded, streams, ok, vela[0] if vela else None, vela[1] if vela else None, data)
 
 
-def _encode_u(layer: WeightLayer, model: Model, arch: object, vela_info: object | None) -> LayerEncoding:
-    from hwopt.targets.ethos_u import weights as wu
-
-    assert isinstance(arch, wu.EthosUArch)
+def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: wu.VelaLayerInfo | None) -> LayerEncoding:
     sg = model.subgraphs[layer.subgraph]
     op = sg.operators[layer.op_index]
     corrected = zero_corrected(model, layer)
@@ -170,7 +172,6 @@ def _encode_u(layer: WeightLayer, model: Model, arch: object, vela_info: object 
             depthwise = False
     vela = None
     if vela_info is not None:
-        assert isinstance(vela_info, wu.VelaLayerInfo)
         config, stride, dilation = vela_info.config, vela_info.stride, vela_info.dilation
         vela = (vela_info.encoded_bytes, vela_info.weight_format)
     else:
@@ -189,10 +190,7 @@ def _same_padding(in_size: int, out_size: int, k: int, s: int, d: int) -> int:
     return total // 2
 
 
-def _encode_n78(layer: WeightLayer, model: Model, variant: object) -> LayerEncoding:
-    from hwopt.targets.ethos_n import weight_codec as wc
-    from hwopt.targets.ethos_n import weight_decode as wd
-
+def _encode_n78(layer: WeightLayer, model: Model, variant: N78Variant) -> LayerEncoding:
     sg = model.subgraphs[layer.subgraph]
     op = sg.operators[layer.op_index]
     t = layer.weights(model)
@@ -235,9 +233,9 @@ def _encode_n78(layer: WeightLayer, model: Model, variant: object) -> LayerEncod
     return _finish(layer, model, corrected, data, info, fmt="N78", traversal=None, source=None, coded=coded, ok=ok)
 
 
-def encode_model(model: Model, target: object, *, block_source: str = "rule", path: str = "",
+def encode_model(model: Model, target: Target, *, block_source: str = "rule", path: str = "",
                  vela_compiled: object | None = None) -> EncodeReport:
-    """Encode every weight layer of `model` for `target` (a hwopt Target); pure, no output written.
+    """Encode every weight layer of `model` for `target`; pure, no output written.
 
     With `block_source="vela"` the model is compiled with Vela to read its block
     configurations, unless `vela_compiled` (a Regor result with its database) is given.
@@ -255,31 +253,22 @@ def encode_model(model: Model, target: object, *, block_source: str = "rule", pa
         if any(la.weights(model).dtype.is_float for la in layers):
             raise UnsupportedModelError("the model has float weights only; quantize it to int8 first")
         raise UnsupportedModelError("the model has no int8/uint8 weight layers to encode")
-    family = target.family.value  # type: ignore[attr-defined]
-    name = target.name  # type: ignore[attr-defined]
     vela_total: int | None = None
-    vela_infos: dict[int, object] = {}
-    arch: object = None
-    if family == "ethos-n78":
+    vela_infos: dict[int, wu.VelaLayerInfo] = {}
+    variant, arch = target.n78, None
+    if target.family is Family.ETHOS_N78:
         if block_source == "vela":
-            raise UsageError("--blocks vela applies to Ethos-U targets (Vela does not compile for Ethos-N)")
-        variant = getattr(target, "n78", None)
-        if variant is None:
-            from hwopt.targets.ethos_n.variants import VARIANTS
-
-            variant = VARIANTS[name]
+            raise UsageError("Vela block configurations apply to Ethos-U targets (Vela does not compile for Ethos-N)")
     else:
-        from hwopt.targets.ethos_u.weights import arch_of, configs_from_compiled, vela_configs
-
-        arch = arch_of(target)
+        arch = wu.arch_of(target)
         if block_source == "vela":
             if len(model.subgraphs) > 1:
                 log.warning("Vela block configurations are read for subgraph 0 only")
             try:
                 if vela_compiled is not None:
-                    infos, vela_total = configs_from_compiled(vela_compiled)
+                    infos, vela_total = wu.configs_from_compiled(vela_compiled)
                 else:
-                    infos, vela_total = vela_configs(model.source or _file_bytes(path), target)
+                    infos, vela_total = wu.vela_configs(model.source or _file_bytes(path), target)
                 vela_infos = dict(infos)
             except CompileError as exc:
                 # Documented fallback: without Vela's schedule the block configuration comes from the rule.
@@ -290,19 +279,20 @@ def encode_model(model: Model, target: object, *, block_source: str = "rule", pa
         if reason is not None:
             out.append(_not_encodable(layer, model, reason))
             continue
-        if family == "ethos-n78":
+        if variant is not None:
             try:
                 enc = _encode_n78(layer, model, variant)
             except ValueError as exc:  # a geometry the N78 weight format has no layout for
                 out.append(_not_encodable(layer, model, f"ethos-n78: {exc}"))
                 continue
         else:
+            assert arch is not None
             info = vela_infos.get(layer.op_index) if layer.subgraph == 0 else None
             enc = _encode_u(layer, model, arch, info)
         if not enc.roundtrip_ok:
             log.error("round trip failed for subgraph %d op %d (%s)", layer.subgraph, layer.op_index, layer.op)
         out.append(enc)
-    return EncodeReport(SCHEMA, path, name, family, block_source, out, _summary(out, vela_total))
+    return EncodeReport(SCHEMA, path, target.name, target.family.value, block_source, out, _summary(out, vela_total))
 
 
 def _file_bytes(path: str) -> bytes:
@@ -320,19 +310,16 @@ def _summary(layers: list[LayerEncoding], vela_total: int | None) -> EncodeSumma
                          sum(1 for la in enc if la.format == "Fast"), vela_total, delta)
 
 
-def encode(path: str | os.PathLike[str], target: str, *, block_source: str | None = None) -> EncodeReport:
-    """Read a .tflite file, resolve the target (name or descriptor path) and encode its weights.
+def encode(path: str | os.PathLike[str], target: Target, *, block_source: str | None = None) -> EncodeReport:
+    """Read a .tflite file and encode its weights for `target`.
 
     By default an Ethos-U model is encoded with the block configuration Vela chooses (so
     the streams are Vela's own), falling back to hwopt's rule when Vela cannot compile it.
     """
-    from hwopt.targets.descriptor import load_target
-
-    tgt = load_target(str(target))
     model = read_model(Path(path))
     if block_source is None:
-        block_source = "vela" if tgt.family.is_ethos_u else "rule"
-    return encode_model(model, tgt, block_source=block_source, path=str(path))
+        block_source = "vela" if target.family.is_ethos_u else "rule"
+    return encode_model(model, target, block_source=block_source, path=str(path))
 
 
 def layer_file_name(layer: LayerEncoding) -> str:

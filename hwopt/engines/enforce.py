@@ -24,6 +24,7 @@ from hwopt.errors import UnsupportedModelError, UsageError
 from hwopt.ir import Model
 from hwopt.passes.manager import Pass, PassContext, PassManager, PassRecord, format_pipeline, parse_pipeline
 from hwopt.records import Finding, Severity
+from hwopt.targets import Target, resolve_target
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class EnforceOptions:
     preserve_sparsity: bool = False
     repair: bool = False
     bias_correction: bool = False
-    target: str | None = None
+    target: Target | None = None
 
     def __post_init__(self) -> None:
         if self.sparsity is not None and not 0.0 <= self.sparsity <= 1.0:
@@ -68,13 +69,13 @@ def build_pipeline(opts: EnforceOptions) -> str:
         if opts.preserve_sparsity:
             args.append("preserve_zero=true")
         if opts.target:
-            args.append(f"target={opts.target}")
+            args.append(f"target={opts.target.spec}")
         steps.append(f"cluster{{{','.join(args)}}}")
     if opts.repair:
         args = [f"k={opts.clusters}"] if opts.clusters is not None else []
         args.append(f"granularity={opts.granularity if opts.granularity != 'stream' or opts.target else 'tensor'}")
         if opts.target:
-            args.append(f"target={opts.target}")
+            args.append(f"target={opts.target.spec}")
         steps.append(f"repair{{{','.join(args)}}}")
     if opts.bias_correction:
         steps.append("bias-correct")
@@ -154,24 +155,22 @@ class EncodedWeights:
     source: str
 
 
-def vela_encoded_weights(model_bytes: bytes, target: str = DEFAULT_ENCODE_TARGET) -> EncodedWeights:
+def vela_encoded_weights(model_bytes: bytes, target: Target) -> EncodedWeights:
     """Vela's own encoded weight-stream bytes per operator (`weight_total_bytes`) and in total."""
-    from hwopt.targets.descriptor import load_target
     from hwopt.targets.ethos_u.vela_engine import compile_model
 
-    result = compile_model(model_bytes, load_target(target))
+    result = compile_model(model_bytes, target)
     per_op = {r.op_index: r.encoded_weight_bytes for r in result.ops if r.encoded_weight_bytes and r.subgraph == 0}
-    return EncodedWeights(per_op, result.perf.encoded_weight_bytes, f"vela-regor:{target}")
+    return EncodedWeights(per_op, result.perf.encoded_weight_bytes, f"vela-regor:{target.name}")
 
 
-def encoded_weight_bytes(model: Model, target: str = DEFAULT_ENCODE_TARGET) -> EncodedWeights:
+def encoded_weight_bytes(model: Model, target: Target) -> EncodedWeights:
     """The one place enforce measures per-layer encoded weight bytes (hwopt's encoder for the target)."""
     from hwopt.engines.encode import encode_model
-    from hwopt.targets.descriptor import load_target
 
-    rep = encode_model(model, load_target(target))
+    rep = encode_model(model, target)
     per_op = {la.op_index: la.encoded_bytes for la in rep.layers if la.encodable and la.subgraph == 0}
-    return EncodedWeights(per_op, int(rep.summary.encoded_bytes), f"hwopt.encode:{target}")
+    return EncodedWeights(per_op, int(rep.summary.encoded_bytes), f"hwopt.encode:{target.name}")
 
 
 # --------------------------------------------------------------------------- the command
@@ -210,7 +209,7 @@ def _layer_changes(before: Model, after: Model, enc_b: EncodedWeights | None, en
 
 
 def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset | None = None,
-                  calibration: Dataset | None = None, target: str | None = None, max_drop: float | None = None,
+                  calibration: Dataset | None = None, target: Target | None = None, max_drop: float | None = None,
                   measure_encoded: bool = True, input_name: str = "") -> tuple[Model, bytes, EnforceReport]:
     """Run the pipeline on a copy of `model`; return the new model, its bytes and the report (nothing written)."""
     from hwopt.format.tflite_io import read_model, serialize
@@ -218,8 +217,6 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
     if max_drop is not None and not 0.0 <= max_drop <= 1.0:
         raise UsageError(f"--max-drop must lie in [0, 1], got {max_drop}")
     check_model(model)
-    if target is not None:
-        validate_target(target)
     passes = parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
     original = serialize(model)
     calib = calibration or data
@@ -234,8 +231,8 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
     new_model = read_model(new_bytes)
     # The result must still run in LiteRT (compare() loads it) and compile with Vela.
     Runner(new_bytes)
-    vela_target = _canonical(target) if target and _is_ethos_u(target) else DEFAULT_ENCODE_TARGET
-    enc_target = _canonical(target) if target else DEFAULT_ENCODE_TARGET
+    enc_target = target or resolve_target(DEFAULT_ENCODE_TARGET)
+    vela_target = enc_target if enc_target.family.is_ethos_u else resolve_target(DEFAULT_ENCODE_TARGET)
     enc_b = enc_a = None
     totals = None
     if measure_encoded:
@@ -243,7 +240,8 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
         enc_a = encoded_weight_bytes(new_model, enc_target)
         vela_b = vela_encoded_weights(original, vela_target)
         vela_a = vela_encoded_weights(new_bytes, vela_target)
-        totals = EncodedTotals(enc_target, enc_a.source, enc_b.total, enc_a.total, vela_target, vela_b.total, vela_a.total)
+        totals = EncodedTotals(enc_target.name, enc_a.source, enc_b.total, enc_a.total, vela_target.name, vela_b.total,
+                               vela_a.total)
     fid = compare(original, new_bytes, data)
     findings: list[Finding] = []
     if fid.source == "random":
@@ -262,33 +260,9 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
     return new_model, new_bytes, report
 
 
-def validate_target(target: str) -> None:
-    """TargetError unless `target` names an Ethos-U configuration or a known (Ethos-N) target."""
-    from hwopt.passes.streams import ethos_u_config
-
-    if ethos_u_config(target) is None:
-        from hwopt.targets.descriptor import load_target
-
-        load_target(target)
-
-
-def _canonical(target: str) -> str:
-    """Ethos-U names in Vela's spelling (ethos-u55-128); other names as given."""
-    from hwopt.passes.streams import ethos_u_config
-
-    cfg = ethos_u_config(target)
-    return cfg.vela_name if cfg is not None else target
-
-
-def _is_ethos_u(target: str) -> bool:
-    from hwopt.passes.streams import ethos_u_config
-
-    return ethos_u_config(target) is not None
-
-
 def enforce(model_path: str | os.PathLike[str], output: str | os.PathLike[str], pipeline: str | Sequence[Pass], *,
             data: str | os.PathLike[str] | None = None, calibration: str | os.PathLike[str] | None = None,
-            target: str | None = None, max_drop: float | None = None, measure_encoded: bool = True) -> EnforceReport:
+            target: Target | None = None, max_drop: float | None = None, measure_encoded: bool = True) -> EnforceReport:
     """Read, enforce and (when nothing failed) atomically write the model; the API behind `hwopt enforce`."""
     import dataclasses
 
@@ -301,8 +275,6 @@ def enforce(model_path: str | os.PathLike[str], output: str | os.PathLike[str], 
 
         raise OutputError(f"refusing to overwrite the input file {src}")
     model = read_model(src)
-    if target is not None:
-        validate_target(target)
     runner_inputs = Runner(model.source).inputs if (data or calibration) else []
     ds = load_data(data, runner_inputs) if data else None
     cal = load_data(calibration, runner_inputs) if calibration else None

@@ -17,7 +17,7 @@ from hwopt.analysis.memory import estimate_memory
 from hwopt.errors import UnsupportedModelError, UsageError
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model
-from hwopt.targets.descriptor import Family, Target, load_target
+from hwopt.targets import Family, Target
 
 log = logging.getLogger(__name__)
 
@@ -177,17 +177,14 @@ def _report(model: Model, target: Target, engine: str, layers: list[LayerEstimat
     )
 
 
-def estimate(model_or_path: Model | str | Path | bytes, target: Target | str, engine: str = "vela",
-             system_config: str | None = None, memory_mode: str | None = None) -> EstimateReport:
-    """Estimate per-layer and total cost of a model on a target (name, descriptor path or Target)."""
+def estimate(model_or_path: Model | str | Path | bytes, target: Target, engine: str | None = None) -> EstimateReport:
+    """Estimate per-layer and total cost of a model on a target; the engine defaults to the target's."""
+    engine = engine or target.default_engine
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
-    if isinstance(target, Target):
-        tgt = target.select(system_config, memory_mode) if (system_config or memory_mode) else target
-    else:
-        tgt = load_target(str(target), system_config=system_config, memory_mode=memory_mode)
+    tgt = target
     if engine == "vela" and not tgt.family.is_ethos_u:
-        raise UsageError(f"target {tgt.name} is an Ethos-N78: Vela does not compile for it; use --engine analytic")
+        raise UsageError(f"target {tgt.name} is an Ethos-N78: Vela does not compile for it; use the analytic engine")
     in_memory = isinstance(model_or_path, Model)
     model = model_or_path if isinstance(model_or_path, Model) else read_model(model_or_path)
     _check_model(model)

@@ -19,6 +19,7 @@ from pathlib import Path
 from hwopt.errors import BaselineError, UsageError
 from hwopt.fileio import atomic_write_text
 from hwopt.records import to_jsonable
+from hwopt.targets import Target
 
 BASELINE_SCHEMA = "hwopt.baseline/1"
 GATE_SCHEMA = "hwopt.gate/1"
@@ -320,16 +321,15 @@ def _top1(model_bytes: bytes, data: str | os.PathLike[str]) -> tuple[float | Non
     return acc, preds
 
 
-def collect_metrics(model: str | os.PathLike[str], target: str, *, system_config: str | None = None,
-                    memory_mode: str | None = None, data: str | os.PathLike[str] | None = None) -> Metrics:
+def collect_metrics(model: str | os.PathLike[str], target: Target, *,
+                    data: str | os.PathLike[str] | None = None) -> Metrics:
     """Measure a model on an Ethos-U target: Vela's per-operator figures joined with the audit."""
     from hwopt.engines.audit import Expectations, audit_model
     from hwopt.errors import UnsupportedModelError
     from hwopt.format.tflite_io import read_model
-    from hwopt.targets.descriptor import load_target
     from hwopt.targets.ethos_u.vela_engine import compile_model
 
-    tgt = load_target(target, system_config=system_config, memory_mode=memory_mode)
+    tgt = target
     if not tgt.family.is_ethos_u:
         raise UsageError(f"gate measures through Vela, which targets Ethos-U only; {tgt.name} is {tgt.family.value}")
     m = read_model(model)

@@ -63,9 +63,7 @@ def versions() -> tuple[str, str]:
 
 def engine_for(target: Target, engine: str) -> str:
     """The estimate engine of a job: Vela for Ethos-U, analytic for Ethos-N78 unless one is chosen."""
-    if engine == "auto":
-        return "vela" if target.family.is_ethos_u else "analytic"
-    return engine
+    return target.default_engine if engine == "auto" else engine
 
 
 def cache_key(model_sha: str, pipeline: str, target: Target, engine: str, data_sha: str | None) -> str:
@@ -76,17 +74,12 @@ def cache_key(model_sha: str, pipeline: str, target: Target, engine: str, data_s
     return sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
 
 
-def _pass_target(target: Target) -> str | None:
-    """The target name the passes' stream layouts understand (the Vela configuration for Ethos-U)."""
-    return target.vela_accelerator() if target.family.is_ethos_u else None
-
-
 def _enforce(model: Model, pipeline: str, target: Target, data: Dataset | None) -> Model:
     """Run the pipeline on a copy of the model, as `hwopt enforce` does; the result must still run in LiteRT."""
     check_model(model)
     original = model.source or serialize(model)
     calibration = None if data is None else {str(i): a for i, a in enumerate(data.inputs)}
-    ctx = PassContext(reference=original, calibration=calibration, target=_pass_target(target))
+    ctx = PassContext(reference=original, calibration=calibration, target=target)
     passes = [p.with_context(ctx) for p in parse_pipeline(pipeline)]
     result = PassManager(passes).run(read_model(original))
     new_bytes = serialize(result.model)

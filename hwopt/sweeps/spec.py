@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hwopt.errors import HwoptError, UsageError
-from hwopt.targets.descriptor import Target, load_target
+from hwopt.targets import Target, resolve_target
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -124,7 +124,7 @@ def _targets(entries: Iterable[str], base: Path) -> tuple[TargetEntry, ...]:
             p = Path(entry).expanduser()
             spec = str(p if p.is_absolute() else base / p)
         try:
-            target = load_target(spec)
+            target = resolve_target(spec)
         except HwoptError as exc:
             raise UsageError(f"target {entry!r}: {exc}") from None
         known = out.get(target.name)
@@ -236,7 +236,7 @@ def spec_from_json(text: str, where: str) -> SweepSpec:
         if not m.path.is_file():
             raise UsageError(f"{where}: model {m.label} is gone ({m.path})")
     try:
-        resolved = tuple(TargetEntry(label, spec, load_target(spec)) for label, spec in targets)
+        resolved = tuple(TargetEntry(label, spec, resolve_target(spec)) for label, spec in targets)
     except HwoptError as exc:
         raise UsageError(f"{where}: {exc}") from None
     return SweepSpec(models, pipelines, resolved, Path(data) if data else None, engine)

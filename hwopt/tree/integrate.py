@@ -9,24 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwopt.ir import Model
-from hwopt.tree.measure import HWOPT_SOURCE, NpuFigures
+from hwopt.targets import Target
 from hwopt.tree.techniques import BY_NAME, sparsity_exempt
 
 log = logging.getLogger(__name__)
-
-
-def hwopt_figures(tflite: bytes, target: str) -> NpuFigures:
-    """Encoded weight bytes from `hwopt.engines.encode` and total cycles from `hwopt.engines.estimate`."""
-    from hwopt.engines.encode import encode_model
-    from hwopt.engines.estimate import estimate
-    from hwopt.format.tflite_io import read_model
-    from hwopt.targets.descriptor import load_target
-
-    tgt = load_target(target)
-    model = read_model(tflite)
-    enc = encode_model(model, tgt)
-    est = estimate(model, tgt, engine="vela" if tgt.family.is_ethos_u else "analytic")
-    return NpuFigures(int(enc.summary.encoded_bytes), int(est.summary.cycles), HWOPT_SOURCE)
 
 
 @dataclass(frozen=True)
@@ -51,15 +37,15 @@ def prune_skip(model: Model) -> list[str]:
     return sorted(by_type) + [str(i) for i in by_index]
 
 
-def leaf_pipeline(model: Model, sparsity: float, clusters: int, target: str) -> str:
+def leaf_pipeline(model: Model, sparsity: float, clusters: int, target: Target) -> str:
     """The enforce leaf's pass pipeline: global magnitude pruning of every layer not exempt, `clusters`
     values per Ethos-U weight stream keeping the zeros, then bias correction."""
     prune = f"sparsity={sparsity!r},scope={BY_NAME['enforce'].sparsity_scope},skip=[{','.join(prune_skip(model))}]"
-    return (f"prune{{{prune}}},cluster{{k={clusters},granularity=stream,preserve_zero=true,target={target}}},bias-correct")
+    return (f"prune{{{prune}}},cluster{{k={clusters},granularity=stream,preserve_zero=true,target={target.spec}}},bias-correct")
 
 
 def enforce_leaf(baseline: bytes, x_calib: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *,
-                 sparsity: float, clusters: int, target: str, pipeline: str | None = None) -> EnforceResult:
+                 sparsity: float, clusters: int, target: Target, pipeline: str | None = None) -> EnforceResult:
     """`hwopt enforce` on the baseline int8 model with `leaf_pipeline` (bias correction calibrated on
     training images, no retraining); `pipeline` replaces that recipe (used for ablations)."""
     from hwopt.engines.enforce import enforce_model

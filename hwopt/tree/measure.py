@@ -1,7 +1,7 @@
 """Measurements of one int8 leaf: LiteRT top-1, the structure audit, Ethos-U encoded weights and cycles.
 
 No TensorFlow here: accuracy runs on LiteRT, structure on hwopt.engines.audit, NPU figures on hwopt's
-encoder/estimator when they are installed, else on Vela's own totals (`vela_figures`).
+encoder/estimator (`hwopt_figures`) or on Vela's own totals (`vela_figures`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,10 +19,8 @@ from hwopt.engines.audit import AuditReport, Expectations, LayerAudit, audit_mod
 from hwopt.errors import TargetError
 from hwopt.format.tflite_io import read_model
 from hwopt.records import Severity
+from hwopt.targets import Target
 from hwopt.tree.techniques import LayerKey
-
-if TYPE_CHECKING:
-    from hwopt.targets.descriptor import Target
 
 log = logging.getLogger(__name__)
 
@@ -134,33 +131,34 @@ def quiet_stdio(enabled: bool = True) -> Iterator[None]:
             os.close(fd)
 
 
-def _ethos_u_target(target: str) -> Target:
-    from hwopt.targets.descriptor import load_target
-
-    tgt = load_target(target if target.endswith(".toml") else target.lower())
-    if not tgt.family.is_ethos_u:
-        raise TargetError(f"hwopt tree measures Ethos-U targets; {target} is {tgt.family.value}")
-    return tgt
+def check_ethos_u(target: Target) -> Target:
+    """The target itself when Vela compiles for it; TargetError otherwise (the tree measures through Vela)."""
+    if not target.family.is_ethos_u:
+        raise TargetError(f"hwopt tree measures Ethos-U targets; {target.name} is {target.family.value}")
+    return target
 
 
-def vela_target(target: str) -> tuple[str, int]:
-    """(family, MACs) of the Vela accelerator configuration a target names; TargetError otherwise."""
-    family, _, macs = _ethos_u_target(target).vela_accelerator().rpartition("-")
-    return family, int(macs)
-
-
-def vela_figures(tflite: bytes, target: str) -> NpuFigures:
+def vela_figures(tflite: bytes, target: Target) -> NpuFigures:
     """Vela's own totals (encoded weights, total cycles) for the target's descriptor, via the Vela engine."""
     from hwopt.targets.ethos_u.vela_engine import compile_model
 
-    perf = compile_model(tflite, _ethos_u_target(target)).perf
+    perf = compile_model(tflite, check_ethos_u(target)).perf
     return NpuFigures(perf.encoded_weight_bytes, perf.cycles, VELA_SOURCE)
 
 
-def npu_figures(tflite: bytes, target: str, backend: str = "auto") -> NpuFigures:
+def hwopt_figures(tflite: bytes, target: Target) -> NpuFigures:
+    """Encoded weight bytes from `hwopt.engines.encode` and total cycles from `hwopt.engines.estimate`."""
+    from hwopt.engines.encode import encode_model
+    from hwopt.engines.estimate import estimate
+
+    model = read_model(tflite)
+    enc = encode_model(model, target)
+    est = estimate(model, target)
+    return NpuFigures(int(enc.summary.encoded_bytes), int(est.summary.cycles), HWOPT_SOURCE)
+
+
+def npu_figures(tflite: bytes, target: Target, backend: str = "auto") -> NpuFigures:
     """Encoded weight bytes and cycles: hwopt's encoder and estimator (`auto`/`hwopt`) or Vela's totals (`vela`)."""
     if backend in ("auto", HWOPT_SOURCE):
-        from hwopt.tree.integrate import hwopt_figures
-
         return hwopt_figures(tflite, target)
     return vela_figures(tflite, target)

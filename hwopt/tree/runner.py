@@ -11,11 +11,13 @@ from pathlib import Path
 
 from hwopt.engines.audit import Expectations
 from hwopt.errors import OutputError, UsageError
+from hwopt.targets import Target, resolve_target
 from hwopt.tree import _tf
 from hwopt.tree.data import Dataset, load_dataset
 from hwopt.tree.measure import (
     NpuFigures,
     broken_layers,
+    check_ethos_u,
     global_sparsity_broken,
     int8_top1,
     layer_label,
@@ -23,7 +25,6 @@ from hwopt.tree.measure import (
     pruned_zeros,
     quiet_stdio,
     structure_audit,
-    vela_target,
 )
 from hwopt.tree.report import SCHEMA, LeafReport, TreeReport, pareto_front, render_markdown
 from hwopt.tree.techniques import BY_NAME, LEAVES, SPARSITY_SLACK, Technique, sparsity_exempt
@@ -41,7 +42,7 @@ class TreeOptions:
 
     model: str | None = None
     data: str | None = None
-    target: str = DEFAULT_TARGET
+    target: Target = field(default_factory=lambda: resolve_target(DEFAULT_TARGET))
     epochs: int | None = None
     quick: bool = False
     seed: int = 0
@@ -73,11 +74,6 @@ class TreeResult:
     seconds: float = 0.0  # wall time (not in the report, which must be deterministic)
 
 
-def check_target(target: str) -> None:
-    """TargetError for a name neither hwopt's descriptors nor Vela know."""
-    vela_target(target)
-
-
 def validate(options: TreeOptions) -> Dataset:
     """Everything checkable before TensorFlow loads: files, dataset arrays, target; returns the dataset."""
     if options.model is not None:
@@ -86,7 +82,7 @@ def validate(options: TreeOptions) -> Dataset:
             raise UsageError(f"model file not found: {p}")
         if p.suffix.lower() not in (".keras", ".h5", ".hdf5"):
             raise UsageError(f"--model must be a .keras or .h5 Keras model, got {p.name}")
-    check_target(options.target)
+    check_ethos_u(options.target)
     data = load_dataset(options.data, options.seed)
     if options.model is None and data.x_train.ndim != 4:
         raise UsageError("the built-in DS-CNN needs images [N, H, W, C]; give --model for other inputs")
@@ -184,7 +180,7 @@ def run_tree(options: TreeOptions, progress: Progress | None = None) -> TreeResu
     leaves = [_with_pareto(lf, lf.name in front) for lf in leaves]
     model_name = Path(options.model).name if options.model else "built-in DS-CNN (digits)"
     report = TreeReport(SCHEMA, model_name, data.name, int(data.x_train.shape[0]), int(data.x_test.shape[0]),
-                        options.target, _source_text(sources), schedule.base_epochs, schedule.finetune_epochs,
+                        options.target.name, _source_text(sources), schedule.base_epochs, schedule.finetune_epochs,
                         options.seed, leaves, front)
     return TreeResult(report, files, time.monotonic() - start)
 

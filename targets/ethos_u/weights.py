@@ -24,6 +24,7 @@ from enum import Enum
 import numpy as np
 
 from hwopt.targets.ethos_u import fwd, mlw
+from hwopt.targets.target import Target
 
 log = logging.getLogger(__name__)
 
@@ -435,7 +436,7 @@ def _vela_format(text: str) -> WeightFormat | None:
             (False, True): WeightFormat.DEFAULT_SPARSE, (True, True): WeightFormat.FAST_SPARSE}[(fast, sparse)]
 
 
-def vela_configs(model_bytes: bytes, target: object) -> tuple[dict[int, VelaLayerInfo], int]:
+def vela_configs(model_bytes: bytes, target: Target) -> tuple[dict[int, VelaLayerInfo], int]:
     """Compile with Vela (Regor, in-process) and read back each weight op's block config and size.
 
     Returns {TFLite operator index of subgraph 0: info} and Vela's `encodedWeights` total.
@@ -443,7 +444,7 @@ def vela_configs(model_bytes: bytes, target: object) -> tuple[dict[int, VelaLaye
     from hwopt.targets.ethos_u.vela_config import CompilerOptions
     from hwopt.targets.ethos_u.vela_engine import regor_compile
 
-    compiled, _ = regor_compile(model_bytes, target, CompilerOptions(enable_db=True))  # type: ignore[arg-type]
+    compiled, _ = regor_compile(model_bytes, target, CompilerOptions(enable_db=True))
     return configs_from_compiled(compiled)
 
 
@@ -488,11 +489,11 @@ def configs_from_compiled(compiled: object) -> tuple[dict[int, VelaLayerInfo], i
     return out, int(compiled.perf_report.encodedWeights)  # type: ignore[attr-defined]
 
 
-def arch_of(target: object) -> EthosUArch:
-    """The weight-stream parameters of an Ethos-U hwopt target descriptor."""
-    npu = target.npu  # type: ignore[attr-defined]
-    family = target.family.value.replace("ethos-", "")  # type: ignore[attr-defined]
-    alts: Sequence[tuple[int, int, int]] = getattr(npu, "alt_ofm_ublocks", ()) or ()
+def arch_of(target: Target) -> EthosUArch:
+    """The weight-stream parameters of an Ethos-U target."""
+    npu = target.npu
+    family = target.family.value.replace("ethos-", "")
+    alts: Sequence[tuple[int, int, int]] = npu.alt_ofm_ublocks
     return EthosUArch(family=family, macs=int(npu.macs), cores=int(npu.cores), ifm_ublock_depth=int(npu.ifm_ublock[2]),
                       ofm_ublock_depth=int(npu.ofm_ublock[2]), weight_streams=int(npu.weight_streams),
                       u85_ofm_ublock_depths=tuple(int(a[2]) for a in alts))
