@@ -12,12 +12,12 @@ import zipfile
 
 import numpy as np
 import pytest
+from modelgen import int8_conv_model
 
 from hwopt.analysis.deflate import deflate_size, zip_size
 from hwopt.analysis.histogram import histogram_stats
 from hwopt.analysis.stats import weight_stats
 from hwopt.format.tflite_io import read_model, serialize
-from modelgen import int8_conv_model
 
 CASES = [
     # (shape, out_axis, in_axis, dtype, zero points: "zero" | "one" | "per-channel" | "out-of-range")

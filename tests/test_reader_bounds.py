@@ -17,15 +17,18 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 import pytest
+from modelgen import ModelBuilder, quantization
 
+from hwopt._generated.tflite import Buffer as FbBuffer
 from hwopt._generated.tflite import Model as FbModel
+from hwopt._generated.tflite import OperatorCode as FbOpCode
 from hwopt._generated.tflite import SubGraph as FbSubGraph
+from hwopt._generated.tflite import Tensor as FbTensor
 from hwopt._generated.tflite.DimensionMetadata import DimensionMetadataT
 from hwopt._generated.tflite.DimensionType import DimensionType
 from hwopt._generated.tflite.SparsityParameters import SparsityParametersT
 from hwopt.errors import ModelFormatError
 from hwopt.format.reader import DENSIFY_FLOOR, read_model
-from modelgen import ModelBuilder, quantization
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXED_OVERHEAD = 200 << 20  # an interpreter with numpy and hwopt imported, and its allocator slack
@@ -73,10 +76,6 @@ def repeated_sparse_subgraphs(count: int = 200, side: int = 2048) -> bytes:
 def aliased_shape_vectors(tensors: int = 20000, rank: int = 2000) -> bytes:
     """One subgraph whose tensors all point at one shape vector of `rank` ones (shared, stored once)."""
     b = flatbuffers.Builder(1 << 16)
-    from hwopt._generated.tflite import Buffer as FbBuffer
-    from hwopt._generated.tflite import OperatorCode as FbOpCode
-    from hwopt._generated.tflite import Tensor as FbTensor
-
     FbTensor.TensorStartShapeVector(b, rank)
     for _ in range(rank):
         b.PrependInt32(1)
