@@ -149,14 +149,13 @@ class BitWriter:
 
     def to_bytes(self, align_bytes: int, fill: int) -> bytes:
         """Pack, byte-align and pad to `align_bytes` with `fill` bytes (partial byte: fill bits)."""
-        v = np.concatenate(self.values) if self.values else np.zeros(0, dtype=np.int64)
-        w = np.concatenate(self.widths) if self.widths else np.zeros(0, dtype=np.int64)
-        total = int(w.sum())
+        total = self.bit_length()
         pad_bits = (-total) % 8
         if pad_bits:
-            v = np.append(v, fill & ((1 << pad_bits) - 1))
-            w = np.append(w, pad_bits)
+            self.put(fill & ((1 << pad_bits) - 1), pad_bits)
             total += pad_bits
+        v = np.concatenate(self.values) if self.values else np.zeros(0, dtype=np.int64)
+        w = np.concatenate(self.widths) if self.widths else np.zeros(0, dtype=np.int64)
         return pack_bits(v, w, total) + _pad(total // 8, align_bytes, fill)
 
 
@@ -172,6 +171,7 @@ def pack_bits(values: np.ndarray, widths: np.ndarray, total_bits: int) -> bytes:
     word = offs >> 5
     shifted = (values & ((1 << widths) - 1)) << (offs & 31)
     n_words = (total_bits + 31) // 32 + 1
+    # Exact in float64: every partial sum stays below 2**53.
     lo = np.bincount(word, weights=(shifted & 0xFFFFFFFF).astype(np.float64), minlength=n_words)
     hi = np.bincount(word, weights=(shifted >> 32).astype(np.float64), minlength=n_words)
     words = lo.astype(np.uint64)

@@ -102,32 +102,39 @@ class _Search:
         not_a = np.flatnonzero(~can[a])
         if not_a.size:
             stop = int(not_a[0])  # the active set cannot code this symbol: a forced decision
-        ecum = np.zeros((bits.shape[0], w + 1), dtype=np.int32)
-        np.cumsum(bits - bits[a], axis=1, out=ecum[:, 1:])
-        off = (self.b - self.acc).astype(np.int32)[:, None]
-        all_can = bool(can.all())
-        if all_can and self.coded.all():
-            d = ecum[:, 1:] + off  # every set keeps the run it had before p
-            d_masked = d
-        else:
-            prev = np.concatenate([self.coded[:, None], can[:, :-1]], axis=1)
-            starts = can & ~prev
-            k = np.arange(w)
-            start_at = np.maximum.accumulate(np.where(starts, k, -1), axis=1)
+        n_cfg = bits.shape[0]
+        row_can = can.all(axis=1)
+        row_any = can.any(axis=1)
+        fast = np.flatnonzero(row_can & self.coded)  # usable throughout, run carried over from before p
+        slow = np.flatnonzero(row_any & ~(row_can & self.coded))  # runs start or stop inside the window
+        off = (self.b - self.acc).astype(np.int32)
+        big = np.iinfo(np.int32).max // 2
+        d = np.full((n_cfg, w), big, dtype=np.int32)  # rows never usable in the window stay "infinite"
+        ref = bits[a]
+        if fast.size:
+            ef = np.cumsum(bits[fast] - ref, axis=1, dtype=np.int32)
+            d[fast] = ef + off[fast, None]
+        if slow.size:
+            bs, cs = bits[slow], can[slow]
+            ecum = np.zeros((slow.size, w + 1), dtype=np.int32)
+            np.cumsum(bs - ref, axis=1, out=ecum[:, 1:])
+            prev = np.concatenate([self.coded[slow, None], cs[:, :-1]], axis=1)
+            starts = cs & ~prev
+            start_at = np.maximum.accumulate(np.where(starts, np.arange(w, dtype=np.int32), -1), axis=1)
             carried = start_at < 0  # still in the run that was open before p
-            rows = np.arange(bits.shape[0])[:, None] * (w + 1)
+            rows = np.arange(slow.size)[:, None] * (w + 1)
             base = ecum.ravel()[rows + np.maximum(start_at, 0)]
-            d = ecum[:, 1:] - base + np.where(carried, off, 0)
-            d_masked = d if all_can else np.where(can, d, np.iinfo(np.int32).max // 2)
+            ds = ecum[:, 1:] - base + np.where(carried, off[slow, None], 0)
+            d[slow] = np.where(cs, ds, big)
         # The encoder compares the best set with the active set's count *before* this symbol.
-        lead = d_masked[:, :stop].min(axis=0) + bits[a, :stop] if stop else np.zeros(0, dtype=np.int32)
+        lead = d[:, :stop].min(axis=0) + ref[:stop] if stop else np.zeros(0, dtype=np.int32)
         sw = np.flatnonzero(lead < -SLICE_COST)
         event = int(sw[0]) if sw.size else stop
         if event > 0:
             last = event - 1
             acc = self.acc + int(bits[a, :event].sum())
             col = can[:, last]
-            self.b = np.where(col, acc + d[:, last].astype(np.int64), self.b)
+            self.b = np.where(col, acc + d[:, last].astype(np.int64), self.b)  # d is finite where col holds
             self.coded = col.copy()
             unc = ~can[:, :event]
             has = unc.any(axis=1)
