@@ -79,6 +79,7 @@ class LayerGeometry:
     ofm_in_arena: bool = False  # the OFM is a graph output
     chained: bool = False  # U85: elementwise op chained onto its producer's output (no pass of its own)
     chain: tuple[str, ...] = ()  # U85: the elementwise ops chained onto this op's output stage
+    const_ifm: tuple[int, int, int] | None = None  # a constant feature-map operand (elementwise), read from flash/DRAM
 
     @property
     def ifm_elements(self) -> int:
@@ -139,11 +140,18 @@ def hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def weight_info(w: np.ndarray, in_axis: int | None = None) -> WeightInfo:
+    """Count, zero fraction, distinct values and entropy of (zero-corrected, integer) weights."""
     flat = w.reshape(-1)
-    values, counts = np.unique(flat, return_counts=True)
+    if flat.size:
+        lo = int(flat.min())
+        hist = np.bincount((flat.astype(np.int64) - lo).astype(np.intp))  # one O(n) pass, no sort
+        counts = hist[hist > 0]
+        zeros = int(hist[-lo]) if 0 <= -lo < hist.size else 0
+    else:
+        counts, zeros = np.zeros(0, dtype=np.int64), 0
     p = counts / max(flat.size, 1)
     entropy = float(-(p * np.log2(p)).sum()) if flat.size else 0.0
-    zeros = int(counts[values == 0].sum()) if flat.size else 0
+    values = counts
     sparse = bool(check_2_4(w, in_axis)[0]) if in_axis is not None and zeros * 2 >= flat.size else False
     return WeightInfo(int(flat.size), zeros / max(flat.size, 1), int(values.size), entropy, sparse)
 
@@ -164,7 +172,6 @@ def kernel_stride(op: Operator, sg: Subgraph, kind: OpKind) -> tuple[tuple[int, 
     return (1, 1), stride
 
 
-# Binary elementwise ops the U85 output stage can apply to a chained producer's output.
 def consumers(sg: Subgraph) -> dict[int, list[int]]:
     """Tensor index -> indices of the operators reading it."""
     readers: dict[int, list[int]] = {}
@@ -173,7 +180,6 @@ def consumers(sg: Subgraph) -> dict[int, list[int]]:
             if i >= 0:
                 readers.setdefault(i, []).append(op.index)
     return readers
-
 
 
 def layer_geometry(model: Model, placement: Placement, chaining: Chaining | None = None) -> list[LayerGeometry]:
@@ -205,8 +211,10 @@ def layer_geometry(model: Model, placement: Placement, chaining: Chaining | None
             if kind is OpKind.POOL:
                 macs = ofm[0] * ofm[1] * ofm[2] * kernel[0] * kernel[1]
             ifm_index = next((i for i in op.inputs if (t := sg.tensor(i)) is not None and t.data is None), -1)
+            consts = [t for t in ins if t is not None and t.data is not None and t.dtype in (DType.INT8, DType.INT16)]
+            const_ifm = hwc(consts[0].shape) if kind is OpKind.ELEMENTWISE and consts else None
             out.append(LayerGeometry(sg.index, op.index, op.op, kind, ifm, ifm2, ofm, kernel, stride, itemsize, macs,
                                      winfo, reason, ifm_index in graph_in,
                                      bool(op.outputs) and op.outputs[0] in graph_out, op.index in chained,
-                                     chains.get(op.index, ())))
+                                     chains.get(op.index, ()), const_ifm))
     return out

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from hwopt.ir import Model
 from hwopt.targets.descriptor import Family, Target
+from hwopt.targets.ethos_u.calibration import calibrate
 from hwopt.targets.ethos_u.placement import ethos_u_geometry
 from hwopt.targets.ethos_u.u55 import u55_layer_cost
 from hwopt.targets.ethos_u.u85 import u85_layer_cost
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind
 
 
-def layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
-    """Cycles of one operator: CPU and removed operators cost nothing on the NPU, the rest by generation."""
+def structural_cost(g: LayerGeometry, target: Target) -> LayerCost:
+    """The structural model's cost of one operator (before calibration): CPU and removed operators
+    cost nothing on the NPU, the rest by generation."""
     if g.kind is OpKind.CPU:
         return LayerCost(g.subgraph, g.op_index, g.op, "cpu", 0, 0, {}, 0, 0, None, 0, "cpu")
     if g.kind is OpKind.NOP:
@@ -25,6 +27,16 @@ def layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
     return u55_layer_cost(g, target)
 
 
+def layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
+    """Cycles of one operator: the structural terms, calibrated to the configuration."""
+    return calibrate(g, structural_cost(g, target), target)
+
+
+def costs_of(geometry: list[LayerGeometry], target: Target) -> list[LayerCost]:
+    """Per-operator costs of already-extracted geometry (a batch reuses one geometry for many targets)."""
+    return [layer_cost(g, target) for g in geometry]
+
+
 def estimate_layers(model: Model, target: Target) -> list[LayerCost]:
     """Analytic per-operator costs of a whole model on an Ethos-U target."""
-    return [layer_cost(g, target) for g in ethos_u_geometry(model, target.family)]
+    return costs_of(ethos_u_geometry(model, target.family), target)

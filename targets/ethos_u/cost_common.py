@@ -44,7 +44,8 @@ def encoded_weight_bytes(g: LayerGeometry, target: Target) -> int:
 def ao_cycles(g: LayerGeometry, target: Target) -> int:
     """Output-stage cycles: per OFM element at the descriptor's rate for the op kind."""
     os_ = target.npu.output_stage
-    elements = g.ofm[0] * g.ofm[1] * round_up(g.ofm[2], BRICK)
+    # a graph output is written NHWC (no 16-channel bricks), so only its real channels pass the stage
+    elements = g.ofm[0] * g.ofm[1] * (g.ofm[2] if g.ofm_in_arena else round_up(g.ofm[2], BRICK))
     rate = {OpKind.CONV: os_.conv, OpKind.DEPTHWISE: os_.conv, OpKind.FULLY_CONNECTED: os_.conv,
             OpKind.POOL: os_.maxpool if g.op == "MAX_POOL_2D" else os_.conv, OpKind.LUT: max(os_.lut, os_.conv),
             OpKind.SOFTMAX: os_.add * SOFTMAX_PASSES}.get(g.kind)
@@ -62,3 +63,42 @@ def fm_memories(g: LayerGeometry, target: Target) -> tuple[str, str]:
     return ("Sram", "Sram") if fits else (arena, arena)
 
 
+
+
+def constant_read_bytes(g: LayerGeometry, target: Target) -> float:
+    """Bus bytes of constant feature-map data an op reads from the constant memory: an elementwise op's
+    constant operand, or the fill a PAD writes around its input. Constants are stored NHWC, so a burst
+    covers only one pixel's channels and the rest of the burst is wasted."""
+    burst = target.memory_config(target.const_memory).burst_length
+    if g.const_ifm is not None:
+        h, w, c = g.const_ifm
+        n = h * w * c
+    elif g.op in ("PAD", "PADV2", "MIRROR_PAD"):
+        c = g.ofm[2]
+        n = max(g.ofm_elements - g.ifm_elements, 0)
+    else:
+        return 0.0
+    return n * g.itemsize * burst / max(min(burst, c * g.itemsize), 1)
+
+
+def burst_factor(target: Target, memory: str, nhwc: bool, channels: int, block_w: int, block_c: int,
+                  write: bool) -> float:
+    """Bus bytes per payload byte: short bursts (NHWC rows narrower than a burst) waste the rest of it."""
+    burst_max = target.memory_config(memory).burst_length
+    if nhwc:
+        if channels == block_c and (not write or block_c <= 16):
+            burst = block_w * channels
+        elif write:
+            burst = min(64, 16 * target.npu.cores, block_c)
+        else:
+            burst = block_c
+    else:
+        burst = 16 * block_w * (target.npu.cores if write else 1)
+    return burst_max / max(min(burst_max, burst), 1)
+
+
+def io_memories(g: LayerGeometry, target: Target) -> tuple[str, str]:
+    """Graph inputs/outputs stay in the arena; intermediates are staged in SRAM when they fit."""
+    ifm_mem, ofm_mem = fm_memories(g, target)
+    arena = target.arena_memory
+    return (arena if g.ifm_in_arena else ifm_mem, arena if g.ofm_in_arena else ofm_mem)

@@ -37,7 +37,7 @@ def chained_ops(sg: Subgraph, family: Family) -> dict[int, int]:
         return {}
     readers = consumers(sg)
     producer = {o: op.index for op in sg.operators for o in op.outputs if o >= 0}
-    graph_outputs = set(sg.outputs)
+    graph_outputs, graph_inputs = set(sg.outputs), set(sg.inputs)
     out: dict[int, int] = {}  # chained op -> the op whose pass it rides on
     for op in sg.operators:
         if op.op not in CHAINABLE or cpu_reason(sg, op, family) or not op.outputs:
@@ -53,7 +53,10 @@ def chained_ops(sg: Subgraph, family: Family) -> dict[int, int]:
             if (cpu_reason(sg, prev, family) or KIND_OF.get(prev.op) in (OpKind.NOP, OpKind.MEMORY, OpKind.SOFTMAX)
                     or src in out):
                 continue
-            if readers.get(i) == [op.index] and i not in graph_outputs and tuple(t.shape) == tuple(ofm.shape):
+            # the other operand must be on-chip already: Vela does not chain onto a graph input's stream
+            others_ok = all(j not in graph_inputs for j in acts if j != i)
+            if (readers.get(i) == [op.index] and i not in graph_outputs and tuple(t.shape) == tuple(ofm.shape)
+                    and others_ok):
                 out[op.index] = src
                 break
     return out

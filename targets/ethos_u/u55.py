@@ -11,8 +11,11 @@ from hwopt.targets.ethos_u.cost_common import (
     SCALE_BYTES_PER_CHANNEL,
     SOFTMAX_PASSES,
     ao_cycles,
+    burst_factor,
+    constant_read_bytes,
     encoded_weight_bytes,
     fm_memories,
+    io_memories,
 )
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, cdiv, round_up
 
@@ -75,10 +78,15 @@ def memory_bytes(g: LayerGeometry, target: Target, encoded: int) -> dict[str, fl
     def add(mem: str, n: float) -> None:
         traffic[mem] = traffic.get(mem, 0.0) + n
 
-    ifm_mem, ofm_mem = fm_memories(g, target)
+    ifm_mem, ofm_mem = io_memories(g, target)
     ih, iw, ic = g.ifm
-    ifm_bytes = ih * iw * round_up(ic, BRICK) * g.itemsize
-    ofm_bytes = g.ofm[0] * g.ofm[1] * round_up(g.ofm[2], BRICK) * g.itemsize
+    # graph inputs/outputs stay NHWC; intermediate feature maps are stored in 16-channel bricks
+    ifm_bytes: float = ih * iw * (ic if g.ifm_in_arena else round_up(ic, BRICK)) * g.itemsize
+    ofm_bytes: float = g.ofm[0] * g.ofm[1] * (g.ofm[2] if g.ofm_in_arena else round_up(g.ofm[2], BRICK)) * g.itemsize
+    # NHWC graph inputs/outputs move in bursts as short as one pixel's channels (IFM blocks 8-32 deep)
+    ifm_bytes *= burst_factor(target, ifm_mem, g.ifm_in_arena, ic, min(iw, 16), round_up(min(ic, 32), 8), False)
+    ofm_bytes *= burst_factor(target, ofm_mem, g.ofm_in_arena, g.ofm[2], min(g.ofm[1], 16),
+                              round_up(min(g.ofm[2], 64), 8), True)
     if g.kind is OpKind.CONV or g.kind is OpKind.FULLY_CONNECTED:
         # the IFM is re-read for every OFM-depth block (block depth ~ 8 micro-blocks deep)
         depth_blocks = cdiv(g.ofm[2], 8 * target.npu.ofm_ublock[2])
@@ -90,6 +98,8 @@ def memory_bytes(g: LayerGeometry, target: Target, encoded: int) -> dict[str, fl
     else:
         add(ifm_mem, ifm_bytes + g.ifm2_elements * g.itemsize)
     add(ofm_mem, ofm_bytes)
+    if const_read := constant_read_bytes(g, target):
+        add(target.const_memory, const_read)
     if encoded:
         const = target.const_memory
         add(const, encoded + SCALE_BYTES_PER_CHANNEL * g.ofm[2])

@@ -19,8 +19,10 @@ from hwopt.targets.ethos_u.cost_common import (
     SCALE_BYTES_PER_CHANNEL,
     SOFTMAX_PASSES,
     ao_cycles,
+    burst_factor,
+    constant_read_bytes,
     encoded_weight_bytes,
-    fm_memories,
+    io_memories,
     padded_weights,
 )
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, cdiv, round_up
@@ -211,22 +213,6 @@ def u85_block(g: LayerGeometry, target: Target) -> U85Block:
     return U85Block((h, w, d), (int(ifm_h[i]), int(ifm_w[i]), ifm_depth), ub, part, ifm_depth)
 
 
-def _burst_factor(target: Target, memory: str, nhwc: bool, channels: int, block_w: int, block_c: int,
-                  write: bool) -> float:
-    """Bus bytes per payload byte: short bursts (NHWC rows narrower than a burst) waste the rest of it."""
-    burst_max = target.memory_config(memory).burst_length
-    if nhwc:
-        if channels == block_c and (not write or block_c <= 16):
-            burst = block_w * channels
-        elif write:
-            burst = min(64, 16 * target.npu.cores, block_c)
-        else:
-            burst = block_c
-    else:
-        burst = 16 * block_w * (target.npu.cores if write else 1)
-    return burst_max / max(min(burst_max, burst), 1)
-
-
 def _access_cycles(target: Target, transfers: list[tuple[str, Channel, float]]) -> dict[str, int]:
     """Per memory: max(all bytes at peak bandwidth, the busiest channel at its own bandwidth)."""
     per_mem: dict[str, dict[Channel, float]] = {}
@@ -279,20 +265,13 @@ def _u85_mac_cycles_per_block(g: LayerGeometry, blk: U85Block) -> float:
     return total
 
 
-def _u85_fm_memories(g: LayerGeometry, target: Target) -> tuple[str, str]:
-    """Graph inputs/outputs stay in the arena; intermediates are staged in SRAM when they fit."""
-    ifm_mem, ofm_mem = fm_memories(g, target)
-    arena = target.arena_memory
-    return (arena if g.ifm_in_arena else ifm_mem, arena if g.ofm_in_arena else ofm_mem)
-
-
 def u85_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
     """One U85 pass: max(MAC/AO/command-issue cycles, each memory's channel-limited access cycles,
     weight decode)."""
     if g.chained:
         return LayerCost(g.subgraph, g.op_index, g.op, "npu", 0, 0, {}, 0, 0, None, 0, "none")
     encoded = encoded_weight_bytes(g, target)
-    ifm_mem, ofm_mem = _u85_fm_memories(g, target)
+    ifm_mem, ofm_mem = io_memories(g, target)
     const = target.const_memory
     ih, iw, ic = g.ifm
     oh, ow, oc = g.ofm
@@ -309,8 +288,8 @@ def u85_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
         n_blocks = n_wh * (1 if equal_depth else cdiv(oc, bd))
         fh, fw = min(blk.ifm[0], ih), min(blk.ifm[1], iw)
         sub = cdiv(g.kernel[0], SUBKERNEL) * cdiv(g.kernel[1], SUBKERNEL)
-        ifm_burst = _burst_factor(target, ifm_mem, g.ifm_in_arena, ic, fw, blk.ifm_depth, False)
-        ofm_burst = _burst_factor(target, ofm_mem, g.ofm_in_arena, oc, bw, bd, True)
+        ifm_burst = burst_factor(target, ifm_mem, g.ifm_in_arena, ic, fw, blk.ifm_depth, False)
+        ofm_burst = burst_factor(target, ofm_mem, g.ofm_in_arena, oc, bw, bd, True)
         transfers.append((ifm_mem, Channel.IFM, fh * fw * ifm_c * sub * n_blocks * g.itemsize * ifm_burst))
         transfers.append((ofm_mem, Channel.WRITE, oh * ow * ofm_c * g.itemsize * ofm_burst))
         if encoded:
@@ -345,6 +324,7 @@ def u85_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
         transfers.append((ofm_mem, Channel.WRITE, oh * ow * ofm_c * g.itemsize * passes))
         if g.kind is not OpKind.MEMORY:
             compute = max(compute, math.ceil((lat_in + lat_out) / 4))
+    transfers.append((target.const_memory, Channel.IFM_STREAM, constant_read_bytes(g, target)))
     mem_cycles = _access_cycles(target, transfers)
     decode = 0
     if encoded:

@@ -1,0 +1,104 @@
+"""Fit the Ethos-U analytic model's calibration on the fitting side of the generated corpus.
+
+For every configuration, collects the structural model's terms of each NPU layer of the fitting-side
+models (the validation side and real models are never read) and Vela's cycles from the label cache,
+then fits log(cycles) = w . features by ridge regression per operator group (the TFLite builtin when
+it has enough layers, else its kind, else all layers), dropping gross outliers once. Writes
+targets/ethos_u/calibration.json (deterministic: sorted keys, rounded weights).
+
+    nice python tools/fit_analytic.py [--seed 1] [--count 600] [--split-seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tools.corpus_common import DEFAULT_CACHE, ETHOS_U_CONFIGS  # noqa: E402
+
+RIDGE = 1e-2
+
+
+def ridge(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Ridge solution with one outlier-trimming pass (residuals beyond 4 MADs are dropped)."""
+    reg = RIDGE * np.eye(x.shape[1])
+    reg[0, 0] = 0.0
+    w = np.linalg.solve(x.T @ x + reg, x.T @ y)
+    r = y - x @ w
+    mad = float(np.median(np.abs(r - np.median(r)))) or 1e-9
+    keep = np.abs(r - np.median(r)) <= 4 * 1.4826 * mad
+    if keep.sum() >= x.shape[1] * 2:
+        w = np.linalg.solve(x[keep].T @ x[keep] + reg, x[keep].T @ y[keep])
+    return w
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hwopt.format.tflite_io import read_model
+    from hwopt.targets.descriptor import load_target
+    from hwopt.targets.ethos_u.analytic import structural_cost
+    from hwopt.targets.ethos_u.calibration import CALIBRATION_FILE, FEATURES, MIN_GROUP, features, group_keys
+    from hwopt.targets.ethos_u.placement import ethos_u_geometry
+    from hwopt.testing.corpus import is_validation, label
+    from hwopt.testing.generator import corpus
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--count", type=int, default=600)
+    ap.add_argument("--split-seed", type=int, default=0)
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--out", type=Path, default=CALIBRATION_FILE)
+    args = ap.parse_args(argv)
+    targets = [load_target(c) for c in ETHOS_U_CONFIGS]
+    rows: dict[str, list[tuple[str, str, np.ndarray, float]]] = defaultdict(list)
+    fitting = [m for m in corpus(args.seed, args.count) if not is_validation(m.name, args.split_seed)]
+    for m in fitting:
+        model = read_model(m.data)
+        geo = {f: ethos_u_geometry(model, f) for f in {t.family for t in targets}}
+        for t in targets:
+            labels, _ = label(m.name, m.data, t, args.cache)
+            if labels.error is not None:
+                continue
+            by_index = {g.op_index: g for g in geo[t.family] if g.subgraph == 0}
+            for la in labels.layers:
+                g = by_index.get(la.op_index)
+                if g is None or la.placement != "npu" or la.cycles <= 0:
+                    continue
+                c = structural_cost(g, t)
+                if c.placement != "npu" or c.cycles <= 0:
+                    continue
+                op, kind = group_keys(g)
+                rows[t.name].append((op, kind, features(g, c), float(np.log(la.cycles))))
+    weights: dict[str, dict[str, list[float]]] = {}
+    for t in targets:
+        data = rows[t.name]
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, (op, kind, _, _) in enumerate(data):
+            groups[op].append(i)
+            groups[kind].append(i)
+            groups["*"].append(i)
+        table = {}
+        for key, idx in sorted(groups.items()):
+            if len(idx) < MIN_GROUP and key != "*":
+                continue
+            x = np.stack([data[i][2] for i in idx])
+            y = np.array([data[i][3] for i in idx])
+            table[key] = [float(f"{v:.6g}") for v in ridge(x, y)]
+        weights[t.name] = table
+        print(f"{t.name}: {len(data)} layers, {len(table)} groups")
+    doc = {"features": list(FEATURES), "fitted_on": f"generated corpus seed {args.seed}, {len(fitting)} fitting-side "
+           f"models (split seed {args.split_seed})", "configs": {t.name: [t.family.value, t.npu.total_macs]
+                                                                 for t in targets}, "weights": weights}
+    args.out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
