@@ -324,7 +324,7 @@ def test_u85_dram_terms_match_vela(resnet8: Path) -> None:
     from hwopt.targets.ethos_u.analytic import structural_cost
     from hwopt.targets.ethos_u.placement import ethos_u_geometry
 
-    t = load_target("ethos-u85-256")
+    t = resolve_target("ethos-u85-256")
     vela = {la.op_index: la for la in estimate(resnet8, t.name, engine="vela").layers}
     geo = {g.op_index: g for g in ethos_u_geometry(read_model(resnet8), t.family)}
     for i in (0, 6):

@@ -42,7 +42,7 @@ def ridge(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     from hwopt.format.tflite_io import read_model
-    from hwopt.targets.descriptor import load_target
+    from hwopt.targets import resolve_target
     from hwopt.targets.ethos_u.analytic import structural_cost
     from hwopt.targets.ethos_u.calibration import CALIBRATION_FILE, FEATURES, MIN_GROUP, features, group_keys
     from hwopt.targets.ethos_u.placement import ethos_u_geometry
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--out", type=Path, default=CALIBRATION_FILE)
     args = ap.parse_args(argv)
-    targets = [load_target(c) for c in ETHOS_U_CONFIGS]
+    targets = [resolve_target(c) for c in ETHOS_U_CONFIGS]
     rows: dict[str, list[tuple[str, str, np.ndarray, float]]] = defaultdict(list)
     fitting = [m for m in corpus(args.seed, args.count) if not is_validation(m.name, args.split_seed)]
     for m in fitting:
