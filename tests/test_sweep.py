@@ -79,6 +79,11 @@ def test_records_match_the_engines_run_alone(serial: tuple[Path, str], models: P
     enc = hwopt.encode(models / "a_example.tflite", "ethos-u55-64")
     assert rec["cycles"] == est.summary.cycles and rec["peak_sram_bytes"] == est.summary.peak_sram_bytes
     assert rec["encoded_weight_bytes"] == enc.summary.encoded_bytes
+    for r in doc["records"]:  # on Ethos-U hwopt's streams are Vela's own: the same total as Vela reports
+        if r["target"].startswith("ethos-u"):
+            vela = hwopt.estimate(models / Path(r["model"]).name, r["target"]) if r["pipeline"] == "base" else None
+            if vela is not None:
+                assert r["encoded_weight_bytes"] == vela.summary.encoded_weight_bytes, r
     assert rec["cpu_operators"] == est.summary.cpu_ops
     assert rec["inference_s"] == pytest.approx(est.summary.inference_s, abs=1e-6)
     # pruning 60% of the weights shrinks the encoded streams on every target
@@ -106,15 +111,16 @@ def test_killed_worker_job_is_retried(serial: tuple[Path, str], models: Path, tm
     killed: list[int] = []
 
     def kill_one(p: Progress) -> None:
+        # a worker that has just sent its result is not retried: kill again until one job is
         pids = engine.busy_pids()
-        if not killed and p.done >= 1 and pids:
+        if engine.retried == 0 and len(killed) < 5 and p.done >= 1 and pids:
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
 
     spec = load_spec(_spec_file(tmp_path, models))
     result = run_sweep(spec, output=tmp_path / "run", engine=engine, progress=kill_one)
-    assert killed and result.stats.retried >= 1
-    assert all(r.status is Status.OK for r in result.report.records)
+    assert killed and result.stats.retried >= 1, killed
+    assert all(r.status is Status.OK for r in result.report.records), result.report.failures
     assert (tmp_path / "run" / "sweep.json").read_text(encoding="utf-8") == serial[1]
 
 

@@ -111,7 +111,8 @@ def _measure(job: Job, model_bytes: bytes, data: bytes | None) -> Outcome:
     else:
         new_model = _enforce(model, job.pipeline, job.target, dataset)
     new_bytes = bytes(new_model.source) if new_model.source else serialize(new_model)
-    enc = encode_model(new_model, job.target)
+    # Ethos-U weights encoded with the block configuration Vela picks, as `hwopt encode` does by default
+    enc = encode_model(new_model, job.target, block_source="vela" if job.target.family.is_ethos_u else "rule")
     est = estimate(new_model, job.target, engine=job.engine)
     s = est.summary
     if est._vela is not None:
