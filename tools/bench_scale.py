@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Time every hwopt command against a bare Vela compile at growing model sizes, in one run.
+
+Builds the model ladders of tools/scale_models.py (fully connected 2/8/32 x 1024x1024 and
+conv 4/16/64 x 3x3x256x256, half the weights zero), then for every model runs each command
+as a whole process, each run paired with a bare
+    vela --accelerator-config ethos-u55-128 MODEL
+of the same file right after it (the machine is noisy: a pair sees the same load). Prints
+per command and size the median wall time, the ratio to the paired Vela medians, the peak
+resident memory (os.wait4; the goal is <= 4x the model file + 150 MB), and the marginal
+cost per million weights between consecutive sizes (a command whose cost grows faster than
+linearly shows a rising marginal cost).
+
+Usage: python tools/bench_scale.py [--ladder fc|conv|all] [--runs N] [--only CMD,...]
+                                   [--models DIR] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale_models import build_ladders  # a sibling script
+
+COMMANDS: dict[str, list[str]] = {
+    "audit --json": ["audit", "{model}", "--json"],
+    "encode u55-128": ["encode", "{model}", "--target", "ethos-u55-128", "--json"],
+    "encode u85-256": ["encode", "{model}", "--target", "ethos-u85-256", "--json"],
+    "encode n78-4tops-4ple": ["encode", "{model}", "--target", "ethos-n78-4tops-4ple", "--json"],
+    "estimate analytic": ["estimate", "{model}", "--target", "ethos-u55-128", "--engine", "analytic", "--json"],
+    "estimate vela": ["estimate", "{model}", "--target", "ethos-u55-128", "--json"],
+    "compile u55-128": ["compile", "{model}", "--target", "ethos-u55-128", "-o", "{tmp}/compiled", "--json"],
+    "enforce 0.5/16": ["enforce", "{model}", "--sparsity", "0.5", "--clusters", "16", "-o", "{tmp}/enforced.tflite",
+                       "--json"],
+}
+RSS_FACTOR, RSS_FIXED = 4, 150 << 20
+
+
+def tool(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise SystemExit(f"bench_scale: {name} not found")
+    return found
+
+
+@dataclass
+class Cell:
+    """Runs of one command on one model, with the Vela runs paired with them."""
+
+    times: list[float] = field(default_factory=list)
+    vela: list[float] = field(default_factory=list)
+    rss: int = 0
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def ratio(self) -> float:
+        return self.median / statistics.median(self.vela)
+
+
+def run(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS bytes of one process (spawned, not forked: its RSS is its own)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    err_fd, err_path = tempfile.mkstemp(prefix="bench-scale-", suffix=".err")
+    try:
+        start = time.perf_counter()
+        pid = os.posix_spawn(argv[0], argv, env, file_actions=[
+            (os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, err_fd, 2)])
+        _, status, usage = os.wait4(pid, 0)
+        elapsed = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        if code not in (0, 1):
+            os.lseek(err_fd, 0, os.SEEK_SET)
+            tail = os.read(err_fd, 1 << 16).decode(errors="replace")[-600:]
+            raise SystemExit(f"bench_scale: {' '.join(argv)} exited {code}: {tail}")
+        return elapsed, usage.ru_maxrss * 1024
+    finally:
+        os.close(devnull)
+        os.close(err_fd)
+        os.unlink(err_path)
+
+
+def measure(models: list[Path], names: list[str], runs: int, env: dict[str, str]) -> dict[tuple[str, Path], Cell]:
+    hwopt, vela = tool("hwopt"), tool("vela")
+    cells: dict[tuple[str, Path], Cell] = {}
+    with tempfile.TemporaryDirectory(prefix="hwopt-scale-") as tmp:
+        env = {**env, "PYTHONPYCACHEPREFIX": str(Path(tmp, "pycache"))}
+        run([hwopt, "audit", "--json", str(models[0])], env)  # fills the bytecode cache
+        for model in models:
+            vela_cmd = [vela, "--accelerator-config", "ethos-u55-128", "--output-dir", f"{tmp}/vela", str(model)]
+            for name in names:
+                cell = cells.setdefault((name, model), Cell())
+                for _ in range(runs):
+                    work = Path(tempfile.mkdtemp(dir=tmp))
+                    argv = [hwopt] + [a.format(model=model, tmp=work) for a in COMMANDS[name]]
+                    t, rss = run(argv, env)
+                    cell.times.append(t)
+                    cell.rss = max(cell.rss, rss)
+                    cell.vela.append(run(vela_cmd, env)[0])
+                    shutil.rmtree(work, ignore_errors=True)
+                print(f"  {model.name:18s} {name:22s} {cell.median:7.2f} s  {cell.ratio:5.2f}x vela  "
+                      f"{cell.rss / 2**20:6.0f} MB", file=sys.stderr, flush=True)
+    return cells
+
+
+def weights_of(model: Path) -> int:
+    stem = model.stem
+    n = int(stem.split("-")[1])
+    return n * (1024 * 1024 if stem.startswith("fc") else 256 * 9 * 256)
+
+
+def table(models: list[Path], names: list[str], cells: dict[tuple[str, Path], Cell], markdown: bool) -> str:
+    sizes = [f"{m.stat().st_size / 1e6:.1f} MB" for m in models]
+    head = ["command", *[f"{m.stem} ({s})" for m, s in zip(models, sizes, strict=True)],
+            f"vs Vela at {sizes[-1]}", "s per M weights (marginal)", "peak RSS / limit"]
+    rows = []
+    vela_row = ["vela (reference)"] + [f"{statistics.median(cells[(names[0], m)].vela):.2f} s" for m in models]
+    rows.append([*vela_row, "1x", "", ""])
+    for name in names:
+        cs = [cells[(name, m)] for m in models]
+        marg = []
+        for (m0, c0), (m1, c1) in zip(zip(models, cs, strict=True), zip(models[1:], cs[1:], strict=True), strict=False):
+            marg.append((c1.median - c0.median) / ((weights_of(m1) - weights_of(m0)) / 1e6))
+        growth = " → ".join(f"{v:.3f}" for v in marg)
+        if len(marg) >= 2:
+            growth += "  (linear)" if marg[-1] <= 1.5 * max(marg[0], 0.01) else "  (super-linear)"
+        worst = max(c.rss / (RSS_FACTOR * m.stat().st_size + RSS_FIXED) for m, c in zip(models, cs, strict=True))
+        rows.append([name, *[f"{c.median:.2f} s ({c.ratio:.2f}x)" for c in cs], f"{cs[-1].ratio:.2f}x", growth,
+                     f"{max(c.rss for c in cs) / 2**20:.0f} MB ({worst:.2f} of limit)"])
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [head, *rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ladder", choices=("fc", "conv", "all"), default="fc")
+    ap.add_argument("--runs", type=int, default=1, help="runs of each command per model (median)")
+    ap.add_argument("--only", default="", help="comma-separated command names (default: all)")
+    ap.add_argument("--models", type=Path, help="folder for the ladder models (default: a temporary one)")
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = ap.parse_args(argv)
+    names = [n for n in COMMANDS if not args.only or any(o.strip() and n.startswith(o.strip())
+                                                          for o in args.only.split(","))]
+    if not names:
+        print(f"bench_scale: no command matches {args.only!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    with tempfile.TemporaryDirectory(prefix="hwopt-ladder-") as tmp:
+        folder = args.models or Path(tmp)
+        ladders = ("fc", "conv") if args.ladder == "all" else (args.ladder,)
+        for ladder in ladders:
+            models = build_ladders(folder, ladder)
+            cells = measure(models, names, args.runs, env)
+            print(f"\n{ladder} ladder, median of {args.runs} run(s), each paired with a bare Vela compile:")
+            print(table(models, names, cells, args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
