@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hwopt.fileio import atomic_write_text
 from hwopt.records import dumps
+from hwopt.reports.sweep_plots import Best, Point, cross_target_figure, front_figure
 from hwopt.sweeps.records import SweepRecord, SweepReport
 
 CSV_COLUMNS = ("model", "pipeline", "target", "status", "cycles", "inference_s", "encoded_weight_bytes",
@@ -107,9 +108,6 @@ def _short_names(models: list[str]) -> dict[str, str]:
 
 
 def _figures(report: SweepReport) -> list[str]:
-    # matplotlib is imported only when an HTML report is written
-    from hwopt.reports.sweep_plots import Best, Point, cross_target_figure, front_figure
-
     per_t, _ = _fronts(report)
     ok = [r for r in report.records if r.ok and r.encoded_weight_bytes is not None and r.inference_s is not None]
     short = _short_names(sorted({r.model for r in ok}))

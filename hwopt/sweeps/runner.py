@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hwopt.errors import OutputError, UsageError
+from hwopt.fileio import atomic_write_text
 from hwopt.sweeps.cache import ResultCache, normalise
 from hwopt.sweeps.job import Job, cache_key, engine_for, read_bytes, sha256
 from hwopt.sweeps.local import Engine, ProcessPoolEngine, SerialEngine
 from hwopt.sweeps.pareto import pareto
+from hwopt.sweeps.ray_engine import RayEngine
 from hwopt.sweeps.records import SCHEMA, Outcome, Status, SweepRecord, SweepReport, SweepStats
+from hwopt.sweeps.render import write_outputs
 from hwopt.sweeps.spec import SweepSpec, spec_from_json, spec_to_json
 
 log = logging.getLogger(__name__)
@@ -56,8 +59,6 @@ class _Cell:
 def default_engine(workers: int | None = None, ray: bool | str | None = None) -> Engine:
     """Ray when asked (True: local or RAY_ADDRESS; a string: that cluster), else a pool of `workers` processes."""
     if ray:
-        from hwopt.sweeps.ray_engine import RayEngine
-
         return RayEngine(ray if isinstance(ray, str) else None)
     n = workers if workers is not None else (os.cpu_count() or 1)
     if n < 1:
@@ -113,8 +114,6 @@ def run_sweep(spec: SweepSpec, *, output: str | os.PathLike[str] | None = None,
               cache: str | os.PathLike[str] | None = None, engine: Engine | None = None,
               progress: Callable[[Progress], None] | None = None) -> SweepResult:
     """Run every job of `spec` not already in the cache; write the reports into `output` when given."""
-    from hwopt.fileio import atomic_write_text
-
     out = Path(output) if output is not None else None
     if out is not None:
         try:
@@ -166,7 +165,5 @@ def run_sweep(spec: SweepSpec, *, output: str | os.PathLike[str] | None = None,
     stats = SweepStats(computed=len(todo), cached=cached, retried=eng.retried, failed=len(report.failures),
                        seconds=time.perf_counter() - started, engine=eng.name)
     if out is not None:
-        from hwopt.sweeps.render import write_outputs
-
         write_outputs(report, out)
     return SweepResult(report, stats, out)

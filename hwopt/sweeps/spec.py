@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hwopt.errors import HwoptError, UsageError
+from hwopt.records import to_jsonable
 from hwopt.targets import Target, resolve_target
 
 if sys.version_info >= (3, 11):
@@ -150,8 +151,6 @@ def _pipelines(table: Mapping[str, Any] | Sequence[tuple[str, str]]) -> tuple[tu
 
 def fingerprint(target: Target) -> str:
     """The resolved descriptor as canonical JSON (where its file lives does not matter)."""
-    from hwopt.records import to_jsonable
-
     doc = to_jsonable(target)
     doc.pop("source", None)
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
