@@ -340,3 +340,15 @@ def test_compile_takes_a_vela_ini_target(run_cli, example, ini, tmp_path) -> Non
     assert report["totals"]["peak_sram_bytes"] == round(float(row["sram_memory_used"]) * 1024)
     # Dedicated SRAM: the DRAM holds the constants and the arena, so the read-only part is at most its total
     assert 0 < report["totals"]["flash_bytes"] <= round(float(row["dram_memory_used"]) * 1024)
+
+
+@pytest.mark.parametrize("command", ["encode", "check"])
+def test_other_commands_take_a_vela_ini_target(run_cli, example, ini, command) -> None:
+    spec = f"{ini}:Dram_Board:Board_Dedicated"
+    res = run_cli(command, str(example), "--target", spec, "--accelerator", "ethos-u85-512", "--json")
+    assert res.code == 0, res.err
+    import json
+
+    assert json.loads(res.out)["target"] == "board-Dram_Board-Board_Dedicated"
+    bad = run_cli(command, str(example), "--target", "ethos-u55-128", "--accelerator", "ethos-u85-512")
+    assert bad.code == 2 and "vela.ini target" in bad.err and bad.err.count("\n") == 1, bad.err

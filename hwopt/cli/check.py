@@ -14,6 +14,8 @@ def register(sub: Any) -> None:
                        "firmware-CI '100 %% NPU' gate.")
     p.add_argument("model", help="the .tflite file")
     p.add_argument("--target", required=True, metavar="NAME|PATH", help="target name or descriptor .toml")
+    p.add_argument("--accelerator", metavar="CONFIG", help="Vela accelerator for a FILE.ini:SYSTEM_CONFIG:MEMORY_MODE "
+                   "target (default ethos-u55-256)")
     p.add_argument("--engine", choices=("vela", "analytic"), default=None,
                    help="vela: the support model cross-checked with Vela (default for Ethos-U); analytic: the "
                    "support model alone")
@@ -27,11 +29,12 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwopt.cli._common import console, fmt_int, print_findings, print_json
+    from hwopt.cli._common import console, fmt_int, print_findings, print_json, resolve_target_arg
     from hwopt.engines.check import check_model
 
     allow = frozenset(s.strip().upper() for s in args.allow_cpu.split(",") if s.strip())
-    report = check_model(args.model, args.target, engine=args.engine, all_targets=args.all_targets,
+    target = resolve_target_arg(args.target, accelerator=args.accelerator)
+    report = check_model(args.model, target, engine=args.engine, all_targets=args.all_targets,
                          allow_cpu=allow, expect_npu=args.expect_npu)
     if args.json:
         print_json(report)

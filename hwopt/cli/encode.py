@@ -14,6 +14,8 @@ def register(sub: Any) -> None:
                        "report bits/weight against the order-0 entropy bound.")
     p.add_argument("model", help="the int8 .tflite file")
     p.add_argument("--target", required=True, metavar="NAME|PATH", help="target name (see `hwopt targets`) or descriptor file")
+    p.add_argument("--accelerator", metavar="CONFIG", help="Vela accelerator for a FILE.ini:SYSTEM_CONFIG:MEMORY_MODE "
+                   "target (default ethos-u55-256)")
     p.add_argument("--json", action="store_true", help="print the hwopt.encode/1 JSON report")
     p.add_argument("--emit", metavar="DIR", help="write one stream file per layer and index.json into DIR")
     p.add_argument("--blocks", choices=("rule", "vela"), default=None,
@@ -26,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from hwopt.cli._common import console, fmt_int, print_json, resolve_target_arg
     from hwopt.engines.encode import emit, encode
 
-    report = encode(args.model, resolve_target_arg(args.target), block_source=args.blocks)
+    target = resolve_target_arg(args.target, accelerator=args.accelerator)
+    report = encode(args.model, target, block_source=args.blocks)
     if args.emit:
         emit(report, args.emit, protect=(Path(args.model),))
     if not report.summary.roundtrip_ok:

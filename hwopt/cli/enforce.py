@@ -23,6 +23,8 @@ def register(sub: Any) -> None:
     p.add_argument("--repair", action="store_true", help="restore split clusters and re-zero drifted near-zeros")
     p.add_argument("--bias-correction", action="store_true", help="correct int32 biases for the mean output shift (needs --data)")
     p.add_argument("--target", metavar="NAME", help="Ethos-U target (e.g. ethos-u55-128): weight streams and encoded bytes")
+    p.add_argument("--accelerator", metavar="CONFIG", help="Vela accelerator for a FILE.ini:SYSTEM_CONFIG:MEMORY_MODE "
+                   "target (default ethos-u55-256)")
     p.add_argument("--data", metavar="NPZ", help="inputs (by name or in order, batch first) and optional 'labels' for fidelity")
     p.add_argument("--calibration", metavar="NPZ", help="inputs for bias correction (default: --data)")
     p.add_argument("--max-drop", type=float, metavar="F",
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from hwopt.cli._common import console, fmt_bytes, fmt_int, fmt_pct, print_findings, print_json, resolve_target_arg
     from hwopt.engines.enforce import enforce
 
-    target = resolve_target_arg(args.target) if args.target else None
+    target = resolve_target_arg(args.target, accelerator=args.accelerator) if args.target else None
     report = enforce(args.model, args.output, _pipeline(args, target), data=args.data, calibration=args.calibration,
                      target=target, max_drop=args.max_drop)
     if args.json:

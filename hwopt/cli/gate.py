@@ -13,6 +13,8 @@ def register(sub: Any) -> None:
                        "--update-baseline rewrites the baseline instead.")
     p.add_argument("model", help="the int8 .tflite file")
     p.add_argument("--target", required=True, help="Ethos-U target name or descriptor .toml")
+    p.add_argument("--accelerator", metavar="CONFIG", help="Vela accelerator for a FILE.ini:SYSTEM_CONFIG:MEMORY_MODE "
+                   "target (default ethos-u55-256)")
     p.add_argument("--baseline", required=True, metavar="FILE", help="baseline JSON (hwopt.baseline/1)")
     p.add_argument("--update-baseline", action="store_true", help="write the current figures as the new baseline")
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report, one testcase per check")
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         from hwopt.errors import UsageError
 
         raise UsageError("--max-fidelity-drop needs --data")
-    target = resolve_target_arg(args.target, args.system_config, args.memory_mode)
+    target = resolve_target_arg(args.target, args.system_config, args.memory_mode, accelerator=args.accelerator)
     report = run_gate(lambda: collect_metrics(args.model, target, data=args.data),
                       args.baseline, opts, update=args.update_baseline, junit=args.junit)
     if args.json:
