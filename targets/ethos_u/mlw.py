@@ -206,29 +206,29 @@ def _schedule(w_done: np.ndarray, z_done: np.ndarray, n_w: int, n_z: int) -> tup
     An iteration writes the next weight chunk while the weights are fewer than 8 symbols
     ahead of the zero runs, and the next zero-run chunk while they are not behind.
     """
-    cw, cz = len(w_done), len(z_done)
-    tw = np.empty(cw, dtype=np.int64)
-    tz = np.empty(cz, dtype=np.int64)
     wd = w_done.tolist()
     zd = z_done.tolist()
+    cw, cz = len(wd), len(zd)
+    tw: list[int] = []
+    tz: list[int] = []
     iw = iz = t = 0
     wpos = zpos = 0
     while iw < cw or iz < cz:
         bal = wpos - zpos
         w_en = bal < 8 and wpos < n_w and iw < cw
         z_en = bal >= 0 and zpos < n_z and iz < cz
-        if not (w_en or z_en):
-            raise AssertionError("weight stream interleave stalled")
         if w_en:
-            tw[iw] = t
+            tw.append(t)
             wpos = wd[iw]
             iw += 1
+        elif not z_en:
+            raise AssertionError("weight stream interleave stalled")
         if z_en:
-            tz[iz] = t
+            tz.append(t)
             zpos = zd[iz]
             iz += 1
         t += 1
-    return tw, tz
+    return np.array(tw, dtype=np.int64), np.array(tz, dtype=np.int64)
 
 
 def encode_slice(out: BitWriter, w_idx: np.ndarray, z_runs: np.ndarray | None, palette: Palette,
