@@ -177,12 +177,12 @@ def u55_order(w: np.ndarray, *, ifm_ublock: int, ofm_ublock: int, ofm_block: int
     if not (dw or pk) and h_n <= dy and w_n <= dx:
         # Depth-first with one sub-kernel: every IFM block has the same shape, so they are one axis.
         # Axes: IFM block, OFM µblock, kernel element, IFM µblock, OFM ch, IFM ch.
-        ibz = np.arange(0, i_n, ifm_block)[:, None, None, None, None, None]
+        blocks = np.arange(0, i_n, ifm_block)[:, None, None, None, None, None]
         ke = np.arange(h_n * w_n)[None, None, :, None, None, None]
         iui = np.arange(0, ifm_block, ifm_ublock)[None, None, None, :, None, None]
         ou = np.arange(ofm_ublock)[None, None, None, None, :, None]
         iu = np.arange(ifm_ublock)[None, None, None, None, None, :]
-        iz = ibz + iui + iu
+        iz = blocks + iui + iu
         kpos = ke * i_n  # (ky * w + kx) * i for a kernel that is not split
         for obz in range(0, o_n, ofm_block):
             cob = min(ofm_block, o_n - obz)
