@@ -40,7 +40,8 @@ class _AlignedBufferT(BufferT):  # type: ignore[misc]
     def Pack(self, builder: flatbuffers.Builder) -> int:  # noqa: N802 - generated API name
         data_off = None
         if self.data is not None and len(self.data):
-            payload = self.data.tobytes() if isinstance(self.data, np.ndarray) else bytes(self.data)
+            payload = (memoryview(np.ascontiguousarray(self.data, dtype=np.uint8).reshape(-1))
+                       if isinstance(self.data, np.ndarray) else bytes(self.data))
             builder.StartVector(1, len(payload), ALIGN)
             builder.head = builder.head - len(payload)
             builder.Bytes[builder.head : builder.head + len(payload)] = payload
@@ -80,32 +81,34 @@ def _sync(model: Model) -> None:
                 t.raw.quantization.quantizedDimension = int(q.quantized_dimension)
 
 
-def _pack(raw: ModelT) -> bytes:
-    builder = flatbuffers.Builder(1 << 16)
+def _pack(raw: ModelT, size_hint: int = 0) -> bytes:
+    # Sized for the whole file up front: growing the builder copies everything packed so far.
+    builder = flatbuffers.Builder(max(size_hint, 1 << 16))
     builder.Finish(raw.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return bytes(memoryview(builder.Bytes)[builder.Head():])
 
 
 def serialize(model: Model) -> bytes:
     """The model as .tflite bytes; identical input and IR give identical bytes."""
     _sync(model)
     ext = [b for b in model.buffers if b.external and b.data is not None and b.data.size]
+    hint = max(model.file_bytes, sum(b.nbytes + ALIGN for b in model.buffers if not b.external)) + (1 << 20)
     if not ext:
-        return _pack(model.raw)
+        return _pack(model.raw, hint)
     # >2 GB layout: buffers follow the flatbuffer at 16-byte aligned absolute offsets. Pack
     # once with placeholder offsets (fixed-size scalars, so the size does not change), then
     # again with the real ones.
     for b in ext:
         model.raw.buffers[b.index].offset = 2
         model.raw.buffers[b.index].size = b.nbytes
-    head = len(_pack(model.raw))
+    head = len(_pack(model.raw, hint))
     pos = head + (-head) % ALIGN
     layout = []
     for b in ext:
         model.raw.buffers[b.index].offset = pos
         layout.append((pos, b))
         pos += b.nbytes + (-b.nbytes) % ALIGN
-    out = bytearray(_pack(model.raw))
+    out = bytearray(_pack(model.raw, hint))
     if len(out) != head:  # pragma: no cover - guarded by the fixed-width argument above
         raise OutputError("internal error: flatbuffer size changed between passes")
     for off, b in layout:
