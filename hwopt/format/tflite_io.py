@@ -40,7 +40,7 @@ class _AlignedBufferT(BufferT):  # type: ignore[misc]
     def Pack(self, builder: flatbuffers.Builder) -> int:  # noqa: N802 - generated API name
         data_off = None
         if self.data is not None and len(self.data):
-            payload = (memoryview(np.ascontiguousarray(self.data, dtype=np.uint8).reshape(-1))
+            payload = (np.ascontiguousarray(self.data, dtype=np.uint8).reshape(-1).data
                        if isinstance(self.data, np.ndarray) else bytes(self.data))
             builder.StartVector(1, len(payload), ALIGN)
             builder.head = builder.head - len(payload)
