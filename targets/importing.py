@@ -259,17 +259,34 @@ def mlia_document(profile: MliaProfile, name: str | None = None) -> dict[str, An
 
 # --- one entry point -----------------------------------------------------------------------------
 
-def is_foreign(spec: str) -> bool:
-    """True when `spec` names a vela.ini or an MLIA target profile rather than a hwopt descriptor."""
-    if parse_ini_spec(spec) is not None:
-        return True
+def foreign_files(spec: str) -> tuple[Path, ...] | None:
+    """The files a vela.ini or MLIA spelling reads (the cache key of its Target); None for any other spelling."""
+    ini = parse_ini_spec(spec)
+    if ini is not None:
+        return (ini.path,)
     path = Path(spec)
     if not (spec.lower().endswith(".toml") and path.is_file()):
-        return False
+        return None
     try:
-        return is_mlia_profile(_load_toml(path))
+        doc = _load_toml(path)
+        if not is_mlia_profile(doc):
+            return None
+        config = read_mlia_profile(path, doc).config
     except TargetError:
-        return False  # the descriptor loader reports what is wrong with it
+        return (path,)  # loading it again reports the problem
+    return (path,) if config is None else (path, config)
+
+
+def file_stamps(paths: tuple[Path, ...]) -> tuple[tuple[Path, int, int], ...]:
+    """(file, mtime, size) of each file; (file, 0, 0) for one that cannot be read (loading reports it)."""
+    out = []
+    for p in paths:
+        try:
+            st = p.stat()
+            out.append((p.resolve(), st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append((p, 0, 0))
+    return tuple(out)
 
 
 def foreign_document(spec: str, *, accelerator: str | None = None, system_config: str | None = None,

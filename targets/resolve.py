@@ -5,7 +5,8 @@ Accepted: a shipped name in any case and with `_` or `-` ("ethos-u55-128", "Etho
 which selects the family's documented default configuration (`FAMILY_DEFAULTS`), a path to a
 user `.toml` descriptor, or a `Target` already resolved. The result is cached on the
 normalised spelling and on the modification stamps of every file of the descriptor chain,
-so a descriptor edited on disk is read again and an unchanged one is parsed once.
+so a descriptor edited on disk is read again and an unchanged one is parsed once. A vela.ini
+spelling or an MLIA profile is cached the same way, on the stamps of the files it reads.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from hwopt.errors import TargetError
 from hwopt.targets.descriptor import build_target, chain_stamps, descriptor_path, list_targets, read_chain
-from hwopt.targets.importing import foreign_document, parse_ini_spec, target_from_document
+from hwopt.targets.importing import file_stamps, foreign_document, foreign_files, parse_ini_spec, target_from_document
 from hwopt.targets.target import DESCRIPTOR_DIR, Family, Target
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,19 @@ def _load(path: Path, stamps: tuple[tuple[Path, int, int], ...], system_config: 
     return target.select(system_config, memory_mode)
 
 
+@functools.lru_cache(maxsize=64)
+def _load_foreign(text: str, stamps: tuple[tuple[Path, int, int], ...], accelerator: str | None,
+                  system_config: str | None, memory_mode: str | None) -> Target:
+    """A vela.ini or MLIA spelling built into the same Target as a descriptor; cached on its files' stamps."""
+    del stamps  # part of the cache key only
+    found = foreign_document(text, accelerator=accelerator, system_config=system_config, memory_mode=memory_mode)
+    if found is None:  # the file changed kind between the two looks
+        raise TargetError(f"{text}: not a vela.ini or an MLIA target profile")
+    doc, source = found
+    foreign = target_from_document(doc, source)
+    return foreign if parse_ini_spec(text) is not None else foreign.select(system_config, memory_mode)
+
+
 def resolve_target(spec: str | os.PathLike[str] | Target, *, system_config: str | None = None,
                    memory_mode: str | None = None, accelerator: str | None = None) -> Target:
     """The Target a name, family name, descriptor path, vela.ini spelling (`FILE.ini[:SYSTEM[:MODE]]`
@@ -103,11 +117,11 @@ def resolve_target(spec: str | os.PathLike[str] | Target, *, system_config: str 
     if not isinstance(spec, (str, os.PathLike)):
         raise TargetError(f"a target is a name, a descriptor path or a Target, not {type(spec).__name__}")
     text = os.fspath(spec).strip()
-    found = foreign_document(text, accelerator=accelerator, system_config=system_config, memory_mode=memory_mode)
-    if found is not None:  # a vela.ini or an MLIA profile: built into the same Target as a descriptor
-        doc, source = found
-        foreign = target_from_document(doc, source)
-        return foreign if parse_ini_spec(text) is not None else foreign.select(system_config, memory_mode)
+    files = foreign_files(text)
+    if files is not None:  # a vela.ini or an MLIA profile: built into the same Target as a descriptor
+        return _load_foreign(text, file_stamps(files), accelerator or None, system_config or None, memory_mode or None)
+    if accelerator:
+        raise TargetError("--accelerator applies to a vela.ini target (FILE.ini:SYSTEM_CONFIG:MEMORY_MODE) only")
     path, family = normalise(spec)
     target = _load(path, chain_stamps(path), system_config or None, memory_mode or None)
     if family is not None:

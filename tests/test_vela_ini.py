@@ -352,3 +352,18 @@ def test_other_commands_take_a_vela_ini_target(run_cli, example, ini, command) -
     assert json.loads(res.out)["target"] == "board-Dram_Board-Board_Dedicated"
     bad = run_cli(command, str(example), "--target", "ethos-u55-128", "--accelerator", "ethos-u85-512")
     assert bad.code == 2 and "vela.ini target" in bad.err and bad.err.count("\n") == 1, bad.err
+
+
+def test_an_ini_target_is_resolved_once_and_again_after_an_edit(ini) -> None:
+    import os
+
+    from hwopt.targets import resolve_target
+
+    spec = f"{ini}:Ethos_U55_Board:Board_Shared"
+    first = resolve_target(spec, accelerator="ethos-u55-128")
+    assert resolve_target(spec, accelerator="ethos-u55-128") is first
+    assert resolve_target(spec, accelerator="ethos-u55-64") is not first
+    ini.write_text(CUSTOM_INI.replace("core_clock=250e6", "core_clock=260e6"))
+    os.utime(ini, ns=(ini.stat().st_atime_ns, ini.stat().st_mtime_ns + 1_000_000_000))
+    edited = resolve_target(spec, accelerator="ethos-u55-128")
+    assert edited is not first and edited.clock_hz == 260e6 and first.clock_hz == 250e6
