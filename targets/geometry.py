@@ -91,6 +91,21 @@ class LayerGeometry:
 
 
 @dataclass(frozen=True)
+class PassCost:
+    """One hardware pass of an NPU layer as the vendor's estimator itemises it (Ethos-N78)."""
+
+    ple_operation: str  # PLE kernel ("PASSTHROUGH", "INTERLEAVE_2X2", ...) or "CONVERSION"
+    mce_cycles: int
+    mce_operations: int
+    ple_cycles: int
+    input_dram_bytes: int
+    output_dram_bytes: int
+    weight_dram_bytes: int
+    sram_bytes: int
+    weight_stripes: int
+
+
+@dataclass(frozen=True)
 class LayerCost:
     """Estimated cost of one operator on one target."""
 
@@ -106,6 +121,7 @@ class LayerCost:
     encoded_weight_bytes: int | None
     sram_bytes: int
     bound: str  # "compute" | "memory" | "weights" | "none" | "cpu"
+    passes: tuple[PassCost, ...] = ()  # Ethos-N78: the passes behind the layer
 
     @property
     def mac_utilisation(self) -> float | None:

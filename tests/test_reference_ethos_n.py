@@ -60,12 +60,37 @@ def test_every_reference_buffer_bit_exact(report: object) -> None:
     assert enc.decode_failures == [] and enc.decoded_ok == enc.buffers
 
 
+def test_estimator_tracks_the_library(report: object) -> None:
+    est = report.estimator  # type: ignore[attr-defined]
+    assert len(est.cases) >= 200 and est.disagreements == []
+    stats = est.stats()
+    assert stats["mce_cycles"]["median"] <= 0.05 and stats["mce_cycles"]["p90"] <= 0.15
+    assert stats["ple_cycles"]["median"] <= 0.10 and stats["dram_bytes"]["median"] <= 0.05
+    held_out = est.stats([r for r in est.cases if not r.fit])
+    assert held_out["mce_cycles"]["p90"] <= 0.15 and held_out["dram_bytes"]["median"] <= 0.05
+    nets = est.network_errors()
+    assert nets and all(errs["mce_cycles"] <= 0.10 for errs in nets.values())
+
+
+def test_reference_generator_matches_case_weights(reference: Path) -> None:
+    # The networks' weights come from the reference's documented generator; check it on a case.
+    rn = _tool_module()
+    ref = rn.load(reference)
+    case = next(c for c in ref.cases.values() if c["params"]["wgen"] == "gauss")
+    shape = tuple(case["weights_tensor"]["shape"])
+    w, _ = rn._weights(case, {"weights_tensor": case["weights_tensor"], "weights_source": "case",
+                              "bias_source": "case"})
+    assert (rn.gauss_weights(int(case["params"]["seed"]), shape) == w).all()
+
+
 def test_cli_json_schema_and_exit_code(reference: Path, report: object) -> None:
     proc = subprocess.run([sys.executable, str(TOOL), "ethos-n", str(reference), "--json"],
                           capture_output=True, text=True, check=False)
     doc = json.loads(proc.stdout)
     assert doc["schema"] == "hwopt.reference/1" and doc["kind"] == "ethos-n"
     assert set(doc["encoder"]) == {"buffers", "bit_exact", "decoded_ok", "mismatches"}
+    assert set(doc["estimator"]) == {"cases", "mce_cycles", "ple_cycles", "dram_bytes", "networks"}
+    assert set(doc["estimator"]["mce_cycles"]) == {"median", "p90"}
     assert proc.returncode == (0 if report.conforms else 1)  # type: ignore[attr-defined]
 
 

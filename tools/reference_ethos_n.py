@@ -17,8 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from hwopt.targets.ethos_n.network import NetLayer, estimate_network
+from hwopt.targets.ethos_n.perf import PleOp
+from hwopt.targets.ethos_n.plan import Kind, N78Layer, support
+from hwopt.targets.ethos_n.sizing import IDENTITY_WEIGHT, estimate_with_weights
 from hwopt.targets.ethos_n.variants import VARIANTS, N78Variant
-from hwopt.targets.ethos_n.weight_codec import encode_layer, requant_from_scales
+from hwopt.targets.ethos_n.weight_codec import OfmRequant, encode_layer, requant_from_scales
 from hwopt.targets.ethos_n.weight_decode import decode_layer
 
 SCHEMA = "hwopt.reference/1"
@@ -210,6 +214,232 @@ def check_encoder(ref: Reference) -> EncoderResult:
     return result
 
 
+# ----------------------------------------------------------------------------- estimator
+
+GAMMA = np.uint64(0x9E3779B97F4A7C15)
+FIT_GENERATORS = ("gauss", "cluster16")  # cases of these weight kinds fit the plan rules; the rest is held out
+
+
+def splitmix64(seed: int, count: int) -> np.ndarray:
+    """The reference's PRNG stream (vectorised: state k is seed + k*gamma)."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed) + GAMMA * np.arange(1, count + 1, dtype=np.uint64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def gauss_weights(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    """The reference's `gauss` generator: sum of four bytes, centred, quartered, clamped."""
+    r = splitmix64(seed, int(np.prod(shape)))
+    total = sum(((r >> np.uint64(8 * k)) & np.uint64(255)).astype(np.int64) for k in range(4)) - 510
+    return np.clip(total >> 2, -127, 127).astype(np.int8).reshape(shape)
+
+
+def _params(case: dict[str, Any]) -> dict[str, Any]:
+    return {k: (int(v) if str(v).lstrip("-").isdigit() else v) for k, v in case["params"].items()}
+
+
+def case_layer(case: dict[str, Any]) -> N78Layer:
+    """The single layer a reference case describes."""
+    p = _params(case)
+    kind = {"conv": Kind.CONV, "dw": Kind.DEPTHWISE, "fc": Kind.FULLY_CONNECTED}[p["op"]]
+    oh = (p["ih"] + p["pt"] + p["pb"] - p["kh"]) // p["sy"] + 1
+    ow = (p["iw"] + p["pl"] + p["pr"] - p["kw"]) // p["sx"] + 1
+    oc = p["ic"] if kind is Kind.DEPTHWISE else p["oc"]
+    return N78Layer(kind, (p["ih"], p["iw"], p["ic"]), (oh, ow, oc), (p["kh"], p["kw"]), (p["sy"], p["sx"]),
+                    (p["pt"], p["pl"]))
+
+
+@dataclass(frozen=True)
+class Measured:
+    """hwopt's and the library's totals for one case (or network) on one variant."""
+
+    name: str
+    variant: str
+    ours: tuple[int, int, int]  # MCE cycles, PLE cycles, DRAM bytes
+    theirs: tuple[int, int, int]
+    fit: bool
+
+
+def _library_totals(estimate: dict[str, Any]) -> tuple[int, int, int]:
+    passes = estimate["passes"]
+    dram = sum(q[k]["memory"]["dram_non_parallel"] + q[k]["memory"]["dram_parallel"]
+               for q in passes for k in ("input", "output", "weights"))
+    return int(estimate["sum_mce_cycle_count"]), int(estimate["sum_ple_cycle_count"]), int(dram)
+
+
+def _case_requant(case: dict[str, Any], layer: N78Layer, w: np.ndarray) -> OfmRequant:
+    q = case["weights_tensor"]["quant"]
+    num = w.shape[3] if layer.kind is not Kind.DEPTHWISE else w.shape[2] * w.shape[3]
+    return requant_from_scales(1.0, q["scales"], 1.0, 0, num)
+
+
+def measure_cases(ref: Reference) -> tuple[list[Measured], list[str]]:
+    """Per single-layer case and working variant: hwopt's estimate against the library's."""
+    rows, disagreements = [], []
+    for name, per_variant in ref.estimates["single_layer"].items():
+        if name not in ref.cases:
+            raise ReferenceError(f"estimates.json names case {name!r} that cases.json does not hold")
+        case = ref.cases[name]
+        layer = case_layer(case)
+        w, _ = _weights(case, {"weights_tensor": case["weights_tensor"], "weights_source": "case",
+                               "bias_source": "case"})
+        fit = _params(case)["wgen"] in FIT_GENERATORS
+        for variant, entry in per_variant.items():
+            if "error" in entry:
+                continue
+            future = entry["future"]
+            v = variant_of(variant)
+            reason = support(layer)
+            theirs_unsupported = bool(future.get("failure_reasons"))
+            if (reason is not None) != theirs_unsupported:
+                disagreements.append(f"{name}/{variant}: hwopt {reason!r}, library {future.get('failure_reasons')}")
+            if reason is not None:
+                continue
+            est = estimate_with_weights(layer, v, w, case["weights_tensor"]["quant"]["zero_point"],
+                                        requant=_case_requant(case, layer, w))
+            rows.append(Measured(name, variant, (est.mce_cycles, est.ple_cycles, est.dram_bytes),
+                                 _library_totals(future), fit))
+    return rows, disagreements
+
+
+def network_layers(net: dict[str, Any]) -> tuple[list[NetLayer], dict[int, str]]:
+    """MCE layers of a reference network (with a fused max pool) and hwopt's reasons for the rest."""
+    layers: list[NetLayer] = []
+    reasons: dict[int, str] = {}
+    index = 0
+    seed_base = None
+    prev_npu = False
+    for spec in net["layers"]:
+        kind = spec["type"]
+        if kind == "Relu" and not prev_npu and layers:
+            # A ReLU after an operation the NPU does not run becomes an identity depthwise pass.
+            shape = tuple(int(x) for x in spec["output_shape"][1:])
+            identity = N78Layer(Kind.DEPTHWISE, shape, shape)  # type: ignore[arg-type]
+            ident_w = np.full((1, 1, shape[2], 1), IDENTITY_WEIGHT, dtype=np.uint8)
+            layers.append(NetLayer(identity, ident_w, input_from_npu=False))
+            prev_npu = True
+            continue
+        if kind in ("Input", "Output", "Reshape", "Relu"):
+            continue
+        if kind == "Pooling":
+            size, stride = tuple(spec["size"]), tuple(spec["stride"])
+            if spec["pool"] == "MAX" and size == (2, 2) and stride == (2, 2) and layers and prev_npu:
+                out = tuple(spec["output_shape"][1:])
+                last = layers[-1]
+                layers[-1] = NetLayer(last.layer, last.weights, last.zero_point, last.requant, PleOp.MAXPOOL_2X2,
+                                      (int(out[0]), int(out[1]), int(out[2])), last.input_from_npu, True)
+            else:
+                reasons[spec["operation_id"]] = f"{spec['pool']} pooling {size} stride {stride} is not run by the NPU"
+                if layers:
+                    last = layers[-1]
+                    layers[-1] = NetLayer(last.layer, last.weights, last.zero_point, last.requant, last.ple_op,
+                                          last.ple_ofm, last.input_from_npu, False)
+                prev_npu = False
+            continue
+        kh, kw = spec["kernel"]
+        stride = int(spec["stride"])
+        pad = spec["padding_tblr"]
+        ishape = tuple(int(x) for x in spec["input_shape"][1:])
+        oshape = tuple(int(x) for x in spec["output_shape"][1:])
+        op = {"Convolution": Kind.CONV, "DepthwiseConvolution": Kind.DEPTHWISE,
+              "FullyConnected": Kind.FULLY_CONNECTED}[kind]
+        if op is Kind.FULLY_CONNECTED:
+            ishape = (1, 1, ishape[0] * ishape[1] * ishape[2])
+        layer = N78Layer(op, ishape, oshape, (kh, kw), (stride, stride), (pad[0], pad[2]))  # type: ignore[arg-type]
+        if seed_base is None:
+            seed_base = spec["weight_seed"] - index
+        wshape = (kh, kw, ishape[2], 1) if op is Kind.DEPTHWISE else (kh, kw, ishape[2], oshape[2])
+        weights = gauss_weights(spec["weight_seed"], wshape)
+        index += 1
+        reason = support(layer)
+        if reason is not None:
+            reasons[spec["operation_id"]] = reason
+        layers.append(NetLayer(layer, weights, input_from_npu=prev_npu))
+        prev_npu = reason is None
+    return layers, reasons
+
+
+def measure_networks(ref: Reference) -> tuple[list[Measured], list[str]]:
+    """Per network and working variant: summed MCE, PLE and DRAM against the library's."""
+    rows, disagreements = [], []
+    for name, per_variant in ref.estimates.get("networks", {}).items():
+        if name not in ref.networks:
+            continue
+        layers, reasons = network_layers(ref.networks[name])
+        for variant, entry in per_variant.items():
+            if "error" in entry:
+                continue
+            future = entry["future"]
+            theirs = {int(k) for k in future.get("failure_reasons", {})}
+            ours = set(reasons)
+            if not ours <= theirs:
+                disagreements.append(f"{name}/{variant}: hwopt estimate-only {sorted(ours)}, library {sorted(theirs)}")
+            est = estimate_network(layers, variant_of(variant))
+            totals = tuple(sum(getattr(e.estimate, f) for e in est if e.estimate is not None)
+                           for f in ("mce_cycles", "ple_cycles", "dram_bytes"))
+            rows.append(Measured(name, variant, totals, _library_totals(future), False))  # type: ignore[arg-type]
+    return rows, disagreements
+
+
+def relative_errors(rows: list[Measured], metric: int) -> np.ndarray:
+    """|ours - theirs| / theirs per row (0 when both are 0)."""
+    out = []
+    for r in rows:
+        a, b = r.ours[metric], r.theirs[metric]
+        out.append(abs(a - b) / b if b else float(a != 0))
+    return np.asarray(out, dtype=np.float64)
+
+
+METRICS = ("mce_cycles", "ple_cycles", "dram_bytes")
+BOUNDS = {"mce_cycles": (0.05, 0.15), "ple_cycles": (0.10, None), "dram_bytes": (0.05, None)}
+NETWORK_BOUND = 0.10
+
+
+def _stats(errors: np.ndarray) -> dict[str, float]:
+    if errors.size == 0:
+        return {"median": 0.0, "p90": 0.0}
+    return {"median": round(float(np.median(errors)), 6), "p90": round(float(np.percentile(errors, 90)), 6)}
+
+
+@dataclass
+class EstimatorResult:
+    """Per-metric error statistics over cases, fit and held-out parts, and per-network errors."""
+
+    cases: list[Measured]
+    networks: list[Measured]
+    disagreements: list[str]
+
+    def stats(self, rows: list[Measured] | None = None) -> dict[str, dict[str, float]]:
+        rows = self.cases if rows is None else rows
+        return {m: _stats(relative_errors(rows, i)) for i, m in enumerate(METRICS)}
+
+    def network_errors(self) -> dict[str, dict[str, float]]:
+        """Worst relative error over the working variants, per network and metric."""
+        out: dict[str, dict[str, float]] = {}
+        for name in dict.fromkeys(r.name for r in self.networks):
+            rows = [r for r in self.networks if r.name == name]
+            out[name] = {m: round(float(relative_errors(rows, i).max()), 6) for i, m in enumerate(METRICS)}
+        return out
+
+    @property
+    def conforms(self) -> bool:
+        if not self.cases or self.disagreements:
+            return False
+        stats = self.stats()
+        for metric, (median, p90) in BOUNDS.items():
+            if stats[metric]["median"] > median or (p90 is not None and stats[metric]["p90"] > p90):
+                return False
+        return all(e <= NETWORK_BOUND for errs in self.network_errors().values() for e in errs.values())
+
+
+def check_estimator(ref: Reference) -> EstimatorResult:
+    cases, d1 = measure_cases(ref)
+    nets, d2 = measure_networks(ref)
+    return EstimatorResult(cases, nets, d1 + d2)
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -218,10 +448,11 @@ class Report:
     """Everything `check_reference.py ethos-n` prints."""
 
     encoder: EncoderResult
+    estimator: EstimatorResult
 
     @property
     def conforms(self) -> bool:
-        return self.encoder.conforms
+        return self.encoder.conforms and self.estimator.conforms
 
     def to_json(self) -> dict[str, Any]:
         enc = self.encoder
@@ -234,6 +465,11 @@ class Report:
                 "decoded_ok": enc.decoded_ok,
                 "mismatches": enc.mismatches,
             },
+            "estimator": {
+                "cases": len(self.estimator.cases),
+                **self.estimator.stats(),
+                "networks": self.estimator.network_errors(),
+            },
         }
 
     def to_text(self) -> str:
@@ -243,11 +479,22 @@ class Report:
         ]
         lines += [f"  mismatch {m['case']} {m['variant']} at byte {m['first_diff_byte']}" for m in enc.mismatches]
         lines += [f"  decode: {d}" for d in enc.decode_failures]
+        est = self.estimator
+        fit = [r for r in est.cases if r.fit]
+        held = [r for r in est.cases if not r.fit]
+        lines.append(f"estimator: {len(est.cases)} case/variant pairs ({len(fit)} fit, {len(held)} held out)")
+        for label, rows in (("all", est.cases), ("fit", fit), ("held-out", held)):
+            st = est.stats(rows)
+            lines.append(f"  {label:9s} " + "  ".join(
+                f"{m} median {st[m]['median']:.2%} p90 {st[m]['p90']:.2%}" for m in METRICS))
+        for name, errs in est.network_errors().items():
+            lines.append(f"  network {name}: " + "  ".join(f"{m} {e:.1%}" for m, e in errs.items()))
+        lines += [f"  support: {d}" for d in est.disagreements]
         lines.append("conforms" if self.conforms else "does not conform")
         return "\n".join(lines)
 
 
 def run(directory: str | Path) -> Report:
-    """Load a reference directory and check the encoder against it."""
+    """Load a reference directory and check the encoder and the estimator against it."""
     ref = load(directory)
-    return Report(check_encoder(ref))
+    return Report(check_encoder(ref), check_estimator(ref))

@@ -16,14 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from hwopt.analysis.layers import Layout, WeightLayer, to_ohwi, weight_layers, zero_corrected
+from hwopt.analysis.layers import WeightLayer, to_ohwi, weight_layers, zero_corrected
 from hwopt.analysis.stats import entropy_bits
 from hwopt.errors import CompileError, UnsupportedModelError
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import DType, Model, Operator, Subgraph
 from hwopt.targets import Family, Target
-from hwopt.targets.ethos_n import weight_codec as wc
 from hwopt.targets.ethos_n import weight_decode as wd
+from hwopt.targets.ethos_n.plan import Kind, plan_layer, support
+from hwopt.targets.ethos_n.sizing import encode_planned
+from hwopt.targets.ethos_n.tflite import n78_weights
 from hwopt.targets.ethos_n.variants import N78Variant
 from hwopt.targets.ethos_u import weights as wu
 
@@ -185,52 +187,27 @@ def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: 
                    source=config.source, coded=enc.coded_weights, ok=enc.roundtrip_ok, vela=vela)
 
 
-def _same_padding(in_size: int, out_size: int, k: int, s: int, d: int) -> int:
-    total = max((out_size - 1) * s + (k - 1) * d + 1 - in_size, 0)
-    return total // 2
-
-
 def _encode_n78(layer: WeightLayer, model: Model, variant: N78Variant) -> LayerEncoding:
-    sg = model.subgraphs[layer.subgraph]
-    op = sg.operators[layer.op_index]
-    t = layer.weights(model)
-    assert t.data is not None
-    q = np.asarray(t.data)
-    zp_arr = t.quantization.zero_point if t.quantization is not None else np.zeros(1, dtype=np.int64)
-    zp: int | np.ndarray = int(zp_arr[0]) if zp_arr.size <= 1 else zp_arr.astype(np.int64)
-    stride = (_opt(op, "strideH"), _opt(op, "strideW"))
-    ifm = sg.tensor(op.inputs[0])
-    out = sg.tensor(op.outputs[0]) if op.outputs else None
-    padding = (0, 0)
-    if layer.layout is Layout.IHWO:
-        # TFLite depthwise [1, H, W, C*M] -> HWIM [H, W, C, M].
-        cin = ifm.shape[-1] if ifm is not None and ifm.shape else q.shape[3]
-        hw = q[0].reshape(q.shape[1], q.shape[2], cin, q.shape[3] // cin)
-        layout = "HWIM"
-    elif layer.layout is Layout.OI:
-        hw = q.T.reshape(1, 1, q.shape[1], q.shape[0])
-        layout = "HWIO"
-    else:
-        hw = np.transpose(q, (1, 2, 3, 0))  # OHWI -> HWIO
-        layout = "HWIO"
-    if (op.options is not None and getattr(op.options, "padding", 1) == 0 and ifm is not None and out is not None
-            and len(ifm.shape) == 4 and len(out.shape) == 4):
-        padding = (_same_padding(ifm.shape[1], out.shape[1], hw.shape[0], stride[0], _opt(op, "dilationHFactor")),
-                   _same_padding(ifm.shape[2], out.shape[2], hw.shape[1], stride[1], _opt(op, "dilationWFactor")))
-    bias = None
-    if layer.bias_index >= 0:
-        b = sg.tensors[layer.bias_index]
-        if b.data is not None and b.dtype == DType.INT32:
-            bias = np.asarray(b.data).reshape(-1)
-    kw = {"variant": variant, "layout": layout, "stride": stride, "padding": padding}
-    enc = wc.encode_layer(hw, zero_point=zp, bias=bias, **kw)  # type: ignore[arg-type]
-    back = wd.decode_layer(enc, shape=hw.shape, zero_point=zp, dtype=hw.dtype, **kw)  # type: ignore[arg-type]
-    ok = bool(np.array_equal(np.asarray(back), hw))
+    """Encode as the Ethos-N support library would: its plan (stripe depth, IFM iteration size,
+    Winograd or direct, fully connected padding) and the layer's requantisation in the headers."""
+    nw = n78_weights(model, layer)
+    reason = support(nw.layer)
+    if reason is not None:
+        raise ValueError(f"the support library only estimates this layer: {reason}")
+    plan = plan_layer(nw.layer, variant)
+    enc = encode_planned(nw.weights, nw.zero_point, nw.layer, plan, variant, bias=nw.bias, requant=nw.requant)
+    back = wd.decode_layer(enc, shape=nw.weights.shape, variant=variant, layout=nw.layout,  # type: ignore[arg-type]
+                        zero_point=nw.zero_point, dtype=nw.weights.dtype, stride=nw.layer.stride,
+                        padding=nw.layer.padding, stripe_depth=plan.stripe_depth,
+                        fully_connected=nw.layer.kind is Kind.FULLY_CONNECTED,
+                        iteration_size=plan.iteration_size, algorithm=plan.algorithm)
+    ok = bool(np.array_equal(np.asarray(back), nw.weights))
     corrected = zero_corrected(model, layer)
     data = bytes(enc.data)
     coded = sum(int(b) for b in enc.stream_bits)
     info = [StreamInfo(0, len(data), int(corrected.size), 0, 0)]
-    return _finish(layer, model, corrected, data, info, fmt="N78", traversal=None, source=None, coded=coded, ok=ok)
+    return _finish(layer, model, corrected, data, info, fmt="N78", traversal=plan.algorithm.value, source=None,
+                   coded=coded, ok=ok)
 
 
 def encode_model(model: Model, target: Target, *, block_source: str = "rule", path: str = "",

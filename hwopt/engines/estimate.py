@@ -18,6 +18,7 @@ from hwopt.errors import UnsupportedModelError, UsageError
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model
 from hwopt.targets import Family, Target
+from hwopt.targets.geometry import PassCost
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class LayerEstimate:
     mac_utilisation: float | None
     memory_cycles: dict[str, int]
     weight_format: str | None = None
+    passes: tuple[PassCost, ...] = ()  # Ethos-N78 analytic: MCE/PLE cycles, DRAM and SRAM bytes per pass
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ def _estimate_analytic(model: Model, target: Target) -> EstimateReport:
         layers.append(LayerEstimate(
             subgraph=c.subgraph, op_index=c.op_index, op=c.op, placement=c.placement, cycles=c.cycles,
             npu_cycles=c.compute_cycles, macs=c.macs, sram_bytes=c.sram_bytes, encoded_weight_bytes=c.encoded_weight_bytes,
-            bound=c.bound, mac_utilisation=util, memory_cycles=dict(c.memory_cycles),
+            bound=c.bound, mac_utilisation=util, memory_cycles=dict(c.memory_cycles), passes=c.passes,
         ))
     cycles = sum(la.cycles for la in layers)
     mem = estimate_memory(model)

@@ -1,134 +1,166 @@
-"""hwopt's Ethos-N78 cost model, following the driver stack's estimator formulas (ethos-n-facts §3).
+"""hwopt's Ethos-N78 cost model: per operator, Arm's estimator formulas under the library's plan.
 
-- MCE (convolution engine), direct: kh·kw·roundup(OH,4)·roundup(OW,2)·roundup(IFM, IG·engines)·
-  roundup(OFM, OG·engines) / MACs-per-cycle; depthwise runs on the IG lanes only (IG·engines·8 MACs).
-- PLE (programmable layer engine): patches·cycles-per-patch, patches = ceil(H/4)·ceil(W/4)·
-  ceil(C/(engines·lanes)), per-operation patch costs from the estimator table.
-- DMA: bytes / 16 per cycle + 100 cycles per stripe; feature maps stay in SRAM when a layer's
-  input, output and weights fit, otherwise they stream from DRAM.
-- Pass = max(DMA, MCE + 100·stripes, PLE), each at least 2500 cycles per stripe, as in the combiner.
+MCE layers (convolution, depthwise, fully connected) are planned like the support library
+(`plan.py`), their weights encoded by hwopt's N78 encoder, and costed pass by pass (`passes.py`):
+MCE and PLE cycles, DRAM bytes for input, output and weights, SRAM bytes, stripes; feature maps
+cascade through SRAM as in `network.py`. Other NPU operators are PLE passes; operators the N78
+support table rejects run on the CPU. A pass takes max(DMA, MCE, PLE) cycles with the combiner's
+per-stripe overheads and its 2500-cycle floor.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-from hwopt.ir import Model
+from hwopt.analysis.layers import weight_layers
+from hwopt.ir import Model, Operator, Subgraph
 from hwopt.targets.descriptor import Target
-from hwopt.targets.ethos_u.cost_common import SCALE_BYTES_PER_CHANNEL, encoded_weight_bytes
-from hwopt.targets.ethos_u.placement import ethos_u_geometry
-from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind
+from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, PassCost, layer_geometry
+from hwopt.targets.support import place_model
 
-# PLE cycles per 4x4 patch per lane, by operation (estimator table).
-PLE_PATCH_CYCLES = {
-    "ADD": 35,
-    "SUB": 35,
-    "MUL": 35,
-    "AVERAGE_POOL_2D": 97,
-    "MEAN": 37,
-    "MAX_POOL_2D": 37,
-    "LEAKY_RELU": 37,
-    "LOGISTIC": 41,
-    "TANH": 41,
-    "HARD_SWISH": 41,
-    "TRANSPOSE": 14,
-    "RESIZE_NEAREST_NEIGHBOR": 13,
-}
-PASSTHROUGH_PATCH = 6
+from .network import NetLayer, NetLayerEstimate, estimate_network
+from .passes import LayerEstimate, PassEstimate
+from .perf import PleOp, ple_cycles
+from .support import n78_support
+from .tflite import MCE_OPS, N78Weights, n78_weights
+from .variants import N78Variant
+
 MIN_CYCLES_PER_STRIPE = 2500
 OVERHEAD_PER_STRIPE = 100
-# N78 operator support (Arm NN Ethos-N backend); anything else falls back to the CPU.
-N78_OPS = frozenset(
-    ["ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "HARD_SWISH", "LEAKY_RELU", "LOGISTIC", "MAX_POOL_2D", "MEAN", "MUL", "PAD", "QUANTIZE", "RELU", "RELU6", "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "SPLIT", "SQUEEZE", "EXPAND_DIMS", "TANH", "TRANSPOSE", "TRANSPOSE_CONV", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "SUB", "STRIDED_SLICE"]
-)
+DMA_BYTES_PER_CYCLE = 16  # the estimator's DMA model
+#: PLE kernels of the NPU operators that are not MCE layers.
+PLE_OF = {
+    "ADD": PleOp.ADDITION_RESCALE,
+    "SUB": PleOp.ADDITION_RESCALE,
+    "MUL": PleOp.ADDITION_RESCALE,
+    "AVERAGE_POOL_2D": PleOp.AVGPOOL_3X3,
+    "MAX_POOL_2D": PleOp.MAXPOOL_3X3,
+    "MEAN": PleOp.MEAN_XY,
+    "LEAKY_RELU": PleOp.LEAKY_RELU,
+    "LOGISTIC": PleOp.SIGMOID,
+    "TANH": PleOp.SIGMOID,
+    "TRANSPOSE": PleOp.TRANSPOSE_XY,
+    "SPACE_TO_DEPTH": PleOp.INTERLEAVE_2X2,
+    "DEPTH_TO_SPACE": PleOp.INTERLEAVE_2X2,
+}
+#: Operators that only reinterpret or copy a tensor (no pass of their own).
+REINTERPRET = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "QUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1",
+                         "CONCATENATION", "SPLIT", "PAD"})
 
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
+def n78_placement(model: Model) -> Callable[[Subgraph, Operator], str | None]:
+    """CPU-fallback reasons from the N78 operator-support table (the support library's queries)."""
+    placed = place_model(model, n78_support())
+
+    def placement(sg: Subgraph, op: Operator) -> str | None:
+        reasons = placed.get((sg.index, op.index), [])
+        return "; ".join(r.message for r in reasons) if reasons else None
+
+    return placement
 
 
-def _round(a: int, b: int) -> int:
-    return _cdiv(a, b) * b
+def _pass_cost(p: PassEstimate) -> PassCost:
+    return PassCost(p.ple_op.name if p.ple_op is not None else "CONVERSION", p.mce_cycles, p.mce_operations,
+                    p.ple_cycles, p.input_dram, p.output_dram, p.weight_dram, p.input_sram + p.output_sram,
+                    p.weight_stripes)
 
 
-def mce_cycles(g: LayerGeometry, target: Target) -> int:
-    """Convolution-engine cycles with the estimator's rounding."""
-    v = target.n78
-    assert v is not None
-    kh, kw = g.kernel
-    oh, ow, oc = g.ofm
-    if g.kind is OpKind.DEPTHWISE:
-        return _cdiv(kh * kw * _round(oh, 4) * _round(ow, 2) * _round(oc, v.ifm_parallel), v.ifm_parallel * 8)
-    if g.kind in (OpKind.CONV, OpKind.FULLY_CONNECTED):
-        if g.kind is OpKind.FULLY_CONNECTED:
-            kh = kw = 1
-        return _cdiv(
-            kh * kw * _round(oh, 4) * _round(ow, 2) * _round(g.ifm[2], v.ifm_parallel) * _round(oc, v.num_ogs),
-            v.macs_per_cycle,
-        )
-    return 0
+def _pass_cycles(p: PassEstimate) -> tuple[int, int, int]:
+    """(pass cycles, compute cycles, DMA cycles) with the combiner's overheads and floors."""
+    stripes = max(1, p.weight_stripes)
+    floor = MIN_CYCLES_PER_STRIPE * stripes
+    dma = max(math.ceil(p.dram_bytes / DMA_BYTES_PER_CYCLE) + OVERHEAD_PER_STRIPE * stripes, floor) if p.dram_bytes else 0
+    mce = max(p.mce_cycles + OVERHEAD_PER_STRIPE * stripes, floor) if p.mce_cycles else 0
+    ple = max(p.ple_cycles + OVERHEAD_PER_STRIPE * stripes, floor) if p.ple_cycles else 0
+    return max(dma, mce, ple), max(mce, ple), dma
 
 
-def ple_cycles(g: LayerGeometry, target: Target) -> int:
-    """PLE cycles: every op's output passes the PLE (a plain passthrough after MCE ops)."""
-    v = target.n78
-    assert v is not None
-    oh, ow, oc = g.ofm
-    patches = _cdiv(oh, 4) * _cdiv(ow, 4) * _cdiv(oc, v.engines * v.ple_lanes)
-    per_patch = PLE_PATCH_CYCLES.get(g.op, PASSTHROUGH_PATCH)
-    if g.kind in (OpKind.CONV, OpKind.DEPTHWISE, OpKind.FULLY_CONNECTED):
-        per_patch = PASSTHROUGH_PATCH
-    if g.kind is OpKind.POOL and g.op not in PLE_PATCH_CYCLES:
-        per_patch = PLE_PATCH_CYCLES["MEAN"]
-    return patches * per_patch
+def _cost(g: LayerGeometry, est: LayerEstimate, macs: int) -> LayerCost:
+    cycles = compute = dma = 0
+    for p in est.passes:
+        c, k, d = _pass_cycles(p)
+        cycles, compute, dma = cycles + c, compute + k, dma + d
+    weight_dma = math.ceil(est.weight_dram / DMA_BYTES_PER_CYCLE)
+    bound = "compute" if compute >= dma else ("weights" if 2 * weight_dma >= dma else "memory")
+    dram = sum(p.dram_bytes for p in est.passes)
+    mem = {"Dram": math.ceil(dram / DMA_BYTES_PER_CYCLE)} if dram else {}
+    return LayerCost(g.subgraph, g.op_index, g.op, "npu", cycles, compute, mem, weight_dma, macs,
+                     est.weight_dram or None, est.sram_bytes, bound, tuple(_pass_cost(p) for p in est.passes))
 
 
-def layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
-    """Pass cycles of one operator on an Ethos-N78 variant."""
-    v = target.n78
-    assert v is not None
-    if g.kind is OpKind.CPU or g.op not in N78_OPS:
-        return LayerCost(g.subgraph, g.op_index, g.op, "cpu", 0, 0, {}, 0, 0, None, 0, "cpu")
-    if g.kind is OpKind.NOP:
+def _ple_only(g: LayerGeometry, v: N78Variant) -> LayerCost:
+    if g.op in REINTERPRET or g.kind is OpKind.NOP:
         return LayerCost(g.subgraph, g.op_index, g.op, "npu", 0, 0, {}, 0, 0, None, 0, "none")
-    encoded = encoded_weight_bytes(g, target)
-    weight_bytes = encoded + SCALE_BYTES_PER_CHANNEL * g.ofm[2] if encoded else 0
-    fm_bytes = (g.ifm_elements + g.ifm2_elements + g.ofm_elements) * g.itemsize
-    # feature maps stay on-chip when the layer's working set fits (the combiner cascades such passes)
-    on_chip = fm_bytes + encoded <= v.sram_bytes
-    dram_bytes = weight_bytes + (0 if on_chip else fm_bytes)
-    stripes = max(1, _cdiv(fm_bytes + encoded, max(v.sram_bytes // 2, 1)))
-    dma = math.ceil(dram_bytes / target.bandwidth("Dram")) + OVERHEAD_PER_STRIPE * stripes if dram_bytes else 0
-    mce = mce_cycles(g, target)
-    mce_total = mce + OVERHEAD_PER_STRIPE * stripes if mce else 0
-    ple = ple_cycles(g, target)
-    floor = MIN_CYCLES_PER_STRIPE * stripes if g.kind is not OpKind.MEMORY else 0
-    compute = max(mce_total, ple)
-    cycles = max(compute, dma, floor if (mce or ple) else 0)
-    weight_dma = math.ceil(weight_bytes / target.bandwidth("Dram")) if weight_bytes else 0
-    if cycles in (compute, floor):
-        bound = "compute"
-    elif weight_dma * 2 >= dma:
-        bound = "weights"
-    else:
-        bound = "memory"
-    mem = {"Dram": dma} if dram_bytes else {}
-    return LayerCost(
-        g.subgraph,
-        g.op_index,
-        g.op,
-        "npu",
-        int(cycles),
-        int(compute),
-        mem,
-        weight_dma,
-        g.macs,
-        encoded or None,
-        min(fm_bytes + encoded, v.sram_bytes),
-        bound,
-    )
+    op = PLE_OF.get(g.op, PleOp.PASSTHROUGH)
+    patches, ple = ple_cycles(v, op, (g.ifm,), g.ofm, None)
+    sram = (g.ifm_elements + g.ofm_elements) * g.itemsize
+    dram = (g.ifm_elements if g.ifm_in_arena else 0) + (g.ofm_elements if g.ofm_in_arena else 0)
+    p = PassEstimate(op, 0, 0, ple, patches, dram, 0, 0, sram, 0, 1)
+    cycles, compute, dma = _pass_cycles(p)
+    mem = {"Dram": math.ceil(dram / DMA_BYTES_PER_CYCLE)} if dram else {}
+    return LayerCost(g.subgraph, g.op_index, g.op, "npu", cycles, compute, mem, 0, g.macs, None, sram,
+                     "compute" if compute >= dma else "memory", (_pass_cost(p),))
+
+
+def _mce_layers(model: Model, geos: dict[tuple[int, int], LayerGeometry]) -> dict[tuple[int, int], N78Weights]:
+    out = {}
+    for wl in weight_layers(model):
+        g = geos.get((wl.subgraph, wl.op_index))
+        if g is None or g.kind is OpKind.CPU or g.op not in MCE_OPS:
+            continue
+        try:
+            out[(wl.subgraph, wl.op_index)] = n78_weights(model, wl)
+        except ValueError:
+            continue  # no N78 weight layout: costed as a plain NPU pass below
+    return out
+
+
+def _network(model: Model, sg: Subgraph, mce: dict[tuple[int, int], N78Weights], v: N78Variant,
+             placement: Callable[[Subgraph, Operator], str | None]) -> dict[int, NetLayerEstimate]:
+    """Estimate a subgraph's MCE layers in order, with producers/consumers deciding DRAM or SRAM."""
+    producer = {t: op.index for op in sg.operators for t in op.outputs}
+    readers: dict[int, list[int]] = {}
+    for op in sg.operators:
+        for t in op.inputs:
+            readers.setdefault(t, []).append(op.index)
+    order = [op.index for op in sg.operators if (sg.index, op.index) in mce]
+    npu = {op.index for op in sg.operators if placement(sg, op) is None}
+    layers = []
+    for i in order:
+        op = sg.operators[i]
+        src = producer.get(op.inputs[0])
+        outs = [r for t in op.outputs for r in readers.get(t, [])]
+        w = mce[(sg.index, i)]
+        layers.append(NetLayer(w.layer, w.weights, w.zero_point, w.requant,
+                               input_from_npu=src is not None and src in npu,
+                               output_to_npu=bool(outs) and all(r in npu for r in outs)))
+    return dict(zip(order, estimate_network(layers, v), strict=True))
 
 
 def estimate_layers(model: Model, target: Target) -> list[LayerCost]:
     """Analytic per-operator costs of a whole model on an Ethos-N78 variant."""
-    return [layer_cost(g, target) for g in ethos_u_geometry(model, target.family)]
+    v = target.n78
+    assert v is not None
+    placement = n78_placement(model)
+    geometry = layer_geometry(model, placement)
+    geos = {(g.subgraph, g.op_index): g for g in geometry}
+    mce = _mce_layers(model, geos)
+    nets: dict[tuple[int, int], NetLayerEstimate] = {}
+    for sg in model.subgraphs:
+        for i, est in _network(model, sg, mce, v, placement).items():
+            nets[(sg.index, i)] = est
+    out = []
+    for g in geometry:
+        key = (g.subgraph, g.op_index)
+        if g.kind is OpKind.CPU:
+            out.append(LayerCost(g.subgraph, g.op_index, g.op, "cpu", 0, 0, {}, 0, 0, None, 0, "cpu"))
+        elif key in nets:
+            ne = nets[key]
+            if ne.estimate is None:  # the library only estimates it, with zero cost
+                out.append(LayerCost(g.subgraph, g.op_index, g.op, "cpu", 0, 0, {}, 0, 0, None, 0, "cpu"))
+            else:
+                out.append(_cost(g, ne.estimate, g.macs))
+        else:
+            out.append(_ple_only(g, v))
+    return out

@@ -1,0 +1,78 @@
+"""Ethos-N78 weight DRAM sizes from hwopt's own encoder under the library's plan for a layer."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from .layout import Algorithm
+from .passes import LayerEstimate, estimate_layer
+from .perf import Block, PleOp
+from .plan import Kind, LayerPlan, N78Layer, plan_layer
+from .variants import N78Variant
+from .weight_codec import EncodedLayer, OfmRequant, encode_layer
+
+IDENTITY_WEIGHT = 2  # the interleave pass's identity depthwise: uint8 2 at scale 0.5
+
+
+def encode_planned(
+    weights: np.ndarray,
+    zero_point: int,
+    layer: N78Layer,
+    plan: LayerPlan,
+    v: N78Variant,
+    *,
+    bias: np.ndarray | None = None,
+    requant: OfmRequant | None = None,
+) -> EncodedLayer:
+    """Encode HWIO (conv, fully connected) or HWIM (depthwise) weights the way the plan asks."""
+    return encode_layer(
+        weights,
+        zero_point=zero_point,
+        variant=v,
+        layout="HWIM" if layer.kind is Kind.DEPTHWISE else "HWIO",
+        bias=bias,
+        stride=layer.stride,
+        padding=layer.padding,
+        requant=requant,
+        stripe_depth=plan.stripe_depth,
+        fully_connected=layer.kind is Kind.FULLY_CONNECTED,
+        iteration_size=plan.iteration_size,
+        algorithm=plan.algorithm,
+    )
+
+
+def identity_weight_bytes(channels: int, plan: LayerPlan, v: N78Variant) -> int:
+    """Size of the interleave pass's identity depthwise weights (one weight per channel)."""
+    w = np.full((1, 1, channels, 1), IDENTITY_WEIGHT, dtype=np.uint8)
+    enc = encode_layer(w, zero_point=0, variant=v, layout="HWIM", stripe_depth=plan.identity_stripe_depth,
+                       iteration_size=plan.identity_stripe_depth)
+    return len(enc.data)
+
+
+def estimate_with_weights(
+    layer: N78Layer,
+    v: N78Variant,
+    weights: np.ndarray,
+    zero_point: int,
+    *,
+    input_in_dram: bool = True,
+    output_in_dram: bool = True,
+    ple_op: PleOp = PleOp.PASSTHROUGH,
+    ple_ofm: tuple[int, int, int] | None = None,
+    requant: OfmRequant | None = None,
+    block: Block | None = None,
+) -> LayerEstimate:
+    """Plan the layer, encode its weights with hwopt's encoder and estimate its passes.
+
+    `requant` matters for the size only through `per_channel` (headers reloaded on every OFM).
+    """
+    plan = plan_layer(layer, v)
+    if block is not None and plan.algorithm is Algorithm.DIRECT:
+        plan = replace(plan, block=block)
+    enc = encode_planned(weights, zero_point, layer, plan, v, requant=requant)
+    identity = identity_weight_bytes(layer.ifm[2], plan, v) if plan.interleave else 0
+    return estimate_layer(layer, v, plan, weight_bytes=len(enc.data), weight_stripes=len(enc.stripe_metadata),
+                          identity_bytes=identity, input_in_dram=input_in_dram, output_in_dram=output_in_dram,
+                          ple_op=ple_op, ple_ofm=ple_ofm)
