@@ -142,11 +142,16 @@ def assert_same_as_vela(model: Path, target, row: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize(("system", "mode", "accelerator"), CASES)
-def test_imported_ini_equals_bare_vela(example, ini, tmp_path, system, mode, accelerator) -> None:
+def test_imported_ini_equals_bare_vela(run_cli, example, ini, tmp_path, system, mode, accelerator) -> None:
     target = resolve_target(f"{ini}:{system}:{mode}", accelerator=accelerator)
     assert target.vela_accelerator() == accelerator
     row = vela_summary(example, ini, system, mode, accelerator, tmp_path / "vela")
     assert_same_as_vela(example, target, row)
+    # the descriptor `hwopt targets import` writes gives the same figures
+    toml = tmp_path / "imported.toml"
+    res = run_cli("targets", "import", f"{ini}:{system}:{mode}", "--accelerator", accelerator, "-o", str(toml))
+    assert res.code == 0, res.err
+    assert_same_as_vela(example, resolve_target(str(toml)), row)
 
 
 def test_inherit_chain_and_every_field_carried(ini) -> None:
@@ -367,3 +372,16 @@ def test_an_ini_target_is_resolved_once_and_again_after_an_edit(ini) -> None:
     os.utime(ini, ns=(ini.stat().st_atime_ns, ini.stat().st_mtime_ns + 1_000_000_000))
     edited = resolve_target(spec, accelerator="ethos-u55-128")
     assert edited is not first and edited.clock_hz == 260e6 and first.clock_hz == 250e6
+
+
+def test_import_and_export_never_overwrite_their_inputs(run_cli, ini, tmp_path) -> None:
+    before = ini.read_bytes()
+    profile = tmp_path / "p.toml"
+    profile.write_text(f'target_type = "ethos-u55"\n[config]\nmac = 128\nsystem_config = "Ethos_U55_Board"\n'
+                       f'memory_mode = "Board_Shared"\nconfig = "{ini.name}"\n')
+    for argv in (("targets", "import", f"{ini}:Ethos_U55_Board:Board_Shared", "-o", str(ini)),
+                 ("targets", "export", str(profile), "--vela-ini", "-o", str(ini)),
+                 ("targets", "import", str(profile), "-o", str(profile))):
+        res = run_cli(*argv)
+        assert res.code == 2 and "refusing to overwrite the input file" in res.err, res.err
+    assert ini.read_bytes() == before

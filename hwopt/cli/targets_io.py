@@ -38,10 +38,10 @@ def register(sub: Any) -> None:
 
 
 def _inputs(spec: str) -> tuple[Path, ...]:
-    from hwopt.targets.importing import parse_ini_spec
+    """Every file a target spelling reads (a profile and its vela.ini too): never overwritten."""
+    from hwopt.targets.importing import foreign_files
 
-    ini = parse_ini_spec(spec)
-    return (ini.path,) if ini else (Path(spec),)
+    return foreign_files(spec) or (Path(spec),)
 
 
 def run_import(args: argparse.Namespace) -> int:
