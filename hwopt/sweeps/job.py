@@ -7,6 +7,8 @@ pipeline becomes a failed `Outcome` carrying the error line, so the sweep goes o
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import json
 import logging
@@ -92,7 +94,13 @@ def _data_file(data: bytes) -> str:
     fd, path = tempfile.mkstemp(prefix="hwopt-sweep-", suffix=".npz")
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+    atexit.register(_remove, path)
     return path
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _fidelity(rep: FidelityReport) -> SweepFidelity:
