@@ -410,3 +410,23 @@ def test_fully_connected_brick_round_trip() -> None:
         kw = {"variant": variant, "layout": "HWIO", "fully_connected": True}
         enc = encode_layer(w, zero_point=-3, **kw)
         np.testing.assert_array_equal(decode_layer(enc, shape=w.shape, zero_point=-3, **kw), w)
+
+
+def test_encoded_size_matches_the_bytes() -> None:
+    # The estimator's size-only path must give exactly the encoder's sizes.
+    from hwopt.targets.ethos_n.weight_codec import encoded_size
+
+    rng = np.random.default_rng(5)
+    cases = [
+        ((3, 3, 40, 24), "HWIO", {"stripe_depth": 16, "iteration_size": 16}),
+        ((5, 5, 8, 16), "HWIO", {"algorithm": "Winograd"}),
+        ((3, 3, 48, 1), "HWIM", {"stride": (2, 2)}),
+        ((1, 1, 1100, 16), "HWIO", {"fully_connected": True, "stripe_depth": 32, "iteration_size": 1024}),
+    ]
+    for shape, layout, extra in cases:
+        w = np.where(rng.random(shape) < 0.4, 0, rng.integers(-100, 100, shape)).astype(np.int8)
+        kw = {"zero_point": 0, "variant": V16, "layout": layout, **extra}
+        enc = encode_layer(w, **kw)
+        size = encoded_size(w, **kw)
+        assert (size.total_bytes, size.max_stripe_bytes, size.num_stripes) == (
+            len(enc.data), enc.max_stripe_bytes, len(enc.stripe_metadata))

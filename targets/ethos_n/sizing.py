@@ -11,9 +11,22 @@ from .passes import LayerEstimate, estimate_layer
 from .perf import Block, PleOp
 from .plan import Kind, LayerPlan, N78Layer, plan_layer
 from .variants import N78Variant
-from .weight_codec import EncodedLayer, OfmRequant, encode_layer
+from .weight_codec import EncodedLayer, OfmRequant, encode_layer, encoded_size
 
 IDENTITY_WEIGHT = 2  # the interleave pass's identity depthwise: uint8 2 at scale 0.5
+
+
+def _plan_kwargs(layer: N78Layer, plan: LayerPlan, v: N78Variant) -> dict[str, object]:
+    return {
+        "variant": v,
+        "layout": "HWIM" if layer.kind is Kind.DEPTHWISE else "HWIO",
+        "stride": layer.stride,
+        "padding": layer.padding,
+        "stripe_depth": plan.stripe_depth,
+        "fully_connected": layer.kind is Kind.FULLY_CONNECTED,
+        "iteration_size": plan.iteration_size,
+        "algorithm": plan.algorithm,
+    }
 
 
 def encode_planned(
@@ -27,28 +40,15 @@ def encode_planned(
     requant: OfmRequant | None = None,
 ) -> EncodedLayer:
     """Encode HWIO (conv, fully connected) or HWIM (depthwise) weights the way the plan asks."""
-    return encode_layer(
-        weights,
-        zero_point=zero_point,
-        variant=v,
-        layout="HWIM" if layer.kind is Kind.DEPTHWISE else "HWIO",
-        bias=bias,
-        stride=layer.stride,
-        padding=layer.padding,
-        requant=requant,
-        stripe_depth=plan.stripe_depth,
-        fully_connected=layer.kind is Kind.FULLY_CONNECTED,
-        iteration_size=plan.iteration_size,
-        algorithm=plan.algorithm,
-    )
+    return encode_layer(weights, zero_point=zero_point, bias=bias, requant=requant, **_plan_kwargs(layer, plan, v))
 
 
 def identity_weight_bytes(channels: int, plan: LayerPlan, v: N78Variant) -> int:
     """Size of the interleave pass's identity depthwise weights (one weight per channel)."""
     w = np.full((1, 1, channels, 1), IDENTITY_WEIGHT, dtype=np.uint8)
-    enc = encode_layer(w, zero_point=0, variant=v, layout="HWIM", stripe_depth=plan.identity_stripe_depth,
-                       iteration_size=plan.identity_stripe_depth)
-    return len(enc.data)
+    size = encoded_size(w, zero_point=0, variant=v, layout="HWIM", stripe_depth=plan.identity_stripe_depth,
+                        iteration_size=plan.identity_stripe_depth)
+    return size.total_bytes
 
 
 def estimate_with_weights(
@@ -71,8 +71,8 @@ def estimate_with_weights(
     plan = plan_layer(layer, v)
     if block is not None and plan.algorithm is Algorithm.DIRECT:
         plan = replace(plan, block=block)
-    enc = encode_planned(weights, zero_point, layer, plan, v, requant=requant)
+    size = encoded_size(weights, zero_point=zero_point, requant=requant, **_plan_kwargs(layer, plan, v))
     identity = identity_weight_bytes(layer.ifm[2], plan, v) if plan.interleave else 0
-    return estimate_layer(layer, v, plan, weight_bytes=len(enc.data), weight_stripes=len(enc.stripe_metadata),
+    return estimate_layer(layer, v, plan, weight_bytes=size.total_bytes, weight_stripes=size.num_stripes,
                           identity_bytes=identity, input_in_dram=input_in_dram, output_in_dram=output_in_dram,
                           ple_op=ple_op, ple_ofm=ple_ofm)

@@ -57,6 +57,27 @@ def _schedule(w_done: list[int], z_done: list[int], n_w: int, n_z: int, rle: boo
         b += z_en
 
 
+def chunk_bits(f: np.ndarray, z: np.ndarray, params: StreamParams, n: int) -> int:
+    """Length in bits of `pack_chunks(f, z, params, n)` without building it (sizes only)."""
+    n_w, n_z, rle = f.size, z.size, params.rle
+    d, e = params.symbol_width(), (params.zdiv if rle else 0)
+    unc = params.uncompressed
+    cw = n // 2 if (unc and d > 5) else 3 * n // 4
+    cz = 3 * n // 4 if e < 3 else n // 2
+    total = d * n_w + e * n_z
+    if n_w and not unc:
+        q = f >> d
+        if params.truncation:
+            positive = int(np.count_nonzero(q))
+            u0, u1 = n_w, positive
+        else:
+            u0, u1 = int(((q >> 1) + 1).sum()), int(((q + 1) >> 1).sum())
+        total += -(-u0 // cw) * cw + u1
+    if n_z:
+        total += -(-int(((z >> e) + 1).sum()) // cz) * cz
+    return total
+
+
 def pack_chunks(f: np.ndarray, z: np.ndarray, params: StreamParams, n: int) -> Items:
     """GRC-code weight symbols `f` and zero runs `z` into the chunk sequence (§1.4) as bit items.
 

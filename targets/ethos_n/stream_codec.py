@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .bitstream import BitReader, scatter_bits
-from .stream_chunks import Items, decode_chunks, pack_chunks
+from .stream_chunks import Items, chunk_bits, decode_chunks, pack_chunks
 from .stream_params import (
     BIAS_BITS,
     INITIAL_PARAMS,
@@ -45,6 +45,7 @@ __all__ = [
     "header_fields",
     "pack_chunks",
     "plan_stream",
+    "stream_bits",
     "stream_items",
     "to_symbols",
 ]
@@ -105,6 +106,14 @@ def stream_items(header: OfmHeader, plan: StreamPlan, n: int) -> Items:
         np.concatenate([hs, cs + head_bits]),
         head_bits + ctotal,
     )
+
+
+def stream_bits(header: OfmHeader, plan: StreamPlan, n: int) -> int:
+    """Bit length of `stream_items(header, plan, n)` (headers + chunks) without building them."""
+    if plan.f.size > MAX_PLDLEN:
+        raise ValueError(f"stream has {plan.f.size} coded weights; PLDLEN is limited to {MAX_PLDLEN}")
+    head = sum(b for _, b in header_fields(header, plan.params, plan.f.size))
+    return head + chunk_bits(plan.f, plan.z, plan.params, n)
 
 
 def encode_stream(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -29,18 +29,29 @@ from .layout import (
     per_ofm,
     sram_layout,
 )
+from .stream_chunks import Items
 from .stream_codec import (
     INITIAL_PARAMS,
     MAX_SYMBOL,
     OfmHeader,
     StreamParams,
     plan_stream,
+    stream_bits,
     stream_items,
     to_symbols,
 )
 from .variants import N78Variant
 
-__all__ = ["Algorithm", "EncodedLayer", "OfmRequant", "encode_layer", "quantized_multiplier", "requant_from_scales"]
+__all__ = [
+    "Algorithm",
+    "EncodedLayer",
+    "EncodedSize",
+    "OfmRequant",
+    "encode_layer",
+    "encoded_size",
+    "quantized_multiplier",
+    "requant_from_scales",
+]
 
 Layout = Literal["HWIO", "HWIM"]
 
@@ -92,6 +103,15 @@ def requant_from_scales(
 
 
 @dataclass(frozen=True)
+class EncodedSize:
+    """Sizes of an encoding without its bytes (what the estimator needs)."""
+
+    total_bytes: int
+    max_stripe_bytes: int
+    num_stripes: int  # metadata entries: stripes x IFM iterations
+
+
+@dataclass(frozen=True)
 class EncodedLayer:
     """Result for one layer: the DRAM blob plus per-stream sizes and parameters (stream order)."""
 
@@ -127,7 +147,29 @@ def _symbols(weights: np.ndarray, zp: np.ndarray, geo: Geometry) -> list[tuple[n
     return out
 
 
-def encode_layer(
+def encode_layer(weights: np.ndarray, **kwargs: Any) -> EncodedLayer:
+    """Encode int8/uint8 weights (HWIO conv/FC or HWIM depthwise) into the N78 DRAM weight blob.
+
+    Keyword arguments: `zero_point` (the weight zero point, scalar or per output channel),
+    `variant`, `layout` ("HWIO" or "HWIM"), `bias` (int32 per output channel), `stride`,
+    `padding` = (top, left) (orders the stride sub-maps), `requant` (OfmRequant), `stripe_depth`
+    (default all OFMs, rounded up to the OG or bank count), `fully_connected` (weights are padded
+    with the zero point to a multiple of 1024 input channels), `iteration_size` (default the
+    whole IFM depth), `algorithm` (Direct or Winograd).
+    """
+    out = _encode(weights, **kwargs)
+    assert isinstance(out, EncodedLayer)
+    return out
+
+
+def encoded_size(weights: np.ndarray, **kwargs: Any) -> EncodedSize:
+    """`encode_layer`'s sizes (total, largest stripe, stripes) without building the bytes."""
+    out = _encode(weights, size_only=True, **kwargs)
+    assert isinstance(out, EncodedSize)
+    return out
+
+
+def _encode(
     weights: np.ndarray,
     *,
     zero_point: int | np.ndarray,
@@ -141,7 +183,8 @@ def encode_layer(
     fully_connected: bool = False,
     iteration_size: int | None = None,
     algorithm: Algorithm | str = Algorithm.DIRECT,
-) -> EncodedLayer:
+    size_only: bool = False,
+) -> EncodedLayer | EncodedSize:
     """Encode int8/uint8 weights (HWIO conv/FC or HWIM depthwise) into the N78 DRAM weight blob.
 
     `zero_point` is the weight zero point (scalar or per output channel); `bias` int32 per output
@@ -169,6 +212,26 @@ def encode_layer(
     shift = per_ofm(requant.shift, channels, "shift")
     ozp = per_ofm(requant.zero_point, channels, "ofm zero point")
     per_channel = requant.per_channel or np.asarray(zero_point).size > 1
+    items, bits, params = _stage1(weights, zp, geo, variant, bias_arr, (mult, shift, ozp), per_channel, size_only)
+    if size_only:
+        return _sizes(bits, geo, variant)
+    data, meta = _stage2(items, bits, geo, variant)
+    return EncodedLayer(data, tuple(bits), max(size for _, size in meta), tuple(params), meta)
+
+
+def _stage1(
+    weights: np.ndarray,
+    zp: np.ndarray,
+    geo: Geometry,
+    variant: N78Variant,
+    bias_arr: np.ndarray,
+    requant: tuple[np.ndarray, np.ndarray, np.ndarray],
+    per_channel: bool,
+    size_only: bool,
+) -> tuple[list[Items], list[int], list[StreamParams]]:
+    """One stream per (OFM, iteration): parameters, headers and chunks (or only their bit lengths)."""
+    mult, shift, ozp = requant
+    channels = geo.num_ofms
     syms = _symbols(weights, zp, geo)
     n = variant.ifm_parallel
     iters = geo.num_iterations
@@ -176,7 +239,9 @@ def encode_layer(
     # Stage 1: one stream per (OFM, iteration); compression state is carried per OG (wdIdx).
     states: dict[int, tuple[StreamParams, bool, tuple[int, int, int]]] = {}
     sets_per_stripe = -(-geo.stripe_depth // geo.in_parallel)
-    items, bits, params = [], [], []
+    items: list[Items] = []
+    bits: list[int] = []
+    params: list[StreamParams] = []
     for s in range(channels * iters):
         ofm, it = divmod(s, iters)
         og = geo.og_of(ofm)
@@ -189,27 +254,41 @@ def encode_layer(
         header = OfmHeader(int(bias_arr[ch]), *rq, reload=reload)
         sym, hists = syms[it]
         plan = plan_stream(sym[ofm], hists[ofm], n, prev, initial)
-        item = stream_items(header, plan, n)
-        items.append(item)
-        bits.append(item[3])
+        if size_only:
+            bits.append(stream_bits(header, plan, n))
+        else:
+            item = stream_items(header, plan, n)
+            items.append(item)
+            bits.append(item[3])
         params.append(plan.params)
         states[og] = (plan.params, False, rq)
-    data, meta = _stage2(items, bits, geo, variant)
-    return EncodedLayer(data, tuple(bits), max(size for _, size in meta), tuple(params), meta)
+    return items, bits, params
+
+
+def _entry_len(bits: list[int], geo: Geometry) -> tuple[np.ndarray, int]:
+    """Group of every stream and the common 16-byte-padded group length."""
+    entries = geo.entry_of_stream()
+    entry_bits = np.bincount(entries, weights=np.asarray(bits, dtype=np.float64), minlength=geo.num_entries)
+    return entries, -(-int(-(-int(entry_bits.max()) // 8)) // DMA_ALIGN) * DMA_ALIGN
+
+
+def _sizes(bits: list[int], geo: Geometry, variant: N78Variant) -> EncodedSize:
+    _, entry_len = _entry_len(bits, geo)
+    banks = sram_layout(geo.num_entries, geo.num_iterations, variant)
+    per_bank = max(len(b) for b in banks)
+    stripes = geo.num_entries // geo.in_parallel
+    return EncodedSize(per_bank * entry_len * variant.num_srams, geo.in_parallel * entry_len, stripes)
 
 
 def _stage2(
-    items: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]],
+    items: list[Items],
     bits: list[int],
     geo: Geometry,
     variant: N78Variant,
 ) -> tuple[bytes, tuple[tuple[int, int], ...]]:
     """Join streams per (stripe, group) bit-contiguously, patch lengths, pad to 16 bytes, interleave."""
-    entries = geo.entry_of_stream()
+    entries, entry_len = _entry_len(bits, geo)
     num_entries = geo.num_entries
-    entry_bits = np.bincount(entries, weights=np.asarray(bits, dtype=np.float64), minlength=num_entries)
-    entry_len = -(-int(-(-int(entry_bits.max()) // 8)) // DMA_ALIGN) * DMA_ALIGN
-    entry_len = max(entry_len, DMA_ALIGN) if entry_bits.max() > 0 else DMA_ALIGN
     offsets = np.zeros(num_entries, dtype=np.int64)
     all_v, all_w, all_s = [], [], []
     for s, (vals, wids, starts, total) in enumerate(items):
