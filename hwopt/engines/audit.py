@@ -131,7 +131,7 @@ def _audit_layer(model: Model, layer: WeightLayer) -> LayerAudit:
         corrected = zero_corrected(model, layer) if t.dtype.is_integer else np.asarray(t.data)
         st = weight_stats(corrected, layer.out_axis, layer.in_axis)
     quant = "none" if q is None or t.dtype.is_float else q.granularity
-    zps = sorted({int(z) for z in q.zero_point}) if q is not None else []
+    zps = sorted(set(q.zero_point.tolist())) if q is not None else []
     return LayerAudit(
         subgraph=layer.subgraph, op_index=layer.op_index, op=layer.op, weight_tensor=t.name,
         shape=list(t.shape), dtype=t.dtype.label, quantization=quant, sparsity=st.sparsity,
