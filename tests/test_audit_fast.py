@@ -138,3 +138,13 @@ class TestLazyReader:
             assert t.name == raw.name.decode() and t.shape == tuple(raw.shape) and t.buffer == raw.buffer
         assert model.raw.subgraphs[0].tensors[1] is sg.tensors[1].raw
         assert serialize(read_model(data)) == serialize(model)
+
+
+def test_audit_without_deflate_measures_the_same_structure() -> None:
+    from hwopt.engines.audit import audit_model
+
+    data = int8_conv_model()
+    full = audit_model(read_model(data), data, "m.tflite")
+    lean = audit_model(read_model(data), data, "m.tflite", with_deflate=False)
+    assert full.model.deflate_bytes == deflate_size(data, "m.tflite") and lean.model.deflate_bytes is None
+    assert lean.layers == full.layers and lean.summary == full.summary

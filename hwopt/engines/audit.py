@@ -72,7 +72,7 @@ class LayerAudit:
 class ModelInfo:
     path: str
     bytes: int
-    deflate_bytes: int
+    deflate_bytes: int | None  # None: not measured (callers that report no compressed size skip the zlib pass)
     subgraphs: int
     operators: int
     vela_compiled: bool
@@ -203,7 +203,7 @@ def _expectation_findings(exp: Expectations, layers: list[LayerAudit]) -> list[F
     return out
 
 
-def _model_info(model: Model, data: bytes, path: str, deflate_bytes: int) -> ModelInfo:
+def _model_info(model: Model, data: bytes, path: str, deflate_bytes: int | None) -> ModelInfo:
     counts: Counter[str] = Counter()
     floats: list[str] = []
     act: set[str] = set()
@@ -226,17 +226,19 @@ def _model_info(model: Model, data: bytes, path: str, deflate_bytes: int) -> Mod
 
 
 def audit_model(model: Model, data: bytes, path: str, expect: Expectations | None = None, *,
-                deflate: DeflateJob | None = None) -> AuditReport:
+                deflate: DeflateJob | None = None, with_deflate: bool = True) -> AuditReport:
     """Audit an already-read model; `data` are its file bytes (for size and DEFLATE).
 
-    `deflate` is a DeflateJob already started on `data` (the CLI starts one early).
+    `deflate` is a DeflateJob already started on `data` (the CLI starts one early);
+    `with_deflate=False` skips the DEFLATE size (a full zlib pass over the file) for callers
+    that do not report it, leaving `model.deflate_bytes` None.
     """
     exp = expect or Expectations()
-    if deflate is None or deflate.data is not data:
+    if with_deflate and (deflate is None or deflate.data is not data):
         deflate = DeflateJob(data, Path(path).name or "model.tflite")
     wls = weight_layers(model)
     layers = [_audit_layer(model, wl) for wl in wls]
-    info = _model_info(model, data, path, deflate.result())
+    info = _model_info(model, data, path, deflate.result() if with_deflate and deflate is not None else None)
     elements = sum(la.elements for la in layers)
     zeros = sum(round(la.sparsity * la.elements) for la in layers)
     wbytes = 0

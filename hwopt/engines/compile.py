@@ -231,7 +231,7 @@ def compile_model(model: str | os.PathLike[str] | None, target: Target, out_dir:
         inferences_per_second=clock / perf.cycles if perf.cycles else 0.0, macs=perf.macs,
         peak_sram_bytes=perf.peak_bytes("Sram"), flash_bytes=flash, encoded_weight_bytes=perf.encoded_weight_bytes,
         original_weight_bytes=perf.original_weight_bytes, npu_operators=perf.npu_ops, cpu_operators=perf.cpu_ops,
-        input_bytes=len(original.source), input_deflate_bytes=audit_before.model.deflate_bytes,
+        input_bytes=len(original.source), input_deflate_bytes=audit_before.model.deflate_bytes or 0,
         output_bytes=len(vela.model_bytes),
     )
     out_name = output_name(path, tgt)

@@ -335,7 +335,7 @@ def collect_metrics(model: str | os.PathLike[str], target: Target, *,
     m = read_model(model)
     if m.vela_compiled:
         raise UnsupportedModelError(f"{model} is already compiled by Vela; gate the model given to Vela")
-    audit_report = audit_model(m, m.source, str(model), Expectations())
+    audit_report = audit_model(m, m.source, str(model), Expectations(), with_deflate=False)  # no compressed size in gate
     vela = compile_model(m.source, tgt, op_names=[op.op for op in m.subgraphs[0].operators])
     structure = {(la.subgraph, la.op_index): la for la in audit_report.layers}
     layers = []
