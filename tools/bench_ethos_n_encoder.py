@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Benchmark the Ethos-N78 weight encoder against Vela's Ethos-U `mlw_codec.encode` on the same data.
+"""Benchmark the Ethos-N78 weight encoder on the four layer shapes at a given weight count.
 
-Encodes a ~1M-weight 3x3x256x448 int8 layer of three kinds (dense Gaussian sigma=30, 50 % sparse,
-16 clusters) and prints one markdown table: throughput (best of N runs, one thread, weights/s) and
-encoded size (bits/weight) for both encoders. mlw_codec gets the flattened zero-point-corrected
-weights as a Python list, prepared outside the timed region.
+Shapes (each scaled to about --weights weights, dense Gaussian int8, sigma 30): 1x1 convolution
+with 1024 inputs, 3x3 convolution with 256 inputs, 3x3 depthwise, fully connected with 1024
+inputs. Each is encoded under the support library's plan (`plan.py`) with `encode_layer` (the
+bytes) and `encoded_size` (sizes only, what the estimator uses); one run each, one thread,
+throughput in M weights/s. Prints a markdown table.
 
-Usage: python tools/bench_ethos_n_encoder.py [--variant ethos-n78-4tops-4ple] [--repeats 3]
+Usage: python tools/bench_ethos_n_encoder.py [--weights 32000000] [--variant ethos-n78-4tops-4ple]
 """
 
 from __future__ import annotations
@@ -18,61 +19,54 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from functools import partial  # noqa: E402
-from typing import TypeVar  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from hwopt.targets.ethos_n.plan import Kind, N78Layer, plan_layer  # noqa: E402
+from hwopt.targets.ethos_n.sizing import plan_kwargs  # noqa: E402
 from hwopt.targets.ethos_n.variants import VARIANTS  # noqa: E402
-from hwopt.targets.ethos_n.weight_codec import encode_layer  # noqa: E402
-
-SHAPE = (3, 3, 256, 448)  # 1,032,192 weights
-T = TypeVar("T")
+from hwopt.targets.ethos_n.weight_codec import encode_layer, encoded_size  # noqa: E402
 
 
-def make_layers(seed: int = 0) -> dict[str, np.ndarray]:
-    """The three weight populations, int8 with zero point 0."""
-    rng = np.random.default_rng(seed)
-    gauss = np.clip(np.round(rng.normal(0.0, 30.0, SHAPE)), -127, 127).astype(np.int8)
-    sparse = np.where(rng.random(SHAPE) < 0.5, 0, gauss).astype(np.int8)
-    centroids = np.clip(np.round(rng.normal(0.0, 30.0, 16)), -127, 127).astype(np.int8)
-    clustered = rng.choice(centroids, SHAPE).astype(np.int8)
-    return {"dense Gaussian (sigma 30)": gauss, "50% sparse": sparse, "16 clusters": clustered}
-
-
-def best_time(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
-    """Minimum wall time over `repeats` runs (the least disturbed by other load) and the result."""
-    best = float("inf")
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+def layers(total: int) -> list[tuple[str, N78Layer, tuple[int, int, int, int]]]:
+    """(name, layer, weight shape) of about `total` weights each."""
+    o1 = max(16, total // 1024)
+    o3 = max(16, total // (9 * 256))
+    c_dw = max(16, total // 9)
+    return [
+        ("1x1 conv, 1024 inputs", N78Layer(Kind.CONV, (8, 8, 1024), (8, 8, o1)), (1, 1, 1024, o1)),
+        ("3x3 conv, 256 inputs", N78Layer(Kind.CONV, (8, 8, 256), (8, 8, o3), (3, 3), (1, 1), (1, 1)),
+         (3, 3, 256, o3)),
+        ("3x3 depthwise", N78Layer(Kind.DEPTHWISE, (8, 8, c_dw), (8, 8, c_dw), (3, 3), (1, 1), (1, 1)),
+         (3, 3, c_dw, 1)),
+        ("fully connected, 1024 inputs", N78Layer(Kind.FULLY_CONNECTED, (1, 1, 1024), (1, 1, o1)), (1, 1, 1024, o1)),
+    ]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--weights", type=int, default=2_000_000, help="weights per layer (issue goal: 32000000)")
     parser.add_argument("--variant", default="ethos-n78-4tops-4ple", choices=sorted(VARIANTS))
-    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    variant = VARIANTS[args.variant]
-    from ethosu import mlw_codec  # Vela's C extension; imported late so --help works without it
-
-    rows = []
-    for name, w in make_layers().items():
-        t_ours, enc = best_time(partial(encode_layer, w, zero_point=0, variant=variant, layout="HWIO"), args.repeats)
-        flat = w.astype(np.int64).ravel().tolist()
-        t_mlw, mlw = best_time(partial(mlw_codec.encode, flat), args.repeats)
-        rows.append(
-            f"| {name} | {w.size:,} | {w.size / t_ours / 1e6:.2f} | {w.size / t_mlw / 1e6:.2f} "
-            f"| {len(enc.data) * 8 / w.size:.3f} | {len(mlw) * 8 / w.size:.3f} |"
-        )
-    print(f"Ethos-N78 encoder ({variant.name}, full-depth stripe) vs ethosu.mlw_codec.encode, best of {args.repeats}")
+    v = VARIANTS[args.variant]
+    rng = np.random.default_rng(0)
+    print(f"Ethos-N78 encoder ({v.name}), library plan, ~{args.weights:,} weights per layer, one run")
     print()
-    print("| data | weights | N78 M weights/s | mlw_codec M weights/s | N78 bits/weight | mlw_codec bits/weight |")
-    print("|---|---:|---:|---:|---:|---:|")
-    print("\n".join(rows))
+    print("| layer | weights | plan | encode M weights/s | size-only M weights/s | bits/weight |")
+    print("|---|---:|---|---:|---:|---:|")
+    for name, layer, shape in layers(args.weights):
+        w = np.clip(np.round(rng.normal(0.0, 30.0, shape)), -127, 127).astype(np.int8)
+        plan = plan_layer(layer, v)
+        kw = plan_kwargs(layer, plan, v)
+        start = time.perf_counter()
+        enc = encode_layer(w, zero_point=0, **kw)
+        t_enc = time.perf_counter() - start
+        start = time.perf_counter()
+        encoded_size(w, zero_point=0, **kw)
+        t_size = time.perf_counter() - start
+        desc = f"{plan.algorithm.value}, depth {plan.stripe_depth}, iteration {plan.iteration_size}"
+        print(f"| {name} | {w.size:,} | {desc} | {w.size / t_enc / 1e6:.2f} | {w.size / t_size / 1e6:.2f} "
+              f"| {len(enc.data) * 8 / w.size:.3f} |")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from .weight_codec import EncodedLayer, OfmRequant, encode_layer, encoded_size
 IDENTITY_WEIGHT = 2  # the interleave pass's identity depthwise: uint8 2 at scale 0.5
 
 
-def _plan_kwargs(layer: N78Layer, plan: LayerPlan, v: N78Variant) -> dict[str, object]:
+def plan_kwargs(layer: N78Layer, plan: LayerPlan, v: N78Variant) -> dict[str, object]:
     return {
         "variant": v,
         "layout": "HWIM" if layer.kind is Kind.DEPTHWISE else "HWIO",
@@ -40,7 +40,7 @@ def encode_planned(
     requant: OfmRequant | None = None,
 ) -> EncodedLayer:
     """Encode HWIO (conv, fully connected) or HWIM (depthwise) weights the way the plan asks."""
-    return encode_layer(weights, zero_point=zero_point, bias=bias, requant=requant, **_plan_kwargs(layer, plan, v))
+    return encode_layer(weights, zero_point=zero_point, bias=bias, requant=requant, **plan_kwargs(layer, plan, v))
 
 
 def identity_weight_bytes(channels: int, plan: LayerPlan, v: N78Variant) -> int:
@@ -71,7 +71,7 @@ def estimate_with_weights(
     plan = plan_layer(layer, v)
     if block is not None and plan.algorithm is Algorithm.DIRECT:
         plan = replace(plan, block=block)
-    size = encoded_size(weights, zero_point=zero_point, requant=requant, **_plan_kwargs(layer, plan, v))
+    size = encoded_size(weights, zero_point=zero_point, requant=requant, **plan_kwargs(layer, plan, v))
     identity = identity_weight_bytes(layer.ifm[2], plan, v) if plan.interleave else 0
     return estimate_layer(layer, v, plan, weight_bytes=size.total_bytes, weight_stripes=size.num_stripes,
                           identity_bytes=identity, input_in_dram=input_in_dram, output_in_dram=output_in_dram,

@@ -1,0 +1,88 @@
+"""Ethos-N78 analytic estimator and encoder policy on generated models: placement, passes, limits.
+
+Expected figures are worked out by hand from the support library's estimator formulas
+(documented in docs/targets.md), never read from hwopt's output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hwopt.engines.encode import encode_model
+from hwopt.engines.estimate import estimate
+from hwopt.format.tflite_io import read_model
+from hwopt.targets import resolve_target
+from hwopt.targets.ethos_n.plan import Kind, N78Layer, plan_layer, support
+from hwopt.targets.ethos_n.variants import VARIANTS
+from hwopt.testing.builder import Act, GraphBuilder, WeightStyle, options
+
+N78 = "ethos-n78-4tops-4ple"
+ACT = Act("int8", 0.05, 0)
+
+
+def _write(tmp_path: Path, b: GraphBuilder) -> Path:
+    path = tmp_path / "m.tflite"
+    path.write_bytes(b.build())
+    return path
+
+
+def test_depth_to_space_runs_on_the_npu(tmp_path: Path) -> None:
+    # Both are in the N78 operator table; they used to be classified with Ethos-U's list (CPU).
+    b = GraphBuilder(np.random.default_rng(0))
+    x, y, z = b.activation((1, 8, 8, 16), ACT), b.activation((1, 16, 16, 4), ACT), b.activation((1, 8, 8, 16), ACT)
+    b.op("DEPTH_TO_SPACE", [x], [y], options("DepthToSpaceOptions", blockSize=2))
+    b.op("SPACE_TO_DEPTH", [y], [z], options("SpaceToDepthOptions", blockSize=2))
+    b.io([x], [z])
+    report = estimate(_write(tmp_path, b), resolve_target(N78), engine="analytic")
+    assert [la.placement for la in report.layers] == ["npu", "npu"]
+    # SPACE_TO_DEPTH: 16x16x4 input -> 4x4 patches x ceil(4 / 16 PLE lanes) = 16 patches x 13 cycles.
+    assert report.layers[1].passes[0].ple_cycles == 16 * 13
+
+
+def _conv_model(tmp_path: Path, k: int, stride: int, cin: int = 8, cout: int = 16, size: int = 16) -> Path:
+    b = GraphBuilder(np.random.default_rng(1))
+    x = b.activation((1, size, size, cin), ACT)
+    w, _ = b.weights((cout, k, k, cin), 0, 3, WeightStyle())
+    bias = b.bias(cout, ACT, np.full(cout, 0.01))
+    out = -(-size // stride)
+    y = b.activation((1, out, out, cout), ACT)
+    b.op("CONV_2D", [x, w, bias], [y], options("Conv2DOptions", padding=0, strideH=stride, strideW=stride))
+    b.io([x], [y])
+    return _write(tmp_path, b)
+
+
+def test_strided_conv_has_an_interleave_pass(tmp_path: Path) -> None:
+    report = estimate(_conv_model(tmp_path, 3, 2), resolve_target(N78), engine="analytic")
+    passes = report.layers[0].passes
+    assert [p.ple_operation for p in passes] == ["INTERLEAVE_2X2", "PASSTHROUGH"]
+    # Identity depthwise on 16x16x8: 16 * 16 * roundup(8, 16) / (16 IG lanes x 8 MACs) = 32 cycles.
+    assert passes[0].mce_cycles == 32
+    # The strided conv: 9 * roundup(8, 4) * roundup(8, 2) * roundup(8, 16) * roundup(16, 16) / 2048.
+    assert passes[1].mce_cycles == 9 * 8 * 8 * 16 * 16 // 2048
+    assert passes[0].input_dram_bytes == 16 * 16 * 8 and passes[1].output_dram_bytes == 8 * 8 * 16
+
+
+def test_wide_strided_kernel_is_estimate_only(tmp_path: Path) -> None:
+    # The library refuses stride 2 with a kernel wider than 7 and only estimates it (zero cost).
+    layer = N78Layer(Kind.CONV, (32, 32, 8), (16, 16, 16), (9, 9), (2, 2))
+    assert support(layer) == "Unsupported stride for kernel width/height > 7. Stride X and Y must be 1"
+    path = _conv_model(tmp_path, 9, 2, size=32)
+    report = estimate(path, resolve_target(N78), engine="analytic")
+    assert report.layers[0].placement == "cpu"
+    enc = encode_model(read_model(path), resolve_target(N78))
+    assert not enc.layers[0].encodable and "kernel width/height > 7" in (enc.layers[0].reason or "")
+
+
+def test_encode_policy_follows_the_library(tmp_path: Path) -> None:
+    v = VARIANTS[N78]
+    # 3x3 stride 1 on a 16-IFM variant: Winograd; all 16 OFMs in one stripe; the whole IFM depth
+    # rounded to the 16 IFM lanes in one iteration.
+    plan = plan_layer(N78Layer(Kind.CONV, (16, 16, 8), (16, 16, 16), (3, 3)), v)
+    assert (plan.algorithm.value, plan.stripe_depth, plan.iteration_size) == ("Winograd", 16, 16)
+    # Fully connected 1100 -> 16: input depth padded to 2048, stripe depth rounded to the 16 OGs.
+    fc = plan_layer(N78Layer(Kind.FULLY_CONNECTED, (1, 1, 1100), (1, 1, 16)), v)
+    assert (fc.stripe_depth, fc.iteration_size) == (16, 2048)
+    enc = encode_model(read_model(_conv_model(tmp_path, 3, 1)), resolve_target(N78))
+    assert enc.layers[0].roundtrip_ok and enc.layers[0].traversal == "Winograd"
