@@ -124,6 +124,28 @@ def test_killed_worker_job_is_retried(serial: tuple[Path, str], models: Path, tm
     assert (tmp_path / "run" / "sweep.json").read_text(encoding="utf-8") == serial[1]
 
 
+def _ray_task_workers() -> list[int]:
+    """Process ids of this test's Ray workers running a sweep task (their title is `ray::execute`)."""
+    parents: dict[int, int] = {}
+    titles: dict[int, str] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                titles[int(d.name)] = (d / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            except (OSError, IndexError, ValueError):
+                continue
+
+    def mine(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    return sorted(pid for pid, title in titles.items() if title.startswith("ray::execute") and mine(pid))
+
+
 def test_ray_two_node_cluster_gives_the_same_json(serial: tuple[Path, str], models: Path, tmp_path: Path) -> None:
     ray = pytest.importorskip("ray", reason="ray (the optional hwopt[scale] extra) is not installed")
     from ray.cluster_utils import Cluster
@@ -137,8 +159,16 @@ def test_ray_two_node_cluster_gives_the_same_json(serial: tuple[Path, str], mode
         assert len([n for n in ray.nodes() if n["Alive"]]) == 2
         spec = load_spec(_spec_file(tmp_path, models))
         engine = RayEngine()
-        run_sweep(spec, output=tmp_path / "run", engine=engine)
-        assert engine.tasks == 18
+        killed: list[int] = []
+
+        def kill_a_ray_worker(p: Progress) -> None:  # a lost worker process: Ray runs its task again
+            busy = _ray_task_workers()
+            if not killed and p.done >= 2 and busy:
+                os.kill(busy[0], signal.SIGKILL)
+                killed.append(busy[0])
+
+        run_sweep(spec, output=tmp_path / "run", engine=engine, progress=kill_a_ray_worker)
+        assert engine.tasks == 18 and killed
         assert (tmp_path / "run" / "sweep.json").read_text(encoding="utf-8") == serial[1]
     finally:
         ray.shutdown()
