@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["HwoptError", "__version__", "audit", "compile", "encode", "enforce", "estimate", "gate",
+__all__ = ["HwoptError", "__version__", "audit", "compile", "encode", "enforce", "estimate", "estimate_batch", "gate",
            "read_model", "sweep", "write_model"]
 
 PathLike = str | os.PathLike[str]
@@ -69,6 +69,18 @@ def estimate(model: PathLike | bytes | Model, target: str | os.PathLike[str] | T
 
     source = model if isinstance(model, (str, bytes)) or not isinstance(model, os.PathLike) else os.fspath(model)
     return _estimate(source, _target(target, system_config, memory_mode), engine=engine)
+
+
+def estimate_batch(models: list[PathLike | bytes | Model], targets: list[str | os.PathLike[str] | Target], *,
+                   engine: str | None = None) -> list[list[EstimateReport]]:
+    """Every model on every target in one process (reports[model][target]); each model is read once and,
+    with the analytic engine, reduced to its operator geometry once for all targets."""
+    from hwopt.engines.estimate import estimate_batch as _batch
+
+    tgts = [_target(t) for t in targets]
+    srcs = [m if isinstance(m, (str, bytes)) or not isinstance(m, os.PathLike) else os.fspath(m) for m in models]
+    flat = _batch(((m, t) for m in srcs for t in tgts), engine=engine)
+    return [flat[i * len(tgts):(i + 1) * len(tgts)] for i in range(len(srcs))]
 
 
 def encode(path: PathLike, target: str | os.PathLike[str] | Target) -> EncodeReport:

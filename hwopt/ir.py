@@ -81,8 +81,7 @@ class DType(enum.IntEnum):
     @property
     def numpy(self) -> np.dtype[Any] | None:
         """The numpy dtype holding one element, or None for packed/opaque types."""
-        name = _NUMPY.get(self)
-        return np.dtype(name) if name else None
+        return _NUMPY_DTYPES.get(self)
 
     @property
     def label(self) -> str:
@@ -114,6 +113,7 @@ _NUMPY = {
     DType.INT8: "i1", DType.FLOAT64: "<f8", DType.COMPLEX128: "<c16", DType.UINT64: "<u8",
     DType.UINT32: "<u4", DType.UINT16: "<u2",
 }
+_NUMPY_DTYPES = {k: np.dtype(v) for k, v in _NUMPY.items()}  # built once: np.dtype() is slow in hot loops
 
 
 @dataclass

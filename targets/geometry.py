@@ -160,7 +160,9 @@ def weight_info(w: np.ndarray, in_axis: int | None = None) -> WeightInfo:
     flat = w.reshape(-1)
     if flat.size:
         lo = int(flat.min())
-        hist = np.bincount((flat.astype(np.int64) - lo).astype(np.intp))  # one O(n) pass, no sort
+        idx = flat.astype(np.intp)
+        idx -= lo
+        hist = np.bincount(idx)  # one O(n) pass, no sort
         counts = hist[hist > 0]
         zeros = int(hist[-lo]) if 0 <= -lo < hist.size else 0
     else:
@@ -198,9 +200,12 @@ def consumers(sg: Subgraph) -> dict[int, list[int]]:
     return readers
 
 
-def layer_geometry(model: Model, placement: Placement, chaining: Chaining | None = None) -> list[LayerGeometry]:
+def layer_geometry(model: Model, placement: Placement, chaining: Chaining | None = None,
+                   stats: dict[tuple[int, int], WeightInfo | None] | None = None) -> list[LayerGeometry]:
     """Every operator of every subgraph as a `LayerGeometry`, with weight statistics; `placement` decides
-    CPU fallback, `chaining` (optional) which operators ride on a producer's pass."""
+    CPU fallback, `chaining` (optional) which operators ride on a producer's pass. `stats` memoises the
+    weight statistics (they do not depend on the target) across calls for one model."""
+    stats = {} if stats is None else stats
     layers = {(wl.subgraph, wl.op_index): wl for wl in weight_layers(model)}
     out = []
     for sg in model.subgraphs:
@@ -222,7 +227,10 @@ def layer_geometry(model: Model, placement: Placement, chaining: Chaining | None
             itemsize = dt.numpy.itemsize if dt.numpy is not None else 1
             kernel, stride = kernel_stride(op, sg, kind)
             wl = layers.get((sg.index, op.index))
-            winfo = weight_info(zero_corrected(model, wl), wl.in_axis) if wl is not None and wl.macs else None
+            key = (sg.index, op.index)
+            if key not in stats:
+                stats[key] = weight_info(zero_corrected(model, wl), wl.in_axis) if wl is not None and wl.macs else None
+            winfo = stats[key]
             macs = wl.macs if wl is not None else 0
             if kind is OpKind.POOL:
                 macs = ofm[0] * ofm[1] * ofm[2] * kernel[0] * kernel[1]

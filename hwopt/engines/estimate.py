@@ -9,6 +9,7 @@ Vela is not. Both produce the same `EstimateReport`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from hwopt.errors import UnsupportedModelError, UsageError
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model
 from hwopt.targets import Family, Target
-from hwopt.targets.geometry import PassCost
+from hwopt.targets.ethos_u.analytic import costs_of
+from hwopt.targets.ethos_u.placement import ethos_u_geometry
+from hwopt.targets.geometry import LayerCost, LayerGeometry, PassCost, WeightInfo
 
 log = logging.getLogger(__name__)
 
@@ -133,16 +136,35 @@ def _estimate_vela(model: Model, data: bytes, target: Target) -> EstimateReport:
     return _report(model, target, "vela", layers, summary, res)
 
 
-def _estimate_analytic(model: Model, target: Target) -> EstimateReport:
+@dataclass
+class _Prepared:
+    """What the analytic engine derives from a model once, whatever the target: the operator geometry
+    per target family and the TFLite Micro arena."""
+
+    model: Model
+    geometry: dict[Family, list[LayerGeometry]] = field(default_factory=dict)
+    weight_stats: dict[tuple[int, int], WeightInfo | None] = field(default_factory=dict)
+    arena: int | None = None
+
+    def costs(self, target: Target) -> list[LayerCost]:
+        if target.family is Family.ETHOS_N78:
+            from hwopt.targets.ethos_n.analytic import estimate_layers as n78_layers
+
+            return n78_layers(self.model, target)
+        if target.family not in self.geometry:
+            self.geometry[target.family] = ethos_u_geometry(self.model, target.family, self.weight_stats)
+        return costs_of(self.geometry[target.family], target)
+
+    def arena_bytes(self) -> int:
+        if self.arena is None:
+            self.arena = max((m.arena_bytes for m in estimate_memory(self.model)), default=0)
+        return self.arena
+
+
+def _estimate_analytic(model: Model, target: Target, prepared: _Prepared | None = None) -> EstimateReport:
+    prep = prepared or _Prepared(model)
     layers: list[LayerEstimate] = []
-    if target.family is Family.ETHOS_N78:
-        from hwopt.targets.ethos_n.analytic import estimate_layers as n78_layers
-
-        costs = n78_layers(model, target)
-    else:
-        from hwopt.targets.ethos_u.analytic import estimate_layers as u_layers
-
-        costs = u_layers(model, target)
+    costs = prep.costs(target)
     for c in costs:
         util = c.macs / (c.cycles * target.npu.total_macs) if c.cycles and c.macs else None
         layers.append(LayerEstimate(
@@ -151,8 +173,7 @@ def _estimate_analytic(model: Model, target: Target) -> EstimateReport:
             bound=c.bound, mac_utilisation=util, memory_cycles=dict(c.memory_cycles), passes=c.passes,
         ))
     cycles = sum(la.cycles for la in layers)
-    mem = estimate_memory(model)
-    arena = max((m.arena_bytes for m in mem), default=0)
+    arena = prep.arena_bytes()
     largest_weights = max((la.encoded_weight_bytes or 0 for la in layers), default=0)
     if target.family is Family.ETHOS_N78 or target.arena_memory != "Sram":
         peak_sram = min(arena + largest_weights, target.arena_limit)
@@ -197,3 +218,24 @@ def estimate(model_or_path: Model | str | Path | bytes, target: Target, engine: 
         data = serialize(model) if in_memory or not model.source else model.source
         return _estimate_vela(model, bytes(data), tgt)
     return _estimate_analytic(model, tgt)
+
+
+def estimate_batch(pairs: Iterable[tuple[Model | str | Path | bytes, Target]],
+                   engine: str | None = None) -> list[EstimateReport]:
+    """Estimate many (model, target) pairs in one process, in order. Each distinct model (the same
+    path, bytes or Model object) is read and checked once; for the analytic engine its operator
+    geometry (per target family) and arena plan are also derived once and reused for every target."""
+    prepared: dict[object, _Prepared] = {}
+    out = []
+    for source, target in pairs:
+        eng = engine or target.default_engine
+        if eng != "analytic":
+            out.append(estimate(source, target, eng))
+            continue
+        key: object = str(source) if isinstance(source, (str, Path)) else id(source)
+        if key not in prepared:
+            model = source if isinstance(source, Model) else read_model(source)
+            _check_model(model)
+            prepared[key] = _Prepared(model)
+        out.append(_estimate_analytic(prepared[key].model, target, prepared[key]))
+    return out

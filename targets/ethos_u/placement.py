@@ -11,7 +11,7 @@ from functools import partial
 from hwopt.ir import Model, Operator, Subgraph
 from hwopt.targets.descriptor import Family
 from hwopt.targets.ethos_u.support_tables import support_for
-from hwopt.targets.geometry import KIND_OF, LayerGeometry, OpKind, consumers, layer_geometry
+from hwopt.targets.geometry import KIND_OF, LayerGeometry, OpKind, WeightInfo, consumers, layer_geometry
 from hwopt.targets.support import op_view
 
 
@@ -64,6 +64,8 @@ def chained_ops(sg: Subgraph, family: Family) -> dict[int, int]:
 
 
 
-def ethos_u_geometry(model: Model, family: Family) -> list[LayerGeometry]:
-    """Every operator as a `LayerGeometry` with Ethos-U placement (and U85 chaining)."""
-    return layer_geometry(model, partial(cpu_reason, family=family), partial(chained_ops, family=family))
+def ethos_u_geometry(model: Model, family: Family,
+                     stats: dict[tuple[int, int], WeightInfo | None] | None = None) -> list[LayerGeometry]:
+    """Every operator as a `LayerGeometry` with Ethos-U placement (and U85 chaining); `stats` memoises
+    weight statistics across families for one model."""
+    return layer_geometry(model, partial(cpu_reason, family=family), partial(chained_ops, family=family), stats)

@@ -102,7 +102,9 @@ def _scale_positive(v: OpView) -> str | None:
         q = t.quantization
         if q is None or not q.scale.size:
             continue
-        for s in np.asarray(q.scale, dtype=np.float32).astype(np.float64).tolist():
+        scales = np.asarray(q.scale, dtype=np.float32).astype(np.float64)
+        # only |scale| >= 2^31 can leave a negative shift (frexp exponent above 31): check just those
+        for s in scales[np.abs(scales) >= 2.0**31].tolist():
             if _negative_shift(s):
                 return f"tensor {_name(t)} has scale {s:g} (Vela needs a right shift; scales from 2^32 up cannot)"
     return None
