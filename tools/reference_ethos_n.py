@@ -11,13 +11,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hwopt.targets.ethos_n.network import NetLayer, estimate_network
+from hwopt.targets.ethos_n.network import NetLayer, PleLayer, estimate_network
 from hwopt.targets.ethos_n.perf import PleOp
 from hwopt.targets.ethos_n.plan import Kind, N78Layer, support
 from hwopt.targets.ethos_n.sizing import IDENTITY_WEIGHT, estimate_with_weights
@@ -304,60 +304,98 @@ def measure_cases(ref: Reference) -> tuple[list[Measured], list[str]]:
     return rows, disagreements
 
 
-def network_layers(net: dict[str, Any]) -> tuple[list[NetLayer], dict[int, str]]:
-    """MCE layers of a reference network (with a fused max pool) and hwopt's reasons for the rest."""
-    layers: list[NetLayer] = []
+def _shape(spec: dict[str, Any], key: str) -> tuple[int, int, int]:
+    dims = [int(x) for x in spec.get(key) or [1, 1, 1, 1]]
+    dims = [1] * (4 - len(dims)) + dims
+    return dims[1], dims[2], dims[3]
+
+
+def _identity(shape: tuple[int, int, int], from_npu: bool, ple: PleOp = PleOp.PASSTHROUGH,
+              ple_ofm: tuple[int, int, int] | None = None) -> NetLayer:
+    """The identity 1x1 depthwise MCE pass the library runs for a PLE operation of its own."""
+    ident_w = np.full((1, 1, shape[2], 1), IDENTITY_WEIGHT, dtype=np.uint8)
+    return NetLayer(N78Layer(Kind.DEPTHWISE, shape, shape), ident_w, ple_op=ple, ple_ofm=ple_ofm,
+                    input_from_npu=from_npu)
+
+
+def _pool_op(spec: dict[str, Any], ishape: tuple[int, int, int]) -> PleOp | None:
+    size = tuple(spec.get("size") or (1, 1))
+    stride = tuple(spec.get("stride") or (1, 1))
+    if spec.get("pool") == "MAX" and size == (2, 2) and stride == (2, 2):
+        return PleOp.MAXPOOL_2X2
+    if spec.get("pool") == "MAX" and size == (3, 3) and stride == (2, 2):
+        return PleOp.MAXPOOL_3X3
+    if spec.get("pool") == "AVG" and size == (3, 3) and stride == (1, 1):
+        return PleOp.AVGPOOL_3X3
+    if spec.get("pool") == "AVG" and size == ishape[:2] and size in ((7, 7), (8, 8)):
+        return PleOp.MEAN_XY
+    return None
+
+
+MCE_TYPES = {"Convolution": Kind.CONV, "DepthwiseConvolution": Kind.DEPTHWISE, "FullyConnected": Kind.FULLY_CONNECTED}
+
+
+def network_layers(net: dict[str, Any]) -> tuple[list[NetLayer | PleLayer], dict[int, str]]:
+    """The NPU passes of a reference network and hwopt's reasons for the operations it only estimates.
+
+    MCE layers carry their generated weights; a max pool or ReLU right after an MCE layer is fused
+    into its PLE; other pooling, means and ReLUs become identity-depthwise passes; additions are
+    standalone PLE passes; reshapes, inputs and outputs cost nothing.
+    """
+    layers: list[NetLayer | PleLayer] = []
     reasons: dict[int, str] = {}
-    index = 0
-    seed_base = None
-    prev_npu = False
-    for spec in net["layers"]:
-        kind = spec["type"]
-        if kind == "Relu" and not prev_npu and layers:
-            # A ReLU after an operation the NPU does not run becomes an identity depthwise pass.
-            shape = tuple(int(x) for x in spec["output_shape"][1:])
-            identity = N78Layer(Kind.DEPTHWISE, shape, shape)  # type: ignore[arg-type]
-            ident_w = np.full((1, 1, shape[2], 1), IDENTITY_WEIGHT, dtype=np.uint8)
-            layers.append(NetLayer(identity, ident_w, input_from_npu=False))
-            prev_npu = True
-            continue
-        if kind in ("Input", "Output", "Reshape", "Relu"):
-            continue
-        if kind == "Pooling":
-            size, stride = tuple(spec["size"]), tuple(spec["stride"])
-            if spec["pool"] == "MAX" and size == (2, 2) and stride == (2, 2) and layers and prev_npu:
-                out = tuple(spec["output_shape"][1:])
-                last = layers[-1]
-                layers[-1] = NetLayer(last.layer, last.weights, last.zero_point, last.requant, PleOp.MAXPOOL_2X2,
-                                      (int(out[0]), int(out[1]), int(out[2])), last.input_from_npu, True)
+    prev_npu = False  # the previous operation runs on the NPU
+    prev_mce = False  # ... and is an MCE layer whose PLE can take a fused operation
+    for spec in net.get("layers", []):
+        kind = spec.get("type", "")
+        op_id = int(spec.get("operation_id", -1))
+        ishape, oshape = _shape(spec, "input_shape"), _shape(spec, "output_shape")
+        if kind in MCE_TYPES:
+            op = MCE_TYPES[kind]
+            kh, kw = (int(k) for k in spec.get("kernel", [1, 1]))
+            stride = int(spec.get("stride", 1))
+            pad = spec.get("padding_tblr", [0, 0, 0, 0])
+            if op is Kind.FULLY_CONNECTED:
+                ishape = (1, 1, ishape[0] * ishape[1] * ishape[2])
+            layer = N78Layer(op, ishape, oshape, (kh, kw), (stride, stride), (int(pad[0]), int(pad[2])))
+            wshape = (kh, kw, ishape[2], 1) if op is Kind.DEPTHWISE else (kh, kw, ishape[2], oshape[2])
+            reason = support(layer)
+            if reason is not None:
+                reasons[op_id] = reason
+            layers.append(NetLayer(layer, gauss_weights(int(spec.get("weight_seed", 0)), wshape),
+                                   input_from_npu=prev_npu))
+            prev_npu = prev_mce = reason is None
+        elif kind == "Relu":
+            if not prev_npu:
+                layers.append(_identity(oshape, False))
+                prev_npu = prev_mce = True
+        elif kind == "Pooling":
+            ple = _pool_op(spec, ishape)
+            last = layers[-1] if layers else None
+            if ple in (PleOp.MAXPOOL_2X2, PleOp.MAXPOOL_3X3) and prev_mce and isinstance(last, NetLayer):
+                layers[-1] = NetLayer(last.layer, last.weights, last.zero_point, last.requant, ple, oshape,
+                                      last.input_from_npu, True)
+            elif ple is not None:
+                layers.append(_identity(ishape, prev_npu, ple, oshape))
+                prev_npu, prev_mce = True, False
             else:
-                reasons[spec["operation_id"]] = f"{spec['pool']} pooling {size} stride {stride} is not run by the NPU"
-                if layers:
-                    last = layers[-1]
-                    layers[-1] = NetLayer(last.layer, last.weights, last.zero_point, last.requant, last.ple_op,
-                                          last.ple_ofm, last.input_from_npu, False)
-                prev_npu = False
-            continue
-        kh, kw = spec["kernel"]
-        stride = int(spec["stride"])
-        pad = spec["padding_tblr"]
-        ishape = tuple(int(x) for x in spec["input_shape"][1:])
-        oshape = tuple(int(x) for x in spec["output_shape"][1:])
-        op = {"Convolution": Kind.CONV, "DepthwiseConvolution": Kind.DEPTHWISE,
-              "FullyConnected": Kind.FULLY_CONNECTED}[kind]
-        if op is Kind.FULLY_CONNECTED:
-            ishape = (1, 1, ishape[0] * ishape[1] * ishape[2])
-        layer = N78Layer(op, ishape, oshape, (kh, kw), (stride, stride), (pad[0], pad[2]))  # type: ignore[arg-type]
-        if seed_base is None:
-            seed_base = spec["weight_seed"] - index
-        wshape = (kh, kw, ishape[2], 1) if op is Kind.DEPTHWISE else (kh, kw, ishape[2], oshape[2])
-        weights = gauss_weights(spec["weight_seed"], wshape)
-        index += 1
-        reason = support(layer)
-        if reason is not None:
-            reasons[spec["operation_id"]] = reason
-        layers.append(NetLayer(layer, weights, input_from_npu=prev_npu))
-        prev_npu = reason is None
+                reasons[op_id] = f"{spec.get('pool')} pooling {spec.get('size')} stride {spec.get('stride')}: " \
+                                 "not run by the NPU"
+                if isinstance(last, (NetLayer, PleLayer)):
+                    layers[-1] = replace(last, output_to_npu=False)
+                prev_npu = prev_mce = False
+        elif kind in ("MeanXy", "Mean"):
+            layers.append(_identity(ishape, prev_npu, PleOp.MEAN_XY, oshape))
+            prev_npu, prev_mce = True, False
+        elif kind in ("Addition", "Add"):
+            layers.append(PleLayer(PleOp.ADDITION, (ishape, ishape), oshape, input_from_npu=prev_npu))
+            prev_npu, prev_mce = True, False
+        elif kind in ("EstimateOnly",):
+            reasons[op_id] = "estimate only"
+            last = layers[-1] if layers else None
+            if isinstance(last, (NetLayer, PleLayer)):
+                layers[-1] = replace(last, output_to_npu=False)
+            prev_npu = prev_mce = False
     return layers, reasons
 
 

@@ -10,12 +10,13 @@ block configuration of its first layer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .passes import LayerEstimate
-from .perf import Block, PleOp
+from .passes import LayerEstimate, PassEstimate
+from .perf import Block, PleOp, ple_cycles
 from .plan import Kind, N78Layer, support
 from .sizing import estimate_with_weights
 from .variants import N78Variant
@@ -40,6 +41,17 @@ class NetLayer:
 
 
 @dataclass(frozen=True)
+class PleLayer:
+    """A standalone PLE operation without MCE work (an elementwise addition): shapes are (H, W, C)."""
+
+    op: PleOp
+    inputs: tuple[tuple[int, int, int], ...]
+    ofm: tuple[int, int, int]
+    input_from_npu: bool = True
+    output_to_npu: bool = True
+
+
+@dataclass(frozen=True)
 class NetLayerEstimate:
     """A layer's estimate, or the library's reason for only estimating it with zero cost."""
 
@@ -52,13 +64,30 @@ def _nhwcb(shape: tuple[int, int, int]) -> int:
     return -(-h // 8) * 8 * (-(-w // 8) * 8) * (-(-c // 16) * 16)
 
 
-def estimate_network(layers: list[NetLayer], v: N78Variant) -> list[NetLayerEstimate]:
+def _ple_only(pl: PleLayer, v: N78Variant) -> LayerEstimate:
+    patches, cycles = ple_cycles(v, pl.op, pl.inputs, pl.ofm, None)
+    in_bytes = sum(h * w * c for h, w, c in pl.inputs)
+    out_bytes = pl.ofm[0] * pl.ofm[1] * pl.ofm[2]
+    in_dram = 0 if pl.input_from_npu else in_bytes
+    out_dram = 0 if pl.output_to_npu else out_bytes
+    p = PassEstimate(pl.op, 0, 0, cycles, patches, in_dram, out_dram, 0, in_bytes - in_dram, out_bytes - out_dram, 0)
+    return LayerEstimate(None, (p,))
+
+
+def _supported(layer: NetLayer | PleLayer | None) -> bool:
+    return layer is not None and (isinstance(layer, PleLayer) or support(layer.layer) is None)
+
+
+def estimate_network(layers: Sequence[NetLayer | PleLayer], v: N78Variant) -> list[NetLayerEstimate]:
     """Estimate every layer in order, deciding DRAM or SRAM for each feature map."""
     out: list[NetLayerEstimate] = []
     cascade = 0
     spill_in = False  # the previous layer spilled its output to DRAM in NHWCB
     cascade_block: Block | None = None
     for k, nl in enumerate(layers):
+        if isinstance(nl, PleLayer):
+            out.append(NetLayerEstimate(_ple_only(nl, v), None))
+            continue
         reason = support(nl.layer)
         if reason is not None:
             out.append(NetLayerEstimate(None, reason))
@@ -66,15 +95,15 @@ def estimate_network(layers: list[NetLayer], v: N78Variant) -> list[NetLayerEsti
             cascade = 0
             continue
         nxt = layers[k + 1] if k + 1 < len(layers) else None
-        next_ok = nxt is not None and nl.output_to_npu and support(nxt.layer) is None
+        next_ok = nl.output_to_npu and _supported(nxt)
         in_dram = not nl.input_from_npu or nl.layer.kind is Kind.FULLY_CONNECTED or cascade == 0
         cascade = 1 if in_dram else cascade + 1
-        out_dram = not next_ok or (nxt is not None and nxt.layer.kind is Kind.FULLY_CONNECTED)
+        out_dram = not next_ok or (isinstance(nxt, NetLayer) and nxt.layer.kind is Kind.FULLY_CONNECTED)
         shared = None if in_dram or max(nl.layer.kernel) > 3 else cascade_block
         est = estimate_with_weights(nl.layer, v, nl.weights, nl.zero_point, input_in_dram=in_dram,
                                     output_in_dram=out_dram, ple_op=nl.ple_op, ple_ofm=nl.ple_ofm,
                                     requant=nl.requant, block=shared)
-        if in_dram:
+        if in_dram and est.plan is not None:
             cascade_block = est.plan.block  # the layers of a cascade share its first layer's block
         spill = not out_dram and (cascade >= MAX_CASCADE or est.weight_dram > LARGE_WEIGHTS)
         if spill or (in_dram and spill_in):

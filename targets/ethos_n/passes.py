@@ -43,7 +43,7 @@ class PassEstimate:
 class LayerEstimate:
     """All passes of one layer plus the plan they follow."""
 
-    plan: LayerPlan
+    plan: LayerPlan | None  # None for a standalone PLE operation
     passes: tuple[PassEstimate, ...]
 
     @property
