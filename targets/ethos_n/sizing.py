@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import replace
 
 import numpy as np
@@ -11,7 +13,7 @@ from .passes import LayerEstimate, estimate_layer
 from .perf import Block, PleOp
 from .plan import Kind, LayerPlan, N78Layer, plan_layer
 from .variants import N78Variant
-from .weight_codec import EncodedLayer, OfmRequant, encode_layer, encoded_size
+from .weight_codec import EncodedLayer, EncodedSize, OfmRequant, encode_layer, encoded_size
 
 IDENTITY_WEIGHT = 2  # the interleave pass's identity depthwise: uint8 2 at scale 0.5
 
@@ -51,6 +53,30 @@ def identity_weight_bytes(channels: int, plan: LayerPlan, v: N78Variant) -> int:
     return size.total_bytes
 
 
+_SIZES: OrderedDict[tuple[object, ...], EncodedSize] = OrderedDict()
+_SIZES_MAX = 4096
+
+
+def _cached_size(
+    weights: np.ndarray, zero_point: int, requant: OfmRequant | None, layer: N78Layer, plan: LayerPlan, v: N78Variant
+) -> EncodedSize:
+    """`encoded_size`, remembered per weights and weight geometry: variants that differ only in PLE
+    lanes or SRAM size encode identically, and an estimate sweep asks for the same layers again."""
+    per_channel = bool(requant is not None and requant.per_channel)
+    key = (hashlib.blake2b(np.ascontiguousarray(weights).tobytes(), digest_size=16).digest(), weights.shape,
+           weights.dtype.str, zero_point, per_channel, layer.kind, layer.stride, layer.padding, plan.stripe_depth,
+           plan.iteration_size, plan.algorithm, v.ifm_parallel, v.num_ogs, v.num_srams)
+    hit = _SIZES.get(key)
+    if hit is not None:
+        _SIZES.move_to_end(key)
+        return hit
+    size = encoded_size(weights, zero_point=zero_point, requant=requant, **plan_kwargs(layer, plan, v))
+    _SIZES[key] = size
+    if len(_SIZES) > _SIZES_MAX:
+        _SIZES.popitem(last=False)
+    return size
+
+
 def estimate_with_weights(
     layer: N78Layer,
     v: N78Variant,
@@ -71,7 +97,7 @@ def estimate_with_weights(
     plan = plan_layer(layer, v)
     if block is not None and plan.algorithm is Algorithm.DIRECT:
         plan = replace(plan, block=block)
-    size = encoded_size(weights, zero_point=zero_point, requant=requant, **plan_kwargs(layer, plan, v))
+    size = _cached_size(weights, zero_point, requant, layer, plan, v)
     identity = identity_weight_bytes(layer.ifm[2], plan, v) if plan.interleave else 0
     return estimate_layer(layer, v, plan, weight_bytes=size.total_bytes, weight_stripes=size.num_stripes,
                           identity_bytes=identity, input_in_dram=input_in_dram, output_in_dram=output_in_dram,
