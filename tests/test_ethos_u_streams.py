@@ -207,3 +207,19 @@ def test_check_reference_exit_codes(shared_models: Path, tmp_path: Path, monkeyp
     assert result.bit_exact < result.buffers == 3 and result.mismatches
     assert result.decoded_ok == 3  # the same weights, coded differently
     assert all(m.case.startswith("hello_world_int8:op") and m.variant == "ethos-u55-128" for m in result.mismatches)
+
+
+def test_operators_vela_rewrites_keep_vela_streams(tmp_path: Path) -> None:
+    """A depthwise channel multiplier (Vela runs one depthwise operation per multiplier) and a
+    transposed convolution (the kernel rotated by 180 degrees) still give Vela's bytes on U55/U65."""
+    from hwopt.testing.generator import generate
+
+    paths = []
+    for seed, op in ((14, "depthwise_conv_2d"), (74, "depthwise_conv_2d"), (21, "transpose_conv")):
+        g = generate(seed)
+        assert op in g.name
+        paths.append(tmp_path / f"{g.name}.tflite")
+        paths[-1].write_bytes(g.data)
+    for target in ("ethos-u55-128", "ethos-u65-512"):
+        result = _tool().run([str(p) for p in paths], target)
+        assert result.buffers >= 5 and result.bit_exact == result.buffers, result.mismatches

@@ -172,19 +172,44 @@ def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: 
         if ifm is not None and ifm.shape and ifm.shape[-1] == 1 and w.shape[0] > 1:
             # Channel multiplier on a 1-channel IFM: the NPU runs it as an ordinary convolution.
             depthwise = False
+    if layer.op == "TRANSPOSE_CONV":
+        # The NPU runs a transposed convolution as a convolution with the kernel rotated by 180 degrees.
+        w = np.ascontiguousarray(w[:, ::-1, ::-1, :])
     vela = None
+    # (weights, config, stride, dilation) of each NPU operation that reads this layer's weights.
+    parts: list[tuple[np.ndarray, wu.BlockConfig, tuple[int, int], tuple[int, int]]]
     if vela_info is not None:
-        config, stride, dilation = vela_info.config, vela_info.stride, vela_info.dilation
         vela = (vela_info.encoded_bytes, vela_info.weight_format)
+        mult = w.shape[0] // max(1, _ifm_depth(sg, op)) if depthwise else 1
+        if depthwise and mult > 1 and len(vela_info.parts) == mult:
+            # Vela runs a channel multiplier M as M depthwise convolutions: part m reads channels m, m+M, ...
+            parts = [(np.ascontiguousarray(w[m::mult]), c, s, d) for m, (c, s, d) in enumerate(vela_info.parts)]
+        else:
+            parts = [(w, vela_info.config, vela_info.stride, vela_info.dilation)]
     else:
-        config = wu.default_config(arch, w.shape, depthwise=depthwise, ifm_bits=ifm_bits)
-    if arch.is_u85:
-        enc = wu.encode_u85(w, arch, config, ifm_bits=ifm_bits, stride=stride, dilation=dilation)
-    else:
-        enc = wu.encode_u55(w, arch, config, ifm_bits=ifm_bits, dilation=dilation)
-    data, infos = _pack_streams([(s.data, s.weights, s.core, s.depth_offset) for s in enc.streams])
-    return _finish(layer, model, corrected, data, infos, fmt=enc.fmt.value, traversal=config.traversal.value,
-                   source=config.source, coded=enc.coded_weights, ok=enc.roundtrip_ok, vela=vela)
+        parts = [(w, wu.default_config(arch, w.shape, depthwise=depthwise, ifm_bits=ifm_bits), stride, dilation)]
+    streams: list[tuple[bytes, int, int, int]] = []
+    ok = True
+    coded = 0
+    fmt = ""
+    for part_w, config, part_stride, part_dilation in parts:
+        if arch.is_u85:
+            enc = wu.encode_u85(part_w, arch, config, ifm_bits=ifm_bits, stride=part_stride, dilation=part_dilation)
+        else:
+            enc = wu.encode_u55(part_w, arch, config, ifm_bits=ifm_bits, dilation=part_dilation)
+        streams += [(s.data, s.weights, s.core, s.depth_offset) for s in enc.streams]
+        ok = ok and enc.roundtrip_ok
+        coded += enc.coded_weights
+        fmt = fmt or enc.fmt.value
+    config = parts[0][1]
+    data, infos = _pack_streams(streams)
+    return _finish(layer, model, corrected, data, infos, fmt=fmt, traversal=config.traversal.value,
+                   source=config.source, coded=coded, ok=ok, vela=vela)
+
+
+def _ifm_depth(sg: Subgraph, op: Operator) -> int:
+    ifm = sg.tensor(op.inputs[0]) if op.inputs else None
+    return int(ifm.shape[-1]) if ifm is not None and ifm.shape else 0
 
 
 def _encode_n78(layer: WeightLayer, model: Model, variant: N78Variant) -> LayerEncoding:

@@ -442,6 +442,10 @@ class VelaLayerInfo:
     zeros: int
     stride: tuple[int, int] = (1, 1)  # (y, x) as Vela lowered the kernel
     dilation: tuple[int, int] = (1, 1)
+    # Every NPU operation Vela made of the operator, in order: (config, stride, dilation). More
+    # than one when Vela splits it (a depthwise convolution with a channel multiplier M runs as
+    # M depthwise convolutions, one per multiplier, each with its own streams).
+    parts: tuple[tuple[BlockConfig, tuple[int, int], tuple[int, int]], ...] = ()
 
 
 def _vela_format(text: str) -> WeightFormat | None:
@@ -499,10 +503,13 @@ def configs_from_compiled(compiled: object) -> tuple[dict[int, VelaLayerInfo], i
                              int(r.get("weight_distinct") or 0), int(r.get("weight_zero") or 0),
                              (int(r.get("kernel_stride_y") or 1), int(r.get("kernel_stride_x") or 1)),
                              (int(r.get("kernel_dilation_y") or 1), int(r.get("kernel_dilation_x") or 1)))
-        if key in out:  # an operator Vela split in several: keep the first config, add the sizes
+        part = (info.config, info.stride, info.dilation)
+        if key in out:  # an operator Vela split in several: the first part's config, all parts, summed sizes
             prev = out[key]
-            info = VelaLayerInfo(key, prev.operator, prev.config, prev.weight_format, prev.encoded_bytes + size,
-                                 prev.distinct, prev.zeros + info.zeros, prev.stride, prev.dilation)
+            info = replace(prev, encoded_bytes=prev.encoded_bytes + size, zeros=prev.zeros + info.zeros,
+                           parts=(*prev.parts, part))
+        else:
+            info = replace(info, parts=(part,))
         out[key] = info
     return out, int(compiled.perf_report.encodedWeights)  # type: ignore[attr-defined]
 
