@@ -211,15 +211,17 @@ def test_check_reference_exit_codes(shared_models: Path, tmp_path: Path, monkeyp
 
 def test_operators_vela_rewrites_keep_vela_streams(tmp_path: Path) -> None:
     """A depthwise channel multiplier (Vela runs one depthwise operation per multiplier) and a
-    transposed convolution (the kernel rotated by 180 degrees) still give Vela's bytes on U55/U65."""
+    transposed convolution (U55/U65: the kernel rotated by 180 degrees; U85: one convolution per
+    output phase) still give Vela's bytes."""
     from hwopt.testing.generator import generate
 
     paths = []
-    for seed, op in ((14, "depthwise_conv_2d"), (74, "depthwise_conv_2d"), (21, "transpose_conv")):
+    for seed, op in ((14, "depthwise_conv_2d"), (74, "depthwise_conv_2d"), (21, "transpose_conv"),
+                     (105, "transpose_conv")):
         g = generate(seed)
         assert op in g.name
         paths.append(tmp_path / f"{g.name}.tflite")
         paths[-1].write_bytes(g.data)
-    for target in ("ethos-u55-128", "ethos-u65-512"):
+    for target in ("ethos-u55-128", "ethos-u65-512", "ethos-u85-256"):
         result = _tool().run([str(p) for p in paths], target)
-        assert result.buffers >= 5 and result.bit_exact == result.buffers, result.mismatches
+        assert result.buffers >= 6 and result.bit_exact == result.buffers, result.mismatches

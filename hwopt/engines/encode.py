@@ -172,8 +172,11 @@ def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: 
         if ifm is not None and ifm.shape and ifm.shape[-1] == 1 and w.shape[0] > 1:
             # Channel multiplier on a 1-channel IFM: the NPU runs it as an ordinary convolution.
             depthwise = False
+    phases: list[np.ndarray] = []
     if layer.op == "TRANSPOSE_CONV":
-        # The NPU runs a transposed convolution as a convolution with the kernel rotated by 180 degrees.
+        if arch.is_u85:
+            phases = wu.transpose_conv_parts(w, stride)
+        # U55/U65 run a transposed convolution as a convolution with the kernel rotated by 180 degrees.
         w = np.ascontiguousarray(w[:, ::-1, ::-1, :])
     vela = None
     # (weights, config, stride, dilation) of each NPU operation that reads this layer's weights.
@@ -184,6 +187,8 @@ def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: 
         if depthwise and mult > 1 and len(vela_info.parts) == mult:
             # Vela runs a channel multiplier M as M depthwise convolutions: part m reads channels m, m+M, ...
             parts = [(np.ascontiguousarray(w[m::mult]), c, s, d) for m, (c, s, d) in enumerate(vela_info.parts)]
+        elif phases and len(phases) == len(vela_info.parts):
+            parts = [(pw, c, s, d) for pw, (c, s, d) in zip(phases, vela_info.parts, strict=True)]
         else:
             parts = [(w, vela_info.config, vela_info.stride, vela_info.dilation)]
     else:

@@ -448,6 +448,26 @@ class VelaLayerInfo:
     parts: tuple[tuple[BlockConfig, tuple[int, int], tuple[int, int]], ...] = ()
 
 
+def transpose_conv_parts(w: np.ndarray, stride: tuple[int, int]) -> list[np.ndarray]:
+    """The OHWI weights of the convolutions Vela runs for a U85 transposed convolution.
+
+    Vela splits it by output phase (oy, ox) (row-major, fewer phases when the kernel is
+    smaller than the stride): the phase's sub-kernel holds the taps oy, oy + stride, ...
+    (and the same along x), reversed. When the stride exceeds the kernel, a 1x1 convolution
+    with zero weights that clears the output comes first. (TFLite's output padding never
+    shifts the phases: it only crops.)
+    """
+    o, kh, kw, i = w.shape
+    sy, sx = stride
+    parts = []
+    if sy > kh or sx > kw:
+        parts.append(np.zeros((o, 1, 1, i), dtype=w.dtype))
+    for oy in range(min(kh, sy)):
+        for ox in range(min(kw, sx)):
+            parts.append(np.ascontiguousarray(w[:, oy::sy, ox::sx, :][:, ::-1, ::-1, :]))
+    return parts
+
+
 def _vela_format(text: str) -> WeightFormat | None:
     """Vela's `weight_format` column ("Default", "Fast", "Default|Sparse2_4", ...)."""
     flags = set(text.split("|"))
