@@ -225,3 +225,26 @@ def test_operators_vela_rewrites_keep_vela_streams(tmp_path: Path) -> None:
     for target in ("ethos-u55-128", "ethos-u65-512", "ethos-u85-256"):
         result = _tool().run([str(p) for p in paths], target)
         assert result.buffers >= 6 and result.bit_exact == result.buffers, result.mismatches
+
+
+def test_vela_blocks_by_default_and_rule_fallback(shared_models: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    from hwopt.engines.encode import encode
+    from hwopt.errors import CompileError
+    from hwopt.targets import resolve_target
+    from hwopt.targets.ethos_u import weights as wu
+
+    model = shared_models / "hello_world_int8.tflite"
+    target = resolve_target("ethos-u55-128")
+    report = encode(model, target)
+    assert report.block_source == "vela"
+    assert all(la.block_source == "vela" for la in report.layers if la.encodable)
+
+    def rejects(*_: object, **__: object) -> object:
+        raise CompileError("Vela rejected the model: test")
+
+    monkeypatch.setattr(wu, "vela_configs", rejects)
+    fallback = encode(model, target)
+    assert fallback.block_source == "rule" and fallback.summary.roundtrip_ok
+    assert all(la.block_source == "rule" for la in fallback.layers if la.encodable)
+    assert "block rule" in caplog.text
