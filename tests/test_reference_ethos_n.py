@@ -6,6 +6,7 @@ repository; tests that need it skip with a reason when it is absent.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import subprocess
@@ -83,15 +84,58 @@ def test_reference_generator_matches_case_weights(reference: Path) -> None:
     assert (rn.gauss_weights(int(case["params"]["seed"]), shape) == w).all()
 
 
-def test_cli_json_schema_and_exit_code(reference: Path, report: object) -> None:
-    proc = subprocess.run([sys.executable, str(TOOL), "ethos-n", str(reference), "--json"],
-                          capture_output=True, text=True, check=False)
+def _subset(reference: Path, dest: Path, names: list[str], networks: list[str]) -> Path:
+    """A reference directory holding only some cases and networks (same files, same format)."""
+    cases = json.loads((reference / "cases.json").read_text())
+    cases["single_layer_cases"] = [c for c in cases["single_layer_cases"] if c["name"] in names]
+    cases["networks"] = [n for n in cases.get("networks", []) if n["name"] in networks]
+    estimates = json.loads((reference / "estimates.json").read_text())
+    estimates["single_layer"] = {k: v for k, v in estimates["single_layer"].items() if k in names}
+    estimates["networks"] = {k: v for k, v in estimates.get("networks", {}).items() if k in networks}
+    index = json.loads((reference / "encoded" / "index.json").read_text())
+    index["cases"] = {k: v for k, v in index["cases"].items() if k in names}
+    (dest / "encoded").mkdir(parents=True)
+    for per_variant in index["cases"].values():
+        for entry in per_variant.values():
+            for b in entry.get("buffers", []) + entry.get("alternative_encodings", []):
+                target = dest / b["file"]
+                if not target.exists():
+                    target.write_bytes((reference / b["file"]).read_bytes())
+    (dest / "cases.json").write_text(json.dumps(cases))
+    (dest / "estimates.json").write_text(json.dumps(estimates))
+    (dest / "encoded" / "index.json").write_text(json.dumps(index))
+    return dest
+
+
+def test_cli_json_schema_and_exit_codes(reference: Path, tmp_path: Path) -> None:
+    names = ["conv3x3s2_c16_o24_gauss_pc", "fc_i1100_o16_gauss_pt"]
+    ok = _subset(reference, tmp_path / "ok", names, ["ds_cnn_s"])
+    proc = _run_tool("ethos-n", str(ok), "--json")
     doc = json.loads(proc.stdout)
     assert doc["schema"] == "hwopt.reference/1" and doc["kind"] == "ethos-n"
     assert set(doc["encoder"]) == {"buffers", "bit_exact", "decoded_ok", "mismatches"}
     assert set(doc["estimator"]) == {"cases", "mce_cycles", "ple_cycles", "dram_bytes", "networks"}
     assert set(doc["estimator"]["mce_cycles"]) == {"median", "p90"}
-    assert proc.returncode == (0 if report.conforms else 1)  # type: ignore[attr-defined]
+    assert doc["encoder"]["buffers"] == doc["encoder"]["bit_exact"] > 0 and doc["estimator"]["cases"] == 8
+    assert proc.returncode == 0, proc.stdout
+    # A buffer that differs from what the library wrote is reported with its first differing byte.
+    bad = _subset(reference, tmp_path / "bad", names[:1], [])
+    index = json.loads((bad / "encoded" / "index.json").read_text())
+    entry = index["cases"][names[0]]["4TOPS_4PLE_RATIO"]["buffers"][-1]
+    path = bad / entry["file"]
+    data = bytearray(path.read_bytes())
+    data[5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    entry["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
+    for other in index["cases"][names[0]].values():  # files are shared between variants
+        for b in other.get("buffers", []) + other.get("alternative_encodings", []):
+            if b["file"] == entry["file"]:
+                b["sha256"] = entry["sha256"]
+    (bad / "encoded" / "index.json").write_text(json.dumps(index))
+    proc = _run_tool("ethos-n", str(bad), "--json")
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1 and {"case": names[0], "variant": "4TOPS_4PLE_RATIO", "first_diff_byte": 5} in \
+        doc["encoder"]["mismatches"]
 
 
 def _run_tool(*args: str) -> subprocess.CompletedProcess[str]:
