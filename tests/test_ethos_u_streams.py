@@ -132,9 +132,9 @@ def _vela_layers(path: Path, target_name: str) -> tuple[dict[int, object], bytes
     from hwopt.format.tflite_io import read_model
     from hwopt.targets import resolve_target
     from hwopt.targets.ethos_u import vela_streams
+    from hwopt.targets.ethos_u.vela_blocks import configs_from_compiled
     from hwopt.targets.ethos_u.vela_config import CompilerOptions
     from hwopt.targets.ethos_u.vela_engine import regor_compile
-    from hwopt.targets.ethos_u.weights import configs_from_compiled
 
     target = resolve_target(target_name)
     compiled, _ = regor_compile(path.read_bytes(), target, CompilerOptions(enable_db=True))
@@ -232,7 +232,7 @@ def test_vela_blocks_by_default_and_rule_fallback(shared_models: Path, monkeypat
     from hwopt.engines.encode import encode
     from hwopt.errors import CompileError
     from hwopt.targets import resolve_target
-    from hwopt.targets.ethos_u import weights as wu
+    from hwopt.targets.ethos_u import vela_blocks
 
     model = shared_models / "hello_world_int8.tflite"
     target = resolve_target("ethos-u55-128")
@@ -243,7 +243,7 @@ def test_vela_blocks_by_default_and_rule_fallback(shared_models: Path, monkeypat
     def rejects(*_: object, **__: object) -> object:
         raise CompileError("Vela rejected the model: test")
 
-    monkeypatch.setattr(wu, "vela_configs", rejects)
+    monkeypatch.setattr(vela_blocks, "vela_configs", rejects)
     fallback = encode(model, target)
     assert fallback.block_source == "rule" and fallback.summary.roundtrip_ok
     assert all(la.block_source == "rule" for la in fallback.layers if la.encodable)

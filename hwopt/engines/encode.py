@@ -27,6 +27,7 @@ from hwopt.targets.ethos_n.plan import Kind, plan_layer, support
 from hwopt.targets.ethos_n.sizing import encode_planned
 from hwopt.targets.ethos_n.tflite import n78_weights
 from hwopt.targets.ethos_n.variants import N78Variant
+from hwopt.targets.ethos_u import vela_blocks as vb
 from hwopt.targets.ethos_u import weights as wu
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ def _finish(layer: WeightLayer, model: Model, corrected: np.ndarray, data: bytes
         source, coded, streams, ok, vela[0] if vela else None, vela[1] if vela else None, data)
 
 
-def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: wu.VelaLayerInfo | None) -> LayerEncoding:
+def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: vb.VelaLayerInfo | None) -> LayerEncoding:
     sg = model.subgraphs[layer.subgraph]
     op = sg.operators[layer.op_index]
     corrected = zero_corrected(model, layer)
@@ -175,7 +176,7 @@ def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: 
     phases: list[np.ndarray] = []
     if layer.op == "TRANSPOSE_CONV":
         if arch.is_u85:
-            phases = wu.transpose_conv_parts(w, stride)
+            phases = vb.transpose_conv_parts(w, stride)
         # U55/U65 run a transposed convolution as a convolution with the kernel rotated by 180 degrees.
         w = np.ascontiguousarray(w[:, ::-1, ::-1, :])
     vela = None
@@ -261,7 +262,7 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
             raise UnsupportedModelError("the model has float weights only; quantize it to int8 first")
         raise UnsupportedModelError("the model has no int8/uint8 weight layers to encode")
     vela_total: int | None = None
-    vela_infos: dict[int, wu.VelaLayerInfo] = {}
+    vela_infos: dict[int, vb.VelaLayerInfo] = {}
     variant, arch = target.n78, None
     if target.family is Family.ETHOS_N78:
         if block_source == "vela":
@@ -273,9 +274,9 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
                 log.warning("Vela block configurations are read for subgraph 0 only")
             try:
                 if vela_compiled is not None:
-                    infos, vela_total = wu.configs_from_compiled(vela_compiled)
+                    infos, vela_total = vb.configs_from_compiled(vela_compiled)
                 else:
-                    infos, vela_total = wu.vela_configs(model.source or _file_bytes(path), target)
+                    infos, vela_total = vb.vela_configs(model.source or _file_bytes(path), target)
                 vela_infos = dict(infos)
             except CompileError as exc:
                 # Documented fallback: without Vela's schedule the block configuration comes from the rule.

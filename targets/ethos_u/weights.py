@@ -8,7 +8,7 @@ OFM-depth slice and per core (U55/U65) or weight decoder (U85), and decoded agai
 Vela's legacy decoder `ethosu.mlw_codec.decode` to check them.
 
 The block configuration (traversal, OFM block depth, depth slices, U85 weight format) is
-a scheduler decision: `vela_configs` reads the configuration Vela chose from its
+a scheduler decision: `vela_blocks` reads the configuration Vela chose from its
 optimisation database (the default, which makes the streams Vela's own), and
 `default_config` is a rule for when Vela cannot be asked.
 """
@@ -427,111 +427,6 @@ def encode_u85(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits
     if fmt.fast:
         return EncodedWeights(tuple(fast), fmt, config, ok_fast and ok_std, std_total if std else fast_total, fast_total)
     return EncodedWeights(tuple(std), fmt, config, ok_std and ok_fast, std_total, fast_total if fast else None)
-
-
-@dataclass(frozen=True)
-class VelaLayerInfo:
-    """What Vela's optimisation database says about one input operator's weights."""
-
-    op_index: int
-    operator: str  # Vela's (lowered) operator name
-    config: BlockConfig
-    weight_format: str
-    encoded_bytes: int
-    distinct: int
-    zeros: int
-    stride: tuple[int, int] = (1, 1)  # (y, x) as Vela lowered the kernel
-    dilation: tuple[int, int] = (1, 1)
-    # Every NPU operation Vela made of the operator, in order: (config, stride, dilation). More
-    # than one when Vela splits it (a depthwise convolution with a channel multiplier M runs as
-    # M depthwise convolutions, one per multiplier, each with its own streams).
-    parts: tuple[tuple[BlockConfig, tuple[int, int], tuple[int, int]], ...] = ()
-
-
-def transpose_conv_parts(w: np.ndarray, stride: tuple[int, int]) -> list[np.ndarray]:
-    """The OHWI weights of the convolutions Vela runs for a U85 transposed convolution.
-
-    Vela splits it by output phase (oy, ox) (row-major, fewer phases when the kernel is
-    smaller than the stride): the phase's sub-kernel holds the taps oy, oy + stride, ...
-    (and the same along x), reversed. When the stride exceeds the kernel, a 1x1 convolution
-    with zero weights that clears the output comes first. (TFLite's output padding never
-    shifts the phases: it only crops.)
-    """
-    o, kh, kw, i = w.shape
-    sy, sx = stride
-    parts = []
-    if sy > kh or sx > kw:
-        parts.append(np.zeros((o, 1, 1, i), dtype=w.dtype))
-    for oy in range(min(kh, sy)):
-        for ox in range(min(kw, sx)):
-            parts.append(np.ascontiguousarray(w[:, oy::sy, ox::sx, :][:, ::-1, ::-1, :]))
-    return parts
-
-
-def _vela_format(text: str) -> WeightFormat | None:
-    """Vela's `weight_format` column ("Default", "Fast", "Default|Sparse2_4", ...)."""
-    flags = set(text.split("|"))
-    fast, sparse = "Fast" in flags, "Sparse2_4" in flags
-    if not flags & {"Default", "Fast"}:
-        return None
-    return {(False, False): WeightFormat.DEFAULT, (True, False): WeightFormat.FAST,
-            (False, True): WeightFormat.DEFAULT_SPARSE, (True, True): WeightFormat.FAST_SPARSE}[(fast, sparse)]
-
-
-def vela_configs(model_bytes: bytes, target: Target) -> tuple[dict[int, VelaLayerInfo], int]:
-    """Compile with Vela (Regor, in-process) and read back each weight op's block config and size.
-
-    Returns {TFLite operator index of subgraph 0: info} and Vela's `encodedWeights` total.
-    """
-    from hwopt.targets.ethos_u.vela_config import CompilerOptions
-    from hwopt.targets.ethos_u.vela_engine import regor_compile
-
-    compiled, _ = regor_compile(model_bytes, target, CompilerOptions(enable_db=True))
-    return configs_from_compiled(compiled)
-
-
-def configs_from_compiled(compiled: object) -> tuple[dict[int, VelaLayerInfo], int]:
-    """`vela_configs` from a model Vela already compiled with its optimisation database enabled."""
-    tables = compiled.opt_database.tables  # type: ignore[attr-defined]
-
-    def rows(name: str) -> list[dict[str, str]]:
-        t = tables.get(name)
-        return [] if t is None else [dict(zip(t.header, r, strict=False)) for r in t.data]
-
-    perf = {r["id"]: r for r in rows("perf")}
-    main = {r["id"]: r for r in rows("perf_debug_main")}
-    source = {r["id"]: r for r in rows("source")}
-    out: dict[int, VelaLayerInfo] = {}
-    for r in rows("perf_debug"):
-        size = int(r.get("weight_total_bytes") or 0)
-        p = perf.get(r["id"])
-        if not size or p is None or p.get("source_id") not in source:
-            continue
-        key = int(source[p["source_id"]]["ext_key"])
-        m = main.get(r["id"], {})
-        offsets = tuple(int(x) for x in str(r.get("ofm_depth_slices", "")).split("|") if x != "")
-        cfg = BlockConfig(
-            traversal=Traversal(m.get("traversal", "DepthFirst")),
-            ofm_block_depth=int(m.get("ofm_block_c") or DEFAULT_OFM_BLOCK_DEPTH),
-            depth_offsets=offsets or None,
-            ifm_block_depth=int(m.get("ifm_block_c") or 0),
-            ofm_ublock_depth=int(m.get("ofm_ublock_c") or 0),
-            source="vela",
-            weight_format=_vela_format(str(r.get("weight_format", ""))),
-        )
-        info = VelaLayerInfo(key, p.get("operator", ""), cfg, str(r.get("weight_format", "")), size,
-                             int(r.get("weight_distinct") or 0), int(r.get("weight_zero") or 0),
-                             (int(r.get("kernel_stride_y") or 1), int(r.get("kernel_stride_x") or 1)),
-                             (int(r.get("kernel_dilation_y") or 1), int(r.get("kernel_dilation_x") or 1)))
-        part = (info.config, info.stride, info.dilation)
-        if key in out:  # an operator Vela split in several: the first part's config, all parts, summed sizes
-            prev = out[key]
-            info = replace(prev, encoded_bytes=prev.encoded_bytes + size, zeros=prev.zeros + info.zeros,
-                           parts=(*prev.parts, part))
-        else:
-            info = replace(info, parts=(part,))
-        out[key] = info
-    return out, int(compiled.perf_report.encodedWeights)  # type: ignore[attr-defined]
 
 
 def arch_of(target: Target) -> EthosUArch:
