@@ -6,10 +6,11 @@ conv 4/16/64 x 3x3x256x256, half the weights zero), then for every model runs ea
 as a whole process, each run paired with a bare
     vela --accelerator-config ethos-u55-128 MODEL
 of the same file right after it (the machine is noisy: a pair sees the same load). Prints
-per command and size the median wall time, the ratio to the paired Vela medians, the peak
-resident memory (os.wait4; the goal is <= 4x the model file + 150 MB), and the marginal
-cost per million weights between consecutive sizes (a command whose cost grows faster than
-linearly shows a rising marginal cost).
+per command and size the median wall time, the ratio to the paired Vela medians (and the
+ratio of CPU seconds, which other load disturbs less), the peak resident memory (os.wait4;
+the goal is <= 4x the model file + 150 MB), and the marginal CPU cost per million weights
+between consecutive sizes (a command whose cost grows faster than linearly shows a rising
+marginal cost).
 
 Usage: python tools/bench_scale.py [--ladder fc|conv|all] [--runs N] [--only CMD,...]
                                    [--models DIR] [--markdown]
@@ -58,6 +59,8 @@ class Cell:
 
     times: list[float] = field(default_factory=list)
     vela: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    vela_cpu: list[float] = field(default_factory=list)
     rss: int = 0
 
     @property
@@ -68,9 +71,14 @@ class Cell:
     def ratio(self) -> float:
         return self.median / statistics.median(self.vela)
 
+    @property
+    def cpu_ratio(self) -> float:
+        """CPU seconds (user + system, all threads) against Vela's: less disturbed by other load."""
+        return statistics.median(self.cpu) / statistics.median(self.vela_cpu)
 
-def run(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS bytes of one process (spawned, not forked: its RSS is its own)."""
+
+def run(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds and peak RSS bytes of one process (spawned, not forked: its RSS is its own)."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     err_fd, err_path = tempfile.mkstemp(prefix="bench-scale-", suffix=".err")
     try:
@@ -84,7 +92,7 @@ def run(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
             os.lseek(err_fd, 0, os.SEEK_SET)
             tail = os.read(err_fd, 1 << 16).decode(errors="replace")[-600:]
             raise SystemExit(f"bench_scale: {' '.join(argv)} exited {code}: {tail}")
-        return elapsed, usage.ru_maxrss * 1024
+        return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
     finally:
         os.close(devnull)
         os.close(err_fd)
@@ -104,13 +112,16 @@ def measure(models: list[Path], names: list[str], runs: int, env: dict[str, str]
                 for _ in range(runs):
                     work = Path(tempfile.mkdtemp(dir=tmp))
                     argv = [hwopt] + [a.format(model=model, tmp=work) for a in COMMANDS[name]]
-                    t, rss = run(argv, env)
+                    t, cpu, rss = run(argv, env)
                     cell.times.append(t)
+                    cell.cpu.append(cpu)
                     cell.rss = max(cell.rss, rss)
-                    cell.vela.append(run(vela_cmd, env)[0])
+                    vt, vcpu, _ = run(vela_cmd, env)
+                    cell.vela.append(vt)
+                    cell.vela_cpu.append(vcpu)
                     shutil.rmtree(work, ignore_errors=True)
-                print(f"  {model.name:18s} {name:22s} {cell.median:7.2f} s  {cell.ratio:5.2f}x vela  "
-                      f"{cell.rss / 2**20:6.0f} MB", file=sys.stderr, flush=True)
+                print(f"  {model.name:18s} {name:22s} {cell.median:7.2f} s  {cell.ratio:5.2f}x vela "
+                      f"(CPU {cell.cpu_ratio:5.2f}x)  {cell.rss / 2**20:6.0f} MB", file=sys.stderr, flush=True)
     return cells
 
 
@@ -123,20 +134,23 @@ def weights_of(model: Path) -> int:
 def table(models: list[Path], names: list[str], cells: dict[tuple[str, Path], Cell], markdown: bool) -> str:
     sizes = [f"{m.stat().st_size / 1e6:.1f} MB" for m in models]
     head = ["command", *[f"{m.stem} ({s})" for m, s in zip(models, sizes, strict=True)],
-            f"vs Vela at {sizes[-1]}", "s per M weights (marginal)", "peak RSS / limit"]
+            f"vs Vela at {sizes[-1]} (CPU)", "CPU s per M weights (marginal)", "peak RSS / limit"]
     rows = []
-    vela_row = ["vela (reference)"] + [f"{statistics.median(cells[(names[0], m)].vela):.2f} s" for m in models]
-    rows.append([*vela_row, "1x", "", ""])
+    vela_all = {m: [v for n in names for v in cells[(n, m)].vela] for m in models}
+    vela_cpu = {m: [v for n in names for v in cells[(n, m)].vela_cpu] for m in models}
+    rows.append(["vela (reference)", *[f"{statistics.median(vela_all[m]):.2f} s (CPU {statistics.median(vela_cpu[m]):.2f} s)"
+                                       for m in models], "1x", "", ""])
     for name in names:
         cs = [cells[(name, m)] for m in models]
         marg = []
         for (m0, c0), (m1, c1) in zip(zip(models, cs, strict=True), zip(models[1:], cs[1:], strict=True), strict=False):
-            marg.append((c1.median - c0.median) / ((weights_of(m1) - weights_of(m0)) / 1e6))
+            marg.append((statistics.median(c1.cpu) - statistics.median(c0.cpu)) / ((weights_of(m1) - weights_of(m0)) / 1e6))
         growth = " → ".join(f"{v:.3f}" for v in marg)
         if len(marg) >= 2:
             growth += "  (linear)" if marg[-1] <= 1.5 * max(marg[0], 0.01) else "  (super-linear)"
         worst = max(c.rss / (RSS_FACTOR * m.stat().st_size + RSS_FIXED) for m, c in zip(models, cs, strict=True))
-        rows.append([name, *[f"{c.median:.2f} s ({c.ratio:.2f}x)" for c in cs], f"{cs[-1].ratio:.2f}x", growth,
+        rows.append([name, *[f"{c.median:.2f} s ({c.ratio:.2f}x)" for c in cs], f"{cs[-1].ratio:.2f}x ({cs[-1].cpu_ratio:.2f}x)",
+                     growth,
                      f"{max(c.rss for c in cs) / 2**20:.0f} MB ({worst:.2f} of limit)"])
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
