@@ -169,6 +169,8 @@ def test_vela_fast_and_sparse_streams_decode_to_source_weights(shared_models: Pa
             w = _source_ohwi(path, op)
             expect = u85_order(w, arch=arch, config=info.config, stride=info.stride,  # type: ignore[attr-defined]
                                dilation=info.dilation, sparse=fmt.sparse)  # type: ignore[attr-defined]
+            # The located streams are exactly as long as the database's weight_total_bytes.
+            assert sum(len(d) for d in streams.data(read_only)) == info.encoded_bytes  # type: ignore[attr-defined]
             (data,) = streams.data(read_only)  # type: ignore[attr-defined]
             assert streams.fast == fmt.fast and streams.sparse == fmt.sparse  # type: ignore[attr-defined]
             if fmt.fast:
