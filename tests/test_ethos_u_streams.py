@@ -250,3 +250,10 @@ def test_vela_blocks_by_default_and_rule_fallback(shared_models: Path, monkeypat
     assert fallback.block_source == "rule" and fallback.summary.roundtrip_ok
     assert all(la.block_source == "rule" for la in fallback.layers if la.encodable)
     assert "block rule" in caplog.text
+
+
+def test_check_reference_on_generated_models() -> None:
+    tool = _tool()
+    result, skipped = tool.run_generated(6, "ethos-u85-256")
+    assert result.buffers >= 4 and result.bit_exact == result.buffers and skipped <= 2
+    assert tool.main(argparse.Namespace(models=[], target="ethos-u55-128", json=True, generated=0)) == 2

@@ -3,6 +3,7 @@
 
   check_reference.py ethos-n DIR [--json]                    N78 encoder (bit-exact) and estimator
   check_reference.py ethos-u MODEL... --target NAME [--json] Ethos-U streams vs Vela, stream by stream
+  check_reference.py ethos-u --generated N --target NAME     the same on N generated models (seeds 0..N-1)
 
 Prints a summary (or JSON with schema hwopt.reference/1). Exit 0 when everything conforms, 1 when
 something does not, 2 on bad input (one error line on stderr).
@@ -59,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--json", action="store_true", help="print hwopt.reference/1 JSON")
     n.set_defaults(func=_ethos_n)
     u = sub.add_parser("ethos-u", help="compile with Vela and compare weight streams")
-    u.add_argument("models", nargs="+", metavar="MODEL")
+    u.add_argument("models", nargs="*", metavar="MODEL")
+    u.add_argument("--generated", type=int, default=0, metavar="N",
+                   help="also check N models of hwopt.testing.generator (seeds 0..N-1; ones Vela rejects are skipped)")
     u.add_argument("--target", required=True)
     u.add_argument("--json", action="store_true", help="print hwopt.reference/1 JSON")
     u.set_defaults(func=_ethos_u)

@@ -180,15 +180,48 @@ def run(models: list[str], target_name: str) -> Result:
     return result
 
 
+def run_generated(count: int, target_name: str, result: Result | None = None) -> tuple[Result, int]:
+    """Check the models of `hwopt.testing.generator` seeds 0..count-1; returns (result, models skipped).
+
+    A generated model Vela rejects, or one without an NPU weight layer, is skipped, not an error.
+    """
+    import tempfile
+
+    from hwopt.targets import resolve_target
+    from hwopt.testing.generator import generate
+
+    target = resolve_target(target_name)
+    result = result or Result(target.name)
+    skipped = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(count):
+            model = generate(seed)
+            path = Path(tmp) / f"{model.name}.tflite"
+            path.write_bytes(model.data)
+            try:
+                check_model(path, target, result)
+            except ReferenceError:
+                skipped += 1
+    return result, skipped
+
+
 def main(args: argparse.Namespace) -> int:
     """Entry point of `check_reference.py ethos-u`: 0 conforming, 1 not, 2 bad input."""
     import sys
 
+    generated = int(getattr(args, "generated", 0) or 0)
     try:
+        if not args.models and generated <= 0:
+            raise ReferenceError("give MODEL files or --generated N")
         result = run(list(args.models), args.target)
+        skipped = 0
+        if generated > 0:
+            result, skipped = run_generated(generated, args.target, result)
     except ReferenceError as exc:
         print(f"check_reference: error: {exc}", file=sys.stderr)
         return 2
+    if skipped and not args.json:
+        print(f"{skipped} generated models skipped (Vela rejects them or they have no NPU weight layer)")
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
