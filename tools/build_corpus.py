@@ -5,7 +5,7 @@ with the Vela engine, and stores the labels in the content-hash cache (`--cache`
 labelled for the same Vela version and descriptor are skipped. The shared models are labelled too
 (`--models`), so the accuracy table can be printed for them. Run it niced: it keeps one core busy.
 
-    nice python tools/build_corpus.py [--seed 1] [--count 600] [--cache .hwopt-cache/labels]
+    nice python tools/build_corpus.py [--seed 1] [--count 1000] [--cache .hwopt-cache/labels]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--count", type=int, default=600)
+    ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--models", type=Path, default=None, help="folder of real models (default ../shared/models)")
     ap.add_argument("--configs", default=",".join(ETHOS_U_CONFIGS))

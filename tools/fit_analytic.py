@@ -6,7 +6,7 @@ then fits log(cycles) = w . features by ridge regression per operator group (the
 it has enough layers, else its kind, else all layers), dropping gross outliers once. Writes
 targets/ethos_u/calibration.json (deterministic: sorted keys, rounded weights).
 
-    nice python tools/fit_analytic.py [--seed 1] [--count 600] [--split-seed 0]
+    nice python tools/fit_analytic.py [--seed 1] [--count 1000] [--split-seed 0]
 """
 
 from __future__ import annotations
@@ -40,6 +40,22 @@ def ridge(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return w
 
 
+def render(doc: dict[str, object]) -> str:
+    """JSON with one line per weight vector (readable diffs, deterministic)."""
+    weights = doc["weights"]
+    assert isinstance(weights, dict)
+    head = {k: v for k, v in doc.items() if k != "weights"}
+    lines = ["{"] + [f" {json.dumps(k)}: {json.dumps(v, sort_keys=True)}," for k, v in sorted(head.items())]
+    lines.append(' "weights": {')
+    for i, (cfg, table) in enumerate(sorted(weights.items())):
+        lines.append(f"  {json.dumps(cfg)}: {{")
+        rows = sorted(table.items())
+        lines += [f"   {json.dumps(g)}: {json.dumps(w)}{',' if j < len(rows) - 1 else ''}" for j, (g, w) in enumerate(rows)]
+        lines.append("  }" + ("," if i < len(weights) - 1 else ""))
+    lines += [" }", "}"]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     from hwopt.format.tflite_io import read_model
     from hwopt.targets import resolve_target
@@ -51,12 +67,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--count", type=int, default=600)
+    ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--out", type=Path, default=CALIBRATION_FILE)
+    ap.add_argument("--configs", default=",".join(ETHOS_U_CONFIGS))
     args = ap.parse_args(argv)
-    targets = [resolve_target(c) for c in ETHOS_U_CONFIGS]
+    targets = [resolve_target(c) for c in args.configs.split(",")]
     rows: dict[str, list[tuple[str, str, np.ndarray, float]]] = defaultdict(list)
     fitting = [m for m in corpus(args.seed, args.count) if not is_validation(m.name, args.split_seed)]
     for m in fitting:
@@ -96,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"features": list(FEATURES), "fitted_on": f"generated corpus seed {args.seed}, {len(fitting)} fitting-side "
            f"models (split seed {args.split_seed})", "configs": {t.name: [t.family.value, t.npu.total_macs]
                                                                  for t in targets}, "weights": weights}
-    args.out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    args.out.write_text(render(doc))
     return 0
 
 

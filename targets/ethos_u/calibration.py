@@ -25,7 +25,7 @@ from hwopt.targets.geometry import LayerCost, LayerGeometry
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 FEATURES = ("bias", "cycles", "compute", "memory_max", "memory_sum", "decode", "ofm", "ifm", "macs", "weights", "itemsize",
-            "kernel")
+            "kernel", "ofm_depth", "ifm_depth", "stride", "ifm_nhwc", "ofm_nhwc", "chain")
 MIN_GROUP = 25  # layers a group needs in the fitting set to get weights of its own
 
 
@@ -35,7 +35,8 @@ def features(g: LayerGeometry, c: LayerCost) -> np.ndarray:
     return np.log1p(np.array([
         math.e - 1, c.cycles, c.compute_cycles, max(mem, default=0), sum(mem), c.weight_cycles, g.ofm_elements,
         g.ifm_elements + g.ifm2_elements, g.macs, c.encoded_weight_bytes or 0, g.itemsize - 1,
-        g.kernel[0] * g.kernel[1] - 1,
+        g.kernel[0] * g.kernel[1] - 1, g.ofm[2], g.ifm[2], g.stride[0] * g.stride[1] - 1, g.ifm_in_arena,
+        g.ofm_in_arena, len(g.chain),
     ], dtype=np.float64))
 
 

@@ -67,18 +67,21 @@ def fm_memories(g: LayerGeometry, target: Target) -> tuple[str, str]:
 
 def constant_read_bytes(g: LayerGeometry, target: Target) -> float:
     """Bus bytes of constant feature-map data an op reads from the constant memory: an elementwise op's
-    constant operand, or the fill a PAD writes around its input. Constants are stored NHWC, so a burst
-    covers only one pixel's channels and the rest of the burst is wasted."""
+    constant operand (re-read for every OFM element it broadcasts to; a single scalar is a register),
+    or the fill a PAD writes around its input. Constants are stored NHWC, so a burst covers only one
+    pixel's channels (at most a 16-channel block) and the rest of the burst is wasted."""
     burst = target.memory_config(target.const_memory).burst_length
     if g.const_ifm is not None:
         h, w, c = g.const_ifm
-        n = h * w * c
+        if h * w * c <= 1:
+            return 0.0
+        n = g.ofm_elements
     elif g.op in ("PAD", "PADV2", "MIRROR_PAD"):
         c = g.ofm[2]
         n = max(g.ofm_elements - g.ifm_elements, 0)
     else:
         return 0.0
-    return n * g.itemsize * burst / max(min(burst, c * g.itemsize), 1)
+    return n * g.itemsize * burst / max(min(burst, min(c, BRICK) * g.itemsize), 1)
 
 
 def burst_factor(target: Target, memory: str, nhwc: bool, channels: int, block_w: int, block_c: int,
