@@ -58,6 +58,10 @@ def symbol_costs(values: np.ndarray, zero_runs: bool, uncompressed_bits: int) ->
             np.add(v >> div, 1 + div, out=bits[j])
         return bits, np.ones(bits.shape, dtype=bool)
     table, usable = _W_TABLES.get(uncompressed_bits) or _w_tables(uncompressed_bits)
+    if uncompressed_bits <= 0:
+        # Without uncompressed mode its set costs 100 bits a symbol, while the divisor-5 set codes
+        # every symbol (< 512) in at most 21: it can never be the cheapest, so it is left out.
+        table, usable = table[:UNCOMPRESSED], usable[:UNCOMPRESSED]
     idx = values.astype(np.intp)
     return table[:, idx], usable[:, idx]
 
