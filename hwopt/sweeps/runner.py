@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,24 +128,19 @@ def run_sweep(spec: SweepSpec, *, output: str | os.PathLike[str] | None = None,
     eng = engine or default_engine()
     started = time.perf_counter()
     outcomes: dict[str, Outcome] = {}
-    cached = 0
     for key in jobs:
         hit = store.get(key) if store else None
         if hit is not None:
             outcomes[key] = hit
-            cached += 1
-    per_key = {c.key: 0 for c in cells}
-    for c in cells:
-        per_key[c.key] += 1
-
-    def count(kind: Status | None = None) -> int:
-        return sum(per_key[k] for k, o in outcomes.items() if kind is None or o.status is kind)
+    cached_keys = set(outcomes)
+    per_key = Counter(c.key for c in cells)  # records per job: the same bytes under two names share one
 
     def report_progress() -> None:
         if progress is not None:
-            progress(Progress(len(cells), count(), sum(per_key[k] for k in cached_keys), count(Status.FAILED)))
+            failed = sum(per_key[k] for k, o in outcomes.items() if o.status is Status.FAILED)
+            progress(Progress(len(cells), sum(per_key[k] for k in outcomes), sum(per_key[k] for k in cached_keys),
+                              failed))
 
-    cached_keys = set(outcomes)
     report_progress()
 
     def done(outcome: Outcome) -> None:
@@ -162,7 +158,7 @@ def run_sweep(spec: SweepSpec, *, output: str | os.PathLike[str] | None = None,
     if missing:  # an engine must answer every job; this is a bug, not a user error
         raise RuntimeError(f"execution engine {eng.name} returned no result for {len(missing)} job(s)")
     report = build_report(cells, outcomes)
-    stats = SweepStats(computed=len(todo), cached=cached, retried=eng.retried, failed=len(report.failures),
+    stats = SweepStats(computed=len(todo), cached=len(cached_keys), retried=eng.retried, failed=len(report.failures),
                        seconds=time.perf_counter() - started, engine=eng.name)
     if out is not None:
         write_outputs(report, out)
