@@ -113,11 +113,14 @@ class _Search:
         slow = np.flatnonzero(row_any & ~(row_can & self.coded))  # runs start or stop inside the window
         off = (self.b - self.acc).astype(np.int32)
         big = np.iinfo(np.int32).max // 2
-        d = np.full((n_cfg, w), big, dtype=np.int32)  # rows never usable in the window stay "infinite"
         ref = bits[a]
+        best = np.full(w, big, dtype=np.int32)  # per symbol: the lowest lead of any set over the active one
+        last_d = np.zeros(n_cfg, dtype=np.int32)  # the leads at the window's last symbol (state update)
         if fast.size:
             ef = np.cumsum(bits[fast] - ref, axis=1, dtype=np.int32)
-            d[fast] = ef + off[fast, None]
+            ef += off[fast, None]
+            np.minimum(best, ef.min(axis=0), out=best)
+            fast_d = ef
         if slow.size:
             bs, cs = bits[slow], can[slow]
             ecum = np.zeros((slow.size, w + 1), dtype=np.int32)
@@ -129,16 +132,22 @@ class _Search:
             rows = np.arange(slow.size)[:, None] * (w + 1)
             base = ecum.ravel()[rows + np.maximum(start_at, 0)]
             ds = ecum[:, 1:] - base + np.where(carried, off[slow, None], 0)
-            d[slow] = np.where(cs, ds, big)
+            ds[~cs] = big  # unusable symbols never lead
+            np.minimum(best, ds.min(axis=0), out=best)
+            slow_d = ds
         # The encoder compares the best set with the active set's count *before* this symbol.
-        lead = d[:, :stop].min(axis=0) + ref[:stop] if stop else np.zeros(0, dtype=np.int32)
+        lead = best[:stop] + ref[:stop]
         sw = np.flatnonzero(lead < -SLICE_COST)
         event = int(sw[0]) if sw.size else stop
         if event > 0:
             last = event - 1
+            if fast.size:
+                last_d[fast] = fast_d[:, last]
+            if slow.size:
+                last_d[slow] = slow_d[:, last]
             acc = self.acc + int(bits[a, :event].sum())
             col = can[:, last]
-            self.b = np.where(col, acc + d[:, last].astype(np.int64), self.b)  # d is finite where col holds
+            self.b = np.where(col, acc + last_d.astype(np.int64), self.b)  # the lead is known where col holds
             self.coded = col.copy()
             unc = ~can[:, :event]
             has = unc.any(axis=1)
