@@ -55,7 +55,6 @@ def main() -> int:
         print(f"no benchmark models in {folder}", file=sys.stderr)
         return 2
 
-    from hwopt.records import dumps
     from hwopt.sweeps import build_spec, run_sweep
     from hwopt.sweeps.local import ProcessPoolEngine
 
@@ -63,14 +62,14 @@ def main() -> int:
     n = spec.jobs
     print(f"{n} jobs: {len(paths)} models × {len(PIPELINES)} pipelines × {len(TARGETS)} targets, {os.cpu_count()} CPUs")
     print(f"load average at the start: {os.getloadavg()[0]:.1f}")
-    ref = dumps(run_sweep(spec, engine=ProcessPoolEngine(2)).report) if "scaling" not in parts else ""
+    ref = run_sweep(spec, engine=ProcessPoolEngine(2)).report.to_json() if "scaling" not in parts else ""
     # A B B A: a drift in the machine's load falls on both pool sizes alike
     times: dict[int, list[float]] = {1: [], 2: []}
     reports = []
     for workers in (1, 2, 2, 1) if "scaling" in parts else ():
         t, r = timed(lambda w=workers: run_sweep(spec, engine=ProcessPoolEngine(w)))  # type: ignore[misc]
         times[workers].append(t)
-        reports.append(dumps(r.report))  # type: ignore[attr-defined]
+        reports.append(r.report.to_json())  # type: ignore[attr-defined]
         print(f"  {workers} worker(s): {t:7.2f} s", flush=True)
     if reports:
         ref = reports[0]
@@ -87,7 +86,6 @@ def main() -> int:
 
 
 def cached_rerun(spec: object, ref: str) -> None:
-    from hwopt.records import dumps
     from hwopt.sweeps import run_sweep
     from hwopt.sweeps.local import ProcessPoolEngine
 
@@ -100,11 +98,10 @@ def cached_rerun(spec: object, ref: str) -> None:
         print(f"first run with cache: {tf:7.2f} s; fully cached rerun: {tc:6.3f} s   speed-up {tf / tc:.1f}x (target >= 20x)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    assert dumps(rc.report) == ref  # type: ignore[attr-defined]
+    assert rc.report.to_json() == ref  # type: ignore[attr-defined]
 
 
 def ray_overhead(spec: object, ref: str) -> None:
-    from hwopt.records import dumps
     from hwopt.sweeps import build_spec, run_sweep
     from hwopt.sweeps.local import ProcessPoolEngine
 
@@ -130,7 +127,7 @@ def ray_overhead(spec: object, ref: str) -> None:
             tr, rr = timed(lambda: run_sweep(spec, engine=RayEngine()))
         finally:
             ray.shutdown()
-    assert dumps(rr.report) == ref, "Ray gave another sweep.json"  # type: ignore[attr-defined]
+    assert rr.report.to_json() == ref, "Ray gave another sweep.json"  # type: ignore[attr-defined]
     print(f"ray (local, 2 CPUs): {tr:7.2f} s  {n / tr:6.2f} jobs/s on the same jobs; start-up {ts:.2f} s (not included)")
     print(f"dispatch cost of an empty job ({EMPTY_JOBS} jobs): 2-worker pool {tp / EMPTY_JOBS * 1e3:.1f} ms, "
           f"ray {te / EMPTY_JOBS * 1e3:.1f} ms; ray overhead {(te - tp) / EMPTY_JOBS * 1e3:+.1f} ms per job")

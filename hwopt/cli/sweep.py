@@ -76,7 +76,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwopt.cli._common import console, print_json
+    from hwopt.cli._common import console
     from hwopt.sweeps import default_engine, run_sweep
 
     if isinstance(args.ray, str) and args.spec is None and args.ray.endswith(".toml"):
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_sweep(spec, output=args.output, cache=args.cache, engine=engine, progress=_Lines())
     report, stats = result.report, result.stats
     if args.json:
-        print_json(report)
+        sys.stdout.write(report.to_json())
         return 1 if report.failed else 0
     con = console()
     ok = report.jobs - len(report.failures)

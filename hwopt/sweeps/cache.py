@@ -16,8 +16,8 @@ from typing import Any
 
 from hwopt.errors import OutputError
 from hwopt.fileio import atomic_write_text
-from hwopt.records import dumps, to_jsonable
-from hwopt.sweeps.records import Outcome, Status, SweepFidelity
+from hwopt.records import to_jsonable
+from hwopt.sweeps.records import Outcome, Status, SweepFidelity, significant
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,15 @@ class ResultCache:
             return
         p = self.path(outcome.key)
         p.parent.mkdir(exist_ok=True)
-        atomic_write_text(p, dumps({"format": FORMAT, **to_doc(outcome)}))
+        # plain json.dumps: to_doc has already rounded, and latencies keep their significant digits
+        atomic_write_text(p, json.dumps({"format": FORMAT, **to_doc(outcome)}, indent=2) + "\n")
 
 
 def to_doc(outcome: Outcome) -> dict[str, Any]:
     """Plain JSON data of an outcome (floats rounded as in every hwopt report)."""
     doc = dict(to_jsonable(outcome))
     doc.pop("cacheable", None)
+    doc["inference_s"] = significant(outcome.inference_s)
     return doc
 
 

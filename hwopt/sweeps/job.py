@@ -27,7 +27,7 @@ from hwopt.errors import HwoptError
 from hwopt.format.tflite_io import read_model, serialize
 from hwopt.ir import Model
 from hwopt.passes.manager import PassContext, PassManager, parse_pipeline
-from hwopt.sweeps.records import Outcome, Status, SweepFidelity
+from hwopt.sweeps.records import Outcome, Status, SweepFidelity, significant
 from hwopt.sweeps.spec import NO_PIPELINE, fingerprint
 from hwopt.targets.descriptor import Target
 
@@ -127,7 +127,7 @@ def _measure(job: Job, model_bytes: bytes, data: bytes | None) -> Outcome:
     else:  # constants of the graph with the weights replaced by their encoded streams
         flash = s.read_only_bytes - enc.summary.raw_bytes + enc.summary.encoded_bytes
     fid = _fidelity(compare(model_bytes, new_bytes, dataset)) if dataset is not None else None
-    return Outcome(job.key, Status.OK, None, s.cycles, s.inference_s, enc.summary.encoded_bytes, s.peak_sram_bytes,
+    return Outcome(job.key, Status.OK, None, s.cycles, significant(s.inference_s), enc.summary.encoded_bytes, s.peak_sram_bytes,
                    flash, s.cpu_ops, fid)
 
 

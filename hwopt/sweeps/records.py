@@ -7,12 +7,22 @@ so results pickle to pool workers and Ray tasks and serialise to byte-identical 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from hwopt.records import to_jsonable
+
 SCHEMA = "hwopt.sweep/1"
 MAX_ERROR_CHARS = 240  # an error line in a table stays readable; the cause is in its first words
+TIME_DIGITS = 6  # significant digits of inference_s: a tiny model runs in microseconds
+
+
+def significant(x: float | None, digits: int = TIME_DIGITS) -> float | None:
+    """`x` rounded to significant digits (hwopt's JSON rounds to decimal places, which would
+    leave one digit of a microsecond latency)."""
+    return None if x is None else float(f"{x:.{digits}g}")
 
 
 class Status(str, Enum):
@@ -127,6 +137,13 @@ class SweepReport:
     @property
     def failed(self) -> bool:
         return bool(self.failures)
+
+    def to_json(self) -> str:
+        """sweep.json: hwopt's JSON conventions, with inference_s to significant digits."""
+        doc = to_jsonable(self)
+        for d, r in zip(doc["records"], self.records, strict=True):
+            d["inference_s"] = significant(r.inference_s)
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
 @dataclass(frozen=True)

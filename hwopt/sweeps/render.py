@@ -13,7 +13,6 @@ import io
 from pathlib import Path
 
 from hwopt.fileio import atomic_write_text
-from hwopt.records import dumps
 from hwopt.reports.sweep_plots import Best, Point, cross_target_figure, front_figure
 from hwopt.sweeps.records import SweepRecord, SweepReport
 
@@ -50,7 +49,7 @@ def render_csv(report: SweepReport) -> str:
         f = r.fidelity
         ident = (r.model, r.pipeline, r.target)
         w.writerow([r.model, r.pipeline, r.target, r.status.value, r.cycles if r.cycles is not None else "",
-                    _fmt(r.inference_s), *("" if v is None else v for v in
+                    "" if r.inference_s is None else repr(r.inference_s), *("" if v is None else v for v in
                                           (r.encoded_weight_bytes, r.peak_sram_bytes, r.flash_bytes, r.cpu_operators)),
                     "" if f is None else f.samples, _fmt(f.top1_agreement if f else None),
                     _fmt(f.accuracy_before if f else None), _fmt(f.accuracy_after if f else None),
@@ -64,7 +63,7 @@ def _num(n: int | None) -> str:
 
 
 def _ms(s: float | None) -> str:
-    return "-" if s is None else f"{s * 1e3:.3f}"
+    return "-" if s is None else f"{s * 1e3:.4g}"
 
 
 def _fid(r: SweepRecord) -> str:
@@ -169,7 +168,7 @@ def write_outputs(report: SweepReport, out: Path) -> None:
     All four are functions of sweep.json: when it is unchanged and the others are there,
     nothing is rewritten (a fully cached rerun then costs no plotting).
     """
-    text = dumps(report)
+    text = report.to_json()
     try:
         if (out / "sweep.json").read_text(encoding="utf-8") == text and all((out / n).is_file() for n in OUTPUTS):
             return
