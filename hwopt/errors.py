@@ -47,3 +47,7 @@ class BaselineError(HwoptError):
 
 class DataError(HwoptError):
     """Calibration or evaluation data that does not match the model's inputs."""
+
+
+class NativeCodeError(HwoptError):
+    """A native library (Vela, its weight codec, LiteRT) crashed, hung or ran out of memory on the model."""

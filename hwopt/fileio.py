@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from hwopt.errors import ModelFormatError, OutputError
+import numpy as np
+
+from hwopt.errors import DataError, ModelFormatError, OutputError
 
 # Largest input file read (TFLite's own >2 GB layout included); HWOPT_MAX_MODEL_BYTES overrides.
 MAX_INPUT_BYTES = 16 << 30
@@ -99,33 +103,139 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, protect: tuple
     return atomic_write_bytes(path, text.encode("utf-8"), protect=protect)
 
 
-@contextlib.contextmanager
-def staged_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary directory that replaces `target`'s contents only on success.
+def refuse_inputs(outputs: Iterable[str | os.PathLike[str] | None], inputs: Iterable[str | os.PathLike[str] | None]) -> None:
+    """OutputError when an output path is (or resolves to) one of the inputs: an output never replaces an input."""
+    ins = [Path(p) for p in inputs if p is not None]
+    for o in outputs:
+        if o is None:
+            continue
+        out = Path(o)
+        for i in ins:
+            if _same_file(out, i) or out.resolve() == i.resolve():
+                raise OutputError(f"refusing to overwrite the input file {i} with an output ({out})")
 
-    Files are written into a sibling staging folder and moved into `target` one by one at
-    the end; on an exception the staging folder is removed and `target` is left as it was.
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP while files move into place, so a signal never leaves a mix of old and new."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def staged_directory(target: str | os.PathLike[str], *, protect: Iterable[str | os.PathLike[str]] = ()) -> Iterator[Path]:
+    """Yield a staging folder (a sibling of `target`) whose files replace `target`'s on success only.
+
+    A new or empty `target` is replaced by renaming the staging folder (all files appear at once);
+    otherwise the files move in with signals held. No file may land on a path in `protect` (the
+    command's inputs). On an exception or a signal the staging folder is removed, `target` untouched.
     """
     out = Path(target)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output path exists and is not a directory: {out}")
+    parent = out.parent if str(out.parent) else Path(".")
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK):
-        raise OutputError(f"output directory is not writable: {out}")
     try:
-        stage = Path(tempfile.mkdtemp(prefix=".hwopt-stage-", dir=out))
+        stage = Path(tempfile.mkdtemp(prefix=f".hwopt-stage-{out.name}-", dir=parent))
     except OSError as exc:
-        raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from None
+    guard = tuple(Path(p) for p in protect)
     try:
         yield stage
-        for item in sorted(stage.rglob("*")):
-            dest = out / item.relative_to(stage)
-            if item.is_dir():
-                dest.mkdir(exist_ok=True)
-            else:
-                os.replace(item, dest)
+        items = sorted(stage.rglob("*"))
+        refuse_inputs((out / item.relative_to(stage) for item in items if not item.is_dir()), guard)
+        os.chmod(stage, 0o755)
+        with _signals_deferred():
+            if out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+            if not out.exists():
+                os.rename(stage, out)  # the whole set appears in one step
+                return
+            if not os.access(out, os.W_OK):
+                raise OutputError(f"output directory is not writable: {out}")
+            for item in items:
+                dest = out / item.relative_to(stage)
+                if item.is_dir():
+                    dest.mkdir(exist_ok=True)
+                else:
+                    os.replace(item, dest)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
     finally:
-        import shutil
-
         shutil.rmtree(stage, ignore_errors=True)
+
+
+MAX_NPZ_BYTES = 1 << 30  # uncompressed arrays of one --data/--calibration file (HWOPT_MAX_DATA_MB overrides)
+ENV_MAX_DATA = "HWOPT_MAX_DATA_MB"
+
+
+def max_npz_bytes() -> int:
+    text = os.environ.get(ENV_MAX_DATA, "").strip()
+    if not text:
+        return MAX_NPZ_BYTES
+    try:
+        value = int(float(text) * (1 << 20))
+    except ValueError:
+        raise DataError(f"{ENV_MAX_DATA} must be a number of MiB, got {text!r}") from None
+    if value <= 0:
+        raise DataError(f"{ENV_MAX_DATA} must be positive, got {text!r}")
+    return value
+
+
+def load_npz(path: str | os.PathLike[str], *, limit: int | None = None) -> dict[str, np.ndarray]:
+    """Arrays of an .npz file, every member's size checked before anything is decompressed.
+
+    Both the zip header's uncompressed size and the .npy header's shape are checked against
+    `limit` (a zip bomb or a lying header is a DataError, not gigabytes of memory); the input
+    must be a regular file; pickled objects are refused.
+    """
+    import zipfile
+
+    p = Path(path)
+    cap = max_npz_bytes() if limit is None else limit
+    if not p.exists():
+        raise DataError(f"no such data file: {p}")
+    if not p.is_file():
+        raise DataError(f"{p} is not a regular file")
+    try:
+        with zipfile.ZipFile(p) as zf:
+            infos = zf.infolist()
+            total = sum(i.file_size for i in infos)
+            if total > cap:
+                raise DataError(f"{p} would unpack to {total:,} bytes, more than the {cap:,}-byte limit "
+                                f"(set {ENV_MAX_DATA} to allow more)")
+            out: dict[str, np.ndarray] = {}
+            for info in infos:
+                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                    else:
+                        raise DataError(f"{p}: array {name!r} uses .npy format {version}, not 1.0 or 2.0")
+                    if dtype.hasobject:
+                        raise DataError(f"{p}: array {name!r} holds Python objects (not allowed)")
+                    need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                    if need > info.file_size or need > cap:
+                        raise DataError(f"{p}: array {name!r} declares {need:,} bytes but its member holds "
+                                        f"{info.file_size:,}")
+                with zf.open(info) as fh:
+                    out[name] = np.lib.format.read_array(fh, allow_pickle=False)
+            return out
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as exc:
+        raise DataError(f"cannot read {p} as an .npz archive: {exc}") from None

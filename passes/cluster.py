@@ -64,7 +64,7 @@ class ClusterPass(Pass):
 
     k: int = 16
     granularity: Literal["tensor", "channel", "stream"] = "tensor"
-    preserve_zero: bool = False
+    preserve_zero: bool | None = None  # None: keep zeros when a prune ran before (resolved by the engine)
     metric: Literal["real", "int"] = "real"
     target: Target | None = None
     skip: tuple[str, ...] = ()
@@ -95,7 +95,7 @@ class ClusterPass(Pass):
             if bins.size <= self.k:
                 continue
             # Bins present with zero weight (channels of scale 0) still need a centroid.
-            res = kmeans_1d(bins - OFFSET, np.maximum(hist[g, bins], 0.0), self.k, fixed_zero=self.preserve_zero)
+            res = kmeans_1d(bins - OFFSET, np.maximum(hist[g, bins], 0.0), self.k, fixed_zero=bool(self.preserve_zero))
             lut[g, bins] = res.assigned
         new_rows = lut[groups[:, None], rows + OFFSET]
         lo, hi = dtype_range(t.dtype)

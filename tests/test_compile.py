@@ -368,6 +368,7 @@ def test_regor_exception_becomes_one_line(run_cli, example, tmp_path, monkeypatc
         raise RuntimeError("Compilation failed: Error: something odd\n - detail one\n   detail two\n")
 
     monkeypatch.setattr(regor, "compile", boom)
+    monkeypatch.setenv("HWOPT_WORKER", "inline")  # the patched Regor lives in this process
     out = _prepared_out(tmp_path)
     res = run_cli("compile", example, "--target", "ethos-u55-128", "-o", out)
     assert res.code == 2

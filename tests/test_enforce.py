@@ -244,7 +244,7 @@ def test_max_drop_exceeded_writes_nothing(small: Path, tmp_path: Path, run_cli: 
 def test_cli_text_output(small: Path, tmp_path: Path, run_cli: CliRunner) -> None:
     res = run_cli("enforce", small, "-o", tmp_path / "o.tflite", "--sparsity", "0.5", "--clusters", "8")
     assert res.code == 0, res.err
-    assert "pipeline: prune{sparsity=0.5,pattern=unstructured},cluster{k=8,granularity=stream}" in res.out
+    assert "pipeline: prune{sparsity=0.5,pattern=unstructured},cluster{k=8,granularity=stream,preserve_zero=true}" in res.out
     assert "Vela encoded weights (ethos-u55-128)" in res.out and "top-1 agreement" in res.out
 
 

@@ -211,6 +211,7 @@ def test_compile_error_is_one_clear_message(shared_models: Path, monkeypatch: py
         raise RuntimeError("compilation failed")
 
     monkeypatch.setattr(regor, "compile", failing)
+    monkeypatch.setenv("HWOPT_WORKER", "inline")  # the patched Regor lives in this process
     with pytest.raises(CompileError) as info:
         vela_engine.compile_model((shared_models / RESNET8).read_bytes(), resolve_target("ethos-u55-128"))
     assert str(info.value) == "Vela rejected the model: Error: Unsupported graph topology in subgraph 0"

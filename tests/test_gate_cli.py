@@ -297,7 +297,7 @@ def test_fidelity_needs_data_now_and_in_the_baseline(run_cli, example, own, tmp_
     ("{ corrupt", "not valid JSON"),
     ('{"schema": "hwopt.compile/1"}', "is not a hwopt.baseline/1 file"),
     ('{"schema": "hwopt.baseline/1", "model": "m", "target": "ethos-u55-128", "totals": {"cycles": 1}, "layers": []}',
-     "malformed"),
+     "field 'totals.sram_bytes' is missing"),
     (b"\xff\xfe\x00garbage", "cannot read baseline"),
 ])
 def test_bad_baselines(run_cli, example, tmp_path, content, expect) -> None:

@@ -123,7 +123,7 @@ def test_update_baseline_then_pass(tmp_path) -> None:
     (None, "not found"),
     ("{not json", "not valid JSON"),
     ('{"schema": "other/1"}', "is not a hwopt.baseline/1"),
-    ('{"schema": "hwopt.baseline/1", "model": "m", "target": "t", "totals": {}, "layers": []}', "malformed"),
+    ('{"schema": "hwopt.baseline/1", "model": "m", "target": "t", "totals": {}, "layers": []}', "'totals.cycles' is missing"),
 ])
 def test_corrupt_baselines(tmp_path, content, match) -> None:
     p = tmp_path / "b.json"

@@ -12,9 +12,11 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from hwopt.errors import HwoptError
 
@@ -68,8 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    previous = _install_signal_handlers()
     try:
         return int(args.func(args))
+    except _TerminatedError as exc:  # finally blocks already removed staging folders and temporary files
+        sys.stderr.write(f"hwopt: terminated by {signal.Signals(exc.signum).name}\n")
+        return 128 + exc.signum
     except HwoptError as exc:
         sys.stderr.write(f"hwopt: error: {exc}\n")
         return exc.exit_code
@@ -83,3 +89,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"hwopt: internal error: {type(exc).__name__}: {exc} (set HWOPT_DEBUG=1 for a traceback)\n")
         return EXIT_INTERNAL
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _TerminatedError(BaseException):
+    """SIGTERM/SIGHUP as an exception: unwinding runs every cleanup (staging folders, *.tmp files)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise _TerminatedError(signum)
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    """Turn SIGTERM and SIGHUP into an exception (SIGINT already is one); returns the old handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        previous[sig] = signal.signal(sig, _raise_terminated)
+    return previous

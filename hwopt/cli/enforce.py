@@ -19,7 +19,11 @@ def register(sub: Any) -> None:
     p.add_argument("--clusters", type=int, metavar="K", help="at most K distinct values per group (1..256)")
     p.add_argument("--granularity", choices=("tensor", "channel", "stream"), default="stream",
                    help="what shares the K values: the tensor, each output channel, or each Ethos-U weight stream (default)")
-    p.add_argument("--preserve-sparsity", action="store_true", help="clustering keeps zero as a centroid and never moves a zero")
+    keep = p.add_mutually_exclusive_group()
+    keep.add_argument("--preserve-sparsity", action="store_true", default=None,
+                      help="clustering keeps zero as a centroid and never moves a zero (the default after --sparsity)")
+    keep.add_argument("--no-preserve-sparsity", dest="preserve_sparsity", action="store_false", default=None,
+                      help="let clustering move pruned zeros (the sparsity promise is still checked)")
     p.add_argument("--repair", action="store_true", help="restore split clusters and re-zero drifted near-zeros")
     p.add_argument("--bias-correction", action="store_true", help="correct int32 biases for the mean output shift (needs --data)")
     p.add_argument("--target", metavar="NAME", help="Ethos-U target (e.g. ethos-u55-128): weight streams and encoded bytes")
@@ -38,7 +42,7 @@ def _pipeline(args: argparse.Namespace, target: Any) -> str:
     from hwopt.errors import UsageError
 
     flags = (args.sparsity is not None or args.pattern != "unstructured" or args.clusters is not None
-             or args.preserve_sparsity or args.repair or args.bias_correction)
+             or args.preserve_sparsity is not None or args.repair or args.bias_correction)
     if args.pipeline:
         if flags:
             raise UsageError("give either --pipeline or the pass flags (--sparsity, --clusters, ...), not both")

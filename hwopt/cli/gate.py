@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--max-fidelity-drop needs --data")
     target = resolve_target_arg(args.target, args.system_config, args.memory_mode, accelerator=args.accelerator)
     report = run_gate(lambda: collect_metrics(args.model, target, data=args.data),
-                      args.baseline, opts, update=args.update_baseline, junit=args.junit)
+                      args.baseline, opts, update=args.update_baseline, junit=args.junit,
+                      inputs=(args.model, args.data))
     if args.json:
         print_json(report)
         return 1 if report.failed else 0

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     require()
     result = run_tree(options, progress=None if args.json else _progress)
-    out = write_tree(result, args.output)
+    out = write_tree(result, args.output, protect=(args.model, args.data))
     report = result.report
     if args.json:
         print_json(report)

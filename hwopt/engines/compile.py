@@ -21,7 +21,7 @@ import numpy as np
 
 from hwopt.engines.audit import AuditReport, Expectations, audit_model
 from hwopt.errors import OutputError, UnsupportedModelError, UsageError
-from hwopt.fileio import staged_directory
+from hwopt.fileio import refuse_inputs, staged_directory
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model
 from hwopt.records import Finding, Severity, dumps
@@ -30,6 +30,7 @@ from hwopt.targets import Target
 log = logging.getLogger(__name__)
 
 SCHEMA = "hwopt.compile/1"
+OUTPUT_FILES = ("report.json", "report.md", "report.html", "per_layer.csv")  # besides the compiled model
 EXAMPLE_MODEL = Path(__file__).resolve().parent.parent / "example" / "example_int8.tflite"
 DENSITY_LAYERS = 3  # weight-density panels in the report: the layers with most weights
 
@@ -187,6 +188,11 @@ def compile_model(model: str | os.PathLike[str] | None, target: Target, out_dir:
     if not tgt.family.is_ethos_u:
         raise UsageError(f"compile drives Vela, which targets Ethos-U only; {tgt.name} is {tgt.family.value} "
                          "(use hwopt estimate --engine analytic or hwopt encode for Ethos-N)")
+    from hwopt import isolation
+
+    inputs = (path, *((Path(data),) if data is not None else ()))
+    refuse_inputs([out / n for n in (output_name(path, tgt), *OUTPUT_FILES)], inputs)  # before minutes of work
+    isolation.prestart("hwopt.targets.ethos_u.vela_engine", "ethosu.regor", "ethosu.mlw_codec")
     step("reading and auditing the model")
     original = read_model(path)
     if original.vela_compiled:
@@ -252,7 +258,7 @@ def compile_model(model: str | os.PathLike[str] | None, target: Target, out_dir:
         "report.html": render_html(report, density).encode(),
         "per_layer.csv": per_layer_csv(report).encode(),
     }
-    with staged_directory(out) as stage:
+    with staged_directory(out, protect=inputs) as stage:
         for name, blob in files.items():
             try:
                 (stage / name).write_bytes(blob)

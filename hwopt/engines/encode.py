@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwopt.analysis.layers import WeightLayer, to_ohwi, weight_layers, zero_corrected
+from hwopt.analysis.layers import Layout, WeightLayer, to_ohwi, weight_layers, zero_corrected
 from hwopt.analysis.stats import entropy_bits
 from hwopt.errors import CompileError, UnsupportedModelError
 from hwopt.format.tflite_io import read_model
@@ -132,6 +132,20 @@ def _why_not(layer: WeightLayer, model: Model) -> str | None:
     if layer.op not in NPU_WEIGHT_OPS:
         return f"{layer.op} has no NPU weight stream"
     return None
+
+
+def n78_problem(layer: WeightLayer, model: Model) -> str | None:
+    """Why the N78 weight format cannot hold a layer, known without encoding it (the estimate uses it too)."""
+    from hwopt.analysis.validate import Engine, operator_problem
+
+    reason = _why_not(layer, model) or operator_problem(model, layer.subgraph, layer.op_index, Engine.ANALYTIC)
+    if reason is not None:
+        return reason
+    try:
+        why = support(n78_weights(model, layer).layer)
+    except ValueError as exc:  # a geometry the N78 weight format has no layout for
+        return f"ethos-n78: {exc}"
+    return None if why is None else f"ethos-n78: the support library only estimates this layer: {why}"
 
 
 def _pack_streams(parts: list[tuple[bytes, int, int, int]]) -> tuple[bytes, list[StreamInfo]]:
@@ -254,8 +268,16 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
         raise UsageError(f"block source must be one of {', '.join(BLOCK_SOURCES)}, got {block_source!r}")
     if model.vela_compiled:
         raise UnsupportedModelError("the model is already compiled by Vela; encode the model Vela was given")
+    from hwopt.analysis.validate import Engine, operator_problem
+
     layers = weight_layers(model)
-    reasons = [_why_not(la, model) for la in layers]
+    family = target.family.value  # type: ignore[attr-defined]
+    # What the native weight encoder (or, for N78, the layout rules) cannot take is reported per
+    # layer, never passed on: mlw_codec crashes or loops on some of it.
+    if family == "ethos-n78":
+        reasons = [n78_problem(la, model) for la in layers]
+    else:
+        reasons = [_why_not(la, model) or operator_problem(model, la.subgraph, la.op_index, Engine.MLW) for la in layers]
     int_layers = [la for la in layers if la.weights(model).dtype in INT_WEIGHTS]
     if not int_layers:
         if any(la.weights(model).dtype.is_float for la in layers):
@@ -295,8 +317,11 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
                 continue
         else:
             assert arch is not None
+            from hwopt import isolation
+
             info = vela_infos.get(layer.op_index) if layer.subgraph == 0 else None
-            enc = _encode_u(layer, model, arch, info)
+            with isolation.subject(f"operator {layer.op} #{layer.op_index}"):
+                enc = _encode_u(layer, model, arch, info)
         if not enc.roundtrip_ok:
             log.error("round trip failed for subgraph %d op %d (%s)", layer.subgraph, layer.op_index, layer.op)
         out.append(enc)
@@ -337,16 +362,17 @@ def layer_file_name(layer: LayerEncoding) -> str:
 def emit(report: EncodeReport, directory: str | os.PathLike[str], *, protect: tuple[Path, ...] = ()) -> Path:
     """Write one stream file per encoded layer and `index.json`, atomically, into `directory`."""
     from hwopt.errors import OutputError
-    from hwopt.fileio import staged_directory
+    from hwopt.fileio import refuse_inputs, staged_directory
     from hwopt.records import dumps
 
     out = Path(directory)
     for p in protect:
         if out.exists() and out.resolve() == Path(p).resolve():
             raise OutputError(f"refusing to write into the input path {p}")
+    refuse_inputs([out / layer_file_name(la) for la in report.layers if la.encodable] + [out / "index.json"], protect)
     entries: list[dict[str, object]] = []
     index = {"schema": "hwopt.engines.encode.index/1", "target": report.target, "model": report.model, "layers": entries}
-    with staged_directory(out) as stage:
+    with staged_directory(out, protect=protect) as stage:
         for la in report.layers:
             if not la.encodable:
                 continue

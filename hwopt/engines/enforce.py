@@ -40,7 +40,7 @@ class EnforceOptions:
     pattern: str = "unstructured"
     clusters: int | None = None
     granularity: str = "stream"
-    preserve_sparsity: bool = False
+    preserve_sparsity: bool | None = None  # None: keep zeros when pruning and clustering together
     repair: bool = False
     bias_correction: bool = False
     target: Target | None = None
@@ -66,8 +66,8 @@ def build_pipeline(opts: EnforceOptions) -> str:
         steps.append("prune" + (f"{{{','.join(args)}}}" if args else ""))
     if opts.clusters is not None:
         args = [f"k={opts.clusters}", f"granularity={opts.granularity}"]
-        if opts.preserve_sparsity:
-            args.append("preserve_zero=true")
+        if opts.preserve_sparsity is not None:
+            args.append(f"preserve_zero={str(opts.preserve_sparsity).lower()}")
         if opts.target:
             args.append(f"target={opts.target.spec}")
         steps.append(f"cluster{{{','.join(args)}}}")
@@ -223,7 +223,9 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
     ctx = PassContext(reference=original,
                       calibration=None if calib is None else {str(i): a for i, a in enumerate(calib.inputs)},
                       target=target)
-    passes = [p.with_context(ctx) for p in passes]
+    from hwopt.engines.promises import check_promises, keep_pruned_zeros
+
+    passes = [p.with_context(ctx) for p in keep_pruned_zeros(passes)]
     work = read_model(original)
     work.path = model.path
     result = PassManager(passes).run(work)
@@ -243,7 +245,7 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
         totals = EncodedTotals(enc_target.name, enc_a.source, enc_b.total, enc_a.total, vela_target.name, vela_b.total,
                                vela_a.total)
     fid = compare(original, new_bytes, data)
-    findings: list[Finding] = []
+    findings: list[Finding] = check_promises(result.model, passes)
     if fid.source == "random":
         findings.append(Finding(Severity.WARNING, "random-data",
                                 "fidelity measured on random inputs over the quantized range, not on real data"))
@@ -266,14 +268,12 @@ def enforce(model_path: str | os.PathLike[str], output: str | os.PathLike[str], 
     """Read, enforce and (when nothing failed) atomically write the model; the API behind `hwopt enforce`."""
     import dataclasses
 
-    from hwopt.fileio import atomic_write_bytes
+    from hwopt.fileio import atomic_write_bytes, refuse_inputs
     from hwopt.format.tflite_io import read_model
 
     src, out = Path(model_path), Path(output)
-    if out.exists() and src.exists() and out.resolve() == src.resolve():
-        from hwopt.errors import OutputError
-
-        raise OutputError(f"refusing to overwrite the input file {src}")
+    inputs = (src, data, calibration)
+    refuse_inputs([out], inputs)
     model = read_model(src)
     runner_inputs = Runner(model.source).inputs if (data or calibration) else []
     ds = load_data(data, runner_inputs) if data else None
@@ -282,5 +282,5 @@ def enforce(model_path: str | os.PathLike[str], output: str | os.PathLike[str], 
                                          measure_encoded=measure_encoded, input_name=str(src))
     if report.failed:
         return report
-    atomic_write_bytes(out, new_bytes, protect=(src,))
+    atomic_write_bytes(out, new_bytes, protect=tuple(Path(p) for p in inputs if p is not None))
     return dataclasses.replace(report, output=str(out), written=True)

@@ -150,7 +150,7 @@ class _Prepared:
         if target.family is Family.ETHOS_N78:
             from hwopt.targets.ethos_n.analytic import estimate_layers as n78_layers
 
-            return n78_layers(self.model, target)
+            return _n78_placeable(self.model, n78_layers(self.model, target))
         if target.family not in self.geometry:
             self.geometry[target.family] = ethos_u_geometry(self.model, target.family, self.weight_stats)
         return costs_of(self.geometry[target.family], target)
@@ -162,6 +162,9 @@ class _Prepared:
 
 
 def _estimate_analytic(model: Model, target: Target, prepared: _Prepared | None = None) -> EstimateReport:
+    from hwopt.analysis.validate import Engine, check_for_native
+
+    check_for_native(model, Engine.ANALYTIC)  # what Vela rejects (zero strides, missing filters) is rejected here too
     prep = prepared or _Prepared(model)
     layers: list[LayerEstimate] = []
     costs = prep.costs(target)
@@ -188,6 +191,24 @@ def _estimate_analytic(model: Model, target: Target, prepared: _Prepared | None 
     summary = _summary(target, layers, cycles, sum(la.npu_cycles for la in layers), sum(la.macs for la in layers),
                        peak_sram, off_chip, encoded, model)
     return _report(model, target, "analytic", layers, summary, None)
+
+
+def _n78_placeable(model: Model, costs: list[Any]) -> list[Any]:
+    """N78 costs with every weight layer the N78 weight format cannot hold moved to the CPU.
+
+    The estimate must not place on the NPU what `hwopt encode` for the same target rejects.
+    """
+    from dataclasses import replace
+
+    from hwopt.analysis.layers import weight_layers
+    from hwopt.engines.encode import NPU_WEIGHT_OPS, n78_problem
+
+    blocked = {(la.subgraph, la.op_index) for la in weight_layers(model)
+               if la.op in NPU_WEIGHT_OPS and n78_problem(la, model) is not None}
+    return [replace(c, placement="cpu", cycles=0, compute_cycles=0, memory_cycles={}, weight_cycles=0, macs=0,
+                    encoded_weight_bytes=None, sram_bytes=0, bound="cpu")
+            if (c.subgraph, c.op_index) in blocked and c.placement == "npu" else c
+            for c in costs]
 
 
 def _report(model: Model, target: Target, engine: str, layers: list[LayerEstimate], summary: EstimateSummary,

@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import warnings
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,8 +104,11 @@ def _quiet_fd2() -> Iterator[None]:
         os.close(saved)
 
 
-class Runner:
-    """A LiteRT interpreter over model bytes, run one sample at a time (batch 1 as deployed)."""
+class LocalRunner:
+    """A LiteRT interpreter over model bytes, run one sample at a time (batch 1 as deployed).
+
+    It lives in the isolation worker (LiteRT is native code); `Runner` is the caller's proxy.
+    """
 
     def __init__(self, model: bytes, *, preserve_all_tensors: bool = False) -> None:
         from ai_edge_litert.interpreter import Interpreter
@@ -121,14 +123,55 @@ class Runner:
         self.inputs = [_spec(d) for d in self.interp.get_input_details()]
         self.outputs = [_spec(d) for d in self.interp.get_output_details()]
 
+    def specs(self) -> tuple[list[InputSpec], list[InputSpec]]:
+        return self.inputs, self.outputs
+
     def invoke(self, sample: list[np.ndarray]) -> list[np.ndarray]:
-        for spec, arr in zip(self.inputs, sample, strict=True):
-            self.interp.set_tensor(spec.index, arr.reshape(spec.shape))
-        self.interp.invoke()
-        return [self.interp.get_tensor(o.index) for o in self.outputs]
+        try:
+            for spec, arr in zip(self.inputs, sample, strict=True):
+                self.interp.set_tensor(spec.index, arr.reshape(spec.shape))
+            self.interp.invoke()
+            return [self.interp.get_tensor(o.index) for o in self.outputs]
+        except (RuntimeError, ValueError) as exc:  # LiteRT's own checks (missing constant data, bad shapes)
+            raise UnsupportedModelError(f"LiteRT cannot run the model: {exc}") from None
+
+    def invoke_all(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Every sample of `inputs` ([N, ...] per input), outputs stacked to [N, ...] per output."""
+        n = int(inputs[0].shape[0]) if inputs else 0
+        outs: list[list[np.ndarray]] = [[] for _ in self.outputs]
+        for i in range(n):
+            for acc, arr in zip(outs, self.invoke([a[i : i + 1] for a in inputs]), strict=True):
+                acc.append(arr.copy())
+        return [np.stack(o) if o else np.zeros((0,)) for o in outs]
 
     def tensor(self, index: int) -> np.ndarray:
         return self.interp.get_tensor(index)
+
+
+class Runner:
+    """A LiteRT interpreter in the isolation worker: a LiteRT crash is an error line, not a dead hwopt.
+
+    The model is validated first, so what LiteRT would crash on is rejected before it loads.
+    """
+
+    def __init__(self, model: bytes, *, preserve_all_tensors: bool = False) -> None:
+        from hwopt import isolation
+        from hwopt.analysis.validate import check_for_native
+        from hwopt.format.tflite_io import read_model
+
+        check_for_native(read_model(model), "litert")
+        self._handle = isolation.worker().new("hwopt.engines.fidelity:LocalRunner", model,
+                                              preserve_all_tensors=preserve_all_tensors, library="LiteRT")
+        self.inputs, self.outputs = self._handle.call("specs")
+
+    def invoke(self, sample: list[np.ndarray]) -> list[np.ndarray]:
+        return self._handle.call("invoke", sample)  # type: ignore[no-any-return]
+
+    def invoke_all(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return self._handle.call("invoke_all", inputs)  # type: ignore[no-any-return]
+
+    def tensor(self, index: int) -> np.ndarray:
+        return self._handle.call("tensor", index)  # type: ignore[no-any-return]
 
 
 def _spec(d: dict[str, Any]) -> InputSpec:
@@ -144,14 +187,10 @@ def dequantize(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 def load_data(path: str | os.PathLike[str], inputs: list[InputSpec]) -> Dataset:
     """Read an .npz of model inputs (by input name, else in order) and optional `labels`; DataError on mismatch."""
+    from hwopt.fileio import load_npz
+
     p = Path(path)
-    try:
-        with np.load(p, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except FileNotFoundError:
-        raise DataError(f"no such data file: {p}") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"cannot read {p} as an .npz archive: {exc}") from None
+    arrays = load_npz(p)
     labels = arrays.pop(LABELS_KEY, None)
     names = [s.name for s in inputs]
     if all(n in arrays for n in names):
@@ -236,19 +275,14 @@ def compare(original: bytes, changed: bytes, data: Dataset | None = None) -> Fid
                     "not on real data (accuracy not measured)", data.samples)
     if [(s.shape, s.dtype) for s in ref.inputs] != [(s.shape, s.dtype) for s in new.inputs]:
         raise UnsupportedModelError("the original and the changed model have different inputs")
-    outs_ref: list[list[np.ndarray]] = [[] for _ in ref.outputs]
-    outs_new: list[list[np.ndarray]] = [[] for _ in new.outputs]
-    for i in range(data.samples):
-        for acc, arr in zip(outs_ref, ref.invoke(data.sample(i)), strict=True):
-            acc.append(arr.copy())
-        for acc, arr in zip(outs_new, new.invoke(data.sample(i)), strict=True):
-            acc.append(arr.copy())
+    outs_ref = ref.invoke_all(data.inputs)
+    outs_new = new.invoke_all(data.inputs)
     reports = []
     first_ref: np.ndarray | None = None
     first_new: np.ndarray | None = None
     for spec_r, spec_n, rs, ns in zip(ref.outputs, new.outputs, outs_ref, outs_new, strict=True):
-        r = dequantize(np.stack(rs), spec_r).reshape(len(rs), -1)
-        n = dequantize(np.stack(ns), spec_n).reshape(len(ns), -1)
+        r = dequantize(rs, spec_r).reshape(len(rs), -1)
+        n = dequantize(ns, spec_n).reshape(len(ns), -1)
         if first_ref is None:
             first_ref, first_new = r, n
         reports.append(OutputFidelity(spec_r.name, _cosine(r.ravel(), n.ravel()), _snr_db(r, n),

@@ -136,24 +136,24 @@ class GateReport:
 
 
 def load_baseline(path: str | os.PathLike[str]) -> Metrics:
-    """Parse a baseline file; BaselineError for anything missing, corrupt or of another schema."""
+    """Parse a baseline file; BaselineError naming the field for anything missing, corrupt or out of range."""
+    from hwopt.engines.baseline_schema import MAX_FILE_BYTES, parse
+
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        if p.is_file() and p.stat().st_size > MAX_FILE_BYTES:
+            raise BaselineError(f"baseline {p} is larger than {MAX_FILE_BYTES >> 20} MiB")
+        if p.exists() and not p.is_file():
+            raise BaselineError(f"baseline {p} is not a regular file")
+        text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BaselineError(f"baseline not found: {p} (create it with --update-baseline)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BaselineError(f"cannot read baseline {p}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise BaselineError(f"baseline {p} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA:
-        raise BaselineError(f"baseline {p} is not a {BASELINE_SCHEMA} file")
-    try:
-        totals = Totals(**data["totals"])
-        layers = [LayerMetrics(**row) for row in data["layers"]]
-        return Metrics(BASELINE_SCHEMA, str(data["model"]), str(data["target"]), totals, layers)
-    except (KeyError, TypeError) as exc:
-        raise BaselineError(f"baseline {p} is malformed: {exc}") from None
+    data = parse(text, str(p), BASELINE_SCHEMA)
+    totals = Totals(**data["totals"])
+    layers = [LayerMetrics(**row) for row in data["layers"]]
+    return Metrics(BASELINE_SCHEMA, data["model"], data["target"], totals, layers)
 
 
 def save_baseline(metrics: Metrics, path: str | os.PathLike[str]) -> Path:
@@ -280,8 +280,17 @@ MetricsFn = Callable[[], Metrics]
 
 
 def run_gate(collect: MetricsFn, baseline: str | os.PathLike[str], opts: GateOptions, *, update: bool = False,
-             junit: str | os.PathLike[str] | None = None) -> GateReport:
-    """Collect metrics, then either rewrite the baseline or compare against it."""
+             junit: str | os.PathLike[str] | None = None,
+             inputs: tuple[str | os.PathLike[str] | None, ...] = ()) -> GateReport:
+    """Collect metrics, then either rewrite the baseline or compare against it.
+
+    `inputs` (the model, the data) are never overwritten: neither the updated baseline nor the
+    JUnit file may land on one of them, nor the JUnit file on the baseline.
+    """
+    from hwopt.fileio import refuse_inputs
+
+    refuse_inputs([baseline] if update else [], inputs)
+    refuse_inputs([junit], (*inputs, baseline))
     metrics = collect()
     if update:
         save_baseline(metrics, baseline)

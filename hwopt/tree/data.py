@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,14 +85,13 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"dataset file not found: {p}")
-    try:
-        with np.load(p, allow_pickle=False) as npz:
-            missing = [k for k in NPZ_KEYS if k not in npz.files]
-            if missing:
-                raise DataError(f"{p} lacks the arrays {', '.join(missing)} (needs {', '.join(NPZ_KEYS)})")
-            arrays = {k: np.asarray(npz[k]) for k in NPZ_KEYS}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{p} is not a readable .npz file: {exc}") from None
+    from hwopt.fileio import load_npz
+
+    npz = load_npz(p)
+    missing = [k for k in NPZ_KEYS if k not in npz]
+    if missing:
+        raise DataError(f"{p} lacks the arrays {', '.join(missing)} (needs {', '.join(NPZ_KEYS)})")
+    arrays = {k: np.asarray(npz[k]) for k in NPZ_KEYS}
     xs = {}
     for k in ("x_train", "x_test"):
         x = arrays[k]

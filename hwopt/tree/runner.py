@@ -219,13 +219,14 @@ def check_output_dir(out_dir: str | os.PathLike[str]) -> Path:
     return out
 
 
-def write_tree(result: TreeResult, out_dir: str | os.PathLike[str]) -> Path:
-    """Write every leaf's .tflite, tree.json and tree.md into `out_dir` atomically."""
+def write_tree(result: TreeResult, out_dir: str | os.PathLike[str], *,
+               protect: tuple[str | os.PathLike[str] | None, ...] = ()) -> Path:
+    """Write every leaf's .tflite, tree.json and tree.md into `out_dir` atomically (never over `protect`)."""
     from hwopt.fileio import staged_directory
     from hwopt.records import dumps
 
     out = check_output_dir(out_dir)
-    with staged_directory(out) as stage:
+    with staged_directory(out, protect=[p for p in protect if p is not None]) as stage:
         for name, data in sorted(result.files.items()):
             (stage / f"{name}.tflite").write_bytes(data)
         (stage / "tree.json").write_text(dumps(result.report), encoding="utf-8")

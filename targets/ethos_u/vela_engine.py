@@ -16,6 +16,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from hwopt.errors import CompileError, UnsupportedModelError
@@ -255,48 +256,80 @@ def _regor_message(exc: BaseException, text: str) -> str:
     return "Vela rejected the model: " + "; ".join(p.strip(" -").rstrip(".") for p in detail.splitlines() if p.strip(" -"))
 
 
-# Option fields that divide in Vela's shape arithmetic: a zero there kills the process
-# (SIGFPE inside Regor) instead of raising, so they are checked before the call.
-_POSITIVE_OPTIONS = ("strideW", "strideH", "dilationWFactor", "dilationHFactor", "filterWidth", "filterHeight",
-                     "strideD", "dilationDFactor")
+def _plain(obj: Any, depth: int = 0) -> Any:
+    """A picklable copy of a Regor result object: numbers, strings, lists, dicts and namespaces."""
+    if obj is None or isinstance(obj, int | float | str | bool | bytes):
+        return obj
+    if depth > 4:
+        return None
+    if isinstance(obj, dict):
+        return {k: _plain(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v, depth + 1) for v in obj]
+    fields = {}
+    for name in dir(obj):
+        if name.startswith("_"):
+            continue
+        value = getattr(obj, name)
+        if not callable(value):
+            fields[name] = _plain(value, depth + 1)
+    return SimpleNamespace(**fields)
 
 
-def regor_compile(model_bytes: bytes, target: Target, options: CompilerOptions | None = None) -> tuple[Any, str]:
-    """One `ethosu.regor.compile` call for the descriptor: (compiled model, Regor's console text).
+@dataclass(frozen=True)
+class RegorOutput:
+    """Regor's compiled model as plain data (it crosses the worker boundary).
 
-    Console output is captured at the fd level; a rejection becomes one CompileError line.
+    Mirrors `regor.CompiledTFLiteModel` (`model`, `perf_report`, `opt_database.tables` with
+    `header`/`data`), plus the typed totals and Regor's console text.
     """
+
+    model: bytes = field(repr=False)
+    perf_report: Any = field(repr=False)
+    opt_database: Any = field(repr=False)
+    perf: VelaTotals
+    text: str = field(repr=False, default="")
+
+
+def _regor_in_worker(arch: str, model_bytes: bytes, system_config: str, options: str) -> RegorOutput:
+    """The Regor call itself; runs in the isolation worker so a native crash cannot kill hwopt."""
     from ethosu import regor
 
     text = ""
     try:
         with captured_fds() as captured:
-            compiled = regor.compile(regor_arch(target), model_bytes, "TFLITE", system_config_text(target),
-                                     options=options_text(target, options), verbose=False)
+            compiled = regor.compile(arch, model_bytes, "TFLITE", system_config, options=options, verbose=False)
         text = captured[0] if captured else ""
     except Exception as exc:  # Regor raises plain RuntimeError/ValueError for rejected networks
         text = captured[0] if captured else ""
         raise CompileError(_regor_message(exc, text)) from None
     if not isinstance(compiled, regor.CompiledTFLiteModel):
         raise CompileError("Vela returned no TFLite model")
-    if text.strip():
-        log.debug("vela: %s", text.strip())
-    return compiled, text
+    db = compiled.opt_database
+    tables = {name: SimpleNamespace(header=list(t.header), data=[list(r) for r in t.data])
+              for name, t in getattr(db, "tables", {}).items()}
+    return RegorOutput(bytes(compiled.model), _plain(compiled.perf_report), SimpleNamespace(tables=tables),
+                       _totals(compiled.perf_report), text)
 
 
-def check_operator_options(model: Model) -> None:
-    """CompileError for operator options no valid model has (e.g. a stride of 0)."""
-    for sg in model.subgraphs:
-        for op in sg.operators:
-            opts = op.options
-            if opts is None:
-                continue
-            for name in _POSITIVE_OPTIONS:
-                value = getattr(opts, name, None)
-                if value is not None and value <= 0:
-                    raise CompileError(
-                        f"invalid model: {op.op} #{op.index} in subgraph {sg.index} has {name} = {value} (must be >= 1)"
-                    )
+def regor_compile(model_bytes: bytes, target: Target, options: CompilerOptions | None = None, *,
+                  model: Model | None = None) -> tuple[RegorOutput, str]:
+    """One `ethosu.regor.compile` call for the descriptor: (compiled model, Regor's console text).
+
+    The model is validated first (what Regor would crash on is rejected with one line), then
+    compiled in the isolation worker; a rejection becomes one CompileError line.
+    """
+    from hwopt import isolation
+    from hwopt.analysis.validate import check_for_native
+    from hwopt.format.tflite_io import read_model
+
+    check_for_native(model if model is not None else read_model(model_bytes), "vela")
+    out: RegorOutput = isolation.call(
+        "hwopt.targets.ethos_u.vela_engine:_regor_in_worker", regor_arch(target), model_bytes,
+        system_config_text(target), options_text(target, options), library="Vela")
+    if out.text.strip():
+        log.debug("vela: %s", out.text.strip())
+    return out, out.text
 
 
 def compile_model(model_bytes: bytes, target: Target, options: CompilerOptions | None = None,
@@ -312,15 +345,14 @@ def compile_model(model_bytes: bytes, target: Target, options: CompilerOptions |
     model = read_model(model_bytes)
     if model.vela_compiled:
         raise UnsupportedModelError("the model is already compiled by Vela")
-    check_operator_options(model)
     if op_names is None:
         op_names = [op.op for op in model.subgraphs[0].operators] if model.subgraphs else []
-    compiled, text = regor_compile(model_bytes, target, options)
-    perf = _totals(compiled.perf_report)
+    compiled, text = regor_compile(model_bytes, target, options, model=model)
+    perf = compiled.perf
     rows, unmapped = _op_rows(compiled.opt_database, op_names, target.npu.total_macs)
     assert target.system is not None and target.memory_mode is not None
     return VelaResult(
         target=target.name, accelerator=target.vela_accelerator(), system_config=target.system.name,
-        memory_mode=target.memory_mode.name, model_bytes=bytes(compiled.model), perf=perf, ops=rows,
+        memory_mode=target.memory_mode.name, model_bytes=compiled.model, perf=perf, ops=rows,
         unmapped_cycles=unmapped, log_text=text,
     )

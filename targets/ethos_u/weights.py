@@ -254,7 +254,7 @@ def u85_order(w: np.ndarray, *, arch: EthosUArch, config: BlockConfig, stream: i
         rnd, ifm_ub, stride = 1, ifm_block, (1, 1)
     dw_pad = 0 if (not ifm16 and arch.macs <= 256) else (2 if arch.macs <= 512 else 6)
     step = 1 if dw else (16 if sparse else 8)
-    decomp_y, decomp_x = SUBKERNEL_MAX // dilation[0], SUBKERNEL_MAX // dilation[1]
+    decomp_y, decomp_x = decomposition(dilation)
     flat = np.append(w.reshape(-1).astype(np.int32), 0)
     pad = flat.size - 1
     groups = np.arange(stream * 4, ofm_ub, 4 * n_streams)
@@ -308,10 +308,29 @@ def _slices(o_n: int, config: BlockConfig) -> list[tuple[int, int]]:
 
 
 def decode_standard(data: bytes) -> np.ndarray:
-    """Decode a standard weight stream with Vela's legacy decoder (an independent implementation)."""
+    """Decode a standard weight stream with Vela's legacy decoder (an independent implementation).
+
+    The decoder is native code: it runs in the isolation worker, so a crash there is an error line.
+    """
+    from hwopt import isolation
+
+    return isolation.call("hwopt.targets.ethos_u.weights:_decode_local", data,  # type: ignore[no-any-return]
+                          library="Vela's weight decoder")
+
+
+def _decode_local(data: bytes) -> np.ndarray:
     from ethosu import mlw_codec
 
     return np.asarray(mlw_codec.decode(bytearray(data)), dtype=np.int32)
+
+
+def decomposition(dilation: tuple[int, int]) -> tuple[int, int]:
+    """Sub-kernel size (y, x) for a dilation: 8 // d, at least 1.
+
+    A dilation above 8 leaves room for one kernel element per sub-kernel (a zero step made the
+    reorder loop forever or fail).
+    """
+    return max(1, SUBKERNEL_MAX // max(1, dilation[0])), max(1, SUBKERNEL_MAX // max(1, dilation[1]))
 
 
 def _standard_stream(values: np.ndarray) -> tuple[bytes, bool]:
@@ -330,7 +349,7 @@ def encode_u55(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits
     interleaved across cores (core c takes c, c+cores, ...) and the block depth is split.
     Every stream is decoded again and compared with its reordered weights.
     """
-    decomp = (SUBKERNEL_MAX // dilation[0], SUBKERNEL_MAX // dilation[1])
+    decomp = decomposition(dilation)
     streams = []
     ok = True
     for lo, hi in _slices(w.shape[0], config):

@@ -1,0 +1,224 @@
+"""Checks a model must pass before native code (Vela, its weight codec, LiteRT) sees it.
+
+Those libraries crash (SIGSEGV, SIGFPE) or loop forever on some valid-looking inputs: packed
+weight types, zero points outside their type, unknown operator codes, an omitted required
+input, zero strides or dilations. (Names that are not UTF-8 or are very long are fine: the
+reader decodes them with replacement and nothing downstream limits their length.) Each check names the operator and
+the field; the analytic estimator runs the same structural checks so it rejects what Vela does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from hwopt.errors import UnsupportedModelError
+from hwopt.ir import VELA_CUSTOM_CODE, DType, Model, Operator, Subgraph, Tensor
+
+MAX_VELA_BATCH = 256  # Vela unrolls a 4-D feature map's batch into one NPU operation per item
+MAX_OPTION = 1 << 16  # strides, dilations and filter sizes beyond this describe no real network
+
+
+class Engine(Enum):
+    """Who will consume the model next; each has its own set of hazards."""
+
+    VELA = "Vela"  # Regor compile (also the Vela estimate engine)
+    MLW = "Vela's weight encoder"  # mlw_codec on one layer's weights
+    LITERT = "LiteRT"
+    ANALYTIC = "the analytic estimator"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a model must not be passed to an engine."""
+
+    subgraph: int
+    op_index: int | None
+    op: str
+    message: str
+
+    def __str__(self) -> str:
+        if self.op_index is None:
+            return self.message
+        sg = f" in subgraph {self.subgraph}" if self.subgraph else ""
+        return f"{self.op} #{self.op_index}{sg}: {self.message}"
+
+
+# Inputs each weight operator needs (an omitted optional input, -1, is not allowed there).
+REQUIRED_INPUTS = {"CONV_2D": (0, 1), "DEPTHWISE_CONV_2D": (0, 1), "FULLY_CONNECTED": (0, 1),
+                   "TRANSPOSE_CONV": (0, 1, 2), "CONV_3D": (0, 1), "BATCH_MATMUL": (0, 1)}
+WEIGHT_AT = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "TRANSPOSE_CONV": 1, "CONV_3D": 1}
+WEIGHT_RANK = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 4, "FULLY_CONNECTED": 2, "TRANSPOSE_CONV": 4, "CONV_3D": 5}
+VELA_WEIGHT_TYPES = (DType.INT8, DType.UINT8)  # what Vela's weight encoder takes
+PACKED_TYPES = (DType.INT4, DType.UINT4, DType.INT2)
+# Tensor types Regor handles (the NPU's, plus what CPU fallback ops carry); others crash it (SIGFPE).
+VELA_TYPES = (DType.FLOAT32, DType.FLOAT16, DType.INT32, DType.UINT8, DType.INT64, DType.BOOL, DType.INT16, DType.INT8)
+# Option fields that divide in shape arithmetic (Regor dies with SIGFPE on a zero).
+POSITIVE_OPTIONS = ("strideW", "strideH", "strideD", "dilationWFactor", "dilationHFactor", "dilationDFactor",
+                    "filterWidth", "filterHeight", "filterDepth")
+ZP_RANGE = {DType.INT8: (-128, 127), DType.UINT8: (0, 255), DType.INT16: (-32768, 32767),
+            DType.INT4: (-8, 7), DType.UINT4: (0, 15), DType.INT2: (-2, 1), DType.UINT16: (0, 65535),
+            DType.INT32: (-(1 << 31), (1 << 31) - 1)}
+
+
+def _operator(sg: Subgraph, op: Operator, engine: Engine) -> list[Problem]:
+    p = lambda msg: Problem(sg.index, op.index, op.op, msg)  # noqa: E731
+    out: list[Problem] = []
+    if op.custom_code == VELA_CUSTOM_CODE:
+        return out
+    if op.op.startswith("BUILTIN_"):
+        if engine is not Engine.ANALYTIC:
+            out.append(p(f"unknown builtin operator code {op.builtin_code} (newer than hwopt's schema)"))
+        return out
+    for at in REQUIRED_INPUTS.get(op.op, ()):
+        if at >= len(op.inputs) or op.inputs[at] < 0:
+            out.append(p(f"required input {at} is missing" + (" (-1)" if at < len(op.inputs) else "")))
+    if any(i < 0 for i in op.outputs) or not op.outputs:
+        out.append(p("an output is missing"))
+    opts = op.options
+    bad = _options_mismatch(op)
+    if bad is not None:
+        out.append(p(bad))
+        return out
+    if opts is not None:
+        for name in POSITIVE_OPTIONS:
+            value = getattr(opts, name, None)
+            if isinstance(value, int) and not 1 <= value <= MAX_OPTION:
+                out.append(p(f"{name} = {value} (must lie in 1..{MAX_OPTION})"))
+    w_at = WEIGHT_AT.get(op.op)
+    if w_at is not None and w_at < len(op.inputs) and op.inputs[w_at] >= 0:
+        w = sg.tensor(op.inputs[w_at])
+        if w is not None:
+            rank = WEIGHT_RANK[op.op]
+            if len(w.shape) != rank and engine is Engine.MLW:  # Vela itself leaves such an operator to the CPU
+                out.append(p(f"weights {w.name!r} have shape {list(w.shape)} (need {rank} dimensions)"))
+            elif any(d < 1 for d in w.shape):
+                out.append(p(f"weights {w.name!r} have an empty dimension in shape {list(w.shape)}"))
+            if engine is Engine.MLW and w.dtype not in VELA_WEIGHT_TYPES and not w.dtype.is_float:
+                out.append(p(f"weights {w.name!r} are {w.dtype.name}; the weight encoder takes int8/uint8 only"))
+            bad = _zero_point_problem(w)
+            if bad:
+                out.append(p(bad))
+    return out
+
+
+# Operators whose options table is not named after the operator (schema: builtin_options union).
+OPTIONS_OF = {"AVERAGE_POOL_2D": "Pool2DOptions", "MAX_POOL_2D": "Pool2DOptions", "L2_POOL_2D": "Pool2DOptions",
+              "MEAN": "ReducerOptions", "SUM": "ReducerOptions", "REDUCE_MAX": "ReducerOptions",
+              "REDUCE_MIN": "ReducerOptions", "REDUCE_PROD": "ReducerOptions", "REDUCE_ANY": "ReducerOptions",
+              "REDUCE_ALL": "ReducerOptions", "L2_NORMALIZATION": "L2NormOptions", "CONV_3D_TRANSPOSE": "Conv3DOptions",
+              "LSH_PROJECTION": "LSHProjectionOptions", "SPLIT_V": "SplitVOptions",
+              "MAXIMUM": "MaximumMinimumOptions", "MINIMUM": "MaximumMinimumOptions",
+              "RANDOM_STANDARD_NORMAL": "RandomOptions", "RANDOM_UNIFORM": "RandomOptions",
+              "MULTINOMIAL": "RandomOptions", "UNIDIRECTIONAL_SEQUENCE_RNN": "SequenceRNNOptions"}
+
+
+def _options_names() -> dict[str, str]:
+    """Options table names of the builtin_options union, by lower-case name."""
+    from hwopt._generated.tflite.BuiltinOptions import BuiltinOptions
+
+    return {k.lower(): k for k in vars(BuiltinOptions) if not k.startswith("_")}
+
+
+def _options_mismatch(op: Operator) -> str | None:
+    """The operator carries another operator's options table (Regor reads it as its own: SIGSEGV)."""
+    opts = op.options
+    declared = int(getattr(op.raw, "builtinOptionsType", 0) or 0)
+    if opts is None and declared != 0:
+        return f"declares options type {declared} but holds no options table"
+    if op.custom_code is not None:
+        return None if opts is None else f"a custom operator carrying builtin options ({type(opts).__name__.removesuffix('T')})"
+    if opts is None:
+        return None
+    actual = type(opts).__name__.removesuffix("T")
+    expected = OPTIONS_OF.get(op.op, op.op.replace("_", "") + "Options")
+    if actual.lower() == expected.lower():
+        return None
+    names = _options_names()
+    if expected.lower() not in names:  # an operator without a table in this union (RELU, StableHLO)
+        return f"carries {actual}, but takes no such options"
+    return f"carries {actual} instead of {names[expected.lower()]}"
+
+
+def _zero_point_problem(t: Tensor) -> str | None:
+    q = t.quantization
+    lim = ZP_RANGE.get(t.dtype)
+    if q is None or lim is None or q.zero_point.size == 0:
+        return None
+    lo, hi = int(q.zero_point.min()), int(q.zero_point.max())
+    if lo >= lim[0] and hi <= lim[1]:
+        return None
+    return f"tensor {t.name!r} ({t.dtype.name}) has zero point {lo if lo < lim[0] else hi}, outside {lim[0]}..{lim[1]}"
+
+
+def _signature_problem(t: Tensor) -> str | None:
+    """shape_signature gives -1 (dynamic) or the static size per axis; anything else is a lie."""
+    sig = t.shape_signature
+    if sig is None or len(sig) == 0:
+        return None
+    if len(sig) != len(t.shape) or any(s != -1 and s != d for s, d in zip(sig, t.shape, strict=False)):
+        return f"tensor {t.name!r} has shape_signature {list(sig)} for shape {list(t.shape)}"
+    return None
+
+
+def _scale_problem(t: Tensor) -> str | None:
+    q = t.quantization
+    if q is None or q.scale.size == 0:
+        return None
+    scale = q.scale.astype(np.float64)
+    if not np.all(np.isfinite(scale)):
+        return f"tensor {t.name!r} has a quantization scale that is not finite"
+    if np.any(scale < 0):
+        return f"tensor {t.name!r} has a negative quantization scale"
+    return None
+
+
+def operator_problem(model: Model, subgraph: int, op_index: int, engine: Engine | str) -> str | None:
+    """Why one operator must not reach `engine` (None: it may), e.g. for a per-layer encoder."""
+    eng = engine if isinstance(engine, Engine) else Engine[engine.upper()]
+    sg = model.subgraphs[subgraph]
+    found = _operator(sg, sg.operators[op_index], eng)
+    return found[0].message if found else None
+
+
+def _tensors(sg: Subgraph, engine: Engine) -> list[Problem]:
+    out: list[Problem] = []
+    for t in sg.tensors:
+        if engine is Engine.VELA and not t.is_constant and len(t.shape) == 4 and t.shape[0] > MAX_VELA_BATCH:
+            out.append(Problem(sg.index, None, "", f"tensor {t.name!r} has batch {t.shape[0]}; Vela compiles one "
+                                                   f"operation per batch item (at most {MAX_VELA_BATCH})"))
+            break
+        if engine in (Engine.VELA, Engine.MLW) and t.dtype in PACKED_TYPES:
+            out.append(Problem(sg.index, None, "", f"tensor {t.name!r} is {t.dtype.name}: packed types are not "
+                                                   "supported by Vela"))
+            break
+        if engine is Engine.VELA and t.dtype not in VELA_TYPES:
+            out.append(Problem(sg.index, None, "", f"tensor {t.name!r} is {t.dtype.name}, a type Vela does not handle"))
+            break
+        bad = _scale_problem(t) or _signature_problem(t)  # weight zero points: checked per operator
+        if bad:
+            out.append(Problem(sg.index, None, "", bad))
+            break
+    return out
+
+
+def problems(model: Model, engine: Engine | str) -> list[Problem]:
+    """Everything in `model` that `engine` must not be given, in model order."""
+    eng = engine if isinstance(engine, Engine) else Engine[engine.upper()]
+    out: list[Problem] = []
+    for sg in model.subgraphs:
+        out.extend(_tensors(sg, eng))
+        for op in sg.operators:
+            out.extend(_operator(sg, op, eng))
+    return out
+
+
+def check_for_native(model: Model, engine: Engine | str) -> None:
+    """UnsupportedModelError naming the first problem, before `engine` runs on the model."""
+    found = problems(model, engine)
+    if found:
+        eng = engine if isinstance(engine, Engine) else Engine[engine.upper()]
+        more = f" (and {len(found) - 1} more problem{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
+        raise UnsupportedModelError(f"{eng.value} cannot take this model: {found[0]}{more}")

@@ -1,0 +1,417 @@
+"""Run native libraries (Vela's Regor and mlw_codec, LiteRT) in a supervised, warm worker process.
+
+A native crash (SIGSEGV, SIGFPE, SIGABRT), a hang or a blown memory budget kills only the
+worker: the caller gets one `NativeCodeError` line (exit 2) and the next call starts a fresh
+worker. The worker is a plain `python -m hwopt.isolation` child speaking length-prefixed
+pickles over two pipes; it stays alive between calls, so a call costs a pipe round trip, not a
+process start. Limits come from the environment (HWOPT_WORKER_TIMEOUT seconds per call,
+HWOPT_WORKER_MEMORY_MB resident memory); HWOPT_WORKER=inline runs everything in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from hwopt.errors import HwoptError, NativeCodeError, UsageError
+
+ENV_TIMEOUT = "HWOPT_WORKER_TIMEOUT"
+ENV_MEMORY = "HWOPT_WORKER_MEMORY_MB"
+ENV_MODE = "HWOPT_WORKER"
+_ENV_CHILD = "_HWOPT_IN_WORKER"
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_MEMORY_MB = 8192
+_POLL_S = 0.02  # memory watchdog period: a runaway allocation overshoots by at most ~this many ms of growth
+_HEADER = struct.Struct("<Q")
+
+_subject: contextvars.ContextVar[str | None] = contextvars.ContextVar("hwopt_native_subject", default=None)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-call wall-clock limit and resident-memory limit of the worker."""
+
+    seconds: float = DEFAULT_TIMEOUT_S
+    memory_bytes: int = DEFAULT_MEMORY_MB << 20
+
+    def __post_init__(self) -> None:
+        if not (self.seconds > 0 and self.seconds < float("inf")):
+            raise UsageError(f"{ENV_TIMEOUT} must be a positive number of seconds, got {self.seconds}")
+        if self.memory_bytes < (64 << 20):
+            raise UsageError(f"{ENV_MEMORY} must be at least 64 (MiB), got {self.memory_bytes >> 20}")
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        def number(name: str, default: float) -> float:
+            text = os.environ.get(name, "").strip()
+            if not text:
+                return default
+            try:
+                return float(text)
+            except ValueError:
+                raise UsageError(f"{name} must be a number, got {text!r}") from None
+
+        return cls(number(ENV_TIMEOUT, DEFAULT_TIMEOUT_S), int(number(ENV_MEMORY, DEFAULT_MEMORY_MB)) << 20)
+
+
+@contextlib.contextmanager
+def subject(label: str) -> Iterator[None]:
+    """Name what the next native calls work on (e.g. "operator CONV_2D #3") for crash messages."""
+    token = _subject.set(label)
+    try:
+        yield
+    finally:
+        _subject.reset(token)
+
+
+def in_worker() -> bool:
+    """True inside the worker process (calls there run directly)."""
+    return os.environ.get(_ENV_CHILD) == "1"
+
+
+def _inline() -> bool:
+    return in_worker() or os.environ.get(ENV_MODE, "").strip().lower() in ("inline", "off", "0")
+
+
+def _resolve(target: str) -> Any:
+    module, _, name = target.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+class Handle:
+    """An object living in the worker (e.g. a LiteRT interpreter), used through `call_method`."""
+
+    def __init__(self, worker: Worker, ident: int, generation: int, library: str) -> None:
+        self.worker, self.ident, self.generation, self.library = worker, ident, generation, library
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self.worker.request(("method", self.ident, method, args, kwargs), self.library, self.generation)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.worker.release(self.ident, self.generation)
+
+
+class LocalHandle(Handle):
+    """The in-process stand-in for a Handle (inside the worker, or with HWOPT_WORKER=inline)."""
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.obj, method)(*args, **kwargs)
+
+    def __del__(self) -> None:
+        pass
+
+
+class Worker:
+    """One supervised worker process, started on first use and restarted after a failure."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._to: int = -1
+        self._from: int = -1
+        self._lock = threading.RLock()
+        self._generation = 0
+        self._pid = os.getpid()
+        self._stale: list[int] = []
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self, preload: tuple[str, ...] = ()) -> None:
+        """Start the worker now; it imports `preload` in the background while the caller keeps working."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._proc, self._to, self._from, self._pid = None, -1, -1, os.getpid()
+            if self._proc is not None and self._proc.poll() is None:
+                return
+            self._spawn(preload)
+
+    def _spawn(self, preload: tuple[str, ...] = ()) -> None:
+        req_r, req_w = os.pipe()
+        res_r, res_w = os.pipe()
+        env = dict(os.environ)
+        env[_ENV_CHILD] = "1"
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "hwopt.isolation", str(req_r), str(res_w), *preload],
+                pass_fds=(req_r, res_w), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                start_new_session=True, close_fds=True,
+            )
+        finally:
+            os.close(req_r)
+            os.close(res_w)
+        self._to, self._from = req_w, res_r
+        self._generation += 1
+        self._stale.clear()
+
+    def close(self) -> None:
+        """Stop the worker (it also exits by itself when its parent goes away)."""
+        with self._lock:
+            self._kill()
+
+    def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        for fd in (self._to, self._from):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._to = self._from = -1
+        if proc is not None:
+            if proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    proc.kill()
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=5)
+
+    # -- calls -------------------------------------------------------------------------
+    def call(self, target: str, *args: Any, library: str, **kwargs: Any) -> Any:
+        """Run `module:function(*args, **kwargs)` in the worker and return its (pickled) result."""
+        if _inline():
+            return _resolve(target)(*args, **kwargs)
+        return self.request(("call", target, args, kwargs), library)
+
+    def new(self, target: str, *args: Any, library: str, **kwargs: Any) -> Handle:
+        """Construct `module:Class(*args, **kwargs)` in the worker; returns a handle to it."""
+        if _inline():
+            return LocalHandle(_resolve(target)(*args, **kwargs))
+        ident = self.request(("new", target, args, kwargs), library)
+        return Handle(self, ident, self._generation, library)
+
+    def release(self, ident: int, generation: int) -> None:
+        if generation == self._generation and self._proc is not None:
+            self._stale.append(ident)  # freed with the next request, never from a finaliser
+
+    def request(self, message: tuple[Any, ...], library: str, generation: int | None = None) -> Any:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked copy: never share the parent's pipes
+                self._proc, self._to, self._from, self._pid = None, -1, -1, os.getpid()
+            if generation is not None and generation != self._generation:
+                raise NativeCodeError(f"{library} worker was restarted; its state is gone")
+            if self._proc is None or self._proc.poll() is not None:
+                self._kill()
+                self._spawn()
+            limits = self.limits or Limits.from_env()
+            stale, self._stale = self._stale, []
+            payload = pickle.dumps((message, stale), protocol=pickle.HIGHEST_PROTOCOL)
+            return self._exchange(payload, library, limits)
+
+    def _exchange(self, payload: bytes, library: str, limits: Limits) -> Any:
+        where = _subject.get()
+        where_text = f" in {where}" if where else ""
+        try:
+            _write_all(self._to, _HEADER.pack(len(payload)) + payload)
+            reply = self._read_reply(limits)
+        except _WorkerGoneError:
+            code = self._reap()
+            self._kill()
+            how = f"({_signal_name(code)})" if code is not None and code < 0 else f"(exit status {code})"
+            raise NativeCodeError(f"{library} crashed on this model {how}{where_text}") from None
+        except _TimeoutError:
+            self._kill()
+            raise NativeCodeError(f"{library} did not finish within {limits.seconds:g} s on this model{where_text} "
+                                  f"(limit set by {ENV_TIMEOUT})") from None
+        except _OverMemoryError as exc:
+            self._kill()
+            raise NativeCodeError(f"{library} used more than {limits.memory_bytes >> 20} MiB on this model{where_text} "
+                                  f"({exc.args[0] >> 20} MiB; limit set by {ENV_MEMORY})") from None
+        except BaseException:  # KeyboardInterrupt or a signal handler's exit: the worker may be mid-call
+            self._kill()
+            raise
+        status, value = reply
+        if status == "ok":
+            return value
+        if status == "raise":
+            raise value
+        raise NativeCodeError(f"{library} failed{where_text}: {value}")
+
+    def _reap(self) -> int | None:
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _read_reply(self, limits: Limits) -> tuple[str, Any]:
+        deadline = time.monotonic() + limits.seconds
+        buf = bytearray()
+        need = _HEADER.size
+        header_done = False
+        assert self._proc is not None
+        statm = f"/proc/{self._proc.pid}/statm"
+        page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        while True:
+            now = time.monotonic()
+            if now > deadline:
+                raise _TimeoutError
+            ready, _, _ = select.select([self._from], [], [], min(_POLL_S, max(0.0, deadline - now)))
+            if not ready:
+                rss = _rss(statm, page)
+                if rss > limits.memory_bytes:
+                    raise _OverMemoryError(rss)
+                continue
+            chunk = os.read(self._from, max(need - len(buf), 1 << 16) if header_done else need - len(buf))
+            if not chunk:
+                raise _WorkerGoneError
+            buf += chunk
+            if not header_done and len(buf) >= _HEADER.size:
+                (size,) = _HEADER.unpack(bytes(buf[: _HEADER.size]))
+                del buf[: _HEADER.size]
+                need, header_done = size, True
+            if header_done and len(buf) >= need:
+                try:
+                    return pickle.loads(bytes(buf))  # type: ignore[no-any-return]
+                except Exception as exc:  # an exception type that cannot be rebuilt here
+                    return ("text", f"unreadable reply ({type(exc).__name__}: {exc})")
+
+
+class _WorkerGoneError(Exception):
+    pass
+
+
+class _TimeoutError(Exception):
+    pass
+
+
+class _OverMemoryError(Exception):
+    pass
+
+
+def _rss(statm: str, page: int) -> int:
+    try:
+        with open(statm, "rb") as fh:
+            return int(fh.read().split()[1]) * page
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+    except (BrokenPipeError, OSError):
+        raise _WorkerGoneError from None
+
+
+_default: Worker | None = None
+_default_lock = threading.Lock()
+
+
+def worker() -> Worker:
+    """The process-wide worker shared by every call site."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Worker()
+        return _default
+
+
+def prestart(*preload: str) -> None:
+    """Start the shared worker early (importing `preload`) so its start-up overlaps the caller's work."""
+    if not _inline():
+        worker().start(preload)
+
+
+def call(target: str, *args: Any, library: str, **kwargs: Any) -> Any:
+    """Run `module:function` in the shared worker (in-process inside the worker itself)."""
+    return worker().call(target, *args, library=library, **kwargs)
+
+
+# -- the worker side ---------------------------------------------------------------------
+def _reply(fd: int, status: str, value: Any) -> None:
+    try:
+        data = pickle.dumps((status, value), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # an unpicklable result or exception: send its text
+        if isinstance(value, BaseException):
+            data = pickle.dumps(("text", f"{type(value).__name__}: {value}"))
+        else:
+            data = pickle.dumps(("text", f"result cannot be returned: {exc}"))
+    _write_all(fd, _HEADER.pack(len(data)) + data)
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _serve(req_fd: int, res_fd: int) -> None:
+    objects: dict[int, Any] = {}
+    next_id = 1
+    while True:
+        header = _read_exact(req_fd, _HEADER.size)
+        if header is None:
+            return  # the parent closed the pipe (or died): leave quietly
+        body = _read_exact(req_fd, _HEADER.unpack(header)[0])
+        if body is None:
+            return
+        message, stale = pickle.loads(body)
+        for ident in stale:
+            objects.pop(ident, None)
+        kind = message[0]
+        try:
+            if kind == "call":
+                _, target, args, kwargs = message
+                value = _resolve(target)(*args, **kwargs)
+            elif kind == "new":
+                _, target, args, kwargs = message
+                objects[next_id] = _resolve(target)(*args, **kwargs)
+                value, next_id = next_id, next_id + 1
+            elif kind == "method":
+                _, ident, name, args, kwargs = message
+                value = getattr(objects[ident], name)(*args, **kwargs)
+            else:
+                raise HwoptError(f"unknown worker request {kind!r}")
+        except Exception as exc:
+            exc.__traceback__ = None
+            _reply(res_fd, "raise", exc)
+            continue
+        _reply(res_fd, "ok", value)
+
+
+def _main(argv: list[str]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it kills the worker on an interrupt
+    with contextlib.suppress(Exception):
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a native crash leaves no core file behind
+    for module in argv[2:]:  # warm up: import what the first call will need while the parent works
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+    _serve(int(argv[0]), int(argv[1]))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -1,0 +1,156 @@
+"""Regression tests, one minimal crafted model per hostile input that used to crash, hang or exit 3.
+
+Each model is checked before native code sees it: the command ends with one `hwopt: error:` line
+naming the operator and field (exit 2), or, where the input is valid (a large dilation), with
+the same result as its plain twin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import hostile
+import pytest
+from conftest import CliRunner
+
+from hwopt.engines.encode import encode_model
+from hwopt.format.tflite_io import read_model
+from hwopt.targets.descriptor import load_target
+
+
+def _write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("target", ["ethos-u55-128", "ethos-u65-256", "ethos-u85-256"])
+def test_dilated_1x1_encodes_like_its_undilated_twin(target: str) -> None:
+    """1x1 kernel, dilation 9: the sub-kernel step was 8 // 9 = 0 (an endless loop in mlw_codec)."""
+    tgt = load_target(target)
+    plain = encode_model(read_model(hostile.conv_model(kernel=1, dilation=1)), tgt, block_source="vela")
+    dilated = encode_model(read_model(hostile.dilated_1x1(9)), tgt, block_source="vela")
+    assert dilated.summary.roundtrip_ok
+    # Vela (independent) stores the same bytes for both; so must hwopt.
+    assert dilated.summary.vela_encoded_bytes == plain.summary.vela_encoded_bytes
+    assert dilated.summary.encoded_bytes == plain.summary.encoded_bytes
+    assert [la._data for la in dilated.layers] == [la._data for la in plain.layers]
+
+
+def test_dilated_1x1_runs_through_compile_and_enforce(tmp_path: Path, run_cli: CliRunner) -> None:
+    model = _write(tmp_path, "dil9", hostile.dilated_1x1(9))
+    r = run_cli("compile", model, "--target", "ethos-u55-128", "-o", tmp_path / "out")
+    assert r.code in (0, 1), r.err
+    r = run_cli("enforce", model, "--sparsity", "0.5", "-o", tmp_path / "e.tflite")
+    assert r.code in (0, 1), r.err
+
+
+CASES: list[tuple[str, Callable[[], bytes], str]] = [
+    ("int4", hostile.int4_weights, "is INT4: packed types are not supported by Vela"),
+    ("zero_point", hostile.weight_zero_point, "has zero point 1000, outside -128..127"),
+    ("unknown_op", hostile.unknown_operator, "unknown builtin operator code 400"),
+    ("missing_filter", hostile.missing_filter, "CONV_2D #0: required input 1 is missing (-1)"),
+    ("stride_0", lambda: hostile.bad_stride(0), "CONV_2D #0: strideW = 0"),
+    ("stride_-2", lambda: hostile.bad_stride(-2), "CONV_2D #0: strideW = -2"),
+    ("dilation_0", lambda: hostile.bad_dilation(0), "CONV_2D #0: dilationWFactor = 0"),
+    ("options_of_another_op", hostile.options_of_another_op,
+     "CONV_2D #0: carries FullyConnectedOptions instead of Conv2DOptions"),
+    ("options_type_without_table", hostile.options_type_without_table,
+     "CONV_2D #0: declares options type 71 but holds no options table"),
+    ("custom_op_with_options", hostile.custom_op_with_options, "a custom operator carrying builtin options"),
+    ("zero_shape_signature", hostile.zero_shape_signature, "has shape_signature [0] for shape [8]"),
+    ("nan_scale", hostile.nan_scale, "has a quantization scale that is not finite"),
+    ("variant_tensor", hostile.variant_tensor, "is VARIANT, a type Vela does not handle"),
+    ("huge_batch", hostile.huge_batch, "has batch 65536; Vela compiles one operation per batch item"),
+]
+
+
+@pytest.mark.parametrize(("name", "build", "message"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("command", ["estimate", "compile", "gate"])
+def test_vela_paths_reject_before_vela(tmp_path: Path, run_cli: CliRunner, name: str, build: Callable[[], bytes],
+                                       message: str, command: str) -> None:
+    model = _write(tmp_path, name, build())
+    args = {"estimate": ["--target", "ethos-u55-128"], "compile": ["--target", "ethos-u55-128", "-o", tmp_path / "o"],
+            "gate": ["--target", "ethos-u55-128", "--baseline", tmp_path / "b.json", "--update-baseline"]}[command]
+    r = run_cli(command, model, *args)
+    assert r.code == 2, r.err
+    assert r.err.startswith("hwopt: error: Vela cannot take this model: ") and message in r.err
+    assert len(r.err.strip().splitlines()) == 1
+    assert not (tmp_path / "b.json").exists() and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("name", "build", "message"), [c for c in CASES if c[0] in
+                                                        ("missing_filter", "stride_0", "stride_-2", "dilation_0", "zero_point",
+                                                         "nan_scale", "options_of_another_op")],
+                         ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("target", ["ethos-u55-128", "ethos-n78-4tops-4ple"])
+def test_the_analytic_engine_rejects_what_vela_rejects(tmp_path: Path, run_cli: CliRunner, name: str,
+                                                       build: Callable[[], bytes], message: str, target: str) -> None:
+    r = run_cli("estimate", _write(tmp_path, name, build()), "--engine", "analytic", "--target", target)
+    assert r.code == 2, r.err
+    assert message in r.err and "analytic estimator cannot take this model" in r.err
+
+
+@pytest.mark.parametrize(("name", "build", "message"), CASES, ids=[c[0] for c in CASES])
+def test_enforce_never_passes_a_hostile_model_to_litert(tmp_path: Path, run_cli: CliRunner, name: str,
+                                                        build: Callable[[], bytes], message: str) -> None:
+    out = tmp_path / "e.tflite"
+    r = run_cli("enforce", _write(tmp_path, name, build()), "--sparsity", "0.5", "-o", out)
+    assert r.code == 2, r.err
+    assert r.err.startswith("hwopt: error: ") and len(r.err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("name", "build", "reason"), [
+    ("zero_point", hostile.weight_zero_point, "zero point 1000"),
+    ("stride_-2", lambda: hostile.bad_stride(-2), "strideW = -2"),
+    ("dilation_0", lambda: hostile.bad_dilation(0), "dilationWFactor = 0"),
+])
+@pytest.mark.parametrize("target", ["ethos-u55-128", "ethos-u85-256", "ethos-n78-4tops-4ple"])
+def test_encode_reports_layers_it_cannot_pass_on(name: str, build: Callable[[], bytes], reason: str, target: str) -> None:
+    report = encode_model(read_model(build()), load_target(target))
+    (layer,) = report.layers
+    assert not layer.encodable and reason in (layer.reason or "")
+
+
+def test_encode_of_int4_weights_is_a_clean_error(tmp_path: Path, run_cli: CliRunner) -> None:
+    r = run_cli("encode", _write(tmp_path, "int4", hostile.int4_weights()), "--target", "ethos-u55-128")
+    assert r.code == 2 and r.err.strip() == "hwopt: error: the model has no int8/uint8 weight layers to encode"
+
+
+@pytest.mark.parametrize("build", [hostile.non_utf8_name, lambda: hostile.long_name(5000)], ids=["non_utf8", "long"])
+def test_unusual_names_go_through_every_vela_path(tmp_path: Path, run_cli: CliRunner, build: Callable[[], bytes]) -> None:
+    """Names that are not UTF-8 or longer than 255 bytes are valid TFLite: no exit 3, no rejection."""
+    model = _write(tmp_path, "named", build())
+    for args in (["estimate", "--target", "ethos-u55-128", "--json"],
+                 ["compile", "--target", "ethos-u55-128", "-o", tmp_path / "o"],
+                 ["encode", "--target", "ethos-u55-128", "--blocks", "vela", "--emit", tmp_path / "e"],
+                 ["gate", "--target", "ethos-u55-128", "--baseline", tmp_path / "b.json", "--update-baseline"]):
+        r = run_cli(args[0], model, *args[1:])
+        assert r.code in (0, 1), (args, r.err)
+
+
+def test_n78_estimate_never_places_what_n78_encode_rejects() -> None:
+    """A 9x9 kernel at stride 2 has no N78 weight layout: encode rejects it, so the estimate keeps it off the NPU."""
+    from hwopt.engines.estimate import estimate
+
+    model = read_model(hostile.conv_model(kernel=9, stride=2, size=32))
+    target = load_target("ethos-n78-4tops-4ple")
+    (layer,) = encode_model(model, target).layers
+    assert not layer.encodable and "need stride 1" in (layer.reason or "")
+    (row,) = [la for la in estimate(model, target, engine="analytic").layers if la.op == "CONV_2D"]
+    assert row.placement == "cpu" and row.encoded_weight_bytes is None
+    plain = read_model(hostile.conv_model(kernel=3, stride=2, size=32))
+    (row,) = [la for la in estimate(plain, target, engine="analytic").layers if la.op == "CONV_2D"]
+    assert row.placement == "npu"
+
+
+def test_litert_runtime_errors_are_clean(run_cli: CliRunner, tmp_path: Path) -> None:
+    """A model LiteRT loads but cannot run (an operator removed: its output has no data) is exit 2, not 3."""
+    from modelgen import int8_conv_model
+
+    data = hostile.edited(int8_conv_model(), lambda m: m.subgraphs[0].operators.pop(0))
+    r = run_cli("enforce", _write(tmp_path, "dropped", data), "--sparsity", "0.5", "-o", tmp_path / "o.tflite")
+    assert r.code == 2, r.err
+    assert r.err.strip().splitlines()[-1] == "hwopt: error: LiteRT cannot run the model: Input tensor 3 lacks data"
