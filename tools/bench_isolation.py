@@ -39,7 +39,7 @@ def _cli(model: Path, inline: bool, out: Path) -> float:
 
 
 def _warm(model: Path, inline: bool) -> float:
-    from hwopt.targets.descriptor import load_target
+    from hwopt.targets import resolve_target as load_target
     from hwopt.targets.ethos_u.vela_engine import compile_model
 
     if inline:

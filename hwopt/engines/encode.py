@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwopt.analysis.layers import Layout, WeightLayer, to_ohwi, weight_layers, zero_corrected
+from hwopt.analysis.layers import WeightLayer, to_ohwi, weight_layers, zero_corrected
 from hwopt.analysis.stats import entropy_bits
 from hwopt.errors import CompileError, UnsupportedModelError
 from hwopt.format.tflite_io import read_model
