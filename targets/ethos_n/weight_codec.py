@@ -13,11 +13,14 @@ Which stripe depth, iteration size and algorithm to ask for is the compiler's ch
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
+from .batch_pack import layer_items, stream_bit_counts
+from .batch_plan import LayerPlan, ParamTable, plan_layer_streams, prev_index
 from .bitstream import scatter_bits
 from .layout import (
     DMA_ALIGN,
@@ -29,17 +32,7 @@ from .layout import (
     per_ofm,
     sram_layout,
 )
-from .stream_chunks import Items
-from .stream_codec import (
-    INITIAL_PARAMS,
-    MAX_SYMBOL,
-    OfmHeader,
-    StreamParams,
-    plan_stream,
-    stream_bits,
-    stream_items,
-    to_symbols,
-)
+from .stream_codec import StreamParams, to_symbols
 from .variants import N78Variant
 
 __all__ = [
@@ -119,7 +112,7 @@ class EncodedLayer:
     # Per stream, in encoder order (OFM-major, then IFM iteration; OFM = output channel for HWIO):
     stream_bits: tuple[int, ...]  # bits of each stream (headers + chunks), before padding
     max_stripe_bytes: int  # largest stripe: the SRAM slot the compiler must reserve
-    params: tuple[StreamParams, ...]
+    params: Sequence[StreamParams]  # built on access: a layer can hold millions of streams
     stripe_metadata: tuple[tuple[int, int], ...] = field(default=())  # (offset, size) per stripe x iteration
 
 
@@ -134,17 +127,6 @@ def _raw_streams(weights: np.ndarray, zp: np.ndarray, geo: Geometry, order: np.n
         raw = weights.reshape(kh * kw, cin * cout).astype(np.int16)[idx][:, geo.channel_of_ofm].T
     corrected = raw - zp[geo.channel_of_ofm][:, None].astype(np.int16)
     return np.where(valid[None, :], corrected, 0)
-
-
-def _symbols(weights: np.ndarray, zp: np.ndarray, geo: Geometry) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per iteration: zig-zag symbols (O, L) and their per-stream histograms (one bincount each)."""
-    out = []
-    for order in geo.orders:
-        sym = to_symbols(_raw_streams(weights, zp, geo, order))
-        offsets = (np.arange(geo.num_ofms, dtype=np.int64) * (MAX_SYMBOL + 1))[:, None]
-        hists = np.bincount((sym + offsets).ravel(), minlength=geo.num_ofms * (MAX_SYMBOL + 1))
-        out.append((sym, hists.reshape(geo.num_ofms, MAX_SYMBOL + 1)))
-    return out
 
 
 def encode_layer(weights: np.ndarray, **kwargs: Any) -> EncodedLayer:
@@ -212,11 +194,12 @@ def _encode(
     shift = per_ofm(requant.shift, channels, "shift")
     ozp = per_ofm(requant.zero_point, channels, "ofm zero point")
     per_channel = requant.per_channel or np.asarray(zero_point).size > 1
-    items, bits, params = _stage1(weights, zp, geo, variant, bias_arr, (mult, shift, ozp), per_channel, size_only)
+    plan, header = _stage1(weights, zp, geo, variant, bias_arr, (mult, shift, ozp), per_channel)
     if size_only:
-        return _sizes(bits, geo, variant)
-    data, meta = _stage2(items, bits, geo, variant)
-    return EncodedLayer(data, tuple(bits), max(size for _, size in meta), tuple(params), meta)
+        return _sizes(stream_bit_counts(plan, header, variant.ifm_parallel), geo, variant)
+    vals, wids, starts, owner, bits, fields = layer_items(plan, header, variant.ifm_parallel)
+    data, meta = _stage2((vals, wids, starts, owner, bits, fields), geo, variant)
+    return EncodedLayer(data, tuple(bits.tolist()), max(size for _, size in meta), ParamTable(plan), meta)
 
 
 def _stage1(
@@ -227,52 +210,37 @@ def _stage1(
     bias_arr: np.ndarray,
     requant: tuple[np.ndarray, np.ndarray, np.ndarray],
     per_channel: bool,
-    size_only: bool,
-) -> tuple[list[Items], list[int], list[StreamParams]]:
-    """One stream per (OFM, iteration): parameters, headers and chunks (or only their bit lengths)."""
-    mult, shift, ozp = requant
-    channels = geo.num_ofms
-    syms = _symbols(weights, zp, geo)
-    n = variant.ifm_parallel
-    iters = geo.num_iterations
-
-    # Stage 1: one stream per (OFM, iteration); compression state is carried per OG (wdIdx).
-    states: dict[int, tuple[StreamParams, bool, tuple[int, int, int]]] = {}
+) -> tuple[LayerPlan, tuple[np.ndarray, ...]]:
+    """Parameters of every (OFM, iteration) stream, chosen together, and their header fields."""
+    channels, iters = geo.num_ofms, geo.num_iterations
+    s = np.arange(channels * iters)
+    ofm, it = s // iters, s % iters
+    og = (ofm % geo.stripe_depth) % geo.in_parallel
+    prev = prev_index(og)
     sets_per_stripe = -(-geo.stripe_depth // geo.in_parallel)
-    items: list[Items] = []
-    bits: list[int] = []
-    params: list[StreamParams] = []
-    for s in range(channels * iters):
-        ofm, it = divmod(s, iters)
-        og = geo.og_of(ofm)
-        prev, initial, prev_rq = states.get(og, (INITIAL_PARAMS, True, (0, 0, 0)))
-        # The hardware restarts its decoder state at iteration 0 and for the OG's first OFM of a stripe.
-        initial = initial or (iters > 1 and it == 0) or (ofm % geo.stripe_depth == og and sets_per_stripe > 1)
-        ch = int(geo.channel_of_ofm[ofm])
-        rq = (int(mult[ch]), int(shift[ch]), int(ozp[ch]))
-        reload = per_channel or ofm < geo.in_parallel or rq != prev_rq
-        header = OfmHeader(int(bias_arr[ch]), *rq, reload=reload)
-        sym, hists = syms[it]
-        plan = plan_stream(sym[ofm], hists[ofm], n, prev, initial)
-        if size_only:
-            bits.append(stream_bits(header, plan, n))
-        else:
-            item = stream_items(header, plan, n)
-            items.append(item)
-            bits.append(item[3])
-        params.append(plan.params)
-        states[og] = (plan.params, False, rq)
-    return items, bits, params
+    # The hardware restarts its decoder state at iteration 0 and for the OG's first OFM of a stripe.
+    initial = (prev < 0) | ((iters > 1) & (it == 0)) | ((ofm % geo.stripe_depth == og) & (sets_per_stripe > 1))
+    blocks = []
+    rows = []
+    for k, order in enumerate(geo.orders):
+        blocks.append(to_symbols(_raw_streams(weights, zp, geo, order)))
+        rows.append(np.arange(channels) * iters + k)
+    plan = plan_layer_streams(blocks, rows, og, initial, variant.ifm_parallel)
+    ch = geo.channel_of_ofm[ofm]
+    rq = np.stack([r[ch] for r in requant], axis=1)
+    prev_rq = np.where((prev >= 0)[:, None], rq[np.maximum(prev, 0)], 0)
+    reload = per_channel | (ofm < geo.in_parallel) | (rq != prev_rq).any(axis=1)
+    return plan, (bias_arr[ch], reload, rq[:, 0], rq[:, 1], rq[:, 2])
 
 
-def _entry_len(bits: list[int], geo: Geometry) -> tuple[np.ndarray, int]:
+def _entry_len(bits: np.ndarray, geo: Geometry) -> tuple[np.ndarray, int]:
     """Group of every stream and the common 16-byte-padded group length."""
     entries = geo.entry_of_stream()
-    entry_bits = np.bincount(entries, weights=np.asarray(bits, dtype=np.float64), minlength=geo.num_entries)
+    entry_bits = np.bincount(entries, weights=bits.astype(np.float64), minlength=geo.num_entries)
     return entries, -(-int(-(-int(entry_bits.max()) // 8)) // DMA_ALIGN) * DMA_ALIGN
 
 
-def _sizes(bits: list[int], geo: Geometry, variant: N78Variant) -> EncodedSize:
+def _sizes(bits: np.ndarray, geo: Geometry, variant: N78Variant) -> EncodedSize:
     _, entry_len = _entry_len(bits, geo)
     banks = sram_layout(geo.num_entries, geo.num_iterations, variant)
     per_bank = max(len(b) for b in banks)
@@ -281,32 +249,28 @@ def _sizes(bits: list[int], geo: Geometry, variant: N78Variant) -> EncodedSize:
 
 
 def _stage2(
-    items: list[Items],
-    bits: list[int],
+    items: tuple[np.ndarray, ...],
     geo: Geometry,
     variant: N78Variant,
 ) -> tuple[bytes, tuple[tuple[int, int], ...]]:
     """Join streams per (stripe, group) bit-contiguously, patch lengths, pad to 16 bytes, interleave."""
+    vals, wids, starts, owner, bits, fields = items
     entries, entry_len = _entry_len(bits, geo)
     num_entries = geo.num_entries
-    offsets = np.zeros(num_entries, dtype=np.int64)
-    all_v, all_w, all_s = [], [], []
-    for s, (vals, wids, starts, total) in enumerate(items):
-        e = int(entries[s])
-        offset = int(offsets[e])
-        # Length in 16-byte words spanned by the stream within its group's concatenated stream.
-        words = -(-(offset + total) // (DMA_ALIGN * 8)) - (offset // 8) // DMA_ALIGN
-        if words > 0xFFFF:
-            raise ValueError("weight stream longer than the 16-bit length field allows")
-        vals = vals.copy()
-        vals[0] = words
-        all_v.append(vals)
-        all_w.append(wids)
-        all_s.append(starts + offset + e * entry_len * 8)
-        offsets[e] = offset + total
-    packed = scatter_bits(
-        np.concatenate(all_v), np.concatenate(all_w), np.concatenate(all_s), num_entries * entry_len * 8
-    ).reshape(num_entries, entry_len)
+    # Offset of each stream within its group: the bits of the earlier streams of that group.
+    order = np.argsort(entries, kind="stable")
+    c = np.cumsum(bits[order]) - bits[order]
+    grp_first = np.searchsorted(entries[order], entries[order], side="left")
+    offset = np.empty_like(bits)
+    offset[order] = c - c[grp_first]
+    # Length in 16-byte words spanned by the stream within its group's concatenated stream.
+    words = -(-(offset + bits) // (DMA_ALIGN * 8)) - (offset // 8) // DMA_ALIGN
+    if words.size and int(words.max()) > 0xFFFF:
+        raise ValueError("weight stream longer than the 16-bit length field allows")
+    vals = vals.copy()
+    vals[np.arange(bits.size) * fields] = words  # the first header field of every stream
+    base = offset + entries * entry_len * 8
+    packed = scatter_bits(vals, wids, starts + base[owner], num_entries * entry_len * 8).reshape(num_entries, entry_len)
     stripe_size = geo.in_parallel * entry_len
     meta = tuple((k * stripe_size, stripe_size) for k in range(num_entries // geo.in_parallel))
     layout = sram_layout(num_entries, geo.num_iterations, variant)

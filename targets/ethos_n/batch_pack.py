@@ -1,0 +1,283 @@
+"""Ethos-N78 headers and GRC chunks of every stream of a layer as bit items, built in numpy.
+
+The same bits as `stream_codec.stream_items` for each stream, for all streams at once: unary planes
+become chunk words through per-chunk sums, the weight/zero chunk interleave (the decoder's balance
+rule) is stepped for all streams together, and every field gets its bit offset from cumulative sums.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .batch_plan import LayerPlan
+from .stream_params import BIAS_BITS, LENGTH_PLACEHOLDER, MAX_PALETTE, MAX_PLDLEN, WDIV_UNCOMPRESSED, ZDIV_RLE_OFF
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Per-stream field widths: remainder bits (d, e) and unary field sizes (cw, cz)."""
+
+    d: np.ndarray
+    e: np.ndarray
+    cw: np.ndarray
+    cz: np.ndarray
+    unc: np.ndarray
+    rle: np.ndarray
+
+
+def widths(plan: LayerPlan, n: int) -> Widths:
+    """Symbol/zero-run remainder widths and chunk field sizes per stream (see `chunk_bits`)."""
+    unc = plan.wdiv == WDIV_UNCOMPRESSED
+    rle = plan.zdiv != ZDIV_RLE_OFF
+    pal_w = np.frexp(np.maximum(plan.pal_len - 1, 0).astype(np.float64))[1].astype(np.int64)
+    d = np.where(unc, np.where(plan.pal_len > 0, np.maximum(pal_w, 1), plan.pbits + 2), plan.wdiv)
+    e = np.where(rle, plan.zdiv, 0)
+    # Wide uncompressed symbols leave room for only N/2 per chunk; ZDIV 3 runs use N/2-bit z fields.
+    cw = np.where(unc & (d > 5), n // 2, 3 * n // 4)
+    cz = np.where(e < 3, 3 * n // 4, n // 2)
+    return Widths(d, e, cw, cz, unc, rle)
+
+
+def header_items(plan: LayerPlan, hdr: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(S, F) values and widths of the weight and payload headers (absent fields have width 0)."""
+    bias, reload, mult, shift, ozp = hdr
+    if int(plan.n_w.max(initial=0)) > MAX_PLDLEN:
+        raise ValueError(f"stream has {int(plan.n_w.max())} coded weights; PLDLEN is limited to {MAX_PLDLEN}")
+    rp, rpal = plan.reload_params, plan.reload_palette & plan.reload_params
+    ones = np.ones_like(plan.n_w)
+    cols = [
+        (np.full_like(plan.n_w, LENGTH_PLACEHOLDER), 16 * ones), (bias & 0xFFFFFFFF, BIAS_BITS * ones),
+        (reload.astype(np.int64), ones), (mult, 16 * reload), (shift, 6 * reload), (ozp & 0xFF, 8 * reload),
+        (plan.n_w, 17 * ones), (rp.astype(np.int64), ones), (plan.zdiv, 3 * rp), (plan.wdiv, 3 * rp),
+        (plan.trunc.astype(np.int64), rp), (plan.dirofs, 5 * rp), (plan.reload_palette.astype(np.int64), rp),
+        (np.maximum(plan.pal_len - 1, 0), 5 * rpal), (plan.pbits, 3 * rpal),
+    ]
+    vals = np.stack([c[0] for c in cols], axis=1).astype(np.int64)
+    wids = np.stack([np.asarray(c[1], dtype=np.int64) for c in cols], axis=1)
+    # Sign-magnitude palette entries: magnitude, sign in the top bit of the entry.
+    ew = (plan.pbits + 2)[:, None]
+    pal = plan.palette
+    entries = np.abs(pal) | ((pal < 0).astype(np.int64) << (ew - 1))
+    present = (np.arange(MAX_PALETTE)[None, :] < plan.pal_len[:, None]) & rpal[:, None]
+    vals = np.concatenate([vals, np.where(present, entries, 0)], axis=1)
+    wids = np.concatenate([wids, np.where(present, ew, 0)], axis=1)
+    vals = np.where(wids > 0, vals, 0)
+    return vals, wids
+
+
+def _unary_words(ends: np.ndarray, zero_bits: np.ndarray, item_stream: np.ndarray, field: np.ndarray,
+                 totals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Chunk words of unary planes: per stream `totals` bits, all ones except at `zero_bits` (positions
+    end-1 of the items flagged there); returns (words, ones per word, chunk count per stream, item chunk)."""
+    nch = -(-totals // field)
+    first = np.cumsum(nch) - nch
+    item_chunk = first[item_stream] + (ends - 1) // field[item_stream]
+    chunk_stream = np.repeat(np.arange(totals.size), nch)
+    local = np.arange(int(nch.sum())) - first[chunk_stream]
+    valid = np.minimum(field[chunk_stream], totals[chunk_stream] - local * field[chunk_stream])
+    zeros = np.bincount(item_chunk[zero_bits], weights=(1 << ((ends[zero_bits] - 1) % field[item_stream][zero_bits]))
+                        .astype(np.float64), minlength=nch.sum()).astype(np.int64)
+    nzeros = np.bincount(item_chunk[zero_bits], minlength=nch.sum())
+    return (1 << valid) - 1 - zeros, valid - nzeros, nch, item_chunk
+
+
+def _local_cumsum(values: np.ndarray, stream: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Inclusive cumulative sum restarting at every stream (items sorted by stream, `count` per stream)."""
+    del stream
+    c = np.cumsum(values, dtype=np.int64)
+    first = np.cumsum(count) - count
+    has = count > 0
+    base = np.zeros(count.size, dtype=np.int64)
+    base[has] = (c - values)[first[has]]
+    return c - np.repeat(base, count)
+
+
+def chunk_items(plan: LayerPlan, wd: Widths, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                               np.ndarray]:
+    """GRC chunk items of all streams: (values, widths, starts within the stream's chunks, stream, and the
+    chunk bits per stream). Field order per chunk as in `pack_chunks`; remainders lag one chunk."""
+    streams = plan.n_w.size
+    f, z, n_w, n_z = plan.f, plan.z, plan.n_w, plan.n_z
+    fs = np.repeat(np.arange(streams), n_w)
+    zs = np.repeat(np.arange(streams), n_z)
+    d_f, unc_f = wd.d[fs], wd.unc[fs]
+    # ---- weight side: unary planes (uncompressed streams have no unary bits, only a symbol count)
+    q = np.where(unc_f, 0, f >> d_f)
+    trunc_f = plan.trunc[fs]
+    n0 = np.where(unc_f, 1, np.where(trunc_f, 1, (q >> 1) + 1))
+    last0 = np.where(trunc_f, q > 0, (q & 1) == 1)
+    n1 = np.where(unc_f, 0, np.where(trunc_f, (q > 0).astype(np.int64), (q + 1) >> 1))
+    last1 = np.where(trunc_f, q == 2, (q & 1) == 0)
+    end0 = _local_cumsum(n0, fs, n_w)
+    end1 = _local_cumsum(n1, fs, n_w)
+    tot0 = np.bincount(fs, weights=n0, minlength=streams).astype(np.int64)
+    u0, c1, n_wch, comp_w = _unary_words(end0, ~last0 | unc_f, fs, wd.cw, tot0)
+    c1 = np.where(np.repeat(wd.unc, n_wch), 0, c1)
+    wch_stream = np.repeat(np.arange(streams), n_wch)
+    c1_first = np.cumsum(c1) - c1  # u1 bits before each chunk, counted from the layer start
+    s1_first = np.zeros(streams, dtype=np.int64)
+    first_ch = np.cumsum(n_wch) - n_wch
+    has = n_wch > 0
+    s1_first[has] = c1_first[first_ch[has]]
+    zero1 = (n1 > 0) & ~last1
+    u1 = (1 << c1) - 1 - np.bincount(comp_w[zero1], weights=(1 << (end1[zero1] - 1 - (c1_first[comp_w[zero1]]
+                                     - s1_first[fs[zero1]]))).astype(np.float64), minlength=c1.size).astype(np.int64)
+    # ---- zero side: q ones then a zero per run
+    zq = z >> wd.e[zs]
+    endz = _local_cumsum(zq + 1, zs, n_z)
+    totz = np.bincount(zs, weights=zq + 1, minlength=streams).astype(np.int64)
+    zu, _, n_zch, comp_z = _unary_words(endz, np.ones(z.size, dtype=bool), zs, wd.cz, totz)
+    # ---- symbols completed by the end of each chunk (w_done / z_done, with a leading 0 per stream)
+    w_done = _done(comp_w, n_wch)
+    z_done = _done(comp_z, n_zch)
+    recs = _schedule(w_done, z_done, n_wch, n_zch, n_w, n_z, wd.rle, n // 2)
+    return _place(plan, wd, recs, (u0, c1, u1, zu), (w_done, z_done, n_wch, n_zch), (comp_w, comp_z, fs, zs),
+                  wch_stream)
+
+
+def _done(comp: np.ndarray, nch: np.ndarray) -> np.ndarray:
+    """Per stream, symbols completed before chunk k, k = 0..n_chunks (flat, n_chunks + 1 per stream)."""
+    per_chunk = np.bincount(comp, minlength=int(nch.sum()))
+    counts = nch + 1
+    out = np.zeros(int(counts.sum()), dtype=np.int64)
+    first = np.cumsum(counts) - counts
+    stream = np.repeat(np.arange(nch.size), nch)
+    pos = first[stream] + (np.arange(per_chunk.size) - (np.cumsum(nch) - nch)[stream]) + 1
+    out[pos] = per_chunk
+    return _local_cumsum(out, np.repeat(np.arange(nch.size), counts), counts)
+
+
+def _schedule(w_done: np.ndarray, z_done: np.ndarray, n_wch: np.ndarray, n_zch: np.ndarray, n_w: np.ndarray,
+              n_z: np.ndarray, rle: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The decoder's chunk interleave, stepped for all streams together: per iteration record the
+    stream, its weight chunk and its zero chunk (-1: none); a last record per stream only flushes."""
+    streams = n_w.size
+    ow = np.cumsum(n_wch + 1) - (n_wch + 1)
+    oz = np.cumsum(n_zch + 1) - (n_zch + 1)
+    live = np.arange(streams)
+    a = np.zeros(streams, dtype=np.int64)
+    b = np.zeros(streams, dtype=np.int64)
+    rec_s, rec_a, rec_b = [], [], []
+    while live.size:
+        wpos, zpos = w_done[ow[live] + a[live]], z_done[oz[live] + b[live]]
+        r = rle[live]
+        bal = np.where(r, wpos - zpos, 0)
+        w_en = (bal < half) & (wpos < n_w[live])
+        z_en = r & (bal >= 0) & (zpos < n_z[live])
+        rec_s.append(live)
+        rec_a.append(np.where(w_en, a[live], -1))
+        rec_b.append(np.where(z_en, b[live], -1))
+        a[live] += w_en
+        b[live] += z_en
+        live = live[w_en | z_en]
+    s, wa, zb = np.concatenate(rec_s), np.concatenate(rec_a), np.concatenate(rec_b)
+    order = np.argsort(s, kind="stable")
+    return s[order], wa[order], zb[order]
+
+
+def _place(plan: LayerPlan, wd: Widths, recs: tuple[np.ndarray, np.ndarray, np.ndarray],
+           words: tuple[np.ndarray, ...], done: tuple[np.ndarray, ...], comp: tuple[np.ndarray, ...],
+           wch_stream: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Bit offsets of every chunk field from the schedule: slots [u0, z_unary, u1, w rem, z rem]."""
+    s, wa, zb = recs
+    u0, c1, u1, zu = words
+    w_done, z_done, n_wch, n_zch = done
+    comp_w, comp_z, fs, zs = comp
+    streams = plan.n_w.size
+    wfirst = np.cumsum(n_wch) - n_wch
+    zfirst = np.cumsum(n_zch) - n_zch
+    ow = np.cumsum(n_wch + 1) - (n_wch + 1)
+    oz = np.cumsum(n_zch + 1) - (n_zch + 1)
+    gw = np.where(wa >= 0, wfirst[s] + wa, -1)  # global chunk ids
+    gz = np.where(zb >= 0, zfirst[s] + zb, -1)
+    w_cnt = np.where(wa >= 0, w_done[ow[s] + wa + 1] - w_done[ow[s] + np.maximum(wa, 0)], 0)
+    z_cnt = np.where(zb >= 0, z_done[oz[s] + zb + 1] - z_done[oz[s] + np.maximum(zb, 0)], 0)
+    nrec = s.size
+    sizes = np.zeros((nrec, 5), dtype=np.int64)
+    emit_u = (wa >= 0) & ~wd.unc[s]
+    sizes[:, 0] = np.where(emit_u, wd.cw[s], 0)
+    sizes[:, 1] = np.where(zb >= 0, wd.cz[s], 0)
+    sizes[:, 2] = np.where(emit_u, np.append(c1, 0)[gw], 0)  # gw -1 reads the appended 0
+    # Remainders of the previous record's chunks (the decoder double-buffers them one chunk behind).
+    sizes[1:, 3] = np.where(s[1:] == s[:-1], w_cnt[:-1] * wd.d[s[1:]], 0)
+    sizes[1:, 4] = np.where(s[1:] == s[:-1], z_cnt[:-1] * wd.e[s[1:]], 0)
+    flat = sizes.ravel()
+    rec_count = np.bincount(s, minlength=streams)
+    per_stream = np.bincount(np.repeat(s, 5), weights=flat, minlength=streams).astype(np.int64)
+    starts = (_local_cumsum(flat, np.repeat(s, 5), rec_count * 5) - flat).reshape(nrec, 5)
+    rec_of_w = np.zeros(u0.size, dtype=np.int64)
+    rec_of_w[gw[wa >= 0]] = np.flatnonzero(wa >= 0)
+    rec_of_z = np.zeros(zu.size, dtype=np.int64)
+    rec_of_z[gz[zb >= 0]] = np.flatnonzero(zb >= 0)
+    vals, wids, pos, owner = [], [], [], []
+    ru = np.flatnonzero(emit_u)
+    vals += [u0[gw[ru]], u1[gw[ru]]]
+    wids += [wd.cw[s[ru]], c1[gw[ru]]]
+    pos += [starts[ru, 0], starts[ru, 2]]
+    owner += [s[ru], s[ru]]
+    rz = np.flatnonzero(zb >= 0)
+    vals.append(zu[gz[rz]])
+    wids.append(wd.cz[s[rz]])
+    pos.append(starts[rz, 1])
+    owner.append(s[rz])
+    # Weight remainders: in the record after their chunk's, in symbol order.
+    d = wd.d[fs]
+    rw = rec_of_w[comp_w] + 1
+    idx_in_chunk = _rank_in(comp_w)
+    vals.append(plan.f & ((1 << d) - 1))
+    wids.append(d)
+    pos.append(starts[rw, 3] + idx_in_chunk * d)
+    owner.append(fs)
+    e = wd.e[zs]
+    rzr = rec_of_z[comp_z] + 1
+    vals.append(plan.z & ((1 << e) - 1))
+    wids.append(e)
+    pos.append(starts[rzr, 4] + _rank_in(comp_z) * e)
+    owner.append(zs)
+    return (np.concatenate(vals), np.concatenate(wids), np.concatenate(pos), np.concatenate(owner), per_stream)
+
+
+def _rank_in(groups: np.ndarray) -> np.ndarray:
+    """Position of each item within its (sorted, contiguous) group."""
+    if groups.size == 0:
+        return groups
+    new = np.ones(groups.size, dtype=bool)
+    new[1:] = groups[1:] != groups[:-1]
+    first = np.maximum.accumulate(np.where(new, np.arange(groups.size), 0))
+    return np.arange(groups.size) - first
+
+
+def layer_items(plan: LayerPlan, hdr: tuple[np.ndarray, ...], n: int) -> tuple[np.ndarray, ...]:
+    """All items of all streams: values, widths, starts relative to the stream start, owning stream;
+    then each stream's bits and the number of header fields per stream (the length field comes first)."""
+    wd = widths(plan, n)
+    hv, hw = header_items(plan, hdr)
+    head_bits = hw.sum(axis=1)
+    cv, cw_, cs, co, cbits = chunk_items(plan, wd, n)
+    hs = np.cumsum(hw, axis=1) - hw
+    streams = plan.n_w.size
+    vals = np.concatenate([hv.ravel(), cv])
+    wids = np.concatenate([hw.ravel(), cw_])
+    starts = np.concatenate([hs.ravel(), cs + head_bits[co]])
+    owner = np.concatenate([np.repeat(np.arange(streams), hw.shape[1]), co])
+    return vals, wids, starts, owner, head_bits + cbits, np.asarray(hw.shape[1])
+
+
+def stream_bit_counts(plan: LayerPlan, hdr: tuple[np.ndarray, ...], n: int) -> np.ndarray:
+    """Bits of every stream (headers + chunks) without placing them (what the sizes need)."""
+    wd = widths(plan, n)
+    _, hw = header_items(plan, hdr)
+    streams = plan.n_w.size
+    fs = np.repeat(np.arange(streams), plan.n_w)
+    zs = np.repeat(np.arange(streams), plan.n_z)
+    q = np.where(wd.unc[fs], 0, plan.f >> wd.d[fs])
+    trunc = plan.trunc[fs]
+    u0 = np.bincount(fs, weights=np.where(trunc, 1, (q >> 1) + 1), minlength=streams).astype(np.int64)
+    u1 = np.bincount(fs, weights=np.where(trunc, q > 0, (q + 1) >> 1), minlength=streams).astype(np.int64)
+    uz = np.bincount(zs, weights=(plan.z >> wd.e[zs]) + 1, minlength=streams).astype(np.int64)
+    total = wd.d * plan.n_w + wd.e * plan.n_z
+    total += np.where(~wd.unc & (plan.n_w > 0), -(-u0 // wd.cw) * wd.cw + u1, 0)
+    total += np.where(plan.n_z > 0, -(-uz // wd.cz) * wd.cz, 0)
+    return hw.sum(axis=1) + total

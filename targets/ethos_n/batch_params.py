@@ -1,0 +1,246 @@
+"""Ethos-N78 stream parameters for all streams of a layer at once (streams x candidates in numpy).
+
+The same choices as `stream_params.plan_stream`, made for a (streams, length) block of zig-zag
+symbols without a Python loop per stream: each stream's distinct symbols are ranked by frequency,
+the palette, DIROFS and GRC divisor of both passes (RLE off / on) are searched on (streams, ranks)
+arrays, and the one sequential part - a palette already held by the OG is not resent, which can
+tip the RLE choice - is solved by iterating the per-OG chain to its fixed point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .stream_params import MAX_DIROFS, MAX_PALETTE, MAX_QUOTIENT, MAX_SYMBOL, WDIV_UNCOMPRESSED, ZDIV_RLE_OFF
+
+_BIG = np.int64(1) << 40
+_SYM_BINS = MAX_SYMBOL + 1
+
+
+def bitwidth(values: np.ndarray, min_width: int) -> np.ndarray:
+    """Vectorised CalcBitWidth: smallest width >= min_width holding each (non-negative) value."""
+    v = np.asarray(values, dtype=np.int64)
+    widths = np.frexp(np.maximum(v, 0).astype(np.float64))[1].astype(np.int64)  # bit_length, exact below 2**53
+    return np.maximum(widths, min_width)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Each stream's distinct symbols, most frequent first (larger symbol first on ties)."""
+
+    syms: np.ndarray  # (S, K) symbol per rank; padding ranks hold 0 with count 0
+    cnts: np.ndarray  # (S, K) occurrences per rank
+    rank: np.ndarray  # (S, L) rank of every symbol of the block
+
+
+def rank_symbols(sym: np.ndarray) -> Ranking:
+    """Rank the distinct symbols of every row of `sym` (S, L) by (count desc, symbol desc)."""
+    rows, length = sym.shape
+    if length >= _SYM_BINS // 2:
+        # Long streams: one histogram per stream, then sort the 512 (count, symbol) keys.
+        offs = (np.arange(rows, dtype=np.int64) * _SYM_BINS)[:, None]
+        hist = np.bincount((sym + offs).ravel(), minlength=rows * _SYM_BINS).reshape(rows, _SYM_BINS)
+        keys = hist * _SYM_BINS + np.arange(_SYM_BINS)
+        full = np.argsort(-keys, axis=1, kind="stable")
+        width = max(int(np.count_nonzero(hist, axis=1).max()), 1)
+        order = full[:, :width]
+        rank_of = np.empty((rows, _SYM_BINS), dtype=np.int64)
+        np.put_along_axis(rank_of, full, np.broadcast_to(np.arange(_SYM_BINS)[None, :], full.shape), axis=1)
+        cnts = np.take_along_axis(hist, order, axis=1)
+        syms = np.where(cnts > 0, order, 0)
+        rank = np.take_along_axis(rank_of, sym.astype(np.int64), axis=1)
+        return Ranking(syms, cnts, rank)
+    # Short streams (depthwise): sort each row, count runs, then sort the runs by (count, symbol).
+    perm = np.argsort(sym, axis=1, kind="stable")
+    srt = np.take_along_axis(sym, perm, axis=1).astype(np.int64)
+    starts = np.ones(srt.shape, dtype=bool)
+    starts[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    pos = np.arange(length)[None, :]
+    # Run length = next run start - this run start, read at run starts.
+    start_pos = np.where(starts, pos, length)
+    next_start = np.minimum.accumulate(np.concatenate([start_pos[:, 1:], np.full((rows, 1), length)], axis=1)[:, ::-1],
+                                       axis=1)[:, ::-1]
+    counts = np.where(starts, next_start - pos, 0)
+    keys = np.where(starts, counts * _SYM_BINS + srt, -1)
+    korder = np.argsort(-keys, axis=1, kind="stable")  # run starts by key desc, non-starts last
+    width = max(int(starts.sum(axis=1).max()), 1)
+    top = korder[:, :width]
+    syms = np.take_along_axis(srt, top, axis=1)
+    cnts = np.take_along_axis(counts, top, axis=1)
+    syms = np.where(cnts > 0, syms, 0)
+    # rank of a run = position of its start in korder; rank of a symbol = rank of its run.
+    rank_at = np.empty_like(korder)
+    np.put_along_axis(rank_at, korder, np.broadcast_to(pos, korder.shape), axis=1)
+    run_start_pos = np.where(starts, pos, 0)
+    run_start_pos = np.maximum.accumulate(run_start_pos, axis=1)  # start position of each position's run
+    sorted_rank = np.take_along_axis(rank_at, run_start_pos, axis=1)
+    rank = np.empty_like(sorted_rank)
+    np.put_along_axis(rank, perm, sorted_rank, axis=1)
+    return Ranking(syms, cnts, rank)
+
+
+@dataclass(frozen=True)
+class PassChoice:
+    """One pass's parameters per stream (cost without the palette, which depends on the OG state)."""
+
+    cost: np.ndarray  # (S,) bits of the coded symbols (and zero runs for the RLE pass)
+    zdiv: np.ndarray
+    wdiv: np.ndarray
+    trunc: np.ndarray
+    dirofs: np.ndarray
+    pal_len: np.ndarray  # palette entries sent (0: none)
+    pbits: np.ndarray
+    palette: np.ndarray  # (S, 32) signed palette values, zero beyond pal_len
+    in_pal: np.ndarray  # ranks below this are palette indices
+    size: np.ndarray  # palette size P used for direct symbols (sym + P - DIROFS)
+
+    def palette_cost(self) -> np.ndarray:
+        return (self.pbits + 2) * self.pal_len
+
+
+def _find_palette(syms: np.ndarray, cnts: np.ndarray, nd: np.ndarray, rle: bool) -> tuple[np.ndarray, ...]:
+    """FindPaletteParams per stream: (size, padded, dirofs); size 0 means no palette."""
+    rows, width = syms.shape
+    valid = cnts > 0
+    size = np.minimum(MAX_PALETTE, np.count_nonzero(cnts > 1, axis=1))
+    # A single repeated non-zero value still pays off if padded with a zero entry.
+    padded = (size == 1) & (syms[:, 0] > 0) & (cnts[:, 0] > 2)
+    size = np.where(padded, 2, np.where(size < 2, 0, size))
+    # Suffix min/max of the symbols outside the palette, for every possible palette cut.
+    smin = np.where(valid, syms, _BIG)
+    smax = np.where(valid, syms, -1)
+    suf_min = np.concatenate([np.minimum.accumulate(smin[:, ::-1], axis=1)[:, ::-1], np.full((rows, 1), _BIG)], axis=1)
+    suf_max = np.concatenate([np.maximum.accumulate(smax[:, ::-1], axis=1)[:, ::-1], np.full((rows, 1), -1)], axis=1)
+    dirofs = np.zeros(rows, dtype=np.int64)
+    range_left = MAX_SYMBOL - size
+    active = size > 0
+    idx = np.arange(rows)
+    while True:
+        size = np.where(active, np.minimum(size, range_left), size)
+        in_pal = np.clip(size - padded, 0, width)
+        full = in_pal == nd
+        cut_min, cut_max = suf_min[idx, in_pal], suf_max[idx, in_pal]
+        new_dirofs = np.where(full, int(rle), np.minimum(cut_min, MAX_DIROFS))
+        new_range = np.where(full, MAX_SYMBOL, MAX_SYMBOL - (cut_max - new_dirofs))
+        dirofs = np.where(active, new_dirofs, dirofs)
+        range_left = np.where(active, new_range, range_left)
+        # Shrink until every direct symbol (sym + P - DIROFS) still fits in 9 bits.
+        active = active & (size > 2) & (size > range_left)
+        if not active.any():
+            break
+    ok = size >= 2
+    return np.where(ok, size, 0), padded & ok, dirofs
+
+
+def search_pass(rk_syms: np.ndarray, rk_cnts: np.ndarray, zdiv: np.ndarray, n: int) -> PassChoice:
+    """Palette + GRC choice of one pass for every stream, like `stream_params._pass` (ranked input)."""
+    rle = bool(np.any(zdiv != ZDIV_RLE_OFF))
+    rows, width = rk_syms.shape
+    valid = rk_cnts > 0
+    nd = valid.sum(axis=1)
+    total = rk_cnts.sum(axis=1)
+    smin_all = np.where(valid, rk_syms, _BIG).min(axis=1, initial=_BIG)
+    size, padded, dirofs = _find_palette(rk_syms, rk_cnts, nd, rle)
+    has_pal = size > 0
+    dirofs = np.where(has_pal, dirofs, np.minimum(smin_all, MAX_DIROFS))
+    in_pal = size - padded
+    r = np.arange(width)[None, :]
+    mapped = np.where(r < in_pal[:, None], r, rk_syms + (size - dirofs)[:, None])
+    partial = in_pal != nd
+    raw_ofs = np.minimum(smin_all, MAX_DIROFS)
+    raw = rk_syms - raw_ofs[:, None]
+    unc_max = np.where(valid, np.where(partial[:, None], raw, mapped), -1).max(axis=1)
+    best_cost = bitwidth(unc_max, 2) * total
+    mmin = np.where(valid, mapped, _BIG).min(axis=1)
+    mmax = np.where(valid, mapped, -1).max(axis=1)
+    min_w, max_w = bitwidth(mmin, 2), bitwidth(mmax, 1)
+    # The driver's pruned WDIV range: never so small that a quotient exceeds 31 bits.
+    lo = np.maximum(np.where(max_w > 5, max_w - 5, 0), np.minimum(5, min_w - 2))
+    hi = np.minimum(5, max_w - 1)
+    c34 = 3 * n // 4
+    costs = np.full((rows, 6), np.iinfo(np.int64).max, dtype=np.int64)
+    truncs = np.zeros((rows, 6), dtype=bool)
+    cnt = np.where(valid, rk_cnts, 0)
+    for d in range(6):
+        q = np.where(valid, mapped >> d, 0)
+        qmax = q.max(axis=1)
+        # Truncation: <= 3 distinct symbols, all quotients <= 2, so each costs 1 or 2 unary bits.
+        trunc = (nd <= 3) & (qmax < 3)
+        positive = ((q > 0) * cnt).sum(axis=1)
+        quot_bits = np.where(trunc, total + positive, ((q + 1) * cnt).sum(axis=1))
+        unary1 = np.where(trunc, positive, (((q + 1) >> 1) * cnt).sum(axis=1))
+        cost = -(-(quot_bits - unary1) // c34) * c34 + unary1 + d * total
+        ok = (d >= lo) & (d <= hi) & (qmax <= MAX_QUOTIENT)
+        costs[:, d] = np.where(ok, cost, costs[:, d])
+        truncs[:, d] = trunc
+    k = np.argmin(costs, axis=1)  # lowest divisor wins ties, like the driver's ascending search
+    kcost = costs[np.arange(rows), k]
+    grc = kcost < best_cost
+    wdiv = np.where(grc, k, WDIV_UNCOMPRESSED)
+    trunc = grc & truncs[np.arange(rows), k]
+    cost = np.where(grc, kcost, best_cost)
+    # Palette values (sign-magnitude width from the largest magnitude; zig-zag order is magnitude order).
+    pal_syms = np.where(np.arange(MAX_PALETTE)[None, :] < in_pal[:, None], _pad_cols(rk_syms, MAX_PALETTE), 0)
+    mag = (pal_syms + 1) >> 1
+    palette = np.where(pal_syms & 1, -mag, mag)
+    max_mag = mag.max(axis=1)
+    pbits = np.where(has_pal, bitwidth(max_mag, 2) + (max_mag > 1) - 2, 0)
+    pal_len = size.copy()
+    # A partial palette cannot be used uncompressed: drop it and send raw symbols.
+    drop = (wdiv == WDIV_UNCOMPRESSED) & partial
+    raw_max = np.where(valid, raw, -1).max(axis=1)
+    pbits = np.where(drop, bitwidth(raw_max, 2) - 2, pbits)
+    pal_len = np.where(drop, 0, pal_len)
+    palette = np.where(drop[:, None], 0, palette)
+    dirofs = np.where(drop, raw_ofs, dirofs)
+    in_pal = np.where(drop, 0, in_pal)
+    size = np.where(drop, 0, size)
+    return PassChoice(cost, zdiv, wdiv, trunc, dirofs, pal_len, pbits, palette, in_pal, size)
+
+
+def _pad_cols(a: np.ndarray, width: int) -> np.ndarray:
+    """`a` cut or zero-padded to `width` columns."""
+    if a.shape[1] >= width:
+        return a[:, :width]
+    return np.concatenate([a, np.zeros((a.shape[0], width - a.shape[1]), dtype=a.dtype)], axis=1)
+
+
+def zero_runs(sym: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Zero runs of every row: flat runs (count of zeros before each non-zero, plus a trailing one),
+    the row of each run, and the number of runs per row (non-zeros + 1)."""
+    rows, length = sym.shape
+    nz_r, nz_c = np.nonzero(sym)
+    nruns = np.bincount(nz_r, minlength=rows) + 1
+    first = np.cumsum(nruns) - nruns  # flat index of each row's first run
+    run_row = np.repeat(np.arange(rows), nruns)
+    ends = np.full(int(nruns.sum()), length, dtype=np.int64)  # trailing run ends at the row end
+    slot = np.arange(nz_r.size) + nz_r  # nz k of row r goes to run slot first[r] + (k - nzfirst[r])
+    ends[slot] = nz_c
+    prev_end = np.empty_like(ends)
+    prev_end[1:] = ends[:-1] + 1
+    prev_end[first] = 0
+    return ends - prev_end, run_row, nruns
+
+
+def rle_search(runs: np.ndarray, run_row: np.ndarray, rows: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cheapest (ZDIV, bits) per row for its zero runs, like FindRLEParams (its pruned ZDIV range)."""
+    count = np.bincount(run_row, minlength=rows)
+    rmin = np.full(rows, _BIG)
+    np.minimum.at(rmin, run_row, runs)
+    rmax = np.full(rows, -1, dtype=np.int64)
+    np.maximum.at(rmax, run_row, runs)
+    start = np.minimum(3, bitwidth(rmin, 2) - 2)
+    end = np.minimum(3, bitwidth(rmax, 1) - 1)
+    best_cost = np.full(rows, -1, dtype=np.int64)
+    best_div = np.zeros(rows, dtype=np.int64)
+    for e in range(4):
+        quot = np.bincount(run_row, weights=(runs >> e).astype(np.float64), minlength=rows).astype(np.int64) + count
+        # ZDIV 3 runs are short, so the hardware packs them in N/2-bit z_unary fields.
+        field = 3 * n // 4 if e < 3 else n // 2
+        cost = -(-quot // field) * field + e * count
+        take = (e >= start) & (e <= end) & ((best_cost < 0) | (cost < best_cost))
+        best_cost = np.where(take, cost, best_cost)
+        best_div = np.where(take, e, best_div)
+    return best_div, best_cost

@@ -1,0 +1,242 @@
+"""Ethos-N78 parameters and coded symbols for every stream of a layer, chosen in numpy.
+
+Per block of equally long streams (one IFM iteration) both passes of `batch_params` are searched;
+then the per-OG chain is resolved: a stream pays for its palette only when the OG does not already
+hold it, and an all-zero stream coded as one zero run keeps the OG's other parameters. Those depend
+on the previous stream's choice, so the choice is iterated until no stream changes (the fixed point
+of a chain is its sequential solution; it is reached in a few rounds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import overload
+
+import numpy as np
+
+from .batch_params import PassChoice, rank_symbols, rle_search, search_pass, zero_runs
+from .stream_params import INITIAL_PARAMS, MAX_PALETTE, ZDIV_RLE_OFF, StreamParams
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Final parameters per stream (encoder order) and the symbols each stream codes."""
+
+    zdiv: np.ndarray
+    wdiv: np.ndarray
+    trunc: np.ndarray
+    dirofs: np.ndarray
+    pal_len: np.ndarray
+    pbits: np.ndarray
+    palette: np.ndarray  # (S, 32)
+    reload_params: np.ndarray
+    reload_palette: np.ndarray
+    f: np.ndarray  # coded weight symbols of all streams, stream after stream
+    n_w: np.ndarray  # per stream
+    z: np.ndarray  # zero runs of all RLE streams, stream after stream
+    n_z: np.ndarray  # per stream
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Searched candidates of one block of streams (rows of one IFM iteration)."""
+
+    off: PassChoice
+    rle: PassChoice
+    zcost: np.ndarray
+    has_zero: np.ndarray
+    all_zero: np.ndarray
+
+
+_FIELDS = ("cost", "zdiv", "wdiv", "trunc", "dirofs", "pal_len", "pbits", "palette", "in_pal", "size")
+
+
+def _search_block(sym: np.ndarray, n: int) -> tuple[_Block, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    rows = sym.shape[0]
+    rk = rank_symbols(sym)
+    off = search_pass(rk.syms, rk.cnts, np.full(rows, ZDIV_RLE_OFF), n)
+    # The RLE pass ranks the same symbols without 0 (zeros travel as runs).
+    is_zero = (rk.syms == 0) & (rk.cnts > 0)
+    has_zero = is_zero.any(axis=1)
+    r0 = np.where(has_zero, np.argmax(is_zero, axis=1), rk.syms.shape[1])
+    cols = np.arange(rk.syms.shape[1])[None, :]
+    src = np.minimum(cols + (cols >= r0[:, None]), rk.syms.shape[1] - 1)
+    keep = cols + (cols >= r0[:, None]) < rk.syms.shape[1]
+    r_syms = np.where(keep, np.take_along_axis(rk.syms, src, axis=1), 0)
+    r_cnts = np.where(keep, np.take_along_axis(rk.cnts, src, axis=1), 0)
+    runs, run_row, _ = zero_runs(sym)
+    zdiv, zcost = rle_search(runs, run_row, rows, n)
+    rle = search_pass(r_syms, r_cnts, zdiv, n)
+    all_zero = has_zero & (r_cnts[:, 0] == 0)
+    block = _Block(off, rle, zcost, has_zero, all_zero)
+    return block, rk.rank, (runs, run_row, r0)
+
+
+def _cat(blocks: list[PassChoice], order: np.ndarray) -> PassChoice:
+    """Concatenate per-block candidates and put them in encoder stream order."""
+    return PassChoice(*(np.concatenate([getattr(b, f) for b in blocks])[order] for f in _FIELDS))
+
+
+def prev_index(og: np.ndarray) -> np.ndarray:
+    """Previous stream on the same OG (-1 for the first): the decoder keeps its state per OG."""
+    order = np.argsort(og, kind="stable")
+    prev = np.full(og.size, -1, dtype=np.int64)
+    same = og[order[1:]] == og[order[:-1]]
+    prev[order[1:][same]] = order[:-1][same]
+    return prev
+
+
+def _chain_source(own: np.ndarray, prev: np.ndarray, og: np.ndarray) -> np.ndarray:
+    """For each stream, the latest stream at or before it on its OG with its own parameters (-1: none)."""
+    order = np.argsort(og, kind="stable")
+    pos = np.arange(og.size)
+    val = np.where(own[order], pos, -1)
+    last = np.maximum.accumulate(val)
+    group_start = np.zeros(og.size, dtype=np.int64)
+    starts = np.ones(og.size, dtype=bool)
+    starts[1:] = og[order[1:]] != og[order[:-1]]
+    group_start = np.maximum.accumulate(np.where(starts, pos, 0))
+    src = np.where(last >= group_start, order[np.maximum(last, 0)], -1)
+    out = np.empty(og.size, dtype=np.int64)
+    out[order] = src
+    return out
+
+
+def _reloads(c: PassChoice, held: tuple[np.ndarray, np.ndarray, np.ndarray], initial: np.ndarray) -> np.ndarray:
+    """Whether each stream must send this candidate's palette: reset, or not the palette the OG holds."""
+    p_len, p_bits, p_pal = held
+    return initial | ~((c.pal_len == p_len) & (c.pbits == p_bits) & (c.palette == p_pal).all(axis=1))
+
+
+def plan_layer_streams(
+    blocks_sym: list[np.ndarray], stream_of_row: list[np.ndarray], og: np.ndarray, initial: np.ndarray, n: int
+) -> LayerPlan:
+    """Choose parameters for every stream; `blocks_sym[i]` holds the symbols of the streams
+    `stream_of_row[i]`; `og` and `initial` (decoder state reset) are per stream in encoder order."""
+    total = og.size
+    searched = [_search_block(sym, n) for sym in blocks_sym]
+    where = np.concatenate(stream_of_row)
+    order = np.empty(total, dtype=np.int64)
+    order[where] = np.arange(total)
+    off = _cat([b.off for b, _, _ in searched], order)
+    rle = _cat([b.rle for b, _, _ in searched], order)
+    zcost = np.concatenate([b.zcost for b, _, _ in searched])[order]
+    has_zero = np.concatenate([b.has_zero for b, _, _ in searched])[order]
+    all_zero = np.concatenate([b.all_zero for b, _, _ in searched])[order]
+    rle_cost = rle.cost + zcost
+    rle_cost = np.where(all_zero, zcost, rle_cost)
+    prev = prev_index(og)
+    init = INITIAL_PARAMS
+    choice = has_zero & (rle_cost < off.cost)  # first guess: palettes free
+    while True:
+        inherit = choice & all_zero
+        src = _chain_source(~inherit, prev, og)
+        pick = choice[:, None]
+        fin = {f: np.where(choice, getattr(rle, f), getattr(off, f)) for f in ("wdiv", "trunc", "dirofs", "pal_len",
+                                                                                 "pbits")}
+        fin_pal = np.where(pick, rle.palette, off.palette)
+        fin_zdiv = np.where(choice, rle.zdiv, ZDIV_RLE_OFF)
+        # Streams that keep the OG's parameters take them from their chain source (or the reset state).
+        have = src >= 0
+        s = np.maximum(src, 0)
+        defaults = {"wdiv": init.wdiv, "trunc": init.truncation, "dirofs": init.weight_offset, "pal_len": 0,
+                    "pbits": init.palette_bits}
+        for name, dflt in defaults.items():
+            fin[name] = np.where(inherit, np.where(have, fin[name][s], dflt), fin[name])
+        fin_pal = np.where(inherit[:, None], np.where(have[:, None], fin_pal[s], 0), fin_pal)
+        p = np.maximum(prev, 0)
+        hp = prev >= 0
+        p_pal = np.where(hp[:, None], fin_pal[p], 0)
+        p_len = np.where(hp, fin["pal_len"][p], 0)
+        p_bits = np.where(hp, fin["pbits"][p], init.palette_bits)
+
+        held = (p_len, p_bits, p_pal)
+        off_total = off.cost + np.where(_reloads(off, held, initial) & (off.pal_len > 0), off.palette_cost(), 0)
+        rle_total = np.where(all_zero, zcost, rle_cost + np.where(_reloads(rle, held, initial) & (rle.pal_len > 0),
+                                                                  rle.palette_cost(), 0))
+        new = has_zero & (rle_total < off_total)
+        if np.array_equal(new, choice):
+            break
+        choice = new
+    p_zdiv = np.where(hp, fin_zdiv[p], init.zdiv)
+    same_pal = (fin["pal_len"] == p_len) & (fin["pbits"] == p_bits) & (fin_pal == p_pal).all(axis=1)
+    reload_palette = initial | ~same_pal
+    reload_params = reload_palette | (fin_zdiv != p_zdiv) | (fin["wdiv"] != np.where(hp, fin["wdiv"][p], init.wdiv))
+    reload_params |= fin["trunc"] != np.where(hp, fin["trunc"][p], init.truncation)
+    reload_params |= fin["dirofs"] != np.where(hp, fin["dirofs"][p], init.weight_offset)
+    f, n_w, z, n_z = _coded(searched, blocks_sym, stream_of_row, choice, off, rle, total)
+    return LayerPlan(fin_zdiv, fin["wdiv"], fin["trunc"].astype(bool), fin["dirofs"], fin["pal_len"], fin["pbits"],
+                     fin_pal[:, :MAX_PALETTE], reload_params, reload_palette, f, n_w, z, n_z)
+
+
+def _coded(
+    searched: list[tuple[_Block, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]],
+    blocks_sym: list[np.ndarray],
+    stream_of_row: list[np.ndarray],
+    choice: np.ndarray,
+    off: PassChoice,
+    rle: PassChoice,
+    total: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Coded weight symbols (palette index or direct symbol) and zero runs, stream after stream."""
+    fs, f_streams, zs, z_streams = [], [], [], []
+    for (_, rank, (runs, run_row, r0)), sym, rows in zip(searched, blocks_sym, stream_of_row, strict=True):
+        ch = choice[rows]
+        in_pal, size, dirofs = (np.where(ch, getattr(rle, f)[rows], getattr(off, f)[rows])
+                                for f in ("in_pal", "size", "dirofs"))
+        # With RLE the zero symbol leaves the ranking: the ranks after it move up by one.
+        rr = np.where(ch[:, None], rank - (rank > r0[:, None]), rank)
+        mapped = np.where(rr < in_pal[:, None], rr, sym + (size - dirofs)[:, None])
+        keep = ~ch[:, None] | (sym != 0)  # RLE streams code only their non-zero weights
+        fs.append(mapped[keep])
+        f_streams.append(np.repeat(rows, keep.sum(axis=1)))
+        zsel = ch[run_row]
+        zs.append(runs[zsel])
+        z_streams.append(rows[run_row[zsel]])
+    f_stream, z_stream = np.concatenate(f_streams), np.concatenate(z_streams)
+    f, z = np.concatenate(fs), np.concatenate(zs)
+    if len(blocks_sym) > 1 or not np.array_equal(stream_of_row[0], np.arange(total)):
+        fo, zo = np.argsort(f_stream, kind="stable"), np.argsort(z_stream, kind="stable")
+        f, f_stream, z, z_stream = f[fo], f_stream[fo], z[zo], z_stream[zo]
+    return f, np.bincount(f_stream, minlength=total), z, np.bincount(z_stream, minlength=total)
+
+
+class ParamTable(Sequence[StreamParams]):
+    """The per-stream `StreamParams` of a `LayerPlan`, made on access (and equal to a tuple of them)."""
+
+    def __init__(self, plan: LayerPlan) -> None:
+        self._plan = plan
+
+    def __len__(self) -> int:
+        return int(self._plan.n_w.size)
+
+    def _one(self, i: int) -> StreamParams:
+        p = self._plan
+        pal = tuple(int(v) for v in p.palette[i, : int(p.pal_len[i])])
+        return StreamParams(int(p.zdiv[i]), int(p.wdiv[i]), bool(p.trunc[i]), int(p.dirofs[i]), pal,
+                            int(p.pbits[i]), bool(p.reload_params[i]), bool(p.reload_palette[i]))
+
+    @overload
+    def __getitem__(self, i: int) -> StreamParams: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[StreamParams, ...]: ...
+    def __getitem__(self, i: int | slice) -> StreamParams | tuple[StreamParams, ...]:
+        if isinstance(i, slice):
+            return tuple(self._one(k) for k in range(len(self))[i])
+        if not -len(self) <= i < len(self):
+            raise IndexError("stream index out of range")
+        return self._one(i % len(self))
+
+    def __iter__(self) -> Iterator[StreamParams]:
+        return (self._one(k) for k in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
