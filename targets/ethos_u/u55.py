@@ -27,10 +27,13 @@ def _ublock(g: LayerGeometry, target: Target) -> tuple[int, int, int]:
         for alt in target.npu.alt_ofm_ublocks:
             if alt[2] == 16 and alt[0] * alt[1] * alt[2] >= ub[0] * ub[1] * ub[2] // 2:
                 return alt
-    if (target.family is not Family.ETHOS_U85 and ub[0] == 2 and g.ofm[0] == 1 and g.ofm[1] % 2 == 0
-            and g.kernel[0] == 1 and g.kind in (OpKind.CONV, OpKind.FULLY_CONNECTED)):
-        return (1, 4, ub[2])  # U55/U65: 1-row OFMs with an even width run as 1x4 micro-blocks
-    return ub
+    if target.family is Family.ETHOS_U85:
+        return ub
+    hwc_ub = (ub[1], ub[0], ub[2])  # U55/U65 descriptors give the micro-block as (W, H, C), as Vela's tables do
+    if (hwc_ub[0] == 2 and g.ofm[0] == 1 and g.ofm[1] % 2 == 0 and g.kernel[0] == 1
+            and g.kind in (OpKind.CONV, OpKind.FULLY_CONNECTED)):
+        return (1, 4, ub[2])  # 1-row OFMs with an even width run as 1x4 micro-blocks
+    return hwc_ub
 
 
 BLOCK_ELEMENTS = 256  # typical OFM block area (H x W) the block-config search settles on
