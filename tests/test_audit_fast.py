@@ -148,3 +148,13 @@ def test_audit_without_deflate_measures_the_same_structure() -> None:
     lean = audit_model(read_model(data), data, "m.tflite", with_deflate=False)
     assert full.model.deflate_bytes == deflate_size(data, "m.tflite") and lean.model.deflate_bytes is None
     assert lean.layers == full.layers and lean.summary == full.summary
+
+
+@pytest.mark.parametrize("process", [False, True])
+def test_deflate_job_in_a_thread_or_a_child(process: bool) -> None:
+    from hwopt.analysis.deflate import DeflateJob
+
+    data = int8_conv_model()
+    job = DeflateJob(data, "m.tflite", process=process)
+    assert job.result() == deflate_size(data, "m.tflite")
+    assert job.result() == deflate_size(data, "m.tflite")  # asking again gives the same size

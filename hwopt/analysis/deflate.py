@@ -55,19 +55,58 @@ def deflate_size(data: bytes, name: str = "model.tflite") -> int:
 
 
 class DeflateJob:
-    """`deflate_size(data, name)` computed in a daemon thread; `result()` waits for it."""
+    """`deflate_size(data, name)` computed beside the caller; `result()` waits for it.
 
-    def __init__(self, data: bytes, name: str = "model.tflite") -> None:
+    By default in a daemon thread (zlib releases the GIL while it compresses). With
+    `process=True`, in a forked child process instead, for callers whose main thread then
+    holds the GIL in native code for seconds (Vela's Regor compile does, and a thread's
+    zlib call needs the GIL back each time its output buffer grows). Where fork is not
+    available or other threads run (forking them is unsafe), it falls back to a thread.
+    """
+
+    def __init__(self, data: bytes, name: str = "model.tflite", *, process: bool = False) -> None:
         self.data, self.name = data, name
         self._size = 0
-        self._thread = threading.Thread(target=self._run, name="hwopt-deflate", daemon=True)
-        self._thread.start()
+        self._child: tuple[int, int] | None = None
+        self._thread: threading.Thread | None = None
+        if process and hasattr(os, "fork") and threading.active_count() == 1:
+            self._child = self._fork()
+        if self._child is None:
+            self._thread = threading.Thread(target=self._run, name="hwopt-deflate", daemon=True)
+            self._thread.start()
+
+    def _fork(self) -> tuple[int, int] | None:
+        try:
+            r, w = os.pipe()
+            pid = os.fork()
+        except OSError:
+            return None
+        if pid == 0:  # the child: compress, report the size, leave without running any cleanup
+            try:
+                os.close(r)
+                os.write(w, str(deflate_size(self.data, self.name)).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        return pid, r
 
     def _run(self) -> None:
         self._size = deflate_size(self.data, self.name)
 
     def result(self) -> int:
-        self._thread.join()
+        if self._child is not None:
+            pid, r = self._child
+            self._child = None
+            chunks = []
+            while chunk := os.read(r, 64):
+                chunks.append(chunk)
+            os.close(r)
+            os.waitpid(pid, 0)
+            text = b"".join(chunks)
+            # A child that died (killed, out of memory) reported nothing: compress here instead.
+            self._size = int(text) if text.isdigit() else deflate_size(self.data, self.name)
+        elif self._thread is not None:
+            self._thread.join()
         return self._size
 
     @classmethod
