@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "hwopt"
 
 LAYERS = ("base", "bindings", "ir", "format", "analysis", "targets", "passes", "engines", "reports", "applications")
-BASE = {"hwopt.errors", "hwopt.fileio", "hwopt.records", "hwopt._quiet"}
+BASE = {"hwopt.errors", "hwopt.fileio", "hwopt.records", "hwopt._quiet", "hwopt.isolation"}
 APPLICATIONS = {"hwopt", "hwopt.__main__", "hwopt.cli", "hwopt.tree", "hwopt.sweeps", "hwopt.testing", "hwopt.example"}
 
 

@@ -37,6 +37,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "models")
     ap.add_argument("--report", type=Path, help="write the figures and breaches as JSON")
+    ap.add_argument("--mix", choices=("quick", "full"), default="full",
+                    help="command shares: full (Vela-backed commands often) or quick (the test suite's)")
     args = ap.parse_args()
     sf.worker_limits()
     sources = sf.load_sources(ROOT / "hwopt" / "example" / "example_int8.tflite",
@@ -50,7 +52,8 @@ def main() -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hwopt-fuzz-") as tmp:
         for i, case in enumerate(cases):
-            for o in sf.run_case(case, Path(tmp) / f"c{i % 16}", rng, args.per_case, sf.FULL):
+            shares = sf.FULL if args.mix == "full" else sf.QUICK
+            for o in sf.run_case(case, Path(tmp) / f"c{i % 16}", rng, args.per_case, shares):
                 per_command[o.command] += 1
                 codes[o.code] += 1
                 if o.seconds > slowest[0]:
