@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .batch_plan import LayerPlan
-from .stream_params import BIAS_BITS, LENGTH_PLACEHOLDER, MAX_PALETTE, MAX_PLDLEN, WDIV_UNCOMPRESSED, ZDIV_RLE_OFF
+from .stream_params import BIAS_BITS, LENGTH_PLACEHOLDER, MAX_PLDLEN, WDIV_UNCOMPRESSED, ZDIV_RLE_OFF
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def header_items(plan: LayerPlan, hdr: tuple[np.ndarray, ...]) -> tuple[np.ndarr
     ew = (plan.pbits + 2)[:, None]
     pal = plan.palette
     entries = np.abs(pal) | ((pal < 0).astype(np.int64) << (ew - 1))
-    present = (np.arange(MAX_PALETTE)[None, :] < plan.pal_len[:, None]) & rpal[:, None]
+    present = (np.arange(pal.shape[1])[None, :] < plan.pal_len[:, None]) & rpal[:, None]
     vals = np.concatenate([vals, np.where(present, entries, 0)], axis=1)
     wids = np.concatenate([wids, np.where(present, ew, 0)], axis=1)
     vals = np.where(wids > 0, vals, 0)
@@ -222,47 +222,43 @@ def _place(plan: LayerPlan, wd: Widths, recs: tuple[np.ndarray, np.ndarray, np.n
     wids.append(wd.cz[s[rz]])
     pos.append(starts[rz, 1])
     owner.append(s[rz])
-    # Weight remainders: in the record after their chunk's, in symbol order.
-    d = wd.d[fs]
-    rw = rec_of_w[comp_w] + 1
-    idx_in_chunk = _rank_in(comp_w)
-    vals.append(plan.f & ((1 << d) - 1))
-    wids.append(d)
-    pos.append(starts[rw, 3] + idx_in_chunk * d)
-    owner.append(fs)
-    e = wd.e[zs]
-    rzr = rec_of_z[comp_z] + 1
-    vals.append(plan.z & ((1 << e) - 1))
-    wids.append(e)
-    pos.append(starts[rzr, 4] + _rank_in(comp_z) * e)
-    owner.append(zs)
+    # Remainders: in the record after their chunk's, in symbol order, back to back.
+    d, e = wd.d[fs], wd.e[zs]
+    vals += [plan.f & ((1 << d) - 1), plan.z & ((1 << e) - 1)]
+    wids += [d, e]
+    pos += [_remainder_starts(starts[:, 3], rec_of_w, comp_w, d, wd.d[wch_stream]),
+            _remainder_starts(starts[:, 4], rec_of_z, comp_z, e, wd.e[np.repeat(np.arange(streams), n_zch)])]
+    owner += [fs, zs]
     return (np.concatenate(vals), np.concatenate(wids), np.concatenate(pos), np.concatenate(owner), per_stream)
 
 
-def _rank_in(groups: np.ndarray) -> np.ndarray:
-    """Position of each item within its (sorted, contiguous) group."""
-    if groups.size == 0:
-        return groups
-    new = np.ones(groups.size, dtype=bool)
-    new[1:] = groups[1:] != groups[:-1]
-    first = np.maximum.accumulate(np.where(new, np.arange(groups.size), 0))
-    return np.arange(groups.size) - first
+def _remainder_starts(slot: np.ndarray, rec_of_chunk: np.ndarray, comp: np.ndarray, width: np.ndarray,
+                      chunk_width: np.ndarray) -> np.ndarray:
+    """Start bit of each remainder: its chunk's remainder slot (in the next record) plus its place
+    among the chunk's symbols, written as chunk offset + global symbol index x width."""
+    per_chunk = np.bincount(comp, minlength=rec_of_chunk.size)
+    first_sym = np.cumsum(per_chunk) - per_chunk
+    chunk_off = slot[np.minimum(rec_of_chunk + 1, slot.size - 1)] - first_sym * chunk_width
+    return chunk_off[comp] + np.arange(comp.size) * width
 
 
 def layer_items(plan: LayerPlan, hdr: tuple[np.ndarray, ...], n: int) -> tuple[np.ndarray, ...]:
     """All items of all streams: values, widths, starts relative to the stream start, owning stream;
-    then each stream's bits and the number of header fields per stream (the length field comes first)."""
+    then each stream's bits and the item index of each stream's length field (patched later)."""
     wd = widths(plan, n)
     hv, hw = header_items(plan, hdr)
     head_bits = hw.sum(axis=1)
-    cv, cw_, cs, co, cbits = chunk_items(plan, wd, n)
     hs = np.cumsum(hw, axis=1) - hw
+    keep = hw > 0  # absent fields (no reload, no palette) are not items
+    per_stream = keep.sum(axis=1)
+    length_item = np.cumsum(per_stream) - per_stream  # the 16-bit length field comes first in each stream
+    cv, cw_, cs, co, cbits = chunk_items(plan, wd, n)
     streams = plan.n_w.size
-    vals = np.concatenate([hv.ravel(), cv])
-    wids = np.concatenate([hw.ravel(), cw_])
-    starts = np.concatenate([hs.ravel(), cs + head_bits[co]])
-    owner = np.concatenate([np.repeat(np.arange(streams), hw.shape[1]), co])
-    return vals, wids, starts, owner, head_bits + cbits, np.asarray(hw.shape[1])
+    vals = np.concatenate([hv[keep], cv])
+    wids = np.concatenate([hw[keep], cw_])
+    starts = np.concatenate([hs[keep], cs + head_bits[co]])
+    owner = np.concatenate([np.repeat(np.arange(streams), per_stream), co])
+    return vals, wids, starts, owner, head_bits + cbits, length_item
 
 
 def stream_bit_counts(plan: LayerPlan, hdr: tuple[np.ndarray, ...], n: int) -> np.ndarray:

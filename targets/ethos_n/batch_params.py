@@ -92,7 +92,7 @@ class PassChoice:
     dirofs: np.ndarray
     pal_len: np.ndarray  # palette entries sent (0: none)
     pbits: np.ndarray
-    palette: np.ndarray  # (S, 32) signed palette values, zero beyond pal_len
+    palette: np.ndarray  # (S, <= 32) signed palette values, zero beyond pal_len
     in_pal: np.ndarray  # ranks below this are palette indices
     size: np.ndarray  # palette size P used for direct symbols (sym + P - DIROFS)
 
@@ -162,15 +162,17 @@ def search_pass(rk_syms: np.ndarray, rk_cnts: np.ndarray, zdiv: np.ndarray, n: i
     c34 = 3 * n // 4
     costs = np.full((rows, 6), np.iinfo(np.int64).max, dtype=np.int64)
     truncs = np.zeros((rows, 6), dtype=bool)
-    cnt = np.where(valid, rk_cnts, 0)
+    # int32 halves the memory traffic: symbols < 2**10, per-stream sums < 2**31 (PLDLEN is 17 bits).
+    cnt = np.where(valid, rk_cnts, 0).astype(np.int32)
+    mv = np.where(valid, mapped, 0).astype(np.int32)
     for d in range(6):
-        q = np.where(valid, mapped >> d, 0)
+        q = mv >> d
         qmax = q.max(axis=1)
         # Truncation: <= 3 distinct symbols, all quotients <= 2, so each costs 1 or 2 unary bits.
         trunc = (nd <= 3) & (qmax < 3)
-        positive = ((q > 0) * cnt).sum(axis=1)
-        quot_bits = np.where(trunc, total + positive, ((q + 1) * cnt).sum(axis=1))
-        unary1 = np.where(trunc, positive, (((q + 1) >> 1) * cnt).sum(axis=1))
+        positive = np.einsum("sk,sk->s", (q > 0).view(np.int8), cnt, dtype=np.int64)
+        quot_bits = np.where(trunc, positive, np.einsum("sk,sk->s", q, cnt, dtype=np.int64)) + total
+        unary1 = np.where(trunc, positive, np.einsum("sk,sk->s", (q + 1) >> 1, cnt, dtype=np.int64))
         cost = -(-(quot_bits - unary1) // c34) * c34 + unary1 + d * total
         ok = (d >= lo) & (d <= hi) & (qmax <= MAX_QUOTIENT)
         costs[:, d] = np.where(ok, cost, costs[:, d])
@@ -182,7 +184,9 @@ def search_pass(rk_syms: np.ndarray, rk_cnts: np.ndarray, zdiv: np.ndarray, n: i
     trunc = grc & truncs[np.arange(rows), k]
     cost = np.where(grc, kcost, best_cost)
     # Palette values (sign-magnitude width from the largest magnitude; zig-zag order is magnitude order).
-    pal_syms = np.where(np.arange(MAX_PALETTE)[None, :] < in_pal[:, None], _pad_cols(rk_syms, MAX_PALETTE), 0)
+    # At most 32 entries, and never more than the distinct symbols plus the zero padding entry.
+    pal_cols = min(MAX_PALETTE, width + 1)
+    pal_syms = np.where(np.arange(pal_cols)[None, :] < in_pal[:, None], pad_cols(rk_syms, pal_cols), 0)
     mag = (pal_syms + 1) >> 1
     palette = np.where(pal_syms & 1, -mag, mag)
     max_mag = mag.max(axis=1)
@@ -200,7 +204,7 @@ def search_pass(rk_syms: np.ndarray, rk_cnts: np.ndarray, zdiv: np.ndarray, n: i
     return PassChoice(cost, zdiv, wdiv, trunc, dirofs, pal_len, pbits, palette, in_pal, size)
 
 
-def _pad_cols(a: np.ndarray, width: int) -> np.ndarray:
+def pad_cols(a: np.ndarray, width: int) -> np.ndarray:
     """`a` cut or zero-padded to `width` columns."""
     if a.shape[1] >= width:
         return a[:, :width]

@@ -15,8 +15,8 @@ from typing import overload
 
 import numpy as np
 
-from .batch_params import PassChoice, rank_symbols, rle_search, search_pass, zero_runs
-from .stream_params import INITIAL_PARAMS, MAX_PALETTE, ZDIV_RLE_OFF, StreamParams
+from .batch_params import PassChoice, pad_cols, rank_symbols, rle_search, search_pass, zero_runs
+from .stream_params import INITIAL_PARAMS, ZDIV_RLE_OFF, StreamParams
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class LayerPlan:
     dirofs: np.ndarray
     pal_len: np.ndarray
     pbits: np.ndarray
-    palette: np.ndarray  # (S, 32)
+    palette: np.ndarray  # (S, <= 32) signed values, zero beyond pal_len
     reload_params: np.ndarray
     reload_palette: np.ndarray
     f: np.ndarray  # coded weight symbols of all streams, stream after stream
@@ -75,7 +75,9 @@ def _search_block(sym: np.ndarray, n: int) -> tuple[_Block, np.ndarray, tuple[np
 
 def _cat(blocks: list[PassChoice], order: np.ndarray) -> PassChoice:
     """Concatenate per-block candidates and put them in encoder stream order."""
-    return PassChoice(*(np.concatenate([getattr(b, f) for b in blocks])[order] for f in _FIELDS))
+    cols = max(b.palette.shape[1] for b in blocks)
+    return PassChoice(*(np.concatenate([pad_cols(getattr(b, f), cols) if f == "palette" else getattr(b, f)
+                                        for b in blocks])[order] for f in _FIELDS))
 
 
 def prev_index(og: np.ndarray) -> np.ndarray:
@@ -106,7 +108,8 @@ def _chain_source(own: np.ndarray, prev: np.ndarray, og: np.ndarray) -> np.ndarr
 def _reloads(c: PassChoice, held: tuple[np.ndarray, np.ndarray, np.ndarray], initial: np.ndarray) -> np.ndarray:
     """Whether each stream must send this candidate's palette: reset, or not the palette the OG holds."""
     p_len, p_bits, p_pal = held
-    return initial | ~((c.pal_len == p_len) & (c.pbits == p_bits) & (c.palette == p_pal).all(axis=1))
+    same = (c.pal_len == p_len) & (c.pbits == p_bits) & (pad_cols(c.palette, p_pal.shape[1]) == p_pal).all(axis=1)
+    return initial | ~same
 
 
 def plan_layer_streams(
@@ -135,7 +138,8 @@ def plan_layer_streams(
         pick = choice[:, None]
         fin = {f: np.where(choice, getattr(rle, f), getattr(off, f)) for f in ("wdiv", "trunc", "dirofs", "pal_len",
                                                                                  "pbits")}
-        fin_pal = np.where(pick, rle.palette, off.palette)
+        cols = max(off.palette.shape[1], rle.palette.shape[1])
+        fin_pal = np.where(pick, pad_cols(rle.palette, cols), pad_cols(off.palette, cols))
         fin_zdiv = np.where(choice, rle.zdiv, ZDIV_RLE_OFF)
         # Streams that keep the OG's parameters take them from their chain source (or the reset state).
         have = src >= 0
@@ -167,7 +171,7 @@ def plan_layer_streams(
     reload_params |= fin["dirofs"] != np.where(hp, fin["dirofs"][p], init.weight_offset)
     f, n_w, z, n_z = _coded(searched, blocks_sym, stream_of_row, choice, off, rle, total)
     return LayerPlan(fin_zdiv, fin["wdiv"], fin["trunc"].astype(bool), fin["dirofs"], fin["pal_len"], fin["pbits"],
-                     fin_pal[:, :MAX_PALETTE], reload_params, reload_palette, f, n_w, z, n_z)
+                     fin_pal, reload_params, reload_palette, f, n_w, z, n_z)
 
 
 def _coded(

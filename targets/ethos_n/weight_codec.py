@@ -197,8 +197,8 @@ def _encode(
     plan, header = _stage1(weights, zp, geo, variant, bias_arr, (mult, shift, ozp), per_channel)
     if size_only:
         return _sizes(stream_bit_counts(plan, header, variant.ifm_parallel), geo, variant)
-    vals, wids, starts, owner, bits, fields = layer_items(plan, header, variant.ifm_parallel)
-    data, meta = _stage2((vals, wids, starts, owner, bits, fields), geo, variant)
+    vals, wids, starts, owner, bits, length_item = layer_items(plan, header, variant.ifm_parallel)
+    data, meta = _stage2((vals, wids, starts, owner, bits, length_item), geo, variant)
     return EncodedLayer(data, tuple(bits.tolist()), max(size for _, size in meta), ParamTable(plan), meta)
 
 
@@ -254,7 +254,7 @@ def _stage2(
     variant: N78Variant,
 ) -> tuple[bytes, tuple[tuple[int, int], ...]]:
     """Join streams per (stripe, group) bit-contiguously, patch lengths, pad to 16 bytes, interleave."""
-    vals, wids, starts, owner, bits, fields = items
+    vals, wids, starts, owner, bits, length_item = items
     entries, entry_len = _entry_len(bits, geo)
     num_entries = geo.num_entries
     # Offset of each stream within its group: the bits of the earlier streams of that group.
@@ -268,7 +268,7 @@ def _stage2(
     if words.size and int(words.max()) > 0xFFFF:
         raise ValueError("weight stream longer than the 16-bit length field allows")
     vals = vals.copy()
-    vals[np.arange(bits.size) * fields] = words  # the first header field of every stream
+    vals[length_item] = words
     base = offset + entries * entry_len * 8
     packed = scatter_bits(vals, wids, starts + base[owner], num_entries * entry_len * 8).reshape(num_entries, entry_len)
     stripe_size = geo.in_parallel * entry_len
