@@ -145,6 +145,7 @@ class _Prepared:
     geometry: dict[Family, list[LayerGeometry]] = field(default_factory=dict)
     weight_stats: dict[tuple[int, int], WeightInfo | None] = field(default_factory=dict)
     arena: int | None = None
+    native_checked: bool = False  # the model passed the checks Vela would apply (once per model)
 
     def costs(self, target: Target) -> list[LayerCost]:
         if target.family is Family.ETHOS_N78:
@@ -164,8 +165,10 @@ class _Prepared:
 def _estimate_analytic(model: Model, target: Target, prepared: _Prepared | None = None) -> EstimateReport:
     from hwopt.analysis.validate import Engine, check_for_native
 
-    check_for_native(model, Engine.ANALYTIC)  # what Vela rejects (zero strides, missing filters) is rejected here too
     prep = prepared or _Prepared(model)
+    if not prep.native_checked:  # what Vela rejects (zero strides, missing filters) is rejected here too
+        check_for_native(model, Engine.ANALYTIC)
+        prep.native_checked = True
     layers: list[LayerEstimate] = []
     costs = prep.costs(target)
     for c in costs:
