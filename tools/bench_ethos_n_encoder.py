@@ -4,8 +4,10 @@
 Shapes (each scaled to about --weights weights, dense Gaussian int8, sigma 30): 1x1 convolution
 with 1024 inputs, 3x3 convolution with 256 inputs, 3x3 depthwise, fully connected with 1024
 inputs. Each is encoded under the support library's plan (`plan.py`) with `encode_layer` (the
-bytes) and `encoded_size` (sizes only, what the estimator uses); one run each, one thread,
-throughput in M weights/s. Prints a markdown table.
+bytes) and `encoded_size` (sizes only, what the estimator uses); one run each, one thread.
+Throughput in M weights/s by wall-clock time and by the process's CPU time (on a loaded machine
+the wall figure drops with the load; the CPU figure much less). Prints the load average, the peak
+RSS and a markdown table.
 
 Usage: python tools/bench_ethos_n_encoder.py [--weights 32000000] [--variant ethos-n78-4tops-4ple]
 """
@@ -18,6 +20,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # measure one core
 
 import argparse  # noqa: E402
+import resource  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -45,28 +48,36 @@ def layers(total: int) -> list[tuple[str, N78Layer, tuple[int, int, int, int]]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--weights", type=int, default=2_000_000, help="weights per layer (issue goal: 32000000)")
+    parser.add_argument("--weights", type=int, default=32_000_000, help="weights per layer (default 32 M)")
     parser.add_argument("--variant", default="ethos-n78-4tops-4ple", choices=sorted(VARIANTS))
     args = parser.parse_args()
     v = VARIANTS[args.variant]
     rng = np.random.default_rng(0)
-    print(f"Ethos-N78 encoder ({v.name}), library plan, ~{args.weights:,} weights per layer, one run")
+    print(f"Ethos-N78 encoder ({v.name}), library plan, ~{args.weights:,} weights per layer, one run;"
+          f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print()
-    print("| layer | weights | plan | encode M weights/s | size-only M weights/s | bits/weight |")
+    print("| layer | weights | plan | encode M weights/s (wall / CPU) | size-only M weights/s (wall / CPU) "
+          "| bits/weight |")
     print("|---|---:|---|---:|---:|---:|")
     for name, layer, shape in layers(args.weights):
         w = np.clip(np.round(rng.normal(0.0, 30.0, shape)), -127, 127).astype(np.int8)
         plan = plan_layer(layer, v)
         kw = plan_kwargs(layer, plan, v)
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         enc = encode_layer(w, zero_point=0, **kw)
-        t_enc = time.perf_counter() - start
-        start = time.perf_counter()
+        t_enc, c_enc = time.perf_counter() - wall, time.process_time() - cpu
+        bits = len(enc.data) * 8 / w.size
+        del enc
+        wall, cpu = time.perf_counter(), time.process_time()
         encoded_size(w, zero_point=0, **kw)
-        t_size = time.perf_counter() - start
+        t_size, c_size = time.perf_counter() - wall, time.process_time() - cpu
         desc = f"{plan.algorithm.value}, depth {plan.stripe_depth}, iteration {plan.iteration_size}"
-        print(f"| {name} | {w.size:,} | {desc} | {w.size / t_enc / 1e6:.2f} | {w.size / t_size / 1e6:.2f} "
-              f"| {len(enc.data) * 8 / w.size:.3f} |")
+        m = w.size / 1e6
+        print(f"| {name} | {w.size:,} | {desc} | {m / t_enc:.2f} / {m / c_enc:.2f} | {m / t_size:.2f} / {m / c_size:.2f} "
+              f"| {bits:.3f} |", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print()
+    print(f"peak RSS {peak:.0f} MiB; load average after the run {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

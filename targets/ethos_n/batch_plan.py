@@ -53,24 +53,42 @@ _FIELDS = ("cost", "zdiv", "wdiv", "trunc", "dirofs", "pal_len", "pbits", "palet
 
 
 def _search_block(sym: np.ndarray, n: int) -> tuple[_Block, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    rows = sym.shape[0]
+    """Both passes for one block; the RLE pass only for the streams that hold a zero."""
+    rows, width = sym.shape[0], 0
     rk = rank_symbols(sym)
+    width = rk.syms.shape[1]
     off = search_pass(rk.syms, rk.cnts, np.full(rows, ZDIV_RLE_OFF), n)
-    # The RLE pass ranks the same symbols without 0 (zeros travel as runs).
     is_zero = (rk.syms == 0) & (rk.cnts > 0)
     has_zero = is_zero.any(axis=1)
-    r0 = np.where(has_zero, np.argmax(is_zero, axis=1), rk.syms.shape[1])
-    cols = np.arange(rk.syms.shape[1])[None, :]
-    src = np.minimum(cols + (cols >= r0[:, None]), rk.syms.shape[1] - 1)
-    keep = cols + (cols >= r0[:, None]) < rk.syms.shape[1]
-    r_syms = np.where(keep, np.take_along_axis(rk.syms, src, axis=1), 0)
-    r_cnts = np.where(keep, np.take_along_axis(rk.cnts, src, axis=1), 0)
-    runs, run_row, _ = zero_runs(sym)
-    zdiv, zcost = rle_search(runs, run_row, rows, n)
-    rle = search_pass(r_syms, r_cnts, zdiv, n)
-    all_zero = has_zero & (r_cnts[:, 0] == 0)
-    block = _Block(off, rle, zcost, has_zero, all_zero)
-    return block, rk.rank, (runs, run_row, r0)
+    r0 = np.where(has_zero, np.argmax(is_zero, axis=1), width)
+    sub = np.flatnonzero(has_zero)
+    # The RLE pass ranks the same symbols without 0 (zeros travel as runs): drop that column.
+    cols = np.arange(width)[None, :]
+    shift = cols >= r0[sub, None]
+    src = np.minimum(cols + shift, width - 1)
+    keep = cols + shift < width
+    r_syms = np.where(keep, np.take_along_axis(rk.syms[sub], src, axis=1), 0)
+    r_cnts = np.where(keep, np.take_along_axis(rk.cnts[sub], src, axis=1), 0)
+    runs, run_row, _ = zero_runs(sym[sub])
+    zdiv, zcost = rle_search(runs, run_row, sub.size, n)
+    rle = _expand(search_pass(r_syms, r_cnts, zdiv, n), sub, rows)
+    all_zero = np.zeros(rows, dtype=bool)
+    all_zero[sub] = r_cnts[:, 0] == 0
+    full_zcost = np.zeros(rows, dtype=np.int64)
+    full_zcost[sub] = zcost
+    block = _Block(off, rle, full_zcost, has_zero, all_zero)
+    return block, rk.rank, (runs, sub[run_row], r0)
+
+
+def _expand(c: PassChoice, sub: np.ndarray, rows: int) -> PassChoice:
+    """Candidates searched for the rows `sub` spread over all `rows` (others: no palette, never chosen)."""
+    out = []
+    for f in _FIELDS:
+        v = getattr(c, f)
+        full = np.zeros((rows, *v.shape[1:]), dtype=v.dtype)
+        full[sub] = v
+        out.append(full)
+    return PassChoice(*out)
 
 
 def _cat(blocks: list[PassChoice], order: np.ndarray) -> PassChoice:
