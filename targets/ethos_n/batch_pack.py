@@ -7,12 +7,16 @@ rule) is stepped for all streams together, and every field gets its bit offset f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from .batch_plan import LayerPlan
 from .stream_params import BIAS_BITS, LENGTH_PLACEHOLDER, MAX_PLDLEN, WDIV_UNCOMPRESSED, ZDIV_RLE_OFF
+
+#: Maps the bits of every stream to the absolute bit where each stream starts in the blob.
+Place = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -83,9 +87,8 @@ def _unary_words(ends: np.ndarray, zero_bits: np.ndarray, item_stream: np.ndarra
     return (1 << valid) - 1 - zeros, valid - nzeros, nch, item_chunk
 
 
-def _local_cumsum(values: np.ndarray, stream: np.ndarray, count: np.ndarray) -> np.ndarray:
+def _local_cumsum(values: np.ndarray, count: np.ndarray) -> np.ndarray:
     """Inclusive cumulative sum restarting at every stream (items sorted by stream, `count` per stream)."""
-    del stream
     c = np.cumsum(values, dtype=np.int64)
     first = np.cumsum(count) - count
     has = count > 0
@@ -94,10 +97,11 @@ def _local_cumsum(values: np.ndarray, stream: np.ndarray, count: np.ndarray) -> 
     return c - np.repeat(base, count)
 
 
-def chunk_items(plan: LayerPlan, wd: Widths, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                                               np.ndarray]:
-    """GRC chunk items of all streams: (values, widths, starts within the stream's chunks, stream, and the
-    chunk bits per stream). Field order per chunk as in `pack_chunks`; remainders lag one chunk."""
+def chunk_items(plan: LayerPlan, wd: Widths, n: int, head_bits: np.ndarray, place: Place) -> tuple[np.ndarray, ...]:
+    """GRC chunk items of all streams: (values, widths, absolute starts, stream bits, stream starts).
+
+    Field order per chunk as in `pack_chunks`; remainders lag one chunk. `place` turns the bits of
+    every stream into its absolute start bit, so item positions are absolute from the outset."""
     streams = plan.n_w.size
     f, z, n_w, n_z = plan.f, plan.z, plan.n_w, plan.n_z
     fs = np.repeat(np.arange(streams), n_w)
@@ -110,8 +114,8 @@ def chunk_items(plan: LayerPlan, wd: Widths, n: int) -> tuple[np.ndarray, np.nda
     last0 = np.where(trunc_f, q > 0, (q & 1) == 1)
     n1 = np.where(unc_f, 0, np.where(trunc_f, (q > 0).astype(np.int64), (q + 1) >> 1))
     last1 = np.where(trunc_f, q == 2, (q & 1) == 0)
-    end0 = _local_cumsum(n0, fs, n_w)
-    end1 = _local_cumsum(n1, fs, n_w)
+    end0 = _local_cumsum(n0, n_w)
+    end1 = _local_cumsum(n1, n_w)
     tot0 = np.bincount(fs, weights=n0, minlength=streams).astype(np.int64)
     u0, c1, n_wch, comp_w = _unary_words(end0, ~last0 | unc_f, fs, wd.cw, tot0)
     c1 = np.where(np.repeat(wd.unc, n_wch), 0, c1)
@@ -126,7 +130,7 @@ def chunk_items(plan: LayerPlan, wd: Widths, n: int) -> tuple[np.ndarray, np.nda
                                      - s1_first[fs[zero1]]))).astype(np.float64), minlength=c1.size).astype(np.int64)
     # ---- zero side: q ones then a zero per run
     zq = z >> wd.e[zs]
-    endz = _local_cumsum(zq + 1, zs, n_z)
+    endz = _local_cumsum(zq + 1, n_z)
     totz = np.bincount(zs, weights=zq + 1, minlength=streams).astype(np.int64)
     zu, _, n_zch, comp_z = _unary_words(endz, np.ones(z.size, dtype=bool), zs, wd.cz, totz)
     # ---- symbols completed by the end of each chunk (w_done / z_done, with a leading 0 per stream)
@@ -134,7 +138,7 @@ def chunk_items(plan: LayerPlan, wd: Widths, n: int) -> tuple[np.ndarray, np.nda
     z_done = _done(comp_z, n_zch)
     recs = _schedule(w_done, z_done, n_wch, n_zch, n_w, n_z, wd.rle, n // 2)
     return _place(plan, wd, recs, (u0, c1, u1, zu), (w_done, z_done, n_wch, n_zch), (comp_w, comp_z, fs, zs),
-                  wch_stream)
+                  wch_stream, head_bits, place)
 
 
 def _done(comp: np.ndarray, nch: np.ndarray) -> np.ndarray:
@@ -146,7 +150,7 @@ def _done(comp: np.ndarray, nch: np.ndarray) -> np.ndarray:
     stream = np.repeat(np.arange(nch.size), nch)
     pos = first[stream] + (np.arange(per_chunk.size) - (np.cumsum(nch) - nch)[stream]) + 1
     out[pos] = per_chunk
-    return _local_cumsum(out, np.repeat(np.arange(nch.size), counts), counts)
+    return _local_cumsum(out, counts)
 
 
 def _schedule(w_done: np.ndarray, z_done: np.ndarray, n_wch: np.ndarray, n_zch: np.ndarray, n_w: np.ndarray,
@@ -179,7 +183,7 @@ def _schedule(w_done: np.ndarray, z_done: np.ndarray, n_wch: np.ndarray, n_zch: 
 
 def _place(plan: LayerPlan, wd: Widths, recs: tuple[np.ndarray, np.ndarray, np.ndarray],
            words: tuple[np.ndarray, ...], done: tuple[np.ndarray, ...], comp: tuple[np.ndarray, ...],
-           wch_stream: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+           wch_stream: np.ndarray, head_bits: np.ndarray, place: Place) -> tuple[np.ndarray, ...]:
     """Bit offsets of every chunk field from the schedule: slots [u0, z_unary, u1, w rem, z rem]."""
     s, wa, zb = recs
     u0, c1, u1, zu = words
@@ -205,31 +209,30 @@ def _place(plan: LayerPlan, wd: Widths, recs: tuple[np.ndarray, np.ndarray, np.n
     sizes[1:, 4] = np.where(s[1:] == s[:-1], z_cnt[:-1] * wd.e[s[1:]], 0)
     flat = sizes.ravel()
     rec_count = np.bincount(s, minlength=streams)
-    per_stream = np.bincount(np.repeat(s, 5), weights=flat, minlength=streams).astype(np.int64)
-    starts = (_local_cumsum(flat, np.repeat(s, 5), rec_count * 5) - flat).reshape(nrec, 5)
+    per_stream = np.bincount(s, weights=sizes.sum(axis=1), minlength=streams).astype(np.int64)
+    bits = head_bits + per_stream
+    stream_start = place(bits)
+    starts = (_local_cumsum(flat, rec_count * 5) - flat).reshape(nrec, 5) + (stream_start + head_bits)[s][:, None]
     rec_of_w = np.zeros(u0.size, dtype=np.int64)
     rec_of_w[gw[wa >= 0]] = np.flatnonzero(wa >= 0)
     rec_of_z = np.zeros(zu.size, dtype=np.int64)
     rec_of_z[gz[zb >= 0]] = np.flatnonzero(zb >= 0)
-    vals, wids, pos, owner = [], [], [], []
+    vals, wids, pos = [], [], []
     ru = np.flatnonzero(emit_u)
     vals += [u0[gw[ru]], u1[gw[ru]]]
     wids += [wd.cw[s[ru]], c1[gw[ru]]]
     pos += [starts[ru, 0], starts[ru, 2]]
-    owner += [s[ru], s[ru]]
     rz = np.flatnonzero(zb >= 0)
     vals.append(zu[gz[rz]])
     wids.append(wd.cz[s[rz]])
     pos.append(starts[rz, 1])
-    owner.append(s[rz])
     # Remainders: in the record after their chunk's, in symbol order, back to back.
     d, e = wd.d[fs], wd.e[zs]
     vals += [plan.f & ((1 << d) - 1), plan.z & ((1 << e) - 1)]
     wids += [d, e]
     pos += [_remainder_starts(starts[:, 3], rec_of_w, comp_w, d, wd.d[wch_stream]),
             _remainder_starts(starts[:, 4], rec_of_z, comp_z, e, wd.e[np.repeat(np.arange(streams), n_zch)])]
-    owner += [fs, zs]
-    return (np.concatenate(vals), np.concatenate(wids), np.concatenate(pos), np.concatenate(owner), per_stream)
+    return np.concatenate(vals), np.concatenate(wids), np.concatenate(pos), bits, stream_start
 
 
 def _remainder_starts(slot: np.ndarray, rec_of_chunk: np.ndarray, comp: np.ndarray, width: np.ndarray,
@@ -242,23 +245,21 @@ def _remainder_starts(slot: np.ndarray, rec_of_chunk: np.ndarray, comp: np.ndarr
     return chunk_off[comp] + np.arange(comp.size) * width
 
 
-def layer_items(plan: LayerPlan, hdr: tuple[np.ndarray, ...], n: int) -> tuple[np.ndarray, ...]:
-    """All items of all streams: values, widths, starts relative to the stream start, owning stream;
-    then each stream's bits and the item index of each stream's length field (patched later)."""
+def layer_items(plan: LayerPlan, hdr: tuple[np.ndarray, ...], n: int, place: Place) -> tuple[np.ndarray, ...]:
+    """All items of all streams: values, widths and absolute start bits (`place` maps the bits of each
+    stream to its start), then each stream's bits and the item index of its length field (patched later)."""
     wd = widths(plan, n)
     hv, hw = header_items(plan, hdr)
     head_bits = hw.sum(axis=1)
-    hs = np.cumsum(hw, axis=1) - hw
     keep = hw > 0  # absent fields (no reload, no palette) are not items
     per_stream = keep.sum(axis=1)
     length_item = np.cumsum(per_stream) - per_stream  # the 16-bit length field comes first in each stream
-    cv, cw_, cs, co, cbits = chunk_items(plan, wd, n)
-    streams = plan.n_w.size
+    cv, cw_, cs, bits, stream_start = chunk_items(plan, wd, n, head_bits, place)
+    hs = np.cumsum(hw, axis=1) - hw + stream_start[:, None]
     vals = np.concatenate([hv[keep], cv])
     wids = np.concatenate([hw[keep], cw_])
-    starts = np.concatenate([hs[keep], cs + head_bits[co]])
-    owner = np.concatenate([np.repeat(np.arange(streams), per_stream), co])
-    return vals, wids, starts, owner, head_bits + cbits, length_item
+    starts = np.concatenate([hs[keep], cs])
+    return vals, wids, starts, bits, length_item
 
 
 def stream_bit_counts(plan: LayerPlan, hdr: tuple[np.ndarray, ...], n: int) -> np.ndarray:

@@ -197,8 +197,7 @@ def _encode(
     plan, header = _stage1(weights, zp, geo, variant, bias_arr, (mult, shift, ozp), per_channel)
     if size_only:
         return _sizes(stream_bit_counts(plan, header, variant.ifm_parallel), geo, variant)
-    vals, wids, starts, owner, bits, length_item = layer_items(plan, header, variant.ifm_parallel)
-    data, meta = _stage2((vals, wids, starts, owner, bits, length_item), geo, variant)
+    data, bits, meta = _stage2(plan, header, geo, variant)
     return EncodedLayer(data, tuple(bits.tolist()), max(size for _, size in meta), ParamTable(plan), meta)
 
 
@@ -249,32 +248,38 @@ def _sizes(bits: np.ndarray, geo: Geometry, variant: N78Variant) -> EncodedSize:
 
 
 def _stage2(
-    items: tuple[np.ndarray, ...],
+    plan: LayerPlan,
+    header: tuple[np.ndarray, ...],
     geo: Geometry,
     variant: N78Variant,
-) -> tuple[bytes, tuple[tuple[int, int], ...]]:
+) -> tuple[bytes, np.ndarray, tuple[tuple[int, int], ...]]:
     """Join streams per (stripe, group) bit-contiguously, patch lengths, pad to 16 bytes, interleave."""
-    vals, wids, starts, owner, bits, length_item = items
-    entries, entry_len = _entry_len(bits, geo)
     num_entries = geo.num_entries
-    # Offset of each stream within its group: the bits of the earlier streams of that group.
-    order = np.argsort(entries, kind="stable")
-    c = np.cumsum(bits[order]) - bits[order]
-    grp_first = np.searchsorted(entries[order], entries[order], side="left")
-    offset = np.empty_like(bits)
-    offset[order] = c - c[grp_first]
-    # Length in 16-byte words spanned by the stream within its group's concatenated stream.
-    words = -(-(offset + bits) // (DMA_ALIGN * 8)) - (offset // 8) // DMA_ALIGN
-    if words.size and int(words.max()) > 0xFFFF:
-        raise ValueError("weight stream longer than the 16-bit length field allows")
-    vals = vals.copy()
-    vals[length_item] = words
-    base = offset + entries * entry_len * 8
-    packed = scatter_bits(vals, wids, starts + base[owner], num_entries * entry_len * 8).reshape(num_entries, entry_len)
+    found: dict[str, Any] = {}
+
+    def place(bits: np.ndarray) -> np.ndarray:
+        """Start bit of every stream: its group's slot plus the bits of the group's earlier streams."""
+        entries, entry_len = _entry_len(bits, geo)
+        order = np.argsort(entries, kind="stable")
+        c = np.cumsum(bits[order]) - bits[order]
+        grp_first = np.searchsorted(entries[order], entries[order], side="left")
+        offset = np.empty_like(bits)
+        offset[order] = c - c[grp_first]
+        # Length in 16-byte words spanned by the stream within its group's concatenated stream.
+        words = -(-(offset + bits) // (DMA_ALIGN * 8)) - (offset // 8) // DMA_ALIGN
+        if words.size and int(words.max()) > 0xFFFF:
+            raise ValueError("weight stream longer than the 16-bit length field allows")
+        found.update(words=words, entry_len=entry_len)
+        return offset + entries * entry_len * 8
+
+    vals, wids, starts, bits, length_item = layer_items(plan, header, variant.ifm_parallel, place)
+    vals[length_item] = found["words"]
+    entry_len = int(found["entry_len"])
+    packed = scatter_bits(vals, wids, starts, num_entries * entry_len * 8).reshape(num_entries, entry_len)
     stripe_size = geo.in_parallel * entry_len
     meta = tuple((k * stripe_size, stripe_size) for k in range(num_entries // geo.in_parallel))
     layout = sram_layout(num_entries, geo.num_iterations, variant)
-    return interleave(packed, layout), meta
+    return interleave(packed, layout), bits, meta
 
 
 def interleave(entries: np.ndarray, banks: list[list[int]]) -> bytes:
