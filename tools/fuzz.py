@@ -50,25 +50,30 @@ def main() -> int:
     breaches: list[dict[str, object]] = []
     slowest = (0.0, "", "")
     start = time.perf_counter()
+    done = 0
     with tempfile.TemporaryDirectory(prefix="hwopt-fuzz-") as tmp:
-        for i, case in enumerate(cases):
-            shares = sf.FULL if args.mix == "full" else sf.QUICK
-            for o in sf.run_case(case, Path(tmp) / f"c{i % 16}", rng, args.per_case, shares):
-                per_command[o.command] += 1
-                codes[o.code] += 1
-                if o.seconds > slowest[0]:
-                    slowest = (o.seconds, f"{case.source} [{case.mutation}]", o.command)
-                if o.defect:
-                    breaches.append({"source": case.source, "mutation": case.mutation, "command": o.command,
-                                     "error": o.error})
-                    print(f"BREACH {case.source} [{case.mutation}] {o.command}: {o.error}", flush=True)
-            if (i + 1) % 1000 == 0:
-                print(f"{i + 1} cases, {sum(per_command.values())} runs, {len(breaches)} breaches, "
-                      f"{time.perf_counter() - start:.0f} s", flush=True)
+        try:
+            for i, case in enumerate(cases):
+                shares = sf.FULL if args.mix == "full" else sf.QUICK
+                for o in sf.run_case(case, Path(tmp) / f"c{i % 16}", rng, args.per_case, shares):
+                    per_command[o.command] += 1
+                    codes[o.code] += 1
+                    if o.seconds > slowest[0]:
+                        slowest = (o.seconds, f"{case.source} [{case.mutation}]", o.command)
+                    if o.defect:
+                        breaches.append({"source": case.source, "mutation": case.mutation, "command": o.command,
+                                         "error": o.error})
+                        print(f"BREACH {case.source} [{case.mutation}] {o.command}: {o.error}", flush=True)
+                done = i + 1
+                if done % 250 == 0:
+                    print(f"{done} cases, {sum(per_command.values())} runs, {len(breaches)} breaches, "
+                          f"{time.perf_counter() - start:.0f} s", flush=True)
+        except KeyboardInterrupt:  # stop early (SIGINT) and still report what ran
+            print(f"interrupted after {done} cases", flush=True)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
     worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss >> 10
     figures = {
-        "cases": len(cases), "command_runs": sum(per_command.values()), "per_command": dict(sorted(per_command.items())),
+        "cases": done, "command_runs": sum(per_command.values()), "per_command": dict(sorted(per_command.items())),
         "exit_codes": {str(k): v for k, v in sorted(codes.items())}, "seconds": round(time.perf_counter() - start, 1),
         "slowest": {"seconds": round(slowest[0], 2), "case": slowest[1], "command": slowest[2]},
         "peak_rss_mib": {"hwopt": own, "worker": worker}, "breaches": breaches,

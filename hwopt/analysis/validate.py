@@ -1,10 +1,11 @@
 """Checks a model must pass before native code (Vela, its weight codec, LiteRT) sees it.
 
 Those libraries crash (SIGSEGV, SIGFPE) or loop forever on some valid-looking inputs: packed
-weight types, zero points outside their type, unknown operator codes, an omitted required
-input, zero strides or dilations. (Names that are not UTF-8 or are very long are fine: the
-reader decodes them with replacement and nothing downstream limits their length.) Each check names the operator and
-the field; the analytic estimator runs the same structural checks so it rejects what Vela does.
+or unusual tensor types, weight zero points outside their type, non-finite scales, unknown
+operator codes, an omitted required input, zero strides or dilations, another operator's
+options table. Only what crashes is refused: what Vela merely leaves to the CPU stays Vela's
+call. Names that are not UTF-8 or very long are fine (nothing downstream limits them). Each
+check names the operator and field; the analytic estimator runs the structural checks too.
 """
 
 from __future__ import annotations
