@@ -106,6 +106,7 @@ def test_two_workers_and_rerun_from_cache(serial: tuple[Path, str], models: Path
     assert text == serial[1]
     again = run_sweep(spec, output=tmp_path / "run", engine=ProcessPoolEngine(2))
     assert again.stats.cached == 18 and again.stats.computed == 0
+    assert first.stats.cpu_seconds > 0 and again.stats.cpu_seconds == 0
     assert again.report == first.report
     assert (tmp_path / "run" / "sweep.json").read_text(encoding="utf-8") == serial[1]
 

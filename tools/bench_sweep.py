@@ -70,7 +70,8 @@ def main() -> int:
         t, r = timed(lambda w=workers: run_sweep(spec, engine=ProcessPoolEngine(w)))  # type: ignore[misc]
         times[workers].append(t)
         reports.append(r.report.to_json())  # type: ignore[attr-defined]
-        print(f"  {workers} worker(s): {t:7.2f} s", flush=True)
+        cpu = r.stats.cpu_seconds  # type: ignore[attr-defined]
+        print(f"  {workers} worker(s): {t:7.2f} s, jobs' CPU {cpu:6.2f} s: {cpu / t:.2f} cores in use", flush=True)
     if reports:
         ref = reports[0]
         assert all(text == ref for text in reports), "the pool sizes gave different sweep.json"

@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     con = console()
     ok = report.jobs - len(report.failures)
     con.print(f"{report.jobs} jobs: {ok} ok, {len(report.failures)} failed; {stats.computed} computed, "
-              f"{stats.cached} from the cache, {stats.retried} retried ({stats.engine}, {stats.seconds:.1f} s)")
+              f"{stats.cached} from the cache, {stats.retried} retried ({stats.engine}, {stats.seconds:.1f} s, "
+              f"jobs' CPU {stats.cpu_seconds:.1f} s)")
     for model, best in report.pareto.fastest.items():
         con.print(f"  fastest for {model}: {best.pipeline} on {best.target}", markup=False)
     for r in report.failures:

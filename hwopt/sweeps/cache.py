@@ -63,6 +63,7 @@ def to_doc(outcome: Outcome) -> dict[str, Any]:
     """Plain JSON data of an outcome (floats rounded as in every hwopt report)."""
     doc = dict(to_jsonable(outcome))
     doc.pop("cacheable", None)
+    doc.pop("cpu_s", None)
     doc["inference_s"] = significant(outcome.inference_s)
     return doc
 

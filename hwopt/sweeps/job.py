@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -133,15 +135,17 @@ def _measure(job: Job, model_bytes: bytes, data: bytes | None) -> Outcome:
 
 def execute(job: Job, model_bytes: bytes, data: bytes | None = None) -> Outcome:
     """Run one job; a failure becomes a failed Outcome (cached only when it is the job's own fault)."""
+    start = time.process_time()
     try:
-        return _measure(job, model_bytes, data)
+        outcome = _measure(job, model_bytes, data)
     except HwoptError as exc:
-        return Outcome.failure(job.key, str(exc), cacheable=True)
+        outcome = Outcome.failure(job.key, str(exc), cacheable=True)
     except MemoryError:
-        return Outcome.failure(job.key, "out of memory", cacheable=False)
+        outcome = Outcome.failure(job.key, "out of memory", cacheable=False)
     except Exception as exc:  # a bug in hwopt or a dependency: report it, keep the sweep going
         log.debug("job %s failed", job.key, exc_info=True)
-        return Outcome.failure(job.key, f"internal error: {type(exc).__name__}: {exc}", cacheable=False)
+        outcome = Outcome.failure(job.key, f"internal error: {type(exc).__name__}: {exc}", cacheable=False)
+    return dataclasses.replace(outcome, cpu_s=time.process_time() - start)
 
 
 def read_bytes(path: Path) -> bytes:

@@ -64,6 +64,7 @@ class Outcome:
     cpu_operators: int | None = None
     fidelity: SweepFidelity | None = None
     cacheable: bool = True
+    cpu_s: float = field(default=0.0, compare=False)  # CPU time the job took where it ran (not stored)
 
     @classmethod
     def failure(cls, key: str, error: str, *, cacheable: bool) -> Outcome:
@@ -155,5 +156,6 @@ class SweepStats:
     retried: int = 0
     failed: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of the jobs computed in this run, summed over the workers
     engine: str = ""
     extra: dict[str, Any] = field(default_factory=dict)

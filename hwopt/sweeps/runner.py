@@ -143,7 +143,11 @@ def run_sweep(spec: SweepSpec, *, output: str | os.PathLike[str] | None = None,
 
     report_progress()
 
+    cpu = 0.0
+
     def done(outcome: Outcome) -> None:
+        nonlocal cpu
+        cpu += outcome.cpu_s
         outcome = normalise(outcome)
         if store is not None:
             store.put(outcome)
@@ -159,7 +163,7 @@ def run_sweep(spec: SweepSpec, *, output: str | os.PathLike[str] | None = None,
         raise RuntimeError(f"execution engine {eng.name} returned no result for {len(missing)} job(s)")
     report = build_report(cells, outcomes)
     stats = SweepStats(computed=len(todo), cached=len(cached_keys), retried=eng.retried, failed=len(report.failures),
-                       seconds=time.perf_counter() - started, engine=eng.name)
+                       seconds=time.perf_counter() - started, cpu_seconds=cpu, engine=eng.name)
     if out is not None:
         write_outputs(report, out)
     return SweepResult(report, stats, out)
