@@ -8,7 +8,9 @@ lazy reader against the full object-API unpack.
 from __future__ import annotations
 
 import io
+import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +160,17 @@ def test_deflate_job_in_a_thread_or_a_child(process: bool) -> None:
     job = DeflateJob(data, "m.tflite", process=process)
     assert job.result() == deflate_size(data, "m.tflite")
     assert job.result() == deflate_size(data, "m.tflite")  # asking again gives the same size
+
+
+def test_cli_no_deflate(tmp_path: Path) -> None:
+    from conftest import run_cli_subprocess
+
+    path = tmp_path / "m.tflite"
+    data = int8_conv_model()
+    path.write_bytes(data)
+    full, lean = run_cli_subprocess("audit", path, "--json"), run_cli_subprocess("audit", path, "--json", "--no-deflate")
+    a, b = json.loads(full.out), json.loads(lean.out)
+    assert a["model"]["deflate_bytes"] == deflate_size(data, "m.tflite") and b["model"]["deflate_bytes"] is None
+    assert a["layers"] == b["layers"] and full.code == lean.code == 0
+    text = run_cli_subprocess("audit", path, "--no-deflate")
+    assert text.code == 0 and "DEFLATE" not in text.out

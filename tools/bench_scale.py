@@ -33,6 +33,7 @@ from scale_models import build_ladders  # a sibling script
 
 COMMANDS: dict[str, list[str]] = {
     "audit --json": ["audit", "{model}", "--json"],
+    "audit --json --no-deflate": ["audit", "{model}", "--json", "--no-deflate"],
     "encode u55-128": ["encode", "{model}", "--target", "ethos-u55-128", "--json"],
     "encode u85-256": ["encode", "{model}", "--target", "ethos-u85-256", "--json"],
     "encode n78-4tops-4ple": ["encode", "{model}", "--target", "ethos-n78-4tops-4ple", "--json"],

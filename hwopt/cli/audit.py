@@ -16,6 +16,9 @@ def register(sub: Any) -> None:
     p.add_argument("--expect-clusters", type=int, metavar="N", help="at most N distinct values per layer")
     p.add_argument("--per-channel", action="store_true", help="count --expect-clusters per output channel")
     p.add_argument("--expect-int8", action="store_true", help="weights int8 and no floating-point operators")
+    p.add_argument("--no-deflate", action="store_true",
+                   help="leave out the DEFLATE size (deflate_bytes null): a zlib pass over the whole file, "
+                   "the slowest part of auditing a large pruned model")
     p.set_defaults(func=run)
 
 
@@ -23,12 +26,12 @@ def run(args: argparse.Namespace) -> int:
     from hwopt.analysis.deflate import DeflateJob
 
     # Compress the file for its DEFLATE size in the background while the analysis imports.
-    job = DeflateJob.for_file(args.model)
+    job = None if args.no_deflate else DeflateJob.for_file(args.model)
     from hwopt.cli._common import console, fmt_int, fmt_pct, print_findings, print_json
     from hwopt.engines.audit import Expectations, audit
 
     exp = Expectations(args.expect_sparsity, args.expect_clusters, args.per_channel, args.expect_int8)
-    report = audit(args.model, exp, prefetched=job)
+    report = audit(args.model, exp, prefetched=job, with_deflate=not args.no_deflate)
     if args.json:
         print_json(report)
         return 1 if report.failed else 0
@@ -36,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     con = console()
     m, s = report.model, report.summary
-    con.print(f"[bold]{m.path}[/bold]  {m.bytes:,} bytes, DEFLATE {m.deflate_bytes:,} bytes, "
+    deflate = "" if m.deflate_bytes is None else f"DEFLATE {m.deflate_bytes:,} bytes, "
+    con.print(f"[bold]{m.path}[/bold]  {m.bytes:,} bytes, {deflate}"
               f"{m.operators} operators in {m.subgraphs} subgraph(s)" + ("  [yellow](compiled by Vela)[/]" if m.vela_compiled else ""))
     table = Table(show_edge=False, pad_edge=False)
     for col, just in (("sg", "right"), ("op", "right"), ("type", "left"), ("shape", "left"), ("dtype", "left"),

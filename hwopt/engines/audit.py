@@ -260,14 +260,16 @@ def audit_model(model: Model, data: bytes, path: str, expect: Expectations | Non
 
 
 def audit(path: str | os.PathLike[str], expect: Expectations | None = None, *,
-          prefetched: DeflateJob | None = None) -> AuditReport:
+          prefetched: DeflateJob | None = None, with_deflate: bool = True) -> AuditReport:
     """Read and audit a .tflite file (the Python API behind `hwopt audit`).
 
-    `prefetched` is a DeflateJob the caller started on this file's bytes (DeflateJob.for_file).
+    `prefetched` is a DeflateJob the caller started on this file's bytes (DeflateJob.for_file);
+    `with_deflate=False` leaves out the DEFLATE size (`model.deflate_bytes` is None), which
+    on a large model of pruned, unclustered weights costs more than everything else together.
     """
-    if prefetched is None:
+    if prefetched is None or not with_deflate:
         model = read_model(path)
-        return audit_model(model, model.source, str(path), expect)
+        return audit_model(model, model.source, str(path), expect, with_deflate=with_deflate)
     model = read_model(prefetched.data)
     model.path = Path(path)
     return audit_model(model, prefetched.data, str(path), expect, deflate=prefetched)
