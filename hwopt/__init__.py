@@ -54,12 +54,15 @@ def write_model(model: Model, path: PathLike) -> os.PathLike[str]:
 
 
 def audit(path: PathLike, *, expect_sparsity: float | None = None, expect_clusters: int | None = None,
-          per_channel: bool = False, expect_int8: bool = False) -> AuditReport:
-    """`hwopt audit`: per-layer sparsity and cluster structure; `.failed` when expectations are unmet."""
+          per_channel: bool = False, expect_int8: bool = False, deflate: bool = True) -> AuditReport:
+    """`hwopt audit`: per-layer sparsity and cluster structure; `.failed` when expectations are unmet.
+
+    `deflate=False` leaves out the DEFLATE size of the file (`model.deflate_bytes` is None).
+    """
     from hwopt.engines.audit import Expectations
     from hwopt.engines.audit import audit as _audit
 
-    return _audit(path, Expectations(expect_sparsity, expect_clusters, per_channel, expect_int8))
+    return _audit(path, Expectations(expect_sparsity, expect_clusters, per_channel, expect_int8), with_deflate=deflate)
 
 
 def estimate(model: PathLike | bytes | Model, target: str | os.PathLike[str] | Target, *, engine: str | None = None,
