@@ -228,12 +228,29 @@ def zero_runs(sym: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ends - prev_end, run_row, nruns
 
 
-def rle_search(runs: np.ndarray, run_row: np.ndarray, rows: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cheapest (ZDIV, bits) per row for its zero runs, like FindRLEParams (its pruned ZDIV range)."""
-    count = np.bincount(run_row, minlength=rows)
+def positive_runs(sym: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Zero runs longer than 0 of every row (built from the zero positions only, so cheap for dense
+    weights), the row of each, and every row's number of runs (non-zeros + 1, empty runs included)."""
+    rows, length = sym.shape
+    zr, zc = np.nonzero(sym == 0)
+    new = np.ones(zr.size, dtype=bool)
+    new[1:] = (zr[1:] != zr[:-1]) | (zc[1:] != zc[:-1] + 1)
+    run_id = np.cumsum(new) - 1
+    runs = np.bincount(run_id, minlength=int(new.sum())).astype(np.int64)
+    count = length - np.bincount(zr, minlength=rows) + 1
+    return runs, zr[new], count
+
+
+def rle_search(runs: np.ndarray, run_row: np.ndarray, count: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cheapest (ZDIV, bits) per row for its zero runs, like FindRLEParams (its pruned ZDIV range).
+
+    `runs`/`run_row` are the non-empty runs; `count` is each row's number of runs, empty ones included."""
+    rows = count.size
+    npos = np.bincount(run_row, minlength=rows)
     rmin = np.full(rows, _BIG)
     np.minimum.at(rmin, run_row, runs)
-    rmax = np.full(rows, -1, dtype=np.int64)
+    rmin = np.where(npos < count, 0, rmin)  # an empty run is the shortest
+    rmax = np.zeros(rows, dtype=np.int64)
     np.maximum.at(rmax, run_row, runs)
     start = np.minimum(3, bitwidth(rmin, 2) - 2)
     end = np.minimum(3, bitwidth(rmax, 1) - 1)

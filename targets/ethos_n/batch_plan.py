@@ -15,7 +15,7 @@ from typing import overload
 
 import numpy as np
 
-from .batch_params import PassChoice, pad_cols, rank_symbols, rle_search, search_pass, zero_runs
+from .batch_params import PassChoice, pad_cols, positive_runs, rank_symbols, rle_search, search_pass, zero_runs
 from .stream_params import INITIAL_PARAMS, ZDIV_RLE_OFF, StreamParams
 
 
@@ -52,7 +52,7 @@ class _Block:
 _FIELDS = ("cost", "zdiv", "wdiv", "trunc", "dirofs", "pal_len", "pbits", "palette", "in_pal", "size")
 
 
-def _search_block(sym: np.ndarray, n: int) -> tuple[_Block, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _search_block(sym: np.ndarray, n: int) -> tuple[_Block, np.ndarray, np.ndarray]:
     """Both passes for one block; the RLE pass only for the streams that hold a zero."""
     rows, width = sym.shape[0], 0
     rk = rank_symbols(sym)
@@ -69,15 +69,15 @@ def _search_block(sym: np.ndarray, n: int) -> tuple[_Block, np.ndarray, tuple[np
     keep = cols + shift < width
     r_syms = np.where(keep, np.take_along_axis(rk.syms[sub], src, axis=1), 0)
     r_cnts = np.where(keep, np.take_along_axis(rk.cnts[sub], src, axis=1), 0)
-    runs, run_row, _ = zero_runs(sym[sub])
-    zdiv, zcost = rle_search(runs, run_row, sub.size, n)
+    runs, run_row, count = positive_runs(sym[sub])
+    zdiv, zcost = rle_search(runs, run_row, count, n)
     rle = _expand(search_pass(r_syms, r_cnts, zdiv, n), sub, rows)
     all_zero = np.zeros(rows, dtype=bool)
     all_zero[sub] = r_cnts[:, 0] == 0
     full_zcost = np.zeros(rows, dtype=np.int64)
     full_zcost[sub] = zcost
     block = _Block(off, rle, full_zcost, has_zero, all_zero)
-    return block, rk.rank, (runs, sub[run_row], r0)
+    return block, rk.rank, r0
 
 
 def _expand(c: PassChoice, sub: np.ndarray, rows: int) -> PassChoice:
@@ -193,7 +193,7 @@ def plan_layer_streams(
 
 
 def _coded(
-    searched: list[tuple[_Block, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]],
+    searched: list[tuple[_Block, np.ndarray, np.ndarray]],
     blocks_sym: list[np.ndarray],
     stream_of_row: list[np.ndarray],
     choice: np.ndarray,
@@ -203,7 +203,7 @@ def _coded(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Coded weight symbols (palette index or direct symbol) and zero runs, stream after stream."""
     fs, f_streams, zs, z_streams = [], [], [], []
-    for (_, rank, (runs, run_row, r0)), sym, rows in zip(searched, blocks_sym, stream_of_row, strict=True):
+    for (_, rank, r0), sym, rows in zip(searched, blocks_sym, stream_of_row, strict=True):
         ch = choice[rows]
         in_pal, size, dirofs = (np.where(ch, getattr(rle, f)[rows], getattr(off, f)[rows])
                                 for f in ("in_pal", "size", "dirofs"))
@@ -213,9 +213,10 @@ def _coded(
         keep = ~ch[:, None] | (sym != 0)  # RLE streams code only their non-zero weights
         fs.append(mapped[keep])
         f_streams.append(np.repeat(rows, keep.sum(axis=1)))
-        zsel = ch[run_row]
-        zs.append(runs[zsel])
-        z_streams.append(rows[run_row[zsel]])
+        rle_rows = np.flatnonzero(ch)
+        runs, run_row, _ = zero_runs(sym[rle_rows])  # every run, empty ones included, of the RLE streams
+        zs.append(runs)
+        z_streams.append(rows[rle_rows[run_row]])
     f_stream, z_stream = np.concatenate(f_streams), np.concatenate(z_streams)
     f, z = np.concatenate(fs), np.concatenate(zs)
     if len(blocks_sym) > 1 or not np.array_equal(stream_of_row[0], np.arange(total)):
