@@ -149,3 +149,9 @@ def huge_batch(batch: int = 65536) -> bytes:
         for t in (m.subgraphs[0].tensors[0], m.subgraphs[0].tensors[3]):
             t.shape = np.asarray([batch, *list(t.shape)[1:]], np.int32)
     return edited(conv_model(), change)
+
+
+def extreme_scale(scale: float = 1e38) -> bytes:
+    """A finite but absurd output scale: requantisation multipliers overflow int64 in the cost models."""
+    return edited(conv_model(), lambda m: _set(m.subgraphs[0].tensors[3].quantization, "scale",
+                                               np.asarray([scale], np.float32)))

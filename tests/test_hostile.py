@@ -61,6 +61,7 @@ CASES: list[tuple[str, Callable[[], bytes], str]] = [
     ("custom_op_with_options", hostile.custom_op_with_options, "a custom operator carrying builtin options"),
     ("zero_shape_signature", hostile.zero_shape_signature, "has shape_signature [0] for shape [8]"),
     ("nan_scale", hostile.nan_scale, "has a quantization scale that is not finite"),
+    ("extreme_scale", hostile.extreme_scale, "has a quantization scale outside [1e-30, 1e+10]"),
     ("variant_tensor", hostile.variant_tensor, "is VARIANT, a type Vela does not handle"),
     ("huge_batch", hostile.huge_batch, "has batch 65536; Vela compiles one operation per batch item"),
 ]
@@ -82,7 +83,7 @@ def test_vela_paths_reject_before_vela(tmp_path: Path, run_cli: CliRunner, name:
 
 @pytest.mark.parametrize(("name", "build", "message"), [c for c in CASES if c[0] in
                                                         ("missing_filter", "stride_0", "stride_-2", "dilation_0", "zero_point",
-                                                         "nan_scale", "options_of_another_op")],
+                                                         "nan_scale", "extreme_scale", "options_of_another_op")],
                          ids=lambda v: v if isinstance(v, str) else "")
 @pytest.mark.parametrize("target", ["ethos-u55-128", "ethos-n78-4tops-4ple"])
 def test_the_analytic_engine_rejects_what_vela_rejects(tmp_path: Path, run_cli: CliRunner, name: str,
@@ -154,3 +155,11 @@ def test_litert_runtime_errors_are_clean(run_cli: CliRunner, tmp_path: Path) -> 
     r = run_cli("enforce", _write(tmp_path, "dropped", data), "--sparsity", "0.5", "-o", tmp_path / "o.tflite")
     assert r.code == 2, r.err
     assert r.err.strip().splitlines()[-1] == "hwopt: error: LiteRT cannot run the model: Input tensor 3 lacks data"
+
+
+@pytest.mark.parametrize("build", [hostile.nan_scale, hostile.extreme_scale, lambda: hostile.extreme_scale(1e-38)],
+                         ids=["nan", "1e38", "1e-38"])
+def test_check_rejects_absurd_scales(tmp_path: Path, run_cli: CliRunner, build: Callable[[], bytes]) -> None:
+    for target in ("ethos-u55-128", "ethos-n78-4tops-4ple"):
+        r = run_cli("check", _write(tmp_path, "scale", build()), "--target", target, "--json")
+        assert r.code == 2 and "quantization scale" in r.err, r.err

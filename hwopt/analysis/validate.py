@@ -19,7 +19,10 @@ from hwopt.errors import UnsupportedModelError
 from hwopt.ir import VELA_CUSTOM_CODE, DType, Model, Operator, Subgraph, Tensor
 
 MAX_VELA_BATCH = 256  # Vela unrolls a 4-D feature map's batch into one NPU operation per item
-MAX_OPTION = 1 << 16  # strides, dilations and filter sizes beyond this describe no real network
+MAX_OPTION = 1 << 16
+# Quantization scales of real int8 models lie within ~1e-13..1e1; beyond these bounds the
+# requantisation multipliers overflow (infinite or beyond int64) in every cost model.
+MIN_SCALE, MAX_SCALE = 1e-30, 1e10  # strides, dilations and filter sizes beyond this describe no real network
 
 
 class Engine(Enum):
@@ -173,6 +176,11 @@ def _scale_problem(t: Tensor) -> str | None:
         return f"tensor {t.name!r} has a quantization scale that is not finite"
     if np.any(scale < 0):
         return f"tensor {t.name!r} has a negative quantization scale"
+    nonzero = scale[scale != 0]
+    if nonzero.size and (nonzero.min() < MIN_SCALE or nonzero.max() > MAX_SCALE):
+        return f"tensor {t.name!r} has a quantization scale outside [{MIN_SCALE:g}, {MAX_SCALE:g}]"
+    if not t.is_constant and np.any(scale == 0):
+        return f"tensor {t.name!r} has a quantization scale of 0"
     return None
 
 
