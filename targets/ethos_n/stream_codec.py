@@ -1,8 +1,9 @@
 """Ethos-N78 single-stream weight codec ("weight compression version 1"): headers plus chunks.
 
 A stream is a weight header (bias, requantisation), a payload header (compression parameters,
-palette) and the GRC-coded chunks of `stream_chunks.py`, with parameters from `stream_params.py`;
-`weight_codec.py` arranges the streams into the DRAM blob. Pure functions of numpy arrays.
+palette) and the GRC-coded chunks of `stream_chunks.py`, with parameters from `stream_params.py`.
+This is the one-stream codec (and the decoder); `weight_codec.py` encodes whole layers with the
+batched `batch_*` modules, which give the same bits for all streams at once. Pure numpy functions.
 """
 
 from __future__ import annotations

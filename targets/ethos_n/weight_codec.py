@@ -1,7 +1,10 @@
 """Ethos-N78 layer weight encoder: streams per OFM and IFM iteration, stripes, SRAM banks, DRAM blob.
 
-Implements the N78 layout (shared facts §1.5) on top of the single-stream core in `stream_codec.py`,
-bit-exact with Arm's support library for a given request (stripe depth, iteration size, algorithm):
+Implements the N78 layout (shared facts §1.5), bit-exact with Arm's support library for a given
+request (stripe depth, iteration size, algorithm). All streams of a layer are coded together in
+numpy (`batch_plan.py` chooses the parameters, `batch_pack.py` places the bits; the one-stream
+codec in `stream_codec.py` is their reference), so a layer costs a fixed number of array passes
+rather than a Python step per stream (a depthwise layer has a stream per 9 weights):
 - one stream per (OFM, IFM iteration), each with its OFM header (bias, requantisation, zero point);
 - streams of a stripe are shared round-robin among num_ofm_in_parallel x iterations groups, joined
   bit-contiguously, their length fields patched, and every group padded to one 16-byte multiple;
