@@ -334,3 +334,25 @@ def test_cli_flag_errors(models: Path, tmp_path: Path, run_cli: CliRunner, monke
     monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if the scale extra were not installed
     res = run_cli("sweep", "-o", tmp_path / "o", "--model", m, "--target", "ethos-u55-128", "--ray")
     assert res.code == 2 and "hwopt[scale]" in res.err
+
+
+def test_which_failures_are_cached(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A job's own error is cached; a native crash or a bug may not recur and is computed again."""
+    from hwopt.errors import NativeCodeError, UnsupportedModelError
+    from hwopt.sweeps import job as job_mod
+    from hwopt.sweeps.cache import ResultCache
+    from hwopt.targets import resolve_target
+
+    cache = ResultCache(tmp_path)
+    for i, (exc, cached) in enumerate(((UnsupportedModelError("float model"), True),
+                                       (NativeCodeError("Vela crashed"), False), (ZeroDivisionError("bug"), False))):
+        j = job_mod.Job(f"{i}" * 64, "m", "none", resolve_target("ethos-u55-128"), "vela", None)
+
+        def boom(*_: object, e: Exception = exc) -> None:
+            raise e
+
+        monkeypatch.setattr(job_mod, "_measure", boom)
+        out = job_mod.execute(j, b"")
+        assert out.status is Status.FAILED and out.cacheable is cached
+        cache.put(out)
+        assert (cache.get(j.key) is not None) is cached

@@ -25,7 +25,7 @@ from hwopt.engines.encode import encode_model
 from hwopt.engines.enforce import check_model
 from hwopt.engines.estimate import estimate
 from hwopt.engines.fidelity import Dataset, FidelityReport, Runner, compare, load_data
-from hwopt.errors import HwoptError
+from hwopt.errors import HwoptError, NativeCodeError
 from hwopt.format.tflite_io import read_model, serialize
 from hwopt.ir import Model
 from hwopt.passes.manager import PassContext, PassManager, parse_pipeline
@@ -138,6 +138,8 @@ def execute(job: Job, model_bytes: bytes, data: bytes | None = None) -> Outcome:
     start = time.process_time()
     try:
         outcome = _measure(job, model_bytes, data)
+    except NativeCodeError as exc:  # a crash, hang or memory limit in native code: may not recur, not cached
+        outcome = Outcome.failure(job.key, str(exc), cacheable=False)
     except HwoptError as exc:
         outcome = Outcome.failure(job.key, str(exc), cacheable=True)
     except MemoryError:
