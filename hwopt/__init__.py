@@ -107,9 +107,12 @@ def compile(model: PathLike | None, target: str | os.PathLike[str] | Target, out
             pipeline: str | None = None, data: PathLike | None = None, system_config: str | None = None,
             memory_mode: str | None = None) -> CompileResult:
     """`hwopt compile`: audit, optional pipeline, Vela; writes the model and reports into output_dir."""
-    from hwopt.engines.compile import compile_model
+    from hwopt.engines.compile import run_compile
+    from hwopt.reports.compile_outputs import prepare_output_dir, write_compile_outputs
 
-    return compile_model(model, _target(target, system_config, memory_mode), output_dir, pipeline=pipeline, data=data)
+    tgt = _target(target, system_config, memory_mode)
+    prepare_output_dir(output_dir, model, tgt, data)
+    return write_compile_outputs(run_compile(model, tgt, pipeline=pipeline, data=data), output_dir, data=data)
 
 
 def gate(model: PathLike, target: str | os.PathLike[str] | Target, baseline: PathLike, *, update_baseline: bool = False,

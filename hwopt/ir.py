@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from hwopt.errors import ModelFormatError, PassError
+
 VELA_CUSTOM_CODE = "ethos-u"
 
 
@@ -102,8 +104,6 @@ class DType(enum.IntEnum):
         try:
             return cls(value)
         except ValueError:
-            from hwopt.errors import ModelFormatError
-
             raise ModelFormatError(f"unknown tensor type {value}") from None
 
 
@@ -247,8 +247,6 @@ class Model:
         """Give a constant tensor new values, in a buffer of its own (never shared)."""
         np_dtype = tensor.dtype.numpy
         if np_dtype is None or tensor.data is None:
-            from hwopt.errors import PassError
-
             raise PassError(f"tensor {tensor.name!r} is not a constant of a plain numeric type")
         arr = np.ascontiguousarray(values, dtype=np_dtype).reshape(tensor.data.shape)
         shared = sum(
@@ -256,7 +254,7 @@ class Model:
         )
         raw_bytes = np.frombuffer(arr.tobytes(), dtype=np.uint8)
         if shared > 1 or tensor.sparse:
-            from hwopt._generated.tflite.Buffer import BufferT
+            from hwopt._generated.tflite.Buffer import BufferT  # lazy: object-API bindings cost ~30 ms to import
 
             buf = Buffer(index=len(self.buffers), data=raw_bytes, raw=BufferT(), external=self.external_buffers)
             self.buffers.append(buf)

@@ -26,6 +26,29 @@ class Severity(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class OpRef:
+    """The input operator a per-layer record describes: subgraph, operator index and type.
+
+    Every per-layer record (audit, encode, estimate, compile, gate, enforce, Vela rows) is an
+    OpRef, so rows from different engines join on `op_key`; in JSON the three fields stay flat.
+    """
+
+    subgraph: int
+    op_index: int
+    op: str
+
+    @property
+    def op_key(self) -> tuple[int, int]:
+        """(subgraph, operator index): what rows from different sources join on."""
+        return (self.subgraph, self.op_index)
+
+    @property
+    def ref(self) -> OpRef:
+        """Just the operator reference of a record."""
+        return OpRef(self.subgraph, self.op_index, self.op)
+
+
+@dataclass(frozen=True)
 class Finding:
     """One observation about the model; `error` findings make the command exit 1."""
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwopt.analysis.layers import Layout, WeightLayer, weight_layers
+from hwopt.analysis.layers import Layout, WeightLayer, weight_layers, zero_corrected_tensor, zero_points
+from hwopt.analysis.stats import channel_rows
 from hwopt.errors import PassError
 from hwopt.ir import DType, Model, Tensor
 
@@ -16,7 +17,7 @@ STRUCTURED_LAYOUTS = (Layout.OHWI, Layout.IHWO, Layout.OI, Layout.DHWIO, Layout.
 INT_WEIGHT_DTYPES = (DType.INT8, DType.UINT8)
 
 
-def dtype_range(dtype: DType) -> tuple[int, int]:
+def integer_range(dtype: DType) -> tuple[int, int]:
     """Smallest and largest value of an integer weight dtype."""
     info = np.iinfo(dtype.numpy)  # type: ignore[arg-type]
     return int(info.min), int(info.max)
@@ -48,13 +49,6 @@ def layers_to_process(model: Model, skip: tuple[str, ...] = ()) -> tuple[list[We
     return keep, skipped
 
 
-def zero_points(t: Tensor) -> np.ndarray:
-    """Zero points broadcastable against the tensor."""
-    if t.quantization is None:
-        return np.zeros((1,) * len(t.shape), dtype=np.int64)
-    return t.quantization.zero_points_along(t.shape)
-
-
 def scales(t: Tensor) -> np.ndarray:
     """Scales broadcastable against the tensor (per-axis aware); 1.0 when unquantized."""
     q = t.quantization
@@ -68,17 +62,11 @@ def scales(t: Tensor) -> np.ndarray:
     return s.reshape(view)
 
 
-def corrected(t: Tensor) -> np.ndarray:
-    """Weights minus zero points, int32."""
-    assert t.data is not None
-    return t.data.astype(np.int32) - zero_points(t).astype(np.int32)
-
-
 def store_corrected(model: Model, wl: WeightLayer, values: np.ndarray) -> int:
     """Write zero-point-corrected values back into the layer's weights; returns how many changed."""
     t = wl.weights(model)
     assert t.data is not None
-    lo, hi = dtype_range(t.dtype)
+    lo, hi = integer_range(t.dtype)
     q = values.astype(np.int64) + zero_points(t)
     if q.min(initial=lo) < lo or q.max(initial=hi) > hi:
         raise PassError(f"tensor {t.name!r}: new values leave the {t.dtype.label} range")
@@ -107,12 +95,9 @@ class ChannelView:
 
 
 def channel_view(model: Model, wl: WeightLayer) -> ChannelView:
-    t = wl.weights(model)
-    w = corrected(t)
-    if wl.out_axis is None:
-        return ChannelView(w.reshape(1, -1), None, tuple(w.shape))
-    rows = np.moveaxis(w, wl.out_axis, 0).reshape(w.shape[wl.out_axis], -1)
-    return ChannelView(rows, wl.out_axis, tuple(w.shape))
+    """The layer's zero-corrected weights as one row per output channel."""
+    w = zero_corrected_tensor(wl.weights(model))
+    return ChannelView(channel_rows(w, wl.out_axis), wl.out_axis, tuple(w.shape))
 
 
 def channel_scales(t: Tensor, out_axis: int | None, channels: int) -> np.ndarray:

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwopt.analysis.layers import WeightLayer
+from hwopt.analysis.layers import WeightLayer, zero_corrected_tensor
+from hwopt.analysis.litert import Runner
 from hwopt.errors import PassError, UsageError
+from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model, Subgraph
-from hwopt.passes._common import corrected, layers_to_process
+from hwopt.passes._common import layers_to_process
 from hwopt.passes.manager import Pass, PassContext, PassResult
 
 SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -96,9 +98,6 @@ class BiasCorrectionPass(Pass):
             raise PassError("bias-correct supports single-subgraph models only")
 
     def run(self, model: Model) -> PassResult:
-        from hwopt.engines.fidelity import Runner
-        from hwopt.format.tflite_io import read_model
-
         assert self.context is not None and self.context.reference is not None and self.context.calibration is not None
         ref = read_model(self.context.reference)
         ref_layers = {(wl.subgraph, wl.op_index): wl for wl in layers_to_process(ref, self.skip)[0]}
@@ -108,7 +107,7 @@ class BiasCorrectionPass(Pass):
             rl = ref_layers.get((wl.subgraph, wl.op_index))
             if rl is None or wl.op not in SUPPORTED or wl.bias_index < 0:
                 continue
-            dq = corrected(wl.weights(model)) - corrected(rl.weights(ref))
+            dq = zero_corrected_tensor(wl.weights(model)) - zero_corrected_tensor(rl.weights(ref))
             if np.any(dq):
                 todo.append((wl, dq))
         if not todo:

@@ -15,17 +15,16 @@ from typing import Literal
 
 import numpy as np
 
-from hwopt.analysis.layers import WeightLayer
+from hwopt.analysis.layers import WeightLayer, zero_points
 from hwopt.analysis.stats import unique_per_row
 from hwopt.errors import PassError, UsageError
 from hwopt.ir import Model
 from hwopt.passes._common import (
     channel_scales,
     channel_view,
-    dtype_range,
+    integer_range,
     layers_to_process,
     store_corrected,
-    zero_points,
 )
 from hwopt.passes.kmeans1d import kmeans_1d
 from hwopt.passes.manager import Pass, PassContext, PassResult, Stat
@@ -98,7 +97,7 @@ class ClusterPass(Pass):
             res = kmeans_1d(bins - OFFSET, np.maximum(hist[g, bins], 0.0), self.k, fixed_zero=bool(self.preserve_zero))
             lut[g, bins] = res.assigned
         new_rows = lut[groups[:, None], rows + OFFSET]
-        lo, hi = dtype_range(t.dtype)
+        lo, hi = integer_range(t.dtype)
         zp = zero_points(t)
         new = view.back(new_rows)
         clipped = np.clip(new + zp, lo, hi) - zp  # shared centroids may not fit a channel with another zero point

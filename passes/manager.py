@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, get_args, get_origin
 
 from hwopt.errors import HwoptError, PassError, UsageError
+from hwopt.format.tflite_io import read_model, serialize
 from hwopt.ir import Model
 from hwopt.targets import Target, resolve_target
 
@@ -379,8 +380,6 @@ class PipelineResult:
 
 def verify_model(model: Model) -> None:
     """Check the IR is a well-formed TFLite model: it serializes, re-reads, and constants fit their shapes."""
-    from hwopt.format.tflite_io import read_model, serialize
-
     for sg in model.subgraphs:
         for t in sg.tensors:
             if t.data is None:
@@ -394,8 +393,6 @@ def verify_model(model: Model) -> None:
 
 def copy_model(model: Model) -> Model:
     """An independent copy of the model (serialize and re-read), keeping its source path."""
-    from hwopt.format.tflite_io import read_model, serialize
-
     out = read_model(serialize(model))
     out.path = model.path
     return out

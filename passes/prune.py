@@ -14,11 +14,11 @@ from typing import Literal
 
 import numpy as np
 
-from hwopt.analysis.layers import WeightLayer
+from hwopt.analysis.layers import WeightLayer, zero_corrected_tensor
 from hwopt.analysis.stats import check_2_4
 from hwopt.errors import PassError, UsageError
 from hwopt.ir import Model
-from hwopt.passes._common import corrected, layers_to_process, scales, store_corrected
+from hwopt.passes._common import layers_to_process, scales, store_corrected
 from hwopt.passes.manager import Pass, PassResult
 
 
@@ -71,7 +71,7 @@ class PrunePass(Pass):
     def _units(self, model: Model, wl: WeightLayer) -> np.ndarray | None:
         """Score of every prunable unit of a layer (element or block), or None if the pattern does not apply."""
         t = wl.weights(model)
-        mag = np.abs(corrected(t)).astype(np.float64) * scales(t)
+        mag = np.abs(zero_corrected_tensor(t)).astype(np.float64) * scales(t)
         if self.pattern == "unstructured":
             return mag.reshape(-1)
         if wl.in_axis is None:
@@ -81,7 +81,7 @@ class PrunePass(Pass):
 
     def _apply(self, model: Model, wl: WeightLayer, unit_mask: np.ndarray) -> int:
         t = wl.weights(model)
-        w = corrected(t)
+        w = zero_corrected_tensor(t)
         if self.pattern == "unstructured":
             new = np.where(unit_mask.reshape(w.shape), 0, w)
         else:
@@ -94,7 +94,7 @@ class PrunePass(Pass):
     def _two_four(self, model: Model, wl: WeightLayer) -> int:
         t = wl.weights(model)
         assert wl.in_axis is not None
-        w = corrected(t)
+        w = zero_corrected_tensor(t)
         mag = np.abs(w).astype(np.float64) * scales(t)
         gm, _ = _grouped(mag, wl.in_axis, 4)
         gw, pad = _grouped(w, wl.in_axis, 4)
@@ -133,12 +133,12 @@ class PrunePass(Pass):
         layers = layers_to_process(model, self.skip)[0]
         if self.pattern == "2:4":
             for wl in layers:
-                if wl.in_axis is not None and check_2_4(corrected(wl.weights(model)), wl.in_axis)[0] is False:
+                if wl.in_axis is not None and check_2_4(zero_corrected_tensor(wl.weights(model)), wl.in_axis)[0] is False:
                     raise PassError(f"{wl.op} #{wl.op_index} is not 2:4 sparse")
             return
         zeros, units = 0, 0
         for wl in layers:
-            w = corrected(wl.weights(model))
+            w = zero_corrected_tensor(wl.weights(model))
             if self.pattern == "unstructured":
                 z, n = int(w.size - np.count_nonzero(w)), int(w.size)
             elif wl.in_axis is None:

@@ -16,6 +16,7 @@ import numpy as np
 from hwopt.analysis.layers import weight_layers, zero_corrected
 from hwopt.analysis.stats import check_2_4
 from hwopt.ir import DType, Model, Operator, Subgraph, Tensor
+from hwopt.records import OpRef
 
 
 class OpKind(Enum):
@@ -59,12 +60,9 @@ class WeightInfo:
 
 
 @dataclass(frozen=True)
-class LayerGeometry:
+class LayerGeometry(OpRef):
     """One operator reduced to what the cost models need (shapes as H, W, C)."""
 
-    subgraph: int
-    op_index: int
-    op: str
     kind: OpKind
     ifm: tuple[int, int, int]
     ifm2_elements: int
@@ -106,12 +104,9 @@ class PassCost:
 
 
 @dataclass(frozen=True)
-class LayerCost:
+class LayerCost(OpRef):
     """Estimated cost of one operator on one target."""
 
-    subgraph: int
-    op_index: int
-    op: str
     placement: str  # "npu" | "cpu"
     cycles: int
     compute_cycles: int

@@ -43,7 +43,7 @@ def _is_path(text: str) -> bool:
     return text.lower().endswith(".toml") or "/" in text or "\\" in text
 
 
-def normalise(spec: str | os.PathLike[str]) -> tuple[Path, str | None]:
+def normalise_spec(spec: str | os.PathLike[str]) -> tuple[Path, str | None]:
     """(descriptor file, family name or None) for a spelling; TargetError for an unknown one."""
     if isinstance(spec, os.PathLike):
         return descriptor_path(os.fspath(spec)), None
@@ -79,7 +79,7 @@ def family_default(spec: str | os.PathLike[str] | Target) -> str | None:
     """The configuration a family name resolves to ("ethos-u55" -> "ethos-u55-256"); None for other spellings."""
     if isinstance(spec, Target):
         return None
-    path, family = normalise(spec)
+    path, family = normalise_spec(spec)
     return path.stem if family else None
 
 
@@ -122,7 +122,7 @@ def resolve_target(spec: str | os.PathLike[str] | Target, *, system_config: str 
         return _load_foreign(text, file_stamps(files), accelerator or None, system_config or None, memory_mode or None)
     if accelerator:
         raise TargetError("--accelerator applies to a vela.ini target (FILE.ini:SYSTEM_CONFIG:MEMORY_MODE) only")
-    path, family = normalise(spec)
+    path, family = normalise_spec(spec)
     target = _load(path, chain_stamps(path), system_config or None, memory_mode or None)
     if family is not None:
         log.info("target %s is a family name: using its default configuration %s", spec, target.name)

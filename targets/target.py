@@ -20,6 +20,7 @@ import numpy as np
 
 from hwopt.errors import TargetError
 from hwopt.targets.ethos_n.variants import N78Variant
+from hwopt.targets.ethos_u.streams import stream_of_channel
 
 MEMORIES = ("Sram", "Dram", "OnChipFlash", "OffChipFlash")
 AXI_PORTS = ("Axi0", "Axi1")
@@ -283,8 +284,6 @@ class Target:
 
     def stream_of_channel(self, channels: int) -> np.ndarray:
         """The weight-stream index of every output channel (all 0 where there is one stream)."""
-        from hwopt.targets.ethos_u.streams import stream_of_channel
-
         return stream_of_channel(channels, self.weight_streams, u85=self.family is Family.ETHOS_U85)
 
     @property

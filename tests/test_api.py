@@ -37,7 +37,7 @@ def test_estimate_encode_compile_gate(shared_models, tmp_path) -> None:
     assert est.engine == "vela" and est.summary.cycles == sum(la.cycles for la in est.layers)
     assert hwopt.estimate(model, "ethos-n78-4tops-4ple").engine == "analytic"
     enc = hwopt.encode(model, "ethos-u55-128")
-    assert all(la.roundtrip_ok for la in enc.layers if getattr(la, "encodable", True))
+    assert all(la.roundtrip_ok for la in enc.layers if la.encodable)
     res = hwopt.compile(model, "ethos-u55-128", tmp_path / "out")
     assert res.report.totals.cycles == est.summary.cycles
     assert (tmp_path / "out" / "ic_resnet8_pruned50_clustered16_int8_ethos-u55-128.tflite").exists()

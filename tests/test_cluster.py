@@ -15,10 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hwopt.analysis.layers import zero_corrected_tensor
 from hwopt.analysis.stats import unique_per_row
 from hwopt.errors import TargetError, UsageError
 from hwopt.format.tflite_io import read_model
-from hwopt.passes._common import corrected, layers_to_process
+from hwopt.passes._common import layers_to_process
 from hwopt.passes.cluster import ClusterPass
 from hwopt.passes.kmeans1d import kmeans_1d
 from hwopt.passes.manager import PassManager, copy_model, parse_pipeline
@@ -113,16 +114,16 @@ def test_mse_not_above_sklearn_real_tensors(shared_models: Path) -> None:
     layers = [wl for wl in layers_to_process(model)[0] if wl.weights(model).elements <= 10000]
     assert len(layers) >= 5
     for wl in layers:
-        data = corrected(wl.weights(model)).reshape(-1).astype(np.int64)
+        data = zero_corrected_tensor(wl.weights(model)).reshape(-1).astype(np.int64)
         ours, sk = _check_vs_sklearn(data, 16)
         assert ours <= sk + 1e-9, wl.op_index
 
 
 def _conv_layer_rows(model_bytes: bytes, spec: ClusterPass) -> tuple[np.ndarray, np.ndarray]:
     model = read_model(model_bytes)
-    before = corrected(layers_to_process(model)[0][0].weights(model))
+    before = zero_corrected_tensor(layers_to_process(model)[0][0].weights(model))
     PassManager([spec]).run(model)
-    after = corrected(layers_to_process(model)[0][0].weights(model))
+    after = zero_corrected_tensor(layers_to_process(model)[0][0].weights(model))
     return before.reshape(before.shape[0], -1), after.reshape(after.shape[0], -1)
 
 
@@ -179,4 +180,4 @@ def test_cluster_restores_palette_on_derived_model(shared_models: Path) -> None:
     result = PassManager([ClusterPass(k=16, granularity="stream")]).run(out)
     assert result.modified
     for wl in layers_to_process(out)[0]:
-        assert np.unique(corrected(wl.weights(out))).size <= 16
+        assert np.unique(zero_corrected_tensor(wl.weights(out))).size <= 16

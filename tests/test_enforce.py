@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import numpy as np
 import pytest
 
 from hwopt.analysis.layers import weight_layers, zero_corrected
-from hwopt.engines.enforce import EnforceOptions, build_pipeline, enforce
+from hwopt.cli.enforce import EnforceOptions, build_pipeline
+from hwopt.engines.enforce import enforce
 from hwopt.engines.fidelity import Runner, compare
 from hwopt.errors import DataError, OutputError, UnsupportedModelError, UsageError
 from hwopt.format.tflite_io import read_model
@@ -178,7 +180,7 @@ def test_cli_usage_errors(small: Path, tmp_path: Path, run_cli: CliRunner, extra
     res = run_cli("enforce", small, "-o", out, *extra)
     assert res.code == 2, res.err
     assert res.err.startswith("hwopt: error:") and "Traceback" not in res.err
-    assert pytest.importorskip("re").search(message, res.err), res.err
+    assert re.search(message, res.err), res.err
     assert not out.exists()
 
 
@@ -279,7 +281,6 @@ def test_digits_accuracy_within_one_point(tmp_path: Path) -> None:
 
 
 def test_ethos_n_target_uses_hwopt_encoder(small: Path, tmp_path: Path) -> None:
-    pytest.importorskip("hwopt.engines.encode")
     rep = enforce(small, tmp_path / "n.tflite", "cluster{k=8}", target=resolve_target("ethos-n78-1tops-2ple"))
     assert rep.encoded is not None
     assert rep.encoded.source == "hwopt.encode:ethos-n78-1tops-2ple"

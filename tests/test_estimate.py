@@ -39,8 +39,8 @@ def test_vela_totals_equal_perf_report(resnet8: Path, name: str) -> None:
     """Totals and per-layer sums equal Regor's own report for Vela's vela.ini configuration."""
     from ethosu import regor
 
+    from hwopt._quiet import captured_fds
     from hwopt.targets.ethos_u.vela_config import options_text
-    from hwopt.targets.ethos_u.vela_engine import captured_fds
 
     t = resolve_target(name)
     assert t.system is not None and t.memory_mode is not None

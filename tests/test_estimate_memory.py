@@ -96,7 +96,7 @@ TFLM_MODELS = ["mlperftiny_resnet8_int8.tflite", "micro_speech_quantized.tflite"
 def test_arena_matches_tflite_micro(shared_models: Path, name: str) -> None:
     """TFLite Micro's recording allocator reports the planned (head) arena; ours plans the same bytes."""
     runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
-    from hwopt.targets.ethos_u.vela_engine import captured_fds
+    from hwopt._quiet import captured_fds
 
     path = shared_models / name
     with captured_fds() as text:

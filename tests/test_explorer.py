@@ -57,8 +57,7 @@ def validate_node_data(doc: dict) -> None:
 
 @pytest.fixture(scope="module")
 def example() -> Path:
-    if not EXAMPLE.is_file():
-        pytest.skip("bundled example model hwopt/example/example_int8.tflite not built yet")
+    assert EXAMPLE.is_file(), "the bundled example model is part of hwopt (tools/make_example_model.py)"
     return EXAMPLE
 
 

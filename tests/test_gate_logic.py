@@ -14,7 +14,7 @@ from hwopt.engines.gate import (
     LayerMetrics,
     Metrics,
     Totals,
-    compare,
+    compare_metrics,
     load_baseline,
     run_gate,
     save_baseline,
@@ -35,15 +35,15 @@ def _metrics(cycles: int = 100_000, flash: int = 50_000, sparsity: float = 0.5, 
 
 
 def test_identical_metrics_pass_every_check() -> None:
-    checks = compare(_metrics(), _metrics(), GateOptions())
+    checks = compare_metrics(_metrics(), _metrics(), GateOptions())
     assert checks and all(c.passed for c in checks)
 
 
 def test_cycle_increase_within_and_beyond_tolerance() -> None:
     base = _metrics()
-    ok = compare(_metrics(cycles=104_000), base, GateOptions(max_cycles_increase=5))
+    ok = compare_metrics(_metrics(cycles=104_000), base, GateOptions(max_cycles_increase=5))
     assert all(c.passed for c in ok if "cycles" in c.name)
-    bad = compare(_metrics(cycles=106_000), base, GateOptions(max_cycles_increase=5))
+    bad = compare_metrics(_metrics(cycles=106_000), base, GateOptions(max_cycles_increase=5))
     failed = [c for c in bad if not c.passed]
     names = {c.name for c in failed}
     assert "total.cycles" in names
@@ -55,7 +55,7 @@ def test_cycle_increase_within_and_beyond_tolerance() -> None:
 
 def test_structure_regressions_fail() -> None:
     base = _metrics()
-    bad = compare(_metrics(sparsity=0.2, uniq=40, flash=90_000), base, GateOptions())
+    bad = compare_metrics(_metrics(sparsity=0.2, uniq=40, flash=90_000), base, GateOptions())
     names = {c.name for c in bad if not c.passed}
     assert {"total.sparsity", "total.max_unique_per_channel", "total.flash_bytes", "total.encoded_weight_bytes"} <= names
     assert "sg0.op1.CONV_2D.sparsity" in names
@@ -63,7 +63,7 @@ def test_structure_regressions_fail() -> None:
 
 def test_budgets() -> None:
     m = _metrics()
-    checks = compare(m, m, GateOptions(max_sram=4096, max_flash=60_000, min_sparsity=0.6, max_unique_per_channel=8))
+    checks = compare_metrics(m, m, GateOptions(max_sram=4096, max_flash=60_000, min_sparsity=0.6, max_unique_per_channel=8))
     failed = {c.name for c in checks if not c.passed}
     assert failed == {"budget.sram_bytes", "budget.min_sparsity", "sg0.op0.CONV_2D.unique_budget", "sg0.op1.CONV_2D.unique_budget"}
 
@@ -71,7 +71,7 @@ def test_budgets() -> None:
 def test_changed_operators_fail_layer_match() -> None:
     base = _metrics()
     cur = replace(base, layers=[*base.layers[:2], LayerMetrics(0, 2, "MEAN", "npu", 0)])
-    check = next(c for c in compare(cur, base, GateOptions()) if c.name == "layers.match")
+    check = next(c for c in compare_metrics(cur, base, GateOptions()) if c.name == "layers.match")
     assert not check.passed and "sg0.op2.MEAN" in check.message and "sg0.op2.SOFTMAX" in check.message
 
 
@@ -79,13 +79,13 @@ def test_fidelity_checks() -> None:
     base = _metrics()
     base = replace(base, totals=replace(base.totals, accuracy=0.95))
     cur = replace(base, totals=replace(base.totals, accuracy=0.92))
-    c = next(c for c in compare(cur, base, GateOptions(max_fidelity_drop=0.02)) if c.name.startswith("fidelity"))
+    c = next(c for c in compare_metrics(cur, base, GateOptions(max_fidelity_drop=0.02)) if c.name.startswith("fidelity"))
     assert not c.passed
-    c = next(c for c in compare(cur, base, GateOptions(max_fidelity_drop=0.05)) if c.name.startswith("fidelity"))
+    c = next(c for c in compare_metrics(cur, base, GateOptions(max_fidelity_drop=0.05)) if c.name.startswith("fidelity"))
     assert c.passed
     b2 = replace(base, totals=replace(base.totals, accuracy=None, predictions=[0, 1, 2, 3]))
     c2 = replace(base, totals=replace(base.totals, accuracy=None, predictions=[0, 1, 2, 0]))
-    c = next(c for c in compare(c2, b2, GateOptions(max_fidelity_drop=0.1)) if c.name.startswith("fidelity"))
+    c = next(c for c in compare_metrics(c2, b2, GateOptions(max_fidelity_drop=0.1)) if c.name.startswith("fidelity"))
     assert not c.passed and c.measured == pytest.approx(0.75)
 
 
@@ -151,7 +151,7 @@ def test_operator_moving_to_the_cpu_fails_the_gate() -> None:
     """A layer on the NPU in the baseline that now runs on the CPU is a failed check naming it."""
     import dataclasses
 
-    from hwopt.engines.gate import GateOptions, LayerMetrics, Metrics, Totals, compare
+    from hwopt.engines.gate import GateOptions, LayerMetrics, Metrics, Totals, compare_metrics
 
     totals = Totals(cycles=100, sram_bytes=10, flash_bytes=10, encoded_weight_bytes=5, macs=1, sparsity=0.0,
                     max_unique_per_channel=3, npu_operators=1, cpu_operators=0, accuracy=None, predictions=None)
@@ -159,8 +159,8 @@ def test_operator_moving_to_the_cpu_fails_the_gate() -> None:
                          encoded_weight_bytes=5, sparsity=0.0, max_unique_per_channel=3)
     base = Metrics("hwopt.baseline/1", "m.tflite", "ethos-u55-128", totals, [layer])
     moved = dataclasses.replace(base, layers=[dataclasses.replace(layer, placement="cpu")])
-    checks = {c.name: c for c in compare(moved, base, GateOptions())}
+    checks = {c.name: c for c in compare_metrics(moved, base, GateOptions())}
     placement = [c for name, c in checks.items() if name.endswith(".placement")]
     assert len(placement) == 1 and not placement[0].passed and "runs on the CPU" in placement[0].message
-    same = [c for c in compare(base, base, GateOptions()) if c.name.endswith(".placement")]
+    same = [c for c in compare_metrics(base, base, GateOptions()) if c.name.endswith(".placement")]
     assert len(same) == 1 and same[0].passed

@@ -11,11 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hwopt.analysis.layers import zero_corrected_tensor
 from hwopt.analysis.stats import check_2_4
 from hwopt.errors import PassError, UsageError
 from hwopt.format.tflite_io import read_model, serialize
 from hwopt.ir import Model
-from hwopt.passes._common import corrected, layers_to_process, scales
+from hwopt.passes._common import layers_to_process, scales
 from hwopt.passes.bias_correction import BiasCorrectionPass, mean_patches
 from hwopt.passes.cluster import ClusterPass
 from hwopt.passes.manager import (
@@ -191,7 +192,7 @@ def test_manager_verifies_between_passes(small_model: Model) -> None:
 def _magnitudes(model: Model, op_index: int) -> np.ndarray:
     wl = next(w for w in layers_to_process(model)[0] if w.op_index == op_index)
     t = wl.weights(model)
-    return np.abs(corrected(t)).astype(np.float64) * scales(t)
+    return np.abs(zero_corrected_tensor(t)).astype(np.float64) * scales(t)
 
 
 def test_prune_unstructured_per_layer_is_magnitude_order() -> None:
@@ -203,13 +204,13 @@ def test_prune_unstructured_per_layer_is_magnitude_order() -> None:
     res = PassManager([PrunePass(sparsity=0.6)]).run(after)
     for wl in layers_to_process(before)[0]:
         mb = _magnitudes(before, wl.op_index).ravel()
-        qa = corrected(wl.weights(after)).ravel()
+        qa = zero_corrected_tensor(wl.weights(after)).ravel()
         zero = qa == 0
         assert zero.sum() == round(0.6 * qa.size)
         # Every pruned weight is no larger (dequantized) than every kept one.
         assert mb[zero].max() <= mb[~zero].min()
-        assert np.all(corrected(wl.weights(before)).ravel()[~zero] == qa[~zero])
-    assert np.all(corrected(layers_to_process(after)[0][0].weights(after))[0, 0, 0, :] == 0)
+        assert np.all(zero_corrected_tensor(wl.weights(before)).ravel()[~zero] == qa[~zero])
+    assert np.all(zero_corrected_tensor(layers_to_process(after)[0][0].weights(after))[0, 0, 0, :] == 0)
     assert int(res.records[0].stats["weights_zeroed"]) > 0  # type: ignore[arg-type]
 
 
@@ -224,7 +225,7 @@ def test_prune_uses_per_channel_scales() -> None:
     s = t.quantization.scale  # type: ignore[union-attr]
     smaller = 0 if 100 * s[0] < 10 * s[1] else 1
     PassManager([PrunePass(sparsity=0.5)]).run(model)
-    q = corrected(layers_to_process(model)[0][0].weights(model))
+    q = zero_corrected_tensor(layers_to_process(model)[0][0].weights(model))
     assert np.all(q[smaller] == 0) and np.all(q[1 - smaller] != 0)
 
 
@@ -232,23 +233,23 @@ def test_prune_global_and_skip(small_model: Model) -> None:
     before = copy_model(small_model)
     PassManager([PrunePass(sparsity=0.5, scope="global")]).run(small_model)
     layers = layers_to_process(small_model)[0]
-    zeros = sum(int(np.sum(corrected(wl.weights(small_model)) == 0)) for wl in layers)
+    zeros = sum(int(np.sum(zero_corrected_tensor(wl.weights(small_model)) == 0)) for wl in layers)
     total = sum(wl.weights(small_model).elements for wl in layers)
     assert zeros == round(0.5 * total)
     # Skip by type and by op index leave the layers untouched.
     for skip in (("FULLY_CONNECTED",), ("1",)):
         m = copy_model(before)
         PassManager([PrunePass(sparsity=0.5, skip=skip)]).run(m)
-        fc_b, fc_a = (corrected(layers_to_process(x)[0][1].weights(x)) for x in (before, m))
+        fc_b, fc_a = (zero_corrected_tensor(layers_to_process(x)[0][1].weights(x)) for x in (before, m))
         assert np.array_equal(fc_b, fc_a)
-        assert np.mean(corrected(layers_to_process(m)[0][0].weights(m)) == 0) == pytest.approx(0.5, abs=0.01)
+        assert np.mean(zero_corrected_tensor(layers_to_process(m)[0][0].weights(m)) == 0) == pytest.approx(0.5, abs=0.01)
 
 
 def test_prune_2_4_keeps_two_largest(small_model: Model) -> None:
     before = copy_model(small_model)
     PassManager([PrunePass(pattern="2:4")]).run(small_model)
     for wl in layers_to_process(before)[0]:
-        qa = corrected(wl.weights(small_model))
+        qa = zero_corrected_tensor(wl.weights(small_model))
         assert check_2_4(qa, wl.in_axis)[0] is True
         mb = _magnitudes(before, wl.op_index)
         assert wl.in_axis is not None
@@ -263,7 +264,7 @@ def test_prune_2_4_keeps_two_largest(small_model: Model) -> None:
 def test_prune_blocks() -> None:
     model = read_model(int8_conv_model(channels=8, in_channels=8))
     PassManager([PrunePass(sparsity=0.5, pattern="block", block=4)]).run(model)
-    q = corrected(layers_to_process(model)[0][0].weights(model))
+    q = zero_corrected_tensor(layers_to_process(model)[0][0].weights(model))
     blocks = q.reshape(8, 3, 3, 2, 4)
     allzero = ~blocks.any(axis=-1)
     assert allzero.sum() == round(0.5 * allzero.size)
@@ -299,7 +300,7 @@ def test_repair_rezero_and_recluster() -> None:
     w[split] += 3  # requantization split some clusters
     model = read_model(int8_conv_model(w, fc=False))
     res = PassManager([RepairPass(k=5)]).run(model)
-    q = corrected(layers_to_process(model)[0][0].weights(model))
+    q = zero_corrected_tensor(layers_to_process(model)[0][0].weights(model))
     assert np.all(q[mask] == 0)
     assert np.unique(q).size <= 5
     stats = res.records[0].stats
@@ -312,7 +313,7 @@ def test_repair_infers_k_from_channels(shared_models: Path) -> None:
     res = PassManager([RepairPass(k=0)]).run(model)
     assert res.modified
     for wl in layers_to_process(model)[0]:
-        assert np.unique(corrected(wl.weights(model))).size <= 16
+        assert np.unique(zero_corrected_tensor(wl.weights(model))).size <= 16
 
 
 # --------------------------------------------------------------------------- bias correction

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from ai_edge_litert.interpreter import Interpreter
 from conftest import ROOT, model_id, shared_model_paths
 from modelgen import int8_conv_model, pack
 
@@ -18,7 +19,6 @@ from hwopt._generated.tflite.Model import ModelT
 from hwopt.errors import OutputError
 from hwopt.format.tflite_io import read_model, serialize, write_model
 
-Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
 EXAMPLE = ROOT / "hwopt" / "example" / "example_int8.tflite"
 
 

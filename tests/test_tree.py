@@ -15,10 +15,10 @@ from hwopt.engines.audit import Expectations, audit, audit_model
 from hwopt.errors import DataError, ModelFormatError, OutputError, TargetError, UnsupportedModelError, UsageError
 from hwopt.targets import resolve_target
 from hwopt.tree import _tf
-from hwopt.tree.data import Dataset, _stratified_split, load_digits_dataset, load_npz
+from hwopt.tree.data import TreeDataset, _stratified_split, load_digits_dataset, load_npz
 from hwopt.tree.integrate import leaf_pipeline, prune_skip
 from hwopt.tree.measure import broken_layers, check_ethos_u, global_sparsity_broken, pruned_zeros
-from hwopt.tree.report import SCHEMA, LeafReport, TreeReport, pareto_front, render_markdown
+from hwopt.tree.report import SCHEMA, LeafReport, TreeReport, pareto_front, tree_markdown
 from hwopt.tree.runner import TreeOptions, check_output_dir, validate
 from hwopt.tree.techniques import BY_NAME, FAMILIES, LEAVES, sparsity_exempt
 from tests.conftest import CliRunner, run_cli_subprocess
@@ -179,7 +179,7 @@ def test_markdown_has_every_family_and_failure() -> None:
     report = TreeReport(SCHEMA, "m", "d", 10, 5, "ethos-u55-128", "Vela totals", 1, 1, 0,
                         [_leaf("baseline", 500, 30, 0.95), broken], ["baseline"])
     assert report.failed
-    md = render_markdown(report)
+    md = tree_markdown(report)
     for title, _names in FAMILIES:
         assert f"## {title}" in md
     assert "(fake INT8) 90.00%" in md and "FAIL (1 layer)" in md and "17 distinct values per channel" in md
@@ -193,7 +193,7 @@ def test_markdown_lists_the_sparsity_promise_and_dense_layers() -> None:
                                  pruned_sparsity=0.5, sparsity_exempt=["DEPTHWISE_CONV_2D #1 (d1)"])
     report = TreeReport(SCHEMA, "m", "d", 10, 5, "ethos-u55-128", "Vela totals", 1, 1, 0,
                         [_leaf("baseline", 500, 30, 0.98), pruned, enforce], ["baseline"])
-    md = render_markdown(report)
+    md = tree_markdown(report)
     assert ("- **hwopt enforce**: at least 49% zeros over the pruned layers together (measured 50.0% over them); "
             "left dense: `CONV_2D #0 (c0)`, `DEPTHWISE_CONV_2D #1 (d1)`") in md
     assert ("- **Pruned 50%**: at least 49% zeros in every pruned layer (measured 50.0% over them); "
@@ -403,6 +403,6 @@ def test_train_extra_absent_message() -> None:
 
 
 def test_dataset_properties() -> None:
-    d = Dataset("t", np.zeros((3, 2, 2, 1), np.float32), np.array([0, 2, 1]), np.zeros((1, 2, 2, 1), np.float32),
+    d = TreeDataset("t", np.zeros((3, 2, 2, 1), np.float32), np.array([0, 2, 1]), np.zeros((1, 2, 2, 1), np.float32),
                 np.array([4]))
     assert d.classes == 5 and d.input_shape == (2, 2, 1)

@@ -100,8 +100,7 @@ CASES = [  # (system config, memory mode, accelerator)
 
 @pytest.fixture(scope="module")
 def example() -> Path:
-    if not EXAMPLE.is_file():
-        pytest.skip("bundled example model hwopt/example/example_int8.tflite not built yet")
+    assert EXAMPLE.is_file(), "the bundled example model is part of hwopt (tools/make_example_model.py)"
     return EXAMPLE
 
 

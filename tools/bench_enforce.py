@@ -35,7 +35,8 @@ def _models_dir(arg: str | None) -> Path:
 
 
 def bench_encoded(models: Path) -> bool:
-    from hwopt.engines.enforce import EnforceOptions, build_pipeline, enforce
+    from hwopt.cli.enforce import EnforceOptions, build_pipeline
+    from hwopt.engines.enforce import enforce
     from hwopt.targets import resolve_target
 
     ok = True

@@ -14,6 +14,7 @@ from enum import Enum
 import numpy as np
 
 from hwopt.ir import VELA_CUSTOM_CODE, DType, Model, Operator, Subgraph, Tensor
+from hwopt.records import OpRef
 
 
 class Layout(Enum):
@@ -28,12 +29,9 @@ class Layout(Enum):
 
 
 @dataclass(frozen=True)
-class WeightLayer:
+class WeightLayer(OpRef):
     """An operator with a constant weight tensor, as every weight analysis sees it."""
 
-    subgraph: int
-    op_index: int
-    op: str
     weight_index: int  # tensor index of the weights in the subgraph
     bias_index: int  # tensor index of the bias, or -1
     layout: Layout
@@ -122,22 +120,25 @@ def weight_layers(model: Model) -> list[WeightLayer]:
     return out
 
 
-def operator_macs(sg: Subgraph, op: Operator) -> int:
-    """MACs of any operator: weight layers as above, element-wise ops one per output."""
-    layer = _layer_for(sg, op)
-    if layer is not None and layer.macs:
-        return layer.macs
-    return 0
+def zero_points(t: Tensor) -> np.ndarray:
+    """The tensor's zero points, broadcastable against it (0 when unquantized)."""
+    if t.quantization is None:
+        return np.zeros((1,) * max(len(t.shape), 1), dtype=np.int64)
+    return t.quantization.zero_points_along(t.shape)
 
 
-def zero_corrected(model: Model, layer: WeightLayer) -> np.ndarray:
-    """The layer's weights minus their (per-channel) zero points, as int32."""
-    t = layer.weights(model)
+def zero_corrected_tensor(t: Tensor) -> np.ndarray:
+    """A constant tensor's values minus their (per-channel) zero points, as int32."""
     assert t.data is not None
     w = t.data.astype(np.int32)
     if t.quantization is not None and t.dtype.is_integer and t.quantization.zero_point.any():
         w -= t.quantization.zero_points_along(t.shape).astype(np.int32)  # in place: one pass
     return w
+
+
+def zero_corrected(model: Model, layer: WeightLayer) -> np.ndarray:
+    """The layer's weights minus their (per-channel) zero points, as int32."""
+    return zero_corrected_tensor(layer.weights(model))
 
 
 def to_ohwi(w: np.ndarray, layout: Layout) -> np.ndarray:

@@ -6,7 +6,6 @@ share them so every report counts structure the same way.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,7 +164,3 @@ def palette_fit(unique_values: int) -> int | None:
         if unique_values <= size:
             return size
     return None
-
-
-def safe_ratio(a: float, b: float) -> float:
-    return a / b if b else (0.0 if a == 0 else math.inf)

@@ -15,6 +15,7 @@ from enum import Enum
 
 import numpy as np
 
+from hwopt._generated.tflite.BuiltinOptions import BuiltinOptions
 from hwopt.errors import UnsupportedModelError
 from hwopt.ir import VELA_CUSTOM_CODE, DType, Model, Operator, Subgraph, Tensor
 
@@ -121,8 +122,6 @@ OPTIONS_OF = {"AVERAGE_POOL_2D": "Pool2DOptions", "MAX_POOL_2D": "Pool2DOptions"
 
 def _options_names() -> dict[str, str]:
     """Options table names of the builtin_options union, by lower-case name."""
-    from hwopt._generated.tflite.BuiltinOptions import BuiltinOptions
-
     return {k.lower(): k for k in vars(BuiltinOptions) if not k.startswith("_")}
 
 

@@ -39,6 +39,21 @@ class _WarningFormatter(logging.Formatter):
         return f"hwopt: {record.levelname.lower()}: {record.getMessage()}"
 
 
+def flag_wording(message: str, parser: argparse.ArgumentParser, command: str | None) -> str:
+    """An engine error names an option as the Python API does (`max_drop ...`); say the flag instead."""
+    first, _, rest = message.partition(" ")
+    sub = next((a for a in parser._subparsers._group_actions if isinstance(a, argparse._SubParsersAction)), None) \
+        if parser._subparsers is not None else None
+    command_parser = sub.choices.get(command) if sub is not None and command else None
+    if command_parser is None or not rest:
+        return message
+    for action in command_parser._actions:
+        flags = [o for o in action.option_strings if o.startswith("--")]
+        if action.dest == first and flags:
+            return f"{flags[0]} {rest}"
+    return message
+
+
 def build_parser() -> Parser:
     from hwopt import __version__
 
@@ -47,13 +62,7 @@ def build_parser() -> Parser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"hwopt.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"hwopt.cli.{name}":
-                continue  # a command not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"hwopt.cli.{name}").register(sub)
     return parser
 
 
@@ -77,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"hwopt: terminated by {signal.Signals(exc.signum).name}\n")
         return 128 + exc.signum
     except HwoptError as exc:
-        sys.stderr.write(f"hwopt: error: {exc}\n")
+        sys.stderr.write(f"hwopt: error: {flag_wording(str(exc), parser, args.command)}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("hwopt: interrupted\n")

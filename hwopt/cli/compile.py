@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -29,9 +30,11 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hwopt.cli._common import console, fmt_bytes, print_findings, print_json, resolve_target_arg
-    from hwopt.engines.compile import compile_model
+    from hwopt.engines.compile import run_compile
+    from hwopt.reports.compile_outputs import prepare_output_dir, write_compile_outputs
 
     target = resolve_target_arg(args.target, args.system_config, args.memory_mode, accelerator=args.accelerator)
+    prepare_output_dir(args.output, args.model, target, args.data)  # before minutes of work
 
     steps = 5 if args.pipeline else 4
     if sys.stderr.isatty():
@@ -43,14 +46,13 @@ def run(args: argparse.Namespace) -> int:
             def advance(msg: str) -> None:
                 bar.update(task, description=msg, advance=1)
 
-            result = compile_model(args.model, target, args.output, pipeline=args.pipeline, data=args.data,
-                                   progress=advance)
+            result = run_compile(args.model, target, pipeline=args.pipeline, data=args.data, progress=advance)
+            result = write_compile_outputs(result, args.output, data=args.data, progress=advance)
     else:
-        result = compile_model(args.model, target, args.output, pipeline=args.pipeline, data=args.data)
+        result = run_compile(args.model, target, pipeline=args.pipeline, data=args.data)
+        result = write_compile_outputs(result, args.output, data=args.data)
     r = result.report
     if args.explorer:
-        from pathlib import Path
-
         from hwopt.format.tflite_io import read_model
         from hwopt.reports.explorer import write_overlays
 
@@ -60,10 +62,10 @@ def run(args: argparse.Namespace) -> int:
         return 1 if r.failed else 0
     t = r.totals
     con = console()
-    con.print(f"[bold]{r.model}[/bold] -> [bold]{result.output_dir / r.output_model}[/bold]")
+    con.print(f"[bold]{r.model}[/bold] -> [bold]{Path(args.output) / r.output_model}[/bold]")
     con.print(f"{r.target}: {t.cycles:,} cycles, {t.inference_s * 1e3:.3f} ms ({t.inferences_per_second:.1f} inferences/s), "
               f"SRAM {fmt_bytes(t.peak_sram_bytes)}, flash {fmt_bytes(t.flash_bytes)}, "
               f"encoded weights {fmt_bytes(t.encoded_weight_bytes)}, {t.npu_operators} NPU / {t.cpu_operators} CPU operators")
-    con.print("wrote " + ", ".join(result.files) + f" in {result.output_dir}")
+    con.print("wrote " + ", ".join(result.files) + f" in {args.output}")
     print_findings(con, [f for f in r.findings if f.severity.value != "info"])
     return 1 if r.failed else 0

@@ -3,7 +3,65 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hwopt.errors import UsageError
+
+if TYPE_CHECKING:
+    from hwopt.targets import Target
+
+
+@dataclass(frozen=True)
+class EnforceOptions:
+    """The command-line flags of `hwopt enforce`, turned into a pipeline by `build_pipeline`."""
+
+    sparsity: float | None = None
+    pattern: str = "unstructured"
+    clusters: int | None = None
+    granularity: str = "stream"
+    preserve_sparsity: bool | None = None  # None: keep zeros when pruning and clustering together
+    repair: bool = False
+    bias_correction: bool = False
+    target: Target | None = None
+
+    def __post_init__(self) -> None:
+        if self.sparsity is not None and not 0.0 <= self.sparsity <= 1.0:
+            raise UsageError(f"--sparsity must lie in [0, 1], got {self.sparsity}")
+        if self.pattern not in ("unstructured", "2:4", "block"):
+            raise UsageError(f"--pattern must be unstructured, 2:4 or block, got {self.pattern!r}")
+        if self.clusters is not None and not 1 <= self.clusters <= 256:
+            raise UsageError(f"--clusters must lie in 1..256, got {self.clusters}")
+        if self.granularity not in ("tensor", "channel", "stream"):
+            raise UsageError(f"--granularity must be tensor, channel or stream, got {self.granularity!r}")
+
+
+def build_pipeline(opts: EnforceOptions) -> str:
+    """Pipeline text for the flags: prune → cluster → repair → bias-correct."""
+    steps: list[str] = []
+    if opts.sparsity is not None or opts.pattern != "unstructured":
+        args = [f"pattern={opts.pattern}"] if opts.pattern != "unstructured" else []
+        if opts.sparsity is not None and not (opts.pattern == "2:4" and opts.sparsity == 0.5):
+            args.insert(0, f"sparsity={opts.sparsity!r}")
+        steps.append("prune" + (f"{{{','.join(args)}}}" if args else ""))
+    if opts.clusters is not None:
+        args = [f"k={opts.clusters}", f"granularity={opts.granularity}"]
+        if opts.preserve_sparsity is not None:
+            args.append(f"preserve_zero={str(opts.preserve_sparsity).lower()}")
+        if opts.target:
+            args.append(f"target={opts.target.spec}")
+        steps.append(f"cluster{{{','.join(args)}}}")
+    if opts.repair:
+        args = [f"k={opts.clusters}"] if opts.clusters is not None else []
+        args.append(f"granularity={opts.granularity if opts.granularity != 'stream' or opts.target else 'tensor'}")
+        if opts.target:
+            args.append(f"target={opts.target.spec}")
+        steps.append(f"repair{{{','.join(args)}}}")
+    if opts.bias_correction:
+        steps.append("bias-correct")
+    if not steps:
+        raise UsageError("nothing to enforce: give --sparsity, --pattern, --clusters, --repair or --pipeline")
+    return ",".join(steps)
 
 
 def register(sub: Any) -> None:
@@ -38,8 +96,6 @@ def register(sub: Any) -> None:
 
 
 def _pipeline(args: argparse.Namespace, target: Any) -> str:
-    from hwopt.engines.enforce import EnforceOptions, build_pipeline
-    from hwopt.errors import UsageError
 
     flags = (args.sparsity is not None or args.pattern != "unstructured" or args.clusters is not None
              or args.preserve_sparsity is not None or args.repair or args.bias_correction)

@@ -22,7 +22,7 @@ from hwopt.analysis.stats import palette_fit, weight_stats
 from hwopt.errors import UsageError
 from hwopt.format.reader import read_model
 from hwopt.ir import DType, Model, Tensor
-from hwopt.records import Finding, Severity
+from hwopt.records import Finding, OpRef, Severity
 
 SCHEMA = "hwopt.audit/1"
 # Edge ops that convert float I/O to the integer graph; float tensors there are expected.
@@ -40,16 +40,13 @@ class Expectations:
 
     def __post_init__(self) -> None:
         if self.sparsity is not None and not 0.0 <= self.sparsity <= 1.0:
-            raise UsageError(f"--expect-sparsity must lie in [0, 1], got {self.sparsity}")
+            raise UsageError(f"expect_sparsity must lie in [0, 1], got {self.sparsity}")
         if self.clusters is not None and not 1 <= self.clusters <= 65536:
-            raise UsageError(f"--expect-clusters must be a positive count, got {self.clusters}")
+            raise UsageError(f"expect_clusters must be a positive count, got {self.clusters}")
 
 
 @dataclass(frozen=True)
-class LayerAudit:
-    subgraph: int
-    op_index: int
-    op: str
+class LayerAudit(OpRef):
     weight_tensor: str
     shape: list[int]
     dtype: str
@@ -273,8 +270,3 @@ def audit(path: str | os.PathLike[str], expect: Expectations | None = None, *,
     model = read_model(prefetched.data)
     model.path = Path(path)
     return audit_model(model, prefetched.data, str(path), expect, deflate=prefetched)
-
-
-def is_integer_model(model: Model) -> bool:
-    """True when every weight layer has integer weights (what the NPU encoders need)."""
-    return all(wl.weights(model).dtype in (DType.INT8, DType.UINT8, DType.INT16) for wl in weight_layers(model))

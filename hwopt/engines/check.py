@@ -16,10 +16,11 @@ from hwopt.analysis.layers import weight_layers
 from hwopt.errors import CompileError, UnsupportedModelError
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model, Subgraph
-from hwopt.records import Finding, Severity
+from hwopt.records import Finding, OpRef, Severity
 from hwopt.targets import Family, Target, list_targets, resolve_target
 from hwopt.targets.ethos_n.support import n78_support
 from hwopt.targets.ethos_u.support_tables import support_for
+from hwopt.targets.ethos_u.vela_engine import compile_model
 from hwopt.targets.support import OperatorSupport, Reason, place_model
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,9 @@ VELA_RULE = "vela-placement"
 
 
 @dataclass(frozen=True)
-class OperatorCheck:
+class OperatorCheck(OpRef):
     """One operator: where it runs, every failing rule with its fix, and the targets that would take it."""
 
-    subgraph: int
-    op_index: int
-    op: str
     placement: str  # "npu" | "cpu"
     reasons: list[Reason]
     npu_on: list[str] | None
@@ -113,7 +111,6 @@ def _edges(sg: Subgraph, cpu: set[int]) -> set[int]:
 
 def _vela_placement(model_bytes: bytes, target: Target) -> dict[int, str]:
     # lazy: Vela's native core loads only when an Ethos-U check cross-checks placement
-    from hwopt.targets.ethos_u.vela_engine import compile_model
 
     result = compile_model(model_bytes, target)
     return {row.op_index: row.placement for row in result.ops}

@@ -8,8 +8,6 @@ other), `report.json`, `report.md`, `report.html` (self-contained, with plots) a
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 from collections.abc import Callable
@@ -19,12 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from hwopt.engines.audit import AuditReport, Expectations, audit_model
-from hwopt.errors import OutputError, UnsupportedModelError, UsageError
-from hwopt.fileio import refuse_inputs, staged_directory
-from hwopt.format.tflite_io import read_model
+from hwopt import isolation
+from hwopt.analysis.layers import weight_layers, zero_corrected
+from hwopt.engines.audit import AuditReport
+from hwopt.engines.encode import encode_model
+from hwopt.engines.enforce import enforce_model
+from hwopt.engines.fidelity import Runner, load_data
+from hwopt.engines.measure import Measurement, measure
+from hwopt.errors import UnsupportedModelError, UsageError
 from hwopt.ir import Model
-from hwopt.records import Finding, Severity, dumps
+from hwopt.records import Finding, OpRef, Severity
 from hwopt.targets import Target
 
 log = logging.getLogger(__name__)
@@ -38,12 +40,9 @@ Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class CompileLayer:
+class CompileLayer(OpRef):
     """One input operator after compilation: where it runs, what it costs, what it holds."""
 
-    subgraph: int
-    op_index: int
-    op: str
     name: str  # the operator's first output tensor name (what Vela's per-layer CSV calls Name)
     placement: str
     cycles: int
@@ -112,10 +111,10 @@ class CompileResult:
     """The report plus what the caller may want to keep in memory."""
 
     report: CompileReport
-    model_bytes: bytes
-    output_dir: Path
-    files: tuple[str, ...]
+    model_bytes: bytes = field(repr=False)
     density: list[tuple[str, np.ndarray, np.ndarray]] = field(repr=False, default_factory=list)
+    output_dir: Path | None = None  # set by `hwopt.reports.compile_outputs.write_outputs`
+    files: tuple[str, ...] = ()
 
 
 def _memory_cycles(row: Any, name: str) -> int:
@@ -129,11 +128,9 @@ def _output_name(model: Model, subgraph: int, op_index: int) -> str:
     return "" if t is None else t.name
 
 
-def _layers(vela: Any, audit: AuditReport, model: Model) -> list[CompileLayer]:
-    structure = {(la.subgraph, la.op_index): la for la in audit.layers}
+def _layers(measured: Measurement, model: Model) -> list[CompileLayer]:
     rows = []
-    for r in vela.ops:
-        la = structure.get((r.subgraph, r.op_index))
+    for r, la in measured.rows():
         rows.append(CompileLayer(
             subgraph=r.subgraph, op_index=r.op_index, op=r.op, name=_output_name(model, r.subgraph, r.op_index),
             placement=r.placement, cycles=r.cycles,
@@ -150,8 +147,6 @@ def _layers(vela: Any, audit: AuditReport, model: Model) -> list[CompileLayer]:
 
 def _density(before: Model, after: Model) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Zero-point-corrected weights of the largest layers, before and after the pipeline."""
-    from hwopt.analysis.layers import weight_layers, zero_corrected
-
     pairs = []
     after_layers = {(wl.subgraph, wl.op_index): wl for wl in weight_layers(after)}
     for wl in weight_layers(before):
@@ -173,59 +168,55 @@ def output_name(model_path: Path, target: Target) -> str:
     return f"{model_path.stem}_{target.source.stem if user_toml and target.source else target.name}.tflite"
 
 
-def compile_model(model: str | os.PathLike[str] | None, target: Target, out_dir: str | os.PathLike[str], *,
-                  pipeline: str | None = None, data: str | os.PathLike[str] | None = None,
-                  progress: Progress | None = None) -> CompileResult:
-    """Run the compile pipeline for an Ethos-U target and write every output atomically."""
-    from hwopt.targets.ethos_u.vela_engine import compile_model as vela_compile
+def run_compile(model: str | os.PathLike[str] | None, target: Target, *, pipeline: str | None = None,
+                  data: str | os.PathLike[str] | None = None, progress: Progress | None = None) -> CompileResult:
+    """The compile pipeline for an Ethos-U target: audit, optional enforce pipeline, Vela, re-encode.
 
+    Returns the report, the compiled model and the density panels; nothing is written (the
+    outputs are rendered and written by `hwopt.reports.compile_outputs`).
+    """
     step = progress or (lambda _msg: None)
     path = Path(model) if model is not None else EXAMPLE_MODEL
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output path exists and is not a directory: {out}")
     tgt = target
     if not tgt.family.is_ethos_u:
         raise UsageError(f"compile drives Vela, which targets Ethos-U only; {tgt.name} is {tgt.family.value} "
-                         "(use hwopt estimate --engine analytic or hwopt encode for Ethos-N)")
-    from hwopt import isolation
-
-    inputs = (path, *((Path(data),) if data is not None else ()))
-    refuse_inputs([out / n for n in (output_name(path, tgt), *OUTPUT_FILES)], inputs)  # before minutes of work
+                         "(use the analytic estimate or the encoder for Ethos-N)")
+    if data is not None and not pipeline:
+        raise UsageError("data is used by the pipeline (fidelity of the changed model): give a pipeline or no data")
     isolation.prestart("hwopt.targets.ethos_u.vela_engine", "ethosu.regor", "ethosu.mlw_codec")
-    step("reading and auditing the model")
-    original = read_model(path)
-    if original.vela_compiled:
-        raise UnsupportedModelError(f"{path} is already compiled by Vela (CUSTOM ethos-u op); compile the model given to Vela")
-    audit_before = audit_model(original, original.source, str(path), Expectations())
+    compiling = f"compiling with Vela for {tgt.name}"
+
+    def announce(name: str) -> None:
+        step("reading and auditing the model" if name == "audit" else compiling)
+
+    measured = measure(path, tgt, action="compile", vela=not pipeline, label=str(path), progress=announce)
+    original, audit_before = measured.model, measured.audit
+    assert audit_before is not None
     findings: list[Finding] = []
-    working, work_bytes = original, original.source
+    working = original
     enforce_report = None
     if pipeline:
-        from hwopt.engines.enforce import enforce_model
-        from hwopt.engines.fidelity import Runner, load_data
-
         step("running the enforce pipeline")
         dataset = load_data(data, Runner(original.source).inputs) if data is not None else None
         working, work_bytes, enforce_report = enforce_model(original, pipeline, data=dataset, target=tgt,
                                                             measure_encoded=False, input_name=str(path))
         findings.extend(enforce_report.findings)
-    elif data is not None:
-        raise UsageError("--data is used by --pipeline (fidelity of the changed model); give a pipeline or drop --data")
-    audit_after = audit_model(working, work_bytes, str(path), Expectations()) if pipeline else None
+        measured = measure(work_bytes, tgt, action="compile", label=str(path),
+                           progress=lambda name: step(compiling) if name == "vela" else None)
+        working = measured.model
+    audit_after = measured.audit if pipeline else None
     # Findings describe the model Vela compiles: what the pipeline fixed stays in audit_before only.
     findings[:0] = (audit_after or audit_before).findings
-    step(f"compiling with Vela for {tgt.name}")
-    vela = vela_compile(work_bytes, tgt, op_names=[op.op for op in working.subgraphs[0].operators])
+    vela = measured.vela
+    assert vela is not None
     encode_report = None
-    from hwopt.engines.encode import encode_model
 
     step("re-encoding weights")
     try:
         encode_report = encode_model(working, tgt)
     except UnsupportedModelError as exc:
         findings.append(Finding(Severity.INFO, "not-encoded", f"weights not re-encoded: {exc}"))
-    layers = _layers(vela, audit_after or audit_before, working)
+    layers = _layers(measured, working)
     perf = vela.perf
     clock = float(tgt.clock_hz)
     cpu_ops = [f"{r.op}#{r.op_index}" for r in vela.ops if r.placement == "cpu"]
@@ -247,41 +238,5 @@ def compile_model(model: str | os.PathLike[str] | None, target: Target, out_dir:
         output_model=out_name, totals=totals, layers=layers, cpu_operators=cpu_ops, audit_before=audit_before,
         audit_after=audit_after, enforce=enforce_report, encode=encode_report, findings=findings,
     )
-    density = _density(original, working)
-    step("writing the report")
-    from hwopt.reports.html import render_html, render_markdown
+    return CompileResult(report, vela.model_bytes, _density(original, working))
 
-    files = {
-        out_name: vela.model_bytes,
-        "report.json": dumps(report).encode(),
-        "report.md": render_markdown(report).encode(),
-        "report.html": render_html(report, density).encode(),
-        "per_layer.csv": per_layer_csv(report).encode(),
-    }
-    with staged_directory(out, protect=inputs) as stage:
-        for name, blob in files.items():
-            try:
-                (stage / name).write_bytes(blob)
-            except OSError as exc:  # disk full, quota: the staging folder goes, the directory stays as it was
-                raise OutputError(f"cannot write {out / name}: {exc.strerror or exc}") from None
-    return CompileResult(report, vela.model_bytes, out, tuple(files), density)
-
-
-CSV_COLUMNS = ("subgraph", "op_index", "op", "name", "placement", "cycles", "npu_cycles", "sram_access_cycles",
-               "dram_access_cycles", "on_chip_flash_access_cycles", "off_chip_flash_access_cycles", "bound", "macs",
-               "mac_utilisation", "staging_bytes", "encoded_weight_bytes", "weight_format", "sparsity",
-               "unique_values", "max_unique_per_channel")
-
-
-def per_layer_csv(report: CompileReport) -> str:
-    """Per-layer rows as CSV with a header; strings quoted (operator names may hold commas)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for la in report.layers:
-        row = []
-        for col in CSV_COLUMNS:
-            v = getattr(la, col)
-            row.append("" if v is None else (round(v, 6) if isinstance(v, float) else v))
-        w.writerow(row)
-    return buf.getvalue()

@@ -16,11 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from hwopt import isolation
 from hwopt.analysis.layers import WeightLayer, to_ohwi, weight_layers, zero_corrected
 from hwopt.analysis.stats import entropy_bits
-from hwopt.errors import CompileError, UnsupportedModelError
+from hwopt.analysis.validate import Engine, operator_problem
+from hwopt.errors import CompileError, OutputError, UnsupportedModelError, UsageError
+from hwopt.fileio import refuse_inputs, staged_directory
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import DType, Model, Operator, Subgraph
+from hwopt.records import OpRef, dumps
 from hwopt.targets import Family, Target
 from hwopt.targets.ethos_n import weight_decode as wd
 from hwopt.targets.ethos_n.plan import Kind, plan_layer, support
@@ -50,12 +54,9 @@ class StreamInfo:
 
 
 @dataclass(frozen=True)
-class LayerEncoding:
+class LayerEncoding(OpRef):
     """One weight layer: sizes, structure, the bound, and whether its round trip held."""
 
-    subgraph: int
-    op_index: int
-    op: str
     weight_tensor: str
     shape: list[int]
     dtype: str
@@ -136,8 +137,6 @@ def _why_not(layer: WeightLayer, model: Model) -> str | None:
 
 def n78_problem(layer: WeightLayer, model: Model) -> str | None:
     """Why the N78 weight format cannot hold a layer, known without encoding it (the estimate uses it too)."""
-    from hwopt.analysis.validate import Engine, operator_problem
-
     reason = _why_not(layer, model) or operator_problem(model, layer.subgraph, layer.op_index, Engine.ANALYTIC)
     if reason is not None:
         return reason
@@ -262,13 +261,11 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
     With `block_source="vela"` the model is compiled with Vela to read its block
     configurations, unless `vela_compiled` (a Regor result with its database) is given.
     """
-    from hwopt.errors import UsageError
 
     if block_source not in BLOCK_SOURCES:
         raise UsageError(f"block source must be one of {', '.join(BLOCK_SOURCES)}, got {block_source!r}")
     if model.vela_compiled:
         raise UnsupportedModelError("the model is already compiled by Vela; encode the model Vela was given")
-    from hwopt.analysis.validate import Engine, operator_problem
 
     layers = weight_layers(model)
     family = target.family.value  # type: ignore[attr-defined]
@@ -317,7 +314,6 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
                 continue
         else:
             assert arch is not None
-            from hwopt import isolation
 
             info = vela_infos.get(layer.op_index) if layer.subgraph == 0 else None
             with isolation.subject(f"operator {layer.op} #{layer.op_index}"):
@@ -361,10 +357,6 @@ def layer_file_name(layer: LayerEncoding) -> str:
 
 def emit(report: EncodeReport, directory: str | os.PathLike[str], *, protect: tuple[Path, ...] = ()) -> Path:
     """Write one stream file per encoded layer and `index.json`, atomically, into `directory`."""
-    from hwopt.errors import OutputError
-    from hwopt.fileio import refuse_inputs, staged_directory
-    from hwopt.records import dumps
-
     out = Path(directory)
     for p in protect:
         if out.exists() and out.resolve() == Path(p).resolve():

@@ -19,11 +19,16 @@ import numpy as np
 
 from hwopt.analysis.layers import weight_layers, zero_corrected
 from hwopt.analysis.stats import weight_stats
+from hwopt.engines.encode import encode_model
 from hwopt.engines.fidelity import Dataset, FidelityReport, Runner, compare, load_data
+from hwopt.engines.measure import measure
+from hwopt.engines.promises import check_promises, keep_pruned_zeros
 from hwopt.errors import UnsupportedModelError, UsageError
+from hwopt.fileio import atomic_write_bytes, refuse_inputs
+from hwopt.format.tflite_io import read_model, serialize
 from hwopt.ir import Model
 from hwopt.passes.manager import Pass, PassContext, PassManager, PassRecord, format_pipeline, parse_pipeline
-from hwopt.records import Finding, Severity
+from hwopt.records import Finding, OpRef, Severity
 from hwopt.targets import Target, resolve_target
 
 log = logging.getLogger(__name__)
@@ -33,64 +38,9 @@ DEFAULT_ENCODE_TARGET = "ethos-u55-128"
 
 
 @dataclass(frozen=True)
-class EnforceOptions:
-    """The command-line flags of `hwopt enforce`, turned into a pipeline by `build_pipeline`."""
-
-    sparsity: float | None = None
-    pattern: str = "unstructured"
-    clusters: int | None = None
-    granularity: str = "stream"
-    preserve_sparsity: bool | None = None  # None: keep zeros when pruning and clustering together
-    repair: bool = False
-    bias_correction: bool = False
-    target: Target | None = None
-
-    def __post_init__(self) -> None:
-        if self.sparsity is not None and not 0.0 <= self.sparsity <= 1.0:
-            raise UsageError(f"--sparsity must lie in [0, 1], got {self.sparsity}")
-        if self.pattern not in ("unstructured", "2:4", "block"):
-            raise UsageError(f"--pattern must be unstructured, 2:4 or block, got {self.pattern!r}")
-        if self.clusters is not None and not 1 <= self.clusters <= 256:
-            raise UsageError(f"--clusters must lie in 1..256, got {self.clusters}")
-        if self.granularity not in ("tensor", "channel", "stream"):
-            raise UsageError(f"--granularity must be tensor, channel or stream, got {self.granularity!r}")
-
-
-def build_pipeline(opts: EnforceOptions) -> str:
-    """Pipeline text for the flags: prune → cluster → repair → bias-correct."""
-    steps: list[str] = []
-    if opts.sparsity is not None or opts.pattern != "unstructured":
-        args = [f"pattern={opts.pattern}"] if opts.pattern != "unstructured" else []
-        if opts.sparsity is not None and not (opts.pattern == "2:4" and opts.sparsity == 0.5):
-            args.insert(0, f"sparsity={opts.sparsity!r}")
-        steps.append("prune" + (f"{{{','.join(args)}}}" if args else ""))
-    if opts.clusters is not None:
-        args = [f"k={opts.clusters}", f"granularity={opts.granularity}"]
-        if opts.preserve_sparsity is not None:
-            args.append(f"preserve_zero={str(opts.preserve_sparsity).lower()}")
-        if opts.target:
-            args.append(f"target={opts.target.spec}")
-        steps.append(f"cluster{{{','.join(args)}}}")
-    if opts.repair:
-        args = [f"k={opts.clusters}"] if opts.clusters is not None else []
-        args.append(f"granularity={opts.granularity if opts.granularity != 'stream' or opts.target else 'tensor'}")
-        if opts.target:
-            args.append(f"target={opts.target.spec}")
-        steps.append(f"repair{{{','.join(args)}}}")
-    if opts.bias_correction:
-        steps.append("bias-correct")
-    if not steps:
-        raise UsageError("nothing to enforce: give --sparsity, --pattern, --clusters, --repair or --pipeline")
-    return ",".join(steps)
-
-
-@dataclass(frozen=True)
-class LayerChange:
+class LayerChange(OpRef):
     """One weight layer before and after the pipeline."""
 
-    subgraph: int
-    op_index: int
-    op: str
     weight_tensor: str
     sparsity_before: float
     sparsity_after: float
@@ -147,7 +97,7 @@ class EnforceReport:
 
 
 @dataclass(frozen=True)
-class EncodedWeights:
+class EncodedSizes:
     """Encoded weight-stream bytes per TFLite operator index (subgraph 0) and in total."""
 
     per_op: dict[int, int]
@@ -155,28 +105,25 @@ class EncodedWeights:
     source: str
 
 
-def vela_encoded_weights(model_bytes: bytes, target: Target) -> EncodedWeights:
+def vela_encoded_sizes(model_bytes: bytes, target: Target) -> EncodedSizes:
     """Vela's own encoded weight-stream bytes per operator (`weight_total_bytes`) and in total."""
-    from hwopt.targets.ethos_u.vela_engine import compile_model
-
-    result = compile_model(model_bytes, target)
+    result = measure(model_bytes, target, action="enforce", audit=False).vela
+    assert result is not None
     per_op = {r.op_index: r.encoded_weight_bytes for r in result.ops if r.encoded_weight_bytes and r.subgraph == 0}
-    return EncodedWeights(per_op, result.perf.encoded_weight_bytes, f"vela-regor:{target.name}")
+    return EncodedSizes(per_op, result.perf.encoded_weight_bytes, f"vela-regor:{target.name}")
 
 
-def encoded_weight_bytes(model: Model, target: Target) -> EncodedWeights:
+def hwopt_encoded_sizes(model: Model, target: Target) -> EncodedSizes:
     """The one place enforce measures per-layer encoded weight bytes (hwopt's encoder for the target)."""
-    from hwopt.engines.encode import encode_model
-
     rep = encode_model(model, target)
     per_op = {la.op_index: la.encoded_bytes for la in rep.layers if la.encodable and la.subgraph == 0}
-    return EncodedWeights(per_op, int(rep.summary.encoded_bytes), f"hwopt.encode:{target.name}")
+    return EncodedSizes(per_op, int(rep.summary.encoded_bytes), f"hwopt.encode:{target.name}")
 
 
 # --------------------------------------------------------------------------- the command
 
 
-def check_model(model: Model) -> None:
+def check_enforceable(model: Model) -> None:
     """Enforce needs an int8/uint8 model with weights: UnsupportedModelError otherwise."""
     if model.vela_compiled:
         raise UnsupportedModelError("model was already compiled by Vela; enforce the model given to Vela instead")
@@ -187,7 +134,7 @@ def check_model(model: Model) -> None:
         raise UnsupportedModelError("float model: enforce works on int8 (quantized) models; quantize it first")
 
 
-def _layer_changes(before: Model, after: Model, enc_b: EncodedWeights | None, enc_a: EncodedWeights | None) -> list[LayerChange]:
+def _layer_changes(before: Model, after: Model, enc_b: EncodedSizes | None, enc_a: EncodedSizes | None) -> list[LayerChange]:
     out = []
     after_layers = {(wl.subgraph, wl.op_index): wl for wl in weight_layers(after)}
     for wl in weight_layers(before):
@@ -212,18 +159,15 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
                   calibration: Dataset | None = None, target: Target | None = None, max_drop: float | None = None,
                   measure_encoded: bool = True, input_name: str = "") -> tuple[Model, bytes, EnforceReport]:
     """Run the pipeline on a copy of `model`; return the new model, its bytes and the report (nothing written)."""
-    from hwopt.format.tflite_io import read_model, serialize
-
     if max_drop is not None and not 0.0 <= max_drop <= 1.0:
-        raise UsageError(f"--max-drop must lie in [0, 1], got {max_drop}")
-    check_model(model)
+        raise UsageError(f"max_drop must lie in [0, 1], got {max_drop}")
+    check_enforceable(model)
     passes = parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
     original = serialize(model)
     calib = calibration or data
     ctx = PassContext(reference=original,
                       calibration=None if calib is None else {str(i): a for i, a in enumerate(calib.inputs)},
                       target=target)
-    from hwopt.engines.promises import check_promises, keep_pruned_zeros
 
     passes = [p.with_context(ctx) for p in keep_pruned_zeros(passes)]
     work = read_model(original)
@@ -238,10 +182,10 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
     enc_b = enc_a = None
     totals = None
     if measure_encoded:
-        enc_b = encoded_weight_bytes(model, enc_target)
-        enc_a = encoded_weight_bytes(new_model, enc_target)
-        vela_b = vela_encoded_weights(original, vela_target)
-        vela_a = vela_encoded_weights(new_bytes, vela_target)
+        enc_b = hwopt_encoded_sizes(model, enc_target)
+        enc_a = hwopt_encoded_sizes(new_model, enc_target)
+        vela_b = vela_encoded_sizes(original, vela_target)
+        vela_a = vela_encoded_sizes(new_bytes, vela_target)
         totals = EncodedTotals(enc_target.name, enc_a.source, enc_b.total, enc_a.total, vela_target.name, vela_b.total,
                                vela_a.total)
     fid = compare(original, new_bytes, data)
@@ -267,9 +211,6 @@ def enforce(model_path: str | os.PathLike[str], output: str | os.PathLike[str], 
             target: Target | None = None, max_drop: float | None = None, measure_encoded: bool = True) -> EnforceReport:
     """Read, enforce and (when nothing failed) atomically write the model; the API behind `hwopt enforce`."""
     import dataclasses
-
-    from hwopt.fileio import atomic_write_bytes, refuse_inputs
-    from hwopt.format.tflite_io import read_model
 
     src, out = Path(model_path), Path(output)
     inputs = (src, data, calibration)

@@ -14,11 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwopt.analysis.layers import weight_layers
 from hwopt.analysis.memory import estimate_memory
+from hwopt.analysis.validate import Engine, check_for_native
+from hwopt.engines.encode import NPU_WEIGHT_OPS, n78_problem
+from hwopt.engines.measure import Measurement, measure, reject_compiled
 from hwopt.errors import UnsupportedModelError, UsageError
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model
+from hwopt.records import OpRef
 from hwopt.targets import Family, Target
+from hwopt.targets.ethos_n.analytic import estimate_layers as n78_layers
 from hwopt.targets.ethos_u.analytic import costs_of
 from hwopt.targets.ethos_u.placement import ethos_u_geometry
 from hwopt.targets.geometry import LayerCost, LayerGeometry, PassCost, WeightInfo
@@ -31,12 +37,9 @@ ON_CHIP = ("Sram", "OnChipFlash", "shram", "lutram")
 
 
 @dataclass(frozen=True)
-class LayerEstimate:
+class LayerEstimate(OpRef):
     """One input operator: where it runs and what it costs."""
 
-    subgraph: int
-    op_index: int
-    op: str
     placement: str  # "npu" | "cpu"
     cycles: int
     npu_cycles: int
@@ -89,9 +92,7 @@ class EstimateReport:
 
 
 def _check_model(model: Model) -> None:
-    if model.vela_compiled:
-        raise UnsupportedModelError("the model is already compiled by Vela (it holds an ethos-u custom operator); "
-                                    "estimate the model before compiling it")
+    """Estimate needs a model with quantized operators (a Vela-compiled one is refused before this)."""
     outputs = [t for sg in model.subgraphs for op in sg.operators for i in op.outputs if (t := sg.tensor(i)) is not None]
     if not outputs:
         raise UnsupportedModelError("the model has no operators")
@@ -113,14 +114,12 @@ def _summary(target: Target, layers: list[LayerEstimate], cycles: int, npu_cycle
     )
 
 
-def _estimate_vela(model: Model, data: bytes, target: Target) -> EstimateReport:
-    from hwopt.targets.ethos_u.vela_engine import compile_model
-
+def _estimate_vela(m: Measurement) -> EstimateReport:
+    model, target, res = m.model, m.target, m.vela
+    assert res is not None
     if len(model.subgraphs) > 1:
         log.warning("Vela maps only the first subgraph's operators; %d more subgraph(s) are not itemised",
                     len(model.subgraphs) - 1)
-    names = [op.op for op in model.subgraphs[0].operators]
-    res = compile_model(data, target, op_names=names)
     layers = []
     for r in res.ops:
         layers.append(LayerEstimate(
@@ -149,8 +148,6 @@ class _Prepared:
 
     def costs(self, target: Target) -> list[LayerCost]:
         if target.family is Family.ETHOS_N78:
-            from hwopt.targets.ethos_n.analytic import estimate_layers as n78_layers
-
             return _n78_placeable(self.model, n78_layers(self.model, target))
         if target.family not in self.geometry:
             self.geometry[target.family] = ethos_u_geometry(self.model, target.family, self.weight_stats)
@@ -163,8 +160,6 @@ class _Prepared:
 
 
 def _estimate_analytic(model: Model, target: Target, prepared: _Prepared | None = None) -> EstimateReport:
-    from hwopt.analysis.validate import Engine, check_for_native
-
     prep = prepared or _Prepared(model)
     if not prep.native_checked:  # what Vela rejects (zero strides, missing filters) is rejected here too
         check_for_native(model, Engine.ANALYTIC)
@@ -203,9 +198,6 @@ def _n78_placeable(model: Model, costs: list[Any]) -> list[Any]:
     """
     from dataclasses import replace
 
-    from hwopt.analysis.layers import weight_layers
-    from hwopt.engines.encode import NPU_WEIGHT_OPS, n78_problem
-
     blocked = {(la.subgraph, la.op_index) for la in weight_layers(model)
                if la.op in NPU_WEIGHT_OPS and n78_problem(la, model) is not None}
     return [replace(c, placement="cpu", cycles=0, compute_cycles=0, memory_cycles={}, weight_cycles=0, macs=0,
@@ -232,15 +224,11 @@ def estimate(model_or_path: Model | str | Path | bytes, target: Target, engine: 
     tgt = target
     if engine == "vela" and not tgt.family.is_ethos_u:
         raise UsageError(f"target {tgt.name} is an Ethos-N78: Vela does not compile for it; use the analytic engine")
-    in_memory = isinstance(model_or_path, Model)
+    if engine == "vela":  # read, refuse a compiled model, check, compile with Vela: the measurement pipeline
+        return _estimate_vela(measure(model_or_path, tgt, action="estimate", audit=False, check=_check_model))
     model = model_or_path if isinstance(model_or_path, Model) else read_model(model_or_path)
+    reject_compiled(model, str(model.path) if model.path else "<bytes>", "estimate")
     _check_model(model)
-    if engine == "vela":
-        from hwopt.format.tflite_io import serialize
-
-        # an in-memory model may have been edited since it was read: compile what it holds now
-        data = serialize(model) if in_memory or not model.source else model.source
-        return _estimate_vela(model, bytes(data), tgt)
     return _estimate_analytic(model, tgt)
 
 

@@ -9,35 +9,26 @@ of both models when labels are given.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from hwopt.analysis.litert import InputSpec, Runner
 from hwopt.errors import DataError, UnsupportedModelError
+from hwopt.fileio import load_npz
+
+__all__ = ["Dataset", "FidelityReport", "InputSpec", "OutputFidelity", "Runner", "accuracy", "compare",
+           "dequantize", "load_data", "make_dataset", "predict_top1", "random_dataset", "top1"]
 
 log = logging.getLogger(__name__)
 
 LABELS_KEY = "labels"
 RANDOM_SAMPLES = 16
 RANDOM_SEED = 0
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    name: str
-    index: int
-    shape: tuple[int, ...]
-    dtype: np.dtype[Any]
-    scale: float
-    zero_point: int
 
 
 @dataclass(frozen=True)
@@ -87,98 +78,6 @@ class FidelityReport:
         return None if self.top1_agreement is None else 1.0 - self.top1_agreement
 
 
-@contextlib.contextmanager
-def _quiet_fd2() -> Iterator[None]:
-    """Silence C++ log lines (LiteRT's delegate banner) written straight to file descriptor 2."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-class LocalRunner:
-    """A LiteRT interpreter over model bytes, run one sample at a time (batch 1 as deployed).
-
-    It lives in the isolation worker (LiteRT is native code); `Runner` is the caller's proxy.
-    """
-
-    def __init__(self, model: bytes, *, preserve_all_tensors: bool = False) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        with warnings.catch_warnings(), _quiet_fd2():
-            warnings.simplefilter("ignore")
-            try:
-                self.interp = Interpreter(model_content=model, experimental_preserve_all_tensors=preserve_all_tensors)
-                self.interp.allocate_tensors()
-            except (RuntimeError, ValueError) as exc:
-                raise UnsupportedModelError(f"LiteRT cannot load the model: {exc}") from None
-        self.inputs = [_spec(d) for d in self.interp.get_input_details()]
-        self.outputs = [_spec(d) for d in self.interp.get_output_details()]
-
-    def specs(self) -> tuple[list[InputSpec], list[InputSpec]]:
-        return self.inputs, self.outputs
-
-    def invoke(self, sample: list[np.ndarray]) -> list[np.ndarray]:
-        try:
-            for spec, arr in zip(self.inputs, sample, strict=True):
-                self.interp.set_tensor(spec.index, arr.reshape(spec.shape))
-            self.interp.invoke()
-            return [self.interp.get_tensor(o.index) for o in self.outputs]
-        except (RuntimeError, ValueError) as exc:  # LiteRT's own checks (missing constant data, bad shapes)
-            raise UnsupportedModelError(f"LiteRT cannot run the model: {exc}") from None
-
-    def invoke_all(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Every sample of `inputs` ([N, ...] per input), outputs stacked to [N, ...] per output."""
-        n = int(inputs[0].shape[0]) if inputs else 0
-        outs: list[list[np.ndarray]] = [[] for _ in self.outputs]
-        for i in range(n):
-            for acc, arr in zip(outs, self.invoke([a[i : i + 1] for a in inputs]), strict=True):
-                acc.append(arr.copy())
-        return [np.stack(o) if o else np.zeros((0,)) for o in outs]
-
-    def tensor(self, index: int) -> np.ndarray:
-        return self.interp.get_tensor(index)
-
-
-class Runner:
-    """A LiteRT interpreter in the isolation worker: a LiteRT crash is an error line, not a dead hwopt.
-
-    The model is validated first, so what LiteRT would crash on is rejected before it loads.
-    """
-
-    def __init__(self, model: bytes, *, preserve_all_tensors: bool = False) -> None:
-        from hwopt import isolation
-        from hwopt.analysis.validate import check_for_native
-        from hwopt.format.tflite_io import read_model
-
-        check_for_native(read_model(model), "litert")
-        self._handle = isolation.worker().new("hwopt.engines.fidelity:LocalRunner", model,
-                                              preserve_all_tensors=preserve_all_tensors, library="LiteRT")
-        self.inputs, self.outputs = self._handle.call("specs")
-
-    def invoke(self, sample: list[np.ndarray]) -> list[np.ndarray]:
-        return self._handle.call("invoke", sample)  # type: ignore[no-any-return]
-
-    def invoke_all(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        return self._handle.call("invoke_all", inputs)  # type: ignore[no-any-return]
-
-    def tensor(self, index: int) -> np.ndarray:
-        return self._handle.call("tensor", index)  # type: ignore[no-any-return]
-
-
-def _spec(d: dict[str, Any]) -> InputSpec:
-    scale, zp = d.get("quantization", (0.0, 0))
-    return InputSpec(d["name"], int(d["index"]), tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]), float(scale), int(zp))
-
-
 def dequantize(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
     if spec.scale and np.issubdtype(arr.dtype, np.integer):
         return (arr.astype(np.float64) - spec.zero_point) * spec.scale
@@ -187,8 +86,6 @@ def dequantize(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 def load_data(path: str | os.PathLike[str], inputs: list[InputSpec]) -> Dataset:
     """Read an .npz of model inputs (by input name, else in order) and optional `labels`; DataError on mismatch."""
-    from hwopt.fileio import load_npz
-
     p = Path(path)
     arrays = load_npz(p)
     labels = arrays.pop(LABELS_KEY, None)
@@ -266,12 +163,28 @@ def _snr_db(ref: np.ndarray, new: np.ndarray) -> float:
     return 10.0 * math.log10(signal / noise)
 
 
+def top1(outputs: np.ndarray) -> np.ndarray:
+    """The top-1 class of each sample of a batch of outputs [N, ...]: hwopt's one top-1."""
+    arr = np.asarray(outputs)
+    return arr.reshape(arr.shape[0], -1).argmax(axis=1)
+
+
+def predict_top1(runner: Runner, data: Dataset) -> np.ndarray:
+    """Top-1 class of the model's first output for every sample, run one sample at a time as deployed."""
+    return top1(runner.invoke_all(data.inputs)[0])
+
+
+def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Share of predictions equal to the labels (class indices)."""
+    return float(np.mean(np.asarray(predictions) == np.asarray(labels).reshape(-1)))
+
+
 def compare(original: bytes, changed: bytes, data: Dataset | None = None) -> FidelityReport:
     """Run both models on the same inputs and compare their outputs."""
     ref, new = Runner(original), Runner(changed)
     if data is None:
         data = random_dataset(ref.inputs)
-        log.warning("no --data given: fidelity measured on %d random inputs over the quantized input range, "
+        log.warning("no data given: fidelity measured on %d random inputs over the quantized input range, "
                     "not on real data (accuracy not measured)", data.samples)
     if [(s.shape, s.dtype) for s in ref.inputs] != [(s.shape, s.dtype) for s in new.inputs]:
         raise UnsupportedModelError("the original and the changed model have different inputs")
@@ -287,11 +200,10 @@ def compare(original: bytes, changed: bytes, data: Dataset | None = None) -> Fid
             first_ref, first_new = r, n
         reports.append(OutputFidelity(spec_r.name, _cosine(r.ravel(), n.ravel()), _snr_db(r, n),
                                       float(np.max(np.abs(r - n))) if r.size else 0.0))
-    top1 = acc_b = acc_a = None
+    agreement = acc_b = acc_a = None
     if first_ref is not None and first_new is not None and first_ref.shape[1] > 1:
-        pr, pn = first_ref.argmax(axis=1), first_new.argmax(axis=1)
-        top1 = float(np.mean(pr == pn))
+        pr, pn = top1(first_ref), top1(first_new)
+        agreement = accuracy(pr, pn)
         if data.labels is not None:
-            acc_b = float(np.mean(pr == data.labels))
-            acc_a = float(np.mean(pn == data.labels))
-    return FidelityReport(data.source, data.samples, reports, top1, acc_b, acc_a)
+            acc_b, acc_a = accuracy(pr, data.labels), accuracy(pn, data.labels)
+    return FidelityReport(data.source, data.samples, reports, agreement, acc_b, acc_a)

@@ -16,9 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from hwopt.engines.baseline_schema import MAX_FILE_BYTES, parse
+from hwopt.engines.fidelity import Runner, accuracy, load_data, predict_top1
+from hwopt.engines.measure import measure
 from hwopt.errors import BaselineError, UsageError
-from hwopt.fileio import atomic_write_text
-from hwopt.records import to_jsonable
+from hwopt.fileio import atomic_write_text, refuse_inputs
+from hwopt.records import OpRef, to_jsonable
 from hwopt.targets import Target
 
 BASELINE_SCHEMA = "hwopt.baseline/1"
@@ -29,12 +32,9 @@ LAYER_CYCLE_SHARE = 0.01
 
 
 @dataclass(frozen=True)
-class LayerMetrics:
+class LayerMetrics(OpRef):
     """What the gate tracks for one operator; None where the source does not measure it."""
 
-    subgraph: int
-    op_index: int
-    op: str
     placement: str = "npu"
     cycles: int | None = None
     sram_bytes: int | None = None
@@ -95,9 +95,9 @@ class GateOptions:
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
         if self.min_sparsity is not None and not 0 <= self.min_sparsity <= 1:
-            raise UsageError("--min-sparsity must lie in [0, 1]")
+            raise UsageError("min_sparsity must lie in [0, 1]")
         if self.max_fidelity_drop is not None and not 0 <= self.max_fidelity_drop <= 1:
-            raise UsageError("--max-fidelity-drop must lie in [0, 1] (a fraction of top-1)")
+            raise UsageError("max_fidelity_drop must lie in [0, 1] (a fraction of top-1)")
         for name in ("max_sram", "max_flash", "max_unique_per_channel"):
             v = getattr(self, name)
             if v is not None and v < 0:
@@ -137,8 +137,6 @@ class GateReport:
 
 def load_baseline(path: str | os.PathLike[str]) -> Metrics:
     """Parse a baseline file; BaselineError naming the field for anything missing, corrupt or out of range."""
-    from hwopt.engines.baseline_schema import MAX_FILE_BYTES, parse
-
     p = Path(path)
     try:
         if p.is_file() and p.stat().st_size > MAX_FILE_BYTES:
@@ -147,7 +145,7 @@ def load_baseline(path: str | os.PathLike[str]) -> Metrics:
             raise BaselineError(f"baseline {p} is not a regular file")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise BaselineError(f"baseline not found: {p} (create it with --update-baseline)") from None
+        raise BaselineError(f"baseline not found: {p} (create it by updating the baseline)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BaselineError(f"cannot read baseline {p}: {exc}") from None
     data = parse(text, str(p), BASELINE_SCHEMA)
@@ -176,7 +174,7 @@ def _budget(name: str, new: int, limit: int) -> Check:
     return Check(f"budget.{name}", new <= limit, f"{name} {new:,} bytes vs budget {limit:,} bytes", None, None, new, limit)
 
 
-def compare(current: Metrics, base: Metrics, opts: GateOptions) -> list[Check]:
+def compare_metrics(current: Metrics, base: Metrics, opts: GateOptions) -> list[Check]:
     """All checks of `current` against `base` under `opts`, totals first, then per layer."""
     ct, bt = current.totals, base.totals
     checks = [
@@ -287,7 +285,6 @@ def run_gate(collect: MetricsFn, baseline: str | os.PathLike[str], opts: GateOpt
     `inputs` (the model, the data) are never overwritten: neither the updated baseline nor the
     JUnit file may land on one of them, nor the JUnit file on the baseline.
     """
-    from hwopt.fileio import refuse_inputs
 
     refuse_inputs([baseline] if update else [], inputs)
     refuse_inputs([junit], (*inputs, baseline))
@@ -300,7 +297,7 @@ def run_gate(collect: MetricsFn, baseline: str | os.PathLike[str], opts: GateOpt
         base = load_baseline(baseline)
         if base.target != metrics.target:
             raise BaselineError(f"baseline {baseline} was made for target {base.target}, not {metrics.target}")
-        report = GateReport(GATE_SCHEMA, metrics.model, metrics.target, str(baseline), False, compare(metrics, base, opts))
+        report = GateReport(GATE_SCHEMA, metrics.model, metrics.target, str(baseline), False, compare_metrics(metrics, base, opts))
     if junit is not None:
         atomic_write_text(junit, to_junit(report))
     return report
@@ -312,44 +309,24 @@ def with_fidelity(metrics: Metrics, accuracy: float | None, predictions: list[in
 
 def _top1(model_bytes: bytes, data: str | os.PathLike[str]) -> tuple[float | None, list[int]]:
     """Top-1 predictions of the model's first output over the data (and accuracy with labels)."""
-    import numpy as np
-
-    from hwopt.engines.fidelity import Runner, load_data
-
     runner = Runner(model_bytes)
     dataset = load_data(data, runner.inputs)
-    preds = []
-    for i in range(dataset.inputs[0].shape[0]):
-        out = runner.invoke([a[i] for a in dataset.inputs])[0]
-        preds.append(int(np.argmax(out.reshape(-1))))
-    acc = None
-    if dataset.labels is not None:
-        labels = np.asarray(dataset.labels).reshape(len(preds), -1)
-        truth = labels.argmax(axis=1) if labels.shape[1] > 1 else labels[:, 0]
-        acc = float(np.mean(np.asarray(preds) == truth))
-    return acc, preds
+    preds = predict_top1(runner, dataset)
+    acc = None if dataset.labels is None else accuracy(preds, dataset.labels)
+    return acc, [int(p) for p in preds]
 
 
 def collect_metrics(model: str | os.PathLike[str], target: Target, *,
                     data: str | os.PathLike[str] | None = None) -> Metrics:
     """Measure a model on an Ethos-U target: Vela's per-operator figures joined with the audit."""
-    from hwopt.engines.audit import Expectations, audit_model
-    from hwopt.errors import UnsupportedModelError
-    from hwopt.format.tflite_io import read_model
-    from hwopt.targets.ethos_u.vela_engine import compile_model
-
     tgt = target
     if not tgt.family.is_ethos_u:
         raise UsageError(f"gate measures through Vela, which targets Ethos-U only; {tgt.name} is {tgt.family.value}")
-    m = read_model(model)
-    if m.vela_compiled:
-        raise UnsupportedModelError(f"{model} is already compiled by Vela; gate the model given to Vela")
-    audit_report = audit_model(m, m.source, str(model), Expectations(), with_deflate=False)  # no compressed size in gate
-    vela = compile_model(m.source, tgt, op_names=[op.op for op in m.subgraphs[0].operators])
-    structure = {(la.subgraph, la.op_index): la for la in audit_report.layers}
+    measured = measure(model, tgt, action="gate", label=str(model), deflate=False)  # no compressed size in gate
+    audit_report, vela = measured.audit, measured.vela
+    assert audit_report is not None and vela is not None
     layers = []
-    for r in vela.ops:
-        la = structure.get((r.subgraph, r.op_index))
+    for r, la in measured.rows():
         layers.append(LayerMetrics(
             subgraph=r.subgraph, op_index=r.op_index, op=r.op, placement=r.placement, cycles=int(r.cycles),
             sram_bytes=int(r.staging_bytes), encoded_weight_bytes=r.encoded_weight_bytes,
@@ -366,6 +343,6 @@ def collect_metrics(model: str | os.PathLike[str], target: Target, *,
     )
     metrics = Metrics(BASELINE_SCHEMA, Path(model).name, tgt.name, totals, layers)
     if data is not None:
-        acc, preds = _top1(m.source, data)
+        acc, preds = _top1(measured.model_bytes, data)
         metrics = with_fidelity(metrics, acc, None if acc is not None else preds)
     return metrics

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hwopt.analysis.layers import WeightLayer
+from hwopt.analysis.layers import WeightLayer, zero_corrected_tensor
 from hwopt.analysis.stats import check_2_4
 from hwopt.ir import Model
-from hwopt.passes._common import channel_view, corrected, layers_to_process
+from hwopt.passes._common import channel_view, layers_to_process
 from hwopt.passes.cluster import ClusterPass, channel_groups, max_unique_per_group
 from hwopt.passes.manager import Pass
 from hwopt.passes.prune import PrunePass
@@ -40,12 +40,12 @@ def _prune(model: Model, p: PrunePass) -> list[Finding]:
     layers = layers_to_process(model, p.skip)[0]
     if p.pattern == "2:4":
         for wl in layers:
-            if wl.in_axis is not None and check_2_4(corrected(wl.weights(model)), wl.in_axis)[0] is False:
+            if wl.in_axis is not None and check_2_4(zero_corrected_tensor(wl.weights(model)), wl.in_axis)[0] is False:
                 out.append(_broken(wl, "is no longer 2:4 sparse"))
         return out
     if p.pattern == "block":
         layers = [wl for wl in layers if wl.in_axis is not None]
-    counts = [(wl, int(np.count_nonzero(corrected(wl.weights(model)) == 0)), wl.weights(model).elements) for wl in layers]
+    counts = [(wl, int(np.count_nonzero(zero_corrected_tensor(wl.weights(model)) == 0)), wl.weights(model).elements) for wl in layers]
     if p.scope == "global":
         zeros, total = sum(c[1] for c in counts), sum(c[2] for c in counts)
         need = round(p.sparsity * total) if p.pattern == "unstructured" else int(p.sparsity * total * 0.98)

@@ -100,9 +100,9 @@ class _FileSource:
     def unpack(self, node: Any) -> Any:
         # The object-API classes import every options table of the schema (~30 ms): only
         # commands that need a node's full form (options, writing) pay for them.
-        from hwopt._generated.tflite.Buffer import BufferT
-        from hwopt._generated.tflite.Operator import OperatorT
-        from hwopt._generated.tflite.Tensor import TensorT
+        from hwopt._generated.tflite.Buffer import BufferT  # lazy: object-API bindings, only when unpacked
+        from hwopt._generated.tflite.Operator import OperatorT  # lazy: object-API bindings, only when unpacked
+        from hwopt._generated.tflite.Tensor import TensorT  # lazy: object-API bindings, only when unpacked
 
         if isinstance(node, (Model, Subgraph)):
             self._tree()
@@ -114,8 +114,8 @@ class _FileSource:
 
     def _tree(self) -> Any:
         """Unpack the whole ModelT once, keeping the nodes already unpacked (and maybe edited)."""
-        from hwopt._generated.tflite.Model import Model as FbModel
-        from hwopt._generated.tflite.Model import ModelT
+        from hwopt._generated.tflite.Model import Model as FbModel  # lazy: object-API bindings, only when unpacked
+        from hwopt._generated.tflite.Model import ModelT  # lazy: object-API bindings, only when unpacked
 
         model = self.model
         assert model is not None
@@ -183,7 +183,7 @@ def _constant(t: Table, buf: Buffer, shape: tuple[int, ...], dtype: DType, name:
     values = buf.data.view(np_dtype)
     sparsity = t.table(_T["sparsity"])
     if sparsity is not None:
-        from hwopt._generated.tflite.SparsityParameters import SparsityParametersT  # rare: see _FileSource.unpack
+        from hwopt._generated.tflite.SparsityParameters import SparsityParametersT  # lazy: rare, see unpack
 
         params = SparsityParametersT.InitFromBuf(t.buf, sparsity.pos)
         dense = densify(values, params, shape, name, max_positions=budget.size, max_bytes=budget.dense)

@@ -16,6 +16,7 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 
+from hwopt._generated.tflite import Buffer as FbBuffer
 from hwopt._generated.tflite.Buffer import BufferT
 from hwopt._generated.tflite.Model import ModelT
 from hwopt.errors import OutputError
@@ -46,7 +47,6 @@ class _AlignedBufferT(BufferT):  # type: ignore[misc]
             builder.head = builder.head - len(payload)
             builder.Bytes[builder.head : builder.head + len(payload)] = payload
             data_off = builder.EndVector(len(payload))
-        from hwopt._generated.tflite import Buffer as FbBuffer
 
         FbBuffer.BufferStart(builder)
         if data_off is not None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hwopt.engines.compile import CompileLayer
 from hwopt.reports.plots import CycleBar, cycles_figure, density_figure, sram_figure
 
 if TYPE_CHECKING:
@@ -58,15 +59,13 @@ LAYER_HEAD = ("op", "type", "where", "cycles", "NPU", "bound", "MACs", "util", "
 
 
 def _layer_cells(la: object) -> list[str]:
-    from hwopt.engines.compile import CompileLayer
-
     assert isinstance(la, CompileLayer)
     return [str(la.op_index), la.op, la.placement, _num(la.cycles), _num(la.npu_cycles), la.bound, _num(la.macs),
             _pct(la.mac_utilisation), _kib(la.staging_bytes), _num(la.encoded_weight_bytes), la.weight_format or "-",
             _pct(la.sparsity), _num(la.unique_values), _num(la.max_unique_per_channel)]
 
 
-def render_markdown(r: CompileReport) -> str:
+def compile_markdown(r: CompileReport) -> str:
     lines = [f"# hwopt compile: {r.model} for {r.target}", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _summary_rows(r)]
     top = _top(r)
@@ -92,7 +91,7 @@ figure{margin:12px 0}svg{max-width:100%;height:auto}
 """
 
 
-def render_html(r: CompileReport, density: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
+def compile_html(r: CompileReport, density: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
     e = html.escape
     top_idx = {i for _, i in _top(r)}
     parts = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",

@@ -22,7 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from hwopt.engines.encode import encode_model
-from hwopt.engines.enforce import check_model
+from hwopt.engines.enforce import check_enforceable
 from hwopt.engines.estimate import estimate
 from hwopt.engines.fidelity import Dataset, FidelityReport, Runner, compare, load_data
 from hwopt.errors import HwoptError, NativeCodeError
@@ -79,7 +79,7 @@ def cache_key(model_sha: str, pipeline: str, target: Target, engine: str, data_s
 
 def _enforce(model: Model, pipeline: str, target: Target, data: Dataset | None) -> Model:
     """Run the pipeline on a copy of the model, as `hwopt enforce` does; the result must still run in LiteRT."""
-    check_model(model)
+    check_enforceable(model)
     original = model.source or serialize(model)
     calibration = None if data is None else {str(i): a for i, a in enumerate(data.inputs)}
     ctx = PassContext(reference=original, calibration=calibration, target=target)

@@ -21,7 +21,7 @@ DIGITS_TEST_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
-class Dataset:
+class TreeDataset:
     """Training and held-out arrays; `name` says where they came from."""
 
     name: str
@@ -52,7 +52,7 @@ def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[n
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def load_digits_dataset(seed: int = 0) -> Dataset:
+def load_digits_dataset(seed: int = 0) -> TreeDataset:
     """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), scaled to [0, 1], 80/20 split."""
     try:
         from sklearn.datasets import load_digits
@@ -62,7 +62,7 @@ def load_digits_dataset(seed: int = 0) -> Dataset:
     x = (np.asarray(bunch.images, dtype=np.float32) / 16.0)[..., np.newaxis]
     y = np.asarray(bunch.target, dtype=np.int64)
     tr, te = _stratified_split(y, DIGITS_TEST_FRACTION, seed)
-    return Dataset("digits", x[tr], y[tr], x[te], y[te])
+    return TreeDataset("digits", x[tr], y[tr], x[te], y[te])
 
 
 def _labels(y: np.ndarray, key: str, n: int) -> np.ndarray:
@@ -80,7 +80,7 @@ def _labels(y: np.ndarray, key: str, n: int) -> np.ndarray:
     return y
 
 
-def load_npz(path: str | os.PathLike[str]) -> Dataset:
+def load_npz(path: str | os.PathLike[str]) -> TreeDataset:
     """Read x_train, y_train, x_test, y_test from an .npz; a 3-D x gets a channel axis."""
     p = Path(path)
     if not p.is_file():
@@ -109,9 +109,9 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
         raise DataError(f"{p} holds NaN or infinite inputs")
     y_train = _labels(arrays["y_train"], "y_train", xs["x_train"].shape[0])
     y_test = _labels(arrays["y_test"], "y_test", xs["x_test"].shape[0])
-    return Dataset(p.stem, xs["x_train"], y_train, xs["x_test"], y_test)
+    return TreeDataset(p.stem, xs["x_train"], y_train, xs["x_test"], y_test)
 
 
-def load_dataset(path: str | os.PathLike[str] | None, seed: int = 0) -> Dataset:
+def load_dataset(path: str | os.PathLike[str] | None, seed: int = 0) -> TreeDataset:
     """The user's .npz when given, else the built-in digits."""
     return load_digits_dataset(seed) if path is None else load_npz(path)

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hwopt.analysis.layers import weight_layers
+from hwopt.engines.enforce import enforce_model
+from hwopt.engines.fidelity import Dataset
+from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model
 from hwopt.targets import Target
 from hwopt.tree.techniques import BY_NAME, sparsity_exempt
@@ -26,7 +30,6 @@ class EnforceResult:
 def prune_skip(model: Model) -> list[str]:
     """The prune pass's skip list for the enforce leaf: its dense operator types, then the op index of
     its dense input layer (`techniques.sparsity_exempt`, so the structure check sees the same layers)."""
-    from hwopt.analysis.layers import weight_layers
 
     t = BY_NAME["enforce"]
     layers = [(wl.subgraph, wl.op_index, wl.op) for wl in weight_layers(model)]
@@ -48,9 +51,6 @@ def enforce_leaf(baseline: bytes, x_calib: np.ndarray, x_test: np.ndarray, y_tes
                  sparsity: float, clusters: int, target: Target, pipeline: str | None = None) -> EnforceResult:
     """`hwopt enforce` on the baseline int8 model with `leaf_pipeline` (bias correction calibrated on
     training images, no retraining); `pipeline` replaces that recipe (used for ablations)."""
-    from hwopt.engines.enforce import enforce_model
-    from hwopt.engines.fidelity import Dataset
-    from hwopt.format.tflite_io import read_model
 
     model = read_model(baseline)
     pipeline = pipeline or leaf_pipeline(model, sparsity, clusters, target)

@@ -6,16 +6,16 @@ encoder/estimator (`hwopt_figures`) or on Vela's own totals (`vela_figures`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from hwopt.engines.audit import AuditReport, Expectations, LayerAudit, audit_model
+from hwopt.engines.encode import encode_model
+from hwopt.engines.estimate import estimate
+from hwopt.engines.fidelity import Dataset, Runner, accuracy, predict_top1
+from hwopt.engines.measure import measure
 from hwopt.errors import TargetError
 from hwopt.format.tflite_io import read_model
 from hwopt.records import Severity
@@ -39,24 +39,14 @@ class NpuFigures:
 
 def int8_top1(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 of the full-integer model on LiteRT: inputs quantized with the model's own scale and zero point."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    with quiet_stdio():  # LiteRT announces its XNNPACK delegate on stderr
-        interp = Interpreter(model_content=tflite, num_threads=1)
-        inp = interp.get_input_details()[0]
-        out = interp.get_output_details()[0]
-        interp.resize_tensor_input(inp["index"], [x.shape[0], *x.shape[1:]], strict=False)
-        interp.allocate_tensors()
-    scale, zp = inp["quantization"]
-    info = np.iinfo(inp["dtype"]) if np.issubdtype(inp["dtype"], np.integer) else None
-    if info is not None and scale:
-        xq = np.clip(np.round(x / scale + zp), info.min, info.max).astype(inp["dtype"])
+    runner = Runner(tflite)
+    inp = runner.inputs[0]
+    info = np.iinfo(inp.dtype) if np.issubdtype(inp.dtype, np.integer) else None
+    if info is not None and inp.scale:
+        xq = np.clip(np.round(x / inp.scale + inp.zero_point), info.min, info.max).astype(inp.dtype)
     else:
-        xq = x.astype(inp["dtype"])
-    interp.set_tensor(inp["index"], xq)
-    interp.invoke()
-    pred = interp.get_tensor(out["index"])
-    return float(np.mean(np.argmax(pred.reshape(x.shape[0], -1), axis=-1) == y))
+        xq = x.astype(inp.dtype)
+    return accuracy(predict_top1(runner, Dataset([xq], None, "data")), y)
 
 
 def structure_audit(tflite: bytes, name: str, expect: Expectations) -> AuditReport:
@@ -106,31 +96,6 @@ def global_sparsity_broken(report: AuditReport, exempt: frozenset[LayerKey], exp
             f"< expected {expected:.4f} (per layer: {layers})"]
 
 
-@contextlib.contextmanager
-def quiet_stdio(enabled: bool = True) -> Iterator[None]:
-    """Silence C++ libraries that write straight to file descriptors 1 and 2 (TensorFlow, Vela's Regor)."""
-    if not enabled:
-        yield
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        saved = (os.dup(1), os.dup(2))
-    except OSError:  # no real descriptors (embedded interpreter): nothing to silence
-        yield
-        return
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 1)
-        os.dup2(null, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, null):
-            os.close(fd)
-
-
 def check_ethos_u(target: Target) -> Target:
     """The target itself when Vela compiles for it; TargetError otherwise (the tree measures through Vela)."""
     if not target.family.is_ethos_u:
@@ -140,17 +105,14 @@ def check_ethos_u(target: Target) -> Target:
 
 def vela_figures(tflite: bytes, target: Target) -> NpuFigures:
     """Vela's own totals (encoded weights, total cycles) for the target's descriptor, via the Vela engine."""
-    from hwopt.targets.ethos_u.vela_engine import compile_model
-
-    perf = compile_model(tflite, check_ethos_u(target)).perf
+    vela = measure(tflite, check_ethos_u(target), action="measure", audit=False).vela
+    assert vela is not None
+    perf = vela.perf
     return NpuFigures(perf.encoded_weight_bytes, perf.cycles, VELA_SOURCE)
 
 
 def hwopt_figures(tflite: bytes, target: Target) -> NpuFigures:
     """Encoded weight bytes from `hwopt.engines.encode` and total cycles from `hwopt.engines.estimate`."""
-    from hwopt.engines.encode import encode_model
-    from hwopt.engines.estimate import estimate
-
     model = read_model(tflite)
     enc = encode_model(model, target)
     est = estimate(model, target)

@@ -160,7 +160,7 @@ def _md_table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> str
     return "\n".join(lines) + "\n"
 
 
-def render_markdown(report: TreeReport, heading: str = "#") -> str:
+def tree_markdown(report: TreeReport, heading: str = "#") -> str:
     """tree.md: settings, the per-family tables, all leaves with hwopt's columns, failures and the Pareto front."""
     out = [f"{heading} Collaborative-optimization tree\n",
            f"Model: {report.model}; dataset: {report.dataset} ({report.train_examples} training, "

@@ -9,11 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hwopt._quiet import quiet_fds
 from hwopt.engines.audit import Expectations
 from hwopt.errors import OutputError, UsageError
+from hwopt.fileio import staged_directory
+from hwopt.records import dumps
 from hwopt.targets import Target, resolve_target
-from hwopt.tree import _tf
-from hwopt.tree.data import Dataset, load_dataset
+from hwopt.tree import _tf, training
+from hwopt.tree.data import TreeDataset, load_dataset
+from hwopt.tree.integrate import enforce_leaf
 from hwopt.tree.measure import (
     NpuFigures,
     broken_layers,
@@ -23,11 +27,11 @@ from hwopt.tree.measure import (
     layer_label,
     npu_figures,
     pruned_zeros,
-    quiet_stdio,
     structure_audit,
 )
-from hwopt.tree.report import SCHEMA, LeafReport, TreeReport, pareto_front, render_markdown
+from hwopt.tree.report import SCHEMA, LeafReport, TreeReport, pareto_front, tree_markdown
 from hwopt.tree.techniques import BY_NAME, LEAVES, SPARSITY_SLACK, Technique, sparsity_exempt
+from hwopt.tree.training import REPRESENTATIVE_SAMPLES
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +78,7 @@ class TreeResult:
     seconds: float = 0.0  # wall time (not in the report, which must be deterministic)
 
 
-def validate(options: TreeOptions) -> Dataset:
+def validate(options: TreeOptions) -> TreeDataset:
     """Everything checkable before TensorFlow loads: files, dataset arrays, target; returns the dataset."""
     if options.model is not None:
         p = Path(options.model)
@@ -105,7 +109,7 @@ def _not_available(t: Technique, note: str) -> LeafReport:
                       None, None, None, None, None, None)
 
 
-def measure_leaf(t: Technique, tflite: bytes, data: Dataset, options: TreeOptions,
+def measure_leaf(t: Technique, tflite: bytes, data: TreeDataset, options: TreeOptions,
                  keras_top1: float | None, keras_kind: str | None, note: str = "") -> tuple[LeafReport, str]:
     """LiteRT accuracy, audit against the promise, DEFLATE size and NPU figures of one leaf (and their source)."""
     exp = _expectations(t, options)
@@ -139,15 +143,14 @@ def run_tree(options: TreeOptions, progress: Progress | None = None) -> TreeResu
     start = time.monotonic()
     data = validate(options)
     quiet = not os.environ.get("HWOPT_DEBUG")
-    with quiet_stdio(quiet):
+    with quiet_fds(enabled=quiet):
         mods = _tf.load()
-    from hwopt.tree import training
 
     schedule = training.schedule_for(options.quick, options.epochs, options.model is not None)
-    with quiet_stdio(quiet):
+    with quiet_fds(enabled=quiet):
         user_model = training.load_keras_model(mods, options.model) if options.model else None
     say(f"training the float model ({schedule.base_epochs} epochs on {data.x_train.shape[0]} {data.name} examples)")
-    with quiet_stdio(quiet):
+    with quiet_fds(enabled=quiet):
         base = training.train_base(mods, user_model, data, schedule, options.seed)
     trainer = training.TreeTrainer(mods, base, data, schedule, options.seed, options.sparsity, options.clusters)
     wanted = [t for t in LEAVES if not options.leaves or t.name in options.leaves]
@@ -161,7 +164,7 @@ def run_tree(options: TreeOptions, progress: Progress | None = None) -> TreeResu
         tflite: bytes | None
         if t.trained:
             say(f"leaf {t.name}: {t.recipe}")
-            with quiet_stdio(quiet):
+            with quiet_fds(enabled=quiet):
                 leaf = trainer.build(t.name)
             tflite, k_top1, k_kind, note = leaf.tflite, leaf.keras_top1, leaf.keras_kind, ""
         else:
@@ -196,10 +199,7 @@ def _source_text(sources: set[str]) -> str:
     return " and ".join(names.get(s, s) for s in sorted(sources)) or "-"
 
 
-def _enforce(baseline: bytes | None, data: Dataset, options: TreeOptions) -> tuple[bytes | None, str]:
-    from hwopt.tree.integrate import enforce_leaf
-    from hwopt.tree.training import REPRESENTATIVE_SAMPLES
-
+def _enforce(baseline: bytes | None, data: TreeDataset, options: TreeOptions) -> tuple[bytes | None, str]:
     if baseline is None:
         return None, "not available: the baseline leaf failed"
     calib = data.x_train[: min(REPRESENTATIVE_SAMPLES, data.x_train.shape[0])]
@@ -222,13 +222,10 @@ def check_output_dir(out_dir: str | os.PathLike[str]) -> Path:
 def write_tree(result: TreeResult, out_dir: str | os.PathLike[str], *,
                protect: tuple[str | os.PathLike[str] | None, ...] = ()) -> Path:
     """Write every leaf's .tflite, tree.json and tree.md into `out_dir` atomically (never over `protect`)."""
-    from hwopt.fileio import staged_directory
-    from hwopt.records import dumps
-
     out = check_output_dir(out_dir)
     with staged_directory(out, protect=[p for p in protect if p is not None]) as stage:
         for name, data in sorted(result.files.items()):
             (stage / f"{name}.tflite").write_bytes(data)
         (stage / "tree.json").write_text(dumps(result.report), encoding="utf-8")
-        (stage / "tree.md").write_text(render_markdown(result.report), encoding="utf-8")
+        (stage / "tree.md").write_text(tree_markdown(result.report), encoding="utf-8")
     return out

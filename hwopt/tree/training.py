@@ -18,7 +18,7 @@ import numpy as np
 
 from hwopt.errors import DataError, ModelFormatError, UnsupportedModelError, UsageError
 from hwopt.tree._tf import TF, seed_everything
-from hwopt.tree.data import Dataset
+from hwopt.tree.data import TreeDataset
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def outputs_probabilities(mods: TF, model: Any) -> bool:
     return act is mods.keras.activations.softmax
 
 
-def check_compatible(mods: TF, model: Any, data: Dataset) -> None:
+def check_compatible(mods: TF, model: Any, data: TreeDataset) -> None:
     """DataError unless the dataset's examples and labels fit the model's input and output."""
     want = tuple(model.inputs[0].shape[1:])
     if tuple(data.input_shape) != want:
@@ -129,7 +129,7 @@ def _compile(mods: TF, model: Any, lr: float, probabilities: bool) -> None:
                   metrics=["accuracy"])
 
 
-def _fit(mods: TF, model: Any, data: Dataset, epochs: int, lr: float, probabilities: bool,
+def _fit(mods: TF, model: Any, data: TreeDataset, epochs: int, lr: float, probabilities: bool,
          batch_size: int, callbacks: tuple[Any, ...] = ()) -> None:
     _compile(mods, model, lr, probabilities)
     if epochs:
@@ -143,7 +143,7 @@ def keras_top1(model: Any, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(pred, axis=-1) == y))
 
 
-def representative(data: Dataset) -> Callable[[], Iterator[list[np.ndarray]]]:
+def representative(data: TreeDataset) -> Callable[[], Iterator[list[np.ndarray]]]:
     """The converter's calibration set: a fixed sample of training images, one per batch."""
     n = min(REPRESENTATIVE_SAMPLES, data.x_train.shape[0])
     idx = np.linspace(0, data.x_train.shape[0] - 1, n).round().astype(np.int64)
@@ -156,7 +156,7 @@ def representative(data: Dataset) -> Callable[[], Iterator[list[np.ndarray]]]:
     return gen
 
 
-def to_int8_tflite(mods: TF, model: Any, data: Dataset) -> bytes:
+def to_int8_tflite(mods: TF, model: Any, data: TreeDataset) -> bytes:
     """Full-integer conversion: int8 weights, activations, input and output (Optimize.DEFAULT)."""
     tf = mods.tf
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -180,7 +180,7 @@ def _clone(mods: TF, model: Any) -> Any:
 class TreeTrainer:
     """Grows the TFMOT collaborative-optimization tree from one trained float model."""
 
-    def __init__(self, mods: TF, base: Any, data: Dataset, schedule: Schedule, seed: int,
+    def __init__(self, mods: TF, base: Any, data: TreeDataset, schedule: Schedule, seed: int,
                  sparsity: float = 0.5, clusters: int = 16) -> None:
         self.mods, self.base, self.data, self.schedule = mods, base, data, schedule
         self.seed, self.sparsity, self.clusters = seed, sparsity, clusters
@@ -267,7 +267,7 @@ class TreeTrainer:
         raise UsageError(f"unknown tree leaf {name!r}")
 
 
-def train_base(mods: TF, model: Any | None, data: Dataset, schedule: Schedule, seed: int) -> Any:
+def train_base(mods: TF, model: Any | None, data: TreeDataset, schedule: Schedule, seed: int) -> Any:
     """The float model every branch starts from: the built-in DS-CNN or the user's model, trained `base_epochs`."""
     seed_everything(mods, seed)
     if model is None:

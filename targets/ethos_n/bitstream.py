@@ -46,32 +46,6 @@ def pack_bits(values: np.ndarray, nbits: np.ndarray) -> tuple[bytes, int]:
     return scatter_bits(values, widths, ends - widths, total).tobytes(), total
 
 
-class BitWriter:
-    """Append-only LSB-first writer that buffers (value, width) items and packs them once."""
-
-    def __init__(self) -> None:
-        self._values: list[int] = []
-        self._nbits: list[int] = []
-        self.num_bits = 0
-
-    def write(self, value: int, nbits: int) -> None:
-        """Append the low `nbits` bits of `value`."""
-        if nbits < 0 or nbits > MAX_ITEM_BITS:
-            raise ValueError(f"field width {nbits} out of range")
-        self._values.append(int(value) & ((1 << nbits) - 1))
-        self._nbits.append(nbits)
-        self.num_bits += nbits
-
-    def items(self) -> tuple[np.ndarray, np.ndarray]:
-        """The buffered items as (values uint64, widths int64) arrays."""
-        return np.array(self._values, dtype=np.uint64), np.array(self._nbits, dtype=np.int64)
-
-    def to_bytes(self) -> bytes:
-        """Pack everything written so far; the last byte is zero-padded."""
-        values, nbits = self.items()
-        return pack_bits(values, nbits)[0]
-
-
 class BitReader:
     """LSB-first reader over a byte buffer; reads past the end raise ValueError (truncated stream)."""
 

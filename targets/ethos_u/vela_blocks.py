@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from hwopt.targets.ethos_u.vela_config import CompilerOptions
+from hwopt.targets.ethos_u.vela_engine import regor_compile
 from hwopt.targets.ethos_u.weights import DEFAULT_OFM_BLOCK_DEPTH, BlockConfig, Traversal, WeightFormat
 from hwopt.targets.target import Target
 
@@ -70,8 +72,6 @@ def vela_configs(model_bytes: bytes, target: Target) -> tuple[dict[int, VelaLaye
 
     Returns {TFLite operator index of subgraph 0: info} and Vela's `encodedWeights` total.
     """
-    from hwopt.targets.ethos_u.vela_config import CompilerOptions
-    from hwopt.targets.ethos_u.vela_engine import regor_compile
 
     compiled, _ = regor_compile(model_bytes, target, CompilerOptions(enable_db=True))
     return configs_from_compiled(compiled)

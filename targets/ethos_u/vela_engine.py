@@ -9,18 +9,18 @@ subgraph. Totals are Regor's own, so they equal what the `vela` CLI writes to it
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+from hwopt import isolation
+from hwopt._quiet import captured_fds
+from hwopt.analysis.validate import check_for_native
 from hwopt.errors import CompileError, UnsupportedModelError
+from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model
+from hwopt.records import OpRef
 from hwopt.targets.descriptor import Target
 from hwopt.targets.ethos_u.vela_config import CompilerOptions, options_text, regor_arch, system_config_text
 
@@ -77,12 +77,9 @@ class VelaTotals:
 
 
 @dataclass(frozen=True)
-class VelaOpRow:
+class VelaOpRow(OpRef):
     """One input TFLite operator with the sum of the Vela operations it became."""
 
-    subgraph: int
-    op_index: int
-    op: str
     placement: str  # "npu" | "cpu"
     cycles: int
     npu_cycles: int
@@ -123,31 +120,6 @@ class VelaResult:
     ops: tuple[VelaOpRow, ...]
     unmapped_cycles: int  # cycles of Vela operations that name no input operator (normally 0)
     log_text: str = field(default="", repr=False)
-
-
-@contextlib.contextmanager
-def captured_fds() -> Iterator[list[str]]:
-    """Redirect the process's stdout/stderr file descriptors (C++ output too) into a buffer."""
-    out: list[str] = []
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile() as sink:
-        try:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            yield out
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            sink.seek(0)
-            out.append(sink.read().decode("utf-8", errors="replace"))
 
 
 def _int(text: str) -> int:
@@ -319,9 +291,6 @@ def regor_compile(model_bytes: bytes, target: Target, options: CompilerOptions |
     The model is validated first (what Regor would crash on is rejected with one line), then
     compiled in the isolation worker; a rejection becomes one CompileError line.
     """
-    from hwopt import isolation
-    from hwopt.analysis.validate import check_for_native
-    from hwopt.format.tflite_io import read_model
 
     check_for_native(model if model is not None else read_model(model_bytes), "vela")
     out: RegorOutput = isolation.call(
@@ -339,8 +308,6 @@ def compile_model(model_bytes: bytes, target: Target, options: CompilerOptions |
     `op_names` (the input subgraph's operator names) labels the per-operator rows; without it
     the model is read to get them. Regor's console output is captured at the fd level.
     """
-
-    from hwopt.format.tflite_io import read_model
 
     model = read_model(model_bytes)
     if model.vela_compiled:

@@ -23,6 +23,7 @@ from enum import Enum
 
 import numpy as np
 
+from hwopt import isolation
 from hwopt.targets.ethos_u import fwd, mlw
 from hwopt.targets.target import Target
 
@@ -312,7 +313,6 @@ def decode_standard(data: bytes) -> np.ndarray:
 
     The decoder is native code: it runs in the isolation worker, so a crash there is an error line.
     """
-    from hwopt import isolation
 
     return isolation.call("hwopt.targets.ethos_u.weights:_decode_local", data,  # type: ignore[no-any-return]
                           library="Vela's weight decoder")
