@@ -9,7 +9,8 @@ import pytest
 from conftest import ROOT, CliRunner
 from modelgen import int8_conv_model
 
-from hwopt.engines.enforce import EnforceOptions, build_pipeline, enforce_model
+from hwopt.cli.enforce import EnforceOptions, build_pipeline
+from hwopt.engines.enforce import enforce_model
 from hwopt.engines.promises import keep_pruned_zeros
 from hwopt.format.tflite_io import read_model
 from hwopt.passes.cluster import ClusterPass
