@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hwopt.analysis.layers import weight_layers
+from hwopt.analysis.validate import Engine, check_for_native
 from hwopt.errors import CompileError, UnsupportedModelError
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model, Subgraph
@@ -129,8 +130,6 @@ def check_model(source: str | Path | bytes, target: Target | str, *, engine: str
     model_bytes = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
     if model.vela_compiled:
         raise UnsupportedModelError("the model is already compiled by Vela; check the model before compiling")
-    from hwopt.analysis.validate import Engine, check_for_native
-
     check_for_native(model, Engine.ANALYTIC)  # the support rules compute requantisation from the scales
     engine = engine or ("vela" if tgt.family.is_ethos_u else "analytic")
     if engine == "vela" and not tgt.family.is_ethos_u:
