@@ -137,15 +137,17 @@ class BitWriter:
     def __init__(self) -> None:
         self.values: list[np.ndarray] = []
         self.widths: list[np.ndarray] = []
+        self.bits = 0
 
     def put(self, values: np.ndarray | int | list[int], widths: np.ndarray | int | list[int]) -> None:
         v = np.atleast_1d(np.asarray(values, dtype=np.int64))
         w = np.broadcast_to(np.asarray(widths, dtype=np.int64), v.shape)
         self.values.append(v)
         self.widths.append(np.array(w))
+        self.bits += int(w.sum())
 
     def bit_length(self) -> int:
-        return int(sum(int(w.sum()) for w in self.widths))
+        return self.bits
 
     def to_bytes(self, align_bytes: int, fill: int) -> bytes:
         """Pack, byte-align and pad to `align_bytes` with `fill` bytes (partial byte: fill bits)."""
@@ -341,11 +343,31 @@ def encode_section(out: BitWriter, w: np.ndarray) -> int:
 
 def encode(weights: np.ndarray) -> bytes:
     """A standard weight stream for zero-point-corrected weights (-255..255), as Vela 5.x writes it."""
+    return encode_sections(weights)[0]
+
+
+def encode_sections(weights: np.ndarray) -> tuple[bytes, list[int]]:
+    """The stream and the bit offset at which each section starts (and where the EOS marker starts)."""
     w = np.asarray(weights).reshape(-1).astype(np.int64)
     if w.size and (w.min() < -255 or w.max() > 255):
         raise ValueError("weights must lie in -255..255")
     out = BitWriter()
+    starts = [0]
     for lo in range(0, w.size, SECTION):
         encode_section(out, w[lo:lo + SECTION])
+        starts.append(out.bit_length())
     out.put(ZDIV_EOS, 3)
-    return out.to_bytes(STREAM_ALIGN, 0xFF)
+    return out.to_bytes(STREAM_ALIGN, 0xFF), starts
+
+
+def section_stream(data: bytes, bit_lo: int, bit_hi: int) -> bytes:
+    """The bits [bit_lo, bit_hi) of a stream as a stream of their own: EOS marker, 0xFF padding.
+
+    Every section opens a slice with a fresh palette and the decoder carries nothing else from
+    one slice to the next, so a section cut out of the packed stream decodes on its own.
+    """
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")[bit_lo:bit_hi]
+    eos = np.array([(ZDIV_EOS >> i) & 1 for i in range(3)], dtype=np.uint8)
+    bits = np.concatenate([bits, eos, np.ones((-(bits.size + 3)) % 8, dtype=np.uint8)])
+    body = np.packbits(bits, bitorder="little").tobytes()
+    return body + _pad(len(body), STREAM_ALIGN, 0xFF)

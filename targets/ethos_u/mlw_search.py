@@ -69,14 +69,20 @@ def symbol_costs(values: np.ndarray, zero_runs: bool, uncompressed_bits: int) ->
 class _Search:
     """The walk's state after some symbols: per-set bit counts, usability, last reset position."""
 
-    def __init__(self, bits: np.ndarray, can: np.ndarray) -> None:
+    def __init__(self, bits: np.ndarray, can: np.ndarray, save: np.ndarray | None = None) -> None:
         self.bits, self.can = bits, can
+        # save[a, j]: the most bits set j saves on one symbol over active set a (bounds a run's lead).
+        self.save = save
         n_cfg = bits.shape[0]
         self.b = np.zeros(n_cfg, dtype=np.int64)
         self.coded = np.zeros(n_cfg, dtype=bool)
         self.reset = np.zeros(n_cfg, dtype=np.int64)
         self.active = -1
         self.acc = 0  # the active set's bit count
+        # Symbols each set cannot code, as one sorted array: set j's position i at j * n + i.
+        self.n = bits.shape[1]
+        self.bad_row = np.arange(n_cfg, dtype=np.int64)
+        self.bad = np.flatnonzero(~can.ravel())
         self.result: list[SliceParam] = []
 
     def step(self, i: int) -> None:
@@ -102,67 +108,116 @@ class _Search:
         a = self.active
         bits, can = self.bits[:, p:q], self.can[:, p:q]
         w = q - p
-        stop = w
-        not_a = np.flatnonzero(~can[a])
-        if not_a.size:
-            stop = int(not_a[0])  # the active set cannot code this symbol: a forced decision
         n_cfg = bits.shape[0]
-        row_can = can.all(axis=1)
-        row_any = can.any(axis=1)
+        # Where each set cannot code a symbol, from the per-section list (no pass over the window).
+        row0 = self.bad_row * self.n
+        lo = np.searchsorted(self.bad, row0 + p)
+        n_bad = np.searchsorted(self.bad, row0 + q) - lo
+        stop = int(self.bad[lo[a]]) - a * self.n - p if n_bad[a] else w  # a forced decision
+        row_can = n_bad == 0
         fast = np.flatnonzero(row_can & self.coded)  # usable throughout, run carried over from before p
-        slow = np.flatnonzero(row_any & ~(row_can & self.coded))  # runs start or stop inside the window
+        slow = np.flatnonzero((n_bad < w) & ~(row_can & self.coded))  # runs start or stop inside the window
         off = (self.b - self.acc).astype(np.int32)
         big = np.iinfo(np.int32).max // 2
         ref = bits[a]
         best = np.full(w, big, dtype=np.int32)  # per symbol: the lowest lead of any set over the active one
-        last_d = np.zeros(n_cfg, dtype=np.int32)  # the leads at the window's last symbol (state update)
         if fast.size:
-            ef = np.cumsum(bits[fast] - ref, axis=1, dtype=np.int32)
-            ef += off[fast, None]
-            np.minimum(best, ef.min(axis=0), out=best)
-            fast_d = ef
+            fast_d = np.cumsum(bits[fast] - ref, axis=1, dtype=np.int32)
+            fast_d += off[fast, None]
+            np.minimum(best, fast_d.min(axis=0), out=best)
+        pruned = np.zeros(0, dtype=np.intp)
+        if slow.size and self.save is not None:
+            keep = np.array([self._may_lead(int(j), p, q, int(lo[j]), int(n_bad[j]), int(off[j])) for j in slow])
+            pruned, slow = slow[~keep], slow[keep]
         if slow.size:
-            bs, cs = bits[slow], can[slow]
-            ecum = np.zeros((slow.size, w + 1), dtype=np.int32)
-            np.cumsum(bs - ref, axis=1, out=ecum[:, 1:])
-            prev = np.concatenate([self.coded[slow, None], cs[:, :-1]], axis=1)
-            starts = cs & ~prev
-            start_at = np.maximum.accumulate(np.where(starts, np.arange(w, dtype=np.int32), -1), axis=1)
-            carried = start_at < 0  # still in the run that was open before p
-            rows = np.arange(slow.size)[:, None] * (w + 1)
-            base = ecum.ravel()[rows + np.maximum(start_at, 0)]
-            ds = ecum[:, 1:] - base + np.where(carried, off[slow, None], 0)
-            ds[~cs] = big  # unusable symbols never lead
-            np.minimum(best, ds.min(axis=0), out=best)
-            slow_d = ds
+            # ecum columns: 0 the carried run's base (-lead before p), 1 zero, 2.. the running sum of
+            # differences; a run starting at symbol s is measured from column s + 1.
+            cs = can[slow]
+            span = w + 2
+            ecum = np.empty((slow.size, span), dtype=np.int32)
+            ecum[:, 0] = -off[slow]
+            ecum[:, 1] = 0
+            np.cumsum(bits[slow] - ref, axis=1, dtype=np.int32, out=ecum[:, 2:])
+            starts = cs.copy()
+            starts[:, 0] &= ~self.coded[slow]
+            starts[:, 1:] &= ~cs[:, :-1]
+            flat0 = (np.arange(slow.size, dtype=np.int64) * span)[:, None]
+            # One 1-D running maximum for all rows: each row's indices exceed every earlier row's.
+            at = np.where(starts, flat0 + np.arange(1, w + 1), flat0).ravel()
+            np.maximum.accumulate(at, out=at)
+            slow_d = ecum[:, 2:] - ecum.ravel()[at].reshape(slow.size, w)
+            slow_d = np.where(cs, slow_d, big)  # unusable symbols never lead
+            np.minimum(best, slow_d.min(axis=0), out=best)
         # The encoder compares the best set with the active set's count *before* this symbol.
         lead = best[:stop] + ref[:stop]
         sw = np.flatnonzero(lead < -SLICE_COST)
         event = int(sw[0]) if sw.size else stop
         if event > 0:
             last = event - 1
+            last_d = np.zeros(n_cfg, dtype=np.int32)  # the leads at the last symbol scanned
             if fast.size:
                 last_d[fast] = fast_d[:, last]
             if slow.size:
                 last_d[slow] = slow_d[:, last]
+            for j in pruned:
+                last_d[j] = self._lead_at(int(j), p, p + last, int(off[j]))
             acc = self.acc + int(bits[a, :event].sum())
             col = can[:, last]
             self.b = np.where(col, acc + last_d.astype(np.int64), self.b)  # the lead is known where col holds
             self.coded = col.copy()
-            unc = ~can[:, :event]
-            has = unc.any(axis=1)
+            k = np.searchsorted(self.bad, row0 + p + event) - 1  # the last uncodable symbol before the event
+            has = k >= lo
             if has.any():
-                last_unc = event - 1 - np.argmax(unc[:, ::-1], axis=1)
-                self.reset = np.where(has, p + last_unc + 1, self.reset)
+                self.reset = np.where(has, self.bad[np.maximum(k, 0)] - row0 + 1, self.reset)
             self.acc = acc
         return p + event
+
+
+    def _runs(self, j: int, p: int, q: int, lo: int, n_bad: int) -> tuple[int, int]:
+        """Set j's usable run open at p (0 if none) and its longest run starting inside (p, q)."""
+        bad = self.bad[lo:lo + n_bad] - j * self.n
+        edges = np.concatenate(([p - 1], bad, [q]))
+        lengths = np.diff(edges) - 1
+        first = int(lengths[0])
+        return first, int(lengths[1:].max(initial=0))
+
+    def _may_lead(self, j: int, p: int, q: int, lo: int, n_bad: int, off: int) -> bool:
+        """Whether set j can lead the active set by more than a slice header anywhere in [p, q).
+
+        A run of L symbols changes the lead by at most L * save: a set whose every run is too
+        short to save a header (and whose carried lead is not already close) needs no scan.
+        """
+        assert self.save is not None
+        save = int(self.save[self.active, j])
+        if save <= 0:
+            return bool(self.coded[j] and off < -SLICE_COST)
+        first, longest = self._runs(j, p, q, lo, n_bad)
+        carried = off if self.coded[j] else 0
+        return carried - first * save < -SLICE_COST or -longest * save < -SLICE_COST
+
+    def _lead_at(self, j: int, p: int, i: int, off: int) -> int:
+        """Set j's lead over the active set after symbol i (j usable at i), summed over its run."""
+        bad = self.bad[np.searchsorted(self.bad, j * self.n + p):np.searchsorted(self.bad, j * self.n + i)]
+        s = int(bad[-1]) - j * self.n + 1 if bad.size else p
+        base = off if (s == p and self.coded[j]) else 0
+        return base + int(self.bits[j, s:i + 1].sum()) - int(self.bits[self.active, s:i + 1].sum())
+
+
+def max_saving(values: np.ndarray, uncompressed_bits: int) -> np.ndarray:
+    """save[a, j]: the most bits weight set j spends less than set a on one of these symbols (both usable)."""
+    present = np.flatnonzero(np.bincount(values.astype(np.intp), minlength=1))
+    bits, can = symbol_costs(present, False, uncompressed_bits)
+    diff = bits[:, None, :].astype(np.int64) - bits[None, :, :]
+    both = can[:, None, :] & can[None, :, :]
+    return np.where(both, diff, np.iinfo(np.int32).min).max(axis=2, initial=np.iinfo(np.int32).min)
 
 
 def search(values: np.ndarray, zero_runs: bool, uncompressed_bits: int) -> list[SliceParam]:
     """The slices and GRC parameter sets Vela's greedy forward search picks for these symbols."""
     n = int(values.size)
     bits, can = symbol_costs(values, zero_runs, uncompressed_bits)
-    s = _Search(bits, can)
+    # Zero-run sets code every run length: no set is ever unusable, nothing to prune.
+    s = _Search(bits, can, None if zero_runs or n == 0 else max_saving(values, uncompressed_bits))
     i = 0
     window = 1024
     while i < n:
