@@ -18,7 +18,7 @@ import numpy as np
 
 from hwopt import isolation
 from hwopt.analysis.layers import WeightLayer, to_ohwi, weight_layers, zero_corrected
-from hwopt.analysis.stats import entropy_bits
+from hwopt.analysis.stats import entropy_bits, value_counts
 from hwopt.analysis.validate import Engine, operator_problem
 from hwopt.errors import CompileError, OutputError, UnsupportedModelError, UsageError
 from hwopt.fileio import refuse_inputs, staged_directory
@@ -165,7 +165,7 @@ def _finish(layer: WeightLayer, model: Model, corrected: np.ndarray, data: bytes
     return LayerEncoding(
         layer.subgraph, layer.op_index, layer.op, t.name, list(t.shape), t.dtype.label, True, None, n,
         t.data.nbytes if t.data is not None else n, len(data), bpw, ent, (bpw / ent) if ent > 0 else None,
-        float(n - np.count_nonzero(corrected)) / n if n else 0.0, int(np.unique(corrected).size), fmt, traversal,
+        float(n - np.count_nonzero(corrected)) / n if n else 0.0, int(value_counts(corrected).size), fmt, traversal,
         source, coded, streams, ok, vela[0] if vela else None, vela[1] if vela else None, data)
 
 

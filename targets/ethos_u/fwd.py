@@ -28,6 +28,8 @@ from enum import Enum
 
 import numpy as np
 
+from hwopt.analysis.stats import value_counts
+
 HEADER_BYTES = 32
 STREAM_ALIGN = 32  # the FWD stream is fetched in 256-bit words
 LUT_ENTRIES = 16
@@ -105,7 +107,7 @@ def can_encode(values: np.ndarray) -> bool:
         return True
     if values.min() < -256 or values.max() > 255:
         return False
-    return np.unique(values).size <= LUT_ENTRIES or int(values.max()) - int(values.min()) < 256
+    return value_counts(values).size <= LUT_ENTRIES or int(values.max()) - int(values.min()) < 256
 
 
 def _interleave(streams: Sequence[np.ndarray], block: int) -> np.ndarray:
@@ -169,8 +171,15 @@ def lut_of(values: np.ndarray) -> np.ndarray:
     """The LUT as Vela fills it: the first (up to) 16 distinct values in stream order."""
     if values.size == 0:
         return np.zeros(0, dtype=np.int64)
-    distinct, first = np.unique(values, return_index=True)
-    return distinct[np.argsort(first, kind="stable")][:LUT_ENTRIES]
+    # The first 16 distinct values of a prefix are the stream's once the prefix holds 16 (or all) of
+    # them: growing prefixes avoid sorting a whole layer's weights.
+    want = min(LUT_ENTRIES, int(value_counts(values).size))
+    n = 4096
+    while True:
+        distinct, first = np.unique(values[:n], return_index=True)
+        if distinct.size >= want or n >= values.size:
+            return distinct[np.argsort(first, kind="stable")][:LUT_ENTRIES]
+        n *= 4
 
 
 def zero_adjust(values: np.ndarray) -> int:
@@ -203,7 +212,7 @@ def encode(streams: Sequence[np.ndarray] | np.ndarray, *, block: int = 1, no_lut
     if values.size and (values.min() < -256 or values.max() > 255):
         raise FwdError("weights outside [-256, 255]")
     lut = lut_of(values)
-    n_distinct = int(np.unique(values).size)
+    n_distinct = int(value_counts(values).size)
     raw = n_distinct > LUT_ENTRIES
     z = zero_adjust(values) if raw else 0
     if no_lut:

@@ -24,6 +24,7 @@ from enum import Enum
 import numpy as np
 
 from hwopt import isolation
+from hwopt.analysis.stats import value_counts
 from hwopt.targets.ethos_u import fwd, mlw
 from hwopt.targets.target import Target
 
@@ -447,7 +448,7 @@ def encode_u85(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits
             back = fwd.decode(enc.data, enc.lengths, block=block)
             ok_fast = ok_fast and all(np.array_equal(a, b) for a, b in zip(back, orders, strict=True))
             fast.append(Stream(enc.data, enc.weights, lo, 0))
-            fast_est += fwd.estimated_size(enc.weights, int(np.unique(allv).size))
+            fast_est += fwd.estimated_size(enc.weights, int(value_counts(allv).size))
     if fmt is not None and fmt.fast and not fast:
         log.warning("Vela chose fast weights but the weights do not fit FWD; using the standard format")
         return encode_u85(w, arch, replace(config, weight_format=WeightFormat.DEFAULT), ifm_bits=ifm_bits,
