@@ -174,3 +174,11 @@ def test_cli_no_deflate(tmp_path: Path) -> None:
     assert a["layers"] == b["layers"] and full.code == lean.code == 0
     text = run_cli_subprocess("audit", path, "--no-deflate")
     assert text.code == 0 and "DEFLATE" not in text.out
+
+
+def test_deflate_job_cancel_reaps_the_child() -> None:
+    from hwopt.analysis.deflate import DeflateJob
+
+    job = DeflateJob(np.zeros(1 << 22, np.uint8).tobytes(), process=True)
+    job.cancel()
+    job.cancel()  # twice is harmless

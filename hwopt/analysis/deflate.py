@@ -10,7 +10,9 @@ machine the compression overlaps the analysis).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import threading
 import zlib
 from pathlib import Path
@@ -92,6 +94,16 @@ class DeflateJob:
 
     def _run(self) -> None:
         self._size = deflate_size(self.data, self.name)
+
+    def cancel(self) -> None:
+        """Stop a child that is no longer needed (the caller failed); a thread just finishes."""
+        if self._child is not None:
+            pid, r = self._child
+            self._child = None
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            os.close(r)
+            os.waitpid(pid, 0)
 
     def result(self) -> int:
         if self._child is not None:

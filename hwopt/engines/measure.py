@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hwopt.analysis.deflate import DeflateJob
 from hwopt.engines.audit import AuditReport, Expectations, LayerAudit, audit_model
 from hwopt.errors import UnsupportedModelError
 from hwopt.format.tflite_io import read_model, serialize
@@ -81,9 +82,18 @@ def measure(source: Source, target: Target, *, action: str = "measure", audit: b
         check(model)                                                                   # the caller's checks
     if audit:
         stage("audit")
-    audited = audit_model(model, data, label, Expectations(), with_deflate=deflate) if audit else None  # audit
+    # The DEFLATE size (a zlib pass over the whole file, ~1x Vela's time on large pruned
+    # models) runs in a child process beside Vela's compile; the audit collects it after.
+    job = DeflateJob(data, Path(label).name or "model.tflite", process=True) if audit and deflate and vela else None
     if vela:
         stage("vela")
     ops = [op.op for op in model.subgraphs[0].operators] if model.subgraphs else []
-    compiled = compile_model(data, target, op_names=ops) if vela else None            # Vela
+    try:
+        compiled = compile_model(data, target, op_names=ops) if vela else None        # Vela
+    except BaseException:
+        if job is not None:
+            job.cancel()
+        raise
+    audited = (audit_model(model, data, label, Expectations(), deflate=job, with_deflate=deflate)
+               if audit else None)                                                     # audit
     return Measurement(model, data, label, target, audited, compiled)                  # rows() joins them
