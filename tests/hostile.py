@@ -155,3 +155,25 @@ def extreme_scale(scale: float = 1e38) -> bytes:
     """A finite but absurd output scale: requantisation multipliers overflow int64 in the cost models."""
     return edited(conv_model(), lambda m: _set(m.subgraphs[0].tensors[3].quantization, "scale",
                                                np.asarray([scale], np.float32)))
+
+
+def conv_weights_of_rank_3() -> bytes:
+    """CONV_2D weights [O, W, I] instead of [O, H, W, I] (SIGFPE in Regor)."""
+    def change(m: ModelT) -> None:
+        t = m.subgraphs[0].tensors[1]
+        o, h, w, i = (int(d) for d in t.shape)
+        t.shape = np.asarray([o, h * w, i], np.int32)
+    return edited(conv_model(), change)
+
+
+def conv_output_of_rank_3() -> bytes:
+    """A convolution's output [1, W, C] instead of [1, H, W, C] (SIGFPE in Regor)."""
+    def change(m: ModelT) -> None:
+        t = m.subgraphs[0].tensors[3]
+        t.shape = np.asarray([1, int(t.shape[1]) * int(t.shape[2]), int(t.shape[3])], np.int32)
+    return edited(conv_model(), change)
+
+
+def bool_weights() -> bytes:
+    """Weights of type BOOL (SIGSEGV in Regor)."""
+    return edited(conv_model(), lambda m: _set(m.subgraphs[0].tensors[1], "type", TensorType.BOOL))

@@ -64,6 +64,10 @@ CASES: list[tuple[str, Callable[[], bytes], str]] = [
     ("extreme_scale", hostile.extreme_scale, "has a quantization scale outside [1e-30, 1e+10]"),
     ("variant_tensor", hostile.variant_tensor, "is VARIANT, a type Vela does not handle"),
     ("huge_batch", hostile.huge_batch, "has batch 65536; Vela compiles one operation per batch item"),
+    ("conv_weights_rank_3", hostile.conv_weights_of_rank_3, "CONV_2D #0: weights 'conv/weights' have shape [8, 9, 8]"),
+    ("conv_output_rank_3", hostile.conv_output_of_rank_3,
+     "CONV_2D #0: output 'conv/out' has shape [1, 256, 8] (a 2-D operator needs 4 dimensions)"),
+    ("bool_weights", hostile.bool_weights, "weights 'conv/weights' are BOOL, a weight type Vela does not handle"),
 ]
 
 

@@ -57,6 +57,9 @@ REQUIRED_INPUTS = {"CONV_2D": (0, 1), "DEPTHWISE_CONV_2D": (0, 1), "FULLY_CONNEC
 WEIGHT_AT = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "TRANSPOSE_CONV": 1, "CONV_3D": 1}
 WEIGHT_RANK = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 4, "FULLY_CONNECTED": 2, "TRANSPOSE_CONV": 4, "CONV_3D": 5}
 VELA_WEIGHT_TYPES = (DType.INT8, DType.UINT8)  # what Vela's weight encoder takes
+# Weight types Regor handles (16-bit and float ones go to the CPU); others crash it (SIGSEGV).
+VELA_ANY_WEIGHT_TYPES = (DType.INT8, DType.UINT8, DType.INT16, DType.FLOAT32, DType.FLOAT16)
+SPATIAL = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
 PACKED_TYPES = (DType.INT4, DType.UINT4, DType.INT2)
 # Tensor types Regor handles (the NPU's, plus what CPU fallback ops carry); others crash it (SIGFPE).
 VELA_TYPES = (DType.FLOAT32, DType.FLOAT16, DType.INT32, DType.UINT8, DType.INT64, DType.BOOL, DType.INT16, DType.INT8)
@@ -97,15 +100,31 @@ def _operator(sg: Subgraph, op: Operator, engine: Engine) -> list[Problem]:
         w = sg.tensor(op.inputs[w_at])
         if w is not None:
             rank = WEIGHT_RANK[op.op]
-            if len(w.shape) != rank and engine is Engine.MLW:  # Vela itself leaves such an operator to the CPU
+            # A convolution's weights of another rank kill Regor (SIGFPE); other shapes it leaves to the CPU.
+            if len(w.shape) != rank and (engine is Engine.MLW or (op.op in SPATIAL and engine is Engine.VELA)):
                 out.append(p(f"weights {w.name!r} have shape {list(w.shape)} (need {rank} dimensions)"))
             elif any(d < 1 for d in w.shape):
                 out.append(p(f"weights {w.name!r} have an empty dimension in shape {list(w.shape)}"))
             if engine is Engine.MLW and w.dtype not in VELA_WEIGHT_TYPES and not w.dtype.is_float:
                 out.append(p(f"weights {w.name!r} are {w.dtype.name}; the weight encoder takes int8/uint8 only"))
+            if engine is Engine.VELA and w.dtype not in VELA_ANY_WEIGHT_TYPES:
+                out.append(p(f"weights {w.name!r} are {w.dtype.name}, a weight type Vela does not handle"))
             bad = _zero_point_problem(w)
             if bad:
                 out.append(p(bad))
+    if engine is Engine.VELA and op.op in SPATIAL:
+        ifm_at = 2 if op.op == "TRANSPOSE_CONV" else 0
+        for role, i in (("input", op.inputs[ifm_at] if ifm_at < len(op.inputs) else -1),
+                        ("output", op.outputs[0] if len(op.outputs) else -1)):
+            t = sg.tensor(i) if 0 <= i < len(sg.tensors) else None
+            if t is not None and len(t.shape) != 4:
+                out.append(p(f"{role} {t.name!r} has shape {list(t.shape)} (a 2-D operator needs 4 dimensions)"))
+    for i in (*op.inputs, *op.outputs):  # requantisation divides by these scales
+        t = sg.tensor(i) if 0 <= i < len(sg.tensors) else None
+        bad = _scale_problem(t) if t is not None else None
+        if bad:
+            out.append(p(bad))
+            break
     return out
 
 
