@@ -219,7 +219,7 @@ def _coded(
         z_streams.append(rows[rle_rows[run_row]])
     f_stream, z_stream = np.concatenate(f_streams), np.concatenate(z_streams)
     f, z = np.concatenate(fs), np.concatenate(zs)
-    if len(blocks_sym) > 1 or not np.array_equal(stream_of_row[0], np.arange(total)):
+    if not np.array_equal(np.concatenate(stream_of_row), np.arange(total)):  # IFM iterations interleave
         fo, zo = np.argsort(f_stream, kind="stable"), np.argsort(z_stream, kind="stable")
         f, f_stream, z, z_stream = f[fo], f_stream[fo], z[zo], z_stream[zo]
     return f, np.bincount(f_stream, minlength=total), z, np.bincount(z_stream, minlength=total)

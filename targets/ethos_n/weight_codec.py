@@ -51,6 +51,8 @@ __all__ = [
 
 Layout = Literal["HWIO", "HWIM"]
 
+SEARCH_BLOCK = 1 << 18  # weights per parameter-search slice
+
 
 @dataclass(frozen=True, eq=False)
 class OfmRequant:
@@ -225,8 +227,13 @@ def _stage1(
     blocks = []
     rows = []
     for k, order in enumerate(geo.orders):
-        blocks.append(to_symbols(_raw_streams(weights, zp, geo, order)))
-        rows.append(np.arange(channels) * iters + k)
+        sym = to_symbols(_raw_streams(weights, zp, geo, order))
+        # The search runs on slices of about SEARCH_BLOCK weights: on a whole 32 M-weight layer its
+        # temporaries would leave the cache and the search would be memory-bound.
+        step = max(1, SEARCH_BLOCK // max(sym.shape[1], 1))
+        for first in range(0, channels, step):
+            blocks.append(sym[first : first + step])
+            rows.append(np.arange(first, min(first + step, channels)) * iters + k)
     plan = plan_layer_streams(blocks, rows, og, initial, variant.ifm_parallel)
     ch = geo.channel_of_ofm[ofm]
     rq = np.stack([r[ch] for r in requant], axis=1)
