@@ -110,3 +110,19 @@ def test_vela_rejection_is_a_finding(tmp_path) -> None:
     report = check_model(path, "ethos-u55-128")
     assert report.failed and report.findings[0].rule == "vela-rejects-model"
     assert report.operators[0].reasons[0].rule == "const-params"
+
+
+def test_compile_reports_show_reasons_and_fixes(run_cli, shared_models, tmp_path) -> None:
+    out = tmp_path / "out"
+    res = run_cli("compile", shared_models / "dnn_s_quantized.tflite", "--target", "ethos-u55-128", "-o", out)
+    assert res.code == 0, res.err
+    report = json.loads((out / "report.json").read_text())
+    reasons = {c["op"]: c["reasons"][0] for c in report["cpu_reasons"]}
+    assert reasons["QUANTIZE"]["rule"] == "feature-map-type" and "float32" in reasons["QUANTIZE"]["message"]
+    assert reasons["DEQUANTIZE"]["rule"] == "operator-type"
+    md = (out / "report.md").read_text()
+    assert "## Operators on the CPU" in md and "`feature-map-type`" in md
+    html = (out / "report.html").read_text()
+    assert "Operators on the CPU" in html and reasons["QUANTIZE"]["fix"] in html
+    fallback = [f for f in report["findings"] if f["rule"] == "cpu-fallback"]
+    assert len(fallback) == 2 and all("fix:" in f["message"] for f in fallback)

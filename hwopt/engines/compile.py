@@ -20,6 +20,7 @@ import numpy as np
 from hwopt import isolation
 from hwopt.analysis.layers import weight_layers, zero_corrected
 from hwopt.engines.audit import AuditReport
+from hwopt.engines.check import VELA_RULE, operator_support
 from hwopt.engines.encode import encode_model
 from hwopt.engines.enforce import enforce_model
 from hwopt.engines.fidelity import Runner, load_data
@@ -28,6 +29,7 @@ from hwopt.errors import UnsupportedModelError, UsageError
 from hwopt.ir import Model
 from hwopt.records import Finding, OpRef, Severity
 from hwopt.targets import Target
+from hwopt.targets.support import Reason, place_model
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,13 @@ class CompileLayer(OpRef):
 
 
 @dataclass(frozen=True)
+class CpuOperator(OpRef):
+    """An operator left on the CPU, with every failing support rule and its fix (as `hwopt check` gives them)."""
+
+    reasons: list[Reason]
+
+
+@dataclass(frozen=True)
 class CompileTotals:
     cycles: int
     npu_cycles: int
@@ -95,6 +104,7 @@ class CompileReport:
     totals: CompileTotals
     layers: list[CompileLayer]
     cpu_operators: list[str]
+    cpu_reasons: list[CpuOperator]
     audit_before: AuditReport
     audit_after: AuditReport | None
     enforce: Any | None
@@ -115,6 +125,18 @@ class CompileResult:
     density: list[tuple[str, np.ndarray, np.ndarray]] = field(repr=False, default_factory=list)
     output_dir: Path | None = None  # set by `hwopt.reports.compile_outputs.write_outputs`
     files: tuple[str, ...] = ()
+
+
+def cpu_operator_reasons(model: Model, target: Target, where: list[tuple[int, int]]) -> list[CpuOperator]:
+    """The support model's reasons for operators Vela left on the CPU (a named fallback when no rule fails)."""
+    placed = place_model(model, operator_support(target.family))
+    out = []
+    for sg, idx in where:
+        op = model.subgraphs[sg].operators[idx]
+        reasons = placed.get((sg, idx)) or [Reason(VELA_RULE, "Vela places it on the CPU; no rule of hwopt's support "
+                                                   "model explains why", "report this model to the hwopt maintainers")]
+        out.append(CpuOperator(sg, idx, op.op, reasons))
+    return out
 
 
 def _memory_cycles(row: Any, name: str) -> int:
@@ -219,9 +241,13 @@ def run_compile(model: str | os.PathLike[str] | None, target: Target, *, pipelin
     layers = _layers(measured, working)
     perf = vela.perf
     clock = float(tgt.clock_hz)
-    cpu_ops = [f"{r.op}#{r.op_index}" for r in vela.ops if r.placement == "cpu"]
-    for name in cpu_ops:
-        findings.append(Finding(Severity.WARNING, "cpu-fallback", f"{name} runs on the CPU (Vela cannot place it on the NPU)"))
+    cpu_rows = [r for r in vela.ops if r.placement == "cpu"]
+    cpu_ops = [f"{r.op}#{r.op_index}" for r in cpu_rows]
+    cpu_reasons = cpu_operator_reasons(working, tgt, [(r.subgraph, r.op_index) for r in cpu_rows])
+    for c in cpu_reasons:
+        first = c.reasons[0]
+        findings.append(Finding(Severity.WARNING, "cpu-fallback", f"{c.op}#{c.op_index} runs on the CPU: {first.message} "
+                                f"({first.rule}); fix: {first.fix}", c.subgraph, c.op_index))
     flash = perf.read_only_peak_bytes
     totals = CompileTotals(
         cycles=perf.cycles, npu_cycles=perf.npu_cycles, inference_s=perf.cycles / clock,
@@ -235,7 +261,8 @@ def run_compile(model: str | os.PathLike[str] | None, target: Target, *, pipelin
     report = CompileReport(
         schema=SCHEMA, model=str(path), target=tgt.name, accelerator=vela.accelerator, system_config=vela.system_config,
         memory_mode=vela.memory_mode, clock_hz=clock, sram_size_bytes=tgt.sram_bytes, pipeline=pipeline,
-        output_model=out_name, totals=totals, layers=layers, cpu_operators=cpu_ops, audit_before=audit_before,
+        output_model=out_name, totals=totals, layers=layers, cpu_operators=cpu_ops, cpu_reasons=cpu_reasons,
+        audit_before=audit_before,
         audit_after=audit_after, enforce=enforce_report, encode=encode_report, findings=findings,
     )
     return CompileResult(report, vela.model_bytes, _density(original, working))

@@ -75,6 +75,10 @@ def compile_markdown(r: CompileReport) -> str:
                   f"bound by {r.layers[i].bound}" for c, i in top]
     lines += ["", "## Layers", "", "| " + " | ".join(LAYER_HEAD) + " |", "|" + "---|" * len(LAYER_HEAD)]
     lines += ["| " + " | ".join(_layer_cells(la)) + " |" for la in r.layers]
+    if r.cpu_reasons:
+        lines += ["", "## Operators on the CPU", "", "| op | type | rule | why | fix |", "|---|---|---|---|---|"]
+        lines += [f"| {c.op_index} | {c.op} | `{x.rule}` | {x.message} | {x.fix} |" for c in r.cpu_reasons
+                  for x in c.reasons]
     lines += ["", "## Findings", ""]
     lines += [f"- **{f.severity.value}** `{f.rule}`: {f.message}" for f in r.findings] or ["none"]
     return "\n".join(lines) + "\n"
@@ -122,7 +126,15 @@ def compile_html(r: CompileReport, density: list[tuple[str, np.ndarray, np.ndarr
         row += f"<td class=\"l name\"><div title=\"{e(la.name)}\">{e(la.name)}</div></td>"
         cls = ' class="top"' if i in top_idx else ""
         parts.append(f"<tr{cls}>{row}</tr>")
-    parts += ["</table>", "<h2>Findings</h2>", "<ul>"]
+    parts.append("</table>")
+    if r.cpu_reasons:
+        parts += ["<h2>Operators on the CPU</h2>", "<table><tr><th>op</th><th class=\"l\">type</th>"
+                  "<th class=\"l\">rule</th><th class=\"l\">why</th><th class=\"l\">fix</th></tr>"]
+        parts += [f"<tr><td>{c.op_index}</td><td class=\"l\">{e(c.op)}</td><td class=\"l\"><code>{e(x.rule)}</code></td>"
+                  f"<td class=\"l\">{e(x.message)}</td><td class=\"l\">{e(x.fix)}</td></tr>"
+                  for c in r.cpu_reasons for x in c.reasons]
+        parts.append("</table>")
+    parts += ["<h2>Findings</h2>", "<ul>"]
     parts += [f"<li><span class=\"sev-{f.severity.value}\">{e(f.severity.value)}</span> <code>{e(f.rule)}</code>: {e(f.message)}</li>"
               for f in r.findings] or ["<li>none</li>"]
     parts += ["</ul>", "</body></html>"]
