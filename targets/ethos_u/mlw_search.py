@@ -115,8 +115,10 @@ class _Search:
         n_bad = np.searchsorted(self.bad, row0 + q) - lo
         stop = int(self.bad[lo[a]]) - a * self.n - p if n_bad[a] else w  # a forced decision
         row_can = n_bad == 0
-        fast = np.flatnonzero(row_can & self.coded)  # usable throughout, run carried over from before p
-        slow = np.flatnonzero((n_bad < w) & ~(row_can & self.coded))  # runs start or stop inside the window
+        # The active set itself never leads (its lead stays 0 up to `stop`): left out of both groups.
+        others = self.bad_row != a
+        fast = np.flatnonzero(row_can & self.coded & others)  # usable throughout, run carried over from before p
+        slow = np.flatnonzero((n_bad < w) & ~(row_can & self.coded) & others)  # runs start or stop inside
         off = (self.b - self.acc).astype(np.int32)
         big = np.iinfo(np.int32).max // 2
         ref = bits[a]
