@@ -120,9 +120,12 @@ def _measure(job: Job, model_bytes: bytes, data: bytes | None) -> Outcome:
     else:
         new_model = _enforce(model, job.pipeline, job.target, dataset)
     new_bytes = bytes(new_model.source) if new_model.source else serialize(new_model)
-    # Ethos-U weights encoded with the block configuration Vela picks, as `hwopt encode` does by default
-    enc = encode_model(new_model, job.target, block_source="vela" if job.target.family.is_ethos_u else "rule")
     est = estimate(new_model, job.target, engine=job.engine)
+    # Ethos-U weights encoded with the block configuration Vela picks, as `hwopt encode` does by
+    # default; from the estimate's own compile when it ran Vela (one compile per job, not two).
+    compiled = est._vela.compiled if est._vela is not None else None
+    enc = encode_model(new_model, job.target, block_source="vela" if job.target.family.is_ethos_u else "rule",
+                       vela_compiled=compiled)
     s = est.summary
     if est._vela is not None:
         flash = int(est._vela.perf.read_only_peak_bytes)  # Vela's read-only (flash) area of the compiled model

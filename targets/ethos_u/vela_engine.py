@@ -120,6 +120,9 @@ class VelaResult:
     ops: tuple[VelaOpRow, ...]
     unmapped_cycles: int  # cycles of Vela operations that name no input operator (normally 0)
     log_text: str = field(default="", repr=False)
+    # Regor's own output (database included): lets the encoder take Vela's block configurations
+    # from this compile instead of compiling the model again.
+    compiled: RegorOutput | None = field(default=None, repr=False, compare=False)
 
 
 def _int(text: str) -> int:
@@ -321,5 +324,5 @@ def compile_model(model_bytes: bytes, target: Target, options: CompilerOptions |
     return VelaResult(
         target=target.name, accelerator=target.vela_accelerator(), system_config=target.system.name,
         memory_mode=target.memory_mode.name, model_bytes=compiled.model, perf=perf, ops=rows,
-        unmapped_cycles=unmapped, log_text=text,
+        unmapped_cycles=unmapped, log_text=text, compiled=compiled,
     )
