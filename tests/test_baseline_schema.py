@@ -51,7 +51,7 @@ def test_bad_fields_are_named(run_cli: CliRunner, tmp_path: Path, baseline_text:
     edit(data)
     r = _gate(run_cli, tmp_path, json.dumps(data))
     assert r.code == 2, r.err
-    assert message in r.err and r.err.startswith("hwopt: error: baseline ") and len(r.err.splitlines()) == 1
+    assert message in r.err and r.err.startswith("hwopt: error: --baseline ") and len(r.err.splitlines()) == 1
 
 
 @pytest.mark.parametrize(("pattern", "new", "message"), [
