@@ -26,10 +26,12 @@ from hwopt._generated.tflite.ReducerOptions import ReducerOptionsT
 from hwopt._generated.tflite.ResizeBilinearOptions import ResizeBilinearOptionsT
 from hwopt._generated.tflite.ResizeNearestNeighborOptions import ResizeNearestNeighborOptionsT
 from hwopt._generated.tflite.SoftmaxOptions import SoftmaxOptionsT
+from hwopt._generated.tflite.SplitOptions import SplitOptionsT
 from hwopt._generated.tflite.StridedSliceOptions import StridedSliceOptionsT
 from hwopt._generated.tflite.TransposeConvOptions import TransposeConvOptionsT
+from hwopt._generated.tflite.UnidirectionalSequenceLSTMOptions import UnidirectionalSequenceLSTMOptionsT
 
-U55, U85 = "ethos-u55", "ethos-u85"
+U55, U85, N78 = "ethos-u55", "ethos-u85", "ethos-n78"
 NP_TYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
             "float32": np.float32}
 
@@ -345,6 +347,130 @@ MORE: dict[str, Case] = {
     "resize-scale-u85": Case((U85,), ("resize-scale",), lambda: _resize(
         "RESIZE_NEAREST_NEIGHBOR", (1, 2, 1, 1), (1, 4100, 1, 1))),
 }
+def _no_io(inputs: bool) -> bytes:
+    mb = ModelBuilder()
+    sg = mb.subgraph()
+    a = sg.tensor("a", (1, 4, 4, 8), "int8", quant=quantization(0.05, 0))
+    y = sg.tensor("y", (1, 4, 4, 8), "int8", quant=quantization(0.05, 0))
+    sg.op("RELU", [] if inputs else [a], [y] if inputs else [])
+    sg.io([a], [y])
+    return mb.build()
+
+
+def _split(num_splits: int) -> bytes:
+    mb = ModelBuilder()
+    sg = mb.subgraph()
+    axis = sg.tensor("axis", (), "int32", data=np.array(3, np.int32))
+    x = sg.tensor("x", (1, 4, 4, 8), "int8", quant=quantization(0.05, 0))
+    outs = [sg.tensor(f"y{i}", (1, 4, 4, 4), "int8", quant=quantization(0.05, 0)) for i in range(2)]
+    o = SplitOptionsT()
+    o.numSplits = num_splits
+    sg.op("SPLIT", [axis, x], outs, options=o, options_type=BuiltinOptions.SplitOptions)
+    sg.io([x], outs)
+    return mb.build()
+
+
+def _scatter() -> bytes:
+    mb = ModelBuilder()
+    sg = mb.subgraph()
+    idx = sg.tensor("i", (4, 1), "int32")
+    upd = sg.tensor("u", (4, 8), "int8", quant=quantization(0.05, 0))
+    shape = sg.tensor("s", (2,), "int32", data=np.array([8, 8], np.int32))
+    y = sg.tensor("y", (8, 8), "int8", quant=quantization(0.05, 0))
+    sg.op("SCATTER_ND", [idx, upd, shape], [y])
+    sg.io([idx, upd], [y])
+    return mb.build()
+
+
+def _n78_conv(**kw: Any) -> bytes:
+    kw.setdefault("in_dtype", "int8")
+    return _conv(**kw)
+
+
+def _fc_per_channel() -> bytes:
+    mb = ModelBuilder()
+    sg = mb.subgraph()
+    x = sg.tensor("x", (1, 8), "int8", quant=quantization(0.05, 0))
+    w = sg.tensor("w", (2, 8), "int8", data=np.ones((2, 8), np.int8),
+                  quant=quantization(np.array([0.01, 0.02]), np.array([0, 0]), axis=0))
+    y = sg.tensor("y", (1, 2), "int8", quant=quantization(0.1, 0))
+    sg.op("FULLY_CONNECTED", [x, w, -1], [y])
+    sg.io([x], [y])
+    return mb.build()
+
+
+MORE["has-ifm"] = Case((U55, U85), ("has-ifm",), lambda: _no_io(True))
+MORE["has-ofm"] = Case((U55, U85), ("has-ofm",), lambda: _no_io(False), vela_rejects=True)
+MORE["split-outputs"] = Case((U55, U85), ("split-outputs",), lambda: _split(4))
+MORE["scatter-indices"] = Case((U85,), ("scatter-indices",), _scatter)
+MORE["n78-operator-type"] = Case((N78,), ("operator-type",), lambda: _unary("FLOOR", (1, 4, 4, 8)))
+MORE["n78-data-type"] = Case((N78,), ("n78-data-type",), lambda: _binary("ADD", (1, 4, 4, 8), "int16"))
+MORE["n78-batch"] = Case((N78,), ("n78-batch",), lambda: _binary("ADD", (2, 4, 4, 8)))
+MORE["n78-depth"] = Case((N78,), ("n78-depth",), lambda: _binary("ADD", (1, 1, 1, 70000)))
+MORE["n78-zero-point"] = Case((N78,), ("n78-zero-point",), lambda: _binary(
+    "ADD", (1, 4, 4, 8), "uint8", q1=quantization(0.05, 300), q2=quantization(0.05, 128), qo=quantization(0.05, 128)))
+MORE["n78-kernel-size"] = Case((N78,), ("n78-kernel-size",), lambda: _n78_conv(k=(4, 4)))
+MORE["n78-stride"] = Case((N78,), ("n78-stride",), lambda: _n78_conv(ifm=(1, 12, 12, 8), stride=(3, 3)))
+MORE["n78-dilation"] = Case((N78,), ("n78-dilation",), lambda: _n78_conv(ifm=(1, 12, 12, 8), dilation=(2, 2)))
+MORE["n78-depth-multiplier"] = Case((N78,), ("n78-depth-multiplier",), lambda: _n78_conv(
+    op="DEPTHWISE_CONV_2D", ifm=(1, 8, 8, 2), oc=4))
+MORE["n78-fc-per-channel"] = Case((N78,), ("n78-fc-per-channel",), _fc_per_channel)
+MORE["n78-pooling"] = Case((N78,), ("n78-pooling",), lambda: _pool(
+    "MAX_POOL_2D", (1, 16, 16, 8), (4, 4), (4, 4), Padding.VALID, (1, 4, 4, 8)))
+MORE["n78-mean"] = Case((N78,), ("n78-mean",), lambda: _mean((1, 4, 4, 8), [3], (1, 4, 4, 1)))
+def _lstm(drop_gate: bool = False, peephole: bool = False, projection: bool = False, norm: bool = False) -> bytes:
+    """An int8 UNIDIRECTIONAL_SEQUENCE_LSTM (batch 1, 3 steps, 4 inputs, 8 cells) with optional variants."""
+    mb = ModelBuilder()
+    sg = mb.subgraph()
+    cells, n_in = 8, 4
+    x = sg.tensor("x", (1, 3, n_in), "int8", quant=quantization(0.05, 0))
+    rng = np.random.default_rng(1)
+
+    def w(name: str, shape: tuple[int, ...]) -> int:
+        return sg.tensor(name, shape, "int8", data=rng.integers(-50, 50, shape).astype(np.int8),
+                         quant=quantization(0.01, 0))
+
+    def b(name: str, dtype: str = "int32", n: int = cells) -> int:
+        data = np.zeros(n, NP_TYPES[dtype])
+        return sg.tensor(name, (n,), dtype, data=data, quant=quantization(0.0005, 0))
+
+    ins = [x]
+    ins += [-1 if drop_gate and g == 0 else w(f"wi{g}", (cells, n_in)) for g in range(4)]
+    ins += [-1 if drop_gate and g == 0 else w(f"wr{g}", (cells, cells)) for g in range(4)]
+    ins += [b(f"peep{g}", "int16") if peephole else -1 for g in range(3)]
+    ins += [-1 if drop_gate and g == 0 else b(f"gb{g}") for g in range(4)]
+    ins += [w("proj", (cells, cells)) if projection else -1, -1]
+    out_state = sg.tensor("h", (1, cells), "int8", quant=quantization(0.05, 0), buffer=mb.buffer(b""))
+    cell_state = sg.tensor("c", (1, cells), "int16", quant=quantization(1 / 2048, 0), buffer=mb.buffer(b""))
+    sg.raw.tensors[out_state].isVariable = True
+    sg.raw.tensors[cell_state].isVariable = True
+    ins += [out_state, cell_state]
+    ins += [b(f"ln{g}", "int16") if norm else -1 for g in range(4)]
+    y = sg.tensor("y", (1, 3, cells), "int8", quant=quantization(0.05, 0))
+    o = UnidirectionalSequenceLSTMOptionsT()
+    o.fusedActivationFunction = 3  # TANH
+    o.cellClip, o.projClip, o.timeMajor = 0.0, 0.0, False
+    # The int8 LSTM kernel keeps five intermediate tensors (gate outputs) with their scales.
+    inter = [sg.tensor(f"gate{g}", (1, cells), "int16", quant=quantization(1 / 4096, 0)) for g in range(5)]
+    sg.op("UNIDIRECTIONAL_SEQUENCE_LSTM", ins, [y], options=o,
+          options_type=BuiltinOptions.UnidirectionalSequenceLSTMOptions)
+    sg.raw.operators[-1].intermediates = np.asarray(inter, dtype=np.int32)
+    sg.io([x], [y])
+    return mb.build()
+
+
+def _rank9() -> bytes:
+    shape = (1, 1, 1, 1, 1, 1, 1, 2, 3)
+    perm = [0, 1, 2, 3, 4, 5, 6, 8, 7]
+    return _transpose(shape, perm)
+
+
+MORE["valid-lstm"] = Case((U55, U85), (), _lstm)
+MORE["lstm-gates"] = Case((U55, U85), ("lstm-gates",), lambda: _lstm(drop_gate=True))
+MORE["lstm-peephole"] = Case((U55, U85), ("lstm-peephole",), lambda: _lstm(peephole=True))
+MORE["lstm-projection"] = Case((U55, U85), ("lstm-projection",), lambda: _lstm(projection=True))
+MORE["lstm-norm"] = Case((U55, U85), ("lstm-norm",), lambda: _lstm(norm=True))
+MORE["transpose-rank"] = Case((U55, U85), ("transpose-rank",), _rank9)
 MORE["bias-constant"] = Case((U55, U85), ("bias-constant",), lambda: _conv(bias_const=False))
 MORE["mean-type"] = Case((U85,), ("mean-type",), lambda: _mean((1, 4, 4, 8), [1, 2], (1, 1, 1, 8), "int32"))
 CASES.update(MORE)
