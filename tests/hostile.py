@@ -177,3 +177,9 @@ def conv_output_of_rank_3() -> bytes:
 def bool_weights() -> bytes:
     """Weights of type BOOL (SIGSEGV in Regor)."""
     return edited(conv_model(), lambda m: _set(m.subgraphs[0].tensors[1], "type", TensorType.BOOL))
+
+
+def missing_options() -> bytes:
+    """CONV_2D without its options table (Regor reads strides from it: SIGSEGV)."""
+    return edited(conv_model(), lambda m: (_set(m.subgraphs[0].operators[0], "builtinOptions", None),
+                                           _set(m.subgraphs[0].operators[0], "builtinOptionsType", 0)))

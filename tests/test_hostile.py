@@ -67,6 +67,7 @@ CASES: list[tuple[str, Callable[[], bytes], str]] = [
     ("conv_weights_rank_3", hostile.conv_weights_of_rank_3, "CONV_2D #0: weights 'conv/weights' have shape [8, 9, 8]"),
     ("conv_output_rank_3", hostile.conv_output_of_rank_3,
      "CONV_2D #0: output 'conv/out' has shape [1, 256, 8] (a 2-D operator needs 4 dimensions)"),
+    ("missing_options", hostile.missing_options, "CONV_2D #0: has no options table"),
     ("bool_weights", hostile.bool_weights, "weights 'conv/weights' are BOOL, a weight type Vela does not handle"),
 ]
 

@@ -56,6 +56,8 @@ def main() -> int:
             for i, case in enumerate(cases):
                 shares = sf.FULL if args.mix == "full" else sf.QUICK
                 for o in sf.run_case(case, Path(tmp) / f"c{i % 16}", rng, args.per_case, shares):
+                    if o.code == 130:  # SIGINT reached hwopt's own handler: stop the campaign there
+                        raise KeyboardInterrupt
                     per_command[o.command] += 1
                     codes[o.code] += 1
                     if o.seconds > slowest[0]:

@@ -128,6 +128,12 @@ def _operator(sg: Subgraph, op: Operator, engine: Engine) -> list[Problem]:
     return out
 
 
+# Operators whose parameters live only in their options table: Regor reads it unconditionally.
+NEEDS_OPTIONS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+                           "L2_POOL_2D", "SOFTMAX", "CONCATENATION", "SPLIT", "SPLIT_V", "PACK",
+                           "UNPACK", "STRIDED_SLICE", "LEAKY_RELU", "GATHER", "RESIZE_BILINEAR",
+                           "RESIZE_NEAREST_NEIGHBOR", "MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN",
+                           "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "MIRROR_PAD", "BATCH_MATMUL", "ARG_MAX", "ARG_MIN"})
 # Operators whose options table is not named after the operator (schema: builtin_options union).
 OPTIONS_OF = {"AVERAGE_POOL_2D": "Pool2DOptions", "MAX_POOL_2D": "Pool2DOptions", "L2_POOL_2D": "Pool2DOptions",
               "MEAN": "ReducerOptions", "SUM": "ReducerOptions", "REDUCE_MAX": "ReducerOptions",
@@ -150,6 +156,8 @@ def _options_mismatch(op: Operator) -> str | None:
     declared = int(getattr(op.raw, "builtinOptionsType", 0) or 0)
     if opts is None and declared != 0:
         return f"declares options type {declared} but holds no options table"
+    if opts is None and op.op in NEEDS_OPTIONS:
+        return "has no options table (its strides, axes or sizes live there)"
     if op.custom_code is not None:
         return None if opts is None else f"a custom operator carrying builtin options ({type(opts).__name__.removesuffix('T')})"
     if opts is None:
