@@ -15,6 +15,7 @@ import pytest
 from conftest import CliRunner
 
 from hwopt import isolation
+from hwopt._generated.tflite.TensorType import TensorType
 from hwopt.errors import ModelFormatError, NativeCodeError
 
 
@@ -96,16 +97,22 @@ def test_inline_mode_runs_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _no_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch hwopt's own model checks off, so the crafted model reaches the native library."""
-    from hwopt.analysis import validate
+    import importlib
 
-    monkeypatch.setattr(validate, "check_for_native", lambda model, engine: None)
-    monkeypatch.setattr(validate, "operator_problem", lambda model, sg, op, engine: None)
+    # Import every user first: a module imported after the patch would keep the stand-in for good.
+    modules = [importlib.import_module(name) for name in (
+        "hwopt.analysis.validate", "hwopt.targets.ethos_u.vela_engine", "hwopt.analysis.litert",
+        "hwopt.engines.estimate", "hwopt.engines.check", "hwopt.engines.encode")]
+    for module in modules:
+        if hasattr(module, "check_for_native"):
+            monkeypatch.setattr(module, "check_for_native", lambda model, engine: None)
+    monkeypatch.setattr(modules[0], "operator_problem", lambda model, sg, op, engine: None)
 
 
 def test_vela_sigfpe_on_int4_weights_is_exit_2(tmp_path: Path, run_cli: CliRunner,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     model = tmp_path / "int4.tflite"
-    model.write_bytes(hostile.int4_weights())
+    model.write_bytes(hostile.conv_model(weight_type=TensorType.INT4, seed=7))  # bytes no other test caches
     _no_checks(monkeypatch)
     r = run_cli("estimate", model, "--target", "ethos-u55-128")
     assert r.code == 2, r.err
@@ -115,7 +122,7 @@ def test_vela_sigfpe_on_int4_weights_is_exit_2(tmp_path: Path, run_cli: CliRunne
 def test_vela_sigsegv_on_a_zero_point_out_of_range_is_exit_2(tmp_path: Path, run_cli: CliRunner,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     model = tmp_path / "zp.tflite"
-    model.write_bytes(hostile.weight_zero_point(1000))
+    model.write_bytes(hostile.conv_model(weight_zp=1000, seed=7))  # bytes no other test caches
     _no_checks(monkeypatch)
     r = run_cli("encode", model, "--target", "ethos-u55-128")  # Vela's block configurations: a Regor compile
     assert r.code == 2, r.err
@@ -124,8 +131,8 @@ def test_vela_sigsegv_on_a_zero_point_out_of_range_is_exit_2(tmp_path: Path, run
 
 def test_litert_crash_on_a_missing_filter_is_exit_2(tmp_path: Path, run_cli: CliRunner,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from hwopt.engines.fidelity import Runner
+    from hwopt.analysis.litert import Runner
 
     _no_checks(monkeypatch)
     with pytest.raises(NativeCodeError, match=r"^LiteRT crashed on this model \(SIG"):
-        Runner(hostile.missing_filter())
+        Runner(hostile.conv_model(filter_missing=True, seed=7))
