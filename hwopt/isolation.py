@@ -88,7 +88,7 @@ def _inline() -> bool:
 
 def _resolve(target: str) -> Any:
     module, _, name = target.partition(":")
-    obj: Any = importlib.import_module(module)
+    obj: Any = importlib.import_module(module)  # lazy: a worker loads the function it runs by name
     for part in name.split("."):
         obj = getattr(obj, part)
     return obj
@@ -409,7 +409,7 @@ def _main(argv: list[str]) -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a native crash leaves no core file behind
     for module in argv[2:]:  # warm up: import what the first call will need while the parent works
         with contextlib.suppress(Exception):
-            importlib.import_module(module)
+            importlib.import_module(module)  # lazy: the worker warms up what its first call needs
     _serve(int(argv[0]), int(argv[1]))
 
 

@@ -241,7 +241,7 @@ def get_pass_class(name: str) -> type[Pass]:
     if ref is None:
         raise UsageError(f"unknown pass {name!r} (known passes: {', '.join(available_passes())})")
     module, _, attr = ref.partition(":")
-    cls = getattr(importlib.import_module(module), attr)
+    cls = getattr(importlib.import_module(module), attr)  # lazy: a pass loads when a pipeline names it
     _LOADED[name] = cls
     return typing.cast(type[Pass], cls)
 

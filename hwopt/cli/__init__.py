@@ -2,8 +2,9 @@
 
 Exit codes: 0 success, 1 findings / failed expectations / failed gate, 2 usage or input
 error (one line on stderr, never a traceback), 3 an internal error (a bug in hwopt).
-Each subcommand lives in its own module under hwopt.cli with `register(subparsers)`;
-heavy imports happen inside `run`, so `hwopt --help` stays fast.
+Each subcommand's flags live in hwopt.cli.<command> (`register(subparsers)`, nothing heavy
+imported) and its code in hwopt.cli.run_<command>, which `main` loads for the one command
+that runs: so `hwopt --help` imports no engine.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from hwopt._version import __version__
+from hwopt.cli import audit, check, compile, encode, enforce, estimate, explore, gate, sweep, targets, tree
 from hwopt.errors import HwoptError
 
-# Subcommand modules, in the order `hwopt --help` lists them.
-COMMANDS = ("audit", "targets", "check", "estimate", "encode", "enforce", "compile", "gate", "tree", "sweep", "explore")
+# Subcommand flag modules, in the order `hwopt --help` lists them.
+COMMANDS = (audit, targets, check, estimate, encode, enforce, compile, gate, tree, sweep, explore)
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -55,15 +58,21 @@ def flag_wording(message: str, parser: argparse.ArgumentParser, command: str | N
 
 
 def build_parser() -> Parser:
-    from hwopt import __version__
-
+    """The `hwopt` parser with every subcommand's flags; each sets `handler` to "module:function"."""
     parser = Parser(prog="hwopt", description="Audit, enforce, encode, estimate and compile int8 TFLite models for Arm Ethos NPUs.")
     parser.add_argument("--version", action="version", version=f"hwopt {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name in COMMANDS:
-        importlib.import_module(f"hwopt.cli.{name}").register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
+
+
+def load_handler(handler: str) -> Callable[[argparse.Namespace], int]:
+    """The function a "hwopt.cli.run_<command>:<function>" handler names: the one place a command's code loads."""
+    module, _, name = handler.partition(":")
+    run: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), name)  # lazy: only the command that runs loads its engines
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,12 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)
     root.propagate = False
-    if not getattr(args, "func", None):
+    if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     previous = _install_signal_handlers()
     try:
-        return int(args.func(args))
+        return int(load_handler(args.handler)(args))
     except _TerminatedError as exc:  # finally blocks already removed staging folders and temporary files
         sys.stderr.write(f"hwopt: terminated by {signal.Signals(exc.signum).name}\n")
         return 128 + exc.signum

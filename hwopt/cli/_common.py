@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from hwopt.records import Finding, Severity, dumps
+from hwopt.targets import family_default, resolve_target
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -51,8 +52,6 @@ def fmt_bytes(n: int | None) -> str:
 def resolve_target_arg(spec: str, system_config: str | None = None, memory_mode: str | None = None, *,
                        accelerator: str | None = None) -> Any:
     """The Target a `--target` value names; a family name gets a note saying which configuration it means."""
-    from hwopt.targets import family_default, resolve_target
-
     target = resolve_target(spec, system_config=system_config, memory_mode=memory_mode, accelerator=accelerator)
     if accelerator is None and family_default(spec):
         sys.stderr.write(f"hwopt: note: target {spec} is a family name; using its default configuration {target.name}\n")

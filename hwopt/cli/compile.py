@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
 
@@ -25,47 +22,4 @@ def register(sub: Any) -> None:
     p.add_argument("--explorer", metavar="DIR", help="also write Google Model Explorer overlays (one node-data JSON "
                    "per metric) into DIR")
     p.add_argument("--json", action="store_true", help="print report.json to stdout as well")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from hwopt.cli._common import console, fmt_bytes, print_findings, print_json, resolve_target_arg
-    from hwopt.engines.compile import run_compile
-    from hwopt.reports.compile_outputs import prepare_output_dir, write_compile_outputs
-
-    target = resolve_target_arg(args.target, args.system_config, args.memory_mode, accelerator=args.accelerator)
-    prepare_output_dir(args.output, args.model, target, args.data)  # before minutes of work
-
-    steps = 5 if args.pipeline else 4
-    if sys.stderr.isatty():
-        from rich.progress import Progress
-
-        with Progress(transient=True, console=console(stderr=True)) as bar:
-            task = bar.add_task("compiling", total=steps)
-
-            def advance(msg: str) -> None:
-                bar.update(task, description=msg, advance=1)
-
-            result = run_compile(args.model, target, pipeline=args.pipeline, data=args.data, progress=advance)
-            result = write_compile_outputs(result, args.output, data=args.data, progress=advance)
-    else:
-        result = run_compile(args.model, target, pipeline=args.pipeline, data=args.data)
-        result = write_compile_outputs(result, args.output, data=args.data)
-    r = result.report
-    if args.explorer:
-        from hwopt.format.tflite_io import read_model
-        from hwopt.reports.explorer import write_overlays
-
-        write_overlays(args.explorer, read_model(r.model), r.layers, protect=(Path(r.model),))
-    if args.json:
-        print_json(r)
-        return 1 if r.failed else 0
-    t = r.totals
-    con = console()
-    con.print(f"[bold]{r.model}[/bold] -> [bold]{Path(args.output) / r.output_model}[/bold]")
-    con.print(f"{r.target}: {t.cycles:,} cycles, {t.inference_s * 1e3:.3f} ms ({t.inferences_per_second:.1f} inferences/s), "
-              f"SRAM {fmt_bytes(t.peak_sram_bytes)}, flash {fmt_bytes(t.flash_bytes)}, "
-              f"encoded weights {fmt_bytes(t.encoded_weight_bytes)}, {t.npu_operators} NPU / {t.cpu_operators} CPU operators")
-    con.print("wrote " + ", ".join(result.files) + f" in {args.output}")
-    print_findings(con, [f for f in r.findings if f.severity.value != "info"])
-    return 1 if r.failed else 0
+    p.set_defaults(handler="hwopt.cli.run_compile:run")

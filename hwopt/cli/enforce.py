@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,7 @@ class EnforceOptions:
             raise UsageError(f"--granularity must be tensor, channel or stream, got {self.granularity!r}")
 
 
+
 def build_pipeline(opts: EnforceOptions) -> str:
     """Pipeline text for the flags: prune → cluster → repair → bias-correct."""
     steps: list[str] = []
@@ -62,6 +62,7 @@ def build_pipeline(opts: EnforceOptions) -> str:
     if not steps:
         raise UsageError("nothing to enforce: give --sparsity, --pattern, --clusters, --repair or --pipeline")
     return ",".join(steps)
+
 
 
 def register(sub: Any) -> None:
@@ -92,61 +93,4 @@ def register(sub: Any) -> None:
     p.add_argument("--max-drop", type=float, metavar="F",
                    help="fail (exit 1, nothing written) if accuracy drops by more than F (fraction; without labels: top-1 disagreement)")
     p.add_argument("--json", action="store_true", help="print the hwopt.enforce/1 JSON report")
-    p.set_defaults(func=run)
-
-
-def _pipeline(args: argparse.Namespace, target: Any) -> str:
-
-    flags = (args.sparsity is not None or args.pattern != "unstructured" or args.clusters is not None
-             or args.preserve_sparsity is not None or args.repair or args.bias_correction)
-    if args.pipeline:
-        if flags:
-            raise UsageError("give either --pipeline or the pass flags (--sparsity, --clusters, ...), not both")
-        return str(args.pipeline)
-    return build_pipeline(EnforceOptions(args.sparsity, args.pattern, args.clusters, args.granularity,
-                                         args.preserve_sparsity, args.repair, args.bias_correction, target))
-
-
-def run(args: argparse.Namespace) -> int:
-    from hwopt.cli._common import console, fmt_bytes, fmt_int, fmt_pct, print_findings, print_json, resolve_target_arg
-    from hwopt.engines.enforce import enforce
-
-    target = resolve_target_arg(args.target, accelerator=args.accelerator) if args.target else None
-    report = enforce(args.model, args.output, _pipeline(args, target), data=args.data, calibration=args.calibration,
-                     target=target, max_drop=args.max_drop)
-    if args.json:
-        print_json(report)
-        return 1 if report.failed else 0
-    from rich.table import Table
-
-    con = console()
-    con.print(f"[bold]{report.input}[/bold] → {report.output or '(not written)'}")
-    con.print(f"pipeline: {report.pipeline}")
-    for rec in report.passes:
-        brief = {k: v for k, v in rec.stats.items() if not isinstance(v, list | dict)}
-        con.print(f"  {rec.spec}: {'modified' if rec.modified else 'unchanged'} {brief}")
-    table = Table(show_edge=False, pad_edge=False)
-    for col in ("op", "type", "sparsity", "uniq", "uniq/ch", "changed", "encoded"):
-        table.add_column(col, justify="left" if col == "type" else "right")
-    for la in report.layers:
-        table.add_row(str(la.op_index), la.op, f"{fmt_pct(la.sparsity_before)} → {fmt_pct(la.sparsity_after)}",
-                      f"{la.unique_before} → {la.unique_after}",
-                      f"{la.max_unique_per_channel_before} → {la.max_unique_per_channel_after}",
-                      fmt_int(la.weights_changed), f"{fmt_bytes(la.encoded_bytes_before)} → {fmt_bytes(la.encoded_bytes_after)}")
-    con.print(table)
-    if report.encoded is not None:
-        e = report.encoded
-        con.print(f"encoded weights ({e.source}): {e.before:,} → {e.after:,} bytes ({e.ratio:.2f}x smaller)")
-        if e.vela_before is not None and e.vela_after is not None:
-            con.print(f"Vela encoded weights ({e.vela_target}): {e.vela_before:,} → {e.vela_after:,} bytes "
-                      f"({e.vela_ratio or 0:.2f}x smaller)")
-    f = report.fidelity
-    if f is not None:
-        outs = ", ".join(f"{o.name}: cosine {o.cosine:.4f}, SNR {o.snr_db:.1f} dB" for o in f.outputs)
-        con.print(f"fidelity on {f.samples} {f.source} samples: {outs}")
-        if f.top1_agreement is not None:
-            con.print(f"top-1 agreement {fmt_pct(f.top1_agreement)}")
-        if f.accuracy_before is not None:
-            con.print(f"accuracy {fmt_pct(f.accuracy_before)} → {fmt_pct(f.accuracy_after)}")
-    print_findings(con, report.findings)
-    return 1 if report.failed else 0
+    p.set_defaults(handler="hwopt.cli.run_enforce:run")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
 
@@ -21,7 +18,7 @@ def register(sub: Any) -> None:
                    "default, ethos-u55-256; an MLIA profile names its own)")
     p.add_argument("--name", help="name of the new target (default: from the file and sections)")
     p.add_argument("-o", "--output", required=True, metavar="FILE.toml", help="descriptor to write")
-    p.set_defaults(func=run_import)
+    p.set_defaults(handler="hwopt.cli.run_targets_io:run_import")
 
     e = sub.add_parser("export", help="write a target's system config and memory mode as a vela.ini",
                        description="Write the selected system config and memory mode of a target as a Vela .ini, so "
@@ -34,47 +31,4 @@ def register(sub: Any) -> None:
     e.add_argument("--memory-mode", metavar="NAME", help="memory mode (default: the target's)")
     e.add_argument("--accelerator", metavar="CONFIG", help="Vela accelerator for a vela.ini target spelling")
     e.add_argument("-o", "--output", required=True, metavar="FILE.ini", help="the .ini to write")
-    e.set_defaults(func=run_export)
-
-
-def _inputs(spec: str) -> tuple[Path, ...]:
-    """Every file a target spelling reads (a profile and its vela.ini too): never overwritten."""
-    from hwopt.targets.importing import foreign_files
-
-    return foreign_files(spec) or (Path(spec),)
-
-
-def run_import(args: argparse.Namespace) -> int:
-    from hwopt.errors import UsageError
-    from hwopt.fileio import atomic_write_text
-    from hwopt.targets.importing import document_toml, foreign_document, target_from_document
-
-    found = foreign_document(args.source, accelerator=args.accelerator, system_config=args.system_config,
-                             memory_mode=args.memory_mode, name=args.name)
-    if found is None:
-        raise UsageError(f"{args.source} is neither a Vela .ini nor an MLIA target profile")
-    doc, source = found
-    out = Path(args.output)
-    target_from_document(doc, out.resolve())  # the written file must load: check before writing
-    text = document_toml(doc, f"hwopt target descriptor imported from {source.name}")
-    atomic_write_text(out, text, protect=_inputs(args.source))
-    t = doc["target"]
-    sys.stdout.write(f"wrote {out}: target {t['name']} ({doc.get('extends', 'standalone')}, system config "
-                     f"{t['default_system_config']}, memory mode {t['default_memory_mode']})\n")
-    return 0
-
-
-def run_export(args: argparse.Namespace) -> int:
-    from hwopt.fileio import atomic_write_text
-    from hwopt.targets import resolve_target
-    from hwopt.targets.vela_ini import export_vela_ini
-
-    target = resolve_target(args.target, accelerator=args.accelerator, system_config=args.system_config,
-                            memory_mode=args.memory_mode)
-    text = export_vela_ini(target)
-    atomic_write_text(args.output, text, protect=_inputs(args.target))
-    assert target.system is not None and target.memory_mode is not None
-    sys.stdout.write(f"wrote {args.output}: vela MODEL --config {args.output} --accelerator-config "
-                     f"{target.vela_accelerator()} --system-config {target.system.name} "
-                     f"--memory-mode {target.memory_mode.name}\n")
-    return 0
+    e.set_defaults(handler="hwopt.cli.run_targets_io:run_export")

@@ -21,6 +21,7 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from hwopt._version import __version__
 from hwopt.engines.encode import encode_model
 from hwopt.engines.enforce import check_enforceable
 from hwopt.engines.estimate import estimate
@@ -55,7 +56,6 @@ def sha256(data: bytes) -> str:
 @lru_cache(maxsize=1)
 def versions() -> tuple[str, str]:
     """(hwopt, Vela) versions: a new release of either invalidates every cached result."""
-    from hwopt import __version__  # the package root imports the applications: read it at call time, no cycle
 
     try:
         vela = version("ethos-u-vela")

@@ -60,7 +60,7 @@ def _quant(scale: np.ndarray | float, zero_point: np.ndarray | int, axis: int = 
 
 
 def _options(name: str, **fields: Any) -> tuple[int, Any]:
-    cls = getattr(importlib.import_module(f"hwopt._generated.tflite.{name}"), f"{name}T")
+    cls = getattr(importlib.import_module(f"hwopt._generated.tflite.{name}"), f"{name}T")  # lazy: bindings by name
     obj = cls()
     for k, v in fields.items():
         setattr(obj, k, v)

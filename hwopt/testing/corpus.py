@@ -21,6 +21,7 @@ from pathlib import Path
 from hwopt.errors import HwoptError
 from hwopt.targets.descriptor import Target
 from hwopt.targets.ethos_u.vela_config import options_text, regor_arch, system_config_text
+from hwopt.targets.ethos_u.vela_engine import compile_model
 
 LABEL_SCHEMA = "hwopt.label/1"
 VALIDATION_SHARE = 0.25
@@ -91,8 +92,6 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def vela_labels(name: str, model_bytes: bytes, target: Target) -> Labels:
     """Compile with Vela now (no cache) and keep the per-operator figures."""
-    from hwopt.targets.ethos_u.vela_engine import compile_model
-
     try:
         res = compile_model(model_bytes, target)
     except HwoptError as exc:

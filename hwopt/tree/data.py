@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from hwopt.errors import DataError, UnsupportedModelError, UsageError
+from hwopt.fileio import load_npz as read_npz
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,7 @@ def load_npz(path: str | os.PathLike[str]) -> TreeDataset:
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"dataset file not found: {p}")
-    from hwopt.fileio import load_npz
-
-    npz = load_npz(p)
+    npz = read_npz(p)
     missing = [k for k in NPZ_KEYS if k not in npz]
     if missing:
         raise DataError(f"{p} lacks the arrays {', '.join(missing)} (needs {', '.join(NPZ_KEYS)})")

@@ -1,0 +1,43 @@
+"""`hwopt audit MODEL`: per-layer sparsity and cluster structure of the deployed file."""
+
+from __future__ import annotations
+
+import argparse
+
+from hwopt.analysis.deflate import DeflateJob
+from hwopt.cli._common import console, fmt_int, fmt_pct, print_findings, print_json
+
+
+def run(args: argparse.Namespace) -> int:
+    """Audit the model and print the report (table or JSON); 1 when an expectation fails."""
+    # Compress the file for its DEFLATE size in the background while the analysis imports.
+    job = None if args.no_deflate else DeflateJob.for_file(args.model)
+    from hwopt.engines.audit import Expectations, audit  # lazy: loads while the DEFLATE job above compresses the file
+
+    exp = Expectations(args.expect_sparsity, args.expect_clusters, args.per_channel, args.expect_int8)
+    report = audit(args.model, exp, prefetched=job, with_deflate=not args.no_deflate)
+    if args.json:
+        print_json(report)
+        return 1 if report.failed else 0
+    from rich.table import Table
+
+    con = console()
+    m, s = report.model, report.summary
+    deflate = "" if m.deflate_bytes is None else f"DEFLATE {m.deflate_bytes:,} bytes, "
+    con.print(f"[bold]{m.path}[/bold]  {m.bytes:,} bytes, {deflate}"
+              f"{m.operators} operators in {m.subgraphs} subgraph(s)" + ("  [yellow](compiled by Vela)[/]" if m.vela_compiled else ""))
+    table = Table(show_edge=False, pad_edge=False)
+    for col, just in (("sg", "right"), ("op", "right"), ("type", "left"), ("shape", "left"), ("dtype", "left"),
+                      ("quant", "left"), ("sparsity", "right"), ("zero ch", "right"), ("uniq", "right"),
+                      ("uniq/ch", "right"), ("palette", "right"), ("2:4", "center"), ("MACs", "right")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for la in report.layers:
+        table.add_row(str(la.subgraph), str(la.op_index), la.op, "x".join(map(str, la.shape)), la.dtype,
+                      la.quantization, fmt_pct(la.sparsity), fmt_int(la.zero_channels), fmt_int(la.unique_values),
+                      fmt_int(la.max_unique_per_channel), "-" if la.palette is None else f"<={la.palette}",
+                      {True: "yes", False: "no", None: "-"}[la.sparse_2_4], fmt_int(la.macs))
+    con.print(table)
+    con.print(f"{s.layers} weight layers, {s.weight_elements:,} weights, sparsity {fmt_pct(s.sparsity)}, "
+              f"max {s.max_unique_per_channel} distinct per channel, {s.macs:,} MACs")
+    print_findings(con, report.findings)
+    return 1 if report.failed else 0
