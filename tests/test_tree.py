@@ -93,7 +93,7 @@ def test_npz_errors(tmp_path: Path, change: dict[str, np.ndarray | None], messag
 def test_npz_not_an_archive(tmp_path: Path) -> None:
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(DataError, match=r"not a readable \.npz"):
+    with pytest.raises(DataError, match=r"as an \.npz archive"):
         load_npz(bad)
 
 

@@ -6,7 +6,7 @@ import argparse
 
 from hwopt.cli._common import console, print_json, resolve_target_arg
 from hwopt.engines.gate import GateOptions, collect_metrics, run_gate
-from hwopt.errors import UsageError
+from hwopt.errors import BaselineError, UsageError
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,9 +18,15 @@ def run(args: argparse.Namespace) -> int:
 
         raise UsageError("--max-fidelity-drop needs --data")
     target = resolve_target_arg(args.target, args.system_config, args.memory_mode, accelerator=args.accelerator)
-    report = run_gate(lambda: collect_metrics(args.model, target, data=args.data),
-                      args.baseline, opts, update=args.update_baseline, junit=args.junit,
-                      inputs=(args.model, args.data))
+    try:
+        report = run_gate(lambda: collect_metrics(args.model, target, data=args.data),
+                          args.baseline, opts, update=args.update_baseline, junit=args.junit,
+                          inputs=(args.model, args.data))
+    except BaselineError as exc:
+        if not str(exc).startswith("baseline not found"):
+            raise
+        # The engine speaks to API users; on the command line the way to create it is a flag.
+        raise BaselineError(f"baseline not found: {args.baseline} (create it with --update-baseline)") from None
     if args.json:
         print_json(report)
         return 1 if report.failed else 0
