@@ -133,8 +133,11 @@ def test_sigterm_during_compile_leaves_no_debris(tmp_path: Path, delay: float) -
     time.sleep(delay)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode in (0, 1, 128 + signal.SIGTERM), err
     names = sorted(p.name for p in out.iterdir())
+    # A signal that lands after the command finished (handlers restored, interpreter exiting)
+    # ends the process the default way: acceptable only with the whole output set in place.
+    finished_then_killed = proc.returncode == -signal.SIGTERM and len(names) == 6
+    assert proc.returncode in (0, 1, 128 + signal.SIGTERM) or finished_then_killed, err
     leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".hwopt-stage-") or p.name.endswith(".tmp")]
     assert leftovers == []
     assert names == ["mine.txt"] or len(names) == 6  # nothing, or the whole set
