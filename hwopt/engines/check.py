@@ -31,6 +31,7 @@ SCHEMA = "hwopt.check/1"
 EDGE_OPS = frozenset({"QUANTIZE", "DEQUANTIZE", "TRANSPOSE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "PACK",
                       "UNPACK", "CONCATENATION", "SPLIT", "SPLIT_V", "CAST", "PAD", "SLICE", "STRIDED_SLICE"})
 VELA_RULE = "vela-placement"
+PlacementMap = dict[tuple[int, int], list[Reason]]
 
 
 @dataclass(frozen=True)
@@ -75,19 +76,17 @@ def operator_support(family: Family) -> OperatorSupport:
     return support_for(family.value)
 
 
-def _family_of(name: str) -> Family:
-    return resolve_target(name).family
-
-
-def _npu_on(model: Model, key: tuple[int, int], cache: dict[Family, dict[tuple[int, int], list[Reason]]],
-            names: list[str]) -> list[str]:
-    out = []
+def _placements_by_target(model: Model, names: list[str], known: tuple[OperatorSupport, PlacementMap]
+                          ) -> dict[str, PlacementMap]:
+    """The support model's placement for each shipped target, computed once per support table
+    (U55 and U65 share one), reusing the placement already made for the checked target."""
+    by_table: dict[str, PlacementMap] = {known[0].family: known[1]}
+    out = {}
     for name in names:
-        fam = _family_of(name)
-        if fam not in cache:
-            cache[fam] = place_model(model, operator_support(fam))
-        if not cache[fam][key]:
-            out.append(name)
+        support = operator_support(resolve_target(name).family)
+        if support.family not in by_table:
+            by_table[support.family] = place_model(model, support)
+        out[name] = by_table[support.family]
     return out
 
 
@@ -134,7 +133,8 @@ def check_model(source: str | Path | bytes, target: Target | str, *, engine: str
     engine = engine or ("vela" if tgt.family.is_ethos_u else "analytic")
     if engine == "vela" and not tgt.family.is_ethos_u:
         raise UnsupportedModelError(f"the vela engine needs an Ethos-U target, not {tgt.name}")
-    placed = place_model(model, operator_support(tgt.family))
+    support = operator_support(tgt.family)
+    placed = place_model(model, support)
     findings: list[Finding] = []
     vela: dict[int, str] | None = None
     if engine == "vela":
@@ -143,8 +143,7 @@ def check_model(source: str | Path | bytes, target: Target | str, *, engine: str
         except CompileError as exc:  # the whole model is refused: say so, keep the support model's answer
             findings.append(Finding(Severity.ERROR, "vela-rejects-model", str(exc)))
     macs = {(wl.subgraph, wl.op_index): wl.macs for wl in weight_layers(model)}
-    names = list_targets() if all_targets else []
-    cache: dict[Family, dict[tuple[int, int], list[Reason]]] = {tgt.family: placed}
+    others = _placements_by_target(model, list_targets(), (support, placed)) if all_targets else {}
     rows: list[OperatorCheck] = []
     for sg in model.subgraphs:
         decided: dict[int, tuple[str, list[Reason]]] = {}
@@ -167,7 +166,7 @@ def check_model(source: str | Path | bytes, target: Target | str, *, engine: str
         for op in sg.operators:
             where, reasons = decided[op.index]
             out = sg.tensor(op.outputs[0]) if op.outputs and op.outputs[0] >= 0 else None
-            npu_on = _npu_on(model, (sg.index, op.index), cache, names) if all_targets else None
+            npu_on = [n for n, p in others.items() if not p[(sg.index, op.index)]] if all_targets else None
             rows.append(OperatorCheck(sg.index, op.index, op.op, where, reasons, npu_on,
                                       macs.get((sg.index, op.index), 0), out.elements if out is not None else 0,
                                       op.index in edges))
