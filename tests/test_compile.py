@@ -106,6 +106,15 @@ def test_default_model_outputs_equal_vela(run_cli, example, tmp_path) -> None:
     assert_totals_match_summary(report["totals"], row, "ethos-u55-128")
     assert report["totals"]["output_bytes"] == len(vela_bytes)
     assert report["totals"]["input_bytes"] == example.stat().st_size
+    # The encoded weights are the compile's own (Vela's per-operator weight bytes), not a re-encode.
+    enc = report["encode"]
+    assert enc["encoded_bytes"] == int(row["total_npu_encoded_weights"])
+    assert enc["source"] == "vela-regor:ethos-u55-128"
+    audited = {(la["subgraph"], la["op_index"]): la for la in report["audit_before"]["layers"]}
+    for la in enc["layers"]:
+        a = audited[(la["subgraph"], la["op_index"])]
+        assert la["elements"] == a["elements"] and la["entropy_bits_per_weight"] == a["entropy_bits_per_weight"]
+        assert la["bits_per_weight"] == pytest.approx(8 * la["encoded_bytes"] / la["elements"], rel=1e-6)
     rows = read_csv(out / "per_layer.csv")
     assert len(rows) == len(report["layers"]) == len(read_model(example).subgraphs[0].operators)
     # Vela's per-layer op cycles add up to its network total (a property of its perf report).

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     target = resolve_target_arg(args.target, args.system_config, args.memory_mode, accelerator=args.accelerator)
     prepare_output_dir(args.output, args.model, target, args.data)  # before minutes of work
 
-    steps = 5 if args.pipeline else 4
+    steps = 4 if args.pipeline else 3
     if sys.stderr.isatty():
         from rich.progress import Progress
 

@@ -21,11 +21,10 @@ from hwopt import isolation
 from hwopt.analysis.layers import weight_layers, zero_corrected
 from hwopt.engines.audit import AuditReport
 from hwopt.engines.check import VELA_RULE, operator_support
-from hwopt.engines.encode import encode_model
 from hwopt.engines.enforce import enforce_model
 from hwopt.engines.fidelity import Runner, load_data
 from hwopt.engines.measure import Measurement, measure
-from hwopt.errors import UnsupportedModelError, UsageError
+from hwopt.errors import UsageError
 from hwopt.ir import Model
 from hwopt.records import Finding, OpRef, Severity
 from hwopt.targets import Target
@@ -72,6 +71,36 @@ class CpuOperator(OpRef):
 
 
 @dataclass(frozen=True)
+class EncodedLayer(OpRef):
+    """One weight layer as Vela encoded it: its stream bytes against the order-0 entropy bound."""
+
+    weight_tensor: str
+    elements: int
+    encoded_bytes: int
+    bits_per_weight: float
+    entropy_bits_per_weight: float  # the audit's order-0 entropy of the zero-corrected values
+    entropy_ratio: float | None  # bits/weight over the entropy bound
+    format: str | None
+
+
+@dataclass(frozen=True)
+class CompileEncoding:
+    """The encoded weights of the compiled model, per layer and in total, as Vela wrote them.
+
+    Taken from the compile itself (Vela's per-operator `weight_total_bytes` and format) and the
+    audit's entropy: re-encoding with hwopt's encoder would repeat Vela's work (`hwopt encode`
+    gives the streams themselves).
+    """
+
+    source: str
+    layers: list[EncodedLayer]
+    elements: int
+    encoded_bytes: int
+    bits_per_weight: float
+    entropy_bits_per_weight: float
+
+
+@dataclass(frozen=True)
 class CompileTotals:
     cycles: int
     npu_cycles: int
@@ -108,7 +137,7 @@ class CompileReport:
     audit_before: AuditReport
     audit_after: AuditReport | None
     enforce: Any | None
-    encode: Any | None
+    encode: CompileEncoding | None
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -167,6 +196,22 @@ def _layers(measured: Measurement, model: Model) -> list[CompileLayer]:
     return rows
 
 
+def _encoding(measured: Measurement, target: Target) -> CompileEncoding:
+    """Per-layer encoded weights from Vela's rows joined with the audit's weight structure."""
+    layers = []
+    for r, la in measured.rows():
+        if la is None or not r.encoded_weight_bytes or not la.elements:
+            continue
+        bpw = 8.0 * r.encoded_weight_bytes / la.elements
+        ent = la.entropy_bits_per_weight
+        layers.append(EncodedLayer(r.subgraph, r.op_index, r.op, la.weight_tensor, la.elements, r.encoded_weight_bytes,
+                                   bpw, ent, bpw / ent if ent > 0 else None, r.weight_format))
+    n = sum(la.elements for la in layers)
+    encoded = sum(la.encoded_bytes for la in layers)
+    ent_all = sum(la.entropy_bits_per_weight * la.elements for la in layers) / n if n else 0.0
+    return CompileEncoding(f"vela-regor:{target.name}", layers, n, encoded, 8.0 * encoded / n if n else 0.0, ent_all)
+
+
 def _density(before: Model, after: Model) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Zero-point-corrected weights of the largest layers, before and after the pipeline."""
     pairs = []
@@ -192,7 +237,7 @@ def output_name(model_path: Path, target: Target) -> str:
 
 def run_compile(model: str | os.PathLike[str] | None, target: Target, *, pipeline: str | None = None,
                   data: str | os.PathLike[str] | None = None, progress: Progress | None = None) -> CompileResult:
-    """The compile pipeline for an Ethos-U target: audit, optional enforce pipeline, Vela, re-encode.
+    """The compile pipeline for an Ethos-U target: audit, optional enforce pipeline, Vela.
 
     Returns the report, the compiled model and the density panels; nothing is written (the
     outputs are rendered and written by `hwopt.reports.compile_outputs`).
@@ -231,13 +276,7 @@ def run_compile(model: str | os.PathLike[str] | None, target: Target, *, pipelin
     findings[:0] = (audit_after or audit_before).findings
     vela = measured.vela
     assert vela is not None
-    encode_report = None
-
-    step("re-encoding weights")
-    try:
-        encode_report = encode_model(working, tgt)
-    except UnsupportedModelError as exc:
-        findings.append(Finding(Severity.INFO, "not-encoded", f"weights not re-encoded: {exc}"))
+    encode_report = _encoding(measured, tgt)
     layers = _layers(measured, working)
     perf = vela.perf
     clock = float(tgt.clock_hz)

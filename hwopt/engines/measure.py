@@ -7,7 +7,9 @@ with the audit's per-layer structure exists once (on `OpRef.op_key`).
 
 from __future__ import annotations
 
+import contextvars
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,12 +90,43 @@ def measure(source: Source, target: Target, *, action: str = "measure", audit: b
     if vela:
         stage("vela")
     ops = [op.op for op in model.subgraphs[0].operators] if model.subgraphs else []
+    vela_call = _Background(lambda: compile_model(data, target, op_names=ops)) if vela else None  # Vela
     try:
-        compiled = compile_model(data, target, op_names=ops) if vela else None        # Vela
+        audited = (audit_model(model, data, label, Expectations(), deflate=job, with_deflate=deflate)
+                   if audit else None)                                                 # audit, beside Vela
+        compiled = vela_call.result() if vela_call is not None else None
     except BaseException:
         if job is not None:
             job.cancel()
+        if vela_call is not None:
+            vela_call.wait()
         raise
-    audited = (audit_model(model, data, label, Expectations(), deflate=job, with_deflate=deflate)
-               if audit else None)                                                     # audit
     return Measurement(model, data, label, target, audited, compiled)                  # rows() joins them
+
+
+class _Background:
+    """A call run in a thread while the caller works: Vela compiles in the isolation worker (this
+    thread only waits on its pipe, without the GIL), so the audit overlaps the compile."""
+
+    def __init__(self, fn: Callable[[], VelaResult]) -> None:
+        self._value: VelaResult | None = None
+        self._error: BaseException | None = None
+        ctx = contextvars.copy_context()  # the caller's isolation subject names a crash
+        self._thread = threading.Thread(target=lambda: ctx.run(self._run, fn), name="hwopt-vela", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], VelaResult]) -> None:
+        try:
+            self._value = fn()
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> VelaResult:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value

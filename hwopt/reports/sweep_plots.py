@@ -8,12 +8,36 @@ bar of the winning target/pipeline pair labelled.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from hwopt.reports.plots import MIN_WIDTH_IN, _pyplot, _svg
+MIN_WIDTH_IN = 7.0  # inches
+
+
+def _svg(fig: object, *, tight: bool = True) -> str:
+    """The figure as SVG text; `tight=False` for figures whose layout engine already fits them
+    (a tight bounding box costs one more full draw)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight" if tight else None, metadata={"Date": None})  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
+    text = buf.getvalue()
+    return text[text.find("<svg"):]
+
+
+def _pyplot() -> object:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "hwopt"  # deterministic element ids
+    import matplotlib.pyplot as plt
+
+    return plt
+
 
 MARKERS = "os^Dv<>pXh*"
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD")
