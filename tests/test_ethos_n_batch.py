@@ -14,6 +14,7 @@ import zlib
 import numpy as np
 import pytest
 
+from hwopt.targets.ethos_n import layer_chunks
 from hwopt.targets.ethos_n.layout import geometry
 from hwopt.targets.ethos_n.stream_codec import (
     INITIAL_PARAMS,
@@ -105,3 +106,45 @@ def test_held_palette_tips_the_rle_choice(seed: int) -> None:
     assert tuple(enc.params) == tuple(params)
     assert list(enc.stream_bits) == bits
     assert any(not p.reload_palette and p.palette for p in params)  # a held palette was reused
+
+
+@pytest.mark.parametrize(("kind", "depth", "iteration"), [("zero_ofms", 32, None), ("clustered", 32, None),
+                                                         ("dense", 16, 32), ("clustered", 48, 32)])
+def test_layer_in_stripe_chunks_equals_one_stream_codec(monkeypatch: pytest.MonkeyPatch, kind: str,
+                                                        depth: int | None, iteration: int | None) -> None:
+    """A layer encoded one stripe at a time (as large layers are) still equals the stream-by-stream
+    codec: OG chains restart at the cut, and the requantisation reload still looks at the previous
+    stripe's last OFM on the same OG (multipliers repeat, so reloads depend on it)."""
+    monkeypatch.setattr(layer_chunks, "CHUNK_WEIGHTS", 1)
+    rng = np.random.default_rng(zlib.crc32(repr((kind, depth, iteration)).encode()))
+    shape = (1, 1, 64, 88)  # the last stripe is partial
+    w = _layer(kind, rng, shape)
+    rq = OfmRequant(rng.choice([1000, 2000], 88), np.full(88, 9), np.full(88, 0))
+    v = VARIANTS["ethos-n78-4tops-4ple"]
+    geo = geometry(shape, v, "HWIO", (1, 1), (0, 0), depth, False, iteration)
+    assert len(layer_chunks.chunk_bounds(geo)) == geo.num_stripes > 1
+    enc = encode_layer(w, zero_point=0, variant=v, layout="HWIO", requant=rq, stripe_depth=depth,
+                       iteration_size=iteration)
+    params, bits = _sequential(w, "ethos-n78-4tops-4ple", depth, iteration, rq)
+    assert tuple(enc.params) == tuple(params)
+    assert enc.stream_bits.tolist() == bits
+    back = decode_layer_full(enc, shape=shape, variant=v, layout="HWIO", zero_point=0, stripe_depth=depth,
+                             iteration_size=iteration)
+    assert np.array_equal(back.weights, w)
+    assert np.array_equal(back.multiplier, rq.multiplier)
+    size = encoded_size(w, zero_point=0, variant=v, layout="HWIO", requant=rq, stripe_depth=depth,
+                        iteration_size=iteration)
+    assert (size.total_bytes, size.max_stripe_bytes) == (len(enc.data), enc.max_stripe_bytes)
+
+
+def test_depthwise_in_stripe_chunks_equals_whole_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Depthwise (a stream per kernel) cut into stripes gives the whole-layer bytes and decodes."""
+    rng = np.random.default_rng(7)
+    w = _layer("sparse", rng, (3, 3, 200, 1))
+    kw = {"zero_point": 0, "variant": VARIANTS["ethos-n78-4tops-4ple"], "layout": "HWIM", "stripe_depth": 32}
+    whole = encode_layer(w, **kw)  # type: ignore[arg-type]
+    monkeypatch.setattr(layer_chunks, "CHUNK_WEIGHTS", 1)
+    cut = encode_layer(w, **kw)  # type: ignore[arg-type]
+    assert cut.data == whole.data and tuple(cut.params) == tuple(whole.params)
+    back = decode_layer_full(cut, shape=w.shape, **kw)  # type: ignore[arg-type]
+    assert np.array_equal(back.weights, w)

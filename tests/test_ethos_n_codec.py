@@ -263,7 +263,7 @@ def test_all_zero_layer_costs_only_headers() -> None:
     w = np.zeros((3, 3, 16, 16), dtype=np.int8)
     bias = np.arange(16)
     enc = encode_layer(w, zero_point=0, variant=V16, layout="HWIO", bias=bias)
-    assert enc.stream_bits == (145,) * 16
+    assert enc.stream_bits.tolist() == [145] * 16
     assert len(enc.data) == 512 and enc.max_stripe_bytes == 512
     assert all(p.zdiv == 3 for p in enc.params)
     # Bank b's first 16-byte word comes b-th: length field = ceil(145/128) = 2 words, bias = b.

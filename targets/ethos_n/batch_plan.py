@@ -130,11 +130,49 @@ def _reloads(c: PassChoice, held: tuple[np.ndarray, np.ndarray, np.ndarray], ini
     return initial | ~same
 
 
+@dataclass(frozen=True)
+class Held:
+    """Parameters each OG holds when a chunk of a layer starts (those of its last stream before).
+
+    A reset of the decoder state forces a reload but does not clear the values: an all-zero stream
+    at the start of a stripe still keeps (and resends) what its OG held."""
+
+    wdiv: np.ndarray  # per OG
+    trunc: np.ndarray
+    dirofs: np.ndarray
+    pal_len: np.ndarray
+    pbits: np.ndarray
+    palette: np.ndarray  # (OGs, entries)
+
+    @staticmethod
+    def initial(ogs: int) -> Held:
+        init = INITIAL_PARAMS
+        full = np.full
+        return Held(full(ogs, init.wdiv), full(ogs, init.truncation), full(ogs, init.weight_offset), full(ogs, 0),
+                    full(ogs, init.palette_bits), np.zeros((ogs, 1), dtype=np.int64))
+
+    def after(self, plan: LayerPlan, og: np.ndarray) -> Held:
+        """What every OG holds after the chunk `plan` (OGs without a stream in it keep theirs)."""
+        last = np.full(self.wdiv.size, -1, dtype=np.int64)
+        last[og] = np.arange(og.size)  # the last write per OG wins
+        has, k = last >= 0, np.maximum(last, 0)
+        cols = max(self.palette.shape[1], plan.palette.shape[1])
+        def pick(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+            return np.where(has, theirs[k], mine)
+
+        return Held(pick(self.wdiv, plan.wdiv), pick(self.trunc, plan.trunc), pick(self.dirofs, plan.dirofs),
+                    pick(self.pal_len, plan.pal_len), pick(self.pbits, plan.pbits),
+                    np.where(has[:, None], pad_cols(plan.palette, cols)[k], pad_cols(self.palette, cols)))
+
+
 def plan_layer_streams(
-    blocks_sym: list[np.ndarray], stream_of_row: list[np.ndarray], og: np.ndarray, initial: np.ndarray, n: int
+    blocks_sym: list[np.ndarray], stream_of_row: list[np.ndarray], og: np.ndarray, initial: np.ndarray, n: int,
+    held: Held | None = None,
 ) -> LayerPlan:
     """Choose parameters for every stream; `blocks_sym[i]` holds the symbols of the streams
-    `stream_of_row[i]`; `og` and `initial` (decoder state reset) are per stream in encoder order."""
+    `stream_of_row[i]`; `og` and `initial` (decoder state reset) are per stream in encoder order;
+    `held` is what the OGs hold before the first stream (default: the decoder's reset values)."""
+    held = Held.initial(int(og.max(initial=0)) + 1) if held is None else held
     total = og.size
     searched = [_search_block(sym, n) for sym in blocks_sym]
     where = np.concatenate(stream_of_row)
@@ -156,26 +194,25 @@ def plan_layer_streams(
         pick = choice[:, None]
         fin = {f: np.where(choice, getattr(rle, f), getattr(off, f)) for f in ("wdiv", "trunc", "dirofs", "pal_len",
                                                                                  "pbits")}
-        cols = max(off.palette.shape[1], rle.palette.shape[1])
+        cols = max(off.palette.shape[1], rle.palette.shape[1], held.palette.shape[1])
         fin_pal = np.where(pick, pad_cols(rle.palette, cols), pad_cols(off.palette, cols))
         fin_zdiv = np.where(choice, rle.zdiv, ZDIV_RLE_OFF)
         # Streams that keep the OG's parameters take them from their chain source (or the reset state).
         have = src >= 0
         s = np.maximum(src, 0)
-        defaults = {"wdiv": init.wdiv, "trunc": init.truncation, "dirofs": init.weight_offset, "pal_len": 0,
-                    "pbits": init.palette_bits}
-        for name, dflt in defaults.items():
-            fin[name] = np.where(inherit, np.where(have, fin[name][s], dflt), fin[name])
-        fin_pal = np.where(inherit[:, None], np.where(have[:, None], fin_pal[s], 0), fin_pal)
+        for name in ("wdiv", "trunc", "dirofs", "pal_len", "pbits"):
+            fin[name] = np.where(inherit, np.where(have, fin[name][s], getattr(held, name)[og]), fin[name])
+        held_pal = pad_cols(held.palette, cols)[og]
+        fin_pal = np.where(inherit[:, None], np.where(have[:, None], fin_pal[s], held_pal), fin_pal)
         p = np.maximum(prev, 0)
         hp = prev >= 0
         p_pal = np.where(hp[:, None], fin_pal[p], 0)
         p_len = np.where(hp, fin["pal_len"][p], 0)
         p_bits = np.where(hp, fin["pbits"][p], init.palette_bits)
 
-        held = (p_len, p_bits, p_pal)
-        off_total = off.cost + np.where(_reloads(off, held, initial) & (off.pal_len > 0), off.palette_cost(), 0)
-        rle_total = np.where(all_zero, zcost, rle_cost + np.where(_reloads(rle, held, initial) & (rle.pal_len > 0),
+        prev_held = (p_len, p_bits, p_pal)
+        off_total = off.cost + np.where(_reloads(off, prev_held, initial) & (off.pal_len > 0), off.palette_cost(), 0)
+        rle_total = np.where(all_zero, zcost, rle_cost + np.where(_reloads(rle, prev_held, initial) & (rle.pal_len > 0),
                                                                   rle.palette_cost(), 0))
         new = has_zero & (rle_total < off_total)
         if np.array_equal(new, choice):
@@ -225,20 +262,48 @@ def _coded(
     return f, np.bincount(f_stream, minlength=total), z, np.bincount(z_stream, minlength=total)
 
 
-class ParamTable(Sequence[StreamParams]):
-    """The per-stream `StreamParams` of a `LayerPlan`, made on access (and equal to a tuple of them)."""
+@dataclass(frozen=True)
+class ParamArrays:
+    """The parameters of every stream in small integer types, palettes stored ragged (a layer can
+    hold millions of streams, most of them without a palette)."""
 
-    def __init__(self, plan: LayerPlan) -> None:
-        self._plan = plan
+    small: np.ndarray  # (S, 5) int8: zdiv, wdiv, dirofs, pal_len, pbits
+    flags: np.ndarray  # (S, 3) bool: truncation, reload_params, reload_palette
+    pal_start: np.ndarray  # (S,) int64: first entry of the stream's palette in `pal_values`
+    pal_values: np.ndarray  # int16, the palettes of all streams back to back
+
+    @staticmethod
+    def of(plan: LayerPlan) -> ParamArrays:
+        small = np.stack([plan.zdiv, plan.wdiv, plan.dirofs, plan.pal_len, plan.pbits], axis=1).astype(np.int8)
+        flags = np.stack([plan.trunc, plan.reload_params, plan.reload_palette], axis=1).astype(bool)
+        palette = pad_cols(plan.palette, max(plan.palette.shape[1], int(plan.pal_len.max(initial=0))))
+        cols = np.arange(palette.shape[1])[None, :] < plan.pal_len[:, None]
+        start = np.cumsum(plan.pal_len) - plan.pal_len
+        return ParamArrays(small, flags, start.astype(np.int64), palette[cols].astype(np.int16))
+
+    @staticmethod
+    def concat(parts: Sequence[ParamArrays]) -> ParamArrays:
+        base = np.cumsum([0] + [p.pal_values.size for p in parts[:-1]])
+        return ParamArrays(np.concatenate([p.small for p in parts]), np.concatenate([p.flags for p in parts]),
+                           np.concatenate([p.pal_start + b for p, b in zip(parts, base, strict=True)]),
+                           np.concatenate([p.pal_values for p in parts]))
+
+
+class ParamTable(Sequence[StreamParams]):
+    """The per-stream `StreamParams` of a layer, made on access (and equal to a tuple of them)."""
+
+    def __init__(self, arrays: ParamArrays) -> None:
+        self._p = arrays
 
     def __len__(self) -> int:
-        return int(self._plan.n_w.size)
+        return int(self._p.small.shape[0])
 
     def _one(self, i: int) -> StreamParams:
-        p = self._plan
-        pal = tuple(int(v) for v in p.palette[i, : int(p.pal_len[i])])
-        return StreamParams(int(p.zdiv[i]), int(p.wdiv[i]), bool(p.trunc[i]), int(p.dirofs[i]), pal,
-                            int(p.pbits[i]), bool(p.reload_params[i]), bool(p.reload_palette[i]))
+        zdiv, wdiv, dirofs, pal_len, pbits = (int(v) for v in self._p.small[i])
+        trunc, reload_params, reload_palette = (bool(v) for v in self._p.flags[i])
+        start = int(self._p.pal_start[i])
+        pal = tuple(int(v) for v in self._p.pal_values[start : start + pal_len])
+        return StreamParams(zdiv, wdiv, trunc, dirofs, pal, pbits, reload_params, reload_palette)
 
     @overload
     def __getitem__(self, i: int) -> StreamParams: ...

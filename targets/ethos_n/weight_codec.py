@@ -1,10 +1,11 @@
 """Ethos-N78 layer weight encoder: streams per OFM and IFM iteration, stripes, SRAM banks, DRAM blob.
 
 Implements the N78 layout (shared facts §1.5), bit-exact with Arm's support library for a given
-request (stripe depth, iteration size, algorithm). All streams of a layer are coded together in
-numpy (`batch_plan.py` chooses the parameters, `batch_pack.py` places the bits; the one-stream
-codec in `stream_codec.py` is their reference), so a layer costs a fixed number of array passes
-rather than a Python step per stream (a depthwise layer has a stream per 9 weights):
+request (stripe depth, iteration size, algorithm). The streams of a run of whole stripes are coded
+together in numpy (`layer_chunks.py` cuts the layer where the decoder state restarts; `batch_plan.py`
+chooses the parameters, `batch_pack.py` places the bits; the one-stream codec in `stream_codec.py`
+is their reference), so a layer costs a fixed number of array passes per chunk rather than a Python
+step per stream (a depthwise layer has a stream per 9 weights), in bounded memory:
 - one stream per (OFM, IFM iteration), each with its OFM header (bias, requantisation, zero point);
 - streams of a stripe are shared round-robin among num_ofm_in_parallel x iterations groups, joined
   bit-contiguously, their length fields patched, and every group padded to one 16-byte multiple;
@@ -22,11 +23,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .batch_pack import layer_items, stream_bit_counts
-from .batch_plan import LayerPlan, ParamTable, plan_layer_streams, prev_index
-from .bitstream import scatter_bits
+from .batch_plan import ParamArrays, ParamTable
+from .layer_chunks import LayerFields, encode_chunks, interleave
 from .layout import (
-    DMA_ALIGN,
     Algorithm,
     Geometry,
     dtype_range,
@@ -35,7 +34,7 @@ from .layout import (
     per_ofm,
     sram_layout,
 )
-from .stream_codec import StreamParams, to_symbols
+from .stream_codec import StreamParams
 from .variants import N78Variant
 
 __all__ = [
@@ -50,8 +49,6 @@ __all__ = [
 ]
 
 Layout = Literal["HWIO", "HWIM"]
-
-SEARCH_BLOCK = 1 << 18  # weights per parameter-search slice
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,23 +112,10 @@ class EncodedLayer:
 
     data: bytes
     # Per stream, in encoder order (OFM-major, then IFM iteration; OFM = output channel for HWIO):
-    stream_bits: tuple[int, ...]  # bits of each stream (headers + chunks), before padding
+    stream_bits: np.ndarray  # bits of each stream (headers + chunks), before padding
     max_stripe_bytes: int  # largest stripe: the SRAM slot the compiler must reserve
     params: Sequence[StreamParams]  # built on access: a layer can hold millions of streams
     stripe_metadata: tuple[tuple[int, int], ...] = field(default=())  # (offset, size) per stripe x iteration
-
-
-def _raw_streams(weights: np.ndarray, zp: np.ndarray, geo: Geometry, order: np.ndarray) -> np.ndarray:
-    """(num_ofms, L) zero-point-corrected raw streams of one iteration; padding holds 0 (= zero point)."""
-    kh, kw, cin, cout = weights.shape
-    valid = order >= 0
-    idx = np.where(valid, order, 0)
-    if geo.layout == "HWIO":
-        raw = weights.reshape(-1, cout).astype(np.int16)[idx].T  # (O, L), OFM == output channel
-    else:
-        raw = weights.reshape(kh * kw, cin * cout).astype(np.int16)[idx][:, geo.channel_of_ofm].T
-    corrected = raw - zp[geo.channel_of_ofm][:, None].astype(np.int16)
-    return np.where(valid[None, :], corrected, 0)
 
 
 def encode_layer(weights: np.ndarray, **kwargs: Any) -> EncodedLayer:
@@ -199,106 +183,21 @@ def _encode(
     shift = per_ofm(requant.shift, channels, "shift")
     ozp = per_ofm(requant.zero_point, channels, "ofm zero point")
     per_channel = requant.per_channel or np.asarray(zero_point).size > 1
-    plan, header = _stage1(weights, zp, geo, variant, bias_arr, (mult, shift, ozp), per_channel)
+    fields = LayerFields(zp, bias_arr, np.stack([mult, shift, ozp], axis=1), per_channel)
+    chunks, entry_len = encode_chunks(weights, fields, geo, variant, size_only)
     if size_only:
-        return _sizes(stream_bit_counts(plan, header, variant.ifm_parallel), geo, variant)
-    data, bits, meta = _stage2(plan, header, geo, variant)
-    return EncodedLayer(data, tuple(bits.tolist()), max(size for _, size in meta), ParamTable(plan), meta)
+        return _sizes(entry_len, geo, variant)
+    bits = np.concatenate([c.bits for c in chunks])
+    params = ParamTable(ParamArrays.concat([c.params for c in chunks]))
+    data, entry_len = interleave(chunks, geo, variant)
+    stripe_size = geo.in_parallel * entry_len
+    meta = tuple((k * stripe_size, stripe_size) for k in range(geo.num_entries // geo.in_parallel))
+    return EncodedLayer(data, bits, stripe_size, params, meta)
 
 
-def _stage1(
-    weights: np.ndarray,
-    zp: np.ndarray,
-    geo: Geometry,
-    variant: N78Variant,
-    bias_arr: np.ndarray,
-    requant: tuple[np.ndarray, np.ndarray, np.ndarray],
-    per_channel: bool,
-) -> tuple[LayerPlan, tuple[np.ndarray, ...]]:
-    """Parameters of every (OFM, iteration) stream, chosen together, and their header fields."""
-    channels, iters = geo.num_ofms, geo.num_iterations
-    s = np.arange(channels * iters)
-    ofm, it = s // iters, s % iters
-    og = (ofm % geo.stripe_depth) % geo.in_parallel
-    prev = prev_index(og)
-    sets_per_stripe = -(-geo.stripe_depth // geo.in_parallel)
-    # The hardware restarts its decoder state at iteration 0 and for the OG's first OFM of a stripe.
-    initial = (prev < 0) | ((iters > 1) & (it == 0)) | ((ofm % geo.stripe_depth == og) & (sets_per_stripe > 1))
-    blocks = []
-    rows = []
-    for k, order in enumerate(geo.orders):
-        sym = to_symbols(_raw_streams(weights, zp, geo, order))
-        # The search runs on slices of about SEARCH_BLOCK weights: on a whole 32 M-weight layer its
-        # temporaries would leave the cache and the search would be memory-bound.
-        step = max(1, SEARCH_BLOCK // max(sym.shape[1], 1))
-        for first in range(0, channels, step):
-            blocks.append(sym[first : first + step])
-            rows.append(np.arange(first, min(first + step, channels)) * iters + k)
-    plan = plan_layer_streams(blocks, rows, og, initial, variant.ifm_parallel)
-    ch = geo.channel_of_ofm[ofm]
-    rq = np.stack([r[ch] for r in requant], axis=1)
-    prev_rq = np.where((prev >= 0)[:, None], rq[np.maximum(prev, 0)], 0)
-    reload = per_channel | (ofm < geo.in_parallel) | (rq != prev_rq).any(axis=1)
-    return plan, (bias_arr[ch], reload, rq[:, 0], rq[:, 1], rq[:, 2])
-
-
-def _entry_len(bits: np.ndarray, geo: Geometry) -> tuple[np.ndarray, int]:
-    """Group of every stream and the common 16-byte-padded group length."""
-    entries = geo.entry_of_stream()
-    entry_bits = np.bincount(entries, weights=bits.astype(np.float64), minlength=geo.num_entries)
-    return entries, -(-int(-(-int(entry_bits.max()) // 8)) // DMA_ALIGN) * DMA_ALIGN
-
-
-def _sizes(bits: np.ndarray, geo: Geometry, variant: N78Variant) -> EncodedSize:
-    _, entry_len = _entry_len(bits, geo)
+def _sizes(entry_len: int, geo: Geometry, variant: N78Variant) -> EncodedSize:
+    """Blob size, SRAM slot of a stripe and metadata entries from the common group length."""
     banks = sram_layout(geo.num_entries, geo.num_iterations, variant)
     per_bank = max(len(b) for b in banks)
     stripes = geo.num_entries // geo.in_parallel
     return EncodedSize(per_bank * entry_len * variant.num_srams, geo.in_parallel * entry_len, stripes)
-
-
-def _stage2(
-    plan: LayerPlan,
-    header: tuple[np.ndarray, ...],
-    geo: Geometry,
-    variant: N78Variant,
-) -> tuple[bytes, np.ndarray, tuple[tuple[int, int], ...]]:
-    """Join streams per (stripe, group) bit-contiguously, patch lengths, pad to 16 bytes, interleave."""
-    num_entries = geo.num_entries
-    found: dict[str, Any] = {}
-
-    def place(bits: np.ndarray) -> np.ndarray:
-        """Start bit of every stream: its group's slot plus the bits of the group's earlier streams."""
-        entries, entry_len = _entry_len(bits, geo)
-        order = np.argsort(entries, kind="stable")
-        c = np.cumsum(bits[order]) - bits[order]
-        grp_first = np.searchsorted(entries[order], entries[order], side="left")
-        offset = np.empty_like(bits)
-        offset[order] = c - c[grp_first]
-        # Length in 16-byte words spanned by the stream within its group's concatenated stream.
-        words = -(-(offset + bits) // (DMA_ALIGN * 8)) - (offset // 8) // DMA_ALIGN
-        if words.size and int(words.max()) > 0xFFFF:
-            raise ValueError("weight stream longer than the 16-bit length field allows")
-        found.update(words=words, entry_len=entry_len)
-        return offset + entries * entry_len * 8
-
-    vals, wids, starts, bits, length_item = layer_items(plan, header, variant.ifm_parallel, place)
-    vals[length_item] = found["words"]
-    entry_len = int(found["entry_len"])
-    packed = scatter_bits(vals, wids, starts, num_entries * entry_len * 8).reshape(num_entries, entry_len)
-    stripe_size = geo.in_parallel * entry_len
-    meta = tuple((k * stripe_size, stripe_size) for k in range(num_entries // geo.in_parallel))
-    layout = sram_layout(num_entries, geo.num_iterations, variant)
-    return interleave(packed, layout), bits, meta
-
-
-def interleave(entries: np.ndarray, banks: list[list[int]]) -> bytes:
-    """Concatenate each bank's entries, then interleave 16-byte words across banks for the DMA."""
-    _num, length = entries.shape
-    per_bank = max(len(b) for b in banks)
-    words = np.zeros((per_bank * length // DMA_ALIGN, len(banks), DMA_ALIGN), dtype=np.uint8)
-    for b, group in enumerate(banks):
-        if group:
-            stream = entries[group].reshape(-1, DMA_ALIGN)
-            words[: stream.shape[0], b, :] = stream
-    return words.tobytes()
