@@ -14,6 +14,7 @@ from hwopt.engines.encode import encode_model
 from hwopt.engines.estimate import estimate
 from hwopt.format.tflite_io import read_model
 from hwopt.targets import resolve_target
+from hwopt.targets.ethos_n.perf import INTERLEAVE_BLOCK, Block, PleOp, block_multiplier, has_kernel
 from hwopt.targets.ethos_n.plan import Kind, N78Layer, plan_layer, support
 from hwopt.targets.ethos_n.variants import VARIANTS
 from hwopt.testing.builder import Act, GraphBuilder, WeightStyle, options
@@ -86,3 +87,15 @@ def test_encode_policy_follows_the_library(tmp_path: Path) -> None:
     assert (fc.stripe_depth, fc.iteration_size) == (16, 2048)
     enc = encode_model(read_model(_conv_model(tmp_path, 3, 1)), resolve_target(N78))
     assert enc.layers[0].roundtrip_ok and enc.layers[0].traversal == "Winograd"
+
+
+def test_ple_kernels_and_block_multiplier() -> None:
+    # Every PLE operation is its own member (no enum aliases), and the block multiplier is the
+    # library's pick among the kernels that exist: 8x8 passthrough has x1, x2 and x4 kernels,
+    # an 8x8 2x2 max pool only x4, a 16x16 block only x1.
+    assert len({op.value for op in PleOp}) == len(PleOp) == 13
+    assert block_multiplier(PleOp.PASSTHROUGH, Block(8, 8), 16) == 2
+    assert block_multiplier(PleOp.MAXPOOL_2X2, Block(8, 8), 16) == 4
+    assert block_multiplier(PleOp.PASSTHROUGH, Block(16, 16), 64) == 1
+    assert not has_kernel(PleOp.INTERLEAVE_2X2, Block(8, 8)) and has_kernel(PleOp.INTERLEAVE_2X2, INTERLEAVE_BLOCK)
+    assert not has_kernel(PleOp.MAXPOOL_3X3, Block(16, 16)) and has_kernel(PleOp.AVGPOOL_3X3, Block(16, 16))

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .passes import LayerEstimate, PassEstimate
-from .perf import Block, PleOp, ple_cycles
-from .plan import Kind, N78Layer, support
+from .passes import LayerEstimate, PassEstimate, dram_bytes, pass_metric
+from .perf import INTERLEAVE_BLOCK, Block, PleOp, has_kernel, ple_cycles
+from .plan import BLOCKS, Kind, N78Layer, support
 from .sizing import estimate_with_weights
 from .variants import N78Variant
 from .weight_codec import OfmRequant
@@ -59,11 +59,6 @@ class NetLayerEstimate:
     reason: str | None
 
 
-def _nhwcb(shape: tuple[int, int, int]) -> int:
-    h, w, c = shape
-    return -(-h // 8) * 8 * (-(-w // 8) * 8) * (-(-c // 16) * 16)
-
-
 def _ple_only(pl: PleLayer, v: N78Variant) -> LayerEstimate:
     patches, cycles = ple_cycles(v, pl.op, pl.inputs, pl.ofm, None)
     in_bytes = sum(h * w * c for h, w, c in pl.inputs)
@@ -79,40 +74,129 @@ def _supported(layer: NetLayer | PleLayer | None) -> bool:
 
 
 def estimate_network(layers: Sequence[NetLayer | PleLayer], v: N78Variant) -> list[NetLayerEstimate]:
-    """Estimate every layer in order, deciding DRAM or SRAM for each feature map."""
-    out: list[NetLayerEstimate] = []
-    cascade = 0
-    spill_in = False  # the previous layer spilled its output to DRAM in NHWCB
-    cascade_block: Block | None = None
-    for k, nl in enumerate(layers):
-        if isinstance(nl, PleLayer):
-            out.append(NetLayerEstimate(_ple_only(nl, v), None))
+    """Estimate every layer in order, deciding DRAM or SRAM for each feature map.
+
+    A cascade shares the block of its first pass, and the interleave before a strided layer only
+    has a 16x16 PLE kernel. Like the library's plan search (which ranks whole plans by its metric),
+    each cascade start in turn may take another block: a strided layer by spilling its interleaved
+    input to DRAM, a cascade that a later layer could not join (an interleave, a fused PLE kernel
+    missing for the block) by taking a block that layer has.
+    """
+    run = _Runner(layers, v)
+    choice = _Choice({}, frozenset())
+    est, starts = run(choice)
+    total = _metric(est)
+    done: set[int] = set()
+    while (todo := [k for k in starts if k not in done]):
+        k = todo[0]
+        done.add(k)
+        first = est[k].estimate
+        if first is None or first.plan is None:
             continue
-        reason = support(nl.layer)
-        if reason is not None:
-            out.append(NetLayerEstimate(None, reason))
-            spill_in = False
-            cascade = 0
-            continue
-        nxt = layers[k + 1] if k + 1 < len(layers) else None
-        next_ok = nl.output_to_npu and _supported(nxt)
-        in_dram = not nl.input_from_npu or nl.layer.kind is Kind.FULLY_CONNECTED or cascade == 0
-        cascade = 1 if in_dram else cascade + 1
-        out_dram = not next_ok or (isinstance(nxt, NetLayer) and nxt.layer.kind is Kind.FULLY_CONNECTED)
-        shared = None if in_dram or max(nl.layer.kernel) > 3 else cascade_block
-        est = estimate_with_weights(nl.layer, v, nl.weights, nl.zero_point, input_in_dram=in_dram,
-                                    output_in_dram=out_dram, ple_op=nl.ple_op, ple_ofm=nl.ple_ofm,
-                                    requant=nl.requant, block=shared)
-        if in_dram and est.plan is not None:
-            cascade_block = est.plan.block  # the layers of a cascade share its first layer's block
-        spill = not out_dram and (cascade >= MAX_CASCADE or est.weight_dram > LARGE_WEIGHTS)
-        if spill or (in_dram and spill_in):
-            est = _with_spill(est, nl, spill_out=spill, spill_in=in_dram and spill_in)
-        out.append(NetLayerEstimate(est, None))
-        spill_in = spill
-        if spill or out_dram:
-            cascade = 0
-    return out
+        options = []
+        if first.plan.interleave:
+            options += [_Choice({**choice.blocks, k: b}, choice.spilled | {k}) for b in BLOCKS]
+        nl = layers[k]
+        if starts[k] and isinstance(nl, NetLayer):  # a later layer could not join: try other blocks
+            options += [_Choice({**choice.blocks, k: b}, choice.spilled) for b in BLOCKS
+                        if b != first.plan.block and has_kernel(nl.ple_op, b)]
+        for option in options:
+            t_est, t_starts = run(option)
+            t_total = _metric(t_est)
+            if t_total < total:
+                choice, est, starts, total = option, t_est, t_starts, t_total
+    return est
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """Plan decisions: a block per cascade start, and strided layers whose interleave goes to DRAM."""
+
+    blocks: dict[int, Block]
+    spilled: frozenset[int]
+
+
+def _joins(nl: NetLayer, block: Block) -> bool:
+    """Whether a layer can continue a cascade of this block: an interleave before it needs 16x16
+    blocks, and a layer that shares the block needs its fused PLE kernel to exist for it."""
+    if nl.layer.strided and block != INTERLEAVE_BLOCK:
+        return False
+    return max(nl.layer.kernel) > 3 or has_kernel(nl.ple_op, block)
+
+
+def _metric(est: list[NetLayerEstimate]) -> float:
+    return sum(pass_metric(p) for e in est if e.estimate is not None for p in e.estimate.passes)
+
+
+class _Runner:
+    """Estimates a network under plan decisions; layer estimates are remembered across decisions."""
+
+    def __init__(self, layers: Sequence[NetLayer | PleLayer], v: N78Variant) -> None:
+        self.layers, self.v = layers, v
+        self.memo: dict[tuple[object, ...], LayerEstimate] = {}
+
+    def layer(self, k: int, nl: NetLayer, in_dram: bool, out_dram: bool, block: Block | None,
+              spilled: bool) -> LayerEstimate:
+        key = (k, in_dram, out_dram, block, spilled)
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self._estimate(nl, in_dram, out_dram, block, spilled)
+            if hit.plan is not None and hit.plan.interleave and hit.plan.block != INTERLEAVE_BLOCK and not spilled:
+                # The interleave cannot share this layer's block: it runs in a section of its own.
+                hit = self._estimate(nl, in_dram, out_dram, block, True)
+            self.memo[key] = hit
+        return hit
+
+    def _estimate(self, nl: NetLayer, in_dram: bool, out_dram: bool, block: Block | None,
+                  spilled: bool) -> LayerEstimate:
+        return estimate_with_weights(nl.layer, self.v, nl.weights, nl.zero_point, input_in_dram=in_dram,
+                                     output_in_dram=out_dram, ple_op=nl.ple_op, ple_ofm=nl.ple_ofm,
+                                     requant=nl.requant, block=block, interleave_in_dram=spilled)
+
+    def __call__(self, choice: _Choice) -> tuple[list[NetLayerEstimate], dict[int, bool]]:
+        """The estimate, and each cascade start with whether an interleave ended its cascade early."""
+        out: list[NetLayerEstimate] = []
+        starts: dict[int, bool] = {}
+        start = -1
+        cascade = 0
+        spill_in = False  # the previous layer spilled its output to DRAM in NHWCB
+        cascade_block: Block | None = None
+        v, layers = self.v, self.layers
+        for k, nl in enumerate(layers):
+            if isinstance(nl, PleLayer):
+                out.append(NetLayerEstimate(_ple_only(nl, v), None))
+                continue
+            reason = support(nl.layer)
+            if reason is not None:
+                out.append(NetLayerEstimate(None, reason))
+                spill_in = False
+                cascade = 0
+                continue
+            nxt = layers[k + 1] if k + 1 < len(layers) else None
+            next_ok = nl.output_to_npu and _supported(nxt)
+            in_dram = not nl.input_from_npu or nl.layer.kind is Kind.FULLY_CONNECTED or cascade == 0
+            cascade = 1 if in_dram else cascade + 1
+            if in_dram:
+                start = k
+                starts[k] = False
+            out_dram = not next_ok or (isinstance(nxt, NetLayer) and nxt.layer.kind is Kind.FULLY_CONNECTED)
+            shared = None if in_dram or max(nl.layer.kernel) > 3 else cascade_block
+            if in_dram and k in choice.blocks:
+                shared = choice.blocks[k]
+            est = self.layer(k, nl, in_dram, out_dram, shared, in_dram and k in choice.spilled)
+            if in_dram and est.plan is not None:
+                cascade_block = est.plan.block  # the layers of a cascade share its first layer's block
+            blocked = isinstance(nxt, NetLayer) and cascade_block is not None and not _joins(nxt, cascade_block)
+            spill = not out_dram and (cascade >= MAX_CASCADE or est.weight_dram > LARGE_WEIGHTS or blocked)
+            if spill and blocked and cascade < MAX_CASCADE and est.weight_dram <= LARGE_WEIGHTS:
+                starts[start] = True
+            if spill or (in_dram and spill_in):
+                est = _with_spill(est, nl, spill_out=spill, spill_in=in_dram and spill_in)
+            out.append(NetLayerEstimate(est, None))
+            spill_in = spill
+            if spill or out_dram:
+                cascade = 0
+        return out, starts
 
 
 def _with_spill(est: LayerEstimate, nl: NetLayer, *, spill_out: bool, spill_in: bool) -> LayerEstimate:
@@ -120,10 +204,10 @@ def _with_spill(est: LayerEstimate, nl: NetLayer, *, spill_out: bool, spill_in: 
     passes = list(est.passes)
     first, last = passes[0], passes[-1]
     if spill_in:
-        size = _nhwcb(nl.layer.ifm)
+        size = dram_bytes(nl.layer.ifm)
         passes[0] = type(first)(**{**first.__dict__, "input_dram": size, "input_sram": 0})
         last = passes[-1]
     if spill_out:
-        size = _nhwcb(nl.ple_ofm or nl.layer.ofm)
+        size = dram_bytes(nl.ple_ofm or nl.layer.ofm)
         passes[-1] = type(last)(**{**last.__dict__, "output_dram": size, "output_sram": 0})
     return LayerEstimate(est.plan, tuple(passes))

@@ -21,30 +21,72 @@ PLE_MULTIPLIED_BLOCK_OVERHEAD = 100
 
 
 class PleOp(Enum):
-    """PLE kernels with (cycles per patch, per-stripe overhead) from the library's estimator table."""
+    """PLE kernels of the library (value: its kernel name)."""
 
-    ADDITION = (15, 1500)
-    ADDITION_RESCALE = (35, 1500)
-    AVGPOOL_3X3 = (97, 100)
-    DOWNSAMPLE_2X2 = (10, 100)
-    INTERLEAVE_2X2 = (13, 100)
-    LEAKY_RELU = (37, 100)
-    MAXPOOL_2X2 = (13, 100)
-    MAXPOOL_3X3 = (37, 100)
-    MEAN_XY = (37, 100)
-    PASSTHROUGH = (6, 100)
-    SIGMOID = (41, 100)
-    TRANSPOSE_XY = (14, 100)
-    MAXPOOL_1D = (40, 100)
+    ADDITION = "ADDITION"
+    ADDITION_RESCALE = "ADDITION_RESCALE"
+    AVGPOOL_3X3 = "AVGPOOL_3X3_1_1_UDMA"
+    DOWNSAMPLE_2X2 = "DOWNSAMPLE_2X2"
+    INTERLEAVE_2X2 = "INTERLEAVE_2X2_2_2"
+    LEAKY_RELU = "LEAKY_RELU"
+    MAXPOOL_2X2 = "MAXPOOL_2X2_2_2"
+    MAXPOOL_3X3 = "MAXPOOL_3X3_2_2"
+    MEAN_XY = "MEAN_XY"
+    PASSTHROUGH = "PASSTHROUGH"
+    SIGMOID = "SIGMOID"
+    TRANSPOSE_XY = "TRANSPOSE_XY"
+    MAXPOOL_1D = "MAXPOOL1D"
 
     @property
     def cycles_per_patch(self) -> int:
-        return self.value[0]
+        return _PLE_COST[self][0]
+
+    @property
+    def stripe_overhead(self) -> int:
+        """Cycles per PLE stripe in the library's plan metric."""
+        return _PLE_COST[self][1]
 
     @property
     def uses_blocks(self) -> bool:
-        """Additions run without the MCE block structure (no per-block overhead)."""
-        return self not in (PleOp.ADDITION, PleOp.ADDITION_RESCALE)
+        """Additions have a block but not its overheads; standalone kernels (pooling, 1D) have none."""
+        return self in PLE_KERNELS and self not in (PleOp.ADDITION, PleOp.ADDITION_RESCALE)
+
+
+#: (cycles per patch, per-stripe overhead) from the library's estimator tables.
+_PLE_COST = {
+    PleOp.ADDITION: (15, 1500),
+    PleOp.ADDITION_RESCALE: (35, 1500),
+    PleOp.AVGPOOL_3X3: (97, 100),
+    PleOp.DOWNSAMPLE_2X2: (10, 100),
+    PleOp.INTERLEAVE_2X2: (13, 100),
+    PleOp.LEAKY_RELU: (37, 100),
+    PleOp.MAXPOOL_2X2: (13, 100),
+    PleOp.MAXPOOL_3X3: (37, 100),
+    PleOp.MEAN_XY: (37, 100),
+    PleOp.PASSTHROUGH: (6, 100),
+    PleOp.SIGMOID: (41, 100),
+    PleOp.TRANSPOSE_XY: (14, 100),
+    PleOp.MAXPOOL_1D: (40, 100),
+}
+
+_ELEMENTWISE = frozenset({(8, 8, 1), (8, 8, 2), (8, 8, 4), (8, 16, 1), (8, 32, 1), (16, 8, 1), (16, 8, 2),
+                          (16, 16, 1), (32, 8, 1)})
+_STRIDED_POOL = frozenset({(8, 8, 4), (16, 8, 2), (32, 8, 1)})
+#: (block width, block height, block multiplier) of every block-based PLE kernel the 25.03 kernel
+#: database holds (the same set on each of its N78 configurations); other kernels have no block.
+PLE_KERNELS: dict[PleOp, frozenset[tuple[int, int, int]]] = {
+    PleOp.ADDITION: frozenset({(16, 16, 1)}),
+    PleOp.ADDITION_RESCALE: frozenset({(16, 16, 1)}),
+    PleOp.DOWNSAMPLE_2X2: _ELEMENTWISE - {(8, 8, 1)},
+    PleOp.INTERLEAVE_2X2: frozenset({(16, 16, 1)}),
+    PleOp.LEAKY_RELU: _ELEMENTWISE,
+    PleOp.MAXPOOL_2X2: _STRIDED_POOL | {(16, 16, 1)},
+    PleOp.MAXPOOL_3X3: _STRIDED_POOL,
+    PleOp.MEAN_XY: frozenset({(8, 8, 1)}),
+    PleOp.PASSTHROUGH: _ELEMENTWISE,
+    PleOp.SIGMOID: _ELEMENTWISE,
+    PleOp.TRANSPOSE_XY: _ELEMENTWISE,
+}
 
 
 @dataclass(frozen=True)
@@ -53,6 +95,10 @@ class Block:
 
     width: int
     height: int
+
+
+#: The interleave PLE kernel exists for 16x16 blocks only (every N78 kernel set of the library).
+INTERLEAVE_BLOCK = Block(16, 16)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -105,12 +151,22 @@ def mce_operations(kernel: tuple[int, int], ofm: tuple[int, int, int], in_channe
     return 2 * kh * kw * oh * ow * (1 if depthwise else in_channels) * oc
 
 
-def block_multiplier(block: Block, stripe_width: int) -> int:
-    """The PLE kernel's block multiplier: first of 1, 2, 4 that covers the stripe width."""
+def has_kernel(op: PleOp, block: Block) -> bool:
+    """Whether the PLE kernel of `op` exists for this block (always for kernels without blocks)."""
+    kernels = PLE_KERNELS.get(op)
+    return kernels is None or any((w, h) == (block.width, block.height) for w, h, _ in kernels)
+
+
+def block_multiplier(op: PleOp, block: Block, stripe_width: int) -> int:
+    """The library's pick: the first existing multiplier of 1, 2, 4 whose blocks cover the stripe
+    width, else the largest existing one (1 for kernels without blocks or without this block)."""
+    chosen = 0
     for m in (1, 2, 4):
-        if m * block.width >= stripe_width:
-            return m
-    return 4
+        if (block.width, block.height, m) in PLE_KERNELS.get(op, ()):
+            chosen = m
+            if m * block.width >= stripe_width:
+                break
+    return chosen or 1
 
 
 def ple_cycles(

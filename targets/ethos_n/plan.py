@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from enum import Enum
 
 from .layout import Algorithm
-from .perf import Block, PleOp, block_multiplier, mce_direct_cycles, mce_winograd_cycles, ple_cycles
+from .perf import (
+    INTERLEAVE_BLOCK,
+    Block,
+    PleOp,
+    block_multiplier,
+    has_kernel,
+    mce_direct_cycles,
+    mce_winograd_cycles,
+    ple_cycles,
+)
 from .raw_order import FC_BRICK
 from .variants import N78Variant
 
@@ -105,14 +114,24 @@ def choose_algorithm(layer: N78Layer, v: N78Variant) -> Algorithm:
     return Algorithm.WINOGRAD if winograd < direct else Algorithm.DIRECT
 
 
-def choose_block(layer: N78Layer, v: N78Variant, algorithm: Algorithm) -> Block:
-    """Block configuration of the layer's MCE+PLE pass (fitted to the library's single-layer plans)."""
+def choose_block(layer: N78Layer, v: N78Variant, algorithm: Algorithm, ple_op: PleOp = PleOp.PASSTHROUGH,
+                 ple_ofm: tuple[int, int, int] | None = None) -> Block:
+    """Block configuration of the layer's MCE+PLE pass (fitted to the library's single-layer plans),
+    among the blocks the fused PLE kernel exists for."""
+    block = _preferred_block(layer, v, algorithm)
+    if has_kernel(ple_op, block):
+        return block
+    return _cheapest_ple_block(layer, v, ple_op, ple_ofm)
+
+
+def _preferred_block(layer: N78Layer, v: N78Variant, algorithm: Algorithm) -> Block:
     oh, ow, _ = layer.ofm
     if algorithm is Algorithm.WINOGRAD or layer.kind is Kind.FULLY_CONNECTED:
         return Block(8, 8)
     if layer.strided:
-        # Interleaved layers take a block taller than needed: 8x32 on up to 4 engines, else 16x16.
-        return Block(8, 32) if v.engines <= 4 else Block(16, 16)
+        # A section shares the block of its first part, and the interleave pass before a strided
+        # layer only has a 16x16 PLE kernel (a network may spill the interleave to change that).
+        return INTERLEAVE_BLOCK
     if oh <= 8 and ow <= 8:
         return Block(8, 8)
     if max(layer.kernel) > 3:
@@ -122,12 +141,26 @@ def choose_block(layer: N78Layer, v: N78Variant, algorithm: Algorithm) -> Block:
     return Block(8, 8)
 
 
-def _cheapest_ple_block(layer: N78Layer, v: N78Variant) -> Block:
+def interleaved_shape(layer: N78Layer, v: N78Variant) -> tuple[int, int, int]:
+    """The interleave pass's output: 2x2 phases moved into channels, bank-aligned per SRAM."""
+    ih, iw, ic = layer.ifm
+    sy, sx = layer.stride
+    banks = v.num_srams
+    # The MCE reads each phase from its own SRAM bank offset: channels are padded to the bank
+    # count per phase, except after the last phase (the library's submap channel count).
+    channels = ic * sx * sy if ic % banks == 0 else _round(ic, banks) * sx * sy - (banks - ic % banks)
+    return -(-ih // sy), -(-iw // sx), channels
+
+
+def _cheapest_ple_block(layer: N78Layer, v: N78Variant, ple_op: PleOp = PleOp.PASSTHROUGH,
+                        ple_ofm: tuple[int, int, int] | None = None) -> Block:
     """The block with the fewest PLE cycles (what the plans of narrow layers and 1TOPS pick)."""
     best: tuple[int, int, Block] | None = None
     for order, block in enumerate(BLOCKS):
-        m = block_multiplier(block, layer.ofm[1])
-        cycles = ple_cycles(v, PleOp.PASSTHROUGH, (layer.ofm,), layer.ofm, block, m)[1]
+        if not has_kernel(ple_op, block):
+            continue
+        m = block_multiplier(ple_op, block, layer.ofm[1])
+        cycles = ple_cycles(v, ple_op, (layer.ofm,), ple_ofm or layer.ofm, block, m)[1]
         if best is None or (cycles, order) < best[:2]:
             best = (cycles, order, block)
     assert best is not None
@@ -148,8 +181,9 @@ def stripe_depth(layer: N78Layer, v: N78Variant) -> int:
     return max(v.num_ogs, oc // BRICK_DEPTH * BRICK_DEPTH)
 
 
-def plan_layer(layer: N78Layer, v: N78Variant) -> LayerPlan:
-    """The library's plan for a single supported layer."""
+def plan_layer(layer: N78Layer, v: N78Variant, ple_op: PleOp = PleOp.PASSTHROUGH,
+               ple_ofm: tuple[int, int, int] | None = None) -> LayerPlan:
+    """The library's plan for a single supported layer (with the PLE operation fused into it)."""
     algorithm = choose_algorithm(layer, v)
     sy, sx = layer.stride
     cin = layer.ifm[2]
@@ -162,7 +196,8 @@ def plan_layer(layer: N78Layer, v: N78Variant) -> LayerPlan:
     depth = stripe_depth(layer, v)
     depth = _fit_sram(layer, v, depth, iteration)
     identity = _round(cin, v.num_srams) if layer.strided else 0
-    return LayerPlan(algorithm, depth, iteration, choose_block(layer, v, algorithm), layer.strided, identity)
+    return LayerPlan(algorithm, depth, iteration, choose_block(layer, v, algorithm, ple_op, ple_ofm), layer.strided,
+                     identity)
 
 
 def _fit_sram(layer: N78Layer, v: N78Variant, depth: int, iteration: int) -> int:

@@ -89,16 +89,17 @@ def estimate_with_weights(
     ple_ofm: tuple[int, int, int] | None = None,
     requant: OfmRequant | None = None,
     block: Block | None = None,
+    interleave_in_dram: bool = False,
 ) -> LayerEstimate:
     """Plan the layer, encode its weights with hwopt's encoder and estimate its passes.
 
     `requant` matters for the size only through `per_channel` (headers reloaded on every OFM).
     """
-    plan = plan_layer(layer, v)
+    plan = plan_layer(layer, v, ple_op, ple_ofm)
     if block is not None and plan.algorithm is Algorithm.DIRECT:
         plan = replace(plan, block=block)
     size = _cached_size(weights, zero_point, requant, layer, plan, v)
     identity = identity_weight_bytes(layer.ifm[2], plan, v) if plan.interleave else 0
     return estimate_layer(layer, v, plan, weight_bytes=size.total_bytes, weight_stripes=size.num_stripes,
                           identity_bytes=identity, input_in_dram=input_in_dram, output_in_dram=output_in_dram,
-                          ple_op=ple_op, ple_ofm=ple_ofm)
+                          ple_op=ple_op, ple_ofm=ple_ofm, interleave_in_dram=interleave_in_dram)
