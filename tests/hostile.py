@@ -183,3 +183,49 @@ def missing_options() -> bytes:
     """CONV_2D without its options table (Regor reads strides from it: SIGSEGV)."""
     return edited(conv_model(), lambda m: (_set(m.subgraphs[0].operators[0], "builtinOptions", None),
                                            _set(m.subgraphs[0].operators[0], "builtinOptionsType", 0)))
+
+
+def fc_model(*, weight_shape: tuple[int, ...] | None = None, in_features: int = 16, out_features: int = 4,
+             quantize_input: bool = False, seed: int = 0) -> bytes:
+    """INPUT [1, in] → FULLY_CONNECTED (per-tensor int8 weights [out, in]) → OUTPUT [1, out].
+
+    `weight_shape` relabels the weights (same data, another shape); `quantize_input` puts a float
+    input and a QUANTIZE in front, as converters emit for a float interface.
+    """
+    rng = np.random.default_rng(seed)
+    mb = ModelBuilder()
+    sg = mb.subgraph()
+    x = sg.tensor("input", (1, in_features), quant=quantization(0.05, -3))
+    first = x
+    if quantize_input:
+        first = sg.tensor("input_float", (1, in_features), "float32")
+        sg.op("QUANTIZE", [first], [x])
+    w_data = rng.integers(-127, 128, size=(out_features, in_features), dtype=np.int8)
+    w = sg.tensor("fc/weights", weight_shape or w_data.shape, data=w_data, quant=quantization(0.004, 0))
+    b = sg.tensor("fc/bias", (out_features,), "int32", data=rng.integers(-100, 100, out_features).astype(np.int32),
+                  quant=quantization(0.05 * 0.004, 0))
+    y = sg.tensor("fc/out", (1, out_features), quant=quantization(0.5, 5))
+    sg.op("FULLY_CONNECTED", [x, w, b], [y], options=FullyConnectedOptionsT(),
+          options_type=BuiltinOptions.FullyConnectedOptions, version=4)
+    sg.io([first], [y])
+    return mb.build()
+
+
+def fc_weights_of_rank_3() -> bytes:
+    """FULLY_CONNECTED weights [1, O, I]: Regor cannot fold them to [O, 1, 1, I] and divides by a
+    missing fourth dimension (SIGFPE) while summing the weights."""
+    return fc_model(weight_shape=(1, 4, 16))
+
+
+def fc_input_shorter_than_a_row() -> bytes:
+    """FULLY_CONNECTED with 8 input values for weights of 16 per row: Regor's batch is 8 // 16 = 0 (SIGFPE)."""
+    def change(m: ModelT) -> None:
+        m.subgraphs[0].tensors[0].shape = np.asarray([1, 8], np.int32)
+    return edited(fc_model(), change)
+
+
+def quantize_input_missing() -> bytes:
+    """A QUANTIZE whose input is -1 (an omitted optional input where none is optional: SIGSEGV in LiteRT)."""
+    def change(m: ModelT) -> None:
+        m.subgraphs[0].operators[0].inputs = np.asarray([-1], np.int32)
+    return edited(fc_model(quantize_input=True), change)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import hostile
+import numpy as np
 import pytest
 from conftest import CliRunner
 
@@ -69,6 +70,10 @@ CASES: list[tuple[str, Callable[[], bytes], str]] = [
      "CONV_2D #0: output 'conv/out' has shape [1, 256, 8] (a 2-D operator needs 4 dimensions)"),
     ("missing_options", hostile.missing_options, "CONV_2D #0: has no options table"),
     ("bool_weights", hostile.bool_weights, "weights 'conv/weights' are BOOL, a weight type Vela does not handle"),
+    ("fc_weights_rank_3", hostile.fc_weights_of_rank_3,
+     "FULLY_CONNECTED #0: weights 'fc/weights' have shape [1, 4, 16] (need [outputs, inputs]"),
+    ("fc_input_shorter_than_a_row", hostile.fc_input_shorter_than_a_row,
+     "FULLY_CONNECTED #0: input 'input' has 8 values, fewer than one row of weights (16)"),
 ]
 
 
@@ -168,3 +173,34 @@ def test_check_rejects_absurd_scales(tmp_path: Path, run_cli: CliRunner, build: 
     for target in ("ethos-u55-128", "ethos-n78-4tops-4ple"):
         r = run_cli("check", _write(tmp_path, "scale", build()), "--target", target, "--json")
         assert r.code == 2 and "quantization scale" in r.err, r.err
+
+
+@pytest.mark.parametrize(("shape", "placement"), [((4, 1, 16), "npu"), ((4, 1, 1, 16), "npu"), ((1, 4, 1, 16), "cpu")])
+def test_fully_connected_weights_vela_folds_or_leaves_to_the_cpu(tmp_path: Path, run_cli: CliRunner,
+                                                                 shape: tuple[int, ...], placement: str) -> None:
+    """Only the unfoldable shapes below four dimensions crash Regor; the rest are Vela's call (NPU or CPU)."""
+    import json
+
+    r = run_cli("estimate", _write(tmp_path, "fc", hostile.fc_model(weight_shape=shape)), "--target", "ethos-u55-128",
+                "--json")
+    assert r.code == 0, r.err
+    (row,) = [la for la in json.loads(r.out)["layers"] if la["op"] == "FULLY_CONNECTED"]
+    assert row["placement"] == placement
+
+
+def test_an_omitted_input_where_none_is_optional_never_reaches_litert(tmp_path: Path, run_cli: CliRunner) -> None:
+    """QUANTIZE with input -1: LiteRT's kernel reads the missing tensor (SIGSEGV); refused before it loads."""
+    from hwopt.analysis.litert import Runner
+    from hwopt.errors import UnsupportedModelError
+
+    data = hostile.quantize_input_missing()
+    with pytest.raises(UnsupportedModelError, match="QUANTIZE #0: input 0 is omitted"):
+        Runner(data)
+    r = run_cli("enforce", _write(tmp_path, "q", data), "--sparsity", "0.5", "-o", tmp_path / "e.tflite")
+    assert r.code == 2
+    assert r.err.strip().splitlines()[-1] == ("hwopt: error: LiteRT cannot take this model: QUANTIZE #0: input 0 is "
+                                              "omitted (-1), but QUANTIZE has no optional input there")
+    # The optional bias of a FULLY_CONNECTED may be omitted: LiteRT runs that model.
+    no_bias = hostile.edited(hostile.fc_model(), lambda m: hostile._set(m.subgraphs[0].operators[0], "inputs",
+                                                                           np.asarray([0, 1, -1], np.int32)))
+    assert Runner(no_bias).invoke([np.zeros((1, 16), np.int8)])[0].shape == (1, 4)

@@ -3,7 +3,7 @@
 Those libraries crash (SIGSEGV, SIGFPE) or loop forever on some valid-looking inputs: packed
 or unusual tensor types, weight zero points outside their type, non-finite scales, unknown
 operator codes, an omitted required input, zero strides or dilations, another operator's
-options table. Only what crashes is refused: what Vela merely leaves to the CPU stays Vela's
+options table, FULLY_CONNECTED weights Regor cannot fold. Only what crashes is refused: what Vela merely leaves to the CPU stays Vela's
 call. Names that are not UTF-8 or very long are fine (nothing downstream limits them). Each
 check names the operator and field; the analytic estimator runs the structural checks too.
 """
@@ -112,6 +112,14 @@ def _operator(sg: Subgraph, op: Operator, engine: Engine) -> list[Problem]:
             bad = _zero_point_problem(w)
             if bad:
                 out.append(p(bad))
+    if engine is Engine.VELA and op.op == "FULLY_CONNECTED":
+        bad = _fully_connected_problem(sg, op)
+        if bad:
+            out.append(p(bad))
+    if engine is Engine.LITERT and op.custom_code is None and op.op not in MANY_OPTIONAL:
+        for at, i in enumerate(op.inputs):
+            if i < 0 and at not in OPTIONAL_INPUTS.get(op.op, ()) and at not in REQUIRED_INPUTS.get(op.op, ()):
+                out.append(p(f"input {at} is omitted (-1), but {op.op} has no optional input there"))
     if engine is Engine.VELA and op.op in SPATIAL:
         ifm_at = 2 if op.op == "TRANSPOSE_CONV" else 0
         for role, i in (("input", op.inputs[ifm_at] if ifm_at < len(op.inputs) else -1),
@@ -126,6 +134,41 @@ def _operator(sg: Subgraph, op: Operator, engine: Engine) -> list[Problem]:
             out.append(p(bad))
             break
     return out
+
+
+def _fully_connected_problem(sg: Subgraph, op: Operator) -> str | None:
+    """What makes Regor divide by zero on a FULLY_CONNECTED with constant weights (SIGFPE).
+
+    Regor folds weights [O, ..., I] whose middle dimensions are all 1 to [O, 1, 1, I]; it sums
+    unfolded ones per output channel taken from the fourth dimension from the right, which is
+    missing below four dimensions. Folded, the input is cut into batches of I values: fewer
+    than I make a batch of 0.
+    """
+    w = sg.tensor(op.inputs[1]) if len(op.inputs) > 1 else None
+    if w is None or not w.is_constant or any(d < 1 for d in w.shape):
+        return None
+    shape = [int(d) for d in w.shape]
+    folds = len(shape) >= 2 and int(np.prod(shape[1:-1], dtype=np.int64)) == 1
+    if not folds:
+        if len(shape) >= 4:
+            return None  # Vela leaves it to the CPU
+        return (f"weights {w.name!r} have shape {shape} (need [outputs, inputs], "
+                "or only 1s between the two)")
+    x = sg.tensor(op.inputs[0])
+    if x is None or any(d < 0 for d in x.shape):
+        return None
+    n = int(np.prod(x.shape, dtype=np.int64))
+    if n < shape[-1]:
+        return f"input {x.name!r} has {n} values, fewer than one row of weights ({shape[-1]})"
+    return None
+
+
+# Inputs TFLite lets a model omit (-1), by operator; LiteRT's other kernels read the missing
+# tensor without checking it (SIGSEGV). Recurrent operators omit many of theirs: not checked.
+OPTIONAL_INPUTS = {"FULLY_CONNECTED": (2,), "CONV_2D": (2,), "DEPTHWISE_CONV_2D": (2,), "TRANSPOSE_CONV": (3,),
+                   "CONV_3D": (2,), "CONV_3D_TRANSPOSE": (3,), "SVDF": (3,), "LSH_PROJECTION": (2,)}
+MANY_OPTIONAL = frozenset({"LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM",
+                           "BIDIRECTIONAL_SEQUENCE_RNN"})
 
 
 # Operators whose parameters live only in their options table: Regor reads it unconditionally.
