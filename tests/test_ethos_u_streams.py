@@ -245,7 +245,7 @@ def test_vela_blocks_by_default_and_rule_fallback(shared_models: Path, monkeypat
     def rejects(*_: object, **__: object) -> object:
         raise CompileError("Vela rejected the model: test")
 
-    monkeypatch.setattr(vela_blocks, "vela_configs", rejects)
+    monkeypatch.setattr(vela_blocks, "compile_with_db", rejects)
     fallback = encode(model, target)
     assert fallback.block_source == "rule" and fallback.summary.roundtrip_ok
     assert all(la.block_source == "rule" for la in fallback.layers if la.encodable)

@@ -125,7 +125,8 @@ def check_model(path: Path, target: Any, result: Result) -> None:
         if model.vela_compiled:
             raise ReferenceError(f"{path}: already compiled by Vela; give the model Vela was given")
         compiled, _ = regor_compile(data, target, CompilerOptions(enable_db=True))
-        report = encode_model(model, target, block_source="vela", path=str(path), vela_compiled=compiled)
+        report = encode_model(model, target, block_source="vela", path=str(path), vela_compiled=compiled,
+                              streams="hwopt")
     except HwoptError as exc:
         raise ReferenceError(f"{path}: {exc}") from None
     out = read_model(bytes(compiled.model))

@@ -19,4 +19,7 @@ def register(sub: Any) -> None:
     p.add_argument("--blocks", choices=("rule", "vela"), default=None,
                    help="Ethos-U block configuration: the one Vela chooses (default for Ethos-U; compiles the model, "
                    "so the streams are Vela's own) or hwopt's rule (no compile; the fallback when Vela rejects the model)")
+    p.add_argument("--streams", choices=("vela", "hwopt"), default="vela",
+                   help="with Vela's blocks, where the streams come from: Vela's compiled model (default; each "
+                   "checked against the weights in the NPU's order) or hwopt's own encoder for every layer")
     p.set_defaults(handler="hwopt.cli.run_encode:run")

@@ -11,7 +11,7 @@ from hwopt.engines.encode import emit, encode
 
 def run(args: argparse.Namespace) -> int:
     target = resolve_target_arg(args.target, accelerator=args.accelerator)
-    report = encode(args.model, target, block_source=args.blocks)
+    report = encode(args.model, target, block_source=args.blocks, streams=args.streams)
     if args.emit:
         emit(report, args.emit, protect=(Path(args.model),))
     if not report.summary.roundtrip_ok:

@@ -18,7 +18,7 @@ import numpy as np
 
 from hwopt import isolation
 from hwopt.analysis.layers import WeightLayer, to_ohwi, weight_layers, zero_corrected
-from hwopt.analysis.stats import entropy_bits, value_counts
+from hwopt.analysis.stats import entropy_from_counts, value_counts
 from hwopt.analysis.validate import Engine, operator_problem
 from hwopt.errors import CompileError, OutputError, UnsupportedModelError, UsageError
 from hwopt.fileio import refuse_inputs, staged_directory
@@ -32,12 +32,14 @@ from hwopt.targets.ethos_n.sizing import encode_planned
 from hwopt.targets.ethos_n.tflite import n78_weights
 from hwopt.targets.ethos_n.variants import N78Variant
 from hwopt.targets.ethos_u import vela_blocks as vb
+from hwopt.targets.ethos_u import vela_weights as vw
 from hwopt.targets.ethos_u import weights as wu
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "hwopt.encode/1"
 BLOCK_SOURCES = ("rule", "vela")
+STREAM_SOURCES = ("vela", "hwopt")
 NPU_WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 INT_WEIGHTS = (DType.INT8, DType.UINT8)
 
@@ -78,6 +80,7 @@ class LayerEncoding(OpRef):
     roundtrip_ok: bool
     vela_encoded_bytes: int | None = None
     vela_format: str | None = None
+    stream_source: str | None = None  # "vela": taken from Vela's compiled model; "hwopt": hwopt's encoder
     _data: bytes = field(default=b"", repr=False, compare=False)
 
 
@@ -157,19 +160,21 @@ def _pack_streams(parts: list[tuple[bytes, int, int, int]]) -> tuple[bytes, list
 
 def _finish(layer: WeightLayer, model: Model, corrected: np.ndarray, data: bytes, streams: list[StreamInfo], *,
             fmt: str, traversal: str | None, source: str | None, coded: int, ok: bool,
-            vela: tuple[int, str] | None = None) -> LayerEncoding:
+            vela: tuple[int, str] | None = None, stream_source: str | None = None) -> LayerEncoding:
     t = layer.weights(model)
     n = int(corrected.size)
     bpw = 8.0 * len(data) / n if n else 0.0
-    ent = entropy_bits(corrected.reshape(-1))
+    counts = value_counts(corrected)  # one histogram gives both the entropy and the distinct values
+    ent = entropy_from_counts(counts, n)
     return LayerEncoding(
         layer.subgraph, layer.op_index, layer.op, t.name, list(t.shape), t.dtype.label, True, None, n,
         t.data.nbytes if t.data is not None else n, len(data), bpw, ent, (bpw / ent) if ent > 0 else None,
-        float(n - np.count_nonzero(corrected)) / n if n else 0.0, int(value_counts(corrected).size), fmt, traversal,
-        source, coded, streams, ok, vela[0] if vela else None, vela[1] if vela else None, data)
+        float(n - np.count_nonzero(corrected)) / n if n else 0.0, int(counts.size), fmt, traversal,
+        source, coded, streams, ok, vela[0] if vela else None, vela[1] if vela else None, stream_source, data)
 
 
-def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: vb.VelaLayerInfo | None) -> LayerEncoding:
+def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: vb.VelaLayerInfo | None,
+              vela_parts: list[bytes] | None = None, vela_fast: bool = False) -> LayerEncoding:
     sg = model.subgraphs[layer.subgraph]
     op = sg.operators[layer.op_index]
     corrected = zero_corrected(model, layer)
@@ -207,15 +212,16 @@ def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: 
             parts = [(w, vela_info.config, vela_info.stride, vela_info.dilation)]
     else:
         parts = [(w, wu.default_config(arch, w.shape, depthwise=depthwise, ifm_bits=ifm_bits), stride, dilation)]
+    encs = _adopt(parts, arch, ifm_bits, vela_parts, vela_fast) if vela_parts is not None else None
+    source = "vela" if encs is not None else "hwopt"
+    if encs is None:
+        encs = [wu.encode_u85(pw, arch, c, ifm_bits=ifm_bits, stride=s, dilation=d) if arch.is_u85 else
+                wu.encode_u55(pw, arch, c, ifm_bits=ifm_bits, dilation=d) for pw, c, s, d in parts]
     streams: list[tuple[bytes, int, int, int]] = []
     ok = True
     coded = 0
     fmt = ""
-    for part_w, config, part_stride, part_dilation in parts:
-        if arch.is_u85:
-            enc = wu.encode_u85(part_w, arch, config, ifm_bits=ifm_bits, stride=part_stride, dilation=part_dilation)
-        else:
-            enc = wu.encode_u55(part_w, arch, config, ifm_bits=ifm_bits, dilation=part_dilation)
+    for enc in encs:
         streams += [(s.data, s.weights, s.core, s.depth_offset) for s in enc.streams]
         ok = ok and enc.roundtrip_ok
         coded += enc.coded_weights
@@ -223,7 +229,29 @@ def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: 
     config = parts[0][1]
     data, infos = _pack_streams(streams)
     return _finish(layer, model, corrected, data, infos, fmt=fmt, traversal=config.traversal.value,
-                   source=config.source, coded=coded, ok=ok, vela=vela)
+                   source=config.source, coded=coded, ok=ok, vela=vela, stream_source=source)
+
+
+def _adopt(parts: list[tuple[np.ndarray, wu.BlockConfig, tuple[int, int], tuple[int, int]]], arch: wu.EthosUArch,
+           ifm_bits: int, vela_parts: list[bytes], vela_fast: bool) -> list[wu.EncodedWeights] | None:
+    """Vela's streams of a layer split over its NPU operations, or None when they do not match hwopt's plan."""
+    out: list[wu.EncodedWeights] = []
+    used = 0
+    for part_w, config, stride, dilation in parts:
+        fmt = config.weight_format or wu.WeightFormat.DEFAULT
+        rest = vela_parts[used:]
+        if arch.is_u85:
+            enc = vw.adopt_u85(part_w, arch, config, rest, fast=fmt.fast, sparse=fmt.sparse, ifm_bits=ifm_bits,
+                               stride=stride, dilation=dilation)
+        else:
+            enc = vw.adopt_u55(part_w, arch, config, rest, ifm_bits=ifm_bits, dilation=dilation)
+        if enc is None:
+            return None
+        out.append(enc)
+        used += len(enc.streams)
+    if used != len(vela_parts) or any(e.fmt.fast for e in out) != vela_fast:
+        return None
+    return out
 
 
 def _ifm_depth(sg: Subgraph, op: Operator) -> int:
@@ -255,15 +283,20 @@ def _encode_n78(layer: WeightLayer, model: Model, variant: N78Variant) -> LayerE
 
 
 def encode_model(model: Model, target: Target, *, block_source: str = "rule", path: str = "",
-                 vela_compiled: object | None = None) -> EncodeReport:
+                 vela_compiled: object | None = None, streams: str = "vela") -> EncodeReport:
     """Encode every weight layer of `model` for `target`; pure, no output written.
 
     With `block_source="vela"` the model is compiled with Vela to read its block
-    configurations, unless `vela_compiled` (a Regor result with its database) is given.
+    configurations, unless `vela_compiled` (a Regor result with its database) is given. The
+    compile already holds Vela's streams: with `streams="vela"` each layer Vela put on the NPU
+    takes them (checked against hwopt's brick order) instead of being encoded again;
+    `streams="hwopt"` encodes every layer with hwopt's own encoder.
     """
 
     if block_source not in BLOCK_SOURCES:
         raise UsageError(f"block source must be one of {', '.join(BLOCK_SOURCES)}, got {block_source!r}")
+    if streams not in STREAM_SOURCES:
+        raise UsageError(f"stream source must be one of {', '.join(STREAM_SOURCES)}, got {streams!r}")
     if model.vela_compiled:
         raise UnsupportedModelError("the model is already compiled by Vela; encode the model Vela was given")
 
@@ -282,6 +315,7 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
         raise UnsupportedModelError("the model has no int8/uint8 weight layers to encode")
     vela_total: int | None = None
     vela_infos: dict[int, vb.VelaLayerInfo] = {}
+    located: vw.CompiledStreams | None = None
     variant, arch = target.n78, None
     if target.family is Family.ETHOS_N78:
         if block_source == "vela":
@@ -292,11 +326,12 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
             if len(model.subgraphs) > 1:
                 log.warning("Vela block configurations are read for subgraph 0 only")
             try:
-                if vela_compiled is not None:
-                    infos, vela_total = vb.configs_from_compiled(vela_compiled)
-                else:
-                    infos, vela_total = vb.vela_configs(model.source or _file_bytes(path), target)
+                if vela_compiled is None:
+                    vela_compiled = vb.compile_with_db(model.source or _file_bytes(path), target, model)
+                infos, vela_total = vb.configs_from_compiled(vela_compiled)
                 vela_infos = dict(infos)
+                if streams == "vela":
+                    located = vw.compiled_streams(vela_compiled, u85=arch.is_u85)
             except CompileError as exc:
                 # Documented fallback: without Vela's schedule the block configuration comes from the rule.
                 log.warning("Vela could not compile the model (%s); using hwopt's block rule", exc)
@@ -316,8 +351,12 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
             assert arch is not None
 
             info = vela_infos.get(layer.op_index) if layer.subgraph == 0 else None
+            vela_layer = located.layers.get(layer.op_index) if located is not None and info is not None else None
             with isolation.subject(f"operator {layer.op} #{layer.op_index}"):
-                enc = _encode_u(layer, model, arch, info)
+                if vela_layer is not None and located is not None:
+                    enc = _encode_u(layer, model, arch, info, vela_layer.data(located.read_only), vela_layer.fast)
+                else:
+                    enc = _encode_u(layer, model, arch, info)
         if not enc.roundtrip_ok:
             log.error("round trip failed for subgraph %d op %d (%s)", layer.subgraph, layer.op_index, layer.op)
         out.append(enc)
@@ -339,7 +378,8 @@ def _summary(layers: list[LayerEncoding], vela_total: int | None) -> EncodeSumma
                          sum(1 for la in enc if la.format == "Fast"), vela_total, delta)
 
 
-def encode(path: str | os.PathLike[str], target: Target, *, block_source: str | None = None) -> EncodeReport:
+def encode(path: str | os.PathLike[str], target: Target, *, block_source: str | None = None,
+           streams: str = "vela") -> EncodeReport:
     """Read a .tflite file and encode its weights for `target`.
 
     By default an Ethos-U model is encoded with the block configuration Vela chooses (so
@@ -348,7 +388,7 @@ def encode(path: str | os.PathLike[str], target: Target, *, block_source: str | 
     model = read_model(Path(path))
     if block_source is None:
         block_source = "vela" if target.family.is_ethos_u else "rule"
-    return encode_model(model, target, block_source=block_source, path=str(path))
+    return encode_model(model, target, block_source=block_source, path=str(path), streams=streams)
 
 
 def layer_file_name(layer: LayerEncoding) -> str:

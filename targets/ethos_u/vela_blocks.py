@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from hwopt.ir import Model
 from hwopt.targets.ethos_u.vela_config import CompilerOptions
-from hwopt.targets.ethos_u.vela_engine import regor_compile
+from hwopt.targets.ethos_u.vela_engine import RegorOutput, regor_compile
 from hwopt.targets.ethos_u.weights import DEFAULT_OFM_BLOCK_DEPTH, BlockConfig, Traversal, WeightFormat
 from hwopt.targets.target import Target
 
@@ -73,8 +74,13 @@ def vela_configs(model_bytes: bytes, target: Target) -> tuple[dict[int, VelaLaye
     Returns {TFLite operator index of subgraph 0: info} and Vela's `encodedWeights` total.
     """
 
-    compiled, _ = regor_compile(model_bytes, target, CompilerOptions(enable_db=True))
-    return configs_from_compiled(compiled)
+    return configs_from_compiled(compile_with_db(model_bytes, target))
+
+
+def compile_with_db(model_bytes: bytes, target: Target, model: Model | None = None) -> RegorOutput:
+    """One Vela compile with its optimisation database on (block configurations and stream owners)."""
+    compiled, _ = regor_compile(model_bytes, target, CompilerOptions(enable_db=True), model=model)
+    return compiled
 
 
 def configs_from_compiled(compiled: object) -> tuple[dict[int, VelaLayerInfo], int]:

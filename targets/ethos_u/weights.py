@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -176,6 +176,9 @@ def u55_order(w: np.ndarray, *, ifm_ublock: int, ofm_ublock: int, ofm_block: int
     flat = np.append(w.reshape(-1).astype(np.int32), 0)
     pad = flat.size - 1
     pieces = []
+    if not (dw or pk) and h_n <= dy and w_n <= dx and ofm_block % ofm_ublock == 0 and ifm_block % ifm_ublock == 0:
+        return _depth_first_order(w, ifm_ublock=ifm_ublock, ofm_ublock=ofm_ublock, ofm_block=ofm_block,
+                                  ifm_block=ifm_block)
     if not (dw or pk) and h_n <= dy and w_n <= dx:
         # Depth-first with one sub-kernel: every IFM block has the same shape, so they are one axis.
         # Axes: IFM block, OFM µblock, kernel element, IFM µblock, OFM ch, IFM ch.
@@ -215,6 +218,33 @@ def u55_order(w: np.ndarray, *, ifm_ublock: int, ofm_ublock: int, ofm_block: int
                     idx = ((oz * h_n + sy + ky) * w_n + sx + kx) * i_n + iz
                     pieces.append(np.where(valid, idx, pad).reshape(-1))
     return flat[np.concatenate(pieces)] if pieces else np.zeros(0, dtype=np.int32)
+
+
+def _depth_first_order(w: np.ndarray, *, ifm_ublock: int, ofm_ublock: int, ofm_block: int,
+                       ifm_block: int) -> np.ndarray:
+    """`u55_order` for depth-first traversal with one sub-kernel, as transposes of the padded tensor.
+
+    With whole micro-blocks in every block the brick order is a pure axis permutation: OFM
+    block, IFM block, OFM µblock, kernel element, IFM µblock, OFM channel, IFM channel (the
+    last OFM block padded to whole µblocks, the IFM depth to whole IFM blocks, with zeros).
+    """
+    o_n, h_n, w_n, i_n = w.shape
+    ke = h_n * w_n
+    n_ib = -(-i_n // ifm_block)
+    pad_i = n_ib * ifm_block - i_n
+    full = o_n // ofm_block * ofm_block
+    parts = []
+    for lo, hi, block in ((0, full, ofm_block), (full, o_n, _round_up(o_n - full, ofm_ublock))):
+        if hi <= lo:
+            continue
+        sub = w[lo:hi].reshape(hi - lo, ke, i_n)
+        n_ob = (hi - lo + block - 1) // block
+        pad_o = n_ob * block - (hi - lo)
+        if pad_o or pad_i:
+            sub = np.pad(sub, ((0, pad_o), (0, 0), (0, pad_i)))
+        t = sub.reshape(n_ob, block // ofm_ublock, ofm_ublock, ke, n_ib, ifm_block // ifm_ublock, ifm_ublock)
+        parts.append(t.transpose(0, 4, 1, 3, 5, 2, 6).reshape(-1))
+    return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0, dtype=w.dtype)
 
 
 def _u85_elements(sh: int, sw: int, stride: tuple[int, int]) -> list[tuple[int, int]]:
@@ -257,6 +287,10 @@ def u85_order(w: np.ndarray, *, arch: EthosUArch, config: BlockConfig, stream: i
     dw_pad = 0 if (not ifm16 and arch.macs <= 256) else (2 if arch.macs <= 512 else 6)
     step = 1 if dw else (16 if sparse else 8)
     decomp_y, decomp_x = decomposition(dilation)
+    if (trav is Traversal.DEPTH_FIRST and h_n <= decomp_y and w_n <= decomp_x and ofm_ub % 4 == 0
+            and config.ofm_block_depth % ofm_ub == 0 and ifm_block % step == 0):
+        return _u85_depth_first(w, stream=stream, n_streams=n_streams, ofm_block=config.ofm_block_depth,
+                                ofm_ub=ofm_ub, ifm_block=ifm_block, step=step)
     flat = np.append(w.reshape(-1).astype(np.int32), 0)
     pad = flat.size - 1
     groups = np.arange(stream * 4, ofm_ub, 4 * n_streams)
@@ -301,6 +335,39 @@ def u85_order(w: np.ndarray, *, arch: EthosUArch, config: BlockConfig, stream: i
                             segs.append(np.full((len(oub), count), pad))
                         pieces.append(np.concatenate(segs, axis=1).reshape(-1))
     return flat[np.concatenate(pieces)] if pieces else np.zeros(0, dtype=np.int32)
+
+
+def _u85_depth_first(w: np.ndarray, *, stream: int, n_streams: int, ofm_block: int, ofm_ub: int, ifm_block: int,
+                     step: int) -> np.ndarray:
+    """`u85_order` for depth-first traversal with one sub-kernel, as transposes of the padded tensor.
+
+    OFM block → IFM block (reversed in odd OFM blocks) → OFM µblock → kernel element (rows,
+    serpentine columns) → IFM step → this decoder's OFM groups of 4 → 4 OFM → IFM channel.
+    """
+    o_n, h_n, w_n, i_n = w.shape
+    elems = _u85_elements(h_n, w_n, (1, 1))
+    ke = np.array([y * w_n + x for y, x in elems], dtype=np.intp)
+    n_ib = -(-i_n // ifm_block)
+    pad_i = n_ib * ifm_block - i_n
+    full = o_n // ofm_block * ofm_block
+    parts = []
+    for lo, hi, block in ((0, full, ofm_block), (full, o_n, _round_up(o_n - full, ofm_ub))):
+        if hi <= lo:
+            continue
+        n_ob = (hi - lo + block - 1) // block
+        sub = w[lo:hi].reshape(hi - lo, h_n * w_n, i_n)
+        pad_o = n_ob * block - (hi - lo)
+        if pad_o or pad_i:
+            sub = np.pad(sub, ((0, pad_o), (0, 0), (0, pad_i)))
+        t = sub.reshape(n_ob, block // ofm_ub, ofm_ub // 4, 4, h_n * w_n, n_ib, ifm_block // step, step)
+        t = t[:, :, stream::n_streams][:, :, :, :, ke].transpose(0, 5, 1, 4, 6, 2, 3, 7)
+        first = lo // ofm_block  # index of this group's first OFM block: the IFM direction alternates
+        if n_ib > 1 and (n_ob > 1 or first % 2):
+            t = t.copy()
+            odd = slice(1 - first % 2, None, 2)
+            t[odd] = t[odd, ::-1]
+        parts.append(t.reshape(-1))
+    return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0, dtype=w.dtype)
 
 
 def _slices(o_n: int, config: BlockConfig) -> list[tuple[int, int]]:
@@ -357,6 +424,20 @@ def _standard_stream(values: np.ndarray) -> tuple[bytes, bool]:
     return data, ok
 
 
+def u55_stream_values(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits: int = 8,
+                      dilation: tuple[int, int] = (1, 1)) -> Iterator[tuple[np.ndarray, int, int]]:
+    """(weights in brick order, depth offset, core) of each U55/U65 stream of a layer, in stream order."""
+    decomp = decomposition(dilation)
+    for lo, hi in _slices(w.shape[0], config):
+        for core in range(arch.cores):
+            sub = w[lo:hi][core::arch.cores]
+            if sub.shape[0] == 0:
+                continue
+            depth = (config.ofm_block_depth + arch.cores - 1 - core) // arch.cores
+            yield (u55_order(sub, ifm_ublock=arch.ifm_ublock_depth, ofm_ublock=arch.ofm_ublock_depth,
+                             ofm_block=depth, traversal=config.traversal, ifm_bits=ifm_bits, decomp=decomp), lo, core)
+
+
 def encode_u55(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits: int = 8,
                dilation: tuple[int, int] = (1, 1)) -> EncodedWeights:
     """Encode OHWI zero-point-corrected weights for U55/U65: `u55_order`, then `mlw.encode`.
@@ -365,22 +446,14 @@ def encode_u55(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits
     interleaved across cores (core c takes c, c+cores, ...) and the block depth is split.
     Every stream is decoded again and compared with its reordered weights.
     """
-    decomp = decomposition(dilation)
     streams = []
     ok = True
-    for lo, hi in _slices(w.shape[0], config):
-        for core in range(arch.cores):
-            sub = w[lo:hi][core::arch.cores]
-            if sub.shape[0] == 0:
-                continue
-            depth = (config.ofm_block_depth + arch.cores - 1 - core) // arch.cores
-            values = u55_order(sub, ifm_ublock=arch.ifm_ublock_depth, ofm_ublock=arch.ofm_ublock_depth,
-                               ofm_block=depth, traversal=config.traversal, ifm_bits=ifm_bits, decomp=decomp)
-            data, same = _standard_stream(values)
-            if not same:
-                log.error("U55 weight stream round trip failed (slice %d, core %d)", lo, core)
-            ok = ok and same
-            streams.append(Stream(data, int(values.size), lo, core))
+    for values, lo, core in u55_stream_values(w, arch, config, ifm_bits=ifm_bits, dilation=dilation):
+        data, same = _standard_stream(values)
+        if not same:
+            log.error("U55 weight stream round trip failed (slice %d, core %d)", lo, core)
+        ok = ok and same
+        streams.append(Stream(data, int(values.size), lo, core))
     total = sum(len(s.data) for s in streams)
     return EncodedWeights(tuple(streams), WeightFormat.DEFAULT, config, ok, total)
 
@@ -409,6 +482,16 @@ def fwd_block(arch: EthosUArch, config: BlockConfig, ifm_bits: int, sparse: bool
     return max(1, (config.ofm_ublock_depth or arch.ofm_ublock_depth) * ifm_ub * rnd // arch.weight_streams)
 
 
+def u85_slice_orders(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits: int = 8,
+                     stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1),
+                     sparse: bool = False) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """(depth offset, weights in U85 order per weight decoder) of each OFM-depth slice of a layer."""
+    for lo, hi in _slices(w.shape[0], config):
+        sub = w[lo:hi]
+        yield lo, [u85_order(sub, arch=arch, config=config, stream=s, ifm_bits=ifm_bits, stride=stride,
+                             dilation=dilation, sparse=sparse) for s in range(arch.weight_streams)]
+
+
 def encode_u85(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits: int = 8,
                stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1),
                allow_fast: bool = True) -> EncodedWeights:
@@ -419,7 +502,6 @@ def encode_u85(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits
     as in Vela's Size strategy, its estimated size `32 + N/d` (d = 4 for ≤4 distinct values,
     2 for ≤16, else 1) is below the standard streams' size.
     """
-    kw = {"arch": arch, "config": config, "ifm_bits": ifm_bits, "stride": stride, "dilation": dilation}
     fmt = config.weight_format
     dw = not fwd_allowed(config)
     sparse = fmt.sparse if fmt is not None else (not dw and is_sparse_2_4(w))
@@ -430,9 +512,8 @@ def encode_u85(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits
     fast: list[Stream] = []
     ok_std = ok_fast = True
     fast_est = 0
-    for lo, hi in _slices(w.shape[0], config):
-        sub = w[lo:hi]
-        orders = [u85_order(sub, stream=s, sparse=sparse, **kw) for s in range(arch.weight_streams)]  # type: ignore[arg-type]
+    for lo, orders in u85_slice_orders(w, arch, config, ifm_bits=ifm_bits, stride=stride, dilation=dilation,
+                                       sparse=sparse):
         if want_std:
             for s, values in enumerate(orders):
                 data, ok = _standard_stream(values)

@@ -1,0 +1,161 @@
+"""A layer's weight streams taken from Vela's own compiled model, checked against hwopt's brick order.
+
+When `hwopt encode` compiles a model with Vela to read its block configurations, the compiled
+model already holds every weight stream Vela encoded: re-encoding them in numpy would cost
+several times the compile. These streams are located by replaying the command stream
+(`vela_streams`), matched one for one to the streams hwopt's order plans for the layer
+(same count, same order: OFM-depth slice, then core or weight decoder), and checked:
+an FWD stream, and a standard stream of up to two palette sections (256 Ki weights), is
+decoded and compared with the layer's weights in brick order; a longer standard stream must
+open with the slice header and palette that hwopt's encoder derives from those weights
+(Vela's decoder returns a Python list: decoding costs more than Vela's encoding did). A layer whose streams do not match the
+plan is left to hwopt's own encoder.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwopt import isolation
+from hwopt.errors import NativeCodeError
+from hwopt.format.tflite_io import read_model
+from hwopt.targets.ethos_u import fwd, mlw
+from hwopt.targets.ethos_u import weights as wu
+from hwopt.targets.ethos_u.vela_streams import CommandStreamError, LayerStreams, layer_streams
+
+log = logging.getLogger(__name__)
+
+DECODE_LIMIT = 2 * mlw.SECTION  # weights per stream decoded whole; longer streams: header and palette
+
+
+@dataclass(frozen=True)
+class CompiledStreams:
+    """Per input operator (subgraph 0), the weight streams of Vela's compiled model."""
+
+    layers: dict[int, LayerStreams]
+    read_only: bytes
+
+    def parts(self, op_index: int) -> list[bytes] | None:
+        layer = self.layers.get(op_index)
+        return None if layer is None or not layer.streams else layer.data(self.read_only)
+
+
+def compiled_streams(compiled: object, *, u85: bool) -> CompiledStreams | None:
+    """The weight streams of a Regor compile with its database on (None when they cannot be located)."""
+    model_bytes = getattr(compiled, "model", None)
+    tables = getattr(getattr(compiled, "opt_database", None), "tables", None)
+    if not model_bytes or not tables:
+        return None
+    out = read_model(bytes(model_bytes))
+    if not out.subgraphs:
+        return None
+    sg = out.subgraphs[0]
+    npu = [op for op in sg.operators if op.op.startswith("CUSTOM")]
+    # One NPU operator: the database's command-stream offsets are unambiguous only then.
+    if len(npu) != 1 or len(npu[0].inputs) < 2:
+        return None
+    payload_t, ro_t = sg.tensor(npu[0].inputs[0]), sg.tensor(npu[0].inputs[1])
+    if payload_t is None or ro_t is None or payload_t.data is None or ro_t.data is None:
+        return None
+    try:
+        located = layer_streams(bytes(payload_t.data), tables, u85=u85)
+    except CommandStreamError as exc:
+        log.warning("Vela's command stream could not be read (%s); encoding every layer with hwopt", exc)
+        return None
+    return CompiledStreams(located, bytes(ro_t.data))
+
+
+def _decode_check_local(pairs: list[tuple[bytes, np.ndarray]]) -> list[bool]:
+    """In the worker: whether each stream decodes to its weights (Vela's legacy decoder, independent of
+    both encoders; it ends the process on a malformed stream, hence the worker)."""
+    from ethosu import mlw_codec
+
+    return [bool(mlw_codec.decode(bytearray(data)) == values.tolist()) for data, values in pairs]
+
+
+def _standard_ok(parts: list[bytes], values: list[np.ndarray]) -> bool:
+    """Short streams decoded whole (one worker call for all of them), long ones checked by their opening."""
+    short = [(d, v) for d, v in zip(parts, values, strict=True) if v.size <= DECODE_LIMIT]
+    if not all(opens_like(d, v) for d, v in zip(parts, values, strict=True) if v.size > DECODE_LIMIT):
+        return False
+    if not short:
+        return True
+    try:
+        return all(isolation.call("hwopt.targets.ethos_u.vela_weights:_decode_check_local", short,
+                                  library="Vela's weight decoder"))
+    except NativeCodeError as exc:
+        log.error("a weight stream of Vela's compiled model does not decode: %s", exc)
+        return False
+
+
+def opens_like(data: bytes, values: np.ndarray) -> bool:
+    """Whether a standard stream opens with the slice header and palette of its first section.
+
+    The fields that do not depend on the parameter search: zero-run mode, new-palette flag,
+    direct offset, palette size, palette bit width and entries, all fixed by the weights.
+    """
+    pal = mlw.make_palette(values[:mlw.SECTION])
+    head = mlw.BitWriter()
+    head.put([pal.direct_offset, max(0, pal.size - 1), pal.bits - 2], [5, 5, 3])
+    if pal.size:
+        head.put(np.array(pal.entries), pal.bits)
+    n_bits = head.bit_length()
+    want = np.unpackbits(np.frombuffer(head.to_bytes(1, 0), dtype=np.uint8), bitorder="little")[:n_bits]
+    got = np.unpackbits(np.frombuffer(data[:(23 + n_bits + 7) // 8], dtype=np.uint8), bitorder="little")
+    if got.size < 23 + n_bits:
+        return False
+    zdiv = int(got[0]) | int(got[1]) << 1 | int(got[2]) << 2
+    zero_runs = zdiv != mlw.ZDIV_DISABLE
+    return bool(zero_runs == pal.zero_runs and got[22] == 1 and np.array_equal(got[23:23 + n_bits], want))
+
+
+def adopt_u55(w: np.ndarray, arch: wu.EthosUArch, config: wu.BlockConfig, parts: list[bytes], *,
+              ifm_bits: int = 8, dilation: tuple[int, int] = (1, 1)) -> wu.EncodedWeights | None:
+    """Vela's U55/U65 streams for one NPU operation (the first of `parts`), or None when they do not fit hwopt's plan."""
+    plan = list(wu.u55_stream_values(w, arch, config, ifm_bits=ifm_bits, dilation=dilation))
+    if len(parts) < len(plan):
+        return None
+    parts = parts[:len(plan)]
+    streams = tuple(wu.Stream(data, int(values.size), lo, core) for data, (values, lo, core)
+                    in zip(parts, plan, strict=True))
+    ok = _standard_ok(parts, [values for values, _, _ in plan])
+    total = sum(len(p) for p in parts)
+    return wu.EncodedWeights(streams, wu.WeightFormat.DEFAULT, config, ok, total)
+
+
+def adopt_u85(w: np.ndarray, arch: wu.EthosUArch, config: wu.BlockConfig, parts: list[bytes], *, fast: bool,
+              sparse: bool, ifm_bits: int = 8, stride: tuple[int, int] = (1, 1),
+              dilation: tuple[int, int] = (1, 1)) -> wu.EncodedWeights | None:
+    """Vela's U85 streams for one NPU operation (standard: one per weight decoder and slice; FWD: one per
+    slice), taken from the start of `parts`, or None."""
+    slices = list(wu.u85_slice_orders(w, arch, config, ifm_bits=ifm_bits, stride=stride, dilation=dilation,
+                                      sparse=sparse))
+    streams: list[wu.Stream] = []
+    ok = True
+    if fast:
+        if len(parts) < len(slices):
+            return None
+        parts = parts[:len(slices)]
+        block = wu.fwd_block(arch, config, ifm_bits, sparse)
+        for data, (lo, orders) in zip(parts, slices, strict=True):
+            lengths = [int(o.size) for o in orders]
+            try:  # FWD decodes in numpy at memory speed: every stream is decoded whole
+                back = fwd.decode(data, lengths, block=block)
+                ok = ok and all(np.array_equal(a, b) for a, b in zip(back, orders, strict=True))
+            except fwd.FwdError:
+                ok = False
+            streams.append(wu.Stream(data, sum(lengths), lo, 0))
+        fmt = wu.WeightFormat.FAST_SPARSE if sparse else wu.WeightFormat.FAST
+    else:
+        plan = [(values, lo, s) for lo, orders in slices for s, values in enumerate(orders)]
+        if len(parts) < len(plan):
+            return None
+        parts = parts[:len(plan)]
+        ok = _standard_ok(parts, [values for values, _, _ in plan])
+        streams = [wu.Stream(data, int(values.size), lo, s) for data, (values, lo, s) in zip(parts, plan, strict=True)]
+        fmt = wu.WeightFormat.DEFAULT_SPARSE if sparse else wu.WeightFormat.DEFAULT
+    total = sum(len(p) for p in parts)
+    return wu.EncodedWeights(tuple(streams), fmt, config, ok, total, total if fast else None)

@@ -1,0 +1,147 @@
+"""`hwopt encode` taking Vela's own streams from its compile: same report as hwopt's encoder, checks that bite.
+
+With Vela's block configurations the default encode takes each layer's streams from the
+compiled model instead of encoding them again. The golden side is hwopt's own encoder (whose
+streams the conformance tests hold byte-identical to Vela's); the brick-order fast paths are
+checked against the loop nest written element by element.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwopt.targets.ethos_u import mlw
+from hwopt.targets.ethos_u import weights as wu
+
+MODELS = ("mlperftiny_resnet8_int8.tflite", "micro_speech_quantized.tflite",
+          "derived/ic_resnet8_pruned_2of4_int8.tflite", "derived/ic_resnet8_clustered8_perchannel_int8.tflite")
+
+
+def _both(path: Path, target_name: str) -> tuple[object, object]:
+    from hwopt.engines.encode import encode_model
+    from hwopt.format.tflite_io import read_model
+    from hwopt.targets import resolve_target
+    from hwopt.targets.ethos_u.vela_blocks import compile_with_db
+
+    target = resolve_target(target_name)
+    model = read_model(path)
+    compiled = compile_with_db(path.read_bytes(), target)
+    vela = encode_model(model, target, block_source="vela", vela_compiled=compiled)
+    ours = encode_model(model, target, block_source="vela", vela_compiled=compiled, streams="hwopt")
+    return vela, ours
+
+
+@pytest.mark.parametrize("target", ["ethos-u55-128", "ethos-u65-512", "ethos-u85-256"])
+def test_vela_streams_equal_hwopt_streams(shared_models: Path, target: str) -> None:
+    taken = 0
+    for name in MODELS:
+        vela, ours = _both(shared_models / name, target)
+        for a, b in zip(vela.layers, ours.layers, strict=True):  # type: ignore[attr-defined]
+            if not a.encodable:
+                continue
+            assert b.stream_source == "hwopt"
+            if a.vela_encoded_bytes is not None:  # Vela ran the layer on the NPU: its streams are taken
+                assert a.stream_source == "vela", (name, a.op_index)
+                taken += 1
+            assert a._data == b._data and a.streams == b.streams, (name, a.op_index)
+            assert (a.format, a.coded_weights, a.roundtrip_ok) == (b.format, b.coded_weights, True)
+    assert taken >= 30  # resnet8 (10), micro_speech (2), the two resnet8 variants (10 each)
+
+
+def test_a_wrong_vela_stream_fails_the_check(shared_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hwopt.targets.ethos_u import vela_weights
+
+    real = vela_weights.compiled_streams
+
+    def corrupt(compiled: object, *, u85: bool) -> vela_weights.CompiledStreams | None:
+        found = real(compiled, u85=u85)
+        assert found is not None
+        ro = bytearray(found.read_only)
+        for layer in found.layers.values():
+            off, n = layer.streams[0]
+            ro[off + n // 2] ^= 0x5A  # one byte inside every layer's first stream
+        return replace(found, read_only=bytes(ro))
+
+    monkeypatch.setattr(vela_weights, "compiled_streams", corrupt)
+    vela, _ = _both(shared_models / "mlperftiny_resnet8_int8.tflite", "ethos-u55-128")
+    taken = [la for la in vela.layers if la.stream_source == "vela"]  # type: ignore[attr-defined]
+    assert taken and not any(la.roundtrip_ok for la in taken)
+
+
+def test_long_streams_are_checked_by_their_opening() -> None:
+    from hwopt.targets.ethos_u.vela_weights import opens_like
+
+    rng = np.random.default_rng(3)
+    for zeros in (0.0, 0.6):
+        w = rng.integers(-40, 41, 3 * mlw.SECTION)
+        w[rng.random(w.size) < zeros] = 0
+        data = mlw.encode(w)
+        assert opens_like(data, w)
+        other = w.copy()
+        other[:100] = 77  # a different palette for the first section
+        assert not opens_like(data, other)
+        flipped = bytearray(data)
+        flipped[3] ^= 0x10  # a palette bit
+        assert not opens_like(bytes(flipped), w)
+
+
+def _u55_reference(w: np.ndarray, iub: int, oub: int, ob: int, ib: int) -> list[int]:
+    """Depth-first U55 brick order, one element at a time (one sub-kernel)."""
+    o_n, h_n, w_n, i_n = w.shape
+    flat = w.reshape(o_n, h_n * w_n, i_n)
+    out = []
+    for obz in range(0, o_n, ob):
+        cob = min(ob, o_n - obz)
+        for ibz in range(0, i_n, ib):
+            for ou0 in range(0, cob, oub):
+                for k in range(h_n * w_n):
+                    for iu0 in range(0, ib, iub):
+                        for o in range(oub):
+                            for i in range(iub):
+                                oz, iz = obz + ou0 + o, ibz + iu0 + i
+                                out.append(int(flat[oz, k, iz]) if oz < o_n and iz < i_n else 0)
+    return out
+
+
+def _u85_reference(w: np.ndarray, stream: int, streams: int, ob: int, oub: int, ib: int, step: int) -> list[int]:
+    """Depth-first U85 order for one weight decoder, one element at a time (one sub-kernel, stride 1)."""
+    o_n, h_n, w_n, i_n = w.shape
+    elems = [(y, x if y % 2 == 0 else w_n - 1 - x) for y in range(h_n) for x in range(w_n)]
+    blocks = list(range(0, i_n, ib))
+    out = []
+    for nth, obz in enumerate(range(0, o_n, ob)):
+        cob = min(ob, o_n - obz)
+        for ibz in blocks if nth % 2 == 0 else blocks[::-1]:
+            for ou0 in range(0, cob, oub):
+                for y, x in elems:
+                    for iu0 in range(0, ib, step):
+                        for g in range(stream * 4, oub, 4 * streams):
+                            for o in range(4):
+                                for i in range(step):
+                                    oz, iz = obz + ou0 + g + o, ibz + iu0 + i
+                                    out.append(int(w[oz, y, x, iz]) if oz < o_n and iz < i_n else 0)
+    return out
+
+
+def test_depth_first_orders_equal_the_loop_nest() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        o, h, wd, i = (int(rng.integers(1, n)) for n in (40, 4, 4, 70))
+        w = rng.integers(-255, 256, (o, h, wd, i)).astype(np.int32)
+        oub, iub = int(rng.choice([1, 2, 4])), int(rng.choice([4, 8]))
+        ob = oub * int(rng.integers(1, 5))
+        bits = int(rng.choice([8, 16]))
+        got = wu.u55_order(w, ifm_ublock=iub, ofm_ublock=oub, ofm_block=ob, traversal=wu.Traversal.DEPTH_FIRST,
+                           ifm_bits=bits)
+        assert got.tolist() == _u55_reference(w, iub, oub, ob, 32 if bits == 8 else 16)
+        streams, oub85 = int(rng.choice([1, 2, 4])), int(rng.choice([8, 16]))
+        ib, sparse = int(rng.choice([16, 32, 64])), bool(rng.integers(0, 2))
+        arch = wu.EthosUArch("u85", 256, 1, 8, oub85, streams)
+        cfg = wu.BlockConfig(wu.Traversal.DEPTH_FIRST, oub85 * int(rng.integers(1, 4)), None, ib, oub85)
+        s = int(rng.integers(0, streams))
+        got = wu.u85_order(w, arch=arch, config=cfg, stream=s, sparse=sparse)
+        assert got.tolist() == _u85_reference(w, s, streams, cfg.ofm_block_depth, oub85, ib, 16 if sparse else 8)
