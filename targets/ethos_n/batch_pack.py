@@ -50,13 +50,21 @@ def header_items(plan: LayerPlan, hdr: tuple[np.ndarray, ...]) -> tuple[np.ndarr
     if int(plan.n_w.max(initial=0)) > MAX_PLDLEN:
         raise ValueError(f"stream has {int(plan.n_w.max())} coded weights; PLDLEN is limited to {MAX_PLDLEN}")
     rp, rpal = plan.reload_params, plan.reload_palette & plan.reload_params
+    reload = reload.astype(np.int64)
+    rp64, rpal64 = rp.astype(np.int64), rpal.astype(np.int64)
+    # Consecutive fields are joined into items of at most 32 bits (a short stream is mostly header,
+    # and the packing costs per item): [reload, multiplier 16, shift 6, OFM zero point 8] (1 or 31
+    # bits); [PLDLEN 17, reload params, zdiv 3, wdiv 3, trunc, dirofs 5, reload palette] (18 or 31);
+    # [palette size - 1 5, palette bits 3] (0 or 8).
+    requant = reload | (((mult & 0xFFFF) | ((shift & 0x3F) << 16) | ((ozp & 0xFF) << 22)) << 1) * reload
+    params = (plan.zdiv | (plan.wdiv << 3) | (plan.trunc.astype(np.int64) << 6) | (plan.dirofs << 7)
+              | (plan.reload_palette.astype(np.int64) << 12))
+    payload = plan.n_w | (rp64 << 17) | (params << 18) * rp64
+    pal_head = (np.maximum(plan.pal_len - 1, 0) | (plan.pbits << 5)) * rpal64
     ones = np.ones_like(plan.n_w)
     cols = [
         (np.full_like(plan.n_w, LENGTH_PLACEHOLDER), 16 * ones), (bias & 0xFFFFFFFF, BIAS_BITS * ones),
-        (reload.astype(np.int64), ones), (mult, 16 * reload), (shift, 6 * reload), (ozp & 0xFF, 8 * reload),
-        (plan.n_w, 17 * ones), (rp.astype(np.int64), ones), (plan.zdiv, 3 * rp), (plan.wdiv, 3 * rp),
-        (plan.trunc.astype(np.int64), rp), (plan.dirofs, 5 * rp), (plan.reload_palette.astype(np.int64), rp),
-        (np.maximum(plan.pal_len - 1, 0), 5 * rpal), (plan.pbits, 3 * rpal),
+        (requant, 1 + 30 * reload), (payload, 18 + 13 * rp64), (pal_head, 8 * rpal64),
     ]
     vals = np.stack([c[0] for c in cols], axis=1).astype(np.int64)
     wids = np.stack([np.asarray(c[1], dtype=np.int64) for c in cols], axis=1)

@@ -52,33 +52,31 @@ def rank_symbols(sym: np.ndarray) -> Ranking:
         syms = np.where(cnts > 0, order, 0)
         rank = np.take_along_axis(rank_of, sym.astype(np.int64), axis=1)
         return Ranking(syms, cnts, rank)
-    # Short streams (depthwise): sort each row, count runs, then sort the runs by (count, symbol).
-    perm = np.argsort(sym, axis=1, kind="stable")
-    srt = np.take_along_axis(sym, perm, axis=1).astype(np.int64)
-    starts = np.ones(srt.shape, dtype=bool)
-    starts[:, 1:] = srt[:, 1:] != srt[:, :-1]
-    pos = np.arange(length)[None, :]
-    # Run length = next run start - this run start, read at run starts.
-    start_pos = np.where(starts, pos, length)
-    next_start = np.minimum.accumulate(np.concatenate([start_pos[:, 1:], np.full((rows, 1), length)], axis=1)[:, ::-1],
-                                       axis=1)[:, ::-1]
-    counts = np.where(starts, next_start - pos, 0)
-    keys = np.where(starts, counts * _SYM_BINS + srt, -1)
-    korder = np.argsort(-keys, axis=1, kind="stable")  # run starts by key desc, non-starts last
-    width = max(int(starts.sum(axis=1).max()), 1)
-    top = korder[:, :width]
-    syms = np.take_along_axis(srt, top, axis=1)
-    cnts = np.take_along_axis(counts, top, axis=1)
-    syms = np.where(cnts > 0, syms, 0)
-    # rank of a run = position of its start in korder; rank of a symbol = rank of its run.
-    rank_at = np.empty_like(korder)
-    np.put_along_axis(rank_at, korder, np.broadcast_to(pos, korder.shape), axis=1)
-    run_start_pos = np.where(starts, pos, 0)
-    run_start_pos = np.maximum.accumulate(run_start_pos, axis=1)  # start position of each position's run
-    sorted_rank = np.take_along_axis(rank_at, run_start_pos, axis=1)
-    rank = np.empty_like(sorted_rank)
-    np.put_along_axis(rank, perm, sorted_rank, axis=1)
-    return Ranking(syms, cnts, rank)
+    return _rank_short(sym)
+
+
+def _rank_short(sym: np.ndarray) -> Ranking:
+    """`rank_symbols` for short streams (depthwise: 9 weights), positions-major (L, S): every
+    position is compared with every other, L*L vector operations across the streams, no sort."""
+    x = np.ascontiguousarray(sym.T, dtype=np.int32)
+    length, rows = x.shape
+    eq = x[:, None, :] == x[None, :, :]  # eq[j, i]: positions j and i hold the same symbol
+    count = eq.sum(axis=1, dtype=np.int32)  # occurrences of the symbol at each position
+    earlier = np.tri(length, k=-1, dtype=bool)[:, :, None]  # i < j
+    first = ~(eq & earlier).any(axis=1)  # the symbol's first position: one per distinct symbol
+    key = count * _SYM_BINS + x  # count desc, then symbol desc
+    # Rank = distinct symbols with a larger key (keys of distinct symbols never tie).
+    rank = ((key[None, :, :] > key[:, None, :]) & first[None, :, :]).sum(axis=1, dtype=np.int32)
+    width = max(int(first.sum(axis=0).max(initial=0)), 1)
+    at = np.where(first, rank, -1)
+    syms = np.zeros((width, rows), dtype=np.int32)
+    cnts = np.zeros((width, rows), dtype=np.int32)
+    for r in range(width):  # each rank is held by exactly one first position (or none)
+        sel = at == r
+        syms[r] = (x * sel).sum(axis=0, dtype=np.int32)
+        cnts[r] = (count * sel).sum(axis=0, dtype=np.int32)
+    return Ranking(np.ascontiguousarray(syms.T, dtype=np.int64), np.ascontiguousarray(cnts.T, dtype=np.int64),
+                   np.ascontiguousarray(rank.T, dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -101,18 +99,18 @@ class PassChoice:
 
 
 def _find_palette(syms: np.ndarray, cnts: np.ndarray, nd: np.ndarray, rle: bool) -> tuple[np.ndarray, ...]:
-    """FindPaletteParams per stream: (size, padded, dirofs); size 0 means no palette."""
-    rows, width = syms.shape
+    """FindPaletteParams per stream on ranks-major (K, S) input: (size, padded, dirofs); size 0: none."""
+    width, rows = syms.shape
     valid = cnts > 0
-    size = np.minimum(MAX_PALETTE, np.count_nonzero(cnts > 1, axis=1))
+    size = np.minimum(MAX_PALETTE, np.count_nonzero(cnts > 1, axis=0))
     # A single repeated non-zero value still pays off if padded with a zero entry.
-    padded = (size == 1) & (syms[:, 0] > 0) & (cnts[:, 0] > 2)
+    padded = (size == 1) & (syms[0] > 0) & (cnts[0] > 2)
     size = np.where(padded, 2, np.where(size < 2, 0, size))
     # Suffix min/max of the symbols outside the palette, for every possible palette cut.
     smin = np.where(valid, syms, _BIG)
     smax = np.where(valid, syms, -1)
-    suf_min = np.concatenate([np.minimum.accumulate(smin[:, ::-1], axis=1)[:, ::-1], np.full((rows, 1), _BIG)], axis=1)
-    suf_max = np.concatenate([np.maximum.accumulate(smax[:, ::-1], axis=1)[:, ::-1], np.full((rows, 1), -1)], axis=1)
+    suf_min = np.concatenate([np.minimum.accumulate(smin[::-1], axis=0)[::-1], np.full((1, rows), _BIG)], axis=0)
+    suf_max = np.concatenate([np.maximum.accumulate(smax[::-1], axis=0)[::-1], np.full((1, rows), -1)], axis=0)
     dirofs = np.zeros(rows, dtype=np.int64)
     range_left = MAX_SYMBOL - size
     active = size > 0
@@ -121,7 +119,7 @@ def _find_palette(syms: np.ndarray, cnts: np.ndarray, nd: np.ndarray, rle: bool)
         size = np.where(active, np.minimum(size, range_left), size)
         in_pal = np.clip(size - padded, 0, width)
         full = in_pal == nd
-        cut_min, cut_max = suf_min[idx, in_pal], suf_max[idx, in_pal]
+        cut_min, cut_max = suf_min[in_pal, idx], suf_max[in_pal, idx]
         new_dirofs = np.where(full, int(rle), np.minimum(cut_min, MAX_DIROFS))
         new_range = np.where(full, MAX_SYMBOL, MAX_SYMBOL - (cut_max - new_dirofs))
         dirofs = np.where(active, new_dirofs, dirofs)
@@ -135,69 +133,74 @@ def _find_palette(syms: np.ndarray, cnts: np.ndarray, nd: np.ndarray, rle: bool)
 
 
 def search_pass(rk_syms: np.ndarray, rk_cnts: np.ndarray, zdiv: np.ndarray, n: int) -> PassChoice:
-    """Palette + GRC choice of one pass for every stream, like `stream_params._pass` (ranked input)."""
+    """Palette + GRC choice of one pass for every stream, like `stream_params._pass` (ranked input).
+
+    Works ranks-major, (K, S): a reduction over a stream's few ranks is then K vector operations
+    across the streams rather than S tiny ones (a depthwise stream has at most 9 ranks)."""
     rle = bool(np.any(zdiv != ZDIV_RLE_OFF))
-    rows, width = rk_syms.shape
-    valid = rk_cnts > 0
-    nd = valid.sum(axis=1)
-    total = rk_cnts.sum(axis=1)
-    smin_all = np.where(valid, rk_syms, _BIG).min(axis=1, initial=_BIG)
-    size, padded, dirofs = _find_palette(rk_syms, rk_cnts, nd, rle)
+    syms = np.ascontiguousarray(rk_syms.T)
+    cnts = np.ascontiguousarray(rk_cnts.T)
+    width, rows = syms.shape
+    valid = cnts > 0
+    nd = valid.sum(axis=0)
+    total = cnts.sum(axis=0)
+    smin_all = np.where(valid, syms, _BIG).min(axis=0, initial=_BIG)
+    size, padded, dirofs = _find_palette(syms, cnts, nd, rle)
     has_pal = size > 0
     dirofs = np.where(has_pal, dirofs, np.minimum(smin_all, MAX_DIROFS))
     in_pal = size - padded
-    r = np.arange(width)[None, :]
-    mapped = np.where(r < in_pal[:, None], r, rk_syms + (size - dirofs)[:, None])
+    r = np.arange(width)[:, None]
+    mapped = np.where(r < in_pal, r, syms + (size - dirofs))
     partial = in_pal != nd
     raw_ofs = np.minimum(smin_all, MAX_DIROFS)
-    raw = rk_syms - raw_ofs[:, None]
-    unc_max = np.where(valid, np.where(partial[:, None], raw, mapped), -1).max(axis=1)
+    raw = syms - raw_ofs
+    unc_max = np.where(valid, np.where(partial, raw, mapped), -1).max(axis=0)
     best_cost = bitwidth(unc_max, 2) * total
-    mmin = np.where(valid, mapped, _BIG).min(axis=1)
-    mmax = np.where(valid, mapped, -1).max(axis=1)
+    mmin = np.where(valid, mapped, _BIG).min(axis=0)
+    mmax = np.where(valid, mapped, -1).max(axis=0)
     min_w, max_w = bitwidth(mmin, 2), bitwidth(mmax, 1)
     # The driver's pruned WDIV range: never so small that a quotient exceeds 31 bits.
     lo = np.maximum(np.where(max_w > 5, max_w - 5, 0), np.minimum(5, min_w - 2))
     hi = np.minimum(5, max_w - 1)
     c34 = 3 * n // 4
-    costs = np.full((rows, 6), np.iinfo(np.int64).max, dtype=np.int64)
-    truncs = np.zeros((rows, 6), dtype=bool)
+    costs = np.full((6, rows), np.iinfo(np.int64).max, dtype=np.int64)
+    truncs = np.zeros((6, rows), dtype=bool)
     # int32 halves the memory traffic: symbols < 2**10, per-stream sums < 2**31 (PLDLEN is 17 bits).
-    cnt = np.where(valid, rk_cnts, 0).astype(np.int32)
+    cnt = np.where(valid, cnts, 0).astype(np.int32)
     mv = np.where(valid, mapped, 0).astype(np.int32)
     for d in range(6):
         q = mv >> d
-        qmax = q.max(axis=1)
+        qmax = q.max(axis=0)
         # Truncation: <= 3 distinct symbols, all quotients <= 2, so each costs 1 or 2 unary bits.
         trunc = (nd <= 3) & (qmax < 3)
-        positive = np.einsum("sk,sk->s", (q > 0).view(np.int8), cnt, dtype=np.int64)
-        quot_bits = np.where(trunc, positive, np.einsum("sk,sk->s", q, cnt, dtype=np.int64)) + total
-        unary1 = np.where(trunc, positive, np.einsum("sk,sk->s", (q + 1) >> 1, cnt, dtype=np.int64))
+        positive = ((q > 0) * cnt).sum(axis=0, dtype=np.int32)
+        quot_bits = np.where(trunc, positive, (q * cnt).sum(axis=0, dtype=np.int32)) + total
+        unary1 = np.where(trunc, positive, (((q + 1) >> 1) * cnt).sum(axis=0, dtype=np.int32))
         cost = -(-(quot_bits - unary1) // c34) * c34 + unary1 + d * total
         ok = (d >= lo) & (d <= hi) & (qmax <= MAX_QUOTIENT)
-        costs[:, d] = np.where(ok, cost, costs[:, d])
-        truncs[:, d] = trunc
-    k = np.argmin(costs, axis=1)  # lowest divisor wins ties, like the driver's ascending search
-    kcost = costs[np.arange(rows), k]
+        costs[d] = np.where(ok, cost, costs[d])
+        truncs[d] = trunc
+    k = np.argmin(costs, axis=0)  # lowest divisor wins ties, like the driver's ascending search
+    kcost = costs[k, np.arange(rows)]
     grc = kcost < best_cost
     wdiv = np.where(grc, k, WDIV_UNCOMPRESSED)
-    trunc = grc & truncs[np.arange(rows), k]
+    trunc = grc & truncs[k, np.arange(rows)]
     cost = np.where(grc, kcost, best_cost)
     # Palette values (sign-magnitude width from the largest magnitude; zig-zag order is magnitude order).
     # At most 32 entries, and never more than the distinct symbols plus the zero padding entry.
     pal_cols = min(MAX_PALETTE, width + 1)
-    pal_syms = np.where(np.arange(pal_cols)[None, :] < in_pal[:, None], pad_cols(rk_syms, pal_cols), 0)
+    pal_syms = np.where(np.arange(pal_cols)[:, None] < in_pal, pad_cols(syms.T, pal_cols).T, 0)
     mag = (pal_syms + 1) >> 1
     palette = np.where(pal_syms & 1, -mag, mag)
-    max_mag = mag.max(axis=1)
+    max_mag = mag.max(axis=0)
     pbits = np.where(has_pal, bitwidth(max_mag, 2) + (max_mag > 1) - 2, 0)
     pal_len = size.copy()
     # A partial palette cannot be used uncompressed: drop it and send raw symbols.
     drop = (wdiv == WDIV_UNCOMPRESSED) & partial
-    raw_max = np.where(valid, raw, -1).max(axis=1)
+    raw_max = np.where(valid, raw, -1).max(axis=0)
     pbits = np.where(drop, bitwidth(raw_max, 2) - 2, pbits)
     pal_len = np.where(drop, 0, pal_len)
-    palette = np.where(drop[:, None], 0, palette)
+    palette = np.where(drop, 0, palette).T
     dirofs = np.where(drop, raw_ofs, dirofs)
     in_pal = np.where(drop, 0, in_pal)
     size = np.where(drop, 0, size)

@@ -269,7 +269,7 @@ class ParamArrays:
 
     small: np.ndarray  # (S, 5) int8: zdiv, wdiv, dirofs, pal_len, pbits
     flags: np.ndarray  # (S, 3) bool: truncation, reload_params, reload_palette
-    pal_start: np.ndarray  # (S,) int64: first entry of the stream's palette in `pal_values`
+    pal_start: np.ndarray  # (S,) first entry of the stream's palette in `pal_values`
     pal_values: np.ndarray  # int16, the palettes of all streams back to back
 
     @staticmethod
@@ -279,14 +279,16 @@ class ParamArrays:
         palette = pad_cols(plan.palette, max(plan.palette.shape[1], int(plan.pal_len.max(initial=0))))
         cols = np.arange(palette.shape[1])[None, :] < plan.pal_len[:, None]
         start = np.cumsum(plan.pal_len) - plan.pal_len
-        return ParamArrays(small, flags, start.astype(np.int64), palette[cols].astype(np.int16))
+        return ParamArrays(small, flags, start, palette[cols].astype(np.int16))
 
     @staticmethod
     def concat(parts: Sequence[ParamArrays]) -> ParamArrays:
         base = np.cumsum([0] + [p.pal_values.size for p in parts[:-1]])
+        starts = np.concatenate([p.pal_start + b for p, b in zip(parts, base, strict=True)])
+        if starts.size and int(starts[-1]) < 1 << 31:
+            starts = starts.astype(np.int32)
         return ParamArrays(np.concatenate([p.small for p in parts]), np.concatenate([p.flags for p in parts]),
-                           np.concatenate([p.pal_start + b for p, b in zip(parts, base, strict=True)]),
-                           np.concatenate([p.pal_values for p in parts]))
+                           starts, np.concatenate([p.pal_values for p in parts]))
 
 
 class ParamTable(Sequence[StreamParams]):

@@ -23,7 +23,7 @@ from .variants import N78Variant
 
 #: Weights per chunk (whole stripes, at least one): big enough that numpy's per-call cost is
 #: amortised, small enough that a chunk's temporaries stay in the caches and in bounded memory.
-CHUNK_WEIGHTS = 1 << 19
+CHUNK_WEIGHTS = 1 << 18
 #: Weights per parameter-search slice inside a chunk (the search's temporaries are the widest).
 SEARCH_BLOCK = 1 << 17
 
