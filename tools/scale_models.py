@@ -16,81 +16,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-import flatbuffers
 import numpy as np
 
-from hwopt._generated.tflite.Buffer import BufferT
-from hwopt._generated.tflite.BuiltinOperator import BuiltinOperator
-from hwopt._generated.tflite.BuiltinOptions import BuiltinOptions
-from hwopt._generated.tflite.Conv2DOptions import Conv2DOptionsT
-from hwopt._generated.tflite.FullyConnectedOptions import FullyConnectedOptionsT
-from hwopt._generated.tflite.Model import ModelT
-from hwopt._generated.tflite.Operator import OperatorT
-from hwopt._generated.tflite.OperatorCode import OperatorCodeT
-from hwopt._generated.tflite.Padding import Padding
-from hwopt._generated.tflite.QuantizationParameters import QuantizationParametersT
-from hwopt._generated.tflite.SubGraph import SubGraphT
-from hwopt._generated.tflite.Tensor import TensorT
-from hwopt._generated.tflite.TensorType import TensorType
+from hwopt.testing.builder import PADDING, Act, GraphBuilder, options
 
 FC_LADDER = (2, 8, 32)
 CONV_LADDER = (4, 16, 64)
 SEED = 17
 ACT_SCALE = 0.05
-
-
-def _quant(scale: Any, axis: int = 0) -> QuantizationParametersT:
-    q = QuantizationParametersT()
-    q.scale = np.atleast_1d(np.asarray(scale, dtype=np.float32))
-    q.zeroPoint = np.zeros(q.scale.size, dtype=np.int64)
-    q.quantizedDimension = axis
-    return q
-
-
-class _Graph:
-    """One subgraph under construction: tensors, buffers, operators."""
-
-    def __init__(self) -> None:
-        self.model = ModelT()
-        self.model.version, self.model.description = 3, "hwopt scale benchmark model"
-        self.model.buffers, self.model.operatorCodes = [BufferT()], []
-        self.sg = SubGraphT()
-        self.sg.tensors, self.sg.operators = [], []
-        self.model.subgraphs = [self.sg]
-
-    def tensor(self, name: str, shape: tuple[int, ...], ttype: int, quant: QuantizationParametersT,
-               data: np.ndarray | None = None) -> int:
-        t = TensorT()
-        t.name, t.shape, t.type, t.quantization = name, np.asarray(shape, dtype=np.int32), ttype, quant
-        t.buffer = 0
-        if data is not None:
-            b = BufferT()
-            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), dtype=np.uint8)
-            self.model.buffers.append(b)
-            t.buffer = len(self.model.buffers) - 1
-        self.sg.tensors.append(t)
-        return len(self.sg.tensors) - 1
-
-    def op(self, code: int, version: int, inputs: list[int], outputs: list[int], opts_type: int, opts: Any) -> None:
-        codes = self.model.operatorCodes
-        index = next((k for k, c in enumerate(codes) if c.builtinCode == code), None)
-        if index is None:
-            c = OperatorCodeT()
-            c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), version
-            codes.append(c)
-            index = len(codes) - 1
-        o = OperatorT()
-        o.opcodeIndex, o.builtinOptionsType, o.builtinOptions = index, opts_type, opts
-        o.inputs, o.outputs = np.asarray(inputs, dtype=np.int32), np.asarray(outputs, dtype=np.int32)
-        self.sg.operators.append(o)
-
-    def finish(self, inputs: list[int], outputs: list[int]) -> bytes:
-        self.sg.inputs, self.sg.outputs = np.asarray(inputs, dtype=np.int32), np.asarray(outputs, dtype=np.int32)
-        builder = flatbuffers.Builder(1 << 20)
-        builder.Finish(self.model.Pack(builder), file_identifier=b"TFL3")
-        return bytes(builder.Output())
+ACT = Act("int8", ACT_SCALE, 0)
+DESCRIPTION = "hwopt scale benchmark model"
 
 
 def _half_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -102,38 +38,35 @@ def _half_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 def fc_model(layers: int, width: int = 1024, seed: int = SEED) -> bytes:
     """`layers` fully connected width x width int8 layers in a chain."""
     rng = np.random.default_rng(seed)
-    g = _Graph()
-    x = first = g.tensor("input", (1, width), TensorType.INT8, _quant(ACT_SCALE))
+    g = GraphBuilder(rng, DESCRIPTION)
+    x = first = g.activation((1, width), ACT, name="input")
     for i in range(layers):
         w_scale = 0.01
-        w = g.tensor(f"fc{i}/weights", (width, width), TensorType.INT8, _quant(w_scale), _half_zero(rng, (width, width)))
-        b = g.tensor(f"fc{i}/bias", (width,), TensorType.INT32, _quant(ACT_SCALE * w_scale),
-                     rng.integers(-1000, 1000, width).astype(np.int32))
-        y = g.tensor(f"fc{i}/out", (1, width), TensorType.INT8, _quant(ACT_SCALE))
-        g.op(BuiltinOperator.FULLY_CONNECTED, 4, [x, w, b], [y], BuiltinOptions.FullyConnectedOptions,
-             FullyConnectedOptionsT())
+        w = g.constant(_half_zero(rng, (width, width)), w_scale, name=f"fc{i}/weights")
+        b = g.constant(rng.integers(-1000, 1000, width).astype(np.int32), ACT_SCALE * w_scale, name=f"fc{i}/bias")
+        y = g.activation((1, width), ACT, name=f"fc{i}/out")
+        g.op("FULLY_CONNECTED", [x, w, b], [y], options("FullyConnectedOptions"), version=4)
         x = y
-    return g.finish([first], [x])
+    g.io([first], [x])
+    return g.build()
 
 
 def conv_model(layers: int, channels: int = 256, size: int = 8, seed: int = SEED) -> bytes:
     """`layers` CONV_2D 3x3 channels->channels layers (per-channel int8) in a chain."""
     rng = np.random.default_rng(seed)
-    g = _Graph()
-    x = first = g.tensor("input", (1, size, size, channels), TensorType.INT8, _quant(ACT_SCALE))
+    g = GraphBuilder(rng, DESCRIPTION)
+    x = first = g.activation((1, size, size, channels), ACT, name="input")
     for i in range(layers):
         w_scale = rng.uniform(0.002, 0.01, channels).astype(np.float32)
-        w = g.tensor(f"conv{i}/weights", (channels, 3, 3, channels), TensorType.INT8, _quant(w_scale, 0),
-                     _half_zero(rng, (channels, 3, 3, channels)))
-        b = g.tensor(f"conv{i}/bias", (channels,), TensorType.INT32, _quant(ACT_SCALE * w_scale, 0),
-                     rng.integers(-1000, 1000, channels).astype(np.int32))
-        y = g.tensor(f"conv{i}/out", (1, size, size, channels), TensorType.INT8, _quant(ACT_SCALE))
-        opts = Conv2DOptionsT()
-        opts.padding, opts.strideW, opts.strideH = Padding.SAME, 1, 1
-        opts.dilationWFactor = opts.dilationHFactor = 1
-        g.op(BuiltinOperator.CONV_2D, 3, [x, w, b], [y], BuiltinOptions.Conv2DOptions, opts)
+        w = g.constant(_half_zero(rng, (channels, 3, 3, channels)), w_scale, name=f"conv{i}/weights")
+        b = g.constant(rng.integers(-1000, 1000, channels).astype(np.int32), ACT_SCALE * w_scale,
+                       name=f"conv{i}/bias")
+        y = g.activation((1, size, size, channels), ACT, name=f"conv{i}/out")
+        same = options("Conv2DOptions", padding=PADDING["SAME"], strideW=1, strideH=1, dilationWFactor=1, dilationHFactor=1)
+        g.op("CONV_2D", [x, w, b], [y], same, version=3)
         x = y
-    return g.finish([first], [x])
+    g.io([first], [x])
+    return g.build()
 
 
 def build_ladders(outdir: Path, which: str = "all") -> list[Path]:

@@ -86,9 +86,9 @@ class GraphBuilder:
 
     # --- tensors -------------------------------------------------------------------------------
     def _tensor(self, shape: tuple[int, ...], ttype: int, quant: QuantizationParametersT | None,
-                data: np.ndarray | None = None) -> int:
+                data: np.ndarray | None = None, name: str | None = None) -> int:
         t = TensorT()
-        t.name = f"t{len(self.sg.tensors)}"
+        t.name = name or f"t{len(self.sg.tensors)}"
         t.shape = np.asarray(shape, dtype=np.int32)
         t.type = ttype
         t.quantization = quant
@@ -102,10 +102,10 @@ class GraphBuilder:
         self.shapes.append(tuple(shape))
         return len(self.sg.tensors) - 1
 
-    def activation(self, shape: tuple[int, ...], act: Act) -> int:
+    def activation(self, shape: tuple[int, ...], act: Act, name: str | None = None) -> int:
         """A feature-map tensor with activation quantization."""
         ttype = TensorType.INT16 if act.dtype == "int16" else TensorType.INT8
-        i = self._tensor(shape, ttype, _quant(act.scale, act.zero_point))
+        i = self._tensor(shape, ttype, _quant(act.scale, act.zero_point), name=name)
         self.acts[i] = act
         return i
 
@@ -118,6 +118,12 @@ class GraphBuilder:
     def const_int32(self, values: list[int] | np.ndarray) -> int:
         arr = np.asarray(values, dtype=np.int32)
         return self._tensor(arr.shape, TensorType.INT32, None, arr)
+
+    def constant(self, data: np.ndarray, scale: np.ndarray | float, axis: int = 0, name: str | None = None) -> int:
+        """A constant tensor holding `data` as given (int8/16/32/64), symmetric quantization along `axis`."""
+        ttype = {"int8": TensorType.INT8, "int16": TensorType.INT16, "int32": TensorType.INT32,
+                 "int64": TensorType.INT64}[np.dtype(data.dtype).name]
+        return self._tensor(tuple(data.shape), ttype, _quant(scale, 0, axis), data, name=name)
 
     def const_act(self, shape: tuple[int, ...], act: Act) -> int:
         """A constant feature-map operand (e.g. the broadcast side of an elementwise op)."""
@@ -160,12 +166,14 @@ class GraphBuilder:
         return self._tensor((n,), TensorType.INT32, _quant(scales, 0), data)
 
     # --- operators -----------------------------------------------------------------------------
-    def op(self, name: str, inputs: list[int], outputs: list[int], options: tuple[int, Any] | None = None) -> None:
+    def op(self, name: str, inputs: list[int], outputs: list[int], options: tuple[int, Any] | None = None,
+           version: int = 1) -> None:
+        """Append an operator; `version` is its operator code's version (first use of the code wins)."""
         if name not in self._codes:
             c = OperatorCodeT()
             c.builtinCode = getattr(BuiltinOperator, name)
             c.deprecatedBuiltinCode = min(c.builtinCode, _DEPRECATED_CODE_LIMIT)
-            c.version = 1
+            c.version = version
             self.model.operatorCodes.append(c)
             self._codes[name] = len(self.model.operatorCodes) - 1
         o = OperatorT()
