@@ -82,10 +82,12 @@ def encode(path: PathLike, target: str | os.PathLike[str] | Target) -> EncodeRep
 
 def enforce(path: PathLike, output: PathLike, pipeline: str, *, data: PathLike | None = None,
             calibration: PathLike | None = None, target: str | os.PathLike[str] | Target | None = None,
-            max_drop: float | None = None) -> EnforceReport:
-    """`hwopt enforce`: run a pass pipeline on the int8 model and write it (unless fidelity fails)."""
+            max_drop: float | None = None, measure_input: bool = False) -> EnforceReport:
+    """`hwopt enforce`: run a pass pipeline on the int8 model and write it (unless fidelity fails).
+
+    `measure_input` also encodes and compiles the input, for encoded bytes before and after."""
     return _enforce(path, output, pipeline, data=data, calibration=calibration,
-                    target=None if target is None else _target(target), max_drop=max_drop)
+                    target=None if target is None else _target(target), max_drop=max_drop, measure_input=measure_input)
 
 
 def compile(model: PathLike | None, target: str | os.PathLike[str] | Target, output_dir: PathLike = "hwopt-out", *,

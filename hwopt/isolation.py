@@ -334,6 +334,15 @@ def worker() -> Worker:
         return _default
 
 
+def shutdown() -> None:
+    """Stop the shared worker, if one runs, and wait for it: the CLI does so at exit, so no worker
+    outlives the command and the worker's CPU time is accounted to it."""
+    with _default_lock:
+        current = _default
+    if current is not None:
+        current.close()
+
+
 def prestart(*preload: str) -> None:
     """Start the shared worker early (importing `preload`) so its start-up overlaps the caller's work."""
     if not _inline():

@@ -72,9 +72,41 @@ def test_build_pipeline() -> None:
         EnforceOptions(clusters=0)
 
 
-def test_enforce_small_model_end_to_end(small: Path, tmp_path: Path) -> None:
+def _entropy_bytes(q: np.ndarray) -> int:
+    """Order-0 entropy bound of a layer's values in bytes, from np.unique counts."""
+    p = np.unique(q, return_counts=True)[1] / q.size
+    return int(np.ceil(-(p * np.log2(p)).sum() * q.size / 8))
+
+
+def test_enforce_encodes_and_compiles_once(small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default only the new model is compiled (Vela's compile is the encode on Ethos-U); the
+    input gets its entropy bound, not a second encode and Vela run."""
+    import hwopt.engines.enforce as enforce_engine
+    import hwopt.engines.measure as measure_engine
+
+    compiled: list[int] = []
+    real = measure_engine.compile_model
+    monkeypatch.setattr(measure_engine, "compile_model", lambda data, *a, **k: compiled.append(len(data)) or real(data, *a, **k))
+    monkeypatch.setattr(enforce_engine, "encode_model", lambda *a, **k: pytest.fail("hwopt's encoder ran on Ethos-U"))
     out = tmp_path / "out.tflite"
     rep = enforce(small, out, "prune{sparsity=0.5},cluster{k=8,preserve_zero=true}", target=resolve_target("ethos-u55-128"))
+    assert compiled == [out.stat().st_size]
+    e = rep.encoded
+    assert e is not None and e.before is None and e.vela_before is None and e.ratio is None
+    assert e.after == e.vela_after == vela_encoded_bytes(out, tmp_path) and e.source == "vela-regor:ethos-u55-128"
+    assert sum(la.encoded_bytes_after or 0 for la in rep.layers) == e.after
+    assert all(la.encoded_bytes_before is None for la in rep.layers)
+    old, new = read_model(small), read_model(out)
+    for la, wb, wa in zip(rep.layers, weight_layers(old), weight_layers(new), strict=True):
+        assert la.entropy_bytes_before == _entropy_bytes(zero_corrected(old, wb))
+        assert la.entropy_bytes_after == _entropy_bytes(zero_corrected(new, wa))
+    assert e.entropy_before == sum(la.entropy_bytes_before for la in rep.layers) > e.entropy_after
+
+
+def test_enforce_small_model_end_to_end(small: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.tflite"
+    rep = enforce(small, out, "prune{sparsity=0.5},cluster{k=8,preserve_zero=true}", target=resolve_target("ethos-u55-128"),
+                  measure_input=True)
     assert rep.written and out.exists()
     runs_in_litert(out)
     new = read_model(out)
@@ -117,7 +149,7 @@ def test_enforce_is_deterministic(small: Path, tmp_path: Path) -> None:
 def test_cli_on_shared_models(shared_models: Path, tmp_path: Path, run_cli: CliRunner, name: str, flags: list[str],
                               accel: str) -> None:
     out = tmp_path / "out.tflite"
-    res = run_cli("enforce", shared_models / name, "-o", out, *flags, "--json")
+    res = run_cli("enforce", shared_models / name, "-o", out, *flags, "--measure-input", "--json")
     assert res.code == 0, res.err
     rep = json.loads(res.out)
     assert rep["written"] and out.exists()
@@ -281,9 +313,11 @@ def test_digits_accuracy_within_one_point(tmp_path: Path) -> None:
 
 
 def test_ethos_n_target_uses_hwopt_encoder(small: Path, tmp_path: Path) -> None:
-    rep = enforce(small, tmp_path / "n.tflite", "cluster{k=8}", target=resolve_target("ethos-n78-1tops-2ple"))
+    rep = enforce(small, tmp_path / "n.tflite", "cluster{k=8}", target=resolve_target("ethos-n78-1tops-2ple"),
+                  measure_input=True)
     assert rep.encoded is not None
     assert rep.encoded.source == "hwopt.encode:ethos-n78-1tops-2ple"
+    assert rep.encoded.before is not None and rep.encoded.vela_before is not None
     assert rep.encoded.vela_target == "ethos-u55-128"  # Vela still proves the file compiles for Ethos-U
     from hwopt.errors import TargetError
 

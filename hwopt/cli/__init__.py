@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from hwopt import isolation
 from hwopt._version import __version__
 from hwopt.cli import audit, check, compile, encode, enforce, estimate, explore, gate, sweep, targets, tree
 from hwopt.errors import HwoptError
@@ -108,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"hwopt: internal error: {type(exc).__name__}: {exc} (set HWOPT_DEBUG=1 for a traceback)\n")
         return EXIT_INTERNAL
     finally:
+        isolation.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

@@ -69,7 +69,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("enforce", help="impose sparsity and clusters on an int8 .tflite, with fidelity checks",
                        description="Run structure passes (prune, cluster, repair, bias-correct) on an int8 TFLite model, "
                        "check the result in LiteRT and Vela, and report per-layer sparsity, distinct values and "
-                       "Ethos-U encoded bytes before and after. The flags build a pipeline; --pipeline gives one directly.")
+                       "entropy bound before and after, and the encoded bytes of the new model (of both with "
+                       "--measure-input). The flags build a pipeline; --pipeline gives one directly.")
     p.add_argument("model", help="the input .tflite file (never modified)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the new .tflite")
     p.add_argument("--pipeline", metavar="SPEC", help="pass pipeline, e.g. 'prune{sparsity=0.5},cluster{k=16,granularity=stream}'")
@@ -92,5 +93,8 @@ def register(sub: Any) -> None:
     p.add_argument("--calibration", metavar="NPZ", help="inputs for bias correction (default: --data)")
     p.add_argument("--max-drop", type=float, metavar="F",
                    help="fail (exit 1, nothing written) if accuracy drops by more than F (fraction; without labels: top-1 disagreement)")
+    p.add_argument("--measure-input", action="store_true",
+                   help="also encode and compile the input model, for encoded bytes before and after (a second "
+                   "encode and Vela run; by default only the new model is, the input gets its entropy bound)")
     p.add_argument("--json", action="store_true", help="print the hwopt.enforce/1 JSON report")
     p.set_defaults(handler="hwopt.cli.run_enforce:run")

@@ -2,14 +2,20 @@
 
 The pipeline of passes (prune, cluster, repair, bias-correct) runs on the IR; the result
 is checked to run in LiteRT and compile with Vela, compared against the original for
-fidelity, and measured per layer (sparsity, distinct values, Ethos-U encoded bytes) before
-and after. The output is written atomically, and only when everything succeeded and the
-accuracy drop stays within `max_drop`.
+fidelity, and measured per layer (sparsity, distinct values, the order-0 entropy bound
+before and after; encoded bytes after). The output model is encoded and compiled once: on
+an Ethos-U target Vela's compile gives the encoded bytes, on Ethos-N78 hwopt's encoder does
+and Vela (ethos-u55-128) proves the file compiles. The input's encoded bytes are measured
+only when asked (`measure_input`): it costs a second encode and Vela run. The output is
+written atomically, and only when everything succeeded and the accuracy drop stays within
+`max_drop`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from hwopt.analysis.layers import weight_layers, zero_corrected
-from hwopt.analysis.stats import weight_stats
+from hwopt.analysis.stats import WeightStats, weight_stats
 from hwopt.engines.encode import encode_model
 from hwopt.engines.fidelity import Dataset, FidelityReport, Runner, compare, load_data
 from hwopt.engines.measure import measure
@@ -49,25 +55,30 @@ class LayerChange(OpRef):
     max_unique_per_channel_before: int
     max_unique_per_channel_after: int
     weights_changed: int
-    encoded_bytes_before: int | None
+    entropy_bytes_before: int  # order-0 entropy bound of the weight values (what a per-symbol code can reach)
+    entropy_bytes_after: int
+    encoded_bytes_before: int | None  # None unless the input was measured (`measure_input`)
     encoded_bytes_after: int | None
 
 
 @dataclass(frozen=True)
 class EncodedTotals:
-    """Encoded weight bytes of the whole model before and after, and Vela's own totals."""
+    """Encoded weight bytes of the whole model after (and, when measured, before), Vela's own
+    totals, and the order-0 entropy bound of both."""
 
     target: str
     source: str  # which encoder measured `before`/`after` (and the per-layer figures)
-    before: int
+    before: int | None  # None: the input was not encoded (`measure_input` off)
     after: int
-    vela_target: str | None  # the Ethos-U configuration Vela compiled both models for
-    vela_before: int | None  # Vela's perf_report.encodedWeights
+    vela_target: str | None  # the Ethos-U configuration Vela compiled the model(s) for
+    vela_before: int | None  # Vela's perf_report.encodedWeights; None: the input was not compiled
     vela_after: int | None
+    entropy_before: int  # bytes: sum over the layers of their order-0 entropy bound
+    entropy_after: int
 
     @property
-    def ratio(self) -> float:
-        return self.before / self.after if self.after else 0.0
+    def ratio(self) -> float | None:
+        return self.before / self.after if self.before and self.after else None
 
     @property
     def vela_ratio(self) -> float | None:
@@ -134,6 +145,10 @@ def check_enforceable(model: Model) -> None:
         raise UnsupportedModelError("float model: enforce works on int8 (quantized) models; quantize it first")
 
 
+def _entropy_bytes(stats: WeightStats) -> int:
+    return math.ceil(stats.entropy_bits * stats.elements / 8)
+
+
 def _layer_changes(before: Model, after: Model, enc_b: EncodedSizes | None, enc_a: EncodedSizes | None) -> list[LayerChange]:
     out = []
     after_layers = {(wl.subgraph, wl.op_index): wl for wl in weight_layers(after)}
@@ -149,16 +164,34 @@ def _layer_changes(before: Model, after: Model, enc_b: EncodedSizes | None, enc_
             wl.subgraph, wl.op_index, wl.op, wl.weights(before).name, sb.sparsity, sa.sparsity,
             sb.unique_values, sa.unique_values, sb.max_unique_per_channel, sa.max_unique_per_channel,
             int(np.count_nonzero(cb != ca)) if cb.shape == ca.shape else -1,
+            _entropy_bytes(sb), _entropy_bytes(sa),
             enc_b.per_op.get(wl.op_index) if enc_b and first else None,
             enc_a.per_op.get(wl.op_index) if enc_a and first else None,
         ))
     return out
 
 
+def _encoded(model: Model, model_bytes: bytes, enc_target: Target, vela_target: Target) -> tuple[EncodedSizes, int]:
+    """One encode and one Vela compile of a model: (per-layer encoded sizes, Vela's total).
+
+    On an Ethos-U target Vela's compile is the encode (hwopt's encoder gives the same streams);
+    on Ethos-N78 hwopt's encoder sizes the weights and Vela proves the file compiles for Ethos-U.
+    """
+    vela = vela_encoded_sizes(model_bytes, vela_target)
+    if enc_target.family.is_ethos_u:
+        return vela, vela.total
+    return hwopt_encoded_sizes(model, enc_target), vela.total
+
+
 def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset | None = None,
                   calibration: Dataset | None = None, target: Target | None = None, max_drop: float | None = None,
-                  measure_encoded: bool = True, input_name: str = "") -> tuple[Model, bytes, EnforceReport]:
-    """Run the pipeline on a copy of `model`; return the new model, its bytes and the report (nothing written)."""
+                  measure_encoded: bool = True, measure_input: bool = False,
+                  input_name: str = "") -> tuple[Model, bytes, EnforceReport]:
+    """Run the pipeline on a copy of `model`; return the new model, its bytes and the report (nothing written).
+
+    `measure_encoded` encodes and compiles the new model (once); `measure_input` also the input,
+    for encoded bytes before and after from the same encoder and Vela.
+    """
     if max_drop is not None and not 0.0 <= max_drop <= 1.0:
         raise UsageError(f"max_drop must lie in [0, 1], got {max_drop}")
     check_enforceable(model)
@@ -180,14 +213,17 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
     enc_target = target or resolve_target(DEFAULT_ENCODE_TARGET)
     vela_target = enc_target if enc_target.family.is_ethos_u else resolve_target(DEFAULT_ENCODE_TARGET)
     enc_b = enc_a = None
-    totals = None
+    vela_a = vela_b = None
     if measure_encoded:
-        enc_b = hwopt_encoded_sizes(model, enc_target)
-        enc_a = hwopt_encoded_sizes(new_model, enc_target)
-        vela_b = vela_encoded_sizes(original, vela_target)
-        vela_a = vela_encoded_sizes(new_bytes, vela_target)
-        totals = EncodedTotals(enc_target.name, enc_a.source, enc_b.total, enc_a.total, vela_target.name, vela_b.total,
-                               vela_a.total)
+        enc_a, vela_a = _encoded(new_model, new_bytes, enc_target, vela_target)
+        if measure_input:
+            enc_b, vela_b = _encoded(model, original, enc_target, vela_target)
+    layers = _layer_changes(model, new_model, enc_b, enc_a)
+    totals = None
+    if enc_a is not None:
+        totals = EncodedTotals(enc_target.name, enc_a.source, enc_b.total if enc_b else None, enc_a.total,
+                               vela_target.name, vela_b, vela_a, sum(la.entropy_bytes_before for la in layers),
+                               sum(la.entropy_bytes_after for la in layers))
     fid = compare(original, new_bytes, data)
     findings: list[Finding] = check_promises(result.model, passes)
     if fid.source == "random":
@@ -199,7 +235,7 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
         findings.append(Finding(Severity.ERROR, "max-drop", f"{what} {drop:.4f} exceeds --max-drop {max_drop:.4f}; nothing written"))
     report = EnforceReport(
         schema=SCHEMA, input=input_name, output=None, pipeline=format_pipeline(passes), passes=result.records,
-        layers=_layer_changes(model, new_model, enc_b, enc_a),
+        layers=layers,
         encoded=totals,
         fidelity=fid, max_drop=max_drop, written=False, findings=findings,
     )
@@ -208,10 +244,9 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
 
 def enforce(model_path: str | os.PathLike[str], output: str | os.PathLike[str], pipeline: str | Sequence[Pass], *,
             data: str | os.PathLike[str] | None = None, calibration: str | os.PathLike[str] | None = None,
-            target: Target | None = None, max_drop: float | None = None, measure_encoded: bool = True) -> EnforceReport:
+            target: Target | None = None, max_drop: float | None = None, measure_encoded: bool = True,
+            measure_input: bool = False) -> EnforceReport:
     """Read, enforce and (when nothing failed) atomically write the model; the API behind `hwopt enforce`."""
-    import dataclasses
-
     src, out = Path(model_path), Path(output)
     inputs = (src, data, calibration)
     refuse_inputs([out], inputs)
@@ -220,7 +255,8 @@ def enforce(model_path: str | os.PathLike[str], output: str | os.PathLike[str], 
     ds = load_data(data, runner_inputs) if data else None
     cal = load_data(calibration, runner_inputs) if calibration else None
     _, new_bytes, report = enforce_model(model, pipeline, data=ds, calibration=cal, target=target, max_drop=max_drop,
-                                         measure_encoded=measure_encoded, input_name=str(src))
+                                         measure_encoded=measure_encoded, measure_input=measure_input,
+                                         input_name=str(src))
     if report.failed:
         return report
     atomic_write_bytes(out, new_bytes, protect=tuple(Path(p) for p in inputs if p is not None))
