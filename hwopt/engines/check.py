@@ -14,14 +14,13 @@ from pathlib import Path
 
 from hwopt.analysis.layers import weight_layers
 from hwopt.analysis.validate import Engine, check_for_native
+from hwopt.engines.measure import load_source, measure, reject_compiled
 from hwopt.errors import CompileError, UnsupportedModelError
-from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model, Subgraph
 from hwopt.records import Finding, OpRef, Severity
 from hwopt.targets import Family, Target, list_targets, resolve_target
 from hwopt.targets.ethos_n.support import n78_support
 from hwopt.targets.ethos_u.support_tables import support_for
-from hwopt.targets.ethos_u.vela_engine import compile_model
 from hwopt.targets.support import OperatorSupport, Reason, place_model
 
 log = logging.getLogger(__name__)
@@ -109,13 +108,6 @@ def _edges(sg: Subgraph, cpu: set[int]) -> set[int]:
     return out
 
 
-def _vela_placement(model_bytes: bytes, target: Target) -> dict[int, str]:
-    # lazy: Vela's native core loads only when an Ethos-U check cross-checks placement
-
-    result = compile_model(model_bytes, target)
-    return {row.op_index: row.placement for row in result.ops}
-
-
 def check_model(source: str | Path | bytes, target: Target | str, *, engine: str | None = None,
                 all_targets: bool = False, allow_cpu: frozenset[str] = frozenset(),
                 expect_npu: bool = False) -> CheckReport:
@@ -125,10 +117,8 @@ def check_model(source: str | Path | bytes, target: Target | str, *, engine: str
     the support model alone (the only choice for Ethos-N78).
     """
     tgt = target if isinstance(target, Target) else resolve_target(str(target))
-    model = read_model(source)
-    model_bytes = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
-    if model.vela_compiled:
-        raise UnsupportedModelError("the model is already compiled by Vela; check the model before compiling")
+    model, model_bytes, label = load_source(source)
+    reject_compiled(model, label, "check")
     check_for_native(model, Engine.ANALYTIC)  # the support rules compute requantisation from the scales
     engine = engine or ("vela" if tgt.family.is_ethos_u else "analytic")
     if engine == "vela" and not tgt.family.is_ethos_u:
@@ -138,8 +128,9 @@ def check_model(source: str | Path | bytes, target: Target | str, *, engine: str
     findings: list[Finding] = []
     vela: dict[int, str] | None = None
     if engine == "vela":
-        try:
-            vela = _vela_placement(model_bytes, tgt)
+        try:  # Vela's compile through the measurement pipeline (same reading, refusals and isolation)
+            measured = measure(model_bytes, tgt, action="check", audit=False, label=label)
+            vela = {row.op_index: row.placement for row in measured.vela.ops} if measured.vela else {}
         except CompileError as exc:  # the whole model is refused: say so, keep the support model's answer
             findings.append(Finding(Severity.ERROR, "vela-rejects-model", str(exc)))
     macs = {(wl.subgraph, wl.op_index): wl.macs for wl in weight_layers(model)}
@@ -185,5 +176,4 @@ def check_model(source: str | Path | bytes, target: Target | str, *, engine: str
         npu_operators=len(rows) - len(cpu_rows), cpu_operators=len(cpu_rows),
         cpu_macs=sum(r.macs for r in cpu_rows), edge_cpu_elements=sum(r.elements for r in cpu_rows if r.edge),
     )
-    where = str(source) if isinstance(source, (str, Path)) else "<bytes>"
-    return CheckReport(SCHEMA, tgt.name, engine, where, rows, summary, findings)
+    return CheckReport(SCHEMA, tgt.name, engine, label, rows, summary, findings)

@@ -1,6 +1,6 @@
 """The one measurement pipeline: read → reject a Vela-compiled model → audit → Vela → rows per operator.
 
-estimate, compile, gate, enforce and tree all measure a model on a target through `measure`,
+estimate, compile, gate, enforce, check and tree all measure a model on a target through `measure`,
 one named stage per line with the `Target` as context, so the join of Vela's per-operator rows
 with the audit's per-layer structure exists once (on `OpRef.op_key`).
 """
