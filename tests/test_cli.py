@@ -126,7 +126,20 @@ def test_usage_errors(argv: list[str], run_cli: Runner) -> None:
     res = run_cli(*argv)
     assert res.code == 2 and res.out == ""
     if argv:
-        one_error_line(res)
+        assert one_error_line(res).startswith("hwopt: error: ")
+
+
+@pytest.mark.parametrize("command", ["audit", "targets", "check", "estimate", "encode", "enforce", "compile", "gate",
+                                     "tree", "sweep", "explore"])
+def test_every_command_reports_a_usage_error_as_one_hwopt_error_line(command: str, run_cli: Runner) -> None:
+    """An unknown flag on any command: exit 2 and the README's one `hwopt: error: ...` line."""
+    from hwopt.cli import COMMANDS
+
+    assert command in {c.__name__.rsplit(".", 1)[-1] for c in COMMANDS}
+    res = run_cli(command, "--no-such-flag")
+    assert res.code == 2 and res.out == ""
+    line = one_error_line(res)
+    assert line.startswith("hwopt: error: ") and line.endswith("--help)")
 
 
 def test_ok_and_findings_exit_codes(run_cli: Runner) -> None:

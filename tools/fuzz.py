@@ -15,6 +15,7 @@ import argparse
 import json
 import random
 import resource
+import signal
 import sys
 import tempfile
 import time
@@ -30,6 +31,10 @@ SOURCES = ("hello_world_int8.tflite", "micro_speech_quantized.tflite", "ds_cnn_s
            "mlperftiny_resnet8_int8.tflite", "derived/ic_resnet8_pruned50_clustered16_int8.tflite", "dnn_s_quantized.tflite")
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM between two commands: stop and report, as for SIGINT
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=20000)
@@ -41,6 +46,7 @@ def main() -> int:
                     help="command shares: full (Vela-backed commands often) or quick (the test suite's)")
     args = ap.parse_args()
     sf.worker_limits()
+    signal.signal(signal.SIGTERM, _stop)
     sources = sf.load_sources(ROOT / "hwopt" / "example" / "example_int8.tflite",
                               args.shared if args.shared.is_dir() else None, SOURCES)
     cases = sf.cases(sources, args.cases, args.seed)
@@ -56,7 +62,7 @@ def main() -> int:
             for i, case in enumerate(cases):
                 shares = sf.FULL if args.mix == "full" else sf.QUICK
                 for o in sf.run_case(case, Path(tmp) / f"c{i % 16}", rng, args.per_case, shares):
-                    if o.code == 130:  # SIGINT reached hwopt's own handler: stop the campaign there
+                    if o.code in (130, 143):  # SIGINT/SIGTERM reached hwopt's own handler: stop the campaign there
                         raise KeyboardInterrupt
                     per_command[o.command] += 1
                     codes[o.code] += 1
@@ -70,7 +76,7 @@ def main() -> int:
                 if done % 250 == 0:
                     print(f"{done} cases, {sum(per_command.values())} runs, {len(breaches)} breaches, "
                           f"{time.perf_counter() - start:.0f} s", flush=True)
-        except KeyboardInterrupt:  # stop early (SIGINT) and still report what ran
+        except KeyboardInterrupt:  # stop early (SIGINT, SIGTERM) and still report what ran
             print(f"interrupted after {done} cases", flush=True)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
     worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss >> 10

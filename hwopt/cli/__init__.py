@@ -34,7 +34,7 @@ class Parser(argparse.ArgumentParser):
     """ArgumentParser whose errors are one line and exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.stderr.write(f"hwopt: error: {message} (see {self.prog} --help)\n")  # one prefix for every command
         raise SystemExit(EXIT_USAGE)
 
 
