@@ -145,3 +145,27 @@ def test_depth_first_orders_equal_the_loop_nest() -> None:
         s = int(rng.integers(0, streams))
         got = wu.u85_order(w, arch=arch, config=cfg, stream=s, sparse=sparse)
         assert got.tolist() == _u85_reference(w, s, streams, cfg.ofm_block_depth, oub85, ib, 16 if sparse else 8)
+
+
+def test_symbol_counts_from_raw_bytes_equal_corrected_counts(all_models: list[Path]) -> None:
+    from hwopt.analysis.layers import weight_layers, zero_corrected
+    from hwopt.analysis.stats import value_counts
+    from hwopt.engines.encode import _symbol_counts
+    from hwopt.format.tflite_io import read_model
+
+    seen_offset = 0
+    for path in all_models:
+        model = read_model(path)
+        if model.vela_compiled:
+            continue
+        for layer in weight_layers(model):
+            t = layer.weights(model)
+            if t.data is None or t.dtype.is_float:
+                continue
+            corrected = zero_corrected(model, layer)
+            counts, zeros = _symbol_counts(t, corrected)
+            # the raw-byte histogram lists the counts in byte order, not value order
+            assert sorted(counts.tolist()) == sorted(value_counts(corrected).tolist()), (path.name, layer.op_index)
+            assert zeros == corrected.size - np.count_nonzero(corrected), (path.name, layer.op_index)
+            seen_offset += bool(t.quantization is not None and t.quantization.zero_point.any())
+    assert seen_offset > 0  # uint8 models with a zero point other than 0 are among them

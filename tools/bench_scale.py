@@ -10,7 +10,10 @@ per command and size the median wall time, the ratio to the paired Vela medians 
 ratio of CPU seconds, which other load disturbs less), the peak resident memory (os.wait4;
 the goal is <= 4x the model file + 150 MB), and the marginal CPU cost per million weights
 between consecutive sizes (a command whose cost grows faster than linearly shows a rising
-marginal cost).
+marginal cost). hwopt runs Vela and its codec in a worker process that outlives the command:
+this tool makes itself the subreaper of its children (Linux), so the worker, orphaned when
+the command exits and ending at once, is reaped here and its CPU seconds are added to the
+command's.
 
 Usage: python tools/bench_scale.py [--ladder fc|conv|all] [--runs N] [--only CMD,...]
                                    [--models DIR] [--markdown]
@@ -19,17 +22,19 @@ Usage: python tools/bench_scale.py [--ladder fc|conv|all] [--runs N] [--only CMD
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_models import build_ladders  # a sibling script
+HERE = Path(__file__).resolve().parent
 
 COMMANDS: dict[str, list[str]] = {
     "audit --json": ["audit", "{model}", "--json"],
@@ -44,6 +49,39 @@ COMMANDS: dict[str, list[str]] = {
                        "--json"],
 }
 RSS_FACTOR, RSS_FIXED = 4, 150 << 20
+PR_SET_CHILD_SUBREAPER = 36
+ORPHAN_WAIT_S = 10.0
+
+
+def build_models(folder: Path, ladder: str) -> list[Path]:
+    """The ladder's models, built in a child process: a spawned command's peak RSS starts from this
+    process's own (Linux keeps the spawning process's high-water mark across exec), so this one stays small."""
+    out = subprocess.run([sys.executable, str(HERE / "scale_models.py"), str(folder), "--ladder", ladder],
+                         check=True, capture_output=True, text=True).stdout
+    return [Path(line.split(" ", 1)[0]) for line in out.splitlines() if line.strip()]
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (hwopt's isolation worker) so their CPU time can be collected."""
+    with contextlib.suppress(OSError, AttributeError):
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    return False
+
+
+def reap_orphans() -> float:
+    """CPU seconds of the adopted descendants, waiting (bounded) until they have all exited."""
+    cpu = 0.0
+    deadline = time.monotonic() + ORPHAN_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            pid, _, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            time.sleep(0.01)
+            continue
+        cpu += usage.ru_utime + usage.ru_stime
+    return cpu
 
 
 def tool(name: str) -> str:
@@ -88,12 +126,13 @@ def run(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
             (os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, err_fd, 2)])
         _, status, usage = os.wait4(pid, 0)
         elapsed = time.perf_counter() - start
+        orphans = reap_orphans()
         code = os.waitstatus_to_exitcode(status)
         if code not in (0, 1):
             os.lseek(err_fd, 0, os.SEEK_SET)
             tail = os.read(err_fd, 1 << 16).decode(errors="replace")[-600:]
             raise SystemExit(f"bench_scale: {' '.join(argv)} exited {code}: {tail}")
-        return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+        return elapsed, usage.ru_utime + usage.ru_stime + orphans, usage.ru_maxrss * 1024
     finally:
         os.close(devnull)
         os.close(err_fd)
@@ -122,7 +161,8 @@ def measure(models: list[Path], names: list[str], runs: int, env: dict[str, str]
                     cell.vela_cpu.append(vcpu)
                     shutil.rmtree(work, ignore_errors=True)
                 print(f"  {model.name:18s} {name:22s} {cell.median:7.2f} s  {cell.ratio:5.2f}x vela "
-                      f"(CPU {cell.cpu_ratio:5.2f}x)  {cell.rss / 2**20:6.0f} MB", file=sys.stderr, flush=True)
+                      f"(CPU {cell.cpu_ratio:5.2f}x)  {cell.rss / 2**20:6.0f} MB  load {os.getloadavg()[0]:.1f}",
+                      file=sys.stderr, flush=True)
     return cells
 
 
@@ -175,13 +215,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_scale: no command matches {args.only!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if not become_subreaper():
+        print("bench_scale: cannot adopt orphans here: CPU seconds leave hwopt's isolation worker out", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="hwopt-ladder-") as tmp:
         folder = args.models or Path(tmp)
         ladders = ("fc", "conv") if args.ladder == "all" else (args.ladder,)
         for ladder in ladders:
-            models = build_ladders(folder, ladder)
+            models = build_models(folder, ladder)
+            load0 = os.getloadavg()[0]
             cells = measure(models, names, args.runs, env)
-            print(f"\n{ladder} ladder, median of {args.runs} run(s), each paired with a bare Vela compile:")
+            print(f"\n{ladder} ladder, median of {args.runs} run(s), each paired with a bare Vela compile "
+                  f"(load average {load0:.1f} -> {os.getloadavg()[0]:.1f}):")
             print(table(models, names, cells, args.markdown))
     return 0
 

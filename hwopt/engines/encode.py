@@ -23,7 +23,7 @@ from hwopt.analysis.validate import Engine, operator_problem
 from hwopt.errors import CompileError, OutputError, UnsupportedModelError, UsageError
 from hwopt.fileio import refuse_inputs, staged_directory
 from hwopt.format.tflite_io import read_model
-from hwopt.ir import DType, Model, Operator, Subgraph
+from hwopt.ir import DType, Model, Operator, Subgraph, Tensor
 from hwopt.records import OpRef, dumps
 from hwopt.targets import Family, Target
 from hwopt.targets.ethos_n import weight_decode as wd
@@ -158,18 +158,33 @@ def _pack_streams(parts: list[tuple[bytes, int, int, int]]) -> tuple[bytes, list
     return b"".join(p[0] for p in parts), infos
 
 
+def _symbol_counts(t: Tensor, corrected: np.ndarray) -> tuple[np.ndarray, int]:
+    """Occurrences of each distinct corrected weight, and how many are zero.
+
+    When all channels share one zero point the correction only relabels the values, so one
+    256-bin histogram of the raw bytes gives the same counts without touching the int32 copy.
+    """
+    data, q = t.data, t.quantization
+    zp = q.zero_point.reshape(-1) if q is not None else np.zeros(1, dtype=np.int64)
+    if data is not None and data.dtype.itemsize == 1 and data.size and (zp.size == 0 or (zp == zp[0]).all()):
+        hist = np.bincount(np.ascontiguousarray(data).reshape(-1).view(np.uint8), minlength=256)
+        zero_code = (int(zp[0]) if zp.size else 0) & 0xFF  # the byte that holds the zero point
+        return hist[hist > 0], int(hist[zero_code])
+    return value_counts(corrected), int(corrected.size - np.count_nonzero(corrected))
+
+
 def _finish(layer: WeightLayer, model: Model, corrected: np.ndarray, data: bytes, streams: list[StreamInfo], *,
             fmt: str, traversal: str | None, source: str | None, coded: int, ok: bool,
             vela: tuple[int, str] | None = None, stream_source: str | None = None) -> LayerEncoding:
     t = layer.weights(model)
     n = int(corrected.size)
     bpw = 8.0 * len(data) / n if n else 0.0
-    counts = value_counts(corrected)  # one histogram gives both the entropy and the distinct values
+    counts, zeros = _symbol_counts(t, corrected)  # one histogram: entropy, distinct values and zeros
     ent = entropy_from_counts(counts, n)
     return LayerEncoding(
         layer.subgraph, layer.op_index, layer.op, t.name, list(t.shape), t.dtype.label, True, None, n,
         t.data.nbytes if t.data is not None else n, len(data), bpw, ent, (bpw / ent) if ent > 0 else None,
-        float(n - np.count_nonzero(corrected)) / n if n else 0.0, int(counts.size), fmt, traversal,
+        float(zeros) / n if n else 0.0, int(counts.size), fmt, traversal,
         source, coded, streams, ok, vela[0] if vela else None, vela[1] if vela else None, stream_source, data)
 
 

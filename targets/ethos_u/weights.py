@@ -173,12 +173,12 @@ def u55_order(w: np.ndarray, *, ifm_ublock: int, ofm_ublock: int, ofm_block: int
     ifm_block = 16 if (pk or ifm_bits == 16) else 32
     rnd = 4 if dw else ((2 if ifm_bits == 16 else 4) if pk else 1)
     dy, dx = decomp
-    flat = np.append(w.reshape(-1).astype(np.int32), 0)
-    pad = flat.size - 1
-    pieces = []
     if not (dw or pk) and h_n <= dy and w_n <= dx and ofm_block % ofm_ublock == 0 and ifm_block % ifm_ublock == 0:
         return _depth_first_order(w, ifm_ublock=ifm_ublock, ofm_ublock=ofm_ublock, ofm_block=ofm_block,
                                   ifm_block=ifm_block)
+    flat = np.append(w.reshape(-1).astype(np.int32), 0)
+    pad = flat.size - 1
+    pieces = []
     if not (dw or pk) and h_n <= dy and w_n <= dx:
         # Depth-first with one sub-kernel: every IFM block has the same shape, so they are one axis.
         # Axes: IFM block, OFM µblock, kernel element, IFM µblock, OFM ch, IFM ch.
