@@ -11,7 +11,7 @@ import pytest
 
 from hwopt.targets import resolve_target
 from hwopt.targets.ethos_u import calibration
-from hwopt.targets.ethos_u.analytic import estimate_layers, structural_cost
+from hwopt.targets.ethos_u.analytic import ethos_u_layer_costs, structural_cost
 from hwopt.targets.ethos_u.placement import ethos_u_geometry
 from hwopt.testing import corpus as corpus_mod
 from hwopt.testing.generator import network_model
@@ -39,7 +39,7 @@ def test_calibrated_cycles_are_the_max_of_scaled_terms() -> None:
     m = read_model(model.data)
     for name in ("ethos-u55-128", "ethos-u85-512"):
         t = resolve_target(name)
-        for c, g in zip(estimate_layers(m, t), ethos_u_geometry(m, t.family), strict=True):
+        for c, g in zip(ethos_u_layer_costs(m, t), ethos_u_geometry(m, t.family), strict=True):
             s = structural_cost(g, t)
             if c.placement != "npu" or not c.cycles:
                 continue

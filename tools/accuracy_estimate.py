@@ -50,7 +50,7 @@ def evaluate(items: Iterable[tuple[str, bytes]], configs: list[str], cache: Path
     """Compare analytic per-layer cycles with the cached Vela labels for each configuration."""
     from hwopt.format.tflite_io import read_model
     from hwopt.targets import resolve_target
-    from hwopt.targets.ethos_u.analytic import estimate_layers
+    from hwopt.targets.ethos_u.analytic import ethos_u_layer_costs
     from hwopt.testing.corpus import label
 
     targets = [resolve_target(c) for c in configs]
@@ -61,7 +61,7 @@ def evaluate(items: Iterable[tuple[str, bytes]], configs: list[str], cache: Path
             labels, _ = label(name, data, t, cache)
             if labels.error is not None:
                 continue
-            ana = {c.op_index: c for c in estimate_layers(model, t) if c.subgraph == 0}
+            ana = {c.op_index: c for c in ethos_u_layer_costs(model, t) if c.subgraph == 0}
             e = out[t.name]
             for la in labels.layers:
                 if la.placement != "npu" or la.cycles <= 0:

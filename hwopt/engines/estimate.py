@@ -24,7 +24,7 @@ from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model
 from hwopt.records import OpRef
 from hwopt.targets import Family, Target
-from hwopt.targets.ethos_n.analytic import estimate_layers as n78_layers
+from hwopt.targets.ethos_n.analytic import n78_layer_costs
 from hwopt.targets.ethos_u.analytic import costs_of
 from hwopt.targets.ethos_u.placement import ethos_u_geometry
 from hwopt.targets.geometry import LayerCost, LayerGeometry, PassCost, WeightInfo
@@ -148,7 +148,7 @@ class _Prepared:
 
     def costs(self, target: Target) -> list[LayerCost]:
         if target.family is Family.ETHOS_N78:
-            return _n78_placeable(self.model, n78_layers(self.model, target))
+            return _n78_placeable(self.model, n78_layer_costs(self.model, target))
         if target.family not in self.geometry:
             self.geometry[target.family] = ethos_u_geometry(self.model, target.family, self.weight_stats)
         return costs_of(self.geometry[target.family], target)

@@ -138,7 +138,7 @@ def _network(model: Model, sg: Subgraph, mce: dict[tuple[int, int], N78Weights],
     return dict(zip(order, estimate_network(layers, v), strict=True))
 
 
-def estimate_layers(model: Model, target: Target) -> list[LayerCost]:
+def n78_layer_costs(model: Model, target: Target) -> list[LayerCost]:
     """Analytic per-operator costs of a whole model on an Ethos-N78 variant."""
     v = target.n78
     assert v is not None

@@ -38,14 +38,6 @@ def scatter_bits(values: np.ndarray, nbits: np.ndarray, starts: np.ndarray, tota
     return acc.astype(np.uint32).astype("<u4").view(np.uint8)[:nbytes].copy()
 
 
-def pack_bits(values: np.ndarray, nbits: np.ndarray) -> tuple[bytes, int]:
-    """Concatenate items back to back, LSB first; returns (bytes, number of bits)."""
-    widths = np.asarray(nbits, dtype=np.int64)
-    ends = np.cumsum(widths)
-    total = int(ends[-1]) if ends.size else 0
-    return scatter_bits(values, widths, ends - widths, total).tobytes(), total
-
-
 class BitReader:
     """LSB-first reader over a byte buffer; reads past the end raise ValueError (truncated stream)."""
 

@@ -37,6 +37,6 @@ def costs_of(geometry: list[LayerGeometry], target: Target) -> list[LayerCost]:
     return [layer_cost(g, target) for g in geometry]
 
 
-def estimate_layers(model: Model, target: Target) -> list[LayerCost]:
+def ethos_u_layer_costs(model: Model, target: Target) -> list[LayerCost]:
     """Analytic per-operator costs of a whole model on an Ethos-U target."""
     return costs_of(ethos_u_geometry(model, target.family), target)

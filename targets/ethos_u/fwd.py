@@ -29,6 +29,7 @@ from enum import Enum
 import numpy as np
 
 from hwopt.analysis.stats import value_counts
+from hwopt.targets.ethos_u.mlw import fold  # the same sign-magnitude folding as the standard codec
 
 HEADER_BYTES = 32
 STREAM_ALIGN = 32  # the FWD stream is fetched in 256-bit words
@@ -66,12 +67,6 @@ class FwdStream:
     @property
     def weights(self) -> int:
         return sum(self.lengths)
-
-
-def fold(values: np.ndarray) -> np.ndarray:
-    """Sign-magnitude folding of a weight into 9 bits: (|w| << 1) | sign."""
-    v = values.astype(np.int64)
-    return (np.abs(v) << 1) | (v < 0)
 
 
 def unfold(folded: np.ndarray) -> np.ndarray:

@@ -186,7 +186,7 @@ def reverse_axis(v: OpView) -> str | None:
     return None if not axes else f"reverses axes {axes}"
 
 
-def kernel_stride(v: OpView) -> str | None:
+def stride_at_most_3(v: OpView) -> str | None:
     sw, sh = _stride(v)
     return None if sw <= 3 and sh <= 3 else f"stride {sw}x{sh} (WxH) > 3"
 

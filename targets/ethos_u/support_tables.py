@@ -109,7 +109,7 @@ SPLITS = _r("split-outputs", "num_splits must match the number of outputs.", "se
 
 # Ethos-U55/U65
 REVERSE = _r("reverse-axis", "Axis attribute is not supported.", "avoid REVERSE_V2 on this target", ops.reverse_axis)
-STRIDE = _r("kernel-stride", "Kernel stride must be in the range (1,3).", FIX_SPLIT_KERNEL, ops.kernel_stride)
+STRIDE = _r("kernel-stride", "Kernel stride must be in the range (1,3).", FIX_SPLIT_KERNEL, ops.stride_at_most_3)
 UNROLL = _r("stride-unroll", "Stride>3 is only supported IF (dilation = 1 AND padding = VALID)", FIX_SPLIT_KERNEL,
             ops.unrolled_stride)
 MM = (
