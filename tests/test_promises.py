@@ -64,6 +64,20 @@ def test_cli_exit_1_and_nothing_written_when_a_promise_breaks(run_cli: CliRunner
     assert r.code == 1 and "promise-not-kept" in r.out and not out.exists()
 
 
+def test_compile_exits_1_when_its_pipeline_breaks_a_promise(run_cli: CliRunner, tmp_path: Path) -> None:
+    """The exit-code table for compile: a broken promise is an error finding (exit 1), reported in report.json."""
+    import json
+
+    src = tmp_path / "m.tflite"
+    src.write_bytes(_positive_model())
+    r = run_cli("compile", src, "--target", "ethos-u55-128", "-o", tmp_path / "out", "--pipeline",
+                "prune{sparsity=0.5},cluster{k=1,granularity=tensor,preserve_zero=false}")
+    assert r.code == 1, r.err
+    rules = [f["rule"] for f in json.loads((tmp_path / "out" / "report.json").read_text())["findings"]
+             if f["severity"] == "error"]
+    assert rules == ["promise-not-kept"]
+
+
 @pytest.mark.parametrize("extra", [[], ["--preserve-sparsity"]])
 def test_sparsity_and_clusters_together_keep_every_pruned_layer_at_target(run_cli: CliRunner, tmp_path: Path,
                                                                            extra: list[str]) -> None:
