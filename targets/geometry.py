@@ -78,6 +78,8 @@ class LayerGeometry(OpRef):
     chained: bool = False  # U85: elementwise op chained onto its producer's output (no pass of its own)
     chain: tuple[str, ...] = ()  # U85: the elementwise ops chained onto this op's output stage
     const_ifm: tuple[int, int, int] | None = None  # a constant feature-map operand (elementwise), read from flash/DRAM
+    dilation: tuple[int, int] = (1, 1)  # kernel dilation (H, W)
+    ifm2: tuple[int, int, int] | None = None  # the second feature-map operand's shape (binary elementwise)
 
     @property
     def ifm_elements(self) -> int:
@@ -173,7 +175,7 @@ def kernel_stride(op: Operator, sg: Subgraph, kind: OpKind) -> tuple[tuple[int, 
     opts = op.options
     stride = (int(getattr(opts, "strideH", 1) or 1), int(getattr(opts, "strideW", 1) or 1))
     if kind in (OpKind.CONV, OpKind.DEPTHWISE) and len(op.inputs) > 1:
-        w = sg.tensor(op.inputs[2] if op.op == "TRANSPOSE_CONV" else op.inputs[1])
+        w = sg.tensor(op.inputs[1])  # the weights (TRANSPOSE_CONV: output shape, weights, input)
         if w is not None and len(w.shape) == 4:
             return (w.shape[1], w.shape[2]), stride
     if op.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
@@ -183,6 +185,12 @@ def kernel_stride(op: Operator, sg: Subgraph, kind: OpKind) -> tuple[tuple[int, 
         if t is not None and len(t.shape) == 4:
             return (t.shape[1], t.shape[2]), (1, 1)
     return (1, 1), stride
+
+
+def dilation(op: Operator) -> tuple[int, int]:
+    """Kernel dilation (H, W) of a convolution; (1, 1) for everything else."""
+    opts = op.options
+    return (int(getattr(opts, "dilationHFactor", 1) or 1), int(getattr(opts, "dilationWFactor", 1) or 1))
 
 
 def consumers(sg: Subgraph) -> dict[int, list[int]]:
@@ -217,6 +225,7 @@ def layer_geometry(model: Model, placement: Placement, chaining: Chaining | None
             ofm_t = sg.tensor(op.outputs[0]) if op.outputs else None
             ifm = hwc(acts[0].shape) if acts else (1, 1, 1)
             ifm2 = acts[1].elements if len(acts) > 1 else 0
+            ifm2_shape = hwc(acts[1].shape) if len(acts) > 1 else None
             ofm = hwc(ofm_t.shape) if ofm_t is not None else (1, 1, 1)
             dt = ofm_t.dtype if ofm_t is not None else DType.INT8
             itemsize = dt.numpy.itemsize if dt.numpy is not None else 1
@@ -235,5 +244,5 @@ def layer_geometry(model: Model, placement: Placement, chaining: Chaining | None
             out.append(LayerGeometry(sg.index, op.index, op.op, kind, ifm, ifm2, ofm, kernel, stride, itemsize, macs,
                                      winfo, reason, ifm_index in graph_in,
                                      bool(op.outputs) and op.outputs[0] in graph_out, op.index in chained,
-                                     chains.get(op.index, ()), const_ifm))
+                                     chains.get(op.index, ()), const_ifm, dilation(op), ifm2_shape))
     return out

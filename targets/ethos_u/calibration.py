@@ -81,8 +81,8 @@ def calibrate(g: LayerGeometry, c: LayerCost, target: Target) -> LayerCost:
     if table is None:
         return c
     op, kind = group_keys(g)
-    w = table.get(op) or table.get(kind) or table.get("*")
-    if w is None:
+    w = next((table[k] for k in (op, kind, "*") if k in table), None)
+    if not w:  # no weights, or the fit found the structural cycles better than any calibration
         return c
     cycles = max(1, round(math.exp(float(np.dot(w, features(g, c))))))
     s = cycles / c.cycles

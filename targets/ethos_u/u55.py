@@ -17,7 +17,23 @@ from hwopt.targets.ethos_u.cost_common import (
     fm_memories,
     io_memories,
 )
+from hwopt.targets.ethos_u.u55_perf import (
+    BIAS_BYTES,
+    Block,
+    NpuOp,
+    Query,
+    elementwise_cycles,
+    feature_map_bytes,
+    find_block,
+    mac_op_cycles,
+    transfer_bytes,
+    weight_refetch,
+)
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, cdiv, round_up
+
+BINARY = frozenset(["ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE"])
+SLOW_CONST_BYTES_PER_CYCLE = 2.0  # flash-class constant memory (U55 systems' off-chip flash: 0.5-1 B/cycle)
+POOL_NOP = frozenset(["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "QUANTIZE"])  # 1x1 pooling passes
 
 
 def _ublock(g: LayerGeometry, target: Target) -> tuple[int, int, int]:
@@ -114,6 +130,9 @@ def memory_bytes(g: LayerGeometry, target: Target, encoded: int) -> dict[str, fl
 def u55_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
     """Cycles of one U55/U65 NPU operator: max(compute, each memory's access cycles); weights cost
     their DMA (no decode limit on these generations)."""
+    vela = vela_style_cost(g, target)
+    if vela is not None:
+        return vela
     encoded = encoded_weight_bytes(g, target)
     compute = 0 if g.kind is OpKind.MEMORY else max(mac_cycles(g, target), ao_cycles(g, target))
     traffic = memory_bytes(g, target, encoded)
@@ -133,3 +152,115 @@ def u55_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
     return LayerCost(g.subgraph, g.op_index, g.op, "npu", int(cycles), int(compute), mem_cycles, int(decode),
                      g.macs, encoded or None, int(sram), bound)
 
+
+
+def _query(g: LayerGeometry) -> Query | None:
+    """The operator as one Vela NPU operation, or None when Vela lowers it into something else."""
+    bits = 8 * g.itemsize
+    if g.kind in (OpKind.CONV, OpKind.DEPTHWISE) and g.op != "TRANSPOSE_CONV":
+        k = tuple((k - 1) * d + 1 for k, d in zip(g.kernel, g.dilation, strict=True))
+        op = NpuOp.CONV if g.kind is OpKind.CONV else NpuOp.DEPTHWISE
+        return Query(op, g.ifm, g.ofm, (k[0], k[1]), g.stride, bits, g.ifm_in_arena, g.ofm_in_arena)
+    if g.op == "TRANSPOSE_CONV":  # a convolution over the zero-upscaled IFM
+        return Query(NpuOp.CONV, (g.ofm[0], g.ofm[1], g.ifm[2]), g.ofm, g.kernel, (1, 1), bits, g.ifm_in_arena,
+                     g.ofm_in_arena)
+    if g.kind is OpKind.FULLY_CONNECTED and g.op == "FULLY_CONNECTED":
+        return Query(NpuOp.VECTOR, g.ifm, g.ofm, (1, 1), (1, 1), bits, g.ifm_in_arena, g.ofm_in_arena)
+    if g.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        return Query(NpuOp.POOL, g.ifm, g.ofm, g.kernel, g.stride, bits, g.ifm_in_arena, g.ofm_in_arena)
+    if g.kind is OpKind.LUT or g.op in POOL_NOP:
+        return Query(NpuOp.POOL, g.ifm, g.ofm, (1, 1), (1, 1), bits, g.ifm_in_arena, g.ofm_in_arena)
+    if g.op in BINARY:
+        other = g.ifm2 if g.ifm2 is not None else g.const_ifm
+        if other is None:
+            return None
+        scalar = other[0] * other[1] * other[2] == 1
+        return Query(NpuOp.ELEMENTWISE, g.ifm, g.ofm, (1, 1), (1, 1), bits, g.ifm_in_arena, g.ofm_in_arena,
+                     other, scalar)
+    return None
+
+
+def _ao_per_element(g: LayerGeometry, q: Query, target: Target) -> float:
+    """Output-stage cycles per OFM element for the operation (40-bit accumulators run at the MUL rate)."""
+    os_ = target.npu.output_stage
+    if q.op is NpuOp.ELEMENTWISE:
+        return os_.add if g.op in ("ADD", "SUB") else os_.mul if g.op in ("MUL", "SQUARED_DIFFERENCE") else os_.conv
+    if g.op == "MAX_POOL_2D":
+        return os_.maxpool
+    if g.kind is OpKind.LUT:
+        return max(os_.conv, os_.lut)
+    if q.bits == 16 and q.op is not NpuOp.POOL:
+        return os_.mul
+    return os_.conv
+
+
+def _buffered(g: LayerGeometry, q: Query, blk: Block, target: Target) -> bool:
+    """Whether Vela DMAs the weights into the staging memory: always when they are re-read per OFM
+    block; weights read once only when the transfer can hide under a preceding operation (not for the
+    first operator), and a fully connected layer's only when the constant memory is not slow flash."""
+    if weight_refetch(q, blk) > 1:
+        return True
+    if g.op_index == 0:
+        return False
+    return q.op is not NpuOp.VECTOR or target.bandwidth(target.const_memory) >= SLOW_CONST_BYTES_PER_CYCLE
+
+
+def vela_style_cost(g: LayerGeometry, target: Target) -> LayerCost | None:
+    """One NPU operation costed the way Vela's U55/U65 estimator does: its block configuration, the
+    per-block MAC / output-stage / command-issue cycles, burst-rounded feature-map traffic and weight
+    streaming per memory. None for operators Vela lowers into several operations."""
+    q = _query(g)
+    if q is None:
+        return None
+    blk = find_block(q, target)
+    ifm_mem, ofm_mem = io_memories(g, target)
+    const, staging = target.const_memory, target.staging_memory
+    buffered = const not in (staging, "OnChipFlash") and _buffered(g, q, blk, target)
+    encoded = encoded_weight_bytes(g, target) if q.op in (NpuOp.CONV, NpuOp.DEPTHWISE, NpuOp.VECTOR) else 0
+    ao_elem = _ao_per_element(g, q, target)
+    if q.op is NpuOp.ELEMENTWISE:
+        op_cycles = elementwise_cycles(q, blk, target, ifm_mem, ofm_mem, ao_elem)
+    else:
+        latency = target.memory_config(staging if buffered else const).read_latency if encoded else None
+        op_cycles = mac_op_cycles(q, blk, target, ifm_mem, ofm_mem, ao_elem, latency).total
+    traffic: dict[str, float] = {}
+
+    def add(mem: str, n: float) -> None:
+        traffic[mem] = traffic.get(mem, 0.0) + n
+
+    ifm_bytes, ofm_bytes = feature_map_bytes(q, blk, target, ifm_mem, ofm_mem)
+    add(ifm_mem, ifm_bytes)
+    add(ofm_mem, ofm_bytes)
+    if q.op is NpuOp.ELEMENTWISE and q.ifm2 is not None and not q.scalar:
+        if g.ifm2 is not None:
+            add(ifm_mem, ifm_bytes)  # the second feature map, read like the first
+        else:  # a constant operand, stored NHWC in the constant memory
+            n = q.ofm[0] * q.ofm[1] * q.ofm[2]
+            add(const, transfer_bytes(target, const, True, q.bits, blk.ifm, q.ifm2, n, True))
+    npu = op_cycles
+    dma = 0.0
+    if encoded:
+        scales = BIAS_BYTES * g.ofm[2]
+        refetch = weight_refetch(q, blk)
+        if buffered:
+            # weights are DMA'd block-depth by block-depth into the staging memory while the NPU runs;
+            # the first slice cannot overlap this operation
+            first = encoded * min(blk.ofm[2], g.ofm[2]) // max(g.ofm[2], 1)
+            add(const, encoded - first + refetch * scales)
+            add(staging, encoded - first + refetch * encoded)
+            src, dst = target.memory_config(const), target.memory_config(staging)
+            dma = max(first / target.bandwidth(const) + src.read_latency,
+                      first / target.bandwidth(staging) + dst.write_latency)
+            npu = op_cycles + int(dma)
+        else:
+            add(const, refetch * (encoded + scales))
+    mem_cycles = {m: int(b / target.bandwidth(m)) for m, b in traffic.items()}
+    cycles = max(npu, max(mem_cycles.values(), default=0))
+    if cycles == npu:
+        bound = "weights" if dma > op_cycles else "compute"
+    else:
+        bound = "weights" if encoded and max(mem_cycles, key=lambda m: mem_cycles[m]) == const else "memory"
+    sram = (g.ifm_elements + g.ofm_elements) * g.itemsize if "Sram" in (ifm_mem, ofm_mem) else 0
+    # compute: the NPU's own time, including the first weight slice it must wait for
+    return LayerCost(g.subgraph, g.op_index, g.op, "npu", int(cycles), int(npu), mem_cycles, int(dma),
+                     g.macs, encoded or None, int(sram), bound)
