@@ -3,9 +3,11 @@
 The library cascades consecutive layers through SRAM. hwopt follows the pattern of its plans:
 the network input and output, and the inputs of fully connected layers, go through DRAM (NHWC);
 a cascade holds at most `MAX_CASCADE` MCE layers and ends after a layer with large weights,
-spilling its output to DRAM in NHWCB (height/width rounded to 8, depth to 16); a layer next to
-an operation the NPU does not run reads or writes DRAM; the direct layers of a cascade share the
-block configuration of its first layer.
+spilling its output to DRAM in NHWCB (height and width rounded to 8); a layer next to an
+operation the NPU does not run reads or writes DRAM; the direct layers of a cascade share the
+block configuration of its first layer, so a layer whose PLE kernel lacks that block (an
+interleave needs 16x16) starts a new cascade, unless the library's plan metric prefers another
+block for the whole cascade (`estimate_network`).
 """
 
 from __future__ import annotations
@@ -94,12 +96,13 @@ def estimate_network(layers: Sequence[NetLayer | PleLayer], v: N78Variant) -> li
         if first is None or first.plan is None:
             continue
         options = []
-        if first.plan.interleave:
-            options += [_Choice({**choice.blocks, k: b}, choice.spilled | {k}) for b in BLOCKS]
         nl = layers[k]
-        if starts[k] and isinstance(nl, NetLayer):  # a later layer could not join: try other blocks
-            options += [_Choice({**choice.blocks, k: b}, choice.spilled) for b in BLOCKS
-                        if b != first.plan.block and has_kernel(nl.ple_op, b)]
+        assert isinstance(nl, NetLayer)
+        blocks = [b for b in BLOCKS if has_kernel(nl.ple_op, b)]
+        if first.plan.interleave:  # spill the interleaved input to free the cascade's block
+            options += [_Choice({**choice.blocks, k: b}, choice.spilled | {k}) for b in blocks]
+        if starts[k]:  # a later layer could not join the cascade: try the other blocks
+            options += [_Choice({**choice.blocks, k: b}, choice.spilled) for b in blocks if b != first.plan.block]
         for option in options:
             t_est, t_starts = run(option)
             t_total = _metric(t_est)
