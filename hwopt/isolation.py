@@ -37,6 +37,10 @@ DEFAULT_MEMORY_MB = 8192
 _POLL_S = 0.02  # memory watchdog period: a runaway allocation overshoots by at most ~this many ms of growth
 _HEADER = struct.Struct("<Q")
 
+# What a worker that will compile with Vela imports first, and one that will also run LiteRT.
+VELA_PRELOAD = ("hwopt.targets.ethos_u.vela_engine", "ethosu.regor", "ethosu.mlw_codec")
+LITERT_PRELOAD = ("hwopt.analysis.litert", "ai_edge_litert.interpreter")
+
 _subject: contextvars.ContextVar[str | None] = contextvars.ContextVar("hwopt_native_subject", default=None)
 
 

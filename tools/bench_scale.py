@@ -5,9 +5,11 @@ Builds the model ladders of tools/scale_models.py (fully connected 2/8/32 x 1024
 conv 4/16/64 x 3x3x256x256, half the weights zero), then for every model runs each command
 as a whole process, each run paired with a bare
     vela --accelerator-config ethos-u55-128 MODEL
-of the same file right after it (the machine is noisy: a pair sees the same load). Prints
+of the same file next to it, the two alternating which runs first (the machine is noisy: a
+pair sees the same load; the 1-minute load average is printed with the figures). Prints
 per command and size the median wall time, the ratio to the paired Vela medians (and the
-ratio of CPU seconds, which other load disturbs less), the peak resident memory (os.wait4;
+ratio of CPU seconds of the process and the children it waited for, which other load
+disturbs less), the peak resident memory (os.wait4;
 the goal is <= 4x the model file + 150 MB), and the marginal CPU cost per million weights
 between consecutive sizes (a command whose cost grows faster than linearly shows a rising
 marginal cost). hwopt runs Vela and its codec in a worker process that outlives the command:
@@ -100,6 +102,7 @@ class Cell:
     vela: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     vela_cpu: list[float] = field(default_factory=list)
+    load: list[float] = field(default_factory=list)  # 1-minute load average before each pair
     rss: int = 0
 
     @property
@@ -112,7 +115,8 @@ class Cell:
 
     @property
     def cpu_ratio(self) -> float:
-        """CPU seconds (user + system, all threads) against Vela's: less disturbed by other load."""
+        """CPU seconds (user + system, all threads, waited-for children such as hwopt's isolation
+        worker and DEFLATE child) against Vela's: less disturbed by other load."""
         return statistics.median(self.cpu) / statistics.median(self.vela_cpu)
 
 
@@ -149,20 +153,24 @@ def measure(models: list[Path], names: list[str], runs: int, env: dict[str, str]
             vela_cmd = [vela, "--accelerator-config", "ethos-u55-128", "--output-dir", f"{tmp}/vela", str(model)]
             for name in names:
                 cell = cells.setdefault((name, model), Cell())
-                for _ in range(runs):
+                for i in range(runs):
+                    cell.load.append(os.getloadavg()[0])
                     work = Path(tempfile.mkdtemp(dir=tmp))
                     argv = [hwopt] + [a.format(model=model, tmp=work) for a in COMMANDS[name]]
+                    if i % 2:  # alternate which side of the pair runs first
+                        vt, vcpu, _ = run(vela_cmd, env)
                     t, cpu, rss = run(argv, env)
+                    if not i % 2:
+                        vt, vcpu, _ = run(vela_cmd, env)
                     cell.times.append(t)
                     cell.cpu.append(cpu)
                     cell.rss = max(cell.rss, rss)
-                    vt, vcpu, _ = run(vela_cmd, env)
                     cell.vela.append(vt)
                     cell.vela_cpu.append(vcpu)
                     shutil.rmtree(work, ignore_errors=True)
                 print(f"  {model.name:18s} {name:22s} {cell.median:7.2f} s  {cell.ratio:5.2f}x vela "
-                      f"(CPU {cell.cpu_ratio:5.2f}x)  {cell.rss / 2**20:6.0f} MB  load {os.getloadavg()[0]:.1f}",
-                      file=sys.stderr, flush=True)
+                      f"(CPU {cell.cpu_ratio:5.2f}x)  {cell.rss / 2**20:6.0f} MB  load {min(cell.load):.1f}-"
+                      f"{max(cell.load):.1f}", file=sys.stderr, flush=True)
     return cells
 
 
@@ -222,10 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         ladders = ("fc", "conv") if args.ladder == "all" else (args.ladder,)
         for ladder in ladders:
             models = build_models(folder, ladder)
-            load0 = os.getloadavg()[0]
             cells = measure(models, names, args.runs, env)
-            print(f"\n{ladder} ladder, median of {args.runs} run(s), each paired with a bare Vela compile "
-                  f"(load average {load0:.1f} -> {os.getloadavg()[0]:.1f}):")
+            loads = [v for c in cells.values() for v in c.load]
+            print(f"\n{ladder} ladder, median of {args.runs} run(s), each paired with a bare Vela compile; "
+                  f"1-minute load average {min(loads):.1f}-{max(loads):.1f} (2 cores: above 2, other work shares them):")
             print(table(models, names, cells, args.markdown))
     return 0
 

@@ -91,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     previous = _install_signal_handlers()
     try:
+        if getattr(args, "worker", None):  # the isolation worker imports Vela/LiteRT while the command loads
+            isolation.prestart(*args.worker)
         return int(load_handler(args.handler)(args))
     except _TerminatedError as exc:  # finally blocks already removed staging folders and temporary files
         sys.stderr.write(f"hwopt: terminated by {signal.Signals(exc.signum).name}\n")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hwopt.isolation import VELA_PRELOAD
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("compile", help="compile for an Ethos-U target through Vela and write a report",
@@ -22,4 +24,4 @@ def register(sub: Any) -> None:
     p.add_argument("--explorer", metavar="DIR", help="also write Google Model Explorer overlays (one node-data JSON "
                    "per metric) into DIR")
     p.add_argument("--json", action="store_true", help="print report.json to stdout as well")
-    p.set_defaults(handler="hwopt.cli.run_compile:run")
+    p.set_defaults(handler="hwopt.cli.run_compile:run", worker=VELA_PRELOAD)
