@@ -39,10 +39,24 @@ def _ungrouped(g: np.ndarray, in_axis: int, pad: int) -> np.ndarray:
 
 
 def _smallest(scores: np.ndarray, count: int) -> np.ndarray:
-    """Boolean mask of the `count` smallest scores (ties broken by position, deterministically)."""
+    """Boolean mask of the `count` smallest scores (ties broken by position, deterministically).
+
+    The same mask as the first `count` of a stable argsort, in linear time: everything below the
+    count-th smallest score, then the earliest of the scores equal to it.
+    """
     mask = np.zeros(scores.size, dtype=bool)
-    if count > 0:
+    if count <= 0:
+        return mask
+    if count >= scores.size:
+        mask[:] = True
+        return mask
+    kth = np.partition(scores, count - 1)[count - 1]
+    if np.isnan(kth):  # NaN scores sort last; keep the sort's exact order for them
         mask[np.argsort(scores, kind="stable")[:count]] = True
+        return mask
+    mask = scores < kth
+    ties = np.flatnonzero(scores == kth)[: count - int(np.count_nonzero(mask))]
+    mask[ties] = True
     return mask
 
 

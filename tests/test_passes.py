@@ -18,7 +18,7 @@ from hwopt.format.tflite_io import read_model, serialize
 from hwopt.ir import Model
 from hwopt.passes._common import layers_to_process, scales
 from hwopt.passes.bias_correction import BiasCorrectionPass, mean_patches
-from hwopt.passes.cluster import ClusterPass
+from hwopt.passes.cluster import ClusterPass, max_unique_per_group
 from hwopt.passes.manager import (
     Pass,
     PassContext,
@@ -30,7 +30,7 @@ from hwopt.passes.manager import (
     parse_pipeline,
     register_pass,
 )
-from hwopt.passes.prune import PrunePass
+from hwopt.passes.prune import PrunePass, _smallest
 from hwopt.passes.repair import RepairPass, snap_to_popular
 from hwopt.targets import resolve_target
 from tests.modelgen import int8_conv_model
@@ -378,3 +378,23 @@ def test_bias_correction_needs_data(small_model: Model) -> None:
     p = PrunePass()
     assert p.with_context(PassContext()) is p
     assert dataclasses.replace(BiasCorrectionPass(), samples=3).spec() == "bias-correct{samples=3}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5, float("nan")]), min_size=1, max_size=60), st.integers(-1, 62))
+def test_smallest_equals_a_stable_sort(values: list[float], count: int) -> None:
+    """The linear-time selection keeps exactly what a stable argsort would (ties by position, NaN last)."""
+    scores = np.array(values)
+    expected = np.zeros(scores.size, dtype=bool)
+    if count > 0:
+        expected[np.argsort(scores, kind="stable")[:count]] = True
+    assert np.array_equal(_smallest(scores, count), expected)
+
+
+def test_max_unique_per_group_counts_distinct_values_per_group() -> None:
+    rng = np.random.default_rng(5)
+    rows = rng.integers(-255, 256, size=(12, 40))
+    groups = np.array([0, 0, 1, 1, 1, 3, 3, 0, 1, 3, 0, 1])  # group 2 is empty
+    expected = max(np.unique(rows[groups == g]).size for g in (0, 1, 3))
+    assert max_unique_per_group(rows, groups) == expected
+    assert max_unique_per_group(rows * 300, groups) == max(np.unique(rows[groups == g] * 300).size for g in (0, 1, 3))
