@@ -37,7 +37,7 @@ class LayerFields:
 
     zp: np.ndarray  # weight zero point per TFLite output channel
     bias: np.ndarray  # per TFLite output channel
-    requant: np.ndarray  # (channels, 3) multiplier, shift, OFM zero point per TFLite output channel
+    requant: tuple[np.ndarray, np.ndarray, np.ndarray]  # multiplier, shift, OFM zero point per channel
     per_channel: bool  # per-channel scales: the header reloads the requantisation on every OFM
 
 
@@ -101,8 +101,9 @@ def plan_chunk(weights: np.ndarray, fields: LayerFields, geo: Geometry, variant:
     # first stream of an OG in the chunk is in the previous stripe (its last OFM on that OG).
     last_in_prev = og + ((depth - 1 - og) // par) * par
     prev_ofm = np.where(prev >= 0, ofm[np.maximum(prev, 0)], np.where(lo > 0, lo - depth + last_in_prev, -1))
-    rq = fields.requant[geo.channel_of_ofm[ofm]]
-    prev_rq = np.where((prev_ofm >= 0)[:, None], fields.requant[geo.channel_of_ofm[np.maximum(prev_ofm, 0)]], 0)
+    ch, prev_ch = geo.channel_of_ofm[ofm], geo.channel_of_ofm[np.maximum(prev_ofm, 0)]
+    rq = np.stack([r[ch] for r in fields.requant], axis=1)
+    prev_rq = np.where((prev_ofm >= 0)[:, None], np.stack([r[prev_ch] for r in fields.requant], axis=1), 0)
     reload = fields.per_channel | (ofm < par) | (rq != prev_rq).any(axis=1)
     header = (fields.bias[geo.channel_of_ofm[ofm]], reload, rq[:, 0], rq[:, 1], rq[:, 2])
     return plan, header, held.after(plan, og)

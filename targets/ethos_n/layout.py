@@ -70,10 +70,12 @@ def dtype_range(dtype: np.dtype) -> tuple[int, int]:
 
 
 def per_ofm(value: int | np.ndarray, count: int, name: str) -> np.ndarray:
-    """A scalar broadcast to `count` entries, or a checked per-OFM vector."""
+    """A scalar broadcast to `count` entries (a read-only view: a depthwise layer has an OFM per 9
+    weights, so full per-OFM copies of every header field would cost more than the weights), or a
+    checked per-OFM vector."""
     arr = np.asarray(value, dtype=np.int64)
     if arr.size == 1:
-        return np.full(count, int(arr.ravel()[0]), dtype=np.int64)
+        return np.broadcast_to(arr.reshape(1), (count,))
     if arr.shape != (count,):
         raise ValueError(f"{name} must be a scalar or have {count} entries, got shape {arr.shape}")
     return arr

@@ -183,7 +183,7 @@ def _encode(
     shift = per_ofm(requant.shift, channels, "shift")
     ozp = per_ofm(requant.zero_point, channels, "ofm zero point")
     per_channel = requant.per_channel or np.asarray(zero_point).size > 1
-    fields = LayerFields(zp, bias_arr, np.stack([mult, shift, ozp], axis=1), per_channel)
+    fields = LayerFields(zp, bias_arr, (mult, shift, ozp), per_channel)
     chunks, entry_len = encode_chunks(weights, fields, geo, variant, size_only)
     if size_only:
         return _sizes(entry_len, geo, variant)
