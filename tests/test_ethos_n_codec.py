@@ -26,7 +26,7 @@ from hwopt.targets.ethos_n.stream_codec import (
 )
 from hwopt.targets.ethos_n.variants import VARIANTS, N78Variant
 from hwopt.targets.ethos_n.weight_codec import OfmRequant, encode_layer
-from hwopt.targets.ethos_n.weight_decode import decode_layer, decode_layer_full
+from hwopt.targets.ethos_n.weight_decode import decode_layer, decode_layer_full, decode_weights
 
 V8 = VARIANTS["ethos-n78-1tops-2ple"]  # N = 8, 8 OGs, 8 SRAMs
 V16 = VARIANTS["ethos-n78-4tops-4ple"]  # N = 16, 16 OGs, 16 SRAMs
@@ -308,6 +308,30 @@ def test_invalid_inputs() -> None:
         encode_stream(np.array([256]), ifm_parallel=8)
     with pytest.raises(ValueError):
         decode_layer(b"\x00" * 17, shape=(1, 1, 4, 4), variant=V8, layout="HWIO", zero_point=0)
+    with pytest.raises(ValueError):
+        decode_weights(b"\x00" * 17, shape=(1, 1, 4, 4), variant=V8, layout="HWIO", zero_point=0)
+
+
+@pytest.mark.parametrize("layout", ["HWIO", "HWIM"])
+def test_numpy_decoder_refuses_corrupt_blobs(layout: str) -> None:
+    """Flipped bits give a clear ValueError (or some weights), never another exception."""
+    rng = np.random.default_rng(3)
+    shape = (3, 3, 24, 20) if layout == "HWIO" else (3, 3, 40, 1)
+    w = np.where(rng.random(shape) < 0.4, 0, rng.integers(-60, 60, shape)).astype(np.int8)
+    kw = {"variant": VARIANTS["ethos-n78-4tops-4ple"], "layout": layout, "zero_point": 0}
+    data = bytearray(encode_layer(w, **kw).data)  # type: ignore[arg-type]
+    refused = 0
+    for _ in range(60):
+        bad = bytearray(data)
+        for pos in rng.integers(0, len(bad), 3):
+            bad[pos] ^= 1 << int(rng.integers(0, 8))
+        try:
+            out = decode_weights(bytes(bad), shape=shape, **kw)  # type: ignore[arg-type]
+        except ValueError:
+            refused += 1
+        else:
+            assert out.shape == shape
+    assert refused > 0
 
 
 # ----------------------------------------------------------------------------- properties
@@ -371,6 +395,7 @@ def test_layer_round_trip(cfg: dict) -> None:
     assert len(enc.data) % (16 * cfg["variant"].num_srams) == 0
     dec = decode_layer_full(enc.data, shape=shape, zero_point=zp, dtype=dtype, **kw)
     np.testing.assert_array_equal(dec.weights, w)
+    np.testing.assert_array_equal(decode_weights(enc.data, shape=shape, zero_point=zp, dtype=dtype, **kw), w)
     assert dec.weights.dtype == w.dtype
     np.testing.assert_array_equal(dec.bias, bias)
     np.testing.assert_array_equal(dec.multiplier, requant.multiplier)

@@ -283,7 +283,7 @@ def _encode_n78(layer: WeightLayer, model: Model, variant: N78Variant) -> LayerE
         raise ValueError(f"the support library only estimates this layer: {reason}")
     plan = plan_layer(nw.layer, variant)
     enc = encode_planned(nw.weights, nw.zero_point, nw.layer, plan, variant, bias=nw.bias, requant=nw.requant)
-    back = wd.decode_layer(enc, shape=nw.weights.shape, variant=variant, layout=nw.layout,  # type: ignore[arg-type]
+    back = wd.decode_weights(enc, shape=nw.weights.shape, variant=variant, layout=nw.layout,  # type: ignore[arg-type]
                         zero_point=nw.zero_point, dtype=nw.weights.dtype, stride=nw.layer.stride,
                         padding=nw.layer.padding, stripe_depth=plan.stripe_depth,
                         fully_connected=nw.layer.kind is Kind.FULLY_CONNECTED,

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .batch_decode import decode_streams
 from .layout import DMA_ALIGN, Algorithm, Geometry, dtype_range, fc_padded, geometry, per_ofm, sram_layout
 from .stream_codec import INITIAL_PARAMS, StreamParams, decode_stream
 from .variants import N78Variant
 from .weight_codec import EncodedLayer, Layout
 
-__all__ = ["DecodedLayer", "decode_layer", "decode_layer_full"]
+__all__ = ["DecodedLayer", "decode_layer", "decode_layer_full", "decode_weights"]
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,11 @@ def _assemble(
 ) -> np.ndarray:
     """Scatter raw streams back into the tensor, checking padding and value range."""
     kh, kw, cin, cout = shape
-    zpo = zp[geo.channel_of_ofm][:, None]
+    zpo = zp[geo.channel_of_ofm][:, None].astype(np.int16)  # weights and zero points fit 9 bits
     if geo.layout == "HWIO":
-        out = np.zeros((kh * kw * cin, cout), dtype=np.int64)
+        out = np.zeros((kh * kw * cin, cout), dtype=np.int16)
     else:
-        out = np.zeros((kh * kw, cin * cout), dtype=np.int64)
+        out = np.zeros((kh * kw, cin * cout), dtype=np.int16)
     for raw, order in zip(raws, geo.orders, strict=True):
         q = raw + zpo
         valid = order >= 0
@@ -161,3 +162,35 @@ def decode_layer(
         iteration_size=iteration_size,
         algorithm=algorithm,
     ).weights
+
+
+def decode_weights(
+    encoded: EncodedLayer | bytes,
+    *,
+    shape: tuple[int, int, int, int],
+    variant: N78Variant,
+    layout: Layout,
+    zero_point: int | np.ndarray,
+    dtype: type[np.integer] | np.dtype = np.int8,
+    stride: tuple[int, int] = (1, 1),
+    padding: tuple[int, int] = (0, 0),
+    stripe_depth: int | None = None,
+    fully_connected: bool = False,
+    iteration_size: int | None = None,
+    algorithm: Algorithm | str = Algorithm.DIRECT,
+) -> np.ndarray:
+    """`decode_layer` in numpy (`batch_decode.py`): the same weights and checks, headers skipped."""
+    data = encoded.data if isinstance(encoded, EncodedLayer) else bytes(encoded)
+    dt = np.dtype(dtype)
+    full_shape = tuple(shape)
+    if fully_connected:
+        full_shape = (*fc_padded(np.zeros((1, 1, shape[2], 1), dtype=dt), 0).shape[:3], shape[3])
+    geo = geometry(full_shape, variant, layout, stride, padding, stripe_depth, fully_connected,
+                   iteration_size, Algorithm(algorithm))
+    zp = per_ofm(zero_point, geo.num_ofms, "zero_point")
+    weights = _assemble(decode_streams(data, geo, variant), zp, geo, full_shape, dtype_range(dt))
+    if fully_connected:
+        if np.any(weights[:, :, shape[2]:, :] != zp[None, None, None, :]):
+            raise ValueError("fully connected padding differs from the zero point")
+        weights = weights[:, :, : shape[2], :]
+    return weights.astype(dt)
