@@ -17,13 +17,23 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools.corpus_common import DEFAULT_CACHE, ETHOS_U_CONFIGS, shared_models  # noqa: E402
+if TYPE_CHECKING:
+    from hwopt.targets import Target
+
+from tools.corpus_common import (  # noqa: E402
+    add_corpus_arguments,
+    corpus_items,
+    corpus_targets,
+    labelled,
+    shared_models,
+)
 
 
 @dataclass
@@ -46,21 +56,13 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic) if len(a) > 2 else float("nan")
 
 
-def evaluate(items: Iterable[tuple[str, bytes]], configs: list[str], cache: Path) -> dict[str, Errors]:
+def evaluate(items: Iterable[tuple[str, bytes]], targets: list[Target], cache: Path) -> dict[str, Errors]:
     """Compare analytic per-layer cycles with the cached Vela labels for each configuration."""
-    from hwopt.format.tflite_io import read_model
-    from hwopt.targets import resolve_target
     from hwopt.targets.ethos_u.analytic import ethos_u_layer_costs
-    from hwopt.testing.corpus import label
 
-    targets = [resolve_target(c) for c in configs]
-    out = {c: Errors() for c in configs}
-    for name, data in items:
-        model = read_model(data)
-        for t in targets:
-            labels, _ = label(name, data, t, cache)
-            if labels.error is not None:
-                continue
+    out = {t.name: Errors() for t in targets}
+    for name, model, pairs in labelled(items, targets, cache):
+        for t, labels in pairs:
             ana = {c.op_index: c for c in ethos_u_layer_costs(model, t) if c.subgraph == 0}
             e = out[t.name]
             for la in labels.layers:
@@ -98,29 +100,20 @@ def print_tables(title: str, res: dict[str, Errors]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hwopt.testing.corpus import is_validation
-    from hwopt.testing.generator import corpus
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--count", type=int, default=1000)
-    ap.add_argument("--split-seed", type=int, default=0)
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    ap.add_argument("--models", type=Path, default=None)
-    ap.add_argument("--configs", default=",".join(ETHOS_U_CONFIGS))
+    add_corpus_arguments(ap, models=True)
     ap.add_argument("--set", choices=("validation", "fitting", "shared", "all"), default="all")
     args = ap.parse_args(argv)
-    configs = args.configs.split(",")
+    targets = corpus_targets(args)
     if args.set in ("validation", "fitting", "all"):
         sides = ("validation",) if args.set == "all" else (args.set,)
         for side in sides:
-            items = [(m.name, m.data) for m in corpus(args.seed, args.count)
-                     if is_validation(m.name, args.split_seed) == (side == "validation")]
-            print_tables(f"Generated corpus, {side} set ({len(items)} models)", evaluate(items, configs, args.cache))
+            items = corpus_items(args, side)
+            print_tables(f"Generated corpus, {side} set ({len(items)} models)", evaluate(items, targets, args.cache))
     if args.set in ("shared", "all"):
         paths = shared_models(args.models)
         print_tables(f"Real models ({len(paths)})",
-                     evaluate([(p.stem, p.read_bytes()) for p in paths], configs, args.cache))
+                     evaluate([(p.stem, p.read_bytes()) for p in paths], targets, args.cache))
     return 0
 
 

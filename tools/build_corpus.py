@@ -18,23 +18,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools.corpus_common import DEFAULT_CACHE, ETHOS_U_CONFIGS, shared_models  # noqa: E402
+from tools.corpus_common import add_corpus_arguments, corpus_items, corpus_targets, shared_models  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hwopt.targets import resolve_target
     from hwopt.testing.corpus import label
-    from hwopt.testing.generator import corpus
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--count", type=int, default=1000)
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    ap.add_argument("--models", type=Path, default=None, help="folder of real models (default ../shared/models)")
-    ap.add_argument("--configs", default=",".join(ETHOS_U_CONFIGS))
+    add_corpus_arguments(ap, split=False, models=True)
     args = ap.parse_args(argv)
-    targets = [resolve_target(t) for t in args.configs.split(",")]
-    items = [(m.name, m.data) for m in corpus(args.seed, args.count)]
+    targets = corpus_targets(args)
+    items = corpus_items(args)
     items += [(p.stem, p.read_bytes()) for p in shared_models(args.models)]
     start, fresh, cached, failed = time.monotonic(), 0, 0, 0
     for n, (name, data) in enumerate(items, 1):

@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools.corpus_common import DEFAULT_CACHE, ETHOS_U_CONFIGS  # noqa: E402
+from tools.corpus_common import add_corpus_arguments, corpus_items, corpus_targets, labelled  # noqa: E402
 
 RIDGE = 1e-2
 IRLS_STEPS = 20
@@ -71,33 +71,21 @@ def render(doc: dict[str, object]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hwopt.format.tflite_io import read_model
-    from hwopt.targets import resolve_target
     from hwopt.targets.descriptor import Family
     from hwopt.targets.ethos_u.analytic import structural_cost
     from hwopt.targets.ethos_u.calibration import CALIBRATION_FILE, FEATURES, MIN_GROUP, features, group_keys
     from hwopt.targets.ethos_u.placement import ethos_u_geometry
-    from hwopt.testing.corpus import is_validation, label
-    from hwopt.testing.generator import corpus
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--count", type=int, default=1000)
-    ap.add_argument("--split-seed", type=int, default=0)
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    add_corpus_arguments(ap)
     ap.add_argument("--out", type=Path, default=CALIBRATION_FILE)
-    ap.add_argument("--configs", default=",".join(ETHOS_U_CONFIGS))
     args = ap.parse_args(argv)
-    targets = [resolve_target(c) for c in args.configs.split(",")]
+    targets = corpus_targets(args)
     rows: dict[str, list[tuple[str, str, np.ndarray, float]]] = defaultdict(list)
-    fitting = [m for m in corpus(args.seed, args.count) if not is_validation(m.name, args.split_seed)]
-    for m in fitting:
-        model = read_model(m.data)
+    fitting = corpus_items(args, "fitting")
+    for _, model, pairs in labelled(fitting, targets, args.cache):
         geo = {f: ethos_u_geometry(model, f) for f in {t.family for t in targets}}
-        for t in targets:
-            labels, _ = label(m.name, m.data, t, args.cache)
-            if labels.error is not None:
-                continue
+        for t, labels in pairs:
             by_index = {g.op_index: g for g in geo[t.family] if g.subgraph == 0}
             for la in labels.layers:
                 g = by_index.get(la.op_index)
