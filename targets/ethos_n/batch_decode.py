@@ -10,7 +10,7 @@ headers' bias and requantisation are skipped (`weight_decode.decode_layer_full` 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,7 +18,8 @@ from .layout import DMA_ALIGN, Geometry, sram_layout
 from .stream_params import BIAS_BITS, MAX_PALETTE, MAX_QUOTIENT, WDIV_UNCOMPRESSED, ZDIV_RLE_OFF
 from .variants import N78Variant
 
-Take = Callable[[np.ndarray | int, np.ndarray | None], np.ndarray]
+#: Streams parsed together when the encoder's stream lengths are given (whole stripes, at least one).
+HINTED_BATCH = 1 << 18
 
 
 class _Bits:
@@ -66,43 +67,217 @@ def _lanes(geo: Geometry) -> tuple[np.ndarray, np.ndarray]:
     return order, np.bincount(lane, minlength=int(lane.max(initial=0)) + 1)
 
 
-def decode_streams(data: bytes, geo: Geometry, variant: N78Variant) -> list[np.ndarray]:
-    """Zero-point-corrected weights of every stream, per IFM iteration as (OFMs, length) arrays."""
+def decode_streams(data: bytes, geo: Geometry, variant: N78Variant,
+                   stream_bits: np.ndarray | None = None) -> list[np.ndarray]:
+    """Zero-point-corrected weights of every stream, per IFM iteration as (OFMs, length) arrays.
+
+    With `stream_bits` (the encoder's claimed length of every stream) every stream of a run of
+    stripes is parsed at once from its claimed start, and each parse must end exactly where the
+    next stream of its group was claimed to start: the same check as a sequential parse, in far
+    fewer steps. Without it the independent OG chains are the lanes."""
     flat, entry_len = group_bytes(data, geo, variant)
     bits = _Bits(flat)
-    iters, n = geo.num_iterations, variant.ifm_parallel
-    s_all = np.arange(geo.num_ofms * iters)
-    ofm_all, it_all = s_all // iters, s_all % iters
-    stripe = ofm_all // geo.stripe_depth
-    gps = geo.groups_per_stripe
-    entry = stripe * gps + ((ofm_all - stripe * geo.stripe_depth) * iters + it_all) % gps
+    raws = [np.zeros((geo.num_ofms, o.size), dtype=np.int16) for o in geo.orders]  # values in [-255, 255]
+    if stream_bits is None:
+        _decode_lanes(bits, entry_len, geo, variant.ifm_parallel, raws)
+        return raws
+    claimed = np.asarray(stream_bits, dtype=np.int64)
+    if claimed.shape != (geo.num_ofms * geo.num_iterations,) or np.any(claimed <= 0):
+        raise ValueError("stream lengths do not match the layer geometry")
+    held = _State(geo.in_parallel)
+    per_stripe = geo.stripe_depth * sum(o.size for o in geo.orders)
+    step = max(1, HINTED_BATCH // max(per_stripe, 1)) * geo.stripe_depth
+    for lo in range(0, geo.num_ofms, step):
+        _decode_hinted(bits, entry_len, geo, variant.ifm_parallel, raws, claimed, held, lo,
+                       min(lo + step, geo.num_ofms))
+    return raws
+
+
+def _stream_layout(geo: Geometry, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Stream ids of OFMs lo..hi, their OFM, IFM iteration and group."""
+    iters = geo.num_iterations
+    s = np.arange(lo * iters, hi * iters)
+    ofm, it = s // iters, s % iters
+    stripe = ofm // geo.stripe_depth
+    entry = stripe * geo.groups_per_stripe + ((ofm - stripe * geo.stripe_depth) * iters + it) % geo.groups_per_stripe
+    return s, ofm, it, entry
+
+
+def _store(raws: list[np.ndarray], w: np.ndarray, ofm: np.ndarray, it: np.ndarray) -> None:
+    if np.any(np.abs(w) > 255):
+        raise ValueError("decoded weights fall outside the weight data type")
+    for k, raw in enumerate(raws):
+        sel = it == k
+        raw[ofm[sel]] = w[sel, : raw.shape[1]]
+
+
+def _check_length(length: np.ndarray, start: np.ndarray, end: np.ndarray, entry: np.ndarray, entry_len: int) -> None:
+    """The 16-bit length field: 16-byte words the stream spans within its group."""
+    group_start = entry * entry_len * 8
+    spanned = -(-(end - group_start) // (DMA_ALIGN * 8)) - ((start - group_start) // 8) // DMA_ALIGN
+    if np.any(length != spanned):
+        raise ValueError("a stream's length field is inconsistent with the layer geometry")
+
+
+def _decode_lanes(bits: _Bits, entry_len: int, geo: Geometry, n: int, raws: list[np.ndarray]) -> None:
+    """Every OG chain a lane; the k-th streams of all lanes are parsed together."""
+    _, ofm_all, it_all, entry = _stream_layout(geo, 0, geo.num_ofms)
     gpos = np.arange(geo.num_entries, dtype=np.int64) * entry_len * 8  # where each group's next stream starts
     order, per_lane = _lanes(geo)
-    lanes = per_lane.size
     first = np.cumsum(per_lane) - per_lane
     lengths = np.array([o.size for o in geo.orders], dtype=np.int64)
-    raws = [np.zeros((geo.num_ofms, o.size), dtype=np.int16) for o in geo.orders]  # values in [-255, 255]
-    state = _State(lanes)
+    state = _State(per_lane.size)
     for k in range(int(per_lane.max(initial=0))):
         live = np.flatnonzero(per_lane > k)
         s = order[first[live] + k]
         start = gpos[entry[s]]
-        w, end, length = _decode_one(bits, start, live, state, lengths[it_all[s]], n)
-        group_start = entry[s] * entry_len * 8
-        spanned = -(-(end - group_start) // (DMA_ALIGN * 8)) - ((start - group_start) // 8) // DMA_ALIGN
-        if np.any(length != spanned):
-            raise ValueError("a stream's length field is inconsistent with the layer geometry")
-        if np.any(np.abs(w) > 255):
-            raise ValueError("decoded weights fall outside the weight data type")
-        gpos[entry[s]] = end
-        for it in range(iters):
-            sel = it_all[s] == it
-            raws[it][ofm_all[s[sel]]] = w[sel, : lengths[it]]
-    return raws
+        rd = _Reader(bits, start)
+        hdr = _read_header(rd)
+        state.update(live, hdr)
+        w = _payload(rd, hdr.n_w, state.take(live), lengths[it_all[s]], n)
+        _check_length(hdr.length, start, rd.p, entry[s], entry_len)
+        gpos[entry[s]] = rd.p
+        _store(raws, w, ofm_all[s], it_all[s])
+
+
+def _decode_hinted(bits: _Bits, entry_len: int, geo: Geometry, n: int, raws: list[np.ndarray], claimed: np.ndarray,
+                   held: _State, lo: int, hi: int) -> None:
+    """Streams of OFMs lo..hi (whole stripes) parsed at once from their claimed starts."""
+    s, ofm, it, entry = _stream_layout(geo, lo, hi)
+    b = claimed[s]
+    order = np.argsort(entry, kind="stable")
+    c = np.cumsum(b[order]) - b[order]
+    grp_first = np.searchsorted(entry[order], entry[order], side="left")
+    offset = np.empty_like(b)
+    offset[order] = c - c[grp_first]
+    if np.any(offset + b > entry_len * 8):
+        raise ValueError("stream lengths do not fit the groups")
+    start = entry * entry_len * 8 + offset
+    rd = _Reader(bits, start)
+    hdr = _read_header(rd)
+    # Parameters not reloaded come from the OG's latest stream that sent them (or what it held before).
+    og = (ofm % geo.stripe_depth) % geo.in_parallel
+    params = _resolve(hdr, og, held)
+    lengths = np.array([o.size for o in geo.orders], dtype=np.int64)
+    w = _payload(rd, hdr.n_w, params, lengths[it], n)
+    if np.any(rd.p != start + b):
+        raise ValueError("a stream does not end where the next one starts")
+    _check_length(hdr.length, start, rd.p, entry, entry_len)
+    _store(raws, w, ofm, it)
+
+
+class _Reader:
+    """Per-lane bit positions in one buffer; `take` reads a field per lane and moves on."""
+
+    def __init__(self, bits: _Bits, start: np.ndarray) -> None:
+        self.bits = bits
+        self.p = start.astype(np.int64, copy=True)
+
+    def take(self, width: np.ndarray | int, where: np.ndarray | None = None) -> np.ndarray:
+        """Read a field per lane at its position (width 0 where `where` is False) and move on."""
+        w = np.asarray(width, dtype=np.int64)
+        if where is not None:
+            w = np.where(where, w, 0)
+        elif w.ndim == 0:
+            w = np.full(self.p.size, int(w), dtype=np.int64)
+        v = self.bits.read(self.p, w)
+        self.p += w
+        return v
+
+
+@dataclass(frozen=True)
+class _Header:
+    """Fields of the weight and payload headers per lane (parameters only where reloaded)."""
+
+    length: np.ndarray
+    n_w: np.ndarray
+    rp: np.ndarray
+    zdiv: np.ndarray
+    wdiv: np.ndarray
+    trunc: np.ndarray
+    dirofs: np.ndarray
+    rpal: np.ndarray
+    pal_len: np.ndarray
+    pbits: np.ndarray
+    palette: np.ndarray  # (lanes, MAX_PALETTE) signed values
+
+
+@dataclass(frozen=True)
+class _Params:
+    """The compression parameters a stream is decoded with."""
+
+    zdiv: np.ndarray
+    wdiv: np.ndarray
+    trunc: np.ndarray
+    dirofs: np.ndarray
+    pal: np.ndarray
+    pal_len: np.ndarray
+    pbits: np.ndarray
+
+
+def _read_header(rd: _Reader) -> _Header:
+    """Weight header (length, bias, requantisation: skipped) and payload header of every lane."""
+    length = rd.take(16)
+    rd.take(BIAS_BITS)
+    reload = rd.take(1).astype(bool)
+    rd.take(30, reload)  # multiplier 16, shift 6, OFM zero point 8
+    n_w = rd.take(17)
+    rp = rd.take(1).astype(bool)
+    zdiv, wdiv, trunc, dirofs = rd.take(3, rp), rd.take(3, rp), rd.take(1, rp).astype(bool), rd.take(5, rp)
+    rpal = rd.take(1, rp).astype(bool) & rp
+    size_m1, pbits = rd.take(5, rpal), rd.take(3, rpal)
+    cnt = np.where(rpal & (size_m1 > 0), size_m1 + 1, 0)
+    entries = np.zeros((rd.p.size, MAX_PALETTE), dtype=np.int64)
+    width = pbits + 2
+    for j in range(int(cnt.max(initial=0))):
+        entries[:, j] = rd.take(width, j < cnt)
+    mag = entries & ((1 << (width - 1)) - 1)[:, None]
+    signed = np.where((entries >> (width - 1)[:, None]) & 1, -mag, mag)
+    if np.any(rp & ~np.isin(zdiv, (0, 1, 2, 3, ZDIV_RLE_OFF))) or np.any(rp & ~np.isin(wdiv, (0, 1, 2, 3, 4, 5, 7))):
+        raise ValueError("invalid ZDIV/WDIV")
+    return _Header(length, n_w, rp, zdiv, wdiv, trunc, dirofs, rpal, cnt, pbits, signed)
+
+
+def _resolve(hdr: _Header, og: np.ndarray, held: _State) -> _Params:
+    """Forward-fill reloaded parameters along each OG's streams (encoder order), starting from `held`;
+    `held` is then updated with what every OG holds after these streams."""
+    order = np.argsort(og, kind="stable")
+    pos = np.arange(og.size)
+    starts = np.ones(og.size, dtype=bool)
+    starts[1:] = og[order[1:]] != og[order[:-1]]
+    group_start = np.maximum.accumulate(np.where(starts, pos, 0))
+
+    def source(own: np.ndarray) -> np.ndarray:
+        last = np.maximum.accumulate(np.where(own[order], pos, -1))
+        out = np.empty(og.size, dtype=np.int64)
+        out[order] = np.where(last >= group_start, order[np.maximum(last, 0)], -1)
+        return out
+
+    sp, spal = source(hdr.rp), source(hdr.rpal)
+
+    def fill(src: np.ndarray, mine: np.ndarray, before: np.ndarray) -> np.ndarray:
+        k = np.maximum(src, 0)
+        if mine.ndim == 2:
+            return np.where((src >= 0)[:, None], mine[k], before[og])
+        return np.where(src >= 0, mine[k], before[og])
+
+    p = _Params(fill(sp, hdr.zdiv, held.zdiv), fill(sp, hdr.wdiv, held.wdiv), fill(sp, hdr.trunc, held.trunc),
+                fill(sp, hdr.dirofs, held.dirofs), fill(spal, hdr.palette, held.pal),
+                fill(spal, hdr.pal_len, held.pal_len), fill(spal, hdr.pbits, held.pbits))
+    last = np.full(held.zdiv.size, -1, dtype=np.int64)
+    last[og] = pos  # the last stream per OG wins
+    has = last >= 0
+    k = np.maximum(last, 0)
+    for name, mine in (("zdiv", p.zdiv), ("wdiv", p.wdiv), ("trunc", p.trunc), ("dirofs", p.dirofs),
+                       ("pal", p.pal), ("pal_len", p.pal_len), ("pbits", p.pbits)):
+        before = getattr(held, name)
+        mask = has[:, None] if before.ndim == 2 else has
+        setattr(held, name, np.where(mask, mine[k], before))
+    return p
 
 
 class _State:
-    """Compression parameters each lane's OG holds."""
+    """Compression parameters each lane's OG holds (the decoder's reset values to start with)."""
 
     def __init__(self, lanes: int) -> None:
         self.zdiv = np.full(lanes, ZDIV_RLE_OFF, dtype=np.int64)
@@ -113,79 +288,56 @@ class _State:
         self.pal_len = np.zeros(lanes, dtype=np.int64)
         self.pbits = np.full(lanes, 7, dtype=np.int64)
 
+    def update(self, live: np.ndarray, hdr: _Header) -> None:
+        """Take what the lanes `live` reloaded."""
+        rp, rpal = hdr.rp, hdr.rpal
+        self.zdiv[live] = np.where(rp, hdr.zdiv, self.zdiv[live])
+        self.wdiv[live] = np.where(rp, hdr.wdiv, self.wdiv[live])
+        self.trunc[live] = np.where(rp, hdr.trunc, self.trunc[live])
+        self.dirofs[live] = np.where(rp, hdr.dirofs, self.dirofs[live])
+        self.pal[live] = np.where(rpal[:, None], hdr.palette, self.pal[live])
+        self.pal_len[live] = np.where(rpal, hdr.pal_len, self.pal_len[live])
+        self.pbits[live] = np.where(rpal, hdr.pbits, self.pbits[live])
 
-def _decode_one(bits: _Bits, start: np.ndarray, live: np.ndarray, st: _State, length: np.ndarray,
-                n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One stream per lane `live` starting at bit `start`: (weights (lanes, max length), end bit, length field)."""
-    p = start.copy()
+    def take(self, live: np.ndarray) -> _Params:
+        return _Params(self.zdiv[live], self.wdiv[live], self.trunc[live], self.dirofs[live], self.pal[live],
+                       self.pal_len[live], self.pbits[live])
 
-    def take(width: np.ndarray | int, where: np.ndarray | None = None) -> np.ndarray:
-        """Read a field per lane at its position (width 0 where `where` is False) and move on."""
-        w = np.broadcast_to(np.asarray(width, dtype=np.int64), p.shape)
-        if where is not None:
-            w = np.where(where, w, 0)
-        v = bits.read(p, w)
-        p[:] += w
-        return v
 
-    length_field = take(16)
-    take(BIAS_BITS)
-    reload = take(1).astype(bool)
-    take(30, reload)  # multiplier 16, shift 6, OFM zero point 8
-    n_w = take(17)
-    rp = take(1).astype(bool)
-    zdiv, wdiv, trunc, dirofs, rpal = take(3, rp), take(3, rp), take(1, rp), take(5, rp), take(1, rp).astype(bool)
-    rpal &= rp
-    size_m1, pbits = take(5, rpal), take(3, rpal)
-    cnt = np.where(size_m1 > 0, size_m1 + 1, 0)
-    entries = np.zeros((live.size, MAX_PALETTE), dtype=np.int64)
-    width = pbits + 2
-    for j in range(int(np.where(rpal, cnt, 0).max(initial=0))):
-        entries[:, j] = take(width, rpal & (j < cnt))
-    mag = entries & ((1 << (width - 1)) - 1)[:, None]
-    signed = np.where((entries >> (width - 1)[:, None]) & 1, -mag, mag)
-    if np.any(rp & ~np.isin(zdiv, (0, 1, 2, 3, ZDIV_RLE_OFF))) or np.any(rp & ~np.isin(wdiv, (0, 1, 2, 3, 4, 5, 7))):
-        raise ValueError("invalid ZDIV/WDIV")
-    st.zdiv[live] = np.where(rp, zdiv, st.zdiv[live])
-    st.wdiv[live] = np.where(rp, wdiv, st.wdiv[live])
-    st.trunc[live] = np.where(rp, trunc.astype(bool), st.trunc[live])
-    st.dirofs[live] = np.where(rp, dirofs, st.dirofs[live])
-    st.pal[live] = np.where(rpal[:, None], signed, st.pal[live])
-    st.pal_len[live] = np.where(rpal, cnt, st.pal_len[live])
-    st.pbits[live] = np.where(rpal, pbits, st.pbits[live])
-    zd, wd, tr, do = st.zdiv[live], st.wdiv[live], st.trunc[live], st.dirofs[live]
-    pal, pal_len, pb = st.pal[live], st.pal_len[live], st.pbits[live]
-    rle, unc = zd != ZDIV_RLE_OFF, wd == WDIV_UNCOMPRESSED
+def _payload(rd: _Reader, n_w: np.ndarray, prm: _Params, length: np.ndarray, n: int) -> np.ndarray:
+    """The GRC chunks of every lane's stream: its weights, (lanes, max length) with zeros re-inserted."""
+    rle, unc = prm.zdiv != ZDIV_RLE_OFF, prm.wdiv == WDIV_UNCOMPRESSED
+    pal_len = prm.pal_len
     pal_w = np.maximum(np.frexp(np.maximum(pal_len - 1, 0).astype(np.float64))[1], 1)
-    d = np.where(unc, np.where(pal_len > 0, pal_w, pb + 2), wd)
-    e = np.where(rle, zd, 0)
+    d = np.where(unc, np.where(pal_len > 0, pal_w, prm.pbits + 2), prm.wdiv)
+    e = np.where(rle, prm.zdiv, 0)
     n_z = np.where(rle, n_w + 1, 0)
     cw = np.where(unc & (d > 5), n // 2, 3 * n // 4)
     cz = np.where(e < 3, 3 * n // 4, n // 2)
     if np.any(n_w > length):
         raise ValueError("a stream's weight count is inconsistent with the layer geometry")
-    fq, fr, zq, zr = _chunks(bits, p, take, n_w, n_z, rle, unc, tr, d, e, cw, cz, n)
+    fq, fr, zq, zr = _chunks(rd, n_w, n_z, rle, unc, prm.trunc, d, e, cw, cz, n)
     f = (fq << d[:, None]) | fr
     if np.any(~unc[:, None] & (fq > MAX_QUOTIENT)):
         raise ValueError("weight quotient exceeds 31")
     k = np.arange(f.shape[1])[None, :]
-    direct_sym = np.where(pal_len[:, None] > 0, np.maximum(f - pal_len[:, None] + do[:, None], 0), f + do[:, None])
+    do = prm.dirofs[:, None]
+    direct_sym = np.where(pal_len[:, None] > 0, np.maximum(f - pal_len[:, None] + do, 0), f + do)
     mag = (direct_sym + 1) >> 1
     direct = np.where(direct_sym & 1, -mag, mag)
-    in_pal = (f < pal_len[:, None]) & (pal_len[:, None] > 0)
-    w = np.where(in_pal, np.take_along_axis(pal, np.clip(f, 0, MAX_PALETTE - 1), axis=1), direct)
-    w = np.where(k < n_w[:, None], w, 0)
+    in_pal = f < pal_len[:, None]
+    w = np.where(in_pal, np.take_along_axis(prm.pal, np.clip(f, 0, MAX_PALETTE - 1), axis=1), direct)
+    ok = k < n_w[:, None]
     runs = (zq << e[:, None]) | zr
     total = np.where(rle, n_w + np.where(k <= n_w[:, None], runs, 0).sum(axis=1), n_w)
     if np.any(total != length):
         raise ValueError("a stream's weight count is inconsistent with the layer geometry")
-    out = np.zeros((live.size, int(length.max(initial=0))), dtype=np.int64)
+    out = np.zeros((n_w.size, int(length.max(initial=0))), dtype=np.int64)
     # RLE: weight j lands after the zeros of runs 0..j and the j weights before it.
-    dest = np.where(rle[:, None], np.cumsum(np.where(k < n_w[:, None], runs[:, : f.shape[1]], 0), axis=1) + k, k)
-    rows = np.broadcast_to(np.arange(live.size)[:, None], f.shape)
-    ok = k < n_w[:, None]
-    out[rows[ok], dest[ok]] = w[ok]
-    return out, p, length_field
+    dest = np.where(rle[:, None], np.cumsum(np.where(ok, runs, 0), axis=1) + k, k)
+    r, j = np.nonzero(ok)
+    out[r, dest[r, j]] = w[r, j]
+    return out
 
 
 _POPCOUNT = np.array([bin(v).count("1") for v in range(1 << 12)], dtype=np.int64)  # unary words <= 12 bits
@@ -210,21 +362,16 @@ def _unary_runs(bits: np.ndarray, inside: np.ndarray, stop: np.ndarray, cost: np
     return valid, values, count, new_carry
 
 
-def _remainders(bits: _Bits, p: np.ndarray, count: np.ndarray, width: np.ndarray, out: np.ndarray,
-                first: np.ndarray) -> None:
+def _remainders(rd: _Reader, count: np.ndarray, width: np.ndarray, out: np.ndarray, first: np.ndarray) -> None:
     """Read `count` fields of `width` bits per lane back to back into out[lane, first + t]."""
-    most = int(count.max(initial=0))
-    if not most:
+    if not count.any():
         return
-    t = np.arange(most)[None, :]
-    sel = t < count[:, None]
-    pos = p[:, None] + t * width[:, None]
-    rows = np.broadcast_to(np.arange(p.size)[:, None], sel.shape)
-    out[rows[sel], (first[:, None] + t)[sel]] = bits.read(pos[sel], np.broadcast_to(width[:, None], sel.shape)[sel])
-    p += count * width
+    r, t = np.nonzero(np.arange(int(count.max()))[None, :] < count[:, None])
+    out[r, first[r] + t] = rd.bits.read(rd.p[r] + t * width[r], width[r])
+    rd.p += count * width
 
 
-def _chunks(bits: _Bits, p: np.ndarray, take: Take, n_w: np.ndarray, n_z: np.ndarray, rle: np.ndarray,
+def _chunks(rd: _Reader, n_w: np.ndarray, n_z: np.ndarray, rle: np.ndarray,
             unc: np.ndarray, trunc: np.ndarray, d: np.ndarray, e: np.ndarray, cw: np.ndarray, cz: np.ndarray,
             n: int) -> tuple[np.ndarray, ...]:
     """Parse every lane's chunk sequence with the decoder's balance rule (as `decode_chunks` does for
@@ -246,9 +393,9 @@ def _chunks(bits: _Bits, p: np.ndarray, take: Take, n_w: np.ndarray, n_z: np.nda
         w_en = alive & (bal < half) & (wc < n_w)
         z_en = alive & rle & (bal >= 0) & (zc < n_z)
         wu = w_en & ~unc
-        u0 = take(cw, wu)
-        zu = take(cz, z_en)
-        u1 = take(_POPCOUNT[u0], wu)
+        u0 = rd.take(cw, wu)
+        zu = rd.take(cz, z_en)
+        u1 = rd.take(_POPCOUNT[u0], wu)
         w_before, z_before = wc.copy(), zc.copy()
         wc = np.where(w_en & unc, wc + np.minimum(cw, n_w - wc), wc)  # fixed-width symbols: no unary part
         if wu.any():
@@ -274,8 +421,8 @@ def _chunks(bits: _Bits, p: np.ndarray, take: Take, n_w: np.ndarray, n_z: np.nda
             zq[r, zc[r] + np.cumsum(valid, axis=1)[r, j] - 1] = val[r, j]
             zc = zc + cnt
         # The previous iteration's remainders follow this iteration's unary words.
-        _remainders(bits, p, pend_w, d, fr, pw0)
-        _remainders(bits, p, pend_z, e, zr, pz0)
+        _remainders(rd, pend_w, d, fr, pw0)
+        _remainders(rd, pend_z, e, zr, pz0)
         pend_w, pend_z, pw0, pz0 = wc - w_before, zc - z_before, w_before, z_before
         alive = w_en | z_en
     return fq, fr, zq, zr

@@ -179,8 +179,12 @@ def decode_weights(
     iteration_size: int | None = None,
     algorithm: Algorithm | str = Algorithm.DIRECT,
 ) -> np.ndarray:
-    """`decode_layer` in numpy (`batch_decode.py`): the same weights and checks, headers skipped."""
+    """`decode_layer` in numpy (`batch_decode.py`): the same weights and checks, headers skipped.
+
+    Given an `EncodedLayer`, its stream lengths say where each stream should start, so all streams
+    are parsed at once (each must end exactly where the next begins); given bytes, the OG chains are."""
     data = encoded.data if isinstance(encoded, EncodedLayer) else bytes(encoded)
+    claimed = encoded.stream_bits if isinstance(encoded, EncodedLayer) else None
     dt = np.dtype(dtype)
     full_shape = tuple(shape)
     if fully_connected:
@@ -188,7 +192,7 @@ def decode_weights(
     geo = geometry(full_shape, variant, layout, stride, padding, stripe_depth, fully_connected,
                    iteration_size, Algorithm(algorithm))
     zp = per_ofm(zero_point, geo.num_ofms, "zero_point")
-    weights = _assemble(decode_streams(data, geo, variant), zp, geo, full_shape, dtype_range(dt))
+    weights = _assemble(decode_streams(data, geo, variant, claimed), zp, geo, full_shape, dtype_range(dt))
     if fully_connected:
         if np.any(weights[:, :, shape[2]:, :] != zp[None, None, None, :]):
             raise ValueError("fully connected padding differs from the zero point")
