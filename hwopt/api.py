@@ -49,12 +49,16 @@ def write_model(model: Model, path: PathLike) -> os.PathLike[str]:
 
 
 def audit(path: PathLike, *, expect_sparsity: float | None = None, expect_clusters: int | None = None,
-          per_channel: bool = False, expect_int8: bool = False, deflate: bool = True) -> AuditReport:
+          per_channel: bool = False, expect_int8: bool = False, deflate: bool = True,
+          exact_deflate: bool = False) -> AuditReport:
     """`hwopt audit`: per-layer sparsity and cluster structure; `.failed` when expectations are unmet.
 
-    `deflate=False` leaves out the DEFLATE size of the file (`model.deflate_bytes` is None).
+    `deflate=False` leaves out the DEFLATE size of the file (`model.deflate_bytes` is None);
+    files over 1 MiB get a sampled estimate of it (`model.deflate` says so, with its error bound)
+    unless `exact_deflate=True`.
     """
-    return _audit(path, Expectations(expect_sparsity, expect_clusters, per_channel, expect_int8), with_deflate=deflate)
+    return _audit(path, Expectations(expect_sparsity, expect_clusters, per_channel, expect_int8), with_deflate=deflate,
+                  exact_deflate=exact_deflate)
 
 
 def estimate(model: PathLike | bytes | Model, target: str | os.PathLike[str] | Target, *, engine: str | None = None,
@@ -92,11 +96,15 @@ def enforce(path: PathLike, output: PathLike, pipeline: str, *, data: PathLike |
 
 def compile(model: PathLike | None, target: str | os.PathLike[str] | Target, output_dir: PathLike = "hwopt-out", *,
             pipeline: str | None = None, data: PathLike | None = None, system_config: str | None = None,
-            memory_mode: str | None = None) -> CompileResult:
-    """`hwopt compile`: audit, optional pipeline, Vela; writes the model and reports into output_dir."""
+            memory_mode: str | None = None, exact_deflate: bool = False) -> CompileResult:
+    """`hwopt compile`: audit, optional pipeline, Vela; writes the model and reports into output_dir.
+
+    `exact_deflate=True`: the input's DEFLATE size is exact even where a large file gets a sampled estimate.
+    """
     tgt = _target(target, system_config, memory_mode)
     prepare_output_dir(output_dir, model, tgt, data)
-    return write_compile_outputs(run_compile(model, tgt, pipeline=pipeline, data=data), output_dir, data=data)
+    return write_compile_outputs(run_compile(model, tgt, pipeline=pipeline, data=data, exact_deflate=exact_deflate),
+                                 output_dir, data=data)
 
 
 def gate(model: PathLike, target: str | os.PathLike[str] | Target, baseline: PathLike, *, update_baseline: bool = False,

@@ -265,7 +265,7 @@ NUM = (int, float)
 OPT_INT = (int, type(None))
 CONTRACT_TOP = {"schema": str, "model": dict, "layers": list, "summary": dict, "findings": list}
 CONTRACT_MODEL = {
-    "path": str, "bytes": int, "deflate_bytes": int, "subgraphs": int, "operators": int, "vela_compiled": bool,
+    "path": str, "bytes": int, "deflate_bytes": int, "deflate": dict, "subgraphs": int, "operators": int, "vela_compiled": bool,
     "description": str, "operator_counts": dict, "float_operators": list, "activation_dtypes": list,
 }
 CONTRACT_LAYER = {
@@ -279,6 +279,7 @@ CONTRACT_SUMMARY = {
     "weight_elements": int, "weight_bytes": int, "sparsity": NUM, "max_unique_per_channel": int,
     "max_unique_per_tensor": int, "layers": int, "macs": int, "zero_channels": int,
 }
+CONTRACT_DEFLATE = {"bytes": int, "method": str, "max_error": NUM}
 CONTRACT_FINDING = {"severity": str, "rule": str, "message": str, "subgraph": OPT_INT, "op_index": OPT_INT}
 
 
@@ -298,6 +299,9 @@ def test_json_contract(path: Path) -> None:
     _check(doc, CONTRACT_TOP, "report")
     assert doc["schema"] == SCHEMA == "hwopt.audit/1"
     _check(doc["model"], CONTRACT_MODEL, "model")
+    _check(doc["model"]["deflate"], CONTRACT_DEFLATE, "model.deflate")
+    assert doc["model"]["deflate"]["bytes"] == doc["model"]["deflate_bytes"]
+    assert doc["model"]["deflate"]["method"] in ("exact", "sampled") and 0.0 <= doc["model"]["deflate"]["max_error"] < 0.05
     assert doc["model"]["bytes"] == path.stat().st_size
     assert all(isinstance(k, str) and type(v) is int for k, v in doc["model"]["operator_counts"].items())
     assert all(isinstance(s, str) for s in doc["model"]["float_operators"] + doc["model"]["activation_dtypes"])

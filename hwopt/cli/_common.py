@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from hwopt.analysis.deflate import DeflateMethod, DeflateSize
 from hwopt.records import Finding, Severity, dumps
 from hwopt.targets import family_default, resolve_target
 
@@ -37,6 +38,13 @@ def fmt_int(n: int | None) -> str:
 
 def fmt_pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def fmt_deflate(size: DeflateSize) -> str:
+    """A DeflateSize as text: `3,395,875 bytes`, or `~3,395,875 bytes (sampled, within 0.55%)`."""
+    if size.method is DeflateMethod.EXACT:
+        return f"{size.bytes:,} bytes"
+    return f"~{size.bytes:,} bytes (sampled, within {100 * size.max_error:.2f}%)"
 
 
 def fmt_bytes(n: int | None) -> str:

@@ -15,7 +15,11 @@ def register(sub: Any) -> None:
     p.add_argument("--expect-clusters", type=int, metavar="N", help="at most N distinct values per layer")
     p.add_argument("--per-channel", action="store_true", help="count --expect-clusters per output channel")
     p.add_argument("--expect-int8", action="store_true", help="weights int8 and no floating-point operators")
-    p.add_argument("--no-deflate", action="store_true",
-                   help="leave out the DEFLATE size (deflate_bytes null): a zlib pass over the whole file, "
-                   "the slowest part of auditing a large pruned model")
+    deflate = p.add_mutually_exclusive_group()
+    deflate.add_argument("--no-deflate", action="store_true",
+                         help="leave out the DEFLATE size (deflate_bytes null)")
+    deflate.add_argument("--exact-deflate", action="store_true",
+                         help="compress the whole file for the exact DEFLATE size; files over 1 MiB otherwise "
+                         "get a sampled estimate with a stated error bound (a full zlib pass is the slowest "
+                         "part of auditing a large pruned model)")
     p.set_defaults(handler="hwopt.cli.run_audit:run")

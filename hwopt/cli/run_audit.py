@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 
 from hwopt.analysis.deflate import DeflateJob
-from hwopt.cli._common import console, fmt_int, fmt_pct, print_findings, print_json
+from hwopt.cli._common import console, fmt_deflate, fmt_int, fmt_pct, print_findings, print_json
 
 
 def run(args: argparse.Namespace) -> int:
     """Audit the model and print the report (table or JSON); 1 when an expectation fails."""
     # Compress the file for its DEFLATE size in the background while the analysis imports.
-    job = None if args.no_deflate else DeflateJob.for_file(args.model)
+    job = None if args.no_deflate else DeflateJob.for_file(args.model, exact=args.exact_deflate)
     from hwopt.engines.audit import Expectations, audit  # lazy: loads while the DEFLATE job above compresses the file
 
     exp = Expectations(args.expect_sparsity, args.expect_clusters, args.per_channel, args.expect_int8)
-    report = audit(args.model, exp, prefetched=job, with_deflate=not args.no_deflate)
+    report = audit(args.model, exp, prefetched=job, with_deflate=not args.no_deflate, exact_deflate=args.exact_deflate)
     if args.json:
         print_json(report)
         return 1 if report.failed else 0
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     con = console()
     m, s = report.model, report.summary
-    deflate = "" if m.deflate_bytes is None else f"DEFLATE {m.deflate_bytes:,} bytes, "
+    deflate = "" if m.deflate is None else f"DEFLATE {fmt_deflate(m.deflate)}, "
     con.print(f"[bold]{m.path}[/bold]  {m.bytes:,} bytes, {deflate}"
               f"{m.operators} operators in {m.subgraphs} subgraph(s)" + ("  [yellow](compiled by Vela)[/]" if m.vela_compiled else ""))
     table = Table(show_edge=False, pad_edge=False)

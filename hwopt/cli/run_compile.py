@@ -27,10 +27,11 @@ def run(args: argparse.Namespace) -> int:
             def advance(msg: str) -> None:
                 bar.update(task, description=msg, advance=1)
 
-            result = run_compile(args.model, target, pipeline=args.pipeline, data=args.data, progress=advance)
+            result = run_compile(args.model, target, pipeline=args.pipeline, data=args.data, progress=advance,
+                                     exact_deflate=args.exact_deflate)
             result = write_compile_outputs(result, args.output, data=args.data, progress=advance)
     else:
-        result = run_compile(args.model, target, pipeline=args.pipeline, data=args.data)
+        result = run_compile(args.model, target, pipeline=args.pipeline, data=args.data, exact_deflate=args.exact_deflate)
         result = write_compile_outputs(result, args.output, data=args.data)
     r = result.report
     if args.explorer:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwopt.analysis.deflate import DeflateJob
+from hwopt.analysis.deflate import DeflateJob, DeflateSize
 from hwopt.analysis.deflate import deflate_size as deflate_size  # re-exported: part of the audit API
 from hwopt.analysis.histogram import histogram_stats
 from hwopt.analysis.layers import WeightLayer, weight_layers, zero_corrected
@@ -70,6 +70,7 @@ class ModelInfo:
     path: str
     bytes: int
     deflate_bytes: int | None  # None: not measured (callers that report no compressed size skip the zlib pass)
+    deflate: DeflateSize | None  # the same figure with its method (exact or sampled) and error bound
     subgraphs: int
     operators: int
     vela_compiled: bool
@@ -200,7 +201,7 @@ def _expectation_findings(exp: Expectations, layers: list[LayerAudit]) -> list[F
     return out
 
 
-def _model_info(model: Model, data: bytes, path: str, deflate_bytes: int | None) -> ModelInfo:
+def _model_info(model: Model, data: bytes, path: str, deflate: DeflateSize | None) -> ModelInfo:
     counts: Counter[str] = Counter()
     floats: list[str] = []
     act: set[str] = set()
@@ -214,7 +215,7 @@ def _model_info(model: Model, data: bytes, path: str, deflate_bytes: int | None)
             if op.op not in EDGE_OPS and any(t.dtype.is_float for t in live):
                 floats.append(f"{op.op}#{op.index}" + (f"@sg{sg.index}" if sg.index else ""))
     return ModelInfo(
-        path=path, bytes=len(data), deflate_bytes=deflate_bytes,
+        path=path, bytes=len(data), deflate_bytes=None if deflate is None else deflate.bytes, deflate=deflate,
         subgraphs=len(model.subgraphs), operators=sum(len(sg.operators) for sg in model.subgraphs),
         vela_compiled=model.vela_compiled, description=model.description,
         operator_counts=dict(sorted(counts.items())), float_operators=floats,
@@ -223,16 +224,18 @@ def _model_info(model: Model, data: bytes, path: str, deflate_bytes: int | None)
 
 
 def audit_model(model: Model, data: bytes, path: str, expect: Expectations | None = None, *,
-                deflate: DeflateJob | None = None, with_deflate: bool = True) -> AuditReport:
+                deflate: DeflateJob | None = None, with_deflate: bool = True,
+                exact_deflate: bool = False) -> AuditReport:
     """Audit an already-read model; `data` are its file bytes (for size and DEFLATE).
 
     `deflate` is a DeflateJob already started on `data` (the CLI starts one early);
-    `with_deflate=False` skips the DEFLATE size (a full zlib pass over the file) for callers
-    that do not report it, leaving `model.deflate_bytes` None.
+    `with_deflate=False` skips the DEFLATE size for callers that do not report it, leaving
+    `model.deflate_bytes` None; `exact_deflate=True` compresses the whole file even where a
+    sampled estimate would do (large files).
     """
     exp = expect or Expectations()
-    if with_deflate and (deflate is None or deflate.data is not data):
-        deflate = DeflateJob(data, Path(path).name or "model.tflite")
+    if with_deflate and (deflate is None or deflate.data is not data or (exact_deflate and not deflate.exact)):
+        deflate = DeflateJob(data, Path(path).name or "model.tflite", exact=exact_deflate)
     wls = weight_layers(model)
     layers = [_audit_layer(model, wl) for wl in wls]
     info = _model_info(model, data, path, deflate.result() if with_deflate and deflate is not None else None)
@@ -257,16 +260,17 @@ def audit_model(model: Model, data: bytes, path: str, expect: Expectations | Non
 
 
 def audit(path: str | os.PathLike[str], expect: Expectations | None = None, *,
-          prefetched: DeflateJob | None = None, with_deflate: bool = True) -> AuditReport:
+          prefetched: DeflateJob | None = None, with_deflate: bool = True, exact_deflate: bool = False) -> AuditReport:
     """Read and audit a .tflite file (the Python API behind `hwopt audit`).
 
     `prefetched` is a DeflateJob the caller started on this file's bytes (DeflateJob.for_file);
-    `with_deflate=False` leaves out the DEFLATE size (`model.deflate_bytes` is None), which
-    on a large model of pruned, unclustered weights costs more than everything else together.
+    `with_deflate=False` leaves out the DEFLATE size (`model.deflate_bytes` is None);
+    `exact_deflate=True` asks for the exact size where a large file would get a sampled estimate.
     """
     if prefetched is None or not with_deflate:
         model = read_model(path)
-        return audit_model(model, model.source, str(path), expect, with_deflate=with_deflate)
+        return audit_model(model, model.source, str(path), expect, with_deflate=with_deflate,
+                           exact_deflate=exact_deflate)
     model = read_model(prefetched.data)
     model.path = Path(path)
-    return audit_model(model, prefetched.data, str(path), expect, deflate=prefetched)
+    return audit_model(model, prefetched.data, str(path), expect, deflate=prefetched, exact_deflate=exact_deflate)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from hwopt import isolation
+from hwopt.analysis.deflate import DeflateSize
 from hwopt.analysis.layers import weight_layers, zero_corrected
 from hwopt.engines.audit import AuditReport
 from hwopt.engines.check import VELA_RULE, operator_support
@@ -116,6 +117,7 @@ class CompileTotals:
     input_bytes: int
     input_deflate_bytes: int
     output_bytes: int
+    input_deflate: DeflateSize | None = None  # the DEFLATE figure with its method (exact or sampled) and bound
 
 
 @dataclass(frozen=True)
@@ -236,8 +238,11 @@ def output_name(model_path: Path, target: Target) -> str:
 
 
 def run_compile(model: str | os.PathLike[str] | None, target: Target, *, pipeline: str | None = None,
-                  data: str | os.PathLike[str] | None = None, progress: Progress | None = None) -> CompileResult:
+                  data: str | os.PathLike[str] | None = None, progress: Progress | None = None,
+                  exact_deflate: bool = False) -> CompileResult:
     """The compile pipeline for an Ethos-U target: audit, optional enforce pipeline, Vela.
+
+    `exact_deflate=True` makes the input's DEFLATE size exact where a large file gets a sampled estimate.
 
     Returns the report, the compiled model and the density panels; nothing is written (the
     outputs are rendered and written by `hwopt.reports.compile_outputs`).
@@ -256,7 +261,8 @@ def run_compile(model: str | os.PathLike[str] | None, target: Target, *, pipelin
     def announce(name: str) -> None:
         step("reading and auditing the model" if name == "audit" else compiling)
 
-    measured = measure(path, tgt, action="compile", vela=not pipeline, label=str(path), progress=announce)
+    measured = measure(path, tgt, action="compile", vela=not pipeline, label=str(path), progress=announce,
+                       exact_deflate=exact_deflate)
     original, audit_before = measured.model, measured.audit
     assert audit_before is not None
     findings: list[Finding] = []
@@ -268,7 +274,7 @@ def run_compile(model: str | os.PathLike[str] | None, target: Target, *, pipelin
         working, work_bytes, enforce_report = enforce_model(original, pipeline, data=dataset, target=tgt,
                                                             measure_encoded=False, input_name=str(path))
         findings.extend(enforce_report.findings)
-        measured = measure(work_bytes, tgt, action="compile", label=str(path),
+        measured = measure(work_bytes, tgt, action="compile", label=str(path), exact_deflate=exact_deflate,
                            progress=lambda name: step(compiling) if name == "vela" else None)
         working = measured.model
     audit_after = measured.audit if pipeline else None
@@ -294,7 +300,7 @@ def run_compile(model: str | os.PathLike[str] | None, target: Target, *, pipelin
         peak_sram_bytes=perf.peak_bytes("Sram"), flash_bytes=flash, encoded_weight_bytes=perf.encoded_weight_bytes,
         original_weight_bytes=perf.original_weight_bytes, npu_operators=perf.npu_ops, cpu_operators=perf.cpu_ops,
         input_bytes=len(original.source), input_deflate_bytes=audit_before.model.deflate_bytes or 0,
-        output_bytes=len(vela.model_bytes),
+        output_bytes=len(vela.model_bytes), input_deflate=audit_before.model.deflate,
     )
     out_name = output_name(path, tgt)
     report = CompileReport(

@@ -69,12 +69,14 @@ def reject_compiled(model: Model, label: str, action: str) -> None:
 
 def measure(source: Source, target: Target, *, action: str = "measure", audit: bool = True, vela: bool = True,
             label: str | None = None, check: Callable[[Model], None] | None = None,
-            progress: Callable[[str], None] | None = None, deflate: bool = True) -> Measurement:
+            progress: Callable[[str], None] | None = None, deflate: bool = True,
+            exact_deflate: bool = False) -> Measurement:
     """Measure a model on an Ethos-U target: the audit of its weights and Vela's compile, joined by `rows()`.
 
     `action` names the caller in the Vela-compiled error; `label` overrides how reports name the
     model; `check` is the caller's own test of the model, run before anything expensive; `progress`
-    hears "audit" and "vela" as those stages start; `deflate=False` skips the audit's compressed size.
+    hears "audit" and "vela" as those stages start; `deflate=False` skips the audit's compressed size,
+    `exact_deflate=True` makes it exact where a large file would get a sampled estimate.
     """
     stage = progress or (lambda _name: None)
     model, data, read_label = load_source(source)                                             # read
@@ -84,15 +86,17 @@ def measure(source: Source, target: Target, *, action: str = "measure", audit: b
         check(model)                                                                   # the caller's checks
     if audit:
         stage("audit")
-    # The DEFLATE size (a zlib pass over the whole file, ~1x Vela's time on large pruned
+    # The DEFLATE size (exact: a zlib pass over the whole file, ~1x Vela's time on large pruned
     # models) runs in a child process beside Vela's compile; the audit collects it after.
-    job = DeflateJob(data, Path(label).name or "model.tflite", process=True) if audit and deflate and vela else None
+    job = (DeflateJob(data, Path(label).name or "model.tflite", process=True, exact=exact_deflate)
+           if audit and deflate and vela else None)
     if vela:
         stage("vela")
     ops = [op.op for op in model.subgraphs[0].operators] if model.subgraphs else []
     vela_call = _Background(lambda: compile_model(data, target, op_names=ops)) if vela else None  # Vela
     try:
-        audited = (audit_model(model, data, label, Expectations(), deflate=job, with_deflate=deflate)
+        audited = (audit_model(model, data, label, Expectations(), deflate=job, with_deflate=deflate,
+                               exact_deflate=exact_deflate)
                    if audit else None)                                                 # audit, beside Vela
         compiled = vela_call.result() if vela_call is not None else None
     except BaseException:

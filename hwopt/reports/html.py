@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hwopt.analysis.deflate import DeflateMethod
 from hwopt.engines.compile import CompileLayer
 from hwopt.reports.plots import CycleBar, cycles_figure, density_figure, sram_figure
 
 if TYPE_CHECKING:
-    from hwopt.engines.compile import CompileReport
+    from hwopt.engines.compile import CompileReport, CompileTotals
 
 TOP_LAYERS = 5
 
@@ -32,6 +33,14 @@ def _num(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 
 
+def _deflate(t: CompileTotals) -> str:
+    """The input's DEFLATE size; a sampled estimate says so, with its bound."""
+    d = t.input_deflate
+    if d is None or d.method is DeflateMethod.EXACT:
+        return f"{t.input_deflate_bytes:,} bytes"
+    return f"~{d.bytes:,} bytes (sampled, within {100 * d.max_error:.2f}%)"
+
+
 def _summary_rows(r: CompileReport) -> list[tuple[str, str]]:
     t = r.totals
     return [
@@ -44,7 +53,7 @@ def _summary_rows(r: CompileReport) -> list[tuple[str, str]]:
         ("flash (read-only)", _kib(t.flash_bytes)),
         ("encoded weights", f"{_kib(t.encoded_weight_bytes)} (original {_kib(t.original_weight_bytes)})"),
         ("operators", f"{t.npu_operators} on the NPU, {t.cpu_operators} on the CPU"),
-        ("input model", f"{t.input_bytes:,} bytes, DEFLATE {t.input_deflate_bytes:,} bytes"),
+        ("input model", f"{t.input_bytes:,} bytes, DEFLATE {_deflate(t)}"),
         ("output model", f"{r.output_model}, {t.output_bytes:,} bytes"),
     ]
 
