@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import stat
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from hwopt.errors import DataError, ModelFormatError, OutputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Largest input file read (TFLite's own >2 GB layout included); HWOPT_MAX_MODEL_BYTES overrides.
 MAX_INPUT_BYTES = 16 << 30
@@ -77,6 +77,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, protect: tu
     if not parent.is_dir():
         raise OutputError(f"output directory does not exist: {parent}")
     try:
+        import tempfile  # here, not at the top: reading a model (audit's start-up) needs none of the writing
+
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
     except OSError as exc:
         raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from None
@@ -146,6 +148,9 @@ def staged_directory(target: str | os.PathLike[str], *, protect: Iterable[str | 
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
+    import shutil  # here, not at the top: see atomic_write_bytes
+    import tempfile
+
     try:
         stage = Path(tempfile.mkdtemp(prefix=f".hwopt-stage-{out.name}-", dir=parent))
     except OSError as exc:
@@ -201,6 +206,8 @@ def load_npz(path: str | os.PathLike[str], *, limit: int | None = None) -> dict[
     must be a regular file; pickled objects are refused.
     """
     import zipfile
+
+    import numpy as np  # here, not at the top: the DEFLATE job starts on the read bytes before numpy loads
 
     p = Path(path)
     cap = max_npz_bytes() if limit is None else limit

@@ -208,3 +208,23 @@ class TestSubprocess:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == ""
+
+
+def test_parser_for_one_command_has_that_commands_flags() -> None:
+    """`hwopt CMD ...` builds only CMD's parser; its flags and defaults equal the full parser's."""
+    import argparse
+
+    from hwopt.cli import COMMANDS, build_parser, chosen_command, command_name
+
+    def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return dict(sub.choices)
+
+    full = subparsers(build_parser())
+    for name in (command_name(c) for c in COMMANDS):
+        one = subparsers(build_parser(name))
+        assert list(one) == [name]
+        assert [a.option_strings for a in one[name]._actions] == [a.option_strings for a in full[name]._actions]
+        assert one[name].get_default("handler") == full[name].get_default("handler")
+    assert chosen_command(["-v", "audit", "m.tflite"]) == "audit"
+    assert chosen_command(["--help"]) is None and chosen_command(["audti", "x"]) is None

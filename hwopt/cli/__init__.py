@@ -58,15 +58,31 @@ def flag_wording(message: str, parser: argparse.ArgumentParser, command: str | N
     return message
 
 
-def build_parser() -> Parser:
-    """The `hwopt` parser with every subcommand's flags; each sets `handler` to "module:function"."""
+def build_parser(only: str | None = None) -> Parser:
+    """The `hwopt` parser with every subcommand's flags; each sets `handler` to "module:function".
+
+    `only` names the one subcommand to register (the one a command line runs): building the
+    other parsers costs more of a short command's start-up than reading a MobileNet does.
+    """
     parser = Parser(prog="hwopt", description="Audit, enforce, encode, estimate and compile int8 TFLite models for Arm Ethos NPUs.")
     parser.add_argument("--version", action="version", version=f"hwopt {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for command in COMMANDS:
-        command.register(sub)
+        if only is None or command_name(command) == only:
+            command.register(sub)
     return parser
+
+
+def command_name(command: Any) -> str:
+    """The subcommand a flag module registers: the module's own name (`hwopt.cli.audit` -> audit)."""
+    return str(command.__name__).rpartition(".")[2]
+
+
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand a command line names (its first word that is not an option), if it is one."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in {command_name(c) for c in COMMANDS} else None
 
 
 def load_handler(handler: str) -> Callable[[argparse.Namespace], int]:
@@ -78,8 +94,9 @@ def load_handler(handler: str) -> Callable[[argparse.Namespace], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `hwopt` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_command(words))
+    args = parser.parse_args(words)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_WarningFormatter())
     root = logging.getLogger("hwopt")

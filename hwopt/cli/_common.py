@@ -7,7 +7,6 @@ from typing import Any
 
 from hwopt.analysis.deflate import DeflateMethod, DeflateSize
 from hwopt.records import Finding, Severity, dumps
-from hwopt.targets import family_default, resolve_target
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -55,12 +54,3 @@ def fmt_bytes(n: int | None) -> str:
     if n >= 1 << 10:
         return f"{n / (1 << 10):.1f} KiB"
     return f"{n} B"
-
-
-def resolve_target_arg(spec: str, system_config: str | None = None, memory_mode: str | None = None, *,
-                       accelerator: str | None = None) -> Any:
-    """The Target a `--target` value names; a family name gets a note saying which configuration it means."""
-    target = resolve_target(spec, system_config=system_config, memory_mode=memory_mode, accelerator=accelerator)
-    if accelerator is None and family_default(spec):
-        sys.stderr.write(f"hwopt: note: target {spec} is a family name; using its default configuration {target.name}\n")
-    return target

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from hwopt.cli._common import console, fmt_bytes, print_findings, print_json, resolve_target_arg
+from hwopt.cli._common import console, fmt_bytes, print_findings, print_json
+from hwopt.cli._target import resolve_target_arg
 from hwopt.engines.compile import run_compile
 from hwopt.format.tflite_io import read_model
 from hwopt.reports.compile_outputs import prepare_output_dir, write_compile_outputs

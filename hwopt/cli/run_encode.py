@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hwopt.cli._common import console, fmt_int, print_json, resolve_target_arg
+from hwopt.cli._common import console, fmt_int, print_json
+from hwopt.cli._target import resolve_target_arg
 from hwopt.engines.encode import emit, encode
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from hwopt.cli._common import console, fmt_bytes, fmt_int, fmt_pct, print_findings, print_json, resolve_target_arg
+from hwopt.cli._common import console, fmt_bytes, fmt_int, fmt_pct, print_findings, print_json
+from hwopt.cli._target import resolve_target_arg
 from hwopt.cli.enforce import EnforceOptions, build_pipeline
 from hwopt.engines.enforce import enforce
 from hwopt.errors import UsageError

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from hwopt.cli._common import console, fmt_bytes, fmt_int, fmt_pct, print_json, resolve_target_arg
+from hwopt.cli._common import console, fmt_bytes, fmt_int, fmt_pct, print_json
+from hwopt.cli._target import resolve_target_arg
 from hwopt.engines.estimate import estimate
 from hwopt.errors import UsageError
 from hwopt.format.tflite_io import read_model

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from hwopt.cli._common import console, print_json, resolve_target_arg
+from hwopt.cli._common import console, print_json
+from hwopt.cli._target import resolve_target_arg
 from hwopt.engines.gate import GateOptions, collect_metrics, run_gate
 from hwopt.errors import BaselineError, UsageError
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hwopt.cli._common import console, print_json, resolve_target_arg
+from hwopt.cli._common import console, print_json
+from hwopt.cli._target import resolve_target_arg
 from hwopt.tree import TreeOptions, run_tree, write_tree
 from hwopt.tree._tf import require
 from hwopt.tree.report import LEAF_COLUMNS, family_rows, leaf_rows, sparsity_promise
