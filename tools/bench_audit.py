@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Benchmark `hwopt audit --json` against a Vela compile of the same model, in the same run.
 
-Prints the whole-process wall time (median of N runs, interleaved) of
-    hwopt audit --json MODEL
+Prints the whole-process wall time and CPU time (median of N runs, interleaved) of
+    hwopt audit --json MODEL                  (DEFLATE size sampled above 1 MiB)
+    hwopt audit --json --exact-deflate MODEL  (the whole file compressed)
     vela --accelerator-config ethos-u55-128 --output-dir TMP MODEL
-and their ratio (target <= 0.2), plus `python -c "import hwopt"` (target <= 0.3 s).
+and the ratios of the audits to Vela (target <= 0.2 for the default audit), plus
+`python -c "import hwopt"` (target <= 0.3 s), the DEFLATE figure the audit reported and
+the load average before and after (the machine is shared: compare ratios measured in one run).
 Subprocesses run with bytecode caching on (in a temporary cache folder), as an installed
 package runs; one warm-up run of each comes first.
 
@@ -16,6 +19,7 @@ Usage: python tools/bench_audit.py [MODEL] [--runs N] [--check]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -46,14 +50,23 @@ def tool(name: str) -> list[str]:
     return [found]
 
 
-def wall(cmd: list[str], env: dict[str, str]) -> float:
-    """Wall-clock seconds of one run; the command must succeed (exit 0 or 1 for findings)."""
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False)
-    elapsed = time.perf_counter() - start
-    if proc.returncode not in (0, 1):
-        raise SystemExit(f"bench_audit: {' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
-    return elapsed
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, bytes]:
+    """(wall seconds, CPU seconds of the process and its threads, stdout) of one run; it must exit 0 or 1."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = code = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+        if code not in (0, 1):
+            err.seek(0)
+            raise SystemExit(f"bench_audit: {' '.join(cmd)} failed ({code}): {err.read().decode()[-500:]}")
+        out.seek(0)
+        return elapsed, usage.ru_utime + usage.ru_stime, out.read()
+
+
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,31 +78,44 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model.is_file():
         print(f"bench_audit: model not found: {args.model}", file=sys.stderr)
         return 2
+    load_before = load()
     with tempfile.TemporaryDirectory(prefix="hwopt-bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = str(Path(tmp, "pycache"))
         out_dir = Path(tmp, "vela")
         out_dir.mkdir()
-        audit_cmd = [*tool("hwopt"), "audit", "--json", str(args.model)]
-        vela_cmd = [*tool("vela"), "--accelerator-config", "ethos-u55-128", "--output-dir", str(out_dir),
-                    str(args.model)]
-        import_cmd = [sys.executable, "-c", "import hwopt"]
-        times: dict[str, list[float]] = {"audit": [], "vela": [], "import": []}
-        for cmd in (audit_cmd, vela_cmd, import_cmd):
-            wall(cmd, env)  # warm-up: fills the bytecode cache and the page cache
+        cmds = {
+            "audit": [*tool("hwopt"), "audit", "--json", str(args.model)],
+            "exact": [*tool("hwopt"), "audit", "--json", "--exact-deflate", str(args.model)],
+            "vela": [*tool("vela"), "--accelerator-config", "ethos-u55-128", "--output-dir", str(out_dir),
+                     str(args.model)],
+            "import": [sys.executable, "-c", "import hwopt"],
+        }
+        wall: dict[str, list[float]] = {k: [] for k in cmds}
+        cpu: dict[str, list[float]] = {k: [] for k in cmds}
+        for cmd in cmds.values():
+            timed(cmd, env)  # warm-up: fills the bytecode cache and the page cache
+        report = json.loads(timed(cmds["audit"], env)[2])["model"]
         for _ in range(args.runs):
-            times["audit"].append(wall(audit_cmd, env))
-            times["vela"].append(wall(vela_cmd, env))
-            times["import"].append(wall(import_cmd, env))
-    med = {k: statistics.median(v) for k, v in times.items()}
+            for name, cmd in cmds.items():  # interleaved: every round sees the same load
+                w, c, _out = timed(cmd, env)
+                wall[name].append(w)
+                cpu[name].append(c)
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    cmed = {k: statistics.median(v) for k, v in cpu.items()}
     ratio = med["audit"] / med["vela"]
     ok_ratio, ok_import = ratio <= RATIO_TARGET, med["import"] <= IMPORT_TARGET_S
-    print(f"model: {args.model.name} ({args.model.stat().st_size:,} bytes), median of {args.runs}")
-    print(f"hwopt audit --json        {med['audit']:.3f} s")
-    print(f"vela (ethos-u55-128)      {med['vela']:.3f} s")
-    print(f"ratio audit / vela        {ratio:.3f}  (target <= {RATIO_TARGET}: {'ok' if ok_ratio else 'MISSED'})")
-    print(f"python -c 'import hwopt'  {med['import']:.3f} s  (target <= {IMPORT_TARGET_S} s: "
-          f"{'ok' if ok_import else 'MISSED'})")
+    d = report["deflate"]
+    print(f"model: {args.model.name} ({args.model.stat().st_size:,} bytes), median of {args.runs}, "
+          f"load average {load_before} before, {load()} after")
+    print(f"DEFLATE: {d['bytes']:,} bytes, {d['method']}, max_error {d['max_error']}")
+    print(f"{'':34s} {'wall':>8s} {'CPU':>8s} {'wall/vela':>10s} {'CPU/vela':>9s}")
+    for name, label in (("audit", "hwopt audit --json"), ("exact", "hwopt audit --json --exact-deflate"),
+                        ("vela", "vela (ethos-u55-128)"), ("import", "python -c 'import hwopt'")):
+        print(f"{label:34s} {med[name]:7.3f}s {cmed[name]:7.3f}s {med[name] / med['vela']:10.3f} "
+              f"{cmed[name] / cmed['vela']:9.3f}")
+    print(f"ratio audit / vela {ratio:.3f} (target <= {RATIO_TARGET}: {'ok' if ok_ratio else 'MISSED'}); "
+          f"import {med['import']:.3f} s (target <= {IMPORT_TARGET_S} s: {'ok' if ok_import else 'MISSED'})")
     return 1 if args.check and not (ok_ratio and ok_import) else 0
 
 

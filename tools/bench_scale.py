@@ -40,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 
 COMMANDS: dict[str, list[str]] = {
     "audit --json": ["audit", "{model}", "--json"],
+    "audit --json --exact-deflate": ["audit", "{model}", "--json", "--exact-deflate"],
     "audit --json --no-deflate": ["audit", "{model}", "--json", "--no-deflate"],
     "encode u55-128": ["encode", "{model}", "--target", "ethos-u55-128", "--json"],
     "encode u85-256": ["encode", "{model}", "--target", "ethos-u85-256", "--json"],
@@ -168,7 +169,7 @@ def measure(models: list[Path], names: list[str], runs: int, env: dict[str, str]
                     cell.vela.append(vt)
                     cell.vela_cpu.append(vcpu)
                     shutil.rmtree(work, ignore_errors=True)
-                print(f"  {model.name:18s} {name:22s} {cell.median:7.2f} s  {cell.ratio:5.2f}x vela "
+                print(f"  {model.name:18s} {name:28s} {cell.median:7.2f} s  {cell.ratio:5.2f}x vela "
                       f"(CPU {cell.cpu_ratio:5.2f}x)  {cell.rss / 2**20:6.0f} MB  load {min(cell.load):.1f}-"
                       f"{max(cell.load):.1f}", file=sys.stderr, flush=True)
     return cells

@@ -304,13 +304,14 @@ class DeflateJob:
         return self._size
 
     @classmethod
-    def for_file(cls, path: str | os.PathLike[str], *, exact: bool = False) -> DeflateJob | None:
+    def for_file(cls, path: str | os.PathLike[str], *, exact: bool = False,
+                 process: bool = False) -> DeflateJob | None:
         """Start on a readable regular file within the size limit; None otherwise (the reader reports why)."""
         try:
             data = read_input_file(path)
         except HwoptError:
             return None
-        return cls(data, Path(path).name or "model.tflite", exact=exact)
+        return cls(data, Path(path).name or "model.tflite", exact=exact, process=process)
 
 
 def _parse_child(text: bytes) -> DeflateSize | None:

@@ -10,12 +10,19 @@ from hwopt.cli._common import console, fmt_deflate, fmt_int, fmt_pct, print_find
 
 def run(args: argparse.Namespace) -> int:
     """Audit the model and print the report (table or JSON); 1 when an expectation fails."""
-    # Compress the file for its DEFLATE size in the background while the analysis imports.
-    job = None if args.no_deflate else DeflateJob.for_file(args.model, exact=args.exact_deflate)
-    from hwopt.engines.audit import Expectations, audit  # lazy: loads while the DEFLATE job above compresses the file
+    # Compress the file for its DEFLATE size in a forked child while the analysis imports and
+    # runs: a thread would wait for the GIL between its zlib calls (dozens for a sampled size).
+    job = None if args.no_deflate else DeflateJob.for_file(args.model, exact=args.exact_deflate, process=True)
+    try:
+        from hwopt.engines.audit import Expectations, audit  # lazy: loads while the DEFLATE job above compresses
 
-    exp = Expectations(args.expect_sparsity, args.expect_clusters, args.per_channel, args.expect_int8)
-    report = audit(args.model, exp, prefetched=job, with_deflate=not args.no_deflate, exact_deflate=args.exact_deflate)
+        exp = Expectations(args.expect_sparsity, args.expect_clusters, args.per_channel, args.expect_int8)
+        report = audit(args.model, exp, prefetched=job, with_deflate=not args.no_deflate,
+                       exact_deflate=args.exact_deflate)
+    except BaseException:
+        if job is not None:
+            job.cancel()  # bad input (or an interrupt): no compressed size is wanted
+        raise
     if args.json:
         print_json(report)
         return 1 if report.failed else 0
