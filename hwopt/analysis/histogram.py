@@ -14,7 +14,7 @@ import numpy as np
 from hwopt.analysis.stats import WeightStats, check_2_4_mask, entropy_from_counts
 
 BINS = 256
-CHUNK = 1 << 22  # weights per bincount: bounds the int64 key array to 32 MB
+CHUNK = 1 << 14  # weights per bincount: a 128 KiB key buffer, reused (measured fastest from 8 Ki to 128 Ki)
 
 
 def _matrix(w: np.ndarray, out_axis: int | None) -> tuple[np.ndarray, bool]:
@@ -30,20 +30,36 @@ def _matrix(w: np.ndarray, out_axis: int | None) -> tuple[np.ndarray, bool]:
 
 
 def channel_histogram(w: np.ndarray, out_axis: int | None) -> np.ndarray:
-    """(channels, 256) counts of each stored byte per output channel of an 8-bit tensor."""
+    """(channels, 256) counts of each stored byte per output channel of an 8-bit tensor.
+
+    One bincount of (channel * 256 + byte) keys per CHUNK weights, the keys in one small buffer
+    reused for every chunk: fresh tensor-sized temporaries would cost more in page faults than
+    the counting itself.
+    """
     mat, major = _matrix(w, out_axis)
     codes = mat.view(np.uint8)
-    channels = mat.shape[0] if major else mat.shape[1]
-    base = np.arange(channels, dtype=np.intp) * BINS
-    offsets = base[:, None] if major else base[None, :]
-    hist = np.zeros(channels * BINS, dtype=np.int64)
-    step = max(1, CHUNK // max(mat.shape[1], 1))
-    for start in range(0, mat.shape[0], step):
-        block = codes[start : start + step]
-        keys = np.empty(block.shape, dtype=np.intp)
-        np.add(block, offsets[start : start + step] if major else offsets, out=keys)
-        hist += np.bincount(keys.reshape(-1), minlength=channels * BINS)
-    return hist.reshape(channels, BINS)
+    rows, cols = codes.shape
+    if not major:  # channels along the columns (depthwise weights): every chunk of rows adds to all of them
+        channels = cols
+        hist = np.zeros(channels * BINS, dtype=np.int64)
+        per = max(1, CHUNK // max(cols, 1))
+        keys = np.empty(min(rows, per) * cols, dtype=np.intp)
+        offsets = (np.arange(channels, dtype=np.intp) * BINS)[None, :]
+        for r0 in range(0, rows, per):
+            part = keys[: (min(rows, r0 + per) - r0) * cols].reshape(-1, cols)
+            np.add(codes[r0 : r0 + per], offsets, out=part)
+            hist += np.bincount(part.reshape(-1), minlength=channels * BINS)
+        return hist.reshape(channels, BINS)
+    hist = np.empty((rows, BINS), dtype=np.int64)
+    per = max(1, CHUNK // max(cols, 1))  # whole channels per chunk: each chunk fills its own rows
+    keys = np.empty(min(rows, per) * cols, dtype=np.intp)
+    offsets = (np.arange(min(rows, per), dtype=np.intp) * BINS)[:, None]
+    for r0 in range(0, rows, per):
+        n = min(rows, r0 + per) - r0
+        part = keys[: n * cols].reshape(n, cols)
+        np.add(codes[r0 : r0 + n], offsets[:n], out=part)
+        hist[r0 : r0 + n] = np.bincount(part.reshape(-1), minlength=n * BINS).reshape(n, BINS)
+    return hist
 
 
 def _bin_values(signed: bool) -> np.ndarray:
