@@ -167,4 +167,4 @@ def test_cli_reports_method_and_bound(tmp_path: Path) -> None:
     text = run_cli_subprocess("audit", path)
     assert text.code == 0 and "(sampled, within " in text.out
     both = run_cli_subprocess("audit", path, "--no-deflate", "--exact-deflate")
-    assert both.code == 2 and both.err.startswith("hwopt audit: error:") and len(both.err.splitlines()) == 1
+    assert both.code == 2 and both.err.startswith("hwopt: error:") and len(both.err.splitlines()) == 1
