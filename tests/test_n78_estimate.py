@@ -99,3 +99,23 @@ def test_ple_kernels_and_block_multiplier() -> None:
     assert block_multiplier(PleOp.PASSTHROUGH, Block(16, 16), 64) == 1
     assert not has_kernel(PleOp.INTERLEAVE_2X2, Block(8, 8)) and has_kernel(PleOp.INTERLEAVE_2X2, INTERLEAVE_BLOCK)
     assert not has_kernel(PleOp.MAXPOOL_3X3, Block(16, 16)) and has_kernel(PleOp.AVGPOOL_3X3, Block(16, 16))
+
+
+def test_interleave_after_an_mce_layer_runs_on_its_ple() -> None:
+    # In a cascade the library gives the MCE layer before a strided layer an MCE-only plan and the
+    # interleave a PLE-only one: one pass, no identity depthwise. Interleave PLE on 16x16x16 with
+    # 16x16 blocks, 16 PLE lanes: 4 x 4 x 1 patches x 13 + 1 block x (10 + 100) = 318 cycles
+    # (the library's figure for the same interleave in the single-layer reference).
+    from hwopt.targets.ethos_n.network import NetLayer, estimate_network
+
+    v = VARIANTS[N78]
+    rng = np.random.default_rng(0)
+    pw = N78Layer(Kind.CONV, (16, 16, 16), (16, 16, 16))
+    dw = N78Layer(Kind.DEPTHWISE, (16, 16, 16), (8, 8, 16), (3, 3), (2, 2))
+    layers = [NetLayer(pw, rng.integers(-127, 128, (1, 1, 16, 16)).astype(np.int8), input_from_npu=False),
+              NetLayer(dw, rng.integers(-127, 128, (3, 3, 16, 1)).astype(np.int8), output_to_npu=False)]
+    first, second = (e.estimate for e in estimate_network(layers, v))
+    assert first is not None and second is not None
+    assert first.passes[-1].ple_op is PleOp.INTERLEAVE_2X2 and first.passes[-1].ple_cycles == 318
+    assert [p.ple_op for p in second.passes] == [PleOp.PASSTHROUGH]
+    assert first.plan is not None and first.plan.block == INTERLEAVE_BLOCK  # the cascade takes the 16x16 block

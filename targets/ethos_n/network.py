@@ -7,13 +7,14 @@ spilling its output to DRAM in NHWCB (height and width rounded to 8); a layer ne
 operation the NPU does not run reads or writes DRAM; the direct layers of a cascade share the
 block configuration of its first layer, so a layer whose PLE kernel lacks that block (an
 interleave needs 16x16) starts a new cascade, unless the library's plan metric prefers another
-block for the whole cascade (`estimate_network`).
+block for the whole cascade (`estimate_network`); inside a cascade an interleave runs on the
+PLE of the MCE layer before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -195,11 +196,32 @@ class _Runner:
                 starts[start] = True
             if spill or (in_dram and spill_in):
                 est = _with_spill(est, nl, spill_out=spill, spill_in=in_dram and spill_in)
+            before = layers[k - 1] if k > 0 else None
+            prev = out[k - 1].estimate if isinstance(before, NetLayer) and before.ple_op is PleOp.PASSTHROUGH else None
+            if not in_dram and prev is not None:
+                est, fused = _fuse_interleave(est)
+                if fused is not None:
+                    out[k - 1] = NetLayerEstimate(LayerEstimate(prev.plan, (*prev.passes[:-1], fused(prev.passes[-1]))),
+                                                  None)
             out.append(NetLayerEstimate(est, None))
             spill_in = spill
             if spill or out_dram:
                 cascade = 0
         return out, starts
+
+
+def _fuse_interleave(est: LayerEstimate) -> tuple[LayerEstimate, Callable[[PassEstimate], PassEstimate] | None]:
+    """An interleave that follows an MCE layer in its cascade runs on that layer's PLE (the library
+    gives the MCE layer an MCE-only plan and the interleave a PLE-only one): no identity pass."""
+    first = est.passes[0]
+    if est.plan is None or not est.plan.interleave or first.ple_op is not PleOp.INTERLEAVE_2X2 or first.output_dram:
+        return est, None
+
+    def fused(p: PassEstimate) -> PassEstimate:
+        return replace(p, ple_op=first.ple_op, ple_cycles=first.ple_cycles, ple_patches=first.ple_patches,
+                       output_sram=first.output_sram)
+
+    return LayerEstimate(est.plan, est.passes[1:]), fused
 
 
 def _with_spill(est: LayerEstimate, nl: NetLayer, *, spill_out: bool, spill_in: bool) -> LayerEstimate:
