@@ -279,32 +279,27 @@ class ParamArrays:
         palette = pad_cols(plan.palette, max(plan.palette.shape[1], int(plan.pal_len.max(initial=0))))
         cols = np.arange(palette.shape[1])[None, :] < plan.pal_len[:, None]
         start = np.cumsum(plan.pal_len) - plan.pal_len
-        return ParamArrays(small, flags, start, palette[cols].astype(np.int16))
-
-    @staticmethod
-    def concat(parts: Sequence[ParamArrays]) -> ParamArrays:
-        base = np.cumsum([0] + [p.pal_values.size for p in parts[:-1]])
-        starts = np.concatenate([p.pal_start + b for p, b in zip(parts, base, strict=True)])
-        if starts.size and int(starts[-1]) < 1 << 31:
-            starts = starts.astype(np.int32)
-        return ParamArrays(np.concatenate([p.small for p in parts]), np.concatenate([p.flags for p in parts]),
-                           starts, np.concatenate([p.pal_values for p in parts]))
+        return ParamArrays(small, flags, start.astype(np.int32), palette[cols].astype(np.int16))
 
 
 class ParamTable(Sequence[StreamParams]):
-    """The per-stream `StreamParams` of a layer, made on access (and equal to a tuple of them)."""
+    """The per-stream `StreamParams` of a layer (its chunks' arrays, in stream order), made on
+    access and equal to a tuple of them."""
 
-    def __init__(self, arrays: ParamArrays) -> None:
-        self._p = arrays
+    def __init__(self, parts: Sequence[ParamArrays]) -> None:
+        self._parts = list(parts)
+        self._first = np.cumsum([0] + [p.small.shape[0] for p in self._parts])
 
     def __len__(self) -> int:
-        return int(self._p.small.shape[0])
+        return int(self._first[-1])
 
     def _one(self, i: int) -> StreamParams:
-        zdiv, wdiv, dirofs, pal_len, pbits = (int(v) for v in self._p.small[i])
-        trunc, reload_params, reload_palette = (bool(v) for v in self._p.flags[i])
-        start = int(self._p.pal_start[i])
-        pal = tuple(int(v) for v in self._p.pal_values[start : start + pal_len])
+        k = int(np.searchsorted(self._first, i, side="right")) - 1
+        part, i = self._parts[k], i - int(self._first[k])
+        zdiv, wdiv, dirofs, pal_len, pbits = (int(v) for v in part.small[i])
+        trunc, reload_params, reload_palette = (bool(v) for v in part.flags[i])
+        start = int(part.pal_start[i])
+        pal = tuple(int(v) for v in part.pal_values[start : start + pal_len])
         return StreamParams(zdiv, wdiv, trunc, dirofs, pal, pbits, reload_params, reload_palette)
 
     @overload

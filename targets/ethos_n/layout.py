@@ -135,15 +135,15 @@ def geometry(
                 hwio_raw_order(kh, kw, cin, n, stride, padding, (it * per_iter, min(it * per_iter + per_iter, end)))
                 for it in range(iters)
             )
-        channel = np.arange(num_ofms)
+        channel = np.arange(num_ofms, dtype=np.int32 if num_ofms < 1 << 31 else np.int64)
     elif layout == "HWIM":
         if algorithm is not Algorithm.DIRECT:
             raise ValueError("depthwise weights have no Winograd layout")
         # Driver OFM order is multiplier-major (ofm = m*I + i); TFLite's channel is i*M + m.
         num_ofms, unit, iters = cin * cout, variant.num_srams, 1
         orders = (hwim_raw_order(kh, kw, stride, padding),)
-        ofm = np.arange(num_ofms)
-        channel = (ofm % cin) * cout + ofm // cin
+        ofm: np.ndarray = np.arange(num_ofms, dtype=np.int32 if num_ofms < 1 << 31 else np.int64)
+        channel = (ofm % cin) * cout + ofm // cin  # int32 when it fits: a depthwise layer has an OFM per 9 weights
     else:
         raise ValueError(f"unknown layout {layout!r}")
     depth = -(-num_ofms // unit) * unit if stripe_depth is None else int(stripe_depth)

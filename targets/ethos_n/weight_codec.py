@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .batch_plan import ParamArrays, ParamTable
+from .batch_plan import ParamTable
 from .layer_chunks import LayerFields, encode_chunks, interleave
 from .layout import (
     Algorithm,
@@ -188,7 +188,7 @@ def _encode(
     if size_only:
         return _sizes(entry_len, geo, variant)
     bits = np.concatenate([c.bits for c in chunks])
-    params = ParamTable(ParamArrays.concat([c.params for c in chunks]))
+    params = ParamTable([c.params for c in chunks])
     data, entry_len = interleave(chunks, geo, variant)
     stripe_size = geo.in_parallel * entry_len
     meta = tuple((k * stripe_size, stripe_size) for k in range(geo.num_entries // geo.in_parallel))
