@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwopt.errors import HwoptError, NativeCodeError, UsageError
+from hwopt.preloads import LITERT_PRELOAD as LITERT_PRELOAD  # re-exported: part of the worker API
+from hwopt.preloads import VELA_PRELOAD as VELA_PRELOAD
 
 ENV_TIMEOUT = "HWOPT_WORKER_TIMEOUT"
 ENV_MEMORY = "HWOPT_WORKER_MEMORY_MB"
@@ -37,9 +39,6 @@ DEFAULT_MEMORY_MB = 8192
 _POLL_S = 0.02  # memory watchdog period: a runaway allocation overshoots by at most ~this many ms of growth
 _HEADER = struct.Struct("<Q")
 
-# What a worker that will compile with Vela imports first, and one that will also run LiteRT.
-VELA_PRELOAD = ("hwopt.targets.ethos_u.vela_engine", "ethosu.regor", "ethosu.mlw_codec")
-LITERT_PRELOAD = ("hwopt.analysis.litert", "ai_edge_litert.interpreter")
 
 _subject: contextvars.ContextVar[str | None] = contextvars.ContextVar("hwopt_native_subject", default=None)
 

@@ -19,7 +19,6 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from hwopt import isolation
 from hwopt._version import __version__
 from hwopt.cli import audit, check, compile, encode, enforce, estimate, explore, gate, sweep, targets, tree
 from hwopt.errors import HwoptError
@@ -109,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = _install_signal_handlers()
     try:
         if getattr(args, "worker", None):  # the isolation worker imports Vela/LiteRT while the command loads
+            from hwopt import isolation  # lazy: subprocess, pickle and the worker are no part of short commands
+
             isolation.prestart(*args.worker)
         return int(load_handler(args.handler)(args))
     except _TerminatedError as exc:  # finally blocks already removed staging folders and temporary files
@@ -128,7 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"hwopt: internal error: {type(exc).__name__}: {exc} (set HWOPT_DEBUG=1 for a traceback)\n")
         return EXIT_INTERNAL
     finally:
-        isolation.shutdown()
+        running = sys.modules.get("hwopt.isolation")  # never imported: no worker to stop
+        if running is not None:
+            running.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

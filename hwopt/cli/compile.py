@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hwopt.isolation import VELA_PRELOAD
+from hwopt.preloads import VELA_PRELOAD
 
 
 def register(sub: Any) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hwopt.errors import UsageError
-from hwopt.isolation import LITERT_PRELOAD, VELA_PRELOAD
+from hwopt.preloads import LITERT_PRELOAD, VELA_PRELOAD
 
 if TYPE_CHECKING:
     from hwopt.targets import Target

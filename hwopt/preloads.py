@@ -1,0 +1,11 @@
+"""What the isolation worker imports first for each kind of native work (module names only).
+
+Kept apart from `hwopt.isolation` so that the CLI's flag modules can name them without loading
+the worker machinery (subprocess, pickle) into commands that never start a worker.
+"""
+
+from __future__ import annotations
+
+# What a worker that will compile with Vela imports first, and one that will also run LiteRT.
+VELA_PRELOAD = ("hwopt.targets.ethos_u.vela_engine", "ethosu.regor", "ethosu.mlw_codec")
+LITERT_PRELOAD = ("hwopt.analysis.litert", "ai_edge_litert.interpreter")
