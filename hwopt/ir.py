@@ -252,7 +252,8 @@ class Model:
         shared = sum(
             1 for g in self.subgraphs for t in g.tensors if t.buffer == tensor.buffer and t.data is not None
         )
-        raw_bytes = np.frombuffer(arr.tobytes(), dtype=np.uint8)
+        blob = arr.tobytes()  # one immutable copy: the buffer and the tensor are read-only views of it
+        raw_bytes = np.frombuffer(blob, dtype=np.uint8)
         if shared > 1 or tensor.sparse:
             from hwopt._generated.tflite.Buffer import BufferT  # lazy: object-API bindings cost ~30 ms to import
 
@@ -262,4 +263,4 @@ class Model:
             tensor.sparse = False
         else:
             self.buffers[tensor.buffer].data = raw_bytes
-        tensor.data = np.frombuffer(raw_bytes.tobytes(), dtype=np_dtype).reshape(arr.shape)
+        tensor.data = np.frombuffer(blob, dtype=np_dtype).reshape(arr.shape)

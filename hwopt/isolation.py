@@ -228,7 +228,8 @@ class Worker:
         where = _subject.get()
         where_text = f" in {where}" if where else ""
         try:
-            _write_all(self._to, _HEADER.pack(len(payload)) + payload)
+            _write_all(self._to, _HEADER.pack(len(payload)))  # two writes: no second copy of a large payload
+            _write_all(self._to, payload)
             reply = self._read_reply(limits)
         except _WorkerGoneError:
             code = self._reap()
@@ -366,7 +367,8 @@ def _reply(fd: int, status: str, value: Any) -> None:
             data = pickle.dumps(("text", f"{type(value).__name__}: {value}"))
         else:
             data = pickle.dumps(("text", f"result cannot be returned: {exc}"))
-    _write_all(fd, _HEADER.pack(len(data)) + data)
+    _write_all(fd, _HEADER.pack(len(data)))
+    _write_all(fd, data)
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:

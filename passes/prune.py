@@ -128,19 +128,26 @@ class PrunePass(Pass):
                     continue
                 changed += self._two_four(model, wl)
             return PassResult(model, changed > 0, {"layers": len(layers), "skipped": n_skipped, "weights_zeroed": changed})
+        if self.scope == "layer":  # one layer's scores at a time: float64 scores are 8x the int8 weights
+            pruned = 0
+            for wl in layers:
+                s = self._units(model, wl)
+                if s is None:
+                    n_skipped += 1
+                    continue
+                changed += self._apply(model, wl, _smallest(s, round(self.sparsity * s.size)))
+                pruned += 1
+            return PassResult(model, changed > 0, {"layers": pruned, "skipped": n_skipped, "weights_zeroed": changed})
         scored = [(wl, self._units(model, wl)) for wl in layers]
         scored_ok = [(wl, s) for wl, s in scored if s is not None]
         n_skipped += len(scored) - len(scored_ok)
-        if self.scope == "global" and scored_ok:
+        if scored_ok:
             allscores = np.concatenate([s for _, s in scored_ok])
             mask = _smallest(allscores, round(self.sparsity * allscores.size))
             pos = 0
             for wl, s in scored_ok:
                 changed += self._apply(model, wl, mask[pos : pos + s.size])
                 pos += s.size
-        else:
-            for wl, s in scored_ok:
-                changed += self._apply(model, wl, _smallest(s, round(self.sparsity * s.size)))
         return PassResult(model, changed > 0, {"layers": len(scored_ok), "skipped": n_skipped, "weights_zeroed": changed})
 
     def ensures(self, model: Model) -> None:

@@ -208,8 +208,8 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
     result = PassManager(passes).run(work)
     new_bytes = serialize(result.model)
     new_model = read_model(new_bytes)
-    # The result must still run in LiteRT (compare() loads it) and compile with Vela.
-    Runner(new_bytes)
+    # The result must still run in LiteRT (compare() loads and runs it) and compile with Vela.
+    fid = compare(original, new_bytes, data)
     enc_target = target or resolve_target(DEFAULT_ENCODE_TARGET)
     vela_target = enc_target if enc_target.family.is_ethos_u else resolve_target(DEFAULT_ENCODE_TARGET)
     enc_b = enc_a = None
@@ -224,7 +224,6 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
         totals = EncodedTotals(enc_target.name, enc_a.source, enc_b.total if enc_b else None, enc_a.total,
                                vela_target.name, vela_b, vela_a, sum(la.entropy_bytes_before for la in layers),
                                sum(la.entropy_bytes_after for la in layers))
-    fid = compare(original, new_bytes, data)
     findings: list[Finding] = check_promises(result.model, passes)
     if fid.source == "random":
         findings.append(Finding(Severity.WARNING, "random-data",
