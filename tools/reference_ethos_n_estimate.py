@@ -135,14 +135,16 @@ def _pool_op(spec: dict[str, Any], ishape: tuple[int, int, int]) -> PleOp | None
     return None
 
 
+#: Pooling kernels the library runs as a fused PLE part: right after an MCE layer they share its pass.
+FUSED_POOLS = (PleOp.MAXPOOL_2X2, PleOp.MAXPOOL_3X3, PleOp.MEAN_XY)
 MCE_TYPES = {"Convolution": Kind.CONV, "DepthwiseConvolution": Kind.DEPTHWISE, "FullyConnected": Kind.FULLY_CONNECTED}
 
 
 def network_layers(net: dict[str, Any]) -> tuple[list[NetLayer | PleLayer], dict[int, str]]:
     """The NPU passes of a reference network and hwopt's reasons for the operations it only estimates.
 
-    MCE layers carry their generated weights; a max pool or ReLU right after an MCE layer is fused
-    into its PLE; other pooling, means and ReLUs become identity-depthwise passes; additions are
+    MCE layers carry their generated weights; a max pool, mean or ReLU right after an MCE layer is
+    fused into its PLE; other pooling, means and ReLUs become identity-depthwise passes; additions are
     standalone PLE passes; reshapes, inputs and outputs cost nothing.
     """
     layers: list[NetLayer | PleLayer] = []
@@ -175,9 +177,10 @@ def network_layers(net: dict[str, Any]) -> tuple[list[NetLayer | PleLayer], dict
         elif kind == "Pooling":
             ple = _pool_op(spec, ishape)
             last = layers[-1] if layers else None
-            if ple in (PleOp.MAXPOOL_2X2, PleOp.MAXPOOL_3X3) and prev_mce and isinstance(last, NetLayer):
+            if ple in FUSED_POOLS and prev_mce and isinstance(last, NetLayer):
                 layers[-1] = NetLayer(last.layer, last.weights, last.zero_point, last.requant, ple, oshape,
                                       last.input_from_npu, True)
+                prev_mce = False
             elif ple is not None:
                 layers.append(_identity(ishape, prev_npu, ple, oshape))
                 prev_npu, prev_mce = True, False
@@ -188,7 +191,12 @@ def network_layers(net: dict[str, Any]) -> tuple[list[NetLayer | PleLayer], dict
                     layers[-1] = replace(last, output_to_npu=False)
                 prev_npu = prev_mce = False
         elif kind in ("MeanXy", "Mean"):
-            layers.append(_identity(ishape, prev_npu, PleOp.MEAN_XY, oshape))
+            last = layers[-1] if layers else None
+            if prev_mce and isinstance(last, NetLayer):
+                layers[-1] = NetLayer(last.layer, last.weights, last.zero_point, last.requant, PleOp.MEAN_XY, oshape,
+                                      last.input_from_npu, True)
+            else:
+                layers.append(_identity(ishape, prev_npu, PleOp.MEAN_XY, oshape))
             prev_npu, prev_mce = True, False
         elif kind in ("Addition", "Add"):
             layers.append(PleLayer(PleOp.ADDITION, (ishape, ishape), oshape, input_from_npu=prev_npu))
