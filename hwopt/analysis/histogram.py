@@ -39,9 +39,12 @@ def channel_histogram(w: np.ndarray, out_axis: int | None) -> np.ndarray:
     mat, major = _matrix(w, out_axis)
     codes = mat.view(np.uint8)
     rows, cols = codes.shape
+    # A cell counts at most one channel's weights: 32-bit cells halve the memory the later
+    # passes over the (channels, 256) table read, unless a channel holds 2**31 weights or more.
+    count = np.int32 if (cols if major else rows) < 1 << 31 else np.int64
     if not major:  # channels along the columns (depthwise weights): every chunk of rows adds to all of them
         channels = cols
-        hist = np.zeros(channels * BINS, dtype=np.int64)
+        hist = np.zeros(channels * BINS, dtype=count)
         per = max(1, CHUNK // max(cols, 1))
         keys = np.empty(min(rows, per) * cols, dtype=np.intp)
         offsets = (np.arange(channels, dtype=np.intp) * BINS)[None, :]
@@ -50,7 +53,7 @@ def channel_histogram(w: np.ndarray, out_axis: int | None) -> np.ndarray:
             np.add(codes[r0 : r0 + per], offsets, out=part)
             hist += np.bincount(part.reshape(-1), minlength=channels * BINS)
         return hist.reshape(channels, BINS)
-    hist = np.empty((rows, BINS), dtype=np.int64)
+    hist = np.empty((rows, BINS), dtype=count)
     per = max(1, CHUNK // max(cols, 1))  # whole channels per chunk: each chunk fills its own rows
     keys = np.empty(min(rows, per) * cols, dtype=np.intp)
     offsets = (np.arange(min(rows, per), dtype=np.intp) * BINS)[:, None]
@@ -97,7 +100,7 @@ def histogram_stats(w: np.ndarray, zero_points: np.ndarray, out_axis: int | None
     zero_bin = np.where(in_range, zps, 0) & 0xFF
     zero_per_row = np.where(in_range, hist[np.arange(channels), zero_bin], 0)
     if zps.size and int(zps.min()) == int(zps.max()):
-        counts = hist.sum(axis=0)[np.argsort(values, kind="stable")]  # ascending corrected value
+        counts = hist.sum(axis=0, dtype=np.int64)[np.argsort(values, kind="stable")]  # ascending corrected value
     else:
         # Merge the occupied (channel, byte) cells by corrected value (sorted; np.unique
         # would import numpy.ma, a noticeable share of a small audit's start-up).
@@ -106,7 +109,8 @@ def histogram_stats(w: np.ndarray, zero_points: np.ndarray, out_axis: int | None
         order = np.argsort(cells, kind="stable")
         ordered = cells[order]
         starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-        counts = np.add.reduceat(hist[occupied][order], starts) if ordered.size else np.zeros(0, np.int64)
+        counts = (np.add.reduceat(hist[occupied][order], starts, dtype=np.int64) if ordered.size
+                  else np.zeros(0, np.int64))
     counts = counts[counts > 0]
     elements = int(w.size)
     cols = elements // channels if channels else 0
@@ -117,7 +121,7 @@ def histogram_stats(w: np.ndarray, zero_points: np.ndarray, out_axis: int | None
     return WeightStats(
         elements=elements,
         channels=channels,
-        zeros=int(zero_per_row.sum()),
+        zeros=int(zero_per_row.sum(dtype=np.int64)),
         zero_channels=int(np.count_nonzero(zero_per_row == cols)) if elements else 0,
         unique_values=int(counts.size),
         max_unique_per_channel=int(np.count_nonzero(hist, axis=1).max()) if channels and elements else 0,
