@@ -39,7 +39,6 @@ DEFAULT_MEMORY_MB = 8192
 _POLL_S = 0.02  # memory watchdog period: a runaway allocation overshoots by at most ~this many ms of growth
 _HEADER = struct.Struct("<Q")
 
-
 _subject: contextvars.ContextVar[str | None] = contextvars.ContextVar("hwopt_native_subject", default=None)
 
 

@@ -400,9 +400,11 @@ def encode(path: str | os.PathLike[str], target: Target, *, block_source: str | 
     By default an Ethos-U model is encoded with the block configuration Vela chooses (so
     the streams are Vela's own), falling back to hwopt's rule when Vela cannot compile it.
     """
-    model = read_model(Path(path))
     if block_source is None:
         block_source = "vela" if target.family.is_ethos_u else "rule"
+    if block_source == "vela" and target.family.is_ethos_u:
+        isolation.prestart(*isolation.VELA_PRELOAD)  # the worker starts while the model is read
+    model = read_model(Path(path))
     return encode_model(model, target, block_source=block_source, path=str(path), streams=streams)
 
 

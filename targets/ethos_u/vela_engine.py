@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
-from hwopt import isolation
-from hwopt._quiet import captured_fds
+from hwopt import isolation, native_calls
 from hwopt.analysis.validate import check_for_native
-from hwopt.errors import CompileError, UnsupportedModelError
+from hwopt.errors import UnsupportedModelError
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model
 from hwopt.records import OpRef
@@ -224,33 +222,6 @@ def _op_rows(db: object, op_names: list[str], total_macs_per_cycle: int) -> tupl
     return tuple(rows), unmapped
 
 
-def _regor_message(exc: BaseException, text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "dynamic signature" not in ln]
-    errors = [ln for ln in lines if "error" in ln.lower()]
-    detail = (errors or lines or [str(exc) or type(exc).__name__])[-1]
-    return "Vela rejected the model: " + "; ".join(p.strip(" -").rstrip(".") for p in detail.splitlines() if p.strip(" -"))
-
-
-def _plain(obj: Any, depth: int = 0) -> Any:
-    """A picklable copy of a Regor result object: numbers, strings, lists, dicts and namespaces."""
-    if obj is None or isinstance(obj, int | float | str | bool | bytes):
-        return obj
-    if depth > 4:
-        return None
-    if isinstance(obj, dict):
-        return {k: _plain(v, depth + 1) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v, depth + 1) for v in obj]
-    fields = {}
-    for name in dir(obj):
-        if name.startswith("_"):
-            continue
-        value = getattr(obj, name)
-        if not callable(value):
-            fields[name] = _plain(value, depth + 1)
-    return SimpleNamespace(**fields)
-
-
 @dataclass(frozen=True)
 class RegorOutput:
     """Regor's compiled model as plain data (it crosses the worker boundary).
@@ -267,24 +238,13 @@ class RegorOutput:
 
 
 def _regor_in_worker(arch: str, model_bytes: bytes, system_config: str, options: str) -> RegorOutput:
-    """The Regor call itself; runs in the isolation worker so a native crash cannot kill hwopt."""
-    from ethosu import regor
+    """The Regor call itself, in this process (the worker runs `native_calls.regor_compile` directly)."""
+    return _output(native_calls.regor_compile(arch, model_bytes, system_config, options))
 
-    text = ""
-    try:
-        with captured_fds() as captured:
-            compiled = regor.compile(arch, model_bytes, "TFLITE", system_config, options=options, verbose=False)
-        text = captured[0] if captured else ""
-    except Exception as exc:  # Regor raises plain RuntimeError/ValueError for rejected networks
-        text = captured[0] if captured else ""
-        raise CompileError(_regor_message(exc, text)) from None
-    if not isinstance(compiled, regor.CompiledTFLiteModel):
-        raise CompileError("Vela returned no TFLite model")
-    db = compiled.opt_database
-    tables = {name: SimpleNamespace(header=list(t.header), data=[list(r) for r in t.data])
-              for name, t in getattr(db, "tables", {}).items()}
-    return RegorOutput(bytes(compiled.model), _plain(compiled.perf_report), SimpleNamespace(tables=tables),
-                       _totals(compiled.perf_report), text)
+
+def _output(result: tuple[bytes, Any, Any, str]) -> RegorOutput:
+    model, perf_report, database, text = result
+    return RegorOutput(model, perf_report, database, _totals(perf_report), text)
 
 
 def regor_compile(model_bytes: bytes, target: Target, options: CompilerOptions | None = None, *,
@@ -296,9 +256,9 @@ def regor_compile(model_bytes: bytes, target: Target, options: CompilerOptions |
     """
 
     check_for_native(model if model is not None else read_model(model_bytes), "vela")
-    out: RegorOutput = isolation.call(
-        "hwopt.targets.ethos_u.vela_engine:_regor_in_worker", regor_arch(target), model_bytes,
-        system_config_text(target), options_text(target, options), library="Vela")
+    out = _output(isolation.call(
+        "hwopt.native_calls:regor_compile", regor_arch(target), model_bytes,
+        system_config_text(target), options_text(target, options), library="Vela"))
     if out.text.strip():
         log.debug("vela: %s", out.text.strip())
     return out, out.text
