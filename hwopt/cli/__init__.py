@@ -106,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     previous = _install_signal_handlers()
+    if getattr(args, "blas_threads", None) and "numpy" not in sys.modules:  # before the command loads numpy
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.blas_threads))
     try:
         if getattr(args, "worker", None):  # the isolation worker imports Vela/LiteRT while the command loads
             from hwopt import isolation  # lazy: subprocess, pickle and the worker are no part of short commands

@@ -22,4 +22,5 @@ def register(sub: Any) -> None:
                          help="compress the whole file for the exact DEFLATE size; files over 1 MiB otherwise "
                          "get a sampled estimate with a stated error bound (a full zlib pass is the slowest "
                          "part of auditing a large pruned model)")
-    p.set_defaults(handler="hwopt.cli.run_audit:run")
+    # No linear algebra in an audit: OpenBLAS need not start a thread per core as numpy loads.
+    p.set_defaults(handler="hwopt.cli.run_audit:run", blas_threads=1)
