@@ -7,7 +7,7 @@ import pytest
 
 from hwopt.format.tflite_io import read_model
 from hwopt.targets import resolve_target
-from hwopt.targets.ethos_u.analytic import structural_cost
+from hwopt.targets.ethos_u.analytic import structural_costs
 from hwopt.targets.ethos_u.placement import ethos_u_geometry
 from hwopt.targets.ethos_u.u55 import _ao_per_element, _buffered, _query
 from hwopt.targets.ethos_u.u55_perf import NpuOp, Query, find_block, mac_op_cycles
@@ -81,7 +81,7 @@ def test_block_search_examples() -> None:
 def test_structural_cost_is_the_max_of_its_terms() -> None:
     model = network_model(1)
     t = resolve_target("ethos-u55-128")
-    for g in ethos_u_geometry(read_model(model.data), t.family):
-        c = structural_cost(g, t)
+    geo = ethos_u_geometry(read_model(model.data), t.family)
+    for c in structural_costs(geo, t):
         if c.placement == "npu" and c.cycles:
-            assert c.cycles == max(c.compute_cycles, *c.memory_cycles.values())
+            assert c.cycles == max(c.compute_cycles, c.weight_cycles, *c.memory_cycles.values())

@@ -2,7 +2,8 @@
 
 For every configuration, collects the structural model's terms of each NPU layer of the fitting-side
 models (the validation side and real models are never read) and Vela's cycles from the label cache,
-then fits log(cycles) = w . features (least absolute error, ridge-regularised) per operator group (the TFLite builtin when
+then fits log(cycles) = w . features (least absolute error, ridge-regularised; on U55/U65 only for
+operators not costed like Vela's own estimator) per operator group (the TFLite builtin when
 it has enough layers, else its kind, else all layers), dropping gross outliers once; a group whose
 structural cycles already score better on the fitting side gets no weights (kept as they are). Writes
 targets/ethos_u/calibration.json (deterministic: sorted keys, rounded weights).
@@ -72,9 +73,10 @@ def render(doc: dict[str, object]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from hwopt.targets.descriptor import Family
-    from hwopt.targets.ethos_u.analytic import structural_cost
+    from hwopt.targets.ethos_u.analytic import structural_costs
     from hwopt.targets.ethos_u.calibration import CALIBRATION_FILE, FEATURES, MIN_GROUP, features, group_keys
     from hwopt.targets.ethos_u.placement import ethos_u_geometry
+    from hwopt.targets.ethos_u.u55 import follows_vela
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_corpus_arguments(ap)
@@ -86,12 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     for _, model, pairs in labelled(fitting, targets, args.cache):
         geo = {f: ethos_u_geometry(model, f) for f in {t.family for t in targets}}
         for t, labels in pairs:
-            by_index = {g.op_index: g for g in geo[t.family] if g.subgraph == 0}
+            by_index = {g.op_index: (g, c) for g, c in zip(geo[t.family], structural_costs(geo[t.family], t),
+                                                            strict=True) if g.subgraph == 0}
             for la in labels.layers:
-                g = by_index.get(la.op_index)
-                if g is None or la.placement != "npu" or la.cycles <= 0:
+                if la.op_index not in by_index or la.placement != "npu" or la.cycles <= 0:
                     continue
-                c = structural_cost(g, t)
+                g, c = by_index[la.op_index]
+                if t.family is not Family.ETHOS_U85 and follows_vela(g):
+                    continue  # costed like Vela's own estimator: not calibrated
                 if c.placement != "npu" or c.cycles <= 0:
                     continue
                 op, kind = group_keys(g)

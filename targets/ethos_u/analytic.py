@@ -10,7 +10,7 @@ from hwopt.ir import Model
 from hwopt.targets.descriptor import Family, Target
 from hwopt.targets.ethos_u.calibration import calibrate
 from hwopt.targets.ethos_u.placement import ethos_u_geometry
-from hwopt.targets.ethos_u.u55 import u55_layer_cost
+from hwopt.targets.ethos_u.u55 import overlap_weight_streams, u55_layer_cost
 from hwopt.targets.ethos_u.u85 import u85_layer_cost
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind
 
@@ -27,14 +27,19 @@ def structural_cost(g: LayerGeometry, target: Target) -> LayerCost:
     return u55_layer_cost(g, target)
 
 
-def layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
-    """Cycles of one operator: the structural terms, calibrated to the configuration."""
-    return calibrate(g, structural_cost(g, target), target)
+def structural_costs(geometry: list[LayerGeometry], target: Target) -> list[LayerCost]:
+    """The structural costs of a model's operators in order: each operator's own, then (U55/U65) the
+    weight DMA the preceding operation does not hide."""
+    costs = [structural_cost(g, target) for g in geometry]
+    if target.family is Family.ETHOS_U85:
+        return costs
+    return overlap_weight_streams(geometry, costs, target)
 
 
 def costs_of(geometry: list[LayerGeometry], target: Target) -> list[LayerCost]:
-    """Per-operator costs of already-extracted geometry (a batch reuses one geometry for many targets)."""
-    return [layer_cost(g, target) for g in geometry]
+    """Per-operator costs of already-extracted geometry (a batch reuses one geometry for many targets):
+    the structural terms, calibrated to the configuration."""
+    return [calibrate(g, c, target) for g, c in zip(geometry, structural_costs(geometry, target), strict=True)]
 
 
 def ethos_u_layer_costs(model: Model, target: Target) -> list[LayerCost]:

@@ -4,6 +4,7 @@ each memory's feature-map and weight traffic over its bandwidth; weights cost th
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 from hwopt.targets.descriptor import Family, Target
 from hwopt.targets.ethos_u.cost_common import (
@@ -180,6 +181,12 @@ def _query(g: LayerGeometry) -> Query | None:
     return None
 
 
+def follows_vela(g: LayerGeometry) -> bool:
+    """Whether the U55/U65 model costs this operator the way Vela's own estimator does (then its
+    cycles are not calibrated)."""
+    return _query(g) is not None
+
+
 def _ao_per_element(g: LayerGeometry, q: Query, target: Target) -> float:
     """Output-stage cycles per OFM element for the operation (40-bit accumulators run at the MUL rate)."""
     os_ = target.npu.output_stage
@@ -237,30 +244,80 @@ def vela_style_cost(g: LayerGeometry, target: Target) -> LayerCost | None:
         else:  # a constant operand, stored NHWC in the constant memory
             n = q.ofm[0] * q.ofm[1] * q.ofm[2]
             add(const, transfer_bytes(target, const, True, q.bits, blk.ifm, q.ifm2, n, True))
-    npu = op_cycles
-    dma = 0.0
     if encoded:
         scales = BIAS_BYTES * g.ofm[2]
         refetch = weight_refetch(q, blk)
         if buffered:
-            # weights are DMA'd block-depth by block-depth into the staging memory while the NPU runs;
-            # the first slice cannot overlap this operation
+            # weights are DMA'd depth slice by depth slice into the staging memory and read from there
+            # once per OFM block; the first slice was fetched before the operation started
             first = encoded * min(blk.ofm[2], g.ofm[2]) // max(g.ofm[2], 1)
             add(const, encoded - first + refetch * scales)
             add(staging, encoded - first + refetch * encoded)
-            src, dst = target.memory_config(const), target.memory_config(staging)
-            dma = max(first / target.bandwidth(const) + src.read_latency,
-                      first / target.bandwidth(staging) + dst.write_latency)
-            npu = op_cycles + int(dma)
         else:
             add(const, refetch * (encoded + scales))
     mem_cycles = {m: int(b / target.bandwidth(m)) for m, b in traffic.items()}
-    cycles = max(npu, max(mem_cycles.values(), default=0))
-    if cycles == npu:
-        bound = "weights" if dma > op_cycles else "compute"
+    cycles = max(op_cycles, max(mem_cycles.values(), default=0))
+    if cycles == op_cycles:
+        bound = "compute"
     else:
         bound = "weights" if encoded and max(mem_cycles, key=lambda m: mem_cycles[m]) == const else "memory"
     sram = (g.ifm_elements + g.ofm_elements) * g.itemsize if "Sram" in (ifm_mem, ofm_mem) else 0
-    # compute: the NPU's own time, including the first weight slice it must wait for
-    return LayerCost(g.subgraph, g.op_index, g.op, "npu", int(cycles), int(npu), mem_cycles, int(dma),
+    # the weight DMA's overlap with the preceding operation is added by `overlap_weight_streams`
+    return LayerCost(g.subgraph, g.op_index, g.op, "npu", int(cycles), int(op_cycles), mem_cycles, 0,
                      g.macs, encoded or None, int(sram), bound)
+
+
+@dataclass(frozen=True)
+class WeightStream:
+    """A buffered weight stream's DMA into the staging memory, in cycles."""
+
+    full: float  # all weights and scales
+    first: float  # the first depth slice (fetched before the operation can start)
+    last_share: float  # share of the operation's cycles spent on the last depth slice
+
+
+def weight_stream(g: LayerGeometry, target: Target) -> WeightStream | None:
+    """The DMA of an operator's weights into the staging memory, or None when they are read in place."""
+    q = _query(g)
+    const, staging = target.const_memory, target.staging_memory
+    if q is None or q.op not in (NpuOp.CONV, NpuOp.DEPTHWISE, NpuOp.VECTOR) or const in (staging, "OnChipFlash"):
+        return None
+    blk = find_block(q, target)
+    encoded = encoded_weight_bytes(g, target)
+    if not encoded or not _buffered(g, q, blk, target):
+        return None
+    src, dst = target.memory_config(const), target.memory_config(staging)
+
+    def mem_to_mem(n: float) -> float:
+        return max(n / target.bandwidth(const) + src.read_latency, n / target.bandwidth(staging) + dst.write_latency)
+
+    oc = g.ofm[2]
+    depth = min(blk.ofm[2], oc)
+    total = encoded + BIAS_BYTES * oc
+    slices = cdiv(oc, depth)
+    last = oc - (slices - 1) * depth
+    return WeightStream(mem_to_mem(total), mem_to_mem(total * depth / oc), last / oc)
+
+
+def overlap_weight_streams(geometry: list[LayerGeometry], costs: list[LayerCost], target: Target) -> list[LayerCost]:
+    """Add each buffered weight stream's visible DMA time, as Vela schedules it: the stream is fetched
+    while the preceding NPU operation runs; what that does not hide delays the operation (the first
+    slice before it starts, the rest while its slices run)."""
+    out = []
+    prev, sg = 0, -1
+    for g, c in zip(geometry, costs, strict=True):
+        if g.subgraph != sg:
+            prev, sg = 0, g.subgraph
+        ws = weight_stream(g, target) if c.placement == "npu" and c.cycles > 0 else None
+        if ws is not None:
+            op = c.compute_cycles
+            npu = int(max(ws.full - prev + ws.last_share * op, op + max(ws.first - prev, 0.0)))
+            if npu > op:
+                cycles = max(npu, max(c.memory_cycles.values(), default=0))
+                c = replace(c, cycles=cycles, weight_cycles=npu, bound="weights" if cycles == npu else c.bound)
+        if c.placement == "cpu":
+            prev = 0
+        elif c.cycles > 0:
+            prev = c.compute_cycles
+        out.append(c)
+    return out
