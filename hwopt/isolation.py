@@ -38,6 +38,7 @@ DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_MB = 8192
 _POLL_S = 0.02  # memory watchdog period: a runaway allocation overshoots by at most ~this many ms of growth
 _HEADER = struct.Struct("<Q")
+PIPE_BYTES = 1 << 20
 
 _subject: contextvars.ContextVar[str | None] = contextvars.ContextVar("hwopt_native_subject", default=None)
 
@@ -168,6 +169,8 @@ class Worker:
         finally:
             os.close(req_r)
             os.close(res_w)
+        _grow_pipe(req_w)
+        _grow_pipe(res_r)
         self._to, self._from = req_w, res_r
         self._generation += 1
         self._stale.clear()
@@ -263,8 +266,9 @@ class Worker:
 
     def _read_reply(self, limits: Limits) -> tuple[str, Any]:
         deadline = time.monotonic() + limits.seconds
-        buf = bytearray()
-        need = _HEADER.size
+        buf = bytearray(_HEADER.size)  # the header, then the whole reply, read in place
+        view = memoryview(buf)
+        got, need = 0, _HEADER.size
         header_done = False
         assert self._proc is not None
         statm = f"/proc/{self._proc.pid}/statm"
@@ -279,17 +283,17 @@ class Worker:
                 if rss > limits.memory_bytes:
                     raise _OverMemoryError(rss)
                 continue
-            chunk = os.read(self._from, max(need - len(buf), 1 << 16) if header_done else need - len(buf))
-            if not chunk:
+            n = os.readv(self._from, [view[got:need]])
+            if not n:
                 raise _WorkerGoneError
-            buf += chunk
-            if not header_done and len(buf) >= _HEADER.size:
-                (size,) = _HEADER.unpack(bytes(buf[: _HEADER.size]))
-                del buf[: _HEADER.size]
-                need, header_done = size, True
-            if header_done and len(buf) >= need:
+            got += n
+            if not header_done and got >= _HEADER.size:
+                (need,) = _HEADER.unpack(buf)
+                buf = bytearray(need)
+                view, got, header_done = memoryview(buf), 0, True
+            if header_done and got >= need:
                 try:
-                    return pickle.loads(bytes(buf))  # type: ignore[no-any-return]
+                    return pickle.loads(buf)  # type: ignore[no-any-return]
                 except Exception as exc:  # an exception type that cannot be rebuilt here
                     return ("text", f"unreadable reply ({type(exc).__name__}: {exc})")
 
@@ -370,14 +374,25 @@ def _reply(fd: int, status: str, value: Any) -> None:
     _write_all(fd, data)
 
 
-def _read_exact(fd: int, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
+def _read_exact(fd: int, n: int) -> bytearray | None:
+    buf = bytearray(n)  # read in place: no chunk list, no joined copy
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = os.readv(fd, [view[got:]])
+        if not k:
             return None
-        buf += chunk
-    return bytes(buf)
+        got += k
+    return buf
+
+
+def _grow_pipe(fd: int) -> None:
+    """Ask for a 1 MiB pipe buffer (Linux; 64 KiB by default): a model-sized payload then crosses in
+    16x fewer reads and process switches. Where it is refused, the default buffer works too."""
+    with contextlib.suppress(OSError, AttributeError, ImportError):
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
 
 
 def _serve(req_fd: int, res_fd: int) -> None:
