@@ -101,7 +101,7 @@ class ClusterPass(Pass):
             # Bins present with zero weight (channels of scale 0) still need a centroid.
             res = kmeans_1d(bins - OFFSET, np.maximum(hist[g, bins], 0.0), self.k, fixed_zero=bool(self.preserve_zero))
             lut[g, bins] = res.assigned
-        new_rows = lut[groups[:, None], rows + OFFSET]
+        new_rows = lut.reshape(-1)[idx].reshape(rows.shape)  # idx is each weight's (group, value) cell
         lo, hi = integer_range(t.dtype)
         zp = zero_points(t)
         new = view.back(new_rows)

@@ -62,6 +62,31 @@ def _smallest(scores: np.ndarray, count: int) -> np.ndarray:
     return mask
 
 
+MAX_MAGNITUDE = 512  # |q - zp| of 8-bit weights is below this
+
+
+def _smallest_magnitudes(mag: np.ndarray, scale: np.ndarray, count: int) -> np.ndarray:
+    """`_smallest(mag * scale, count)` for integer magnitudes below MAX_MAGNITUDE and scales
+    broadcast along one axis, without sorting the elements: the count-th smallest score comes
+    from a histogram of (scale, magnitude) pairs (an 8-bit layer holds few distinct scores).
+    Scores are the same float64 products, so the mask is identical."""
+    scores = (mag.astype(np.float64) * scale).reshape(-1)
+    flat_scale = scale.reshape(-1)
+    if count <= 0 or count >= scores.size or not np.all(np.isfinite(flat_scale)) or int(mag.max(initial=0)) >= MAX_MAGNITUDE:
+        return _smallest(scores, count)
+    values, ids = np.unique(flat_scale, return_inverse=True)
+    keys = np.broadcast_to(ids.reshape(scale.shape), mag.shape).astype(np.int64) * MAX_MAGNITUDE + mag
+    counts = np.bincount(keys.reshape(-1), minlength=values.size * MAX_MAGNITUDE)
+    table = (np.arange(MAX_MAGNITUDE, dtype=np.float64)[None, :] * values[:, None]).reshape(-1)
+    present = np.flatnonzero(counts)
+    order = present[np.argsort(table[present], kind="stable")]
+    kth = table[order[np.searchsorted(np.cumsum(counts[order]), count)]]  # the count-th smallest score
+    mask = scores < kth
+    ties = np.flatnonzero(scores == kth)[: count - int(np.count_nonzero(mask))]
+    mask[ties] = True
+    return mask
+
+
 @dataclass(frozen=True)
 class PrunePass(Pass):
     """Magnitude pruning to the zero point; per layer or global; unstructured, 2:4 or block."""
@@ -133,11 +158,17 @@ class PrunePass(Pass):
         if self.scope == "layer":  # one layer's scores at a time: float64 scores are 8x the int8 weights
             pruned = 0
             for wl in layers:
-                s = self._units(model, wl)
-                if s is None:
-                    n_skipped += 1
-                    continue
-                changed += self._apply(model, wl, _smallest(s, round(self.sparsity * s.size)))
+                if self.pattern == "unstructured":
+                    t = wl.weights(model)
+                    mag = np.abs(zero_corrected_tensor(t))
+                    mask = _smallest_magnitudes(mag, scales(t), round(self.sparsity * mag.size))
+                else:
+                    s = self._units(model, wl)
+                    if s is None:
+                        n_skipped += 1
+                        continue
+                    mask = _smallest(s, round(self.sparsity * s.size))
+                changed += self._apply(model, wl, mask)
                 pruned += 1
             return PassResult(model, changed > 0, {"layers": pruned, "skipped": n_skipped, "weights_zeroed": changed})
         scored = [(wl, self._units(model, wl)) for wl in layers]

@@ -30,7 +30,7 @@ from hwopt.passes.manager import (
     parse_pipeline,
     register_pass,
 )
-from hwopt.passes.prune import PrunePass, _smallest
+from hwopt.passes.prune import PrunePass, _smallest, _smallest_magnitudes
 from hwopt.passes.repair import RepairPass, snap_to_popular
 from hwopt.targets import resolve_target
 from tests.modelgen import int8_conv_model
@@ -398,3 +398,17 @@ def test_max_unique_per_group_counts_distinct_values_per_group() -> None:
     expected = max(np.unique(rows[groups == g]).size for g in (0, 1, 3))
     assert max_unique_per_group(rows, groups) == expected
     assert max_unique_per_group(rows * 300, groups) == max(np.unique(rows[groups == g] * 300).size for g in (0, 1, 3))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from(["tensor", "rows", "columns", "zero"]), st.floats(0.0, 1.0))
+def test_smallest_magnitudes_equals_sorting_the_scores(seed: int, scale_kind: str, share: float) -> None:
+    """The histogram path selects exactly what sorting the float64 scores |q - zp| * scale selects."""
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 9)), int(rng.integers(1, 30)))
+    mag = np.abs(rng.integers(-255, 256, size=shape)) * (rng.random(shape) < 0.6)
+    scale = {"tensor": np.full((1, 1), rng.random() + 1e-3), "rows": rng.choice([0.5, 0.25, 0.0, 1.5], size=(shape[0], 1)),
+             "columns": rng.random((1, shape[1])), "zero": np.zeros((1, 1))}[scale_kind]
+    count = round(share * mag.size)
+    expected = _smallest((mag.astype(np.float64) * scale).reshape(-1), count)
+    assert np.array_equal(_smallest_magnitudes(mag, scale, count), expected)
