@@ -112,10 +112,11 @@ def check_2_4_mask(zero: np.ndarray, in_axis: int) -> tuple[bool | None, float |
     if moved.size == 0:
         return None, None
     # One byte per weight (1 = zero); four bytes read as one uint32 and multiplied by
-    # 0x01010101 leave the group's zero count in the top byte (each byte is 0 or 1).
+    # 0x01010101 leave the group's zero count in the top byte (each byte is 0 or 1, so the
+    # lower bytes never carry into it): two or more zeros <=> the product >= 2 << 24.
     flags = np.ascontiguousarray(moved).view(np.uint8).reshape(-1)
-    groups = ((flags.view("<u4") * np.uint32(0x01010101)) >> np.uint32(24)).astype(np.uint8)
-    ok = float(np.count_nonzero(groups >= 2) / groups.size)
+    groups = flags.view("<u4") * np.uint32(0x01010101)
+    ok = float(np.count_nonzero(groups >= np.uint32(2 << 24)) / groups.size)
     return bool(ok == 1.0), ok
 
 
