@@ -7,16 +7,18 @@ reference's documented generator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from reference_ethos_n_data import Reference, ReferenceError, _weights, variant_of
 
+from hwopt.targets.ethos_n.graph import NetOp, OpClass, pool_kernel
+from hwopt.targets.ethos_n.graph import network_layers as plan_network
 from hwopt.targets.ethos_n.network import NetLayer, PleLayer, estimate_network
 from hwopt.targets.ethos_n.perf import PleOp
 from hwopt.targets.ethos_n.plan import Kind, N78Layer, support
-from hwopt.targets.ethos_n.sizing import IDENTITY_WEIGHT, estimate_with_weights
+from hwopt.targets.ethos_n.sizing import estimate_with_weights
 from hwopt.targets.ethos_n.weight_codec import OfmRequant, requant_from_scales
 
 GAMMA = np.uint64(0x9E3779B97F4A7C15)
@@ -113,101 +115,58 @@ def _shape(spec: dict[str, Any], key: str) -> tuple[int, int, int]:
     return dims[1], dims[2], dims[3]
 
 
-def _identity(shape: tuple[int, int, int], from_npu: bool, ple: PleOp = PleOp.PASSTHROUGH,
-              ple_ofm: tuple[int, int, int] | None = None) -> NetLayer:
-    """The identity 1x1 depthwise MCE pass the library runs for a PLE operation of its own."""
-    ident_w = np.full((1, 1, shape[2], 1), IDENTITY_WEIGHT, dtype=np.uint8)
-    return NetLayer(N78Layer(Kind.DEPTHWISE, shape, shape), ident_w, ple_op=ple, ple_ofm=ple_ofm,
-                    input_from_npu=from_npu)
-
-
-def _pool_op(spec: dict[str, Any], ishape: tuple[int, int, int]) -> PleOp | None:
-    size = tuple(spec.get("size") or (1, 1))
-    stride = tuple(spec.get("stride") or (1, 1))
-    if spec.get("pool") == "MAX" and size == (2, 2) and stride == (2, 2):
-        return PleOp.MAXPOOL_2X2
-    if spec.get("pool") == "MAX" and size == (3, 3) and stride == (2, 2):
-        return PleOp.MAXPOOL_3X3
-    if spec.get("pool") == "AVG" and size == (3, 3) and stride == (1, 1):
-        return PleOp.AVGPOOL_3X3
-    if spec.get("pool") == "AVG" and size == ishape[:2] and size in ((7, 7), (8, 8)):
-        return PleOp.MEAN_XY
-    return None
-
-
-#: Pooling kernels the library runs as a fused PLE part: right after an MCE layer they share its pass.
-FUSED_POOLS = (PleOp.MAXPOOL_2X2, PleOp.MAXPOOL_3X3, PleOp.MEAN_XY)
 MCE_TYPES = {"Convolution": Kind.CONV, "DepthwiseConvolution": Kind.DEPTHWISE, "FullyConnected": Kind.FULLY_CONNECTED}
 
 
-def network_layers(net: dict[str, Any]) -> tuple[list[NetLayer | PleLayer], dict[int, str]]:
-    """The NPU passes of a reference network and hwopt's reasons for the operations it only estimates.
+def _op(spec: dict[str, Any], source: tuple[int, ...]) -> NetOp | None:
+    """One reference operation as the planner's front end takes it (None for input and output)."""
+    kind = spec.get("type", "")
+    ishape, oshape = _shape(spec, "input_shape"), _shape(spec, "output_shape")
+    if kind in MCE_TYPES:
+        op = MCE_TYPES[kind]
+        kh, kw = (int(k) for k in spec.get("kernel", [1, 1]))
+        stride = int(spec.get("stride", 1))
+        pad = spec.get("padding_tblr", [0, 0, 0, 0])
+        if op is Kind.FULLY_CONNECTED:
+            ishape = (1, 1, ishape[0] * ishape[1] * ishape[2])
+        layer = N78Layer(op, ishape, oshape, (kh, kw), (stride, stride), (int(pad[0]), int(pad[2])))
+        wshape = (kh, kw, ishape[2], 1) if op is Kind.DEPTHWISE else (kh, kw, ishape[2], oshape[2])
+        weights = gauss_weights(int(spec.get("weight_seed", 0)), wshape)
+        return NetOp(OpClass.MCE, ishape, oshape, source, layer=NetLayer(layer, weights))
+    if kind == "Relu":
+        return NetOp(OpClass.RELU, ishape, oshape, source)
+    if kind == "Pooling":
+        size = tuple(int(x) for x in spec.get("size") or (1, 1))
+        stride = tuple(int(x) for x in spec.get("stride") or (1, 1))
+        ple = pool_kernel(str(spec.get("pool")), size, stride, ishape)  # type: ignore[arg-type]
+        if ple is None:
+            reason = f"{spec.get('pool')} pooling {spec.get('size')} stride {spec.get('stride')}: not run by the NPU"
+            return NetOp(OpClass.CPU, ishape, oshape, source, reason=reason)
+        return NetOp(OpClass.POOL, ishape, oshape, source, ple=ple)
+    if kind in ("MeanXy", "Mean"):
+        return NetOp(OpClass.POOL, ishape, oshape, source, ple=PleOp.MEAN_XY)
+    if kind in ("Addition", "Add"):
+        return NetOp(OpClass.ADD, ishape, oshape, source, ple=PleOp.ADDITION, ifms=(ishape, ishape))
+    if kind == "EstimateOnly":
+        return NetOp(OpClass.CPU, ishape, oshape, source, reason="estimate only")
+    if kind in ("Input", "Output"):
+        return None
+    return NetOp(OpClass.RESHAPE, ishape, oshape, source)
 
-    MCE layers carry their generated weights; a max pool, mean or ReLU right after an MCE layer is
-    fused into its PLE; other pooling, means and ReLUs become identity-depthwise passes; additions are
-    standalone PLE passes; reshapes, inputs and outputs cost nothing.
-    """
-    layers: list[NetLayer | PleLayer] = []
-    reasons: dict[int, str] = {}
-    prev_npu = False  # the previous operation runs on the NPU
-    prev_mce = False  # ... and is an MCE layer whose PLE can take a fused operation
+
+def network_layers(net: dict[str, Any]) -> tuple[list[NetLayer | PleLayer], dict[int, str]]:
+    """The NPU passes of a reference network (a chain of operations) through hwopt's planner front
+    end (`hwopt.targets.ethos_n.graph`, the one `hwopt estimate` uses on TFLite models), and hwopt's
+    reasons, per operation id, for the operations it only estimates."""
+    ops: list[NetOp] = []
+    ids: list[int] = []
     for spec in net.get("layers", []):
-        kind = spec.get("type", "")
-        op_id = int(spec.get("operation_id", -1))
-        ishape, oshape = _shape(spec, "input_shape"), _shape(spec, "output_shape")
-        if kind in MCE_TYPES:
-            op = MCE_TYPES[kind]
-            kh, kw = (int(k) for k in spec.get("kernel", [1, 1]))
-            stride = int(spec.get("stride", 1))
-            pad = spec.get("padding_tblr", [0, 0, 0, 0])
-            if op is Kind.FULLY_CONNECTED:
-                ishape = (1, 1, ishape[0] * ishape[1] * ishape[2])
-            layer = N78Layer(op, ishape, oshape, (kh, kw), (stride, stride), (int(pad[0]), int(pad[2])))
-            wshape = (kh, kw, ishape[2], 1) if op is Kind.DEPTHWISE else (kh, kw, ishape[2], oshape[2])
-            reason = support(layer)
-            if reason is not None:
-                reasons[op_id] = reason
-            layers.append(NetLayer(layer, gauss_weights(int(spec.get("weight_seed", 0)), wshape),
-                                   input_from_npu=prev_npu))
-            prev_npu = prev_mce = reason is None
-        elif kind == "Relu":
-            if not prev_npu:
-                layers.append(_identity(oshape, False))
-                prev_npu = prev_mce = True
-        elif kind == "Pooling":
-            ple = _pool_op(spec, ishape)
-            last = layers[-1] if layers else None
-            if ple in FUSED_POOLS and prev_mce and isinstance(last, NetLayer):
-                layers[-1] = NetLayer(last.layer, last.weights, last.zero_point, last.requant, ple, oshape,
-                                      last.input_from_npu, True)
-                prev_mce = False
-            elif ple is not None:
-                layers.append(_identity(ishape, prev_npu, ple, oshape))
-                prev_npu, prev_mce = True, False
-            else:
-                reasons[op_id] = f"{spec.get('pool')} pooling {spec.get('size')} stride {spec.get('stride')}: " \
-                                 "not run by the NPU"
-                if isinstance(last, (NetLayer, PleLayer)):
-                    layers[-1] = replace(last, output_to_npu=False)
-                prev_npu = prev_mce = False
-        elif kind in ("MeanXy", "Mean"):
-            last = layers[-1] if layers else None
-            if prev_mce and isinstance(last, NetLayer):
-                layers[-1] = NetLayer(last.layer, last.weights, last.zero_point, last.requant, PleOp.MEAN_XY, oshape,
-                                      last.input_from_npu, True)
-            else:
-                layers.append(_identity(ishape, prev_npu, PleOp.MEAN_XY, oshape))
-            prev_npu, prev_mce = True, False
-        elif kind in ("Addition", "Add"):
-            layers.append(PleLayer(PleOp.ADDITION, (ishape, ishape), oshape, input_from_npu=prev_npu))
-            prev_npu, prev_mce = True, False
-        elif kind in ("EstimateOnly",):
-            reasons[op_id] = "estimate only"
-            last = layers[-1] if layers else None
-            if isinstance(last, (NetLayer, PleLayer)):
-                layers[-1] = replace(last, output_to_npu=False)
-            prev_npu = prev_mce = False
-    return layers, reasons
+        op = _op(spec, (len(ops) - 1,) if ops else ())
+        if op is not None:
+            ops.append(op)
+            ids.append(int(spec.get("operation_id", -1)))
+    planned = plan_network(ops)
+    return planned.layers, {ids[i]: r for i, r in planned.reasons.items()}
 
 
 def measure_networks(ref: Reference) -> tuple[list[Measured], list[str]]:

@@ -19,9 +19,11 @@ from hwopt.targets.descriptor import Target
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, PassCost, layer_geometry
 from hwopt.targets.support import place_model
 
+from .graph import NetOp, NetworkLayers, OpClass, network_layers, pool_kernel
 from .network import NetLayer, NetLayerEstimate, estimate_network
 from .passes import LayerEstimate, PassEstimate
 from .perf import PleOp, ple_cycles
+from .plan import support
 from .support import n78_support
 from .tflite import MCE_OPS, N78Weights, n78_weights
 from .variants import N78Variant
@@ -107,35 +109,78 @@ def _mce_layers(model: Model, geos: dict[tuple[int, int], LayerGeometry]) -> dic
     out = {}
     for wl in weight_layers(model):
         g = geos.get((wl.subgraph, wl.op_index))
-        if g is None or g.kind is OpKind.CPU or g.op not in MCE_OPS:
+        if g is None or g.op not in MCE_OPS:
             continue
         try:
             out[(wl.subgraph, wl.op_index)] = n78_weights(model, wl)
         except ValueError:
-            continue  # no N78 weight layout: costed as a plain NPU pass below
+            continue  # no N78 weight layout: costed as a plain NPU pass (or on the CPU) below
     return out
 
 
-def _network(model: Model, sg: Subgraph, mce: dict[tuple[int, int], N78Weights], v: N78Variant,
-             placement: Callable[[Subgraph, Operator], str | None]) -> dict[int, NetLayerEstimate]:
-    """Estimate a subgraph's MCE layers in order, with producers/consumers deciding DRAM or SRAM."""
+RELUS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1"})
+RESHAPES = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
+
+
+def _same_quant(sg: Subgraph, op: Operator) -> bool:
+    """Whether every input of an addition has the output's quantization (the library then needs no rescale)."""
+    def q(i: int) -> tuple[tuple[float, ...], tuple[int, ...]] | None:
+        t = sg.tensor(i)
+        if t is None or t.quantization is None:
+            return None
+        return tuple(t.quantization.scale.ravel().tolist()), tuple(t.quantization.zero_point.ravel().tolist())
+
+    out = q(op.outputs[0]) if op.outputs else None
+    return out is not None and all(q(i) == out for i in op.inputs)
+
+
+def _net_op(sg: Subgraph, op: Operator, g: LayerGeometry, w: N78Weights | None, sources: tuple[int, ...],
+            edges: tuple[bool, bool]) -> NetOp:
+    """One TFLite operator as the planner's front end takes it."""
+    graph_input, graph_output = edges
+    if w is not None and (g.kind is not OpKind.CPU or support(w.layer) is not None):
+        # An MCE layer; one the library would only estimate stays in the list, as it does in the library.
+        cls = OpClass.MCE
+    elif g.kind is OpKind.CPU:
+        cls = OpClass.CPU
+    elif op.op in RELUS:
+        cls = OpClass.RELU
+    elif op.op in RESHAPES:
+        cls = OpClass.RESHAPE
+    elif op.op == "ADD":
+        add = PleOp.ADDITION if _same_quant(sg, op) else PleOp.ADDITION_RESCALE
+        ifms = (g.ifm, g.ifm2 or g.ifm)
+        return NetOp(OpClass.ADD, g.ifm, g.ofm, sources, ple=add, ifms=ifms, graph_input=graph_input,
+                     graph_output=graph_output)
+    elif op.op in ("MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN"):
+        pool = "MAX" if op.op == "MAX_POOL_2D" else "AVG"
+        kernel = g.ifm[:2] if op.op == "MEAN" else g.kernel
+        stride = kernel if op.op == "MEAN" else g.stride
+        ple = pool_kernel(pool, kernel, stride, g.ifm)
+        if ple is None:  # a pooling the reference has no plan for (e.g. a stride-1 max pool): own PLE pass
+            return NetOp(OpClass.OTHER, g.ifm, g.ofm, sources, graph_input=graph_input, graph_output=graph_output)
+        return NetOp(OpClass.POOL, g.ifm, g.ofm, sources, ple=ple, graph_input=graph_input, graph_output=graph_output)
+    else:
+        cls = OpClass.OTHER
+    layer = NetLayer(w.layer, w.weights, w.zero_point, w.requant) if cls is OpClass.MCE and w is not None else None
+    return NetOp(cls, g.ifm, g.ofm, sources, layer=layer, reason=g.cpu_reason, graph_input=graph_input,
+                 graph_output=graph_output)
+
+
+def _network(model: Model, sg: Subgraph, mce: dict[tuple[int, int], N78Weights],
+             geos: dict[tuple[int, int], LayerGeometry], v: N78Variant) -> tuple[NetworkLayers, list[NetLayerEstimate]]:
+    """A subgraph's operators through the planner's front end and network plan, in execution order
+    (operator index = list index)."""
     producer = {t: op.index for op in sg.operators for t in op.outputs}
-    readers: dict[int, list[int]] = {}
+    graph_out = set(sg.outputs)
+    ops = []
     for op in sg.operators:
-        for t in op.inputs:
-            readers.setdefault(t, []).append(op.index)
-    order = [op.index for op in sg.operators if (sg.index, op.index) in mce]
-    npu = {op.index for op in sg.operators if placement(sg, op) is None}
-    layers = []
-    for i in order:
-        op = sg.operators[i]
-        src = producer.get(op.inputs[0])
-        outs = [r for t in op.outputs for r in readers.get(t, [])]
-        w = mce[(sg.index, i)]
-        layers.append(NetLayer(w.layer, w.weights, w.zero_point, w.requant,
-                               input_from_npu=src is not None and src in npu,
-                               output_to_npu=bool(outs) and all(r in npu for r in outs)))
-    return dict(zip(order, estimate_network(layers, v), strict=True))
+        acts = [i for i in op.inputs if i >= 0 and (t := sg.tensor(i)) is not None and t.data is None]
+        sources = tuple(dict.fromkeys(producer[i] for i in acts if i in producer))
+        edges = (any(i not in producer for i in acts), any(i in graph_out for i in op.outputs))
+        ops.append(_net_op(sg, op, geos[(sg.index, op.index)], mce.get((sg.index, op.index)), sources, edges))
+    planned = network_layers(ops)
+    return planned, estimate_network(planned.layers, v)
 
 
 def n78_layer_costs(model: Model, target: Target) -> list[LayerCost]:
@@ -146,21 +191,22 @@ def n78_layer_costs(model: Model, target: Target) -> list[LayerCost]:
     geometry = layer_geometry(model, placement)
     geos = {(g.subgraph, g.op_index): g for g in geometry}
     mce = _mce_layers(model, geos)
-    nets: dict[tuple[int, int], NetLayerEstimate] = {}
-    for sg in model.subgraphs:
-        for i, est in _network(model, sg, mce, v, placement).items():
-            nets[(sg.index, i)] = est
+    plans = {sg.index: _network(model, sg, mce, geos, v) for sg in model.subgraphs}
     out = []
     for g in geometry:
-        key = (g.subgraph, g.op_index)
-        if g.kind is OpKind.CPU:
+        planned, ests = plans[g.subgraph]
+        k = planned.owner.get(g.op_index)
+        if g.kind is OpKind.CPU and k is None:
             out.append(LayerCost(g.subgraph, g.op_index, g.op, "cpu", 0, 0, {}, 0, 0, None, 0, "cpu"))
-        elif key in nets:
-            ne = nets[key]
-            if ne.estimate is None:  # the library only estimates it, with zero cost
+        elif k is not None:
+            est = ests[k].estimate
+            if est is None:  # the library only estimates it, with zero cost
                 out.append(LayerCost(g.subgraph, g.op_index, g.op, "cpu", 0, 0, {}, 0, 0, None, 0, "cpu"))
             else:
-                out.append(_cost(g, ne.estimate, g.macs))
+                out.append(_cost(g, est, g.macs))
+        elif g.op_index in planned.fused or g.op in RELUS or g.op in RESHAPES:
+            # Rides on the pass of the MCE layer (or operation) before it, or only reinterprets.
+            out.append(LayerCost(g.subgraph, g.op_index, g.op, "npu", 0, 0, {}, 0, 0, None, 0, "none"))
         else:
             out.append(_ple_only(g, v))
     return out
