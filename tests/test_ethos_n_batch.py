@@ -109,12 +109,14 @@ def test_held_palette_tips_the_rle_choice(seed: int) -> None:
 
 
 @pytest.mark.parametrize(("kind", "depth", "iteration"), [("zero_ofms", 32, None), ("clustered", 32, None),
-                                                         ("dense", 16, 32), ("clustered", 48, 32)])
+                                                         ("dense", 16, 32), ("clustered", 48, 32),
+                                                         ("clustered", 16, None), ("zero_ofms", 16, None)])
 def test_layer_in_stripe_chunks_equals_one_stream_codec(monkeypatch: pytest.MonkeyPatch, kind: str,
                                                         depth: int | None, iteration: int | None) -> None:
     """A layer encoded one stripe at a time (as large layers are) still equals the stream-by-stream
-    codec: OG chains restart at the cut, and the requantisation reload still looks at the previous
-    stripe's last OFM on the same OG (multipliers repeat, so reloads depend on it)."""
+    codec: what each OG holds is carried across the cut (with one OFM per OG per stripe nothing
+    restarts the decoder there, so held palettes and parameters are not resent), and the
+    requantisation reload still looks at the previous stripe's last OFM on the same OG."""
     monkeypatch.setattr(layer_chunks, "CHUNK_WEIGHTS", 1)
     rng = np.random.default_rng(zlib.crc32(repr((kind, depth, iteration)).encode()))
     shape = (1, 1, 64, 88)  # the last stripe is partial

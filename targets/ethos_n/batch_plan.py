@@ -135,9 +135,11 @@ class Held:
     """Parameters each OG holds when a chunk of a layer starts (those of its last stream before).
 
     A reset of the decoder state forces a reload but does not clear the values: an all-zero stream
-    at the start of a stripe still keeps (and resends) what its OG held."""
+    at the start of a stripe still keeps (and resends) what its OG held; without a reset, whether a
+    stream resends its parameters and palette is decided against these."""
 
-    wdiv: np.ndarray  # per OG
+    zdiv: np.ndarray  # per OG
+    wdiv: np.ndarray
     trunc: np.ndarray
     dirofs: np.ndarray
     pal_len: np.ndarray
@@ -148,8 +150,9 @@ class Held:
     def initial(ogs: int) -> Held:
         init = INITIAL_PARAMS
         full = np.full
-        return Held(full(ogs, init.wdiv), full(ogs, init.truncation), full(ogs, init.weight_offset), full(ogs, 0),
-                    full(ogs, init.palette_bits), np.zeros((ogs, 1), dtype=np.int64))
+        return Held(full(ogs, init.zdiv), full(ogs, init.wdiv), full(ogs, init.truncation),
+                    full(ogs, init.weight_offset), full(ogs, 0), full(ogs, init.palette_bits),
+                    np.zeros((ogs, 1), dtype=np.int64))
 
     def after(self, plan: LayerPlan, og: np.ndarray) -> Held:
         """What every OG holds after the chunk `plan` (OGs without a stream in it keep theirs)."""
@@ -157,10 +160,11 @@ class Held:
         last[og] = np.arange(og.size)  # the last write per OG wins
         has, k = last >= 0, np.maximum(last, 0)
         cols = max(self.palette.shape[1], plan.palette.shape[1])
+
         def pick(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
             return np.where(has, theirs[k], mine)
 
-        return Held(pick(self.wdiv, plan.wdiv), pick(self.trunc, plan.trunc), pick(self.dirofs, plan.dirofs),
+        return Held(pick(self.zdiv, plan.zdiv), pick(self.wdiv, plan.wdiv), pick(self.trunc, plan.trunc), pick(self.dirofs, plan.dirofs),
                     pick(self.pal_len, plan.pal_len), pick(self.pbits, plan.pbits),
                     np.where(has[:, None], pad_cols(plan.palette, cols)[k], pad_cols(self.palette, cols)))
 
@@ -186,7 +190,6 @@ def plan_layer_streams(
     rle_cost = rle.cost + zcost
     rle_cost = np.where(all_zero, zcost, rle_cost)
     prev = prev_index(og)
-    init = INITIAL_PARAMS
     choice = has_zero & (rle_cost < off.cost)  # first guess: palettes free
     while True:
         inherit = choice & all_zero
@@ -206,9 +209,10 @@ def plan_layer_streams(
         fin_pal = np.where(inherit[:, None], np.where(have[:, None], fin_pal[s], held_pal), fin_pal)
         p = np.maximum(prev, 0)
         hp = prev >= 0
-        p_pal = np.where(hp[:, None], fin_pal[p], 0)
-        p_len = np.where(hp, fin["pal_len"][p], 0)
-        p_bits = np.where(hp, fin["pbits"][p], init.palette_bits)
+        # The previous stream on the OG, or for the OG's first stream here, what the OG holds.
+        p_pal = np.where(hp[:, None], fin_pal[p], held_pal)
+        p_len = np.where(hp, fin["pal_len"][p], held.pal_len[og])
+        p_bits = np.where(hp, fin["pbits"][p], held.pbits[og])
 
         prev_held = (p_len, p_bits, p_pal)
         off_total = off.cost + np.where(_reloads(off, prev_held, initial) & (off.pal_len > 0), off.palette_cost(), 0)
@@ -218,12 +222,12 @@ def plan_layer_streams(
         if np.array_equal(new, choice):
             break
         choice = new
-    p_zdiv = np.where(hp, fin_zdiv[p], init.zdiv)
+    p_zdiv = np.where(hp, fin_zdiv[p], held.zdiv[og])
     same_pal = (fin["pal_len"] == p_len) & (fin["pbits"] == p_bits) & (fin_pal == p_pal).all(axis=1)
     reload_palette = initial | ~same_pal
-    reload_params = reload_palette | (fin_zdiv != p_zdiv) | (fin["wdiv"] != np.where(hp, fin["wdiv"][p], init.wdiv))
-    reload_params |= fin["trunc"] != np.where(hp, fin["trunc"][p], init.truncation)
-    reload_params |= fin["dirofs"] != np.where(hp, fin["dirofs"][p], init.weight_offset)
+    reload_params = reload_palette | (fin_zdiv != p_zdiv) | (fin["wdiv"] != np.where(hp, fin["wdiv"][p], held.wdiv[og]))
+    reload_params |= fin["trunc"] != np.where(hp, fin["trunc"][p], held.trunc[og])
+    reload_params |= fin["dirofs"] != np.where(hp, fin["dirofs"][p], held.dirofs[og])
     f, n_w, z, n_z = _coded(searched, blocks_sym, stream_of_row, choice, off, rle, total)
     return LayerPlan(fin_zdiv, fin["wdiv"], fin["trunc"].astype(bool), fin["dirofs"], fin["pal_len"], fin["pbits"],
                      fin_pal, reload_params, reload_palette, f, n_w, z, n_z)

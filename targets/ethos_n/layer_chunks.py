@@ -1,11 +1,13 @@
 """Ethos-N78 layer encoding in bounded chunks of whole stripes.
 
-The weight decoder restarts its compression state for the first stream of every OG in a stripe
-(when a stripe holds more than one OFM per OG) and at IFM iteration 0 of every OFM, so the streams
-of a run of whole stripes are chosen and packed without looking at the rest of the layer. A large
-layer is therefore encoded a few hundred thousand weights at a time and its temporaries stay
-bounded however large it is; only the 16-byte-padded group length is common to the whole layer,
-so each chunk is packed to its own length and placed into the SRAM-bank interleave at the end.
+Groups never span stripes, and the streams of a run of whole stripes depend on the rest of the
+layer only through what each OG holds when the run starts (the decoder keeps its parameters and
+palette per OG; it restarts them for the first stream of every OG in a stripe when a stripe holds
+more than one OFM per OG, and at IFM iteration 0) and the requantisation of the OG's previous OFM.
+Carrying those, a large layer is encoded a few hundred thousand weights at a time and its
+temporaries stay bounded however large it is; only the 16-byte-padded group length is common to
+the whole layer, so each chunk is packed to its own length and placed into the SRAM-bank
+interleave at the end.
 """
 
 from __future__ import annotations
@@ -52,13 +54,8 @@ class PackedChunk:
 
 
 def chunk_bounds(geo: Geometry, limit: int | None = None) -> list[tuple[int, int]]:
-    """OFM ranges of whole stripes, about `limit` weights each, at which every OG's chain restarts.
-
-    With one OFM per OG per stripe and one IFM iteration the OG's decoder state runs through the
-    whole layer (nothing restarts it), so such a layer stays one chunk."""
-    sets_per_stripe = -(-geo.stripe_depth // geo.in_parallel)
-    if geo.num_iterations == 1 and sets_per_stripe == 1:
-        return [(0, geo.num_ofms)]
+    """OFM ranges of whole stripes, about `limit` weights each (what each OG holds is carried from
+    one to the next, so a cut needs no restart of the decoder state)."""
     per_stripe = geo.stripe_depth * sum(order.size for order in geo.orders)
     limit = CHUNK_WEIGHTS if limit is None else limit
     step = max(1, limit // max(per_stripe, 1)) * geo.stripe_depth
@@ -85,8 +82,9 @@ def plan_chunk(weights: np.ndarray, fields: LayerFields, geo: Geometry, variant:
     og = (ofm % depth) % par
     prev = prev_index(og)
     sets_per_stripe = -(-depth // par)
-    # The hardware restarts its decoder state at iteration 0 and for the OG's first OFM of a stripe.
-    initial = (prev < 0) | ((iters > 1) & (it == 0)) | ((ofm % depth == og) & (sets_per_stripe > 1))
+    # The hardware restarts its decoder state for an OG's first stream of the layer, at iteration 0,
+    # and for the OG's first OFM of a stripe (every OG has a stream in each earlier stripe).
+    initial = ((prev < 0) & (lo == 0)) | ((iters > 1) & (it == 0)) | ((ofm % depth == og) & (sets_per_stripe > 1))
     blocks, rows = [], []
     zp = fields.zp[geo.channel_of_ofm[lo:hi], None].astype(np.int16)
     for k, order in enumerate(geo.orders):
