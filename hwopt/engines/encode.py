@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +189,8 @@ def _finish(layer: WeightLayer, model: Model, corrected: np.ndarray, data: bytes
 
 
 def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: vb.VelaLayerInfo | None,
-              vela_parts: list[bytes] | None = None, vela_fast: bool = False) -> LayerEncoding:
+              vela_parts: list[bytes] | None = None, vela_fast: bool = False,
+              pending: vw.PendingDecodes | None = None) -> LayerEncoding:
     sg = model.subgraphs[layer.subgraph]
     op = sg.operators[layer.op_index]
     corrected = zero_corrected(model, layer)
@@ -227,7 +228,12 @@ def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: 
             parts = [(w, vela_info.config, vela_info.stride, vela_info.dilation)]
     else:
         parts = [(w, wu.default_config(arch, w.shape, depthwise=depthwise, ifm_bits=ifm_bits), stride, dilation)]
-    encs = _adopt(parts, arch, ifm_bits, vela_parts, vela_fast) if vela_parts is not None else None
+    encs = None
+    if vela_parts is not None and pending is not None:
+        queued = len(pending.items)
+        encs = _adopt(parts, arch, ifm_bits, vela_parts, vela_fast, pending)
+        if encs is None:
+            del pending.items[queued:]  # hwopt encodes the layer itself: nothing of Vela's to decode
     source = "vela" if encs is not None else "hwopt"
     if encs is None:
         encs = [wu.encode_u85(pw, arch, c, ifm_bits=ifm_bits, stride=s, dilation=d) if arch.is_u85 else
@@ -248,7 +254,8 @@ def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: 
 
 
 def _adopt(parts: list[tuple[np.ndarray, wu.BlockConfig, tuple[int, int], tuple[int, int]]], arch: wu.EthosUArch,
-           ifm_bits: int, vela_parts: list[bytes], vela_fast: bool) -> list[wu.EncodedWeights] | None:
+           ifm_bits: int, vela_parts: list[bytes], vela_fast: bool,
+           pending: vw.PendingDecodes) -> list[wu.EncodedWeights] | None:
     """Vela's streams of a layer split over its NPU operations, or None when they do not match hwopt's plan."""
     out: list[wu.EncodedWeights] = []
     used = 0
@@ -256,10 +263,10 @@ def _adopt(parts: list[tuple[np.ndarray, wu.BlockConfig, tuple[int, int], tuple[
         fmt = config.weight_format or wu.WeightFormat.DEFAULT
         rest = vela_parts[used:]
         if arch.is_u85:
-            enc = vw.adopt_u85(part_w, arch, config, rest, fast=fmt.fast, sparse=fmt.sparse, ifm_bits=ifm_bits,
+            enc = vw.adopt_u85(part_w, arch, config, rest, pending, fast=fmt.fast, sparse=fmt.sparse, ifm_bits=ifm_bits,
                                stride=stride, dilation=dilation)
         else:
-            enc = vw.adopt_u55(part_w, arch, config, rest, ifm_bits=ifm_bits, dilation=dilation)
+            enc = vw.adopt_u55(part_w, arch, config, rest, pending, ifm_bits=ifm_bits, dilation=dilation)
         if enc is None:
             return None
         out.append(enc)
@@ -352,6 +359,7 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
                 log.warning("Vela could not compile the model (%s); using hwopt's block rule", exc)
                 block_source = "rule"
     out: list[LayerEncoding] = []
+    pending = vw.PendingDecodes()
     for layer, reason in zip(layers, reasons, strict=True):
         if reason is not None:
             out.append(_not_encodable(layer, model, reason))
@@ -369,12 +377,19 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
             vela_layer = located.layers.get(layer.op_index) if located is not None and info is not None else None
             with isolation.subject(f"operator {layer.op} #{layer.op_index}"):
                 if vela_layer is not None and located is not None:
-                    enc = _encode_u(layer, model, arch, info, vela_layer.data(located.read_only), vela_layer.fast)
+                    pending.owner = len(out)
+                    enc = _encode_u(layer, model, arch, info, vela_layer.data(located.read_only), vela_layer.fast,
+                                    pending)
                 else:
                     enc = _encode_u(layer, model, arch, info)
         if not enc.roundtrip_ok:
             log.error("round trip failed for subgraph %d op %d (%s)", layer.subgraph, layer.op_index, layer.op)
         out.append(enc)
+    for i in sorted(pending.failed()):  # Vela's streams that do not decode to the layer's weights
+        la = out[i]
+        log.error("Vela's stream does not decode to the weights of subgraph %d op %d (%s)", la.subgraph, la.op_index,
+                  la.op)
+        out[i] = replace(la, roundtrip_ok=False)
     return EncodeReport(SCHEMA, path, target.name, target.family.value, block_source, out, _summary(out, vela_total))
 
 

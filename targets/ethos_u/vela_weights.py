@@ -15,7 +15,7 @@ plan is left to hwopt's own encoder.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -68,20 +68,37 @@ def compiled_streams(compiled: object, *, u85: bool) -> CompiledStreams | None:
     return CompiledStreams(located, bytes(ro_t.data))
 
 
-def _standard_ok(parts: list[bytes], values: list[np.ndarray]) -> bool:
-    """Short streams decoded whole (one worker call for all of them), long ones checked by their opening."""
-    # Weights travel as int16 bytes: the worker compares them without numpy (it starts faster without it).
-    short = [(d, v.astype(np.int16).tobytes()) for d, v in zip(parts, values, strict=True) if v.size <= DECODE_LIMIT]
-    if not all(opens_like(d, v) for d, v in zip(parts, values, strict=True) if v.size > DECODE_LIMIT):
-        return False
-    if not short:
-        return True
-    try:
-        # Vela's legacy decoder, independent of both encoders; it ends the process on a malformed stream.
-        return all(isolation.call("hwopt.native_calls:mlw_streams_decode_to", short, library="Vela's weight decoder"))
-    except NativeCodeError as exc:
-        log.error("a weight stream of Vela's compiled model does not decode: %s", exc)
-        return False
+@dataclass
+class PendingDecodes:
+    """Standard streams waiting for Vela's decoder, decoded in one worker call for the whole model."""
+
+    owner: int = 0  # the layer the streams added next belong to
+    items: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (owner, stream, weights as int16)
+
+    def add(self, data: bytes, values: np.ndarray) -> None:
+        # As int16 bytes: the worker compares them without numpy (it starts faster without it).
+        self.items.append((self.owner, data, values.astype(np.int16).tobytes()))
+
+    def failed(self) -> set[int]:
+        """The owners with a stream that does not decode to its weights."""
+        if not self.items:
+            return set()
+        try:
+            # Vela's legacy decoder, independent of both encoders; it ends the process on a malformed stream.
+            results = isolation.call("hwopt.native_calls:mlw_streams_decode_to", [(d, w) for _, d, w in self.items],
+                                     library="Vela's weight decoder")
+        except NativeCodeError as exc:
+            log.error("a weight stream of Vela's compiled model does not decode: %s", exc)
+            return {o for o, _, _ in self.items}
+        return {o for (o, _, _), ok in zip(self.items, results, strict=True) if not ok}
+
+
+def _standard_ok(parts: list[bytes], values: list[np.ndarray], pending: PendingDecodes) -> bool:
+    """Short streams queued for decoding, long ones checked by their opening now."""
+    for d, v in zip(parts, values, strict=True):
+        if v.size <= DECODE_LIMIT:
+            pending.add(d, v)
+    return all(opens_like(d, v) for d, v in zip(parts, values, strict=True) if v.size > DECODE_LIMIT)
 
 
 def opens_like(data: bytes, values: np.ndarray) -> bool:
@@ -105,8 +122,8 @@ def opens_like(data: bytes, values: np.ndarray) -> bool:
     return bool(zero_runs == pal.zero_runs and got[22] == 1 and np.array_equal(got[23:23 + n_bits], want))
 
 
-def adopt_u55(w: np.ndarray, arch: wu.EthosUArch, config: wu.BlockConfig, parts: list[bytes], *,
-              ifm_bits: int = 8, dilation: tuple[int, int] = (1, 1)) -> wu.EncodedWeights | None:
+def adopt_u55(w: np.ndarray, arch: wu.EthosUArch, config: wu.BlockConfig, parts: list[bytes], pending: PendingDecodes,
+              *, ifm_bits: int = 8, dilation: tuple[int, int] = (1, 1)) -> wu.EncodedWeights | None:
     """Vela's U55/U65 streams for one NPU operation (the first of `parts`), or None when they do not fit hwopt's plan."""
     plan = list(wu.u55_stream_values(w, arch, config, ifm_bits=ifm_bits, dilation=dilation))
     if len(parts) < len(plan):
@@ -114,13 +131,13 @@ def adopt_u55(w: np.ndarray, arch: wu.EthosUArch, config: wu.BlockConfig, parts:
     parts = parts[:len(plan)]
     streams = tuple(wu.Stream(data, int(values.size), lo, core) for data, (values, lo, core)
                     in zip(parts, plan, strict=True))
-    ok = _standard_ok(parts, [values for values, _, _ in plan])
+    ok = _standard_ok(parts, [values for values, _, _ in plan], pending)
     total = sum(len(p) for p in parts)
     return wu.EncodedWeights(streams, wu.WeightFormat.DEFAULT, config, ok, total)
 
 
-def adopt_u85(w: np.ndarray, arch: wu.EthosUArch, config: wu.BlockConfig, parts: list[bytes], *, fast: bool,
-              sparse: bool, ifm_bits: int = 8, stride: tuple[int, int] = (1, 1),
+def adopt_u85(w: np.ndarray, arch: wu.EthosUArch, config: wu.BlockConfig, parts: list[bytes], pending: PendingDecodes,
+              *, fast: bool, sparse: bool, ifm_bits: int = 8, stride: tuple[int, int] = (1, 1),
               dilation: tuple[int, int] = (1, 1)) -> wu.EncodedWeights | None:
     """Vela's U85 streams for one NPU operation (standard: one per weight decoder and slice; FWD: one per
     slice), taken from the start of `parts`, or None."""
@@ -147,7 +164,7 @@ def adopt_u85(w: np.ndarray, arch: wu.EthosUArch, config: wu.BlockConfig, parts:
         if len(parts) < len(plan):
             return None
         parts = parts[:len(plan)]
-        ok = _standard_ok(parts, [values for values, _, _ in plan])
+        ok = _standard_ok(parts, [values for values, _, _ in plan], pending)
         streams = [wu.Stream(data, int(values.size), lo, s) for data, (values, lo, s) in zip(parts, plan, strict=True)]
         fmt = wu.WeightFormat.DEFAULT_SPARSE if sparse else wu.WeightFormat.DEFAULT
     total = sum(len(p) for p in parts)
