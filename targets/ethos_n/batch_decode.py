@@ -19,7 +19,9 @@ from .stream_params import MAX_PALETTE, WDIV_UNCOMPRESSED, ZDIV_RLE_OFF
 from .variants import N78Variant
 
 #: Streams parsed together when the encoder's stream lengths are given (whole stripes, at least one).
-HINTED_BATCH = 1 << 18
+#: The chunk steps of a batch cost per step (numpy calls) and per stream (array sizes): long streams
+#: take up to 512 K weights, short ones (depthwise) up to 32 K streams.
+HINTED_BATCH, HINTED_STREAMS = 1 << 19, 1 << 15
 
 
 def group_bytes(data: bytes, geo: Geometry, variant: N78Variant) -> tuple[np.ndarray, int]:
@@ -69,7 +71,8 @@ def decode_streams(data: bytes, geo: Geometry, variant: N78Variant,
         raise ValueError("stream lengths do not match the layer geometry")
     held = _State(geo.in_parallel)
     per_stripe = geo.stripe_depth * sum(o.size for o in geo.orders)
-    step = max(1, HINTED_BATCH // max(per_stripe, 1)) * geo.stripe_depth
+    streams = geo.stripe_depth * geo.num_iterations
+    step = max(1, min(HINTED_BATCH // max(per_stripe, 1), HINTED_STREAMS // streams)) * geo.stripe_depth
     for lo in range(0, geo.num_ofms, step):
         _decode_hinted(bits, entry_len, geo, variant.ifm_parallel, raws, claimed, held, lo,
                        min(lo + step, geo.num_ofms))

@@ -177,8 +177,9 @@ def _chunks(rd: Reader, n_w: np.ndarray, n_z: np.ndarray, rle: np.ndarray,
     one stream): weight quotients and remainders, zero-run quotients and remainders, (lanes, runs)."""
     lanes = n_w.size
     width = int(n_w.max(initial=0)) + 1
-    fq, fr = np.zeros((lanes, width), dtype=np.int64), np.zeros((lanes, width), dtype=np.int64)
-    zq, zr = np.zeros((lanes, width), dtype=np.int64), np.zeros((lanes, width), dtype=np.int64)
+    # int32: quotients, remainders and runs are small, and a batch holds (streams, length) of each.
+    fq, fr = np.zeros((lanes, width), dtype=np.int32), np.zeros((lanes, width), dtype=np.int32)
+    zq, zr = np.zeros((lanes, width), dtype=np.int32), np.zeros((lanes, width), dtype=np.int32)
     wc, zc = np.zeros(lanes, dtype=np.int64), np.zeros(lanes, dtype=np.int64)
     cur_w, cur_z = np.zeros(lanes, dtype=np.int64), np.zeros(lanes, dtype=np.int64)
     pend_w, pend_z = np.zeros(lanes, dtype=np.int64), np.zeros(lanes, dtype=np.int64)
