@@ -9,6 +9,7 @@ clustering (the estimator's parameters were not chosen on these).
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import sys
 import zipfile
@@ -168,3 +169,17 @@ def test_cli_reports_method_and_bound(tmp_path: Path) -> None:
     assert text.code == 0 and "(sampled, within " in text.out
     both = run_cli_subprocess("audit", path, "--no-deflate", "--exact-deflate")
     assert both.code == 2 and both.err.startswith("hwopt: error:") and len(both.err.splitlines()) == 1
+
+
+def test_buffer_regions_survive_mutated_models() -> None:
+    """Any byte changed or cut anywhere: regions stay inside the file, sorted and disjoint, or there are none."""
+    data = bytearray(mixed_model(19, layers=3, width=128))
+    rng = np.random.default_rng(19)
+    for _ in range(300):
+        mutated = bytearray(data)
+        for at in rng.integers(0, len(mutated), int(rng.integers(1, 8))):
+            mutated[at] = int(rng.integers(0, 256))
+        cut = bytes(mutated[: int(rng.integers(len(mutated) // 2, len(mutated) + 1))])
+        regions = buffer_regions(cut, 1)
+        assert all(0 <= a < b <= len(cut) for a, b in regions)
+        assert all(b <= c for (_, b), (c, _) in itertools.pairwise(regions))
