@@ -206,21 +206,26 @@ def _place(plan: LayerPlan, wd: Widths, recs: tuple[np.ndarray, np.ndarray, np.n
     gz = np.where(zb >= 0, zfirst[s] + zb, -1)
     w_cnt = np.where(wa >= 0, w_done[ow[s] + wa + 1] - w_done[ow[s] + np.maximum(wa, 0)], 0)
     z_cnt = np.where(zb >= 0, z_done[oz[s] + zb + 1] - z_done[oz[s] + np.maximum(zb, 0)], 0)
-    nrec = s.size
-    sizes = np.zeros((nrec, 5), dtype=np.int64)
     emit_u = (wa >= 0) & ~wd.unc[s]
-    sizes[:, 0] = np.where(emit_u, wd.cw[s], 0)
-    sizes[:, 1] = np.where(zb >= 0, wd.cz[s], 0)
-    sizes[:, 2] = np.where(emit_u, np.append(c1, 0)[gw], 0)  # gw -1 reads the appended 0
+    # Bits of each record's five slots, as separate vectors (a (records, 5) matrix would cost a
+    # short row reduction per record): [u0, z_unary, u1, w remainders, z remainders].
+    same = np.append(False, s[1:] == s[:-1])
+    c0 = np.where(emit_u, wd.cw[s], 0)
+    c1_ = np.where(zb >= 0, wd.cz[s], 0)
+    c2 = np.where(emit_u, np.append(c1, 0)[gw], 0)  # gw -1 reads the appended 0
     # Remainders of the previous record's chunks (the decoder double-buffers them one chunk behind).
-    sizes[1:, 3] = np.where(s[1:] == s[:-1], w_cnt[:-1] * wd.d[s[1:]], 0)
-    sizes[1:, 4] = np.where(s[1:] == s[:-1], z_cnt[:-1] * wd.e[s[1:]], 0)
-    flat = sizes.ravel()
+    c3 = np.where(same, np.append(0, w_cnt[:-1]) * wd.d[s], 0)
+    c4 = np.where(same, np.append(0, z_cnt[:-1]) * wd.e[s], 0)
+    total = c0 + c1_ + c2 + c3 + c4
     rec_count = np.bincount(s, minlength=streams)
-    per_stream = np.bincount(s, weights=sizes.sum(axis=1), minlength=streams).astype(np.int64)
+    per_stream = np.bincount(s, weights=total, minlength=streams).astype(np.int64)
     bits = head_bits + per_stream
     stream_start = place(bits)
-    starts = (_local_cumsum(flat, rec_count * 5) - flat).reshape(nrec, 5) + (stream_start + head_bits)[s][:, None]
+    slot0 = _local_cumsum(total, rec_count) - total + (stream_start + head_bits)[s]
+    slot1 = slot0 + c0
+    slot2 = slot1 + c1_
+    slot3 = slot2 + c2
+    slot4 = slot3 + c3
     rec_of_w = np.zeros(u0.size, dtype=np.int64)
     rec_of_w[gw[wa >= 0]] = np.flatnonzero(wa >= 0)
     rec_of_z = np.zeros(zu.size, dtype=np.int64)
@@ -229,17 +234,17 @@ def _place(plan: LayerPlan, wd: Widths, recs: tuple[np.ndarray, np.ndarray, np.n
     ru = np.flatnonzero(emit_u)
     vals += [u0[gw[ru]], u1[gw[ru]]]
     wids += [wd.cw[s[ru]], c1[gw[ru]]]
-    pos += [starts[ru, 0], starts[ru, 2]]
+    pos += [slot0[ru], slot2[ru]]
     rz = np.flatnonzero(zb >= 0)
     vals.append(zu[gz[rz]])
     wids.append(wd.cz[s[rz]])
-    pos.append(starts[rz, 1])
+    pos.append(slot1[rz])
     # Remainders: in the record after their chunk's, in symbol order, back to back.
     d, e = wd.d[fs], wd.e[zs]
     vals += [plan.f & ((1 << d) - 1), plan.z & ((1 << e) - 1)]
     wids += [d, e]
-    pos += [_remainder_starts(starts[:, 3], rec_of_w, comp_w, d, wd.d[wch_stream]),
-            _remainder_starts(starts[:, 4], rec_of_z, comp_z, e, wd.e[np.repeat(np.arange(streams), n_zch)])]
+    pos += [_remainder_starts(slot3, rec_of_w, comp_w, d, wd.d[wch_stream]),
+            _remainder_starts(slot4, rec_of_z, comp_z, e, wd.e[np.repeat(np.arange(streams), n_zch)])]
     return np.concatenate(vals), np.concatenate(wids), np.concatenate(pos), bits, stream_start
 
 
