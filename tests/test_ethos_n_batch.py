@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 import pytest
 
-from hwopt.targets.ethos_n import layer_chunks
+from hwopt.targets.ethos_n import batch_decode, layer_chunks
 from hwopt.targets.ethos_n.layout import geometry
 from hwopt.targets.ethos_n.stream_codec import (
     INITIAL_PARAMS,
@@ -27,7 +27,7 @@ from hwopt.targets.ethos_n.stream_codec import (
 )
 from hwopt.targets.ethos_n.variants import VARIANTS
 from hwopt.targets.ethos_n.weight_codec import OfmRequant, encode_layer, encoded_size
-from hwopt.targets.ethos_n.weight_decode import decode_layer_full
+from hwopt.targets.ethos_n.weight_decode import decode_layer_full, decode_weights
 
 
 def _sequential(w: np.ndarray, variant: str, stripe_depth: int | None, iteration: int | None,
@@ -134,6 +134,10 @@ def test_layer_in_stripe_chunks_equals_one_stream_codec(monkeypatch: pytest.Monk
                              iteration_size=iteration)
     assert np.array_equal(back.weights, w)
     assert np.array_equal(back.multiplier, rq.multiplier)
+    # The numpy decoder one stripe at a time too: what each OG holds is carried between batches.
+    monkeypatch.setattr(batch_decode, "HINTED_BATCH", 1)
+    assert np.array_equal(decode_weights(enc, shape=shape, variant=v, layout="HWIO", zero_point=0,
+                                         stripe_depth=depth, iteration_size=iteration), w)
     size = encoded_size(w, zero_point=0, variant=v, layout="HWIO", requant=rq, stripe_depth=depth,
                         iteration_size=iteration)
     assert (size.total_bytes, size.max_stripe_bytes) == (len(enc.data), enc.max_stripe_bytes)
