@@ -75,8 +75,8 @@ class LayerGeometry(OpRef):
     cpu_reason: str | None
     ifm_in_arena: bool = False  # the IFM is a graph input: it stays in the arena, in NHWC layout
     ofm_in_arena: bool = False  # the OFM is a graph output
-    chained: bool = False  # U85: elementwise op chained onto its producer's output (no pass of its own)
-    chain: tuple[str, ...] = ()  # U85: the elementwise ops chained onto this op's output stage
+    chained: bool = False  # rides on its producer's pass (U85 chained elementwise, U55/U65 fused activation)
+    chain: tuple[str, ...] = ()  # the operators riding on this op's output stage
     const_ifm: tuple[int, int, int] | None = None  # a constant feature-map operand (elementwise), read from flash/DRAM
     dilation: tuple[int, int] = (1, 1)  # kernel dilation (H, W)
     ifm2: tuple[int, int, int] | None = None  # the second feature-map operand's shape (binary elementwise)

@@ -10,7 +10,7 @@ from hwopt.targets import resolve_target
 from hwopt.targets.ethos_u.analytic import structural_costs
 from hwopt.targets.ethos_u.placement import ethos_u_geometry
 from hwopt.targets.ethos_u.u55 import _ao_per_element, _buffered, _query
-from hwopt.targets.ethos_u.u55_perf import NpuOp, Query, find_block, mac_op_cycles
+from hwopt.targets.ethos_u.u55_perf import NpuOp, Query, find_block, mac_op_cycles, reshape_to_increase_depth
 from hwopt.targets.ethos_u.vela_config import CompilerOptions
 from hwopt.targets.ethos_u.vela_engine import regor_compile
 from hwopt.testing.generator import network_model
@@ -85,3 +85,26 @@ def test_structural_cost_is_the_max_of_its_terms() -> None:
     for c in structural_costs(geo, t):
         if c.placement == "npu" and c.cycles:
             assert c.cycles == max(c.compute_cycles, c.weight_cycles, *c.memory_cycles.values())
+
+
+def test_shallow_elementwise_reshape() -> None:
+    """Shapes Vela 5.2 runs shallow elementwise and LUT operations in (its optimisation database)."""
+    assert reshape_to_increase_depth((115, 115, 4)) == (115, 23, 20)
+    assert reshape_to_increase_depth((64, 64, 1)) == (16, 16, 16)
+    assert reshape_to_increase_depth((119, 30, 1)) == (17, 7, 30)
+
+
+@pytest.mark.parametrize("seed", [100024, 100028, 100042, 100088, 100125, 100154])
+def test_activation_fusion_follows_vela(seed: int) -> None:
+    """An activation is fused into its producer exactly when Vela runs it as no pass of its own
+    (after a convolution, unless Vela first deepened its shallow shape or it is a 16-bit lookup)."""
+    from hwopt.targets.ethos_u.vela_engine import compile_model
+    from hwopt.testing.generator import generate
+
+    model = generate(seed, 0.15)
+    t = resolve_target("ethos-u55-128")
+    geo = {g.op_index: g for g in ethos_u_geometry(read_model(model.data), t.family) if g.subgraph == 0}
+    acts = [r for r in compile_model(model.data, t).ops if r.op in ("RELU", "TANH", "LOGISTIC", "HARD_SWISH")]
+    assert acts
+    for r in acts:
+        assert geo[r.op_index].chained == (r.cycles == 0), (r.op, geo[r.op_index].ofm)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from hwopt.ir import Model, Operator, Subgraph
+from hwopt.ir import DType, Model, Operator, Subgraph
 from hwopt.targets.descriptor import Family
 from hwopt.targets.ethos_u.support_tables import support_for
-from hwopt.targets.geometry import KIND_OF, LayerGeometry, OpKind, WeightInfo, consumers, layer_geometry
+from hwopt.targets.geometry import KIND_OF, LayerGeometry, OpKind, WeightInfo, consumers, hwc, layer_geometry
 from hwopt.targets.support import op_view
 
 
@@ -31,10 +31,10 @@ def chained_ops(sg: Subgraph, family: Family) -> dict[int, int]:
 
     The U85 output stage keeps that intermediate in its chaining buffer and applies the elementwise
     op as the producer's results are written, so the op costs no pass (and no feature-map traffic) of
-    its own; U55/U65 have no chaining buffer.
+    its own; U55/U65 have no chaining buffer, but fuse activations (`fused_activations`).
     """
     if family is not Family.ETHOS_U85:
-        return {}
+        return fused_activations(sg, family)
     readers = consumers(sg)
     producer = {o: op.index for op in sg.operators for o in op.outputs if o >= 0}
     graph_outputs, graph_inputs = set(sg.outputs), set(sg.inputs)
@@ -62,6 +62,41 @@ def chained_ops(sg: Subgraph, family: Family) -> dict[int, int]:
     return out
 
 
+
+
+# Activations Vela fuses into the operation producing their input (a clamp or table lookup in its
+# output stage), so they run no pass of their own.
+RELUS = frozenset(["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1"])
+FUSABLE_ACTIVATIONS = RELUS | {"TANH", "LOGISTIC", "HARD_SWISH"}
+FUSING_KINDS = frozenset([OpKind.CONV, OpKind.DEPTHWISE, OpKind.FULLY_CONNECTED, OpKind.POOL, OpKind.ELEMENTWISE])
+
+
+def fused_activations(sg: Subgraph, family: Family) -> dict[int, int]:
+    """U55/U65 activations fused into their producer (activation -> producer): the producer is the
+    operator just before it, runs on the NPU as a convolution, pooling or elementwise pass, and its
+    output is read by nothing else and is not a graph output."""
+    readers = consumers(sg)
+    producer = {o: op.index for op in sg.operators for o in op.outputs if o >= 0}
+    outputs = set(sg.outputs)
+    out: dict[int, int] = {}
+    for op in sg.operators:
+        if op.op not in FUSABLE_ACTIVATIONS or not op.inputs or cpu_reason(sg, op, family):
+            continue
+        i = op.inputs[0]
+        src = producer.get(i)
+        if src is None or src != op.index - 1 or readers.get(i) != [op.index] or i in outputs:
+            continue
+        prev = sg.operators[src]
+        t = sg.tensor(i)
+        if t is None or (op.op not in RELUS and t.dtype is not DType.INT8):
+            continue  # 16-bit table lookups run as passes of their own
+        h, w, c = hwc(t.shape)
+        if h * w * c > 16 and c < 8:
+            continue  # Vela first deepens a shallow activation's shape, which then no longer fits its producer
+        if KIND_OF.get(prev.op, OpKind.ELEMENTWISE) in FUSING_KINDS and prev.op not in FUSABLE_ACTIVATIONS \
+                and not cpu_reason(sg, prev, family):
+            out[op.index] = src
+    return out
 
 
 def ethos_u_geometry(model: Model, family: Family,

@@ -27,6 +27,7 @@ from hwopt.targets.ethos_u.u55_perf import (
     feature_map_bytes,
     find_block,
     mac_op_cycles,
+    reshape_to_increase_depth,
     transfer_bytes,
     weight_refetch,
 )
@@ -34,6 +35,8 @@ from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, cdiv, round
 
 BINARY = frozenset(["ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE"])
 SLOW_CONST_BYTES_PER_CYCLE = 2.0  # flash-class constant memory (U55 systems' off-chip flash: 0.5-1 B/cycle)
+LUT_ACTIVATIONS = frozenset(["TANH", "LOGISTIC", "HARD_SWISH"])
+LUT_BYTES = {1: 256, 2: 2048}  # table size by element size: 256 x 8-bit, 512 x 32-bit entries
 POOL_NOP = frozenset(["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "QUANTIZE"])  # 1x1 pooling passes
 
 
@@ -170,15 +173,25 @@ def _query(g: LayerGeometry) -> Query | None:
     if g.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         return Query(NpuOp.POOL, g.ifm, g.ofm, g.kernel, g.stride, bits, g.ifm_in_arena, g.ofm_in_arena)
     if g.kind is OpKind.LUT or g.op in POOL_NOP:
-        return Query(NpuOp.POOL, g.ifm, g.ofm, (1, 1), (1, 1), bits, g.ifm_in_arena, g.ofm_in_arena)
+        ifm, ofm = _deepen(g.ifm), _deepen(g.ofm)
+        return Query(NpuOp.POOL, ifm, ofm, (1, 1), (1, 1), bits, g.ifm_in_arena, g.ofm_in_arena)
     if g.op in BINARY:
         other = g.ifm2 if g.ifm2 is not None else g.const_ifm
         if other is None:
             return None
         scalar = other[0] * other[1] * other[2] == 1
-        return Query(NpuOp.ELEMENTWISE, g.ifm, g.ofm, (1, 1), (1, 1), bits, g.ifm_in_arena, g.ofm_in_arena,
-                     other, scalar)
+        ifm, ofm = g.ifm, g.ofm
+        if scalar or other == g.ifm:  # no broadcast: Vela reshapes shallow operands
+            ifm, ofm, other = _deepen(ifm), _deepen(ofm), other if scalar else _deepen(other)
+        return Query(NpuOp.ELEMENTWISE, ifm, ofm, (1, 1), (1, 1), bits, g.ifm_in_arena, g.ofm_in_arena, other, scalar)
     return None
+
+
+def _deepen(shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Vela's reshape of a shallow (depth < 8, more than 16 elements) elementwise-like operand."""
+    if shape[0] * shape[1] * shape[2] > 16 and shape[2] < 8:
+        return reshape_to_increase_depth(shape)
+    return shape
 
 
 def follows_vela(g: LayerGeometry) -> bool:
@@ -194,11 +207,12 @@ def _ao_per_element(g: LayerGeometry, q: Query, target: Target) -> float:
         return os_.add if g.op in ("ADD", "SUB") else os_.mul if g.op in ("MUL", "SQUARED_DIFFERENCE") else os_.conv
     if g.op == "MAX_POOL_2D":
         return os_.maxpool
-    if g.kind is OpKind.LUT:
-        return max(os_.conv, os_.lut)
-    if q.bits == 16 and q.op is not NpuOp.POOL:
-        return os_.mul
-    return os_.conv
+    # a standalone LUT operation is a 1x1 pooling pass whose table lookup is the operation itself, not
+    # a fused activation: it runs at the plain output rate
+    rate = os_.mul if q.bits == 16 and q.op is not NpuOp.POOL else os_.conv
+    if LUT_ACTIVATIONS.intersection(g.chain):  # a fused table-lookup activation
+        rate = max(rate, os_.lut)
+    return rate
 
 
 def _buffered(g: LayerGeometry, q: Query, blk: Block, target: Target) -> bool:
@@ -286,17 +300,23 @@ def weight_stream(g: LayerGeometry, target: Target) -> WeightStream | None:
     encoded = encoded_weight_bytes(g, target)
     if not encoded or not _buffered(g, q, blk, target):
         return None
-    src, dst = target.memory_config(const), target.memory_config(staging)
-
-    def mem_to_mem(n: float) -> float:
-        return max(n / target.bandwidth(const) + src.read_latency, n / target.bandwidth(staging) + dst.write_latency)
-
     oc = g.ofm[2]
     depth = min(blk.ofm[2], oc)
     total = encoded + BIAS_BYTES * oc
     slices = cdiv(oc, depth)
     last = oc - (slices - 1) * depth
-    return WeightStream(mem_to_mem(total), mem_to_mem(total * depth / oc), last / oc)
+    return WeightStream(_mem_to_mem(target, total, staging), _mem_to_mem(target, total * depth / oc, staging),
+                        last / oc)
+
+
+def _mem_to_mem(target: Target, n: float, dest: str | None = None) -> float:
+    """Cycles of a DMA of `n` bytes from the constant memory: the slower of reading and writing them
+    (into the shared buffer when `dest` is None: it is never the slower side)."""
+    src = target.memory_config(target.const_memory)
+    read = n / target.bandwidth(target.const_memory) + src.read_latency
+    if dest is None:
+        return read
+    return max(read, n / target.bandwidth(dest) + target.memory_config(dest).write_latency)
 
 
 def overlap_weight_streams(geometry: list[LayerGeometry], costs: list[LayerCost], target: Target) -> list[LayerCost]:
@@ -308,13 +328,19 @@ def overlap_weight_streams(geometry: list[LayerGeometry], costs: list[LayerCost]
     for g, c in zip(geometry, costs, strict=True):
         if g.subgraph != sg:
             prev, sg = 0, g.subgraph
-        ws = weight_stream(g, target) if c.placement == "npu" and c.cycles > 0 else None
+        active = c.placement == "npu" and c.cycles > 0
+        ws = weight_stream(g, target) if active else None
+        op = c.compute_cycles
+        npu = op
         if ws is not None:
-            op = c.compute_cycles
             npu = int(max(ws.full - prev + ws.last_share * op, op + max(ws.first - prev, 0.0)))
-            if npu > op:
-                cycles = max(npu, max(c.memory_cycles.values(), default=0))
-                c = replace(c, cycles=cycles, weight_cycles=npu, bound="weights" if cycles == npu else c.bound)
+        if active and follows_vela(g) and (g.kind is OpKind.LUT or LUT_ACTIVATIONS.intersection(g.chain)):
+            # the lookup table is copied into the shared buffer, under the preceding operation when it can be
+            lut = _mem_to_mem(target, LUT_BYTES.get(g.itemsize, 2048))
+            npu += int(lut if ws is not None else max(lut - prev, 0.0))
+        if npu > op:
+            cycles = max(npu, max(c.memory_cycles.values(), default=0))
+            c = replace(c, cycles=cycles, weight_cycles=npu, bound="weights" if cycles == npu else c.bound)
         if c.placement == "cpu":
             prev = 0
         elif c.cycles > 0:

@@ -67,6 +67,37 @@ class Block:
     acc40: bool
 
 
+def reshape_to_increase_depth(shape: tuple[int, int, int], min_depth: int = 16) -> tuple[int, int, int]:
+    """The shape Vela gives a shallow elementwise-like operation: the element count's prime factors,
+    smallest first, make a depth of at least `min_depth`; the rest is split between height and width
+    (height the larger)."""
+    n = shape[0] * shape[1] * shape[2]
+    primes = []
+    while n % 2 == 0 and n > 1:
+        primes.append(2)
+        n //= 2
+    f = 3
+    root = math.isqrt(n)
+    while n > 1 and f <= root:
+        while n % f == 0:
+            primes.append(f)
+            n //= f
+        f += 2
+    if n != 1:
+        primes.append(n)
+    depth, i = 1, 0
+    while i < len(primes) and depth < min_depth:
+        depth *= primes[i]
+        i += 1
+    h = w = 1
+    for p in primes[i:]:
+        if w < h:
+            w *= p
+        else:
+            h *= p
+    return (max(h, w), min(h, w), depth)
+
+
 def _arch(target: Target) -> tuple[tuple[int, int, int], int, tuple[int, ...], int]:
     """(OFM micro-block (H, W, C), IFM micro-block depth, SHRAM granules, total banks)."""
     w, h, c = target.npu.ofm_ublock  # descriptors give the micro-blocks as (W, H, C)
