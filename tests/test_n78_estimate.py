@@ -119,3 +119,54 @@ def test_interleave_after_an_mce_layer_runs_on_its_ple() -> None:
     assert first.passes[-1].ple_op is PleOp.INTERLEAVE_2X2 and first.passes[-1].ple_cycles == 318
     assert [p.ple_op for p in second.passes] == [PleOp.PASSTHROUGH]
     assert first.plan is not None and first.plan.block == INTERLEAVE_BLOCK  # the cascade takes the 16x16 block
+
+
+def _chain(tmp_path: Path, build: str) -> list[tuple[str, list[str], int, int]]:
+    """A 16x16x16 conv followed by one operator; per operator: op, PLE kernels, MCE and PLE cycles."""
+    b = GraphBuilder(np.random.default_rng(2))
+    x = b.activation((1, 16, 16, 16), ACT)
+    w, _ = b.weights((16, 1, 1, 16), 0, 3, WeightStyle())
+    y = b.activation((1, 16, 16, 16), ACT)
+    b.op("CONV_2D", [x, w, b.bias(16, ACT, np.full(16, 0.01))], [y], options("Conv2DOptions", padding=1, strideH=1, strideW=1))
+    if build == "leaky":
+        z = b.activation((1, 16, 16, 16), ACT)
+        b.op("LEAKY_RELU", [y], [z], options("LeakyReluOptions", alpha=0.1))
+    elif build in ("add_relu", "add_same"):
+        z = b.activation((1, 16, 16, 16), ACT if build == "add_same" else Act("int8", 0.1, 0))
+        act = 0 if build == "add_same" else 3
+        b.op("ADD", [y, x], [z], options("AddOptions", fusedActivationFunction=act))
+    elif build == "maxpool_s1":
+        z = b.activation((1, 14, 14, 16), ACT)
+        b.op("MAX_POOL_2D", [y], [z], options("Pool2DOptions", padding=1, strideH=1, strideW=1, filterHeight=3,
+                                               filterWidth=3))
+    else:
+        z = b.activation((1, 16, 16, 16), ACT)
+        b.op("AVERAGE_POOL_2D", [y], [z], options("Pool2DOptions", padding=0, strideH=1, strideW=1, filterHeight=3,
+                                                   filterWidth=3))
+    b.io([x], [z])
+    report = estimate(_write(tmp_path, b), resolve_target(N78), engine="analytic")
+    return [(la.op, [p.ple_operation for p in la.passes], sum(p.mce_cycles for p in la.passes),
+             sum(p.ple_cycles for p in la.passes)) for la in report.layers]
+
+
+def test_fused_ple_kernels_ride_on_the_mce_layer(tmp_path: Path) -> None:
+    # A leaky ReLU is one of the library's fused-only PLE kernels: right after the conv (its only
+    # reader) it runs on the conv's PLE, with no pass of its own.
+    conv, leaky = _chain(tmp_path, "leaky")
+    assert conv[1] == ["LEAKY_RELU"] and leaky[1:] == ([], 0, 0)
+
+
+def test_standalone_ple_kernels_and_relu_after_an_addition(tmp_path: Path) -> None:
+    # An addition is a standalone PLE pass: ADDITION when both inputs and the output share one
+    # quantization, else ADDITION_RESCALE. Its fused ReLU cannot go into an MCE clamp: the library
+    # adds an identity depthwise (MCE cycles 16 * 16 * 16 / (16 IG lanes x 8 MACs) = 32).
+    assert _chain(tmp_path, "add_same")[1][1] == ["ADDITION"]
+    add = _chain(tmp_path, "add_relu")[1]
+    assert add[1] == ["ADDITION_RESCALE", "PASSTHROUGH"] and add[2] == 32
+    # A 3x3 stride-1 average pool is the standalone AVGPOOL_3X3 kernel: no MCE work.
+    avg = _chain(tmp_path, "avg")[1]
+    assert avg[1:3] == (["AVGPOOL_3X3"], 0)
+    # A stride-1 max pool is two standalone 1D max pools (X to 16x14, then Y to 14x14): each reads
+    # 4 x 4 patches of 4x4 x ceil(16 / 16 PLE lanes) x 40 cycles = 640.
+    pool = _chain(tmp_path, "maxpool_s1")[1]
+    assert pool[1:] == (["MAXPOOL_1D", "MAXPOOL_1D"], 0, 2 * 640)

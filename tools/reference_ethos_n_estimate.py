@@ -142,11 +142,11 @@ def _op(spec: dict[str, Any], source: tuple[int, ...]) -> NetOp | None:
         if ple is None:
             reason = f"{spec.get('pool')} pooling {spec.get('size')} stride {spec.get('stride')}: not run by the NPU"
             return NetOp(OpClass.CPU, ishape, oshape, source, reason=reason)
-        return NetOp(OpClass.POOL, ishape, oshape, source, ple=ple)
+        return NetOp(OpClass.PLE, ishape, oshape, source, ple=ple)
     if kind in ("MeanXy", "Mean"):
-        return NetOp(OpClass.POOL, ishape, oshape, source, ple=PleOp.MEAN_XY)
+        return NetOp(OpClass.PLE, ishape, oshape, source, ple=PleOp.MEAN_XY)
     if kind in ("Addition", "Add"):
-        return NetOp(OpClass.ADD, ishape, oshape, source, ple=PleOp.ADDITION, ifms=(ishape, ishape))
+        return NetOp(OpClass.PLE, ishape, oshape, source, ple=PleOp.ADDITION, ifms=(ishape, ishape))
     if kind == "EstimateOnly":
         return NetOp(OpClass.CPU, ishape, oshape, source, reason="estimate only")
     if kind in ("Input", "Output"):

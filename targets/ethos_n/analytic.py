@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 from hwopt.analysis.layers import weight_layers
 from hwopt.ir import Model, Operator, Subgraph
@@ -19,13 +20,13 @@ from hwopt.targets.descriptor import Target
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, PassCost, layer_geometry
 from hwopt.targets.support import place_model
 
-from .graph import NetOp, NetworkLayers, OpClass, network_layers, pool_kernel
-from .network import NetLayer, NetLayerEstimate, estimate_network
+from .graph import NetOp, NetworkLayers, network_layers
+from .network import NetLayerEstimate, estimate_network
 from .passes import LayerEstimate, PassEstimate
 from .perf import PleOp, ple_cycles
-from .plan import support
 from .support import n78_support
 from .tflite import MCE_OPS, N78Weights, n78_weights
+from .tflite_graph import RELUS, RESHAPES, net_ops
 from .variants import N78Variant
 
 MIN_CYCLES_PER_STRIPE = 2500
@@ -118,69 +119,52 @@ def _mce_layers(model: Model, geos: dict[tuple[int, int], LayerGeometry]) -> dic
     return out
 
 
-RELUS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1"})
-RESHAPES = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
-
-
-def _same_quant(sg: Subgraph, op: Operator) -> bool:
-    """Whether every input of an addition has the output's quantization (the library then needs no rescale)."""
-    def q(i: int) -> tuple[tuple[float, ...], tuple[int, ...]] | None:
-        t = sg.tensor(i)
-        if t is None or t.quantization is None:
-            return None
-        return tuple(t.quantization.scale.ravel().tolist()), tuple(t.quantization.zero_point.ravel().tolist())
-
-    out = q(op.outputs[0]) if op.outputs else None
-    return out is not None and all(q(i) == out for i in op.inputs)
-
-
-def _net_op(sg: Subgraph, op: Operator, g: LayerGeometry, w: N78Weights | None, sources: tuple[int, ...],
-            edges: tuple[bool, bool]) -> NetOp:
-    """One TFLite operator as the planner's front end takes it."""
-    graph_input, graph_output = edges
-    if w is not None and (g.kind is not OpKind.CPU or support(w.layer) is not None):
-        # An MCE layer; one the library would only estimate stays in the list, as it does in the library.
-        cls = OpClass.MCE
-    elif g.kind is OpKind.CPU:
-        cls = OpClass.CPU
-    elif op.op in RELUS:
-        cls = OpClass.RELU
-    elif op.op in RESHAPES:
-        cls = OpClass.RESHAPE
-    elif op.op == "ADD":
-        add = PleOp.ADDITION if _same_quant(sg, op) else PleOp.ADDITION_RESCALE
-        ifms = (g.ifm, g.ifm2 or g.ifm)
-        return NetOp(OpClass.ADD, g.ifm, g.ofm, sources, ple=add, ifms=ifms, graph_input=graph_input,
-                     graph_output=graph_output)
-    elif op.op in ("MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN"):
-        pool = "MAX" if op.op == "MAX_POOL_2D" else "AVG"
-        kernel = g.ifm[:2] if op.op == "MEAN" else g.kernel
-        stride = kernel if op.op == "MEAN" else g.stride
-        ple = pool_kernel(pool, kernel, stride, g.ifm)
-        if ple is None:  # a pooling the reference has no plan for (e.g. a stride-1 max pool): own PLE pass
-            return NetOp(OpClass.OTHER, g.ifm, g.ofm, sources, graph_input=graph_input, graph_output=graph_output)
-        return NetOp(OpClass.POOL, g.ifm, g.ofm, sources, ple=ple, graph_input=graph_input, graph_output=graph_output)
-    else:
-        cls = OpClass.OTHER
-    layer = NetLayer(w.layer, w.weights, w.zero_point, w.requant) if cls is OpClass.MCE and w is not None else None
-    return NetOp(cls, g.ifm, g.ofm, sources, layer=layer, reason=g.cpu_reason, graph_input=graph_input,
-                 graph_output=graph_output)
-
-
-def _network(model: Model, sg: Subgraph, mce: dict[tuple[int, int], N78Weights],
-             geos: dict[tuple[int, int], LayerGeometry], v: N78Variant) -> tuple[NetworkLayers, list[NetLayerEstimate]]:
-    """A subgraph's operators through the planner's front end and network plan, in execution order
-    (operator index = list index)."""
+def _network(sg: Subgraph, mce: dict[tuple[int, int], N78Weights], geos: dict[tuple[int, int], LayerGeometry],
+             v: N78Variant) -> tuple[NetworkLayers, list[int], list[NetLayerEstimate]]:
+    """A subgraph's operators through the planner's front end and network plan, in execution order:
+    the planned layers, the operator index of each planner operation, and the layer estimates."""
     producer = {t: op.index for op in sg.operators for t in op.outputs}
     graph_out = set(sg.outputs)
-    ops = []
+    ops: list[NetOp] = []
+    origin: list[int] = []
+    last: dict[int, int] = {}  # operator index -> index of its last planner operation
     for op in sg.operators:
         acts = [i for i in op.inputs if i >= 0 and (t := sg.tensor(i)) is not None and t.data is None]
-        sources = tuple(dict.fromkeys(producer[i] for i in acts if i in producer))
+        sources = tuple(dict.fromkeys(last[producer[i]] for i in acts if i in producer and producer[i] in last))
         edges = (any(i not in producer for i in acts), any(i in graph_out for i in op.outputs))
-        ops.append(_net_op(sg, op, geos[(sg.index, op.index)], mce.get((sg.index, op.index)), sources, edges))
+        for n in net_ops(sg, op, geos[(sg.index, op.index)], mce.get((sg.index, op.index)), sources, edges):
+            if n.sources == (-1,):
+                n = replace(n, sources=(len(ops) - 1,))
+            ops.append(n)
+            origin.append(op.index)
+        last[op.index] = len(ops) - 1
     planned = network_layers(ops)
-    return planned, estimate_network(planned.layers, v)
+    return planned, origin, estimate_network(planned.layers, v)
+
+
+def _op_cost(g: LayerGeometry, planned: NetworkLayers, ests: list[NetLayerEstimate], mine: list[int],
+             v: N78Variant) -> LayerCost:
+    """One operator's cost from the layers its planner operations own (or ride on)."""
+    owned = [planned.owner[j] for j in mine if j in planned.owner]
+    cpu = LayerCost(g.subgraph, g.op_index, g.op, "cpu", 0, 0, {}, 0, 0, None, 0, "cpu")
+    if owned:
+        layer_ests = [ests[k].estimate for k in owned]
+        first = layer_ests[0]
+        if first is None:  # the library only estimates it, with zero cost
+            return cpu
+        passes = tuple(p for e in layer_ests if e is not None for p in e.passes)
+        return _cost(g, LayerEstimate(first.plan, passes), g.macs)
+    if g.kind is OpKind.CPU:
+        return cpu
+    if all(j in planned.fused or _reinterprets(g) for j in mine):
+        # Rides on the pass of the layer before it (a fused PLE kernel or clamp), or only reinterprets.
+        return LayerCost(g.subgraph, g.op_index, g.op, "npu", 0, 0, {}, 0, 0, None, 0, "none")
+    return _ple_only(g, v)
+
+
+def _reinterprets(g: LayerGeometry) -> bool:
+    """A ReLU in a clamp, or a reshape: no pass of its own."""
+    return g.op in RELUS or g.op in RESHAPES
 
 
 def n78_layer_costs(model: Model, target: Target) -> list[LayerCost]:
@@ -191,22 +175,13 @@ def n78_layer_costs(model: Model, target: Target) -> list[LayerCost]:
     geometry = layer_geometry(model, placement)
     geos = {(g.subgraph, g.op_index): g for g in geometry}
     mce = _mce_layers(model, geos)
-    plans = {sg.index: _network(model, sg, mce, geos, v) for sg in model.subgraphs}
+    plans = {sg.index: _network(sg, mce, geos, v) for sg in model.subgraphs}
+    per_op: dict[tuple[int, int], list[int]] = {}
+    for sgi, (_, origin, _) in plans.items():
+        for j, i in enumerate(origin):
+            per_op.setdefault((sgi, i), []).append(j)
     out = []
     for g in geometry:
-        planned, ests = plans[g.subgraph]
-        k = planned.owner.get(g.op_index)
-        if g.kind is OpKind.CPU and k is None:
-            out.append(LayerCost(g.subgraph, g.op_index, g.op, "cpu", 0, 0, {}, 0, 0, None, 0, "cpu"))
-        elif k is not None:
-            est = ests[k].estimate
-            if est is None:  # the library only estimates it, with zero cost
-                out.append(LayerCost(g.subgraph, g.op_index, g.op, "cpu", 0, 0, {}, 0, 0, None, 0, "cpu"))
-            else:
-                out.append(_cost(g, est, g.macs))
-        elif g.op_index in planned.fused or g.op in RELUS or g.op in RESHAPES:
-            # Rides on the pass of the MCE layer (or operation) before it, or only reinterprets.
-            out.append(LayerCost(g.subgraph, g.op_index, g.op, "npu", 0, 0, {}, 0, 0, None, 0, "none"))
-        else:
-            out.append(_ple_only(g, v))
+        planned, _, ests = plans[g.subgraph]
+        out.append(_op_cost(g, planned, ests, per_op.get((g.subgraph, g.op_index), []), v))
     return out

@@ -1,11 +1,12 @@
 """Ethos-N78 network front end: operations in execution order become the planner's layer list.
 
-The support library fuses a ReLU into the MCE layer before it (its requantisation clamp), and a
-2x2 or 3x3 stride-2 max pool or a 7x7/8x8 mean into that layer's PLE when the layer's output has
-no other reader; any other supported pooling or mean, and a ReLU after an operation the NPU does
-not run, becomes an identity 1x1 depthwise carrying that PLE kernel; an addition is a standalone
-PLE pass; reshapes only reinterpret. The TFLite path (`analytic.py`) and the reference adapter
-both build their layers here, so `estimate_network` plans the same network the same way.
+As the support library converts its network: a ReLU updates the clamp of the MCE layer before it
+when it is that layer's only reader, else it is an identity 1x1 depthwise pass; fused-only PLE
+kernels (2x2 / 3x3 stride-2 max pool, 7x7/8x8 mean, leaky ReLU, sigmoid/tanh) ride on the PLE of
+the MCE layer before them when they are its only reader, else on an identity depthwise;
+standalone PLE kernels (additions, 3x3 average pool, 1D max pools) are passes without MCE work;
+reshapes only reinterpret. The TFLite path (`analytic.py`) and the reference adapter both build
+their layers here, so `estimate_network` plans the same network the same way.
 """
 
 from __future__ import annotations
@@ -22,17 +23,16 @@ from .plan import Kind, N78Layer, support
 from .sizing import IDENTITY_WEIGHT
 
 Shape = tuple[int, int, int]
-#: Pooling kernels the library runs as a fused PLE part: right after an MCE layer they share its pass.
-FUSED_POOLS = frozenset({PleOp.MAXPOOL_2X2, PleOp.MAXPOOL_3X3, PleOp.MEAN_XY})
+#: PLE kernels the library runs as a standalone part (no MCE work); every other one is a fused part.
+STANDALONE = frozenset({PleOp.ADDITION, PleOp.ADDITION_RESCALE, PleOp.AVGPOOL_3X3, PleOp.MAXPOOL_1D})
 
 
 class OpClass(Enum):
     """How the library's network builder treats one operation."""
 
     MCE = "mce"  # convolution, depthwise or fully connected (`NetOp.layer`)
-    RELU = "relu"  # a standalone ReLU / ReLU6 (bounded ReLU)
-    POOL = "pool"  # a pooling or mean with a PLE kernel (`NetOp.ple`)
-    ADD = "add"  # an elementwise addition (`NetOp.ple`: ADDITION or ADDITION_RESCALE)
+    RELU = "relu"  # a ReLU / ReLU6 (bounded ReLU), standalone or an operator's fused activation
+    PLE = "ple"  # a PLE kernel (`NetOp.ple`): fused-only (pools, mean, sigmoid...) or standalone (`STANDALONE`)
     RESHAPE = "reshape"  # reinterprets its input: no pass
     OTHER = "other"  # runs on the NPU but is costed outside the network plan
     CPU = "cpu"  # not run by the NPU (or only estimated by the library)
@@ -52,7 +52,7 @@ class NetOp:
     sources: tuple[int, ...] = ()
     layer: NetLayer | None = None
     ple: PleOp | None = None
-    ifms: tuple[Shape, ...] = ()  # ADD: both input shapes
+    ifms: tuple[Shape, ...] = ()  # standalone PLE kernel: every input shape (default: `ifm`)
     reason: str | None = None  # CPU: why the NPU does not run it
     graph_input: bool = False  # it also reads a network input
     graph_output: bool = False
@@ -113,7 +113,7 @@ class _Builder:
         self.out.layers.append(layer)
 
     def _transparent(self, i: int) -> bool:
-        """A reshape, or a ReLU without a pass of its own: its readers are its producer's readers."""
+        """A reshape, or a ReLU in an MCE layer's clamp: its readers are its producer's readers."""
         return self.ops[i].cls in (OpClass.RESHAPE, OpClass.RELU) and i not in self.out.owner
 
     def _consumers(self, i: int) -> tuple[list[int], bool]:
@@ -152,26 +152,21 @@ class _Builder:
                 self.out.reasons[i] = reason
         elif op.cls is OpClass.RELU:
             self.npu[i] = True
-            if not from_npu:
-                self._add(i, identity_layer(op.ofm, False))
+            if from_npu and passes_tail:  # the MCE layer's clamp takes the bounds
+                self.tail[i] = self.tail[src[0]]
+                self.out.fused[i] = self.tail[src[0]]
+            else:  # an identity depthwise applies them
+                self._add(i, identity_layer(op.ofm, from_npu))
                 self.tail[i] = i
-            else:
-                if passes_tail:
-                    self.tail[i] = self.tail[src[0]]
-                carrier = next((s for s in src if s in self.out.owner or s in self.out.fused), None)
-                if carrier is not None:
-                    self.out.fused[i] = self.out.fused.get(carrier, carrier)
-        elif op.cls is OpClass.POOL:
+        elif op.cls is OpClass.PLE:
             assert op.ple is not None
             self.npu[i] = True
-            if op.ple in FUSED_POOLS and passes_tail:
+            if op.ple in STANDALONE:
+                self._add(i, PleLayer(op.ple, op.ifms or (op.ifm,), op.ofm, input_from_npu=from_npu))
+            elif passes_tail:
                 self._fuse(i, self.tail[src[0]], op.ple, op.ofm)
             else:
                 self._add(i, identity_layer(op.ifm, from_npu, op.ple, op.ofm))
-        elif op.cls is OpClass.ADD:
-            assert op.ple is not None
-            self.npu[i] = True
-            self._add(i, PleLayer(op.ple, op.ifms or (op.ifm, op.ifm), op.ofm, input_from_npu=from_npu))
         elif op.cls is OpClass.RESHAPE:
             self.npu[i] = from_npu
             if passes_tail:
