@@ -27,7 +27,7 @@ from hwopt.analysis.layers import weight_layers, zero_corrected
 from hwopt.analysis.stats import WeightStats, weight_stats
 from hwopt.engines.encode import encode_model
 from hwopt.engines.fidelity import Dataset, FidelityReport, Runner, compare, load_data
-from hwopt.engines.measure import measure
+from hwopt.engines.measure import Background, measure
 from hwopt.engines.promises import check_promises, keep_pruned_zeros
 from hwopt.errors import UnsupportedModelError, UsageError
 from hwopt.fileio import atomic_write_bytes, refuse_inputs
@@ -149,7 +149,8 @@ def _entropy_bytes(stats: WeightStats) -> int:
     return math.ceil(stats.entropy_bits * stats.elements / 8)
 
 
-def _layer_changes(before: Model, after: Model, enc_b: EncodedSizes | None, enc_a: EncodedSizes | None) -> list[LayerChange]:
+def _layer_changes(before: Model, after: Model) -> list[LayerChange]:
+    """Structure of every weight layer before and after (encoded bytes are filled in by the caller)."""
     out = []
     after_layers = {(wl.subgraph, wl.op_index): wl for wl in weight_layers(after)}
     for wl in weight_layers(before):
@@ -159,14 +160,12 @@ def _layer_changes(before: Model, after: Model, enc_b: EncodedSizes | None, enc_
         cb, ca = zero_corrected(before, wl), zero_corrected(after, wa)
         sb = weight_stats(cb, wl.out_axis, wl.in_axis)
         sa = weight_stats(ca, wa.out_axis, wa.in_axis)
-        first = wl.subgraph == 0
         out.append(LayerChange(
             wl.subgraph, wl.op_index, wl.op, wl.weights(before).name, sb.sparsity, sa.sparsity,
             sb.unique_values, sa.unique_values, sb.max_unique_per_channel, sa.max_unique_per_channel,
             int(np.count_nonzero(cb != ca)) if cb.shape == ca.shape else -1,
             _entropy_bytes(sb), _entropy_bytes(sa),
-            enc_b.per_op.get(wl.op_index) if enc_b and first else None,
-            enc_a.per_op.get(wl.op_index) if enc_a and first else None,
+            None, None,
         ))
     return out
 
@@ -212,19 +211,25 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
     fid = compare(original, new_bytes, data)
     enc_target = target or resolve_target(DEFAULT_ENCODE_TARGET)
     vela_target = enc_target if enc_target.family.is_ethos_u else resolve_target(DEFAULT_ENCODE_TARGET)
-    enc_b = enc_a = None
-    vela_a = vela_b = None
-    if measure_encoded:
-        enc_a, vela_a = _encoded(new_model, new_bytes, enc_target, vela_target)
-        if measure_input:
-            enc_b, vela_b = _encoded(model, original, enc_target, vela_target)
-    layers = _layer_changes(model, new_model, enc_b, enc_a)
+    # Vela compiles the new model in the isolation worker while this process measures the layers.
+    compiling = Background(lambda: _encoded(new_model, new_bytes, enc_target, vela_target)) if measure_encoded else None
+    try:
+        layers = _layer_changes(model, new_model)
+        findings: list[Finding] = check_promises(result.model, passes)
+    except BaseException:
+        if compiling is not None:
+            compiling.wait()
+        raise
     totals = None
-    if enc_a is not None:
+    if compiling is not None:
+        enc_a, vela_a = compiling.result()
+        enc_b, vela_b = _encoded(model, original, enc_target, vela_target) if measure_input else (None, None)
+        layers = [dataclasses.replace(la, encoded_bytes_before=enc_b.per_op.get(la.op_index) if enc_b else None,
+                                      encoded_bytes_after=enc_a.per_op.get(la.op_index))
+                  if la.subgraph == 0 else la for la in layers]
         totals = EncodedTotals(enc_target.name, enc_a.source, enc_b.total if enc_b else None, enc_a.total,
                                vela_target.name, vela_b, vela_a, sum(la.entropy_bytes_before for la in layers),
                                sum(la.entropy_bytes_after for la in layers))
-    findings: list[Finding] = check_promises(result.model, passes)
     if fid.source == "random":
         findings.append(Finding(Severity.WARNING, "random-data",
                                 "fidelity measured on random inputs over the quantized range, not on real data"))

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from hwopt.analysis.deflate import DeflateJob
 from hwopt.engines.audit import AuditReport, Expectations, LayerAudit, audit_model
@@ -23,6 +24,7 @@ from hwopt.targets import Target
 from hwopt.targets.ethos_u.vela_engine import VelaOpRow, VelaResult, compile_model
 
 Source = Model | bytes | str | os.PathLike[str]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def measure(source: Source, target: Target, *, action: str = "measure", audit: b
     if vela:
         stage("vela")
     ops = [op.op for op in model.subgraphs[0].operators] if model.subgraphs else []
-    vela_call = _Background(lambda: compile_model(data, target, op_names=ops)) if vela else None  # Vela
+    vela_call = Background(lambda: compile_model(data, target, op_names=ops)) if vela else None  # Vela
     try:
         audited = (audit_model(model, data, label, Expectations(), deflate=job, with_deflate=deflate,
                                exact_deflate=exact_deflate)
@@ -108,18 +110,18 @@ def measure(source: Source, target: Target, *, action: str = "measure", audit: b
     return Measurement(model, data, label, target, audited, compiled)                  # rows() joins them
 
 
-class _Background:
-    """A call run in a thread while the caller works: Vela compiles in the isolation worker (this
-    thread only waits on its pipe, without the GIL), so the audit overlaps the compile."""
+class Background(Generic[T]):
+    """A call run in a thread while the caller works: Vela compiles in the isolation worker (the
+    thread only waits on its pipe, without the GIL), so the caller's own analysis overlaps it."""
 
-    def __init__(self, fn: Callable[[], VelaResult]) -> None:
-        self._value: VelaResult | None = None
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._value: T | None = None
         self._error: BaseException | None = None
         ctx = contextvars.copy_context()  # the caller's isolation subject names a crash
         self._thread = threading.Thread(target=lambda: ctx.run(self._run, fn), name="hwopt-vela", daemon=True)
         self._thread.start()
 
-    def _run(self, fn: Callable[[], VelaResult]) -> None:
+    def _run(self, fn: Callable[[], T]) -> None:
         try:
             self._value = fn()
         except BaseException as exc:  # handed to the caller by result()
@@ -128,7 +130,7 @@ class _Background:
     def wait(self) -> None:
         self._thread.join()
 
-    def result(self) -> VelaResult:
+    def result(self) -> T:
         self._thread.join()
         if self._error is not None:
             raise self._error
