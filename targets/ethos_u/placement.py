@@ -31,7 +31,8 @@ def chained_ops(sg: Subgraph, family: Family) -> dict[int, int]:
 
     The U85 output stage keeps that intermediate in its chaining buffer and applies the elementwise
     op as the producer's results are written, so the op costs no pass (and no feature-map traffic) of
-    its own; U55/U65 have no chaining buffer, but fuse activations (`fused_activations`).
+    its own; U55/U65 have no chaining buffer. Every generation also fuses activations into their
+    producer (`fused_activations`).
     """
     if family is not Family.ETHOS_U85:
         return fused_activations(sg, family)
@@ -59,6 +60,7 @@ def chained_ops(sg: Subgraph, family: Family) -> dict[int, int]:
                     and others_ok):
                 out[op.index] = src
                 break
+    out.update({a: p for a, p in fused_activations(sg, family).items() if a not in out})
     return out
 
 
@@ -72,7 +74,7 @@ FUSING_KINDS = frozenset([OpKind.CONV, OpKind.DEPTHWISE, OpKind.FULLY_CONNECTED,
 
 
 def fused_activations(sg: Subgraph, family: Family) -> dict[int, int]:
-    """U55/U65 activations fused into their producer (activation -> producer): the producer is the
+    """Activations fused into their producer (activation -> producer): the producer is the
     operator just before it, runs on the NPU as a convolution, pooling or elementwise pass, and its
     output is read by nothing else and is not a graph output."""
     readers = consumers(sg)

@@ -98,6 +98,7 @@ def reshape_to_increase_depth(shape: tuple[int, int, int], min_depth: int = 16) 
     return (max(h, w), min(h, w), depth)
 
 
+@lru_cache(maxsize=64)
 def _arch(target: Target) -> tuple[tuple[int, int, int], int, tuple[int, ...], int]:
     """(OFM micro-block (H, W, C), IFM micro-block depth, SHRAM granules, total banks)."""
     w, h, c = target.npu.ofm_ublock  # descriptors give the micro-blocks as (W, H, C)

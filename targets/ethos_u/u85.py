@@ -25,6 +25,7 @@ from hwopt.targets.ethos_u.cost_common import (
     io_memories,
     padded_weights,
 )
+from hwopt.targets.ethos_u.placement import CHAINABLE
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, cdiv, round_up
 
 
@@ -305,7 +306,7 @@ def u85_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
         os_ = target.npu.output_stage
         rate = os_.maxpool if g.op == "MAX_POOL_2D" else os_.conv
         # chained elementwise ops run through the output stage after this op's own output
-        rate += sum(os_.mul if c in ("MUL", "SQUARED_DIFFERENCE") else os_.add for c in g.chain)
+        rate += sum(os_.mul if c in ("MUL", "SQUARED_DIFFERENCE") else os_.add for c in g.chain if c in CHAINABLE)
         ao: float = math.ceil(rate * bh * bw * bd)
         if encoded:
             ao = max(ao, SCALE_BYTES_PER_CHANNEL * bd * target.memory_config(const).read_latency / 256)
