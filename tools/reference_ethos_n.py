@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from reference_ethos_n_data import SCHEMA, Reference, ReferenceError, _weights, load, variant_of
 from reference_ethos_n_estimate import METRICS, EstimatorResult, check_estimator, gauss_weights
+from reference_ethos_n_tflite import TfliteResult, check_tflite
 
 from hwopt.targets.ethos_n.weight_codec import encode_layer, requant_from_scales
 from hwopt.targets.ethos_n.weight_decode import decode_layer
@@ -160,6 +161,7 @@ class Report:
 
     encoder: EncoderResult
     estimator: EstimatorResult
+    tflite: TfliteResult | None = None  # reported in the text only (the JSON schema is fixed)
 
     @property
     def conforms(self) -> bool:
@@ -201,6 +203,12 @@ class Report:
         for name, errs in est.network_errors().items():
             lines.append(f"  network {name}: " + "  ".join(f"{m} {e:.1%}" for m, e in errs.items()))
         lines += [f"  support: {d}" for d in est.disagreements]
+        if self.tflite is not None:
+            t = self.tflite
+            lines.append(f"  tflite path: {t.equal_to_adapter}/{t.pairs} network/variant pairs pass by pass equal "
+                         f"to the above, {t.equal_to_library}/{t.pairs} to the library")
+            lines += [f"  tflite path differs: {d}" for d in t.differ]
+            lines += [f"  tflite path skips {n}: {why}" for n, why in t.skipped.items()]
         lines.append("conforms" if self.conforms else "does not conform")
         return "\n".join(lines)
 
@@ -208,4 +216,4 @@ class Report:
 def run(directory: str | Path) -> Report:
     """Load a reference directory and check the encoder and the estimator against it."""
     ref = load(directory)
-    return Report(check_encoder(ref), check_estimator(ref))
+    return Report(check_encoder(ref), check_estimator(ref), check_tflite(ref))
