@@ -108,3 +108,17 @@ def test_activation_fusion_follows_vela(seed: int) -> None:
     assert acts
     for r in acts:
         assert geo[r.op_index].chained == (r.cycles == 0), (r.op, geo[r.op_index].ofm)
+
+
+@pytest.mark.parametrize(("seed", "config"), [(1, "ethos-u55-128"), (2, "ethos-u55-32"), (5, "ethos-u65-256")])
+def test_network_total_close_to_vela(seed: int, config: str) -> None:
+    """Whole generated networks (weight streams hidden under preceding operations, fused activations):
+    the analytic total is within 2 % of Vela's own."""
+    from hwopt.targets.ethos_u.analytic import ethos_u_layer_costs
+    from hwopt.targets.ethos_u.vela_engine import compile_model
+
+    model = network_model(seed)
+    t = resolve_target(config)
+    vela = compile_model(model.data, t).perf.cycles
+    ours = sum(c.cycles for c in ethos_u_layer_costs(read_model(model.data), t))
+    assert ours == pytest.approx(vela, rel=0.02)
