@@ -360,12 +360,17 @@ def _u85_depth_first(w: np.ndarray, *, stream: int, n_streams: int, ofm_block: i
         if pad_o or pad_i:
             sub = np.pad(sub, ((0, pad_o), (0, 0), (0, pad_i)))
         t = sub.reshape(n_ob, block // ofm_ub, ofm_ub // 4, 4, h_n * w_n, n_ib, ifm_block // step, step)
-        t = t[:, :, stream::n_streams][:, :, :, :, ke].transpose(0, 5, 1, 4, 6, 2, 3, 7)
+        t = t[:, :, stream::n_streams]
+        if ke.size > 1 and np.any(ke != np.arange(ke.size)):
+            t = t[:, :, :, :, ke]
+        t = t.transpose(0, 5, 1, 4, 6, 2, 3, 7)
         first = lo // ofm_block  # index of this group's first OFM block: the IFM direction alternates
         if n_ib > 1 and (n_ob > 1 or first % 2):
-            t = t.copy()
-            odd = slice(1 - first % 2, None, 2)
-            t[odd] = t[odd, ::-1]
+            out = np.empty(t.shape, dtype=t.dtype)  # one copy: even blocks as they are, odd ones reversed
+            even, odd = slice(first % 2, None, 2), slice(1 - first % 2, None, 2)
+            out[even] = t[even]
+            out[odd] = t[odd, ::-1]
+            t = out
         parts.append(t.reshape(-1))
     return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0, dtype=w.dtype)
 
