@@ -231,7 +231,7 @@ def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: 
     encs = None
     if vela_parts is not None and pending is not None:
         queued = len(pending.items)
-        encs = _adopt(parts, arch, ifm_bits, vela_parts, vela_fast, pending)
+        encs = vw.adopt_layer(parts, arch, ifm_bits, vela_parts, vela_fast, pending)
         if encs is None:
             del pending.items[queued:]  # hwopt encodes the layer itself: nothing of Vela's to decode
     source = "vela" if encs is not None else "hwopt"
@@ -251,29 +251,6 @@ def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: 
     data, infos = _pack_streams(streams)
     return _finish(layer, model, corrected, data, infos, fmt=fmt, traversal=config.traversal.value,
                    source=config.source, coded=coded, ok=ok, vela=vela, stream_source=source)
-
-
-def _adopt(parts: list[tuple[np.ndarray, wu.BlockConfig, tuple[int, int], tuple[int, int]]], arch: wu.EthosUArch,
-           ifm_bits: int, vela_parts: list[bytes], vela_fast: bool,
-           pending: vw.PendingDecodes) -> list[wu.EncodedWeights] | None:
-    """Vela's streams of a layer split over its NPU operations, or None when they do not match hwopt's plan."""
-    out: list[wu.EncodedWeights] = []
-    used = 0
-    for part_w, config, stride, dilation in parts:
-        fmt = config.weight_format or wu.WeightFormat.DEFAULT
-        rest = vela_parts[used:]
-        if arch.is_u85:
-            enc = vw.adopt_u85(part_w, arch, config, rest, pending, fast=fmt.fast, sparse=fmt.sparse, ifm_bits=ifm_bits,
-                               stride=stride, dilation=dilation)
-        else:
-            enc = vw.adopt_u55(part_w, arch, config, rest, pending, ifm_bits=ifm_bits, dilation=dilation)
-        if enc is None:
-            return None
-        out.append(enc)
-        used += len(enc.streams)
-    if used != len(vela_parts) or any(e.fmt.fast for e in out) != vela_fast:
-        return None
-    return out
 
 
 def _ifm_depth(sg: Subgraph, op: Operator) -> int:

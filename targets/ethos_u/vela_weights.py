@@ -169,3 +169,27 @@ def adopt_u85(w: np.ndarray, arch: wu.EthosUArch, config: wu.BlockConfig, parts:
         fmt = wu.WeightFormat.DEFAULT_SPARSE if sparse else wu.WeightFormat.DEFAULT
     total = sum(len(p) for p in parts)
     return wu.EncodedWeights(tuple(streams), fmt, config, ok, total, total if fast else None)
+
+
+def adopt_layer(parts: list[tuple[np.ndarray, wu.BlockConfig, tuple[int, int], tuple[int, int]]],
+                arch: wu.EthosUArch, ifm_bits: int, vela_parts: list[bytes], vela_fast: bool,
+                pending: PendingDecodes) -> list[wu.EncodedWeights] | None:
+    """Vela's streams of a layer split over its NPU operations (weights, config, stride, dilation of
+    each), or None when they do not match hwopt's plan: count, order, fast format."""
+    out: list[wu.EncodedWeights] = []
+    used = 0
+    for part_w, config, stride, dilation in parts:
+        fmt = config.weight_format or wu.WeightFormat.DEFAULT
+        rest = vela_parts[used:]
+        if arch.is_u85:
+            enc = adopt_u85(part_w, arch, config, rest, pending, fast=fmt.fast, sparse=fmt.sparse, ifm_bits=ifm_bits,
+                            stride=stride, dilation=dilation)
+        else:
+            enc = adopt_u55(part_w, arch, config, rest, pending, ifm_bits=ifm_bits, dilation=dilation)
+        if enc is None:
+            return None
+        out.append(enc)
+        used += len(enc.streams)
+    if used != len(vela_parts) or any(e.fmt.fast for e in out) != vela_fast:
+        return None
+    return out
