@@ -91,3 +91,23 @@ def test_untranslatable_padding_is_reported(reference: Any) -> None:
     rt = _tool("reference_ethos_n_tflite")
     with pytest.raises(rt.NotExpressibleError, match="neither SAME nor VALID"):
         rt.reference_tflite(reference.networks["ds_cnn_s_k7x3"])
+
+
+def test_mean_after_a_layer_plans_like_the_adapter() -> None:
+    # A network shaped like the unseen mobilenet tail (1x1 conv, 7x7 mean, fully connected):
+    # hwopt estimate on its TFLite form and the adapter on its reference form give the same passes,
+    # with the mean fused into the conv's PLE (MEAN_XY) and no pass of its own.
+    rt = _tool("reference_ethos_n_tflite")
+    net = {"name": "tail", "layers": [
+        {"type": "Input", "output_shape": [1, 7, 7, 32]},
+        {"type": "Convolution", "input_shape": [1, 7, 7, 32], "output_shape": [1, 7, 7, 64], "kernel": [1, 1],
+         "stride": 1, "padding_tblr": [0, 0, 0, 0], "weight_seed": 7},
+        {"type": "Relu", "input_shape": [1, 7, 7, 64], "output_shape": [1, 7, 7, 64]},
+        {"type": "MeanXy", "input_shape": [1, 7, 7, 64], "output_shape": [1, 1, 1, 64]},
+        {"type": "FullyConnected", "input_shape": [1, 1, 1, 64], "output_shape": [1, 1, 1, 10], "kernel": [1, 1],
+         "stride": 1, "padding_tblr": [0, 0, 0, 0], "weight_seed": 8},
+        {"type": "Output", "input_shape": [1, 1, 1, 10], "output_shape": [1, 1, 1, 10]}]}
+    for fused in (False, True):
+        ours = rt.hwopt_passes(rt.reference_tflite(net, fused), "4TOPS_4PLE_RATIO")
+        assert ours == rt.adapter_passes(net, "4TOPS_4PLE_RATIO")
+        assert [p[0] for p in ours] == ["MEAN_XY", "PASSTHROUGH"]

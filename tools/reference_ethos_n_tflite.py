@@ -96,6 +96,11 @@ def reference_tflite(net: dict[str, Any], fused: bool = False) -> bytes:
             b.op("MAX_POOL_2D" if spec["pool"] == "MAX" else "AVERAGE_POOL_2D", [t], [y],
                  options("Pool2DOptions", padding=1, strideH=sh, strideW=sw, filterHeight=kh, filterWidth=kw))
             t = y
+        elif kind in ("MeanXy", "Mean"):
+            y = b.activation(osh, ACT)
+            axes = b.const_int32([1, 2])
+            b.op("MEAN", [t, axes], [y], options("ReducerOptions", keepDims=len(osh) == 4))
+            t = y
         elif kind == "Reshape":
             y = b.activation(osh, ACT)
             b.op("RESHAPE", [t, b.const_int32(list(osh))], [y], options("ReshapeOptions", newShape=list(osh)))
