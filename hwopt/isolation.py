@@ -175,6 +175,14 @@ class Worker:
         self._generation += 1
         self._stale.clear()
 
+    def interrupt(self) -> None:
+        """Kill the worker now, without waiting for a call another thread has in flight (that call
+        then fails at once): for a caller that was interrupted while it waited."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+
     def close(self) -> None:
         """Stop the worker (it also exits by itself when its parent goes away)."""
         with self._lock:
@@ -347,7 +355,16 @@ def shutdown() -> None:
     with _default_lock:
         current = _default
     if current is not None:
+        current.interrupt()  # a call still in flight in another thread (interrupted command) ends now
         current.close()
+
+
+def interrupt() -> None:
+    """Kill the shared worker at once, even while another thread waits on a call (see Worker.interrupt)."""
+    with _default_lock:
+        current = _default
+    if current is not None:
+        current.interrupt()
 
 
 def prestart(*preload: str) -> None:

@@ -53,6 +53,31 @@ def test_measure_stages_and_checks_run_in_order() -> None:
     assert heard == ["vela"] and m.audit is None and m.label == "<bytes>"
 
 
+def test_an_interrupted_audit_stops_the_compile_beside_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Vela runs in the worker while the audit runs here; an interrupt in the audit ends the
+    worker's call at once instead of waiting for the compile to finish."""
+    import time
+
+    import hwopt.engines.measure as measure_engine
+    from hwopt import isolation
+
+    def slow_compile(*_args: object, **_kwargs: object) -> object:
+        return isolation.call("time:sleep", 60, library="Vela")  # a compile that would take a minute
+
+    def interrupted(*_args: object, **_kwargs: object) -> object:
+        time.sleep(0.5)  # the worker call is under way
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(measure_engine, "compile_model", slow_compile)
+    monkeypatch.setattr(measure_engine, "audit_model", interrupted)
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        measure(EXAMPLE, resolve_target("ethos-u55-128"))
+    assert time.monotonic() - start < 20
+    monkeypatch.undo()  # the next call compiles for real, in a fresh worker
+    assert measure(EXAMPLE, resolve_target("ethos-u55-128"), audit=False).vela is not None
+
+
 def test_measure_refuses_a_vela_compiled_model(shared_models: Path) -> None:
     path = shared_models / "person_detect_vela.tflite"
     with pytest.raises(UnsupportedModelError, match=r"already compiled by Vela.*gate the model given to Vela"):

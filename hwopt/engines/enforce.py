@@ -218,7 +218,7 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
         findings: list[Finding] = check_promises(result.model, passes)
     except BaseException:
         if compiling is not None:
-            compiling.wait()
+            compiling.cancel()
         raise
     totals = None
     if compiling is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from hwopt import isolation
 from hwopt.analysis.deflate import DeflateJob
 from hwopt.engines.audit import AuditReport, Expectations, LayerAudit, audit_model
 from hwopt.errors import UnsupportedModelError
@@ -105,7 +106,7 @@ def measure(source: Source, target: Target, *, action: str = "measure", audit: b
         if job is not None:
             job.cancel()
         if vela_call is not None:
-            vela_call.wait()
+            vela_call.cancel()
         raise
     return Measurement(model, data, label, target, audited, compiled)                  # rows() joins them
 
@@ -127,7 +128,10 @@ class Background(Generic[T]):
         except BaseException as exc:  # handed to the caller by result()
             self._error = exc
 
-    def wait(self) -> None:
+    def cancel(self) -> None:
+        """The caller failed: stop the worker's call (it would otherwise run to its end) and wait."""
+        if self._thread.is_alive():
+            isolation.interrupt()
         self._thread.join()
 
     def result(self) -> T:
