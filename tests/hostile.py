@@ -229,3 +229,8 @@ def quantize_input_missing() -> bytes:
     def change(m: ModelT) -> None:
         m.subgraphs[0].operators[0].inputs = np.asarray([-1], np.int32)
     return edited(fc_model(quantize_input=True), change)
+
+
+def no_inputs() -> bytes:
+    """A model whose subgraph declares no inputs: nothing to feed a fidelity run (an empty batch)."""
+    return edited(fc_model(), lambda m: _set(m.subgraphs[0], "inputs", np.zeros(0, np.int32)))

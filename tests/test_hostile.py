@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import CliRunner
 
+from hwopt._generated.tflite.Model import ModelT
 from hwopt.engines.encode import encode_model
 from hwopt.format.tflite_io import read_model
 from hwopt.targets import resolve_target as load_target
@@ -204,3 +205,48 @@ def test_an_omitted_input_where_none_is_optional_never_reaches_litert(tmp_path: 
     no_bias = hostile.edited(hostile.fc_model(), lambda m: hostile._set(m.subgraphs[0].operators[0], "inputs",
                                                                            np.asarray([0, 1, -1], np.int32)))
     assert Runner(no_bias).invoke([np.zeros((1, 16), np.int8)])[0].shape == (1, 4)
+
+
+def test_dilation_vela_would_expand_past_its_bound_is_refused(tmp_path: Path, run_cli: CliRunner) -> None:
+    """Dilation 2048: Regor writes a 2049x2049 kernel of zeros and taps (minutes); a rate-6 kernel still compiles."""
+    model = _write(tmp_path, "dil", hostile.bad_dilation(2048))
+    for args in (["estimate", "--target", "ethos-u55-128"], ["compile", "--target", "ethos-u85-256", "-o", tmp_path / "o"]):
+        r = run_cli(args[0], model, *args[1:])
+        assert r.code == 2, r.err
+        # 8 x 2049 x 2049 x 8 int8 weights (independent arithmetic: 268,697,664 bytes = 256.25 MiB)
+        assert r.err.strip() == ("hwopt: error: Vela cannot take this model: CONV_2D #0: dilation 2048x2048 (HxW) makes "
+                                 "Vela expand the 3x3 kernel to 2049x2049 (256 MiB of weights; at most 64 MiB)")
+    r = run_cli("estimate", _write(tmp_path, "dil6", hostile.bad_dilation(6)), "--target", "ethos-u55-128")
+    assert r.code == 0, r.err
+
+
+@pytest.mark.parametrize("target", ["ethos-u55-128", "ethos-u85-256"])
+def test_dilation_above_2_is_encoded_by_hwopt_not_taken_from_vela(target: str) -> None:
+    """Vela dilates such a kernel by hand, so its streams hold a larger kernel than the layer: hwopt encodes it."""
+    (layer,) = encode_model(read_model(hostile.bad_dilation(3)), load_target(target), block_source="vela").layers
+    assert layer.roundtrip_ok and layer.stream_source == "hwopt"
+    (plain,) = encode_model(read_model(hostile.bad_dilation(2)), load_target(target), block_source="vela").layers
+    assert plain.roundtrip_ok and plain.stream_source == "vela"
+
+
+def test_vela_streams_are_not_taken_for_a_model_of_several_subgraphs(shared_models: Path) -> None:
+    """Vela's streams are located by operator index, which subgraphs share: a changed copy used to hand one
+    subgraph's streams to another (round trip failure, exit 3)."""
+    import copy
+
+    def change(m: ModelT) -> None:
+        m.subgraphs.extend(copy.deepcopy(m.subgraphs[0]) for _ in range(3))
+        m.subgraphs[3].operators[9].builtinOptions.strideH = 16
+
+    data = hostile.edited((shared_models / "derived" / "ic_resnet8_pruned50_clustered16_int8.tflite").read_bytes(),
+                          change)
+    report = encode_model(read_model(data), load_target("ethos-u55-128"), block_source="vela")
+    assert report.summary.roundtrip_ok
+    assert {la.stream_source for la in report.layers} == {"hwopt"}
+
+
+def test_fidelity_of_a_model_without_inputs_is_a_clean_error(tmp_path: Path, run_cli: CliRunner) -> None:
+    out = tmp_path / "e.tflite"
+    r = run_cli("enforce", _write(tmp_path, "noin", hostile.no_inputs()), "--sparsity", "0.5", "-o", out)
+    assert r.code == 2 and not out.exists()
+    assert r.err.strip().splitlines()[-1] == "hwopt: error: the model declares no inputs: its fidelity cannot be measured"

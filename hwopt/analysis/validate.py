@@ -21,6 +21,9 @@ from hwopt.ir import VELA_CUSTOM_CODE, DType, Model, Operator, Subgraph, Tensor
 
 MAX_VELA_BATCH = 256  # Vela unrolls a 4-D feature map's batch into one NPU operation per item
 MAX_OPTION = 1 << 16
+# Weights of a kernel Vela dilates by hand (dilation > 2): it takes ~0.1 s per MiB, so 64 MiB is
+# seconds while atrous networks stay far below (3x3, 256 to 256 channels, rate 24: 40 MiB).
+MAX_DILATED_WEIGHTS = 64 << 20
 # Quantization scales of real int8 models lie within ~1e-13..1e1; beyond these bounds the
 # requantisation multipliers overflow (infinite or beyond int64) in every cost model.
 MIN_SCALE, MAX_SCALE = 1e-30, 1e10  # strides, dilations and filter sizes beyond this describe no real network
@@ -112,6 +115,10 @@ def _operator(sg: Subgraph, op: Operator, engine: Engine) -> list[Problem]:
             bad = _zero_point_problem(w)
             if bad:
                 out.append(p(bad))
+    if engine is Engine.VELA and op.op in ("CONV_2D", "DEPTHWISE_CONV_2D") and opts is not None:
+        bad = _dilated_weights_problem(sg, op)
+        if bad:
+            out.append(p(bad))
     if engine is Engine.VELA and op.op == "FULLY_CONNECTED":
         bad = _fully_connected_problem(sg, op)
         if bad:
@@ -161,6 +168,22 @@ def _fully_connected_problem(sg: Subgraph, op: Operator) -> str | None:
     if n < shape[-1]:
         return f"input {x.name!r} has {n} values, fewer than one row of weights ({shape[-1]})"
     return None
+
+
+def _dilated_weights_problem(sg: Subgraph, op: Operator) -> str | None:
+    """Regor runs dilation above 2 by writing the dilated kernel's zeros into the weights (dilation d
+    becomes a kernel of (k - 1) * d' + 1 taps, d' = d / 2 when d is even): bounded, it takes seconds."""
+    w = sg.tensor(op.inputs[1]) if len(op.inputs) > 1 else None
+    dh, dw = (int(getattr(op.options, f, 1) or 1) for f in ("dilationHFactor", "dilationWFactor"))
+    if w is None or len(w.shape) != 4 or max(dh, dw) <= 2 or any(d < 1 for d in w.shape):
+        return None
+    o, kh, kw, i = (int(d) for d in w.shape)
+    size = [(k - 1) * (d // 2 if d % 2 == 0 else d) + 1 if d > 2 else k for k, d in ((kh, dh), (kw, dw))]
+    total = o * size[0] * size[1] * i
+    if total <= MAX_DILATED_WEIGHTS:
+        return None
+    return (f"dilation {dh}x{dw} (HxW) makes Vela expand the {kh}x{kw} kernel to {size[0]}x{size[1]} "
+            f"({total / (1 << 20):.0f} MiB of weights; at most {MAX_DILATED_WEIGHTS >> 20} MiB)")
 
 
 # Inputs TFLite lets a model omit (-1), by operator; LiteRT's other kernels read the missing
@@ -267,6 +290,11 @@ def _tensors(sg: Subgraph, engine: Engine) -> list[Problem]:
         if engine is Engine.VELA and not t.is_constant and len(t.shape) == 4 and t.shape[0] > MAX_VELA_BATCH:
             out.append(Problem(sg.index, None, "", f"tensor {t.name!r} has batch {t.shape[0]}; Vela compiles one "
                                                    f"operation per batch item (at most {MAX_VELA_BATCH})"))
+            break
+        if engine is Engine.LITERT and not t.is_constant and len(t.shape) == 4 and t.shape[0] > MAX_VELA_BATCH:
+            # LiteRT sizes its arena and scratch (im2col, packing) for the whole batch: gigabytes at 65536.
+            out.append(Problem(sg.index, None, "", f"tensor {t.name!r} has batch {t.shape[0]}; a fidelity run "
+                                                   f"takes the model's own batch (at most {MAX_VELA_BATCH})"))
             break
         if engine in (Engine.VELA, Engine.MLW) and t.dtype in PACKED_TYPES:
             out.append(Problem(sg.index, None, "", f"tensor {t.name!r} is {t.dtype.name}: packed types are not "

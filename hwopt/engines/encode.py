@@ -253,6 +253,13 @@ def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: 
                    source=config.source, coded=coded, ok=ok, vela=vela, stream_source=source)
 
 
+def _vela_dilates_weights(model: Model, layer: WeightLayer) -> bool:
+    """Dilation above 2: Vela writes the zeros of the dilated kernel into its weights (a larger kernel than
+    hwopt's plan), so its streams are not the layer's; hwopt's encoder takes the layer."""
+    op = model.subgraphs[layer.subgraph].operators[layer.op_index]
+    return max(_opt(op, "dilationHFactor"), _opt(op, "dilationWFactor")) > 2
+
+
 def _ifm_depth(sg: Subgraph, op: Operator) -> int:
     ifm = sg.tensor(op.inputs[0]) if op.inputs else None
     return int(ifm.shape[-1]) if ifm is not None and ifm.shape else 0
@@ -329,7 +336,8 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
                     vela_compiled = vb.compile_with_db(model.source or _file_bytes(path), target, model)
                 infos, vela_total = vb.configs_from_compiled(vela_compiled)
                 vela_infos = dict(infos)
-                if streams == "vela":
+                # Vela's streams are located by operator index, which subgraphs share: one subgraph only.
+                if streams == "vela" and len(model.subgraphs) == 1:
                     located = vw.compiled_streams(vela_compiled, u85=arch.is_u85)
             except CompileError as exc:
                 # Documented fallback: without Vela's schedule the block configuration comes from the rule.
@@ -351,7 +359,8 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
             assert arch is not None
 
             info = vela_infos.get(layer.op_index) if layer.subgraph == 0 else None
-            vela_layer = located.layers.get(layer.op_index) if located is not None and info is not None else None
+            vela_layer = located.layers.get(layer.op_index) if located is not None and info is not None \
+                and not _vela_dilates_weights(model, layer) else None
             with isolation.subject(f"operator {layer.op} #{layer.op_index}"):
                 if vela_layer is not None and located is not None:
                     pending.owner = len(out)

@@ -25,6 +25,7 @@ import numpy as np
 
 from hwopt.analysis.layers import weight_layers, zero_corrected
 from hwopt.analysis.stats import WeightStats, weight_stats
+from hwopt.analysis.validate import Engine, check_for_native
 from hwopt.engines.encode import encode_model
 from hwopt.engines.fidelity import Dataset, FidelityReport, Runner, compare, load_data
 from hwopt.engines.measure import Background, measure
@@ -194,6 +195,8 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
     if max_drop is not None and not 0.0 <= max_drop <= 1.0:
         raise UsageError(f"max_drop must lie in [0, 1], got {max_drop}")
     check_enforceable(model)
+    if measure_encoded:  # the result goes to LiteRT, then Vela: refuse what Vela cannot take before any work
+        check_for_native(model, Engine.VELA)
     passes = parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
     original = serialize(model)
     calib = calibration or data

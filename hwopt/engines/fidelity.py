@@ -102,6 +102,8 @@ def load_data(path: str | os.PathLike[str], inputs: list[InputSpec]) -> Dataset:
 
 def make_dataset(arrays: list[np.ndarray], labels: np.ndarray | None, inputs: list[InputSpec], where: str = "data") -> Dataset:
     """Check arrays against the model's inputs (batch first, exact dtype) and build a Dataset."""
+    if not inputs:
+        raise DataError(f"{where}: the model declares no inputs")
     if len(arrays) != len(inputs):
         raise DataError(f"{where}: {len(arrays)} arrays for {len(inputs)} model inputs")
     out = []
@@ -182,6 +184,8 @@ def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
 def compare(original: bytes, changed: bytes, data: Dataset | None = None) -> FidelityReport:
     """Run both models on the same inputs and compare their outputs."""
     ref, new = Runner(original), Runner(changed)
+    if not ref.inputs:  # nothing to feed: no samples, no outputs to compare
+        raise UnsupportedModelError("the model declares no inputs: its fidelity cannot be measured")
     if data is None:
         data = random_dataset(ref.inputs)
         log.warning("no data given: fidelity measured on %d random inputs over the quantized input range, "
