@@ -122,3 +122,21 @@ def test_network_total_close_to_vela(seed: int, config: str) -> None:
     vela = compile_model(model.data, t).perf.cycles
     ours = sum(c.cycles for c in ethos_u_layer_costs(read_model(model.data), t))
     assert ours == pytest.approx(vela, rel=0.02)
+
+
+@pytest.mark.parametrize(("seed", "config"), [(100009, "ethos-u65-256"), (100031, "ethos-u55-128"),
+                                              (100110, "ethos-u55-256"), (100117, "ethos-u65-256")])
+def test_concatenation_copies_like_vela(seed: int, config: str) -> None:
+    """A concatenation costs the copies of the inputs its producers cannot write in place (a graph
+    input, a tensor read twice), as Vela runs them."""
+    from hwopt.targets.ethos_u.analytic import ethos_u_layer_costs
+    from hwopt.targets.ethos_u.vela_engine import compile_model
+    from hwopt.testing.generator import generate
+
+    model = generate(seed, 0.15)
+    t = resolve_target(config)
+    vela = {r.op_index: r.cycles for r in compile_model(model.data, t).ops if r.op == "CONCATENATION"}
+    ours = {c.op_index: c.cycles for c in ethos_u_layer_costs(read_model(model.data), t) if c.op == "CONCATENATION"}
+    assert vela and set(vela) == set(ours)
+    for i, v in vela.items():
+        assert ours[i] == pytest.approx(v, rel=0.01, abs=2)

@@ -6,6 +6,7 @@ without touching the cost models.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 from hwopt.ir import DType, Model, Operator, Subgraph
@@ -105,4 +106,37 @@ def ethos_u_geometry(model: Model, family: Family,
                      stats: dict[tuple[int, int], WeightInfo | None] | None = None) -> list[LayerGeometry]:
     """Every operator as a `LayerGeometry` with Ethos-U placement (and U85 chaining); `stats` memoises
     weight statistics across families for one model."""
-    return layer_geometry(model, partial(cpu_reason, family=family), partial(chained_ops, family=family), stats)
+    geo = layer_geometry(model, partial(cpu_reason, family=family), partial(chained_ops, family=family), stats)
+    return [with_concat_copies(g, model.subgraphs[g.subgraph], family) if g.op == "CONCATENATION" and g.kind is not OpKind.CPU
+            else g for g in geo]
+
+
+PASS_KINDS = FUSING_KINDS | {OpKind.LUT}
+
+
+def with_concat_copies(g: LayerGeometry, sg: Subgraph, family: Family) -> LayerGeometry:
+    """A concatenation's inputs Vela copies into the output (a graph input or constant, a tensor
+    something else reads too, or one no NPU pass writes); the others' producers write their part of
+    the output directly."""
+    op = sg.operators[g.op_index]
+    readers = consumers(sg)
+    # tensors written by an NPU pass that can write straight into part of another tensor
+    writers = {o for p in sg.operators if KIND_OF.get(p.op, OpKind.ELEMENTWISE) in PASS_KINDS
+               and not cpu_reason(sg, p, family) for o in p.outputs if o >= 0}
+    inputs, outputs = set(sg.inputs), set(sg.outputs)
+    # a channel offset off the 16-channel bricks makes Vela store the output NHWC
+    out_t = sg.tensor(op.outputs[0]) if op.outputs else None
+    rank = len(out_t.shape) if out_t is not None else 4
+    axis = int(getattr(op.options, "axis", -1))
+    on_channels = axis in (-1, rank - 1)
+    depths = [hwc(t.shape)[2] for i in op.inputs if (t := sg.tensor(i)) is not None]
+    ofm_nhwc = g.ofm_in_arena or (on_channels and any(d % 16 for d in depths[:-1]))
+    copies = []
+    for i in op.inputs:
+        t = sg.tensor(i)
+        if t is None:
+            continue
+        if i in writers and i not in inputs and i not in outputs and readers.get(i) == [op.index] and t.data is None:
+            continue
+        copies.append((hwc(t.shape), i in inputs, ofm_nhwc))
+    return replace(g, copies=tuple(copies))

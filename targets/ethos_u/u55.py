@@ -134,6 +134,8 @@ def memory_bytes(g: LayerGeometry, target: Target, encoded: int) -> dict[str, fl
 def u55_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
     """Cycles of one U55/U65 NPU operator: max(compute, each memory's access cycles); weights cost
     their DMA (no decode limit on these generations)."""
+    if g.op == "CONCATENATION":
+        return concat_cost(g, target)
     vela = vela_style_cost(g, target)
     if vela is not None:
         return vela
@@ -161,6 +163,8 @@ def u55_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
 def _query(g: LayerGeometry) -> Query | None:
     """The operator as one Vela NPU operation, or None when Vela lowers it into something else."""
     bits = 8 * g.itemsize
+    if g.op == "CONCATENATION":
+        return None
     if g.kind in (OpKind.CONV, OpKind.DEPTHWISE) and g.op != "TRANSPOSE_CONV":
         k = tuple((k - 1) * d + 1 for k, d in zip(g.kernel, g.dilation, strict=True))
         op = NpuOp.CONV if g.kind is OpKind.CONV else NpuOp.DEPTHWISE
@@ -197,7 +201,29 @@ def _deepen(shape: tuple[int, int, int]) -> tuple[int, int, int]:
 def follows_vela(g: LayerGeometry) -> bool:
     """Whether the U55/U65 model costs this operator the way Vela's own estimator does (then its
     cycles are not calibrated)."""
-    return _query(g) is not None
+    return g.op == "CONCATENATION" or _query(g) is not None
+
+
+def concat_cost(g: LayerGeometry, target: Target) -> LayerCost:
+    """A concatenation as Vela runs it: one 1x1 pooling copy per input not written in place, into an
+    NHWC output when a channel offset breaks the 16-channel bricks."""
+    ifm_mem, ofm_mem = io_memories(g, target)
+    total, compute = 0, 0
+    mem_total: dict[str, int] = {}
+    for shape, ifm_nhwc, ofm_nhwc in g.copies:
+        q = Query(NpuOp.POOL, shape, shape, (1, 1), (1, 1), 8 * g.itemsize, ifm_nhwc, ofm_nhwc)
+        blk = find_block(q, target)
+        op = mac_op_cycles(q, blk, target, ifm_mem, ofm_mem, target.npu.output_stage.conv, None).total
+        rd, wr = feature_map_bytes(q, blk, target, ifm_mem, ofm_mem)
+        mem = {ifm_mem: rd / target.bandwidth(ifm_mem)}
+        mem[ofm_mem] = mem.get(ofm_mem, 0.0) + wr / target.bandwidth(ofm_mem)
+        total += max(op, int(max(mem.values())))
+        compute += op
+        for m, v in mem.items():
+            mem_total[m] = mem_total.get(m, 0) + int(v)
+    bound = "compute" if total == compute else "memory"
+    # the copies run one after another: their summed time is the pass's own (compute) term
+    return LayerCost(g.subgraph, g.op_index, g.op, "npu", total, total, mem_total, 0, 0, None, 0, bound)
 
 
 def _ao_per_element(g: LayerGeometry, q: Query, target: Target) -> float:
