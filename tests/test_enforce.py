@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 from hwopt.analysis.layers import weight_layers, zero_corrected
+from hwopt.analysis.litert import InputSpec
 from hwopt.cli.enforce import EnforceOptions, build_pipeline
+from hwopt.engines import fidelity
 from hwopt.engines.enforce import enforce
 from hwopt.engines.fidelity import Runner, compare
 from hwopt.errors import DataError, OutputError, UnsupportedModelError, UsageError
@@ -323,3 +325,18 @@ def test_ethos_n_target_uses_hwopt_encoder(small: Path, tmp_path: Path) -> None:
 
     with pytest.raises(TargetError):
         enforce(small, tmp_path / "n.tflite", "cluster{k=8}", target=resolve_target("ethos-n99"))
+
+
+def test_random_fidelity_data_is_bounded_and_drawn_as_before() -> None:
+    """Random inputs: the same values as one int64 draw per input, fewer samples when large, an error when one is too big."""
+    small = [InputSpec("a", 0, (1, 49, 10, 1), np.dtype(np.int8), 0.1, 0)]
+    rng = np.random.default_rng(fidelity.RANDOM_SEED)
+    expected = rng.integers(-128, 128, size=(fidelity.RANDOM_SAMPLES, 49, 10, 1), dtype=np.int64).astype(np.int8)
+    got = fidelity.random_dataset(small)
+    assert got.inputs[0].dtype == np.int8 and np.array_equal(got.inputs[0], expected)
+    per_sample = fidelity.RANDOM_INPUT_BYTES // 4  # four samples fit
+    wide = [InputSpec("b", 0, (1, per_sample), np.dtype(np.int8), 0.1, 0)]
+    assert fidelity.random_dataset(wide).samples == 4
+    huge = [InputSpec("c", 0, (65536, 16, 16, 8), np.dtype(np.int8), 0.1, 0)]
+    with pytest.raises(UnsupportedModelError, match="random fidelity data is limited"):
+        fidelity.random_dataset(huge)

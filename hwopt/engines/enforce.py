@@ -195,7 +195,10 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
     if max_drop is not None and not 0.0 <= max_drop <= 1.0:
         raise UsageError(f"max_drop must lie in [0, 1], got {max_drop}")
     check_enforceable(model)
-    if measure_encoded:  # the result goes to LiteRT, then Vela: refuse what Vela cannot take before any work
+    # Fail before the passes run: the result goes to LiteRT (fidelity) and, when measured, to Vela;
+    # the passes change weights, never what those two refuse (shapes, types, operators).
+    check_for_native(model, Engine.LITERT)
+    if measure_encoded:
         check_for_native(model, Engine.VELA)
     passes = parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
     original = serialize(model)

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 LABELS_KEY = "labels"
 RANDOM_SAMPLES = 16
+# Random inputs are held in memory with both models' outputs: bound them (a batch-65536 input
+# would otherwise ask for gigabytes) by running fewer samples, never by truncating a sample.
+RANDOM_INPUT_BYTES = 64 << 20
 RANDOM_SEED = 0
 
 
@@ -133,16 +136,30 @@ def make_dataset(arrays: list[np.ndarray], labels: np.ndarray | None, inputs: li
 
 
 def random_dataset(inputs: list[InputSpec], samples: int = RANDOM_SAMPLES, seed: int = RANDOM_SEED) -> Dataset:
-    """Uniform random inputs over each input's quantized range (floats: over [-1, 1])."""
+    """Uniform random inputs over each input's quantized range (floats: over [-1, 1]).
+
+    Fewer than `samples` samples when they would exceed RANDOM_INPUT_BYTES; an input whose one
+    sample alone exceeds it is an UnsupportedModelError.
+    """
+    shapes = [(spec.shape[1:] if spec.shape[:1] == (1,) else spec.shape) for spec in inputs]
+    per_sample = sum(math.prod(int(d) for d in shape) * np.dtype(spec.dtype).itemsize
+                     for shape, spec in zip(shapes, inputs, strict=True))
+    if per_sample > RANDOM_INPUT_BYTES:
+        raise UnsupportedModelError(f"one input sample is {per_sample} bytes; random fidelity data is limited to "
+                                    f"{RANDOM_INPUT_BYTES} bytes (give --data with real samples)")
+    samples = max(1, min(samples, RANDOM_INPUT_BYTES // max(per_sample, 1)))
     rng = np.random.default_rng(seed)
     arrays = []
-    for spec in inputs:
-        shape = (samples,) + (spec.shape[1:] if spec.shape[:1] == (1,) else spec.shape)
+    for shape, spec in zip(shapes, inputs, strict=True):
+        size = (samples, *shape)
         if np.issubdtype(spec.dtype, np.integer):
             info = np.iinfo(spec.dtype)
-            arrays.append(rng.integers(info.min, int(info.max) + 1, size=shape, dtype=np.int64).astype(spec.dtype))
+            arr = np.empty(size, spec.dtype)
+            for i in range(samples):  # one sample at a time: the int64 draw never holds the whole set
+                arr[i] = rng.integers(info.min, int(info.max) + 1, size=shape, dtype=np.int64)
+            arrays.append(arr)
         else:
-            arrays.append(rng.uniform(-1.0, 1.0, size=shape).astype(spec.dtype))
+            arrays.append(rng.uniform(-1.0, 1.0, size=size).astype(spec.dtype))
     return Dataset(arrays, None, "random")
 
 
