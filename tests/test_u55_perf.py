@@ -140,3 +140,19 @@ def test_concatenation_copies_like_vela(seed: int, config: str) -> None:
     assert vela and set(vela) == set(ours)
     for i, v in vela.items():
         assert ours[i] == pytest.approx(v, rel=0.01, abs=2)
+
+
+@pytest.mark.parametrize("seed", [100025, 100033, 100077, 100113])
+def test_spatial_mean_like_vela(seed: int) -> None:
+    """A mean over height and width costs Vela's depthwise pass with an H x W kernel plus its scaling."""
+    from hwopt.targets.ethos_u.analytic import ethos_u_layer_costs
+    from hwopt.targets.ethos_u.vela_engine import compile_model
+    from hwopt.testing.generator import generate
+
+    model = generate(seed, 0.15)
+    t = resolve_target("ethos-u65-256")
+    vela = {r.op_index: r.cycles for r in compile_model(model.data, t).ops if r.op == "MEAN"}
+    ours = {c.op_index: c.cycles for c in ethos_u_layer_costs(read_model(model.data), t) if c.op == "MEAN"}
+    assert vela and set(vela) == set(ours)
+    for i, v in vela.items():
+        assert ours[i] == pytest.approx(v, rel=0.03)

@@ -174,6 +174,10 @@ def _query(g: LayerGeometry) -> Query | None:
                      g.ofm_in_arena)
     if g.kind is OpKind.FULLY_CONNECTED and g.op == "FULLY_CONNECTED":
         return Query(NpuOp.VECTOR, g.ifm, g.ofm, (1, 1), (1, 1), bits, g.ifm_in_arena, g.ofm_in_arena)
+    if g.op == "MEAN" and g.ofm[0] * g.ofm[1] == 1 and g.ofm[2] == g.ifm[2] and g.ifm[0] * g.ifm[1] > 1:
+        # the mean over height and width: a depthwise convolution with an H x W kernel of ones
+        return Query(NpuOp.DEPTHWISE, g.ifm, g.ofm, (g.ifm[0], g.ifm[1]), (1, 1), bits, g.ifm_in_arena,
+                     g.ofm_in_arena)
     if g.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         return Query(NpuOp.POOL, g.ifm, g.ofm, g.kernel, g.stride, bits, g.ifm_in_arena, g.ofm_in_arena)
     if g.kind is OpKind.LUT or g.op in POOL_NOP:
@@ -268,8 +272,12 @@ def vela_style_cost(g: LayerGeometry, target: Target) -> LayerCost | None:
     if q.op is NpuOp.ELEMENTWISE:
         op_cycles = elementwise_cycles(q, blk, target, ifm_mem, ofm_mem, ao_elem)
     else:
-        latency = target.memory_config(staging if buffered else const).read_latency if encoded else None
+        scaled = bool(encoded) or g.op == "MEAN"  # a spatial mean is a depthwise pass with unit weights
+        latency = target.memory_config(staging if buffered else const).read_latency if scaled else None
         op_cycles = mac_op_cycles(q, blk, target, ifm_mem, ofm_mem, ao_elem, latency).total
+    if g.op == "MEAN":  # then the sum is scaled by 1 / (H x W) in an elementwise pass
+        m = Query(NpuOp.ELEMENTWISE, g.ofm, g.ofm, (1, 1), (1, 1), q.bits, False, g.ofm_in_arena, (1, 1, 1), True)
+        op_cycles += elementwise_cycles(m, find_block(m, target), target, ofm_mem, ofm_mem, target.npu.output_stage.mul)
     traffic: dict[str, float] = {}
 
     def add(mem: str, n: float) -> None:
