@@ -80,9 +80,9 @@ class LayerGeometry(OpRef):
     const_ifm: tuple[int, int, int] | None = None  # a constant feature-map operand (elementwise), read from flash/DRAM
     dilation: tuple[int, int] = (1, 1)  # kernel dilation (H, W)
     ifm2: tuple[int, int, int] | None = None  # the second feature-map operand's shape (binary elementwise)
-    # Ethos-U concatenation: the inputs Vela copies into place (shape, input NHWC, output NHWC); the
-    # rest are written in place by their producers
-    copies: tuple[tuple[tuple[int, int, int], bool, bool], ...] = ()
+    # Ethos-U concatenation / PAD: the copies Vela makes into the output (shape, read from the constant
+    # memory, input NHWC, output NHWC); a concatenation's other inputs are written in place
+    copies: tuple[tuple[tuple[int, int, int], bool, bool, bool], ...] = ()
 
     @property
     def ifm_elements(self) -> int:

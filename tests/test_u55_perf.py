@@ -156,3 +156,21 @@ def test_spatial_mean_like_vela(seed: int) -> None:
     assert vela and set(vela) == set(ours)
     for i, v in vela.items():
         assert ours[i] == pytest.approx(v, rel=0.03)
+
+
+@pytest.mark.parametrize(("seed", "config"), [(100051, "ethos-u55-128"), (100541, "ethos-u55-128"),
+                                              (100092, "ethos-u65-256"), (100887, "ethos-u55-256")])
+def test_pad_copies_like_vela(seed: int, config: str) -> None:
+    """A PAD costs Vela's copy of its input (unless the producer writes it in place) and one copy of
+    the constant fill per padded side."""
+    from hwopt.targets.ethos_u.analytic import ethos_u_layer_costs
+    from hwopt.targets.ethos_u.vela_engine import compile_model
+    from hwopt.testing.generator import generate
+
+    model = generate(seed, 0.15)
+    t = resolve_target(config)
+    vela = {r.op_index: r.cycles for r in compile_model(model.data, t).ops if r.op.startswith("PAD")}
+    ours = {c.op_index: c.cycles for c in ethos_u_layer_costs(read_model(model.data), t) if c.op.startswith("PAD")}
+    assert vela and set(vela) == set(ours)
+    for i, v in vela.items():
+        assert ours[i] == pytest.approx(v, rel=0.01, abs=2)

@@ -70,7 +70,7 @@ def chained_ops(sg: Subgraph, family: Family) -> dict[int, int]:
 # Activations Vela fuses into the operation producing their input (a clamp or table lookup in its
 # output stage), so they run no pass of their own.
 RELUS = frozenset(["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1"])
-FUSABLE_ACTIVATIONS = RELUS | {"TANH", "LOGISTIC", "HARD_SWISH"}
+FUSABLE_ACTIVATIONS = RELUS | {"TANH", "LOGISTIC", "HARD_SWISH", "LEAKY_RELU"}
 FUSING_KINDS = frozenset([OpKind.CONV, OpKind.DEPTHWISE, OpKind.FULLY_CONNECTED, OpKind.POOL, OpKind.ELEMENTWISE])
 
 
@@ -107,11 +107,30 @@ def ethos_u_geometry(model: Model, family: Family,
     """Every operator as a `LayerGeometry` with Ethos-U placement (and U85 chaining); `stats` memoises
     weight statistics across families for one model."""
     geo = layer_geometry(model, partial(cpu_reason, family=family), partial(chained_ops, family=family), stats)
-    return [with_concat_copies(g, model.subgraphs[g.subgraph], family) if g.op == "CONCATENATION" and g.kind is not OpKind.CPU
-            else g for g in geo]
+    out = []
+    for g in geo:
+        if g.op == "CONCATENATION" and g.kind is not OpKind.CPU:
+            g = with_concat_copies(g, model.subgraphs[g.subgraph], family)
+        elif g.op in ("PAD", "PADV2") and g.kind is not OpKind.CPU:
+            g = with_pad_copies(g, model.subgraphs[g.subgraph], family)
+        out.append(g)
+    return out
 
 
 PASS_KINDS = FUSING_KINDS | {OpKind.LUT}
+
+
+def _writers(sg: Subgraph, family: Family) -> set[int]:
+    """Tensors written by an NPU pass, which can write straight into part of another tensor."""
+    return {o for p in sg.operators if KIND_OF.get(p.op, OpKind.ELEMENTWISE) in PASS_KINDS
+            and not cpu_reason(sg, p, family) for o in p.outputs if o >= 0}
+
+
+def _in_place(sg: Subgraph, tensor: int, reader: int, writers: set[int], readers: dict[int, list[int]]) -> bool:
+    """Whether a tensor's producer writes it straight into the reader's output (it is read by nothing
+    else and is neither a graph input nor output)."""
+    return (tensor in writers and tensor not in sg.inputs and tensor not in sg.outputs
+            and readers.get(tensor) == [reader])
 
 
 def with_concat_copies(g: LayerGeometry, sg: Subgraph, family: Family) -> LayerGeometry:
@@ -120,10 +139,8 @@ def with_concat_copies(g: LayerGeometry, sg: Subgraph, family: Family) -> LayerG
     the output directly."""
     op = sg.operators[g.op_index]
     readers = consumers(sg)
-    # tensors written by an NPU pass that can write straight into part of another tensor
-    writers = {o for p in sg.operators if KIND_OF.get(p.op, OpKind.ELEMENTWISE) in PASS_KINDS
-               and not cpu_reason(sg, p, family) for o in p.outputs if o >= 0}
-    inputs, outputs = set(sg.inputs), set(sg.outputs)
+    writers = _writers(sg, family)
+    inputs = set(sg.inputs)
     # a channel offset off the 16-channel bricks makes Vela store the output NHWC
     out_t = sg.tensor(op.outputs[0]) if op.outputs else None
     rank = len(out_t.shape) if out_t is not None else 4
@@ -136,7 +153,25 @@ def with_concat_copies(g: LayerGeometry, sg: Subgraph, family: Family) -> LayerG
         t = sg.tensor(i)
         if t is None:
             continue
-        if i in writers and i not in inputs and i not in outputs and readers.get(i) == [op.index] and t.data is None:
+        if _in_place(sg, i, op.index, writers, readers):
             continue
-        copies.append((hwc(t.shape), i in inputs, ofm_nhwc))
+        copies.append((hwc(t.shape), t.data is not None, i in inputs or t.data is not None, ofm_nhwc))
+    return replace(g, copies=tuple(copies))
+
+
+def with_pad_copies(g: LayerGeometry, sg: Subgraph, family: Family) -> LayerGeometry:
+    """A PAD as Vela runs it: the input copied into the output (unless its producer writes it there),
+    and one copy of the constant fill per padded side (left/right: output height x pad; top/bottom:
+    pad x output width)."""
+    op = sg.operators[g.op_index]
+    pads = sg.tensor(op.inputs[1]) if len(op.inputs) > 1 else None
+    if pads is None or pads.data is None or pads.data.size < 4 or pads.data.ndim != 2:
+        return g
+    p = [[int(x) for x in row] for row in pads.data.reshape(-1, 2)]
+    (top, bottom), (left, right) = (p[-3], p[-2]) if len(p) >= 3 else ((0, 0), p[-2])
+    oh, ow, c = g.ofm
+    copies = [] if _in_place(sg, op.inputs[0], op.index, _writers(sg, family), consumers(sg)) else [
+        (g.ifm, False, g.ifm_in_arena, g.ofm_in_arena)]
+    copies += [((oh, n, c), True, True, g.ofm_in_arena) for n in (left, right) if n > 0]
+    copies += [((n, ow, c), True, True, g.ofm_in_arena) for n in (top, bottom) if n > 0]
     return replace(g, copies=tuple(copies))

@@ -35,7 +35,7 @@ from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, cdiv, round
 
 BINARY = frozenset(["ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE"])
 SLOW_CONST_BYTES_PER_CYCLE = 2.0  # flash-class constant memory (U55 systems' off-chip flash: 0.5-1 B/cycle)
-LUT_ACTIVATIONS = frozenset(["TANH", "LOGISTIC", "HARD_SWISH"])
+LUT_ACTIVATIONS = frozenset(["TANH", "LOGISTIC", "HARD_SWISH", "LEAKY_RELU"])  # 8-bit: table lookups
 LUT_BYTES = {1: 256, 2: 2048}  # table size by element size: 256 x 8-bit, 512 x 32-bit entries
 POOL_NOP = frozenset(["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "QUANTIZE"])  # 1x1 pooling passes
 
@@ -134,8 +134,8 @@ def memory_bytes(g: LayerGeometry, target: Target, encoded: int) -> dict[str, fl
 def u55_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
     """Cycles of one U55/U65 NPU operator: max(compute, each memory's access cycles); weights cost
     their DMA (no decode limit on these generations)."""
-    if g.op == "CONCATENATION":
-        return concat_cost(g, target)
+    if g.op == "CONCATENATION" or g.copies:
+        return copies_cost(g, target)
     vela = vela_style_cost(g, target)
     if vela is not None:
         return vela
@@ -205,21 +205,23 @@ def _deepen(shape: tuple[int, int, int]) -> tuple[int, int, int]:
 def follows_vela(g: LayerGeometry) -> bool:
     """Whether the U55/U65 model costs this operator the way Vela's own estimator does (then its
     cycles are not calibrated)."""
-    return g.op == "CONCATENATION" or _query(g) is not None
+    return g.op == "CONCATENATION" or bool(g.copies) or _query(g) is not None
 
 
-def concat_cost(g: LayerGeometry, target: Target) -> LayerCost:
-    """A concatenation as Vela runs it: one 1x1 pooling copy per input not written in place, into an
-    NHWC output when a channel offset breaks the 16-channel bricks."""
+def copies_cost(g: LayerGeometry, target: Target) -> LayerCost:
+    """A concatenation or PAD as Vela runs it: one 1x1 pooling copy into the output per input not
+    written in place (concatenation: NHWC output when a channel offset breaks the 16-channel
+    bricks) or per padded side (from the constant fill)."""
     ifm_mem, ofm_mem = io_memories(g, target)
     total, compute = 0, 0
     mem_total: dict[str, int] = {}
-    for shape, ifm_nhwc, ofm_nhwc in g.copies:
+    for shape, from_const, ifm_nhwc, ofm_nhwc in g.copies:
+        src = target.const_memory if from_const else ifm_mem
         q = Query(NpuOp.POOL, shape, shape, (1, 1), (1, 1), 8 * g.itemsize, ifm_nhwc, ofm_nhwc)
         blk = find_block(q, target)
-        op = mac_op_cycles(q, blk, target, ifm_mem, ofm_mem, target.npu.output_stage.conv, None).total
-        rd, wr = feature_map_bytes(q, blk, target, ifm_mem, ofm_mem)
-        mem = {ifm_mem: rd / target.bandwidth(ifm_mem)}
+        op = mac_op_cycles(q, blk, target, src, ofm_mem, target.npu.output_stage.conv, None).total
+        rd, wr = feature_map_bytes(q, blk, target, src, ofm_mem)
+        mem = {src: rd / target.bandwidth(src)}
         mem[ofm_mem] = mem.get(ofm_mem, 0.0) + wr / target.bandwidth(ofm_mem)
         total += max(op, int(max(mem.values())))
         compute += op
