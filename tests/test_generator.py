@@ -129,6 +129,9 @@ def test_corpus_labels_equal_vela_and_cache_invalidates(tmp_path: Path, monkeypa
     # a different descriptor (here: another clock) is a different key: compiled again
     faster = dataclasses.replace(t, system=dataclasses.replace(t.system, core_clock_hz=t.clock_hz * 2))  # type: ignore[arg-type]
     assert corpus_mod.label(m.name, m.data, faster, tmp_path)[1] is False
+    # the same descriptor read from another place (another checkout) is the same key: a hit
+    moved = dataclasses.replace(t, source=tmp_path / "elsewhere" / "ethos-u55-128.toml")
+    assert corpus_mod.label(m.name, m.data, moved, tmp_path) == (labels, True)
     # so is another Vela version
     monkeypatch.setattr(corpus_mod, "vela_version", lambda: "0.0-test")
     relabelled, hit = corpus_mod.label(m.name, m.data, t, tmp_path)

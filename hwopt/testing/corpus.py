@@ -60,9 +60,13 @@ def vela_version() -> str:
 
 
 def label_key(model_bytes: bytes, target: Target) -> str:
-    """Content hash of everything a label depends on."""
+    """Content hash of everything a label depends on.
+
+    The descriptor's file path is left out (the same descriptor in another checkout is the same
+    target); its content is in via the Target's fields and the Vela configuration text.
+    """
     h = hashlib.sha256()
-    for part in (LABEL_SCHEMA, vela_version(), repr(target), regor_arch(target), system_config_text(target),
+    for part in (LABEL_SCHEMA, vela_version(), repr(replace(target, source=None)), regor_arch(target), system_config_text(target),
                  options_text(target, None)):
         h.update(part.encode())
         h.update(b"\0")
