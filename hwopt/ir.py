@@ -206,6 +206,8 @@ class Operator:
 
 @dataclass(eq=False)
 class Subgraph:
+    """One subgraph: its tensors, its operators in execution order, and its input and output tensor indices."""
+
     index: int
     name: str
     tensors: list[Tensor]

@@ -3,8 +3,8 @@
 Exit codes: 0 success, 1 findings / failed expectations / failed gate, 2 usage or input
 error (one line on stderr, never a traceback), 3 an internal error (a bug in hwopt).
 Each subcommand's flags live in hwopt.cli.<command> (`register(subparsers)`, nothing heavy
-imported) and its code in hwopt.cli.run_<command>, which `main` loads for the one command
-that runs: so `hwopt --help` imports no engine.
+imported) and its code in hwopt.cli.run_<command>; `main` loads both for the one command
+that runs (`hwopt --help` loads every flag module and no engine).
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from hwopt._version import __version__
-from hwopt.cli import audit, check, compile, encode, enforce, estimate, explore, gate, sweep, targets, tree
 from hwopt.errors import HwoptError
 
-# Subcommand flag modules, in the order `hwopt --help` lists them.
-COMMANDS = (audit, targets, check, estimate, encode, enforce, compile, gate, tree, sweep, explore)
+# Subcommands, in the order `hwopt --help` lists them; each one's flags are in hwopt.cli.<name>.
+COMMANDS = ("audit", "targets", "check", "estimate", "encode", "enforce", "compile", "gate", "tree", "sweep", "explore")
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -35,6 +34,33 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"hwopt: error: {message} (see {self.prog} --help)\n")  # one prefix for every command
         raise SystemExit(EXIT_USAGE)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help layout, sized by `help_width`: argparse builds a formatter for every
+    add_argument, and sizing one itself imports shutil (with bz2 and lzma), a share of start-up."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, help_width() if width is None else width)
+
+
+def help_width() -> int:
+    """The width help text wraps to, as argparse sizes it: $COLUMNS, else the terminal's, else 80; less 2."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 0
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
 
 
 class _WarningFormatter(logging.Formatter):
@@ -68,27 +94,27 @@ def build_parser(only: str | None = None) -> Parser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for command in COMMANDS:
-        if only is None or command_name(command) == only:
-            command.register(sub)
+        if only is None or command == only:
+            _load(f"hwopt.cli.{command}").register(sub)
     return parser
-
-
-def command_name(command: Any) -> str:
-    """The subcommand a flag module registers: the module's own name (`hwopt.cli.audit` -> audit)."""
-    return str(command.__name__).rpartition(".")[2]
 
 
 def chosen_command(argv: Sequence[str]) -> str | None:
     """The subcommand a command line names (its first word that is not an option), if it is one."""
     word = next((a for a in argv if not a.startswith("-")), None)
-    return word if word in {command_name(c) for c in COMMANDS} else None
+    return word if word in COMMANDS else None
 
 
 def load_handler(handler: str) -> Callable[[argparse.Namespace], int]:
-    """The function a "hwopt.cli.run_<command>:<function>" handler names: the one place a command's code loads."""
+    """The function a "hwopt.cli.run_<command>:<function>" handler names."""
     module, _, name = handler.partition(":")
-    run: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), name)  # lazy: only the command that runs loads its engines
+    run: Callable[[argparse.Namespace], int] = getattr(_load(module), name)
     return run
+
+
+def _load(module: str) -> Any:
+    """A command's flag module or code module: the one place the CLI loads a command."""
+    return importlib.import_module(module)  # lazy: only the command that runs loads its flags and its engines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,6 +47,8 @@ class Expectations:
 
 @dataclass(frozen=True)
 class LayerAudit(OpRef):
+    """The audit of one weight layer: structure of its stored weights and the MACs of its operator."""
+
     weight_tensor: str
     shape: list[int]
     dtype: str
@@ -67,6 +69,8 @@ class LayerAudit(OpRef):
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """The audited file: sizes, operators, and what runs in floating point."""
+
     path: str
     bytes: int
     deflate_bytes: int | None  # None: not measured (callers that report no compressed size skip the zlib pass)
@@ -82,6 +86,8 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Summary:
+    """Totals and maxima over every weight layer of the model."""
+
     weight_elements: int
     weight_bytes: int
     sparsity: float
@@ -94,6 +100,8 @@ class Summary:
 
 @dataclass(frozen=True)
 class AuditReport:
+    """The `hwopt.audit/1` report: the model, one record per weight layer, the summary and findings."""
+
     schema: str
     model: ModelInfo
     layers: list[LayerAudit]
