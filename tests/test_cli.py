@@ -242,3 +242,26 @@ def test_help_width_is_the_one_argparse_would_choose(columns: str | None, monkey
     else:
         monkeypatch.setenv("COLUMNS", columns)
     assert help_width() == shutil.get_terminal_size().columns - 2
+
+
+def test_a_command_collects_young_objects_less_often_and_restores_the_threshold(
+        run_cli: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a command runs the young-generation threshold is the CLI's; afterwards the caller's again."""
+    import gc
+
+    import hwopt.cli
+    from hwopt.cli import GC_YOUNG_THRESHOLD
+
+    seen = []
+    real_load = hwopt.cli.load_handler
+
+    def load_handler(handler: str) -> Callable[..., int]:
+        seen.append(gc.get_threshold())
+        return real_load(handler)
+
+    monkeypatch.setattr(hwopt.cli, "load_handler", load_handler)
+    model = tmp_path / "m.tflite"
+    model.write_bytes(int8_conv_model())
+    before = gc.get_threshold()
+    assert run_cli("audit", "--json", model).code == 0
+    assert seen == [(GC_YOUNG_THRESHOLD, *before[1:])] and gc.get_threshold() == before

@@ -10,6 +10,7 @@ that runs (`hwopt --help` loads every flag module and no engine).
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
@@ -26,6 +27,11 @@ from hwopt.errors import HwoptError
 COMMANDS = ("audit", "targets", "check", "estimate", "encode", "enforce", "compile", "gate", "tree", "sweep", "explore")
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+# New container objects between two young-generation passes of the cyclic collector while a
+# command runs (Python's default is 700): loading numpy and the engines and reading a model
+# create hundreds of thousands, almost none of them cyclic garbage, and some fifty passes
+# over them cost ~5% of an audit. Memory is still freed by reference counting as before.
+GC_YOUNG_THRESHOLD = 100_000
 
 
 class Parser(argparse.ArgumentParser):
@@ -132,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     previous = _install_signal_handlers()
+    previous_gc = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *previous_gc[1:])
     if getattr(args, "blas_threads", None) and "numpy" not in sys.modules:  # before the command loads numpy
         os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.blas_threads))
     try:
@@ -162,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             running.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        gc.set_threshold(*previous_gc)
 
 
 class _TerminatedError(BaseException):
