@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .batch_decode import decode_streams
-from .layout import DMA_ALIGN, Algorithm, Geometry, dtype_range, fc_padded, geometry, per_ofm, sram_layout
+from .batch_decode import decode_streams, group_bytes
+from .layout import DMA_ALIGN, Algorithm, Geometry, dtype_range, fc_padded, geometry, per_ofm
 from .stream_codec import INITIAL_PARAMS, StreamParams, decode_stream
 from .variants import N78Variant
 from .weight_codec import EncodedLayer, Layout
@@ -33,20 +33,9 @@ class DecodedLayer:
 
 
 def _entries(data: bytes, geo: Geometry, variant: N78Variant) -> list[bytes]:
-    """Undo the 16-byte bank interleave: the padded byte stream of every (stripe, group) entry."""
-    banks = sram_layout(geo.num_entries, geo.num_iterations, variant)
-    per_bank = max(len(b) for b in banks)
-    unit = variant.num_srams * DMA_ALIGN * per_bank
-    if not data or len(data) % unit:
-        raise ValueError("blob size does not match the layer geometry")
-    entry_len = len(data) // unit * DMA_ALIGN
-    words = np.frombuffer(data, dtype=np.uint8).reshape(-1, variant.num_srams, DMA_ALIGN)
-    out: list[bytes] = [b""] * geo.num_entries
-    for b, group in enumerate(banks):
-        stream = words[:, b, :].reshape(-1)
-        for k, e in enumerate(group):
-            out[e] = stream[k * entry_len : (k + 1) * entry_len].tobytes()
-    return out
+    """The padded byte stream of every (stripe, group) entry, the bank interleave undone by `group_bytes`."""
+    flat, entry_len = group_bytes(data, geo, variant)
+    return [flat[e * entry_len : (e + 1) * entry_len].tobytes() for e in range(geo.num_entries)]
 
 
 def decode_layer_full(
