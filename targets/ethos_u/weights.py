@@ -228,23 +228,37 @@ def _depth_first_order(w: np.ndarray, *, ifm_ublock: int, ofm_ublock: int, ofm_b
     block, IFM block, OFM µblock, kernel element, IFM µblock, OFM channel, IFM channel (the
     last OFM block padded to whole µblocks, the IFM depth to whole IFM blocks, with zeros).
     """
-    o_n, h_n, w_n, i_n = w.shape
-    ke = h_n * w_n
-    n_ib = -(-i_n // ifm_block)
-    pad_i = n_ib * ifm_block - i_n
-    full = o_n // ofm_block * ofm_block
+    ke = w.shape[1] * w.shape[2]
+    n_ib = -(-w.shape[3] // ifm_block)
     parts = []
+    for _, n_ob, block, sub in _padded_ofm_groups(w, ofm_block, ofm_ublock, ifm_block):
+        t = sub.reshape(n_ob, block // ofm_ublock, ofm_ublock, ke, n_ib, ifm_block // ifm_ublock, ifm_ublock)
+        parts.append(t.transpose(0, 4, 1, 3, 5, 2, 6).reshape(-1))
+    return _joined(parts, w.dtype)
+
+
+def _padded_ofm_groups(w: np.ndarray, ofm_block: int, ofm_ublock: int,
+                       ifm_block: int) -> Iterator[tuple[int, int, int, np.ndarray]]:
+    """The whole OFM blocks, then the rest as one block rounded up to whole µblocks, each as
+    (first OFM, blocks, block depth, weights [blocks * depth, H * W, IFM depth padded to whole
+    IFM blocks]), zero-padded: the brick layout both depth-first orders start from."""
+    o_n, h_n, w_n, i_n = w.shape
+    pad_i = -(-i_n // ifm_block) * ifm_block - i_n
+    full = o_n // ofm_block * ofm_block
     for lo, hi, block in ((0, full, ofm_block), (full, o_n, _round_up(o_n - full, ofm_ublock))):
         if hi <= lo:
             continue
-        sub = w[lo:hi].reshape(hi - lo, ke, i_n)
+        sub = w[lo:hi].reshape(hi - lo, h_n * w_n, i_n)
         n_ob = (hi - lo + block - 1) // block
         pad_o = n_ob * block - (hi - lo)
         if pad_o or pad_i:
             sub = np.pad(sub, ((0, pad_o), (0, 0), (0, pad_i)))
-        t = sub.reshape(n_ob, block // ofm_ublock, ofm_ublock, ke, n_ib, ifm_block // ifm_ublock, ifm_ublock)
-        parts.append(t.transpose(0, 4, 1, 3, 5, 2, 6).reshape(-1))
-    return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0, dtype=w.dtype)
+        yield lo, n_ob, block, sub
+
+
+def _joined(parts: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """The flat parts back to back (no copy for one part)."""
+    return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0, dtype=dtype)
 
 
 def _u85_elements(sh: int, sw: int, stride: tuple[int, int]) -> list[tuple[int, int]]:
@@ -344,21 +358,12 @@ def _u85_depth_first(w: np.ndarray, *, stream: int, n_streams: int, ofm_block: i
     OFM block → IFM block (reversed in odd OFM blocks) → OFM µblock → kernel element (rows,
     serpentine columns) → IFM step → this decoder's OFM groups of 4 → 4 OFM → IFM channel.
     """
-    o_n, h_n, w_n, i_n = w.shape
+    _, h_n, w_n, i_n = w.shape
     elems = _u85_elements(h_n, w_n, (1, 1))
     ke = np.array([y * w_n + x for y, x in elems], dtype=np.intp)
     n_ib = -(-i_n // ifm_block)
-    pad_i = n_ib * ifm_block - i_n
-    full = o_n // ofm_block * ofm_block
     parts = []
-    for lo, hi, block in ((0, full, ofm_block), (full, o_n, _round_up(o_n - full, ofm_ub))):
-        if hi <= lo:
-            continue
-        n_ob = (hi - lo + block - 1) // block
-        sub = w[lo:hi].reshape(hi - lo, h_n * w_n, i_n)
-        pad_o = n_ob * block - (hi - lo)
-        if pad_o or pad_i:
-            sub = np.pad(sub, ((0, pad_o), (0, 0), (0, pad_i)))
+    for lo, n_ob, block, sub in _padded_ofm_groups(w, ofm_block, ofm_ub, ifm_block):
         t = sub.reshape(n_ob, block // ofm_ub, ofm_ub // 4, 4, h_n * w_n, n_ib, ifm_block // step, step)
         t = t[:, :, stream::n_streams]
         if ke.size > 1 and np.any(ke != np.arange(ke.size)):
@@ -372,7 +377,7 @@ def _u85_depth_first(w: np.ndarray, *, stream: int, n_streams: int, ofm_block: i
             out[odd] = t[odd, ::-1]
             t = out
         parts.append(t.reshape(-1))
-    return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0, dtype=w.dtype)
+    return _joined(parts, w.dtype)
 
 
 def _slices(o_n: int, config: BlockConfig) -> list[tuple[int, int]]:
