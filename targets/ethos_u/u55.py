@@ -289,8 +289,9 @@ def vela_style_cost(g: LayerGeometry, target: Target) -> LayerCost | None:
     add(ifm_mem, ifm_bytes)
     add(ofm_mem, ofm_bytes)
     if q.op is NpuOp.ELEMENTWISE and q.ifm2 is not None and not q.scalar:
-        if g.ifm2 is not None:
-            add(ifm_mem, ifm_bytes)  # the second feature map, read like the first
+        if g.ifm2 is not None:  # the second feature map: one element per OFM element, broadcast or not
+            n = q.ofm[0] * q.ofm[1] * round_up(q.ofm[2], 1 if q.ifm_nhwc else 16)
+            add(ifm_mem, transfer_bytes(target, ifm_mem, q.ifm_nhwc, q.bits, blk.ifm, q.ifm2, n, True))
         else:  # a constant operand, stored NHWC in the constant memory
             n = q.ofm[0] * q.ofm[1] * q.ofm[2]
             add(const, transfer_bytes(target, const, True, q.bits, blk.ifm, q.ifm2, n, True))

@@ -331,12 +331,12 @@ def elementwise_cycles(q: Query, blk: Block, target: Target, ifm_mem: str, ofm_m
 
 
 def feature_map_bytes(q: Query, blk: Block, target: Target, ifm_mem: str, ofm_mem: str) -> tuple[int, int]:
-    """(IFM read, OFM write) bus bytes: the IFM block re-read per OFM block and sub-kernel."""
+    """(IFM read, OFM write) bus bytes: the IFM block re-read per OFM block and sub-kernel (an
+    elementwise operation's first operand only: the second is read from where it lives)."""
     ifm_round = 1 if q.ifm_nhwc else 16
     ofm_round = 1 if q.ofm_nhwc else 16
     if q.op is NpuOp.ELEMENTWISE:
-        n = q.ofm[0] * q.ofm[1] * round_up(q.ofm[2], ifm_round)
-        ifm_n = n * (1 if q.scalar or q.ifm2 is None else 2)
+        ifm_n = q.ofm[0] * q.ofm[1] * round_up(q.ofm[2], ifm_round)
     else:
         ifm_blk = _clip(q.ifm, blk.ifm)
         ofm_blk = _clip(q.ofm, blk.ofm)
