@@ -125,3 +125,71 @@ def configs_from_compiled(compiled: object) -> tuple[dict[int, VelaLayerInfo], i
             info = replace(info, parts=(part,))
         out[key] = info
     return out, int(compiled.perf_report.encodedWeights)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class VelaOpBlock:
+    """One NPU operation of a Vela compile with its block configuration (optimisation database rows
+    `perf`, `perf_debug`, `perf_debug_main`): the query the block search saw and what it chose."""
+
+    op_id: int
+    op_index: int  # input model operator (subgraph 0) it came from, -1 if unknown
+    operator: str  # Vela's operator name after lowering ("Conv2D", "Add", "AvgPool", ...)
+    ifm: tuple[int, int, int]  # the stripe the block was chosen for (H, W, C)
+    ifm2: tuple[int, int, int] | None
+    ofm: tuple[int, int, int]
+    kernel: tuple[int, int]  # (H, W), undilated
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    ifm_bits: int
+    ofm_bits: int
+    weight_format: str
+    transposed: bool  # the OFM is written transposed or reversed
+    cascaded: bool  # the stripe is smaller than the OFM (Vela cascaded the operation)
+    ofm_block: tuple[int, int, int]
+    ifm_block: tuple[int, int, int]
+    ublock: tuple[int, int, int]
+    traversal: str
+
+
+DTYPE_BITS = {"Int8": 8, "UInt8": 8, "Int16": 16, "UInt16": 16, "Int32": 32, "UInt32": 32, "Int48": 64, "Int64": 64,
+              "Bool8": 8}
+
+
+def vela_op_blocks(compiled: object) -> list[VelaOpBlock]:
+    """Every NPU operation Vela ran with its own block configuration, in the order of the database."""
+    tables = compiled.opt_database.tables  # type: ignore[attr-defined]
+
+    def rows(name: str) -> dict[str, dict[str, str]]:
+        t = tables.get(name)
+        return {} if t is None else {r[0]: dict(zip(t.header, r, strict=False)) for r in t.data}
+
+    debug, main, source = rows("perf_debug"), rows("perf_debug_main"), rows("source")
+
+    def shape(r: dict[str, str], name: str) -> tuple[int, int, int]:
+        s = tuple(int(r.get(f"{name}_stripe_{a}") or 0) for a in "hwc")
+        return s if min(s) > 0 else tuple(int(r.get(f"{name}_shape_{a}") or 0) for a in "hwc")  # type: ignore[return-value]
+
+    def triple(r: dict[str, str], name: str) -> tuple[int, int, int]:
+        return tuple(int(r.get(f"{name}_{a}") or 0) for a in "hwc")  # type: ignore[return-value]
+
+    out = []
+    for pid, p in rows("perf").items():
+        m, d = main.get(pid), debug.get(pid)
+        if m is None or d is None or not m.get("ofm_block_h"):
+            continue
+        ifm2 = shape(d, "ifm2")
+        ofm = shape(d, "ofm")
+        full = tuple(int(d.get(f"ofm_shape_{a}") or 0) for a in "hwc")
+        src = source.get(p.get("source_id", ""), {})
+        out.append(VelaOpBlock(
+            int(pid), int(src.get("ext_key") or -1), p.get("operator", ""), shape(d, "ifm"),
+            ifm2 if min(ifm2) > 0 else None, ofm,
+            (int(d.get("kernel_size_y") or 1), int(d.get("kernel_size_x") or 1)),
+            (int(d.get("kernel_stride_y") or 1), int(d.get("kernel_stride_x") or 1)),
+            (int(d.get("kernel_dilation_y") or 1), int(d.get("kernel_dilation_x") or 1)),
+            DTYPE_BITS.get(d.get("ifm_dtype", ""), 8), DTYPE_BITS.get(d.get("ofm_dtype", ""), 8),
+            d.get("weight_format", ""), d.get("transpose_type", "None") not in ("None", "")
+            or d.get("reverse_type", "None") not in ("None", ""), ofm != full,
+            triple(m, "ofm_block"), triple(m, "ifm_block"), triple(m, "ofm_ublock"), m.get("traversal", "")))
+    return out

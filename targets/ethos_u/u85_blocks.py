@@ -1,0 +1,473 @@
+"""Ethos-U85 block configuration: the OFM/IFM block, micro-block, traversal and accumulator that
+Vela's U85 scheduler picks for one NPU operation.
+
+The search follows the architecture's own rules: the micro-block is the valid one that wastes the
+fewest OFM elements; elementwise operations fill the output and chaining buffers; depthwise and
+pooling operations fit an area of the accumulator RAM by the OFM's aspect, then keep room to
+pre-buffer one more IFM row; every other operation scans OFM blocks whose IFM and accumulators fit
+the RAMs (double-buffered when possible) for the least IFM + weight fetch per OFM element, with the
+costs in single precision so that ties resolve as the hardware compiler resolves them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+
+import numpy as np
+
+from hwopt.errors import HwoptError
+from hwopt.targets.ethos_u.weights import Traversal
+
+Shape3 = tuple[int, int, int]
+
+ACC_DEPTH_GRANULE = 16  # accumulator RAM depth granule
+OFM_SPLIT_DEPTH = 16  # block depths below the OFM depth are whole multiples of this
+BRICK = 16  # elements in one chaining-buffer brick
+CB_SLOTS = 6  # chaining buffer slots
+SUBKERNEL = (8, 8)  # larger kernels run as sub-kernels of at most 8 x 8
+OFM_BLOCK_MAX = (128, 128, 1024)
+
+
+class U85Op(Enum):
+    """The U85 hardware operation a (lowered) operator runs as; it selects the search."""
+
+    CONV = "conv"
+    DEPTHWISE = "depthwise"
+    VECTOR_PRODUCT = "vector_product"  # fully connected
+    POOL = "pool"  # pooling, standalone activations, LUTs, rescales
+    REDUCE_SUM = "reduce_sum"
+    REDUCE_MINMAX = "reduce_minmax"
+    ARGMAX = "argmax"
+    ELEMENTWISE = "elementwise"
+    RESIZE = "resize"
+    MEMORY_COPY = "memory_copy"
+
+
+@dataclass(frozen=True)
+class U85Arch:
+    """The fixed buffers and micro-blocks of one U85 size (Arm Ethos-U85 TRM / Vela's configuration table)."""
+
+    macs: int
+    ublocks: tuple[Shape3, ...]  # in the order the search tries them (ties keep the first)
+    ifm_ram: int
+    acc_ram: int
+    cb_ram: int  # chaining buffer
+    ob_ram: int  # output buffer
+    # IFM allocation unit per micro-block, for IFM block depths of <= 128, <= 256 and > 256 bits
+    alloc_units: dict[Shape3, tuple[Shape3, Shape3, Shape3]]
+    # the operations each micro-block serves, per IFM precision (8, 16, 32 bits)
+    ops: dict[Shape3, tuple[frozenset[U85Op], frozenset[U85Op], frozenset[U85Op]]]
+
+
+def _ops(*names: str) -> frozenset[U85Op]:
+    return frozenset(U85Op(n) for n in names)
+
+
+_CONV = ("conv", "vector_product")
+_ALL = (*_CONV, "depthwise", "pool", "reduce_sum", "elementwise", "reduce_minmax", "argmax", "resize")
+_NARROW = _ops(*_CONV, "reduce_sum", "elementwise", "resize")  # 8-bit IFM, 8-deep micro-blocks
+_WIDE16 = _ops(*_ALL)
+_WIDE32 = _ops("reduce_sum", "elementwise", "reduce_minmax", "resize")
+_DEEP8 = _ops("depthwise", "pool", "elementwise", "reduce_minmax", "argmax", "resize")
+_DEEP16 = _ops(*_CONV, "elementwise", "resize")  # 16-bit IFM: 1x1 depth-first convolutions only
+_DEEP32 = _ops("elementwise", "resize")
+_MC = _ops(*_CONV, "elementwise")  # multi-core, 32/64-deep micro-blocks
+
+
+def _arch_table() -> dict[int, U85Arch]:
+    small = ((1, 2, 1), (1, 1, 2), (1, 1, 2))
+    au256 = ((2, 2, 1), (1, 2, 2), (1, 1, 4))
+    au_w4 = ((1, 4, 1), (1, 2, 2), (1, 1, 4))
+    au1k, au1k_w = ((2, 4, 1), (2, 2, 2), (1, 2, 4)), ((2, 4, 1), (1, 4, 2), (1, 2, 4))
+    au2k, au2k_w = ((4, 4, 1), (2, 4, 2), (2, 2, 4)), ((4, 4, 1), (2, 4, 2), (1, 4, 4))
+    narrow, deep, full = (_NARROW, _WIDE16, _WIDE32), (_DEEP8, _DEEP16, _DEEP32), (_WIDE16, _WIDE16, _WIDE32)
+    mc, mc16 = (_MC, _MC, _ops("elementwise")), full
+    return {
+        128: U85Arch(128, ((1, 2, 8), (1, 1, 16)), 8192, 8192, 768, 2048,
+                     {(1, 2, 8): small, (1, 1, 16): small}, {(1, 2, 8): narrow, (1, 1, 16): deep}),
+        256: U85Arch(256, ((1, 2, 16), (1, 4, 8), (2, 2, 8)), 16384, 16384, 1536, 2048,
+                     {(2, 2, 8): au256, (1, 2, 16): au256, (1, 4, 8): au_w4},
+                     {(2, 2, 8): narrow, (1, 4, 8): narrow, (1, 2, 16): deep}),
+        512: U85Arch(512, ((2, 2, 16), (1, 4, 16)), 16384, 32768, 3072, 4096,
+                     {(2, 2, 16): au256, (1, 4, 16): au_w4}, {(2, 2, 16): full, (1, 4, 16): full}),
+        1024: U85Arch(1024, ((2, 2, 32), (1, 4, 32), (2, 4, 16)), 16384, 65536, 6144, 4096,
+                      {(2, 2, 32): au1k, (2, 4, 16): au1k, (1, 4, 32): au1k_w},
+                      {(2, 2, 32): mc, (1, 4, 32): mc, (2, 4, 16): mc16}),
+        2048: U85Arch(2048, ((2, 2, 64), (1, 4, 64), (4, 4, 16)), 32768, 131072, 12288, 8192,
+                      {(2, 2, 64): au2k, (4, 4, 16): au2k, (1, 4, 64): au2k_w},
+                      {(2, 2, 64): mc, (1, 4, 64): mc, (4, 4, 16): mc16}),
+    }
+
+
+U85_ARCH = _arch_table()
+
+
+@dataclass(frozen=True)
+class U85Query:
+    """What the block search needs of one NPU operation (shapes H, W, C; kernel sizes undilated)."""
+
+    op: U85Op
+    ifm: Shape3
+    ofm: Shape3
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    ifm_bits: int = 8
+    ofm_bits: int = 8
+    ifm2: Shape3 | None = None  # second feature-map operand (binary elementwise)
+    sparse: bool = False  # 2:4-sparse weights
+    scaled: bool = True  # the operation rescales its output (16-bit operations then use 48-bit accumulators)
+    upscale: int = 1  # IFM resampling (2: nearest/transpose upscaling)
+    resize_scale_x: tuple[int, int] = (1, 1)  # RESIZE: width scale n / d
+
+    def __post_init__(self) -> None:
+        if min(*self.ifm, *self.ofm, *self.kernel, *self.stride, *self.dilation) < 1:
+            raise HwoptError(f"U85 block query with an empty shape or kernel: {self}")
+        if self.ifm_bits not in (8, 16, 32, 64):
+            raise HwoptError(f"U85 block query with {self.ifm_bits}-bit input")
+
+
+@dataclass(frozen=True)
+class U85BlockConfig:
+    """One operation's block configuration as the U85 runs it."""
+
+    ofm: Shape3  # OFM block
+    ifm: Shape3  # IFM block (its depth: the IFM channels consumed per block step)
+    ublock: Shape3  # OFM micro-block
+    traversal: Traversal
+    acc_bits: int  # 32, or 48 (stored in 64) for 16-bit scaled operations
+    ifm_au: Shape3  # IFM allocation unit the IFM block is rounded to
+    blocks_in_ram: int = 2  # IFM/accumulator blocks double-buffered (1: single, the search's fallback)
+
+
+def _ru(v: int, a: int) -> int:
+    return -(-v // a) * a
+
+
+def _rz(v: int, a: int) -> int:
+    return v - v % a
+
+
+def _dilated(q: U85Query) -> tuple[int, int]:
+    return ((q.kernel[0] - 1) * q.dilation[0] + 1, (q.kernel[1] - 1) * q.dilation[1] + 1)
+
+
+def _ublock(q: U85Query, arch: U85Arch, part_kernel: bool) -> Shape3:
+    """The valid micro-block that wastes the fewest OFM elements (the first on a tie)."""
+    bit_idx = min(q.ifm_bits, 32) // 16
+    depth_first_1x1 = q.kernel == (1, 1) and not part_kernel
+    best, waste = None, math.inf
+    for ub in arch.ublocks:
+        op = U85Op.POOL if q.op is U85Op.MEMORY_COPY else q.op
+        if op not in arch.ops[ub][bit_idx]:
+            continue
+        if op is U85Op.CONV and arch.macs in (128, 256) and ub[2] == 16 and ub[:2] != (2, 2) and not depth_first_1x1:
+            continue
+        w = math.prod(_ru(o, u) for o, u in zip(q.ofm, ub, strict=True)) - math.prod(q.ofm)
+        if w < waste:
+            best, waste = ub, w
+    if best is None:
+        raise HwoptError(f"no U85-{arch.macs} micro-block serves {q.op.value} with {q.ifm_bits}-bit input")
+    return best
+
+
+def _alloc_unit(arch: U85Arch, depth: int, bits: int, ub: Shape3) -> Shape3:
+    """IFM allocation unit for an IFM block `depth` channels deep (its depth in elements of `bits`)."""
+    db = depth * bits
+    au = arch.alloc_units[ub][2 if db > 256 else 1 if db > 128 else 0]
+    return (au[0], au[1], au[2] * 128 // bits)
+
+
+def _ifm_block(ofm: tuple[int, int], q: U85Query, au: Shape3, depth: int) -> Shape3:
+    """IFM block (H, W rounded to the allocation unit) that feeds an OFM block of H x W."""
+    dh, dw = _dilated(q)
+    h = math.ceil(((ofm[0] - 1) * q.stride[0] + min(dh, SUBKERNEL[0])) / q.upscale)
+    w = math.ceil(((ofm[1] - 1) * q.stride[1] + min(dw, SUBKERNEL[1])) / q.upscale)
+    return (_ru(h, au[0]), _ru(w, au[1]), _ru(depth, au[2]))
+
+
+def _part_kernel(ifm_depth: int, k: int, sparse: bool) -> bool:
+    """Kernel-first traversal when it keeps more of the MAC array busy than depth-first."""
+    s, r = (10, 4) if sparse else (5, 2)
+    k_rnd = (k // s) * s + max(k % s, r)
+    return (ifm_depth / _ru(ifm_depth, 16)) * (k / k_rnd) >= ifm_depth / _ru(ifm_depth, 128 if sparse else 64)
+
+
+def _granular_tile(rng: int, granule: int, tile: int) -> int:
+    if rng % tile == 0:
+        return tile
+    return max(_ru(rng // (rng // tile + 1), granule), granule)
+
+
+def _reapportion(value: int, max_limit: int, avail: int, required: int) -> tuple[int, int]:
+    excess = min(avail // required, max_limit // value)
+    return (value * excess, avail // excess) if excess >= 2 else (value, avail)
+
+
+def _elementwise(q: U85Query, arch: U85Arch, ub: Shape3) -> Shape3:
+    """Elementwise block: the output buffer's width in depth granules, reapportioned on broadcasts."""
+    gh, gw, gd = ub[0], ub[1], ACC_DEPTH_GRANULE
+    ofm = (_ru(q.ofm[0], gh), _ru(q.ofm[1], gw), _ru(q.ofm[2], gd))
+    lim = tuple(min(a, b) for a, b in zip(ofm, OFM_BLOCK_MAX, strict=True))
+    scalar = math.prod(q.ifm) == 1 or (q.ifm2 is not None and math.prod(q.ifm2) == 1)
+    cb_bricks = (arch.cb_ram // CB_SLOTS) // (BRICK * (q.ifm_bits // 8))
+    ob_w_units = (arch.ob_ram * 8 // q.ifm_bits) // gd
+    cb_w_units = cb_bricks // ub[0]
+    h_lim = _granular_tile(ofm[0], gh, lim[0])
+    w_req = _granular_tile(ofm[1], gw, min(ob_w_units, lim[1]))
+    c_lim, w_lim = _reapportion(gd, lim[2], ob_w_units, max(w_req, gw))
+    if not scalar and q.ifm2 is not None:
+        mask = 0
+        for shape in (q.ifm, q.ifm2):  # bit 0: depth, 1: width, 2: height broadcast
+            mask |= sum(1 << i for i, (a, b) in enumerate(zip(shape[::-1], q.ofm[::-1], strict=True)) if a < b)
+        if mask & 1:
+            c_lim, w_lim = _granular_tile(ofm[2], gd, lim[2]), cb_w_units
+            if mask == 1:
+                h_lim, w_lim = _reapportion(ub[0], lim[0], w_lim, max(w_req, gw))
+        elif mask & 4:
+            c_lim, w_lim = _reapportion(BRICK, lim[2], cb_w_units, max(w_req, gw))
+    return (_ru(h_lim, gh), _ru(w_lim, gw), _ru(c_lim, gd))
+
+
+def _best_tile(rng: int, granule: int, tile: int) -> int:
+    """The tile (a multiple of the granule, not much under `tile`) leaving the largest last tile."""
+    if rng % tile == 0:
+        return tile
+    tile2 = max(_ru(rng // (rng // tile + 1), granule), granule)
+    best, best_rem = tile, rng % tile
+    for t in range(tile, max(max(tile2 - granule * 2, (tile2 + 1) // 2), granule) - 1, -granule):
+        rem = rng % t or t
+        if rem > best_rem:
+            best, best_rem = t, rem
+    return best
+
+
+def _area_fit(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: int,
+              ofm: Shape3, lim: Shape3) -> Shape3:
+    """Depthwise/pooling first fit: per block depth, the area by the OFM's aspect that fits both RAMs."""
+    acc_el = arch.acc_ram * 8 // acc_bits
+    ib_el = arch.ifm_ram * 8 // q.ifm_bits
+    ub_acc = ub[0] * ub[1] * ACC_DEPTH_GRANULE
+    aspect = ofm[0] / ofm[1]
+    depth_first = _dilated(q) == (1, 1)
+    max_depth = min(max(arch.macs, acc_el // ub_acc), lim[2])
+    area = ofm[1] * ofm[2] if depth_first else ofm[0] * ofm[1]
+    fit, best = (0, 0, 0), math.inf
+    for depth in range(ACC_DEPTH_GRANULE, max_depth + 1, ACC_DEPTH_GRANULE):
+        au = _alloc_unit(arch, ifm_depth or depth, q.ifm_bits, ub)
+        ifm_volume = math.prod(_ru(a, b) for a, b in zip(q.ifm, au, strict=True))
+        fit_acc, prev, retry, fitted = acc_el, -1, 25, False
+        while True:
+            w = math.sqrt((fit_acc // depth) / aspect)
+            h = w * aspect
+            if h < 1.0:
+                w, h = w * h, 1.0
+            elif w < 1.0:
+                h, w = h * w, 1.0
+            width = min(_rz(max(int(w), ub[1]), ub[1]), lim[1])
+            height = min(_rz(max(int(h), ub[0]), ub[0]), lim[0])
+            tmp = width * height
+            if width < ofm[1]:
+                width = _best_tile(ofm[1], ub[1], width)
+            height = max(_rz(tmp // width, ub[0]), ub[0])
+            acc_req = width * height * depth
+            ab_ratio = acc_el / acc_req
+            ib_req = min(math.prod(_ifm_block((height, width), q, au, ifm_depth or depth)), ifm_volume)
+            ib_ratio = ib_el / ib_req
+            if ab_ratio >= 1.0 and ib_ratio >= 1.0:
+                used = depth % au[2] or au[2]
+                waste = 1.0 + ((au[2] - used) / au[2]) / 10
+                fit_m = 1.0 + abs(1.0 - lim[2] / depth) / 10
+                coverage = 1.0 + abs(1.0 - area / (width * (depth if depth_first else height)))
+                metric = coverage * fit_m * waste
+                if metric < best:
+                    fit, best = (height, width, depth), metric
+                    if depth >= ofm[2] and width >= ofm[1] and height >= ofm[0]:
+                        return ofm
+                fitted = True
+                break
+            if acc_req == prev:
+                retry -= 1
+                if retry <= 0:
+                    ib_ratio = 0.9
+            prev = acc_req
+            if ib_ratio < 1.0 and ab_ratio > 1.0:
+                fit_acc = min(fit_acc, acc_req)
+            new_acc = max(int((fit_acc // ub_acc) * min(ib_ratio, ab_ratio)), 0) * ub_acc
+            if new_acc == fit_acc:
+                new_acc = fit_acc - ub_acc
+            if new_acc < ub_acc:
+                break
+            fit_acc = new_acc
+        if not fitted:
+            break
+    return fit
+
+
+def _depthwise(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: int) -> tuple[Shape3, Shape3, Shape3]:
+    """Depthwise/pooling block: the area fit, shrunk until one more IFM row can be pre-buffered."""
+    g = (ub[0], ub[1], ACC_DEPTH_GRANULE)
+    ofm = (_ru(q.ofm[0], g[0]), _ru(q.ofm[1], g[1]), _ru(q.ofm[2], g[2]))
+    lim = (min(ofm[0], OFM_BLOCK_MAX[0]), min(ofm[1], OFM_BLOCK_MAX[1]), min(ofm[2], OFM_BLOCK_MAX[2]))
+    ib_el = arch.ifm_ram * 8 // q.ifm_bits
+    h, w, d = _area_fit(q, arch, ub, acc_bits, ifm_depth, ofm, lim)
+    force = 0
+    while True:
+        au = _alloc_unit(arch, ifm_depth or d, q.ifm_bits, ub)
+        req = _ifm_block((h, w), q, au, ifm_depth or d)
+        if w < ofm[1] or h < ofm[0] or d < ofm[2]:
+            row = _ifm_block((g[0], w), q, au, ifm_depth or d)
+            if ib_el - math.prod(req) < math.prod(row):
+                if (h != ofm[0] or force & 2) and h > g[0]:
+                    h -= g[0]
+                elif (d > w or force & 1) and d > au[2]:
+                    d -= au[2]
+                elif (w != ofm[1] or force & 4) and w > g[1]:
+                    w -= g[1]
+                elif force != 7:
+                    force = (force << 1) | 1
+                elif d > g[2]:
+                    d = max(d // 2, g[2])
+                else:
+                    break
+                continue
+        break
+    return (h, w, d), req, au
+
+
+def _scan(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: int,
+          traversal: Traversal) -> U85BlockConfig | None:
+    """Scan OFM blocks (depth, height, width order) for the least relative fetch cost in single precision."""
+    f32 = np.float32
+    equal_depth = q.op in (U85Op.RESIZE, U85Op.MEMORY_COPY)
+    ifm = q.ifm if q.ifm2 is None or math.prod(q.ifm2) <= math.prod(q.ifm) else q.ifm2
+    step = [ub[0], ub[1], max(ub[2], ACC_DEPTH_GRANULE)]
+    end = [_ru(max(min(o, m), s), u) for o, m, s, u in zip(q.ofm, OFM_BLOCK_MAX, step, ub, strict=True)]
+    if q.op is U85Op.RESIZE:
+        cb_bricks = (arch.cb_ram // CB_SLOTS) // (BRICK * (q.ifm_bits // 8))
+        n, d_ = q.resize_scale_x
+        max_w = max(1, min(math.ceil(((cb_bricks - 2) * n + 1) / d_), OFM_BLOCK_MAX[1]))
+        step = [1, min(step[1], max_w), step[2]]
+        end = [1, max_w, 16]
+    depths = []
+    depth = max(ub[2], min(end[2], OFM_SPLIT_DEPTH))
+    while True:
+        if depth < q.ofm[2]:
+            depth = _ru(depth, OFM_SPLIT_DEPTH)
+        if depth > end[2]:
+            break
+        depths.append(depth)
+        depth += ub[2]
+    d = np.array(depths)[:, None, None]
+    h = np.arange(step[0], end[0] + 1, step[0])[None, :, None]
+    w = np.arange(step[1], end[1] + 1, step[1])[None, None, :]
+    d, h, w = np.broadcast_arrays(d, h, w)
+    ifm_d = d if equal_depth else np.full_like(d, ifm_depth)
+    bits = ifm_d * q.ifm_bits
+    au_idx = np.where(bits > 256, 2, np.where(bits > 128, 1, 0))
+    aus = np.array(arch.alloc_units[ub]) * np.array([1, 1, 128 // q.ifm_bits])
+    au = aus[au_idx]  # (..., 3)
+    dh, dw = _dilated(q)
+    ib_h = -(-((h - 1) * q.stride[0] + min(dh, SUBKERNEL[0])) // q.upscale)
+    ib_w = -(-((w - 1) * q.stride[1] + min(dw, SUBKERNEL[1])) // q.upscale)
+    ib_h, ib_w = -(-ib_h // au[..., 0]) * au[..., 0], -(-ib_w // au[..., 1]) * au[..., 1]
+    ib_d = -(-ifm_d // au[..., 2]) * au[..., 2]
+    fit_d = d if equal_depth else np.minimum(ib_d, ifm[2])
+    fit_d = -(-fit_d // au[..., 2]) * au[..., 2]
+    acc = h * w * (-(-d // ACC_DEPTH_GRANULE) * ACC_DEPTH_GRANULE) * acc_bits // 8
+    ifm_bytes = ib_h * ib_w * fit_d * (q.ifm_bits // 8)
+    conv = q.op is U85Op.CONV
+    full_h, full_w, full_d = -(-q.ofm[0] // h), -(-q.ofm[1] // w), -(-q.ofm[2] // d)
+    bx, by, bz = f32(q.ofm[1]) / w.astype(f32), f32(q.ofm[0]) / h.astype(f32), f32(q.ofm[2]) / d.astype(f32)
+    wf = (f32(q.kernel[0] * q.kernel[1] if conv else 0) * f32(ifm[2])) * (full_h * full_w).astype(f32)
+    wf = wf * (bz * d.astype(f32))
+    repeats = math.ceil(dw / SUBKERNEL[1]) * math.ceil(dh / SUBKERNEL[0])
+    ff = (((ib_h * ib_w).astype(f32) * f32(ifm[2])) * f32(repeats)) * bx * by
+    if not equal_depth:
+        ff = ff * full_d.astype(f32)
+    ofm_el = math.prod(q.ofm)
+    if q.op is U85Op.VECTOR_PRODUCT:
+        cost = f32(1.0) / (h * w).astype(f32)
+    elif q.op is U85Op.RESIZE:
+        cost = f32(ofm_el) / ((h.astype(f32) * w.astype(f32)) * d.astype(f32))
+    else:
+        cost = (ff + wf) / f32(ofm_el)
+    cost = np.where(math.prod(ifm) < ib_h * ib_w * ib_d * 2, cost / f32(2.0), cost).astype(f32)
+    for n_ram in (2, 1):
+        ok = (ifm_bytes * n_ram <= arch.ifm_ram) & (acc * n_ram <= arch.acc_ram) if q.op is not U85Op.RESIZE \
+            else np.ones_like(acc, dtype=bool)
+        if ok.any():
+            break
+    else:
+        return None
+    c = np.where(ok, cost, np.inf).ravel()
+    best = c.min()
+    ties = np.flatnonzero(c == best)
+    pick, best_cov = int(ties[0]), math.inf
+    flat_h, flat_w, flat_ibh, flat_ibw = h.ravel(), w.ravel(), ib_h.ravel(), ib_w.ravel()
+    for i in ties[1:]:  # equal cost: a small block that covers more of the IFM wins, later ones first
+        cov = f32(ifm[0] * ifm[1]) / f32(max(min(ifm[0], int(flat_ibh[i])) * min(ifm[1], int(flat_ibw[i])), 1))
+        if cov <= best_cov and flat_h[i] <= 4 and flat_w[i] <= 4:
+            pick, best_cov = int(i), float(cov)
+    i3 = np.unravel_index(pick, d.shape)
+    return U85BlockConfig((int(h[i3]), int(w[i3]), int(d[i3])), (int(ib_h[i3]), int(ib_w[i3]), int(ifm_d[i3])),
+                          ub, traversal, acc_bits, tuple(int(x) for x in au[i3]), n_ram)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=4096)
+def find_u85_block(q: U85Query, macs: int) -> U85BlockConfig:
+    """The block configuration Vela's U85 scheduler picks for `q` on the U85 with `macs` MACs."""
+    arch = U85_ARCH.get(macs)
+    if arch is None:
+        raise HwoptError(f"no Ethos-U85 configuration with {macs} MACs")
+    pooling = q.op in (U85Op.POOL, U85Op.REDUCE_MINMAX, U85Op.ARGMAX, U85Op.MEMORY_COPY)
+    acc_bits = 32
+    if (q.ifm_bits == 16 and not pooling and q.op is not U85Op.REDUCE_SUM and q.scaled) or q.ifm_bits > 32 \
+            or q.ofm_bits > 32:
+        acc_bits = 64  # 48-bit accumulators take 64 bits of RAM
+    ifm = q.ifm if q.ifm2 is None or math.prod(q.ifm2) <= math.prod(q.ifm) else q.ifm2
+    part = q.op in (U85Op.CONV, U85Op.VECTOR_PRODUCT) and _part_kernel(ifm[2], q.kernel[0] * q.kernel[1], q.sparse)
+    ub = _ublock(q, arch, part)
+    if q.op is U85Op.ELEMENTWISE:
+        ofm = _elementwise(q, arch, ub)
+        return U85BlockConfig(ofm, ofm, ub, Traversal.DEPTH_FIRST, acc_bits, _alloc_unit(arch, ofm[2], q.ifm_bits, ub))
+    if q.op is U85Op.DEPTHWISE:
+        ofm, ifmb, au = _depthwise(q, arch, ub, acc_bits, 0)
+        return U85BlockConfig(ofm, ifmb, ub, Traversal.DEPTHWISE, acc_bits, au)
+    ifm_depth = 64
+    if part:
+        ifm_depth = 16
+    elif q.ifm_bits == 32 or (macs in (128, 256) and ub[2] == 16 and not q.sparse):
+        ifm_depth = 32
+    elif q.sparse and q.ifm_bits == 8:
+        ifm_depth = 128
+    if (pooling and q.op is not U85Op.MEMORY_COPY) or q.op is U85Op.REDUCE_SUM:
+        ofm, ifmb, au = _depthwise(q, arch, ub, acc_bits, ifm_depth if q.op is U85Op.REDUCE_SUM else 0)
+        return U85BlockConfig(ofm, ifmb, ub, Traversal.DEPTH_FIRST, acc_bits, au)
+    cfg = _scan(q, arch, ub, acc_bits, ifm_depth, Traversal.PART_KERNEL if part else Traversal.DEPTH_FIRST)
+    if cfg is None:
+        raise HwoptError(f"no U85-{macs} block configuration fits {q}")
+    return cfg
+
+
+_ELEMENTWISE_NAMES = frozenset((
+    "Add", "Sub", "Abs", "Mul", "Minimum", "Maximum", "LeakyRelu", "CLZ", "SHL", "SHR", "Div", "LogicalAnd", "LogicalOr",
+    "LogicalXor", "LogicalNot", "And", "Or", "Xor", "Not", "Asr", "Equal", "Greater", "GreaterEqual", "NotEqual",
+    "AndNot"))
+_NAMED_OPS = {
+    "Conv2D": U85Op.CONV, "DepthwiseConv2D": U85Op.DEPTHWISE, "FullyConnected": U85Op.VECTOR_PRODUCT,
+    "ReduceSum": U85Op.REDUCE_SUM, "ReduceMin": U85Op.REDUCE_MINMAX, "ReduceMax": U85Op.REDUCE_MINMAX,
+    "ReduceAny": U85Op.REDUCE_MINMAX, "ReduceAll": U85Op.REDUCE_MINMAX, "ArgMax": U85Op.ARGMAX,
+    "Resize": U85Op.RESIZE, "MemoryCopy": U85Op.MEMORY_COPY,
+}
+
+
+def u85_op_of(vela_operator: str) -> U85Op:
+    """The U85 operation one of Vela's lowered operators ("Conv2D", "Add", "AvgPool", "Sigmoid"...) runs as:
+    pooling, activations, LUTs and rescales all run as pooling operations."""
+    if vela_operator in _ELEMENTWISE_NAMES:
+        return U85Op.ELEMENTWISE
+    return _NAMED_OPS.get(vela_operator, U85Op.POOL)

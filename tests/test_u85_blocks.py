@@ -1,0 +1,92 @@
+"""The U85 block-configuration search against Vela itself: for every NPU operation Vela runs, the OFM
+block, IFM block, micro-block and traversal it chose (read from its optimisation database) must be
+the configuration `find_u85_block` picks for the same operation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hwopt.errors import HwoptError
+from hwopt.targets import resolve_target
+from hwopt.targets.ethos_u.u85_blocks import U85Op, U85Query, find_u85_block, u85_op_of
+from hwopt.targets.ethos_u.vela_blocks import VelaOpBlock, compile_with_db, vela_op_blocks
+from hwopt.targets.ethos_u.weights import Traversal
+from hwopt.testing.generator import layer_model, network_model
+
+pytest.importorskip("ethosu.regor", reason="Vela (ethos-u-vela) is not installed")
+
+CONFIGS = ("ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024", "ethos-u85-2048")
+MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
+
+
+def query_of(r: VelaOpBlock) -> U85Query:
+    """The block-search query for one of Vela's operations, from its database row."""
+    return U85Query(u85_op_of(r.operator), r.ifm, r.ofm, r.kernel, r.stride, r.dilation, r.ifm_bits, r.ofm_bits,
+                    r.ifm2, "Sparse2_4" in r.weight_format, resize_scale_x=(r.ofm[1], r.ifm[1]))
+
+
+def mismatches(data: bytes, config: str) -> tuple[int, list[str]]:
+    """(operations compared, descriptions of those where hwopt's configuration differs from Vela's)."""
+    target = resolve_target(config)
+    rows = [r for r in vela_op_blocks(compile_with_db(data, target)) if not r.transposed and not r.cascaded]
+    bad = []
+    for r in rows:
+        b = find_u85_block(query_of(r), target.npu.macs)
+        got = (b.ofm, b.ifm, b.ublock, b.traversal.value)
+        want = (r.ofm_block, r.ifm_block, r.ublock, r.traversal)
+        if got != want:
+            bad.append(f"{config} {r.operator} {r.ifm}->{r.ofm}: hwopt {got}, Vela {want}")
+    return len(rows), bad
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_generated_networks_match_vela(config: str) -> None:
+    total, bad = 0, []
+    for seed in (1, 3):
+        n, b = mismatches(network_model(seed).data, config)
+        total, bad = total + n, bad + b
+    assert total >= 20
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("config", ("ethos-u85-128", "ethos-u85-1024"))
+def test_generated_layers_match_vela(config: str) -> None:
+    total, bad = 0, []
+    for seed in range(6):
+        n, b = mismatches(layer_model(seed).data, config)
+        total, bad = total + n, bad + b
+    assert total >= 6
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize(("model", "config"), [("ds_cnn_s_quantized_int16.tflite", "ethos-u85-256"),
+                                               ("mlperftiny_resnet8_int8.tflite", "ethos-u85-2048")])
+def test_shared_models_match_vela(model: str, config: str) -> None:
+    path = MODELS / model
+    if not path.exists():
+        pytest.skip(f"shared model {model} not present")
+    n, bad = mismatches(path.read_bytes(), config)
+    assert n >= 5
+    assert not bad, "\n".join(bad)
+
+
+def test_examples() -> None:
+    """Configurations Vela 5.2 picks (read from its optimisation database) for three typical layers."""
+    stem = find_u85_block(U85Query(U85Op.CONV, (96, 96, 3), (48, 48, 8), (3, 3), (2, 2)), 1024)
+    assert (stem.ofm, stem.ifm, stem.ublock, stem.traversal) == ((6, 16, 16), (14, 36, 16), (2, 4, 16),
+                                                                 Traversal.PART_KERNEL)
+    dw = find_u85_block(U85Query(U85Op.DEPTHWISE, (48, 48, 8), (48, 48, 8), (3, 3)), 1024)
+    assert (dw.ofm, dw.ifm, dw.traversal) == ((30, 24, 16), (32, 28, 16), Traversal.DEPTHWISE)
+    fc = find_u85_block(U85Query(U85Op.VECTOR_PRODUCT, (1, 1, 8), (1, 1, 2)), 256)
+    assert (fc.ofm, fc.ifm, fc.ublock, fc.traversal) == ((1, 4, 16), (1, 4, 16), (1, 4, 8), Traversal.PART_KERNEL)
+
+
+def test_errors() -> None:
+    with pytest.raises(HwoptError, match="MACs"):
+        find_u85_block(U85Query(U85Op.CONV, (8, 8, 8), (8, 8, 8)), 384)
+    with pytest.raises(HwoptError, match="empty"):
+        U85Query(U85Op.CONV, (0, 8, 8), (8, 8, 8))
+    with pytest.raises(HwoptError, match="micro-block"):  # no U85-1024 micro-block pools 32-bit data
+        find_u85_block(U85Query(U85Op.POOL, (8, 8, 8), (8, 8, 8), ifm_bits=32), 1024)
