@@ -282,7 +282,7 @@ def _encode_n78(layer: WeightLayer, model: Model, variant: N78Variant) -> LayerE
     ok = bool(np.array_equal(np.asarray(back), nw.weights))
     corrected = zero_corrected(model, layer)
     data = bytes(enc.data)
-    coded = sum(int(b) for b in enc.stream_bits)
+    coded = int(enc.stream_bits.sum(dtype=np.int64))
     info = [StreamInfo(0, len(data), int(corrected.size), 0, 0)]
     return _finish(layer, model, corrected, data, info, fmt="N78", traversal=plan.algorithm.value, source=None,
                    coded=coded, ok=ok)

@@ -266,24 +266,35 @@ def _coded(
     return f, np.bincount(f_stream, minlength=total), z, np.bincount(z_stream, minlength=total)
 
 
+#: Bit fields of `ParamArrays.packed`, (name, shift, width): every parameter of a stream in 23 bits.
+PACKED_FIELDS = (("zdiv", 0, 3), ("wdiv", 3, 3), ("dirofs", 6, 5), ("pal_len", 11, 6), ("pbits", 17, 3),
+                 ("trunc", 20, 1), ("reload_params", 21, 1), ("reload_palette", 22, 1))
+
+
 @dataclass(frozen=True)
 class ParamArrays:
-    """The parameters of every stream in small integer types, palettes stored ragged (a layer can
-    hold millions of streams, most of them without a palette)."""
+    """The parameters of every stream packed into one uint32 each, palettes stored ragged (a layer
+    can hold millions of streams, most of them without a palette: 4 bytes a stream, not a record)."""
 
-    small: np.ndarray  # (S, 5) int8: zdiv, wdiv, dirofs, pal_len, pbits
-    flags: np.ndarray  # (S, 3) bool: truncation, reload_params, reload_palette
-    pal_start: np.ndarray  # (S,) first entry of the stream's palette in `pal_values`
+    packed: np.ndarray  # (S,) uint32, fields as in PACKED_FIELDS
     pal_values: np.ndarray  # int16, the palettes of all streams back to back
 
     @staticmethod
     def of(plan: LayerPlan) -> ParamArrays:
-        small = np.stack([plan.zdiv, plan.wdiv, plan.dirofs, plan.pal_len, plan.pbits], axis=1).astype(np.int8)
-        flags = np.stack([plan.trunc, plan.reload_params, plan.reload_palette], axis=1).astype(bool)
+        packed = np.zeros(plan.pal_len.size, dtype=np.uint32)
+        for name, shift, width in PACKED_FIELDS:
+            value = getattr(plan, name).astype(np.uint32)
+            if value.size and int(value.max()) >> width:
+                raise ValueError(f"stream parameter {name} does not fit {width} bits")
+            packed |= value << np.uint32(shift)
         palette = pad_cols(plan.palette, max(plan.palette.shape[1], int(plan.pal_len.max(initial=0))))
         cols = np.arange(palette.shape[1])[None, :] < plan.pal_len[:, None]
-        start = np.cumsum(plan.pal_len) - plan.pal_len
-        return ParamArrays(small, flags, start.astype(np.int32), palette[cols].astype(np.int16))
+        return ParamArrays(packed, palette[cols].astype(np.int16))
+
+    def field(self, name: str) -> np.ndarray:
+        """One parameter of every stream (a PACKED_FIELDS name)."""
+        shift, width = next((s, w) for n, s, w in PACKED_FIELDS if n == name)
+        return (self.packed >> np.uint32(shift)) & np.uint32((1 << width) - 1)
 
 
 class ParamTable(Sequence[StreamParams]):
@@ -292,7 +303,8 @@ class ParamTable(Sequence[StreamParams]):
 
     def __init__(self, parts: Sequence[ParamArrays]) -> None:
         self._parts = list(parts)
-        self._first = np.cumsum([0] + [p.small.shape[0] for p in self._parts])
+        self._first = np.cumsum([0] + [p.packed.size for p in self._parts])
+        self._pal_start: dict[int, np.ndarray] = {}  # per part, built on its first access
 
     def __len__(self) -> int:
         return int(self._first[-1])
@@ -300,11 +312,15 @@ class ParamTable(Sequence[StreamParams]):
     def _one(self, i: int) -> StreamParams:
         k = int(np.searchsorted(self._first, i, side="right")) - 1
         part, i = self._parts[k], i - int(self._first[k])
-        zdiv, wdiv, dirofs, pal_len, pbits = (int(v) for v in part.small[i])
-        trunc, reload_params, reload_palette = (bool(v) for v in part.flags[i])
-        start = int(part.pal_start[i])
+        word = int(part.packed[i])
+        zdiv, wdiv, dirofs, pal_len, pbits, trunc, reload_params, reload_palette = (
+            (word >> shift) & ((1 << width) - 1) for _, shift, width in PACKED_FIELDS)
+        if k not in self._pal_start:
+            lengths = part.field("pal_len").astype(np.int64)
+            self._pal_start[k] = np.cumsum(lengths) - lengths
+        start = int(self._pal_start[k][i])
         pal = tuple(int(v) for v in part.pal_values[start : start + pal_len])
-        return StreamParams(zdiv, wdiv, trunc, dirofs, pal, pbits, reload_params, reload_palette)
+        return StreamParams(zdiv, wdiv, bool(trunc), dirofs, pal, pbits, bool(reload_params), bool(reload_palette))
 
     @overload
     def __getitem__(self, i: int) -> StreamParams: ...

@@ -6,8 +6,8 @@ palette per OG; it restarts them for the first stream of every OG in a stripe wh
 more than one OFM per OG, and at IFM iteration 0) and the requantisation of the OG's previous OFM.
 Carrying those, a large layer is encoded a few hundred thousand weights at a time and its
 temporaries stay bounded however large it is; only the 16-byte-padded group length is common to
-the whole layer, so each chunk is packed to its own length and placed into the SRAM-bank
-interleave at the end.
+the whole layer, so each chunk is packed to its own length and placed in the blob at once
+(`blob.py` re-spaces the groups when a later chunk is longer and interleaves the banks at the end).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import numpy as np
 from .batch_pack import layer_items, stream_bit_counts
 from .batch_plan import Held, LayerPlan, ParamArrays, plan_layer_streams, prev_index
 from .bitstream import scatter_bits
-from .layout import DMA_ALIGN, Geometry, sram_layout
+from .blob import BlobBuilder
+from .layout import DMA_ALIGN, Geometry
 from .stream_codec import to_symbols
 from .variants import N78Variant
 
@@ -49,7 +50,7 @@ class PackedChunk:
 
     first_entry: int
     entries: np.ndarray  # (groups, bytes) uint8
-    bits: np.ndarray  # per stream
+    bits: np.ndarray  # per stream (uint16 where they fit, else int32)
     params: ParamArrays
 
 
@@ -107,20 +108,42 @@ def plan_chunk(weights: np.ndarray, fields: LayerFields, geo: Geometry, variant:
     return plan, header, held.after(plan, og)
 
 
-def encode_chunks(weights: np.ndarray, fields: LayerFields, geo: Geometry, variant: N78Variant,
-                  size_only: bool) -> tuple[list[PackedChunk], int]:
-    """Every chunk of the layer in order: packed (or, with `size_only`, none) and the longest group."""
+def chunks_entry_len(weights: np.ndarray, fields: LayerFields, geo: Geometry, variant: N78Variant) -> int:
+    """The layer's group length (the longest group, 16-byte padded) without packing any bits."""
     held = Held.initial(geo.in_parallel)
-    chunks: list[PackedChunk] = []
     entry_len = 0
     for lo, hi in chunk_bounds(geo):
         plan, header, held = plan_chunk(weights, fields, geo, variant, lo, hi, held)
-        if size_only:
-            entry_len = max(entry_len, chunk_sizes(plan, header, geo, variant, lo, hi))
-        else:
-            chunks.append(pack_chunk(plan, header, geo, variant, lo, hi))
-            entry_len = max(entry_len, chunks[-1].entries.shape[1])
-    return chunks, entry_len
+        entry_len = max(entry_len, chunk_sizes(plan, header, geo, variant, lo, hi))
+    return entry_len
+
+
+@dataclass(frozen=True)
+class LayerBlob:
+    """A whole layer: the DRAM blob, its group length, and per stream its bits and parameters."""
+
+    data: bytes
+    entry_len: int
+    stream_bits: np.ndarray  # uint16 where every stream fits, else int32
+    params: list[ParamArrays]  # per chunk
+
+
+def encode_chunks(weights: np.ndarray, fields: LayerFields, geo: Geometry, variant: N78Variant) -> LayerBlob:
+    """Every chunk of the layer in order, its groups placed in the blob as soon as it is packed."""
+    held = Held.initial(geo.in_parallel)
+    blob = BlobBuilder(geo, variant)
+    bits: list[np.ndarray] = []
+    params: list[ParamArrays] = []
+    for lo, hi in chunk_bounds(geo):
+        plan, header, held = plan_chunk(weights, fields, geo, variant, lo, hi, held)
+        chunk = pack_chunk(plan, header, geo, variant, lo, hi)
+        del plan, header
+        blob.add(chunk.first_entry, chunk.entries)
+        bits.append(chunk.bits)
+        params.append(chunk.params)
+    stream_bits = np.concatenate(bits)
+    del bits
+    return LayerBlob(blob.finish(), blob.entry_len, stream_bits, params)
 
 
 def _entries(geo: Geometry, lo: int, hi: int) -> tuple[np.ndarray, int, int]:
@@ -171,27 +194,5 @@ def pack_chunk(plan: LayerPlan, header: Header, geo: Geometry, variant: N78Varia
     vals[length_item] = found["words"]
     entry_len = int(found["entry_len"])  # type: ignore[call-overload]
     packed = scatter_bits(vals, wids, starts, count * entry_len * 8).reshape(count, entry_len)
-    return PackedChunk(first_entry, packed, bits.astype(np.int32), ParamArrays.of(plan))
-
-
-def interleave(chunks: list[PackedChunk], geo: Geometry, variant: N78Variant) -> tuple[bytes, int]:
-    """Pad every group to the layer's longest, concatenate each SRAM bank's groups in load order and
-    interleave the banks 16 bytes at a time for the DMA; returns the blob and the group length.
-    Empties `chunks` as it goes, so a chunk's bytes are freed once placed."""
-    entry_len = max(c.entries.shape[1] for c in chunks)
-    banks = sram_layout(geo.num_entries, geo.num_iterations, variant)
-    bank_of = np.zeros(geo.num_entries, dtype=np.int64)
-    slot_of = np.zeros(geo.num_entries, dtype=np.int64)
-    for b, group in enumerate(banks):
-        bank_of[group] = b
-        slot_of[group] = np.arange(len(group))
-    per_bank = max(len(b) for b in banks)
-    unit = entry_len // DMA_ALIGN
-    words = np.zeros((per_bank * unit, len(banks), DMA_ALIGN), dtype=np.uint8)
-    while chunks:
-        c = chunks.pop(0)
-        e = c.first_entry + np.arange(c.entries.shape[0])
-        n_words = c.entries.shape[1] // DMA_ALIGN
-        rows = slot_of[e][:, None] * unit + np.arange(n_words)[None, :]
-        words[rows, bank_of[e][:, None], :] = c.entries.reshape(e.size, n_words, DMA_ALIGN)
-    return words.tobytes(), entry_len
+    small = bits.size == 0 or int(bits.max()) <= np.iinfo(np.uint16).max  # 2 bytes a stream when it fits
+    return PackedChunk(first_entry, packed, bits.astype(np.uint16 if small else np.int32), ParamArrays.of(plan))

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .batch_plan import ParamTable
-from .layer_chunks import LayerFields, encode_chunks, interleave
+from .layer_chunks import LayerFields, chunks_entry_len, encode_chunks
 from .layout import (
     Algorithm,
     Geometry,
@@ -112,7 +112,7 @@ class EncodedLayer:
 
     data: bytes
     # Per stream, in encoder order (OFM-major, then IFM iteration; OFM = output channel for HWIO):
-    stream_bits: np.ndarray  # bits of each stream (headers + chunks), before padding
+    stream_bits: np.ndarray  # bits of each stream (headers + chunks), before padding (uint16 or int32)
     max_stripe_bytes: int  # largest stripe: the SRAM slot the compiler must reserve
     params: Sequence[StreamParams]  # built on access: a layer can hold millions of streams
     stripe_metadata: tuple[tuple[int, int], ...] = field(default=())  # (offset, size) per stripe x iteration
@@ -184,15 +184,12 @@ def _encode(
     ozp = per_ofm(requant.zero_point, channels, "ofm zero point")
     per_channel = requant.per_channel or np.asarray(zero_point).size > 1
     fields = LayerFields(zp, bias_arr, (mult, shift, ozp), per_channel)
-    chunks, entry_len = encode_chunks(weights, fields, geo, variant, size_only)
     if size_only:
-        return _sizes(entry_len, geo, variant)
-    bits = np.concatenate([c.bits for c in chunks])
-    params = ParamTable([c.params for c in chunks])
-    data, entry_len = interleave(chunks, geo, variant)
-    stripe_size = geo.in_parallel * entry_len
+        return _sizes(chunks_entry_len(weights, fields, geo, variant), geo, variant)
+    blob = encode_chunks(weights, fields, geo, variant)
+    stripe_size = geo.in_parallel * blob.entry_len
     meta = tuple((k * stripe_size, stripe_size) for k in range(geo.num_entries // geo.in_parallel))
-    return EncodedLayer(data, bits, stripe_size, params, meta)
+    return EncodedLayer(blob.data, blob.stream_bits, stripe_size, ParamTable(blob.params), meta)
 
 
 def _sizes(entry_len: int, geo: Geometry, variant: N78Variant) -> EncodedSize:
