@@ -249,11 +249,13 @@ def _ao_per_element(g: LayerGeometry, q: Query, target: Target) -> float:
 
 def _buffered(g: LayerGeometry, q: Query, blk: Block, target: Target) -> bool:
     """Whether Vela DMAs the weights into the staging memory: always when they are re-read per OFM
-    block; weights read once only when the transfer can hide under a preceding operation (not for the
-    first operator), and a fully connected layer's only when the constant memory is not slow flash."""
+    block. Weights read once stay where they are when the feature maps share the staging memory
+    (U55: the scheduler keeps the unbuffered schedule); with feature maps in another memory (U65)
+    they are buffered when the transfer can hide under a preceding operation (not for the first
+    operator), and a fully connected layer's only when the constant memory is not slow flash."""
     if weight_refetch(q, blk) > 1:
         return True
-    if g.op_index == 0:
+    if g.op_index == 0 or target.arena_memory == target.staging_memory:
         return False
     return q.op is not NpuOp.VECTOR or target.bandwidth(target.const_memory) >= SLOW_CONST_BYTES_PER_CYCLE
 
