@@ -11,8 +11,7 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-import numpy as np
-
+from hwopt.errors import HwoptError
 from hwopt.targets.descriptor import Family, Target
 from hwopt.targets.ethos_u.cost_common import (
     BRICK,
@@ -26,6 +25,9 @@ from hwopt.targets.ethos_u.cost_common import (
     padded_weights,
 )
 from hwopt.targets.ethos_u.placement import CHAINABLE
+from hwopt.targets.ethos_u.u55_perf import reshape_to_increase_depth
+from hwopt.targets.ethos_u.u85_blocks import U85Op, U85Query, find_u85_block
+from hwopt.targets.ethos_u.weights import Traversal
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, cdiv, round_up
 
 
@@ -67,17 +69,18 @@ U85_BUFFERS = {
     2048: U85Buffers(32768, 131072, (256, 256, 512, 256, 256, 16)),
 }
 AXI_EFFICIENCY = 0.8  # usable share of outstanding transactions and of a burst's latency window
-ACC_BYTES = 4  # 32-bit accumulators
-BLOCKS_IN_RAM = 2  # IFM/accumulator RAMs are double-buffered across OFM blocks
-OFM_BLOCK_MAX = (128, 128, 1024)
 SUBKERNEL = 8  # kernels larger than 8x8 run as 8x8 sub-kernels
 AXI_WORD = 16
 
 
+def u85_macs(target: Target) -> int:
+    """The U85 configuration with the nearest MAC count not above the target's."""
+    return max([m for m in U85_BUFFERS if m <= target.npu.macs] or [min(U85_BUFFERS)])
+
+
 def u85_buffers(target: Target) -> U85Buffers:
     """The buffer table of the U85 configuration with the nearest MAC count not above the target's."""
-    fits = [m for m in U85_BUFFERS if m <= target.npu.macs] or [min(U85_BUFFERS)]
-    return U85_BUFFERS[max(fits)]
+    return U85_BUFFERS[u85_macs(target)]
 
 
 def channel_bandwidth(target: Target, memory: str, channel: Channel) -> float:
@@ -107,21 +110,13 @@ class U85Block:
     ublock: tuple[int, int, int]
     part_kernel: bool
     ifm_depth: int  # IFM channels consumed per block step
+    traversal: Traversal = Traversal.DEPTH_FIRST
 
 
-def _u85_ublock(g: LayerGeometry, target: Target) -> tuple[int, int, int]:
-    """Least-waste micro-block: 8-bit convolutions use the 8-deep ones, depthwise/pooling the 16-deep."""
-    blocks = (target.npu.ofm_ublock, *target.npu.alt_ofm_ublocks)
-    deep = [b for b in blocks if b[2] == BRICK]
-    if g.kind in (OpKind.DEPTHWISE, OpKind.POOL):
-        cands = deep or list(blocks)
-    else:
-        cands = [b for b in blocks if b[2] == target.npu.ofm_ublock[2] and b not in deep] or list(blocks)
-    oh, ow, oc = g.ofm
-
-    def waste(b: tuple[int, int, int]) -> tuple[int, int]:
-        return (round_up(oh, b[0]) * round_up(ow, b[1]) * round_up(oc, b[2]) - oh * ow * oc, b[0])
-    return min(cands, key=waste)
+_QUERY_OPS = {OpKind.CONV: U85Op.CONV, OpKind.DEPTHWISE: U85Op.DEPTHWISE, OpKind.FULLY_CONNECTED: U85Op.VECTOR_PRODUCT,
+              OpKind.POOL: U85Op.POOL, OpKind.ELEMENTWISE: U85Op.ELEMENTWISE, OpKind.LUT: U85Op.POOL}
+_REDUCE_OPS = {"SUM": U85Op.REDUCE_SUM, "MEAN": U85Op.REDUCE_SUM, "REDUCE_MAX": U85Op.REDUCE_MINMAX,
+               "REDUCE_MIN": U85Op.REDUCE_MINMAX}
 
 
 def _sparse(g: LayerGeometry) -> bool:
@@ -129,89 +124,49 @@ def _sparse(g: LayerGeometry) -> bool:
     return g.weights is not None and g.weights.sparse_2_4 and g.kind in (OpKind.CONV, OpKind.FULLY_CONNECTED)
 
 
-def _part_kernel(g: LayerGeometry) -> bool:
-    """Kernel-first traversal when it keeps more MACs busy than depth-first (16- vs 64-channel steps,
-    128 when 2:4-sparse)."""
-    if g.kind is not OpKind.CONV:
-        return False
-    sparse = _sparse(g)
-    k = g.kernel[0] * g.kernel[1]
-    c = g.ifm[2]
-    step, rem = (10, 4) if sparse else (5, 2)
-    k_rnd = (k // step) * step + max(k % step, rem)
-    return (c / round_up(c, 16)) * (k / k_rnd) >= c / round_up(c, 128 if sparse else 64)
+def _deepen(shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Vela's reshape of a shallow (depth < 8, more than 16 elements) elementwise-like operation."""
+    if shape[0] * shape[1] * shape[2] > 16 and shape[2] < 8:
+        return reshape_to_increase_depth(shape)
+    return shape
 
 
-def _ifm_extent(o: np.ndarray | int, stride: int, k: int, au: int) -> np.ndarray | int:
-    """IFM rows/columns needed for `o` OFM rows/columns (kernel clipped to a sub-kernel), to the alloc unit."""
-    n = (o - 1) * stride + min(k, SUBKERNEL)
-    return -(-n // au) * au
+def u85_query(g: LayerGeometry) -> U85Query | None:
+    """The block-search query of one layer as Vela lowers it for the U85 (None: no block configuration)."""
+    op = _REDUCE_OPS.get(g.op) or _QUERY_OPS.get(g.kind)
+    if op is None or min(*g.ifm, *g.ofm) < 1:
+        return None
+    bits = 8 * g.itemsize
+    if g.kind is OpKind.FULLY_CONNECTED:  # a vector product: batches run as OFM rows
+        return U85Query(op, (g.ofm[0] * g.ofm[1], 1, g.ifm[2]), (g.ofm[0] * g.ofm[1], 1, g.ofm[2]),
+                        ifm_bits=bits, ofm_bits=bits, sparse=_sparse(g))
+    if g.op == "MEAN" and g.ofm[2] == g.ifm[2]:  # a spatial mean: one depthwise pass summing the kernel
+        kh, kw = (g.ifm[0] if g.ofm[0] == 1 else 1), (g.ifm[1] if g.ofm[1] == 1 else 1)
+        ifm = g.ifm
+        if kh > 64 and kh * kw <= 4096 and kw > 1:  # too tall: Vela runs it as one row
+            ifm, kh, kw = (1, kh * kw, g.ifm[2]), 1, kh * kw
+        return U85Query(U85Op.DEPTHWISE, ifm, g.ofm, (min(kh, 64), kw), ifm_bits=bits, ofm_bits=32)
+    if g.kind is OpKind.LUT or (g.op == "LEAKY_RELU" and bits == 8):  # a table lookup: pooling pass, deepened
+        shape = _deepen(g.ofm)
+        return U85Query(U85Op.POOL, shape, shape, ifm_bits=bits, ofm_bits=bits)
+    if op is U85Op.ELEMENTWISE:
+        ifm2 = g.ifm2 or g.const_ifm
+        ifm, ofm = g.ifm, g.ofm
+        if ifm2 is None or ifm2 == ifm == ofm or ifm2 == (1, 1, 1):  # no broadcast but of a scalar
+            scalar = ifm2 == (1, 1, 1)
+            ifm = ofm = _deepen(ofm)
+            ifm2 = ifm2 and (ifm2 if scalar else ofm)
+        return U85Query(op, ifm, ofm, ifm_bits=bits, ofm_bits=bits, ifm2=ifm2)
+    return U85Query(op, g.ifm, g.ofm, g.kernel, g.stride, g.dilation, bits, bits, None, _sparse(g))
 
 
 def u85_block(g: LayerGeometry, target: Target) -> U85Block:
-    """Choose the OFM block the way the U85 block search does: among blocks whose accumulators and IFM
-    fit the RAMs (double-buffered), the one that fetches the fewest IFM + weight bytes per OFM element."""
-    bufs = u85_buffers(target)
-    ub = _u85_ublock(g, target)
-    oh, ow, oc = g.ofm
-    ih, iw, ic = g.ifm
-    kh, kw = g.kernel
-    sh, sw = g.stride
-    part = _part_kernel(g)
-    if g.kind in (OpKind.DEPTHWISE, OpKind.POOL):
-        # equal-depth ops: one brick deep, as much of H x W as the accumulators hold (single buffer);
-        # when the whole plane fits, deepen the block instead
-        acc = bufs.acc_ram // ACC_BYTES
-        d = BRICK
-        w = min(round_up(ow, ub[1]), OFM_BLOCK_MAX[1], max(ub[1], acc // (d * ub[0]) // ub[1] * ub[1]))
-        h = min(round_up(oh, ub[0]), OFM_BLOCK_MAX[0], max(ub[0], acc // (d * w) // ub[0] * ub[0]))
-        if h >= oh and w >= ow:
-            d = min(round_up(oc, BRICK), OFM_BLOCK_MAX[2], max(BRICK, acc // (h * w) // BRICK * BRICK))
-        while h > ub[0] and (_ifm_extent(h + ub[0], sh, kh, 1) * _ifm_extent(w, sw, kw, 1) * d > bufs.ifm_ram):
-            h -= ub[0]
-        ifm = (int(_ifm_extent(h, sh, kh, 1)), int(_ifm_extent(w, sw, kw, 1)), d)
-        return U85Block((h, w, d), ifm, ub, False, d)
-    if part:
-        ifm_depth = 16
-    elif target.npu.macs <= 256 and ub[2] == BRICK and not _sparse(g):
-        ifm_depth = 32
-    elif _sparse(g):
-        ifm_depth = 128
-    else:
-        ifm_depth = 64
-    end_h = round_up(max(min(oh, OFM_BLOCK_MAX[0]), ub[0]), ub[0])
-    end_w = round_up(max(min(ow, OFM_BLOCK_MAX[1]), ub[1]), ub[1])
-    end_d = round_up(max(min(oc, OFM_BLOCK_MAX[2]), BRICK), ub[2])
-    depths = []
-    d = max(ub[2], min(end_d, BRICK))
-    d = round_up(d, BRICK) if d < oc else d
-    while d <= end_d:
-        depths.append(d)
-        d += ub[2]
-        d = round_up(d, BRICK) if d < oc else d
-    hs = np.arange(ub[0], end_h + 1, ub[0])
-    ws = np.arange(ub[1], end_w + 1, ub[1])
-    bd, bh, bw = np.meshgrid(np.array(depths), hs, ws, indexing="ij")
-    ifm_h = np.asarray(_ifm_extent(bh, sh, kh, ub[0]))
-    ifm_w = np.asarray(_ifm_extent(bw, sw, kw, ub[1]))
-    fits_acc = bufs.acc_ram >= bh * bw * bd * ACC_BYTES * BLOCKS_IN_RAM
-    fits_ifm = ifm_h * ifm_w * ifm_depth * g.itemsize * BLOCKS_IN_RAM <= bufs.ifm_ram
-    ok = fits_acc & fits_ifm
-    if not ok.any():
-        ok = bufs.acc_ram >= bh * bw * bd * ACC_BYTES  # single-buffered as a last resort
-    full_wh = -(-oh // bh) * -(-ow // bw)
-    repeats = cdiv(kh, SUBKERNEL) * cdiv(kw, SUBKERNEL)
-    k = kh * kw if g.kind is OpKind.CONV else 0
-    weight_fetch = k * ic * full_wh * oc
-    ifm_fetch = ifm_h * ifm_w * ic * repeats * (oh / bh) * (ow / bw) * -(-oc // bd)
-    cost = (ifm_fetch + weight_fetch) / max(oh * ow * oc, 1)
-    if g.kind is OpKind.FULLY_CONNECTED:
-        cost = 1.0 / (bh * bw)
-    cost = np.where(ih * iw * ic < ifm_h * ifm_w * ifm_depth * 2, cost / 2, cost)
-    cost = np.where(ok, cost, np.inf)
-    i = np.unravel_index(int(np.argmin(cost)), cost.shape)
-    h, w, d = int(bh[i]), int(bw[i]), int(bd[i])
-    return U85Block((h, w, d), (int(ifm_h[i]), int(ifm_w[i]), ifm_depth), ub, part, ifm_depth)
+    """The OFM/IFM block, micro-block and traversal Vela's U85 block search picks for this layer."""
+    q = u85_query(g)
+    if q is None:
+        raise HwoptError(f"{g.op} has no U85 block configuration")
+    cfg = find_u85_block(q, u85_macs(target))
+    return U85Block(cfg.ofm, cfg.ifm, cfg.ublock, cfg.traversal is Traversal.PART_KERNEL, cfg.ifm[2], cfg.traversal)
 
 
 def _access_cycles(target: Target, transfers: list[tuple[str, Channel, float]]) -> dict[str, int]:

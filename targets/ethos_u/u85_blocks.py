@@ -385,7 +385,7 @@ def _scan(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: int,
     wf = (f32(q.kernel[0] * q.kernel[1] if conv else 0) * f32(ifm[2])) * (full_h * full_w).astype(f32)
     wf = wf * (bz * d.astype(f32))
     repeats = math.ceil(dw / SUBKERNEL[1]) * math.ceil(dh / SUBKERNEL[0])
-    ff = (((ib_h * ib_w).astype(f32) * f32(ifm[2])) * f32(repeats)) * bx * by
+    ff = (((ib_h * ib_w).astype(f32) * f32(ifm[2])) * f32(repeats)) * by * bx  # Vela's order of rounding
     if not equal_depth:
         ff = ff * full_d.astype(f32)
     ofm_el = math.prod(q.ofm)
