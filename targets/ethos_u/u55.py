@@ -236,12 +236,13 @@ def _ao_per_element(g: LayerGeometry, q: Query, target: Target) -> float:
     """Output-stage cycles per OFM element for the operation (40-bit accumulators run at the MUL rate)."""
     os_ = target.npu.output_stage
     if q.op is NpuOp.ELEMENTWISE:
-        return os_.add if g.op in ("ADD", "SUB") else os_.mul if g.op in ("MUL", "SQUARED_DIFFERENCE") else os_.conv
-    if g.op == "MAX_POOL_2D":
+        rate = os_.add if g.op in ("ADD", "SUB") else os_.mul if g.op in ("MUL", "SQUARED_DIFFERENCE") else os_.conv
+    elif g.op == "MAX_POOL_2D":
         return os_.maxpool
-    # a standalone LUT operation is a 1x1 pooling pass whose table lookup is the operation itself, not
-    # a fused activation: it runs at the plain output rate
-    rate = os_.mul if q.bits == 16 and q.op is not NpuOp.POOL else os_.conv
+    else:
+        # a standalone LUT operation is a 1x1 pooling pass whose table lookup is the operation itself,
+        # not a fused activation: it runs at the plain output rate
+        rate = os_.mul if q.bits == 16 and q.op is not NpuOp.POOL else os_.conv
     if LUT_ACTIVATIONS.intersection(g.chain):  # a fused table-lookup activation
         rate = max(rate, os_.lut)
     return rate
@@ -274,7 +275,9 @@ def vela_style_cost(g: LayerGeometry, target: Target) -> LayerCost | None:
     encoded = encoded_weight_bytes(g, target) if q.op in (NpuOp.CONV, NpuOp.DEPTHWISE, NpuOp.VECTOR) else 0
     ao_elem = _ao_per_element(g, q, target)
     if q.op is NpuOp.ELEMENTWISE:
-        op_cycles = elementwise_cycles(q, blk, target, ifm_mem, ofm_mem, ao_elem)
+        # a constant operand (scalar or tensor) is read from the constant memory
+        op_cycles = elementwise_cycles(q, blk, target, ifm_mem, ofm_mem, ao_elem,
+                                       const if g.ifm2 is None and q.ifm2 is not None else None)
     else:
         scaled = bool(encoded) or g.op == "MEAN"  # a spatial mean is a depthwise pass with unit weights
         latency = target.memory_config(staging if buffered else const).read_latency if scaled else None
@@ -373,8 +376,9 @@ def overlap_weight_streams(geometry: list[LayerGeometry], costs: list[LayerCost]
         npu = op
         if ws is not None:
             npu = int(max(ws.full - prev + ws.last_share * op, op + max(ws.first - prev, 0.0)))
-        if active and follows_vela(g) and (g.kind is OpKind.LUT or LUT_ACTIVATIONS.intersection(g.chain)):
-            # the lookup table is copied into the shared buffer, under the preceding operation when it can be
+        if active and follows_vela(g) and g.kind is OpKind.LUT:
+            # a standalone lookup's table is copied into the shared buffer, under the preceding operation
+            # when it can be (Vela's estimate charges no copy to a table fused into its producer)
             lut = _mem_to_mem(target, LUT_BYTES.get(g.itemsize, 2048))
             npu += int(lut if ws is not None else max(lut - prev, 0.0))
         if npu > op:

@@ -275,13 +275,19 @@ def mac_cycles_per_block(q: Query, blk: Block, target: Target) -> float:
     return total // target.npu.cores
 
 
-def block_io_cycles(q: Query, blk: Block, target: Target, ifm_mem: str, ofm_mem: str) -> tuple[int, int]:
-    """(IFM, OFM) cycles of moving one block: latency + burst-rounded bytes over the bandwidth."""
+def block_io_cycles(q: Query, blk: Block, target: Target, ifm_mem: str, ofm_mem: str,
+                    ifm2_mem: str | None = None) -> tuple[int, int]:
+    """(IFM, OFM) cycles of moving one block: latency + burst-rounded bytes over the bandwidth. The
+    second operand is read from `ifm2_mem` (a constant's memory; default the first's); a scalar
+    counts only when its memory is given (a constant tensor, whose read latency the block waits for)."""
     ifm_cycles = 0
-    for shape in (q.ifm, q.ifm2) if q.ifm2 is not None and not q.scalar else (q.ifm,):
+    reads = [(q.ifm, ifm_mem)]
+    if q.ifm2 is not None and (not q.scalar or ifm2_mem is not None):
+        reads.append((q.ifm2, ifm2_mem or ifm_mem))
+    for shape, mem in reads:
         n = math.prod(_clip(shape, blk.ifm))
-        tx = transfer_bytes(target, ifm_mem, q.ifm_nhwc, q.bits, blk.ifm, shape, n, True)
-        ifm_cycles = max(ifm_cycles, target.memory_config(ifm_mem).read_latency + int(tx / target.bandwidth(ifm_mem)))
+        tx = transfer_bytes(target, mem, q.ifm_nhwc, q.bits, blk.ifm, shape, n, True)
+        ifm_cycles = max(ifm_cycles, target.memory_config(mem).read_latency + int(tx / target.bandwidth(mem)))
     n = math.prod(_clip(q.ofm, blk.ofm))
     tx = transfer_bytes(target, ofm_mem, q.ofm_nhwc, q.bits, blk.ofm, q.ofm, n, False)
     ofm_cycles = target.memory_config(ofm_mem).write_latency + int(tx / target.bandwidth(ofm_mem))
@@ -320,12 +326,12 @@ def mac_op_cycles(q: Query, blk: Block, target: Target, ifm_mem: str, ofm_mem: s
 
 
 def elementwise_cycles(q: Query, blk: Block, target: Target, ifm_mem: str, ofm_mem: str,
-                       ao_per_element: float) -> int:
+                       ao_per_element: float, ifm2_mem: str | None = None) -> int:
     """Elementwise pass: output stage per element, or the command-issue floor of its block transfers."""
     oc = q.ofm[2] if q.ofm_nhwc else round_up(q.ofm[2], 16)
     elements = q.ofm[0] * q.ofm[1] * oc
     ao = math.ceil(ao_per_element * elements)
-    ifm_c, ofm_c = block_io_cycles(q, blk, target, ifm_mem, ofm_mem)
+    ifm_c, ofm_c = block_io_cycles(q, blk, target, ifm_mem, ofm_mem, ifm2_mem)
     cmd = math.ceil((max(ifm_c, ofm_c) / math.prod(blk.ofm) + ao_per_element) / 4 * elements)
     return max(cmd, ao)
 
