@@ -11,7 +11,7 @@ from hwopt.targets.descriptor import Family, Target
 from hwopt.targets.ethos_u.calibration import calibrate
 from hwopt.targets.ethos_u.placement import ethos_u_geometry
 from hwopt.targets.ethos_u.u55 import overlap_weight_streams, u55_layer_cost
-from hwopt.targets.ethos_u.u85 import u85_layer_cost
+from hwopt.targets.ethos_u.u85 import overlap_u85_weights, u85_layer_cost
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind
 
 
@@ -32,7 +32,7 @@ def structural_costs(geometry: list[LayerGeometry], target: Target) -> list[Laye
     weight DMA the preceding operation does not hide."""
     costs = [structural_cost(g, target) for g in geometry]
     if target.family is Family.ETHOS_U85:
-        return costs
+        return overlap_u85_weights(geometry, costs, target)
     return overlap_weight_streams(geometry, costs, target)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from hwopt.targets.descriptor import Family, Target
 from hwopt.targets.ethos_u.u55 import follows_vela
+from hwopt.targets.ethos_u.u85 import follows_vela as u85_follows_vela
 from hwopt.targets.geometry import LayerCost, LayerGeometry
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
@@ -78,7 +79,7 @@ def calibrate(g: LayerGeometry, c: LayerCost, target: Target) -> LayerCost:
     cal = load_calibration()
     if cal is None or c.placement != "npu" or c.cycles <= 0:
         return c
-    if target.family is not Family.ETHOS_U85 and follows_vela(g):
+    if follows_vela(g) if target.family is not Family.ETHOS_U85 else u85_follows_vela(g, target):
         return c  # already Vela's own estimate: a fitted correction would only add noise
     table = cal.for_target(target)
     if table is None:

@@ -8,11 +8,11 @@ weights at a rate set by their sparsity and chains elementwise operators onto a 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import dataclass, replace
 
 from hwopt.errors import HwoptError
 from hwopt.targets.descriptor import Family, Target
+from hwopt.targets.ethos_u import u85_perf as u85p
 from hwopt.targets.ethos_u.cost_common import (
     BRICK,
     SCALE_BYTES_PER_CHANNEL,
@@ -27,6 +27,7 @@ from hwopt.targets.ethos_u.cost_common import (
 from hwopt.targets.ethos_u.placement import CHAINABLE
 from hwopt.targets.ethos_u.u55_perf import reshape_to_increase_depth
 from hwopt.targets.ethos_u.u85_blocks import U85Op, U85Query, find_u85_block
+from hwopt.targets.ethos_u.u85_perf import Channel, channel_bandwidth
 from hwopt.targets.ethos_u.weights import Traversal
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, cdiv, round_up
 
@@ -38,18 +39,6 @@ def weight_decode_cycles(g: LayerGeometry, target: Target) -> int:
     z = min(max(g.weights.zero_fraction, 0.5), 0.9)
     rate = target.npu.weight_streams * (8 + (z - 0.5) * 60)
     return int(padded_weights(g, target) / rate)
-
-
-class Channel(Enum):
-    """U85 DMA channels; each read channel has its own read buffer."""
-
-    MEM2MEM = 0  # weight prefetch into the staging SRAM
-    IFM_STREAM = 1  # elementwise inputs
-    WEIGHT = 2
-    FAST_WEIGHT = 3
-    IFM = 4
-    SCALE = 5
-    WRITE = 6
 
 
 @dataclass(frozen=True)
@@ -68,9 +57,8 @@ U85_BUFFERS = {
     1024: U85Buffers(16384, 65536, (256, 256, 416, 208, 256, 16)),
     2048: U85Buffers(32768, 131072, (256, 256, 512, 256, 256, 16)),
 }
-AXI_EFFICIENCY = 0.8  # usable share of outstanding transactions and of a burst's latency window
 SUBKERNEL = 8  # kernels larger than 8x8 run as 8x8 sub-kernels
-AXI_WORD = 16
+BIAS_BYTES = u85p.BIAS_BYTES
 
 
 def u85_macs(target: Target) -> int:
@@ -81,24 +69,6 @@ def u85_macs(target: Target) -> int:
 def u85_buffers(target: Target) -> U85Buffers:
     """The buffer table of the U85 configuration with the nearest MAC count not above the target's."""
     return U85_BUFFERS[u85_macs(target)]
-
-
-def channel_bandwidth(target: Target, memory: str, channel: Channel) -> float:
-    """Bytes/cycle one U85 channel sustains: bursts in flight (read buffer / burst length, bounded by
-    the memory's outstanding transactions over its ports) x burst length / latency, capped at peak."""
-    m = target.memory_config(memory)
-    peak = target.bandwidth(memory)
-    if channel is Channel.WRITE:
-        in_flight = m.max_writes * m.ports_used * AXI_EFFICIENCY
-        latency = m.write_latency
-    else:
-        burst_words = max(m.burst_length // AXI_WORD, 1)
-        rb = u85_buffers(target).read_buffers[channel.value] / burst_words
-        in_flight = min(rb, m.max_reads * m.ports_used * AXI_EFFICIENCY)
-        latency = m.read_latency
-    if latency <= 0 or in_flight <= 0:
-        return peak
-    return min(peak, m.burst_length * in_flight / latency * AXI_EFFICIENCY)
 
 
 @dataclass(frozen=True)
@@ -221,11 +191,142 @@ def _u85_mac_cycles_per_block(g: LayerGeometry, blk: U85Block) -> float:
     return total
 
 
+# Operators costed by Vela's per-operation model with hwopt's own block choice. Convolutions follow it
+# only with Vela's block configuration (`vela_style_cost(..., config)`): with the heuristic block below
+# their error tail grows, so they keep the coarser model until the block search follows Vela's.
+VELA_STYLE = frozenset(["MAX_POOL_2D", "AVERAGE_POOL_2D"])
+MAC_OPS = frozenset(["CONV_2D", "DEPTHWISE_CONV_2D", *VELA_STYLE])
+ACTIVATIONS = frozenset(["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "TANH", "LOGISTIC", "HARD_SWISH"])
+
+
+def _ao_per_element(g: LayerGeometry, target: Target, binary: bool) -> float:
+    """Output-stage cycles per OFM element of the pass: the operation's own rate (fused activations
+    run beside it), plus one output rate per elementwise operator chained onto it."""
+    bits = 8 * g.itemsize
+    rate = u85p.output_cycles_per_element(target, bits, bits, binary)
+    if any(c in ACTIVATIONS for c in g.chain):
+        rate = max(rate, u85p.hardware(target).activation_cycles[0])
+    return rate + sum(u85p.output_cycles_per_element(target, bits, bits, True) for c in g.chain if c in CHAINABLE)
+
+
+def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None = None
+               ) -> tuple[u85p.U85Query, u85p.U85Config] | None:
+    """The operator as one U85 NPU operation and its block configuration (`config`, else hwopt's own
+    block), or None when Vela lowers it into something else (costed by the coarser model below)."""
+    ifm_mem, ofm_mem = io_memories(g, target)
+    bits = 8 * g.itemsize
+    ifm = u85p.Fm(g.ifm, bits, g.ifm_in_arena, ifm_mem)
+    ofm = u85p.Fm(g.ofm, bits, g.ofm_in_arena, ofm_mem)
+    kernel = g.kernel
+    if g.kind not in (OpKind.CONV, OpKind.DEPTHWISE, OpKind.POOL) or g.op not in (
+            MAC_OPS if config is not None else VELA_STYLE):
+        return None
+    op = {OpKind.CONV: u85p.U85Op.CONV, OpKind.DEPTHWISE: u85p.U85Op.DEPTHWISE, OpKind.POOL: u85p.U85Op.POOL}[g.kind]
+    if config is None:
+        blk = u85_block(g, target)
+        config = u85p.U85Config(blk.ofm, blk.ifm, blk.ublock, blk.part_kernel, bits == 16)
+    encoded = encoded_weight_bytes(g, target)
+    # the per-block scale fetch comes from where the weights are read: staged, or in place
+    scales_mem = target.staging_memory if _buffered(target) else target.const_memory
+    scales = scales_mem if encoded and op is not u85p.U85Op.POOL else None
+    sparse = _sparse(g)
+    ao = _ao_per_element(g, target, op is u85p.U85Op.ELEMENTWISE)
+    return u85p.U85Query(op, ifm, ofm, kernel, None, sparse, ao, scales), config
+
+
+def follows_vela(g: LayerGeometry, target: Target) -> bool:
+    """Whether the U85 model costs this operator the way Vela's own estimator does (then its cycles
+    are not calibrated)."""
+    return not g.chained and _u85_query(g, target) is not None
+
+
+def _buffered(target: Target) -> bool:
+    """Weights are DMA'd into the staging memory when they live elsewhere (not in fast on-chip flash)."""
+    return target.const_memory not in (target.staging_memory, "OnChipFlash")
+
+
+def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | None = None) -> LayerCost | None:
+    """One NPU operation costed the way Vela's U85 estimator does (`u85_perf`): block cycles, burst- and
+    channel-limited traffic per memory, weights read per OFM block in H x W. The weight DMA's overlap
+    with the preceding operation is added by `overlap_u85_weights`."""
+    qc = _u85_query(g, target, config)
+    if qc is None:
+        return None
+    q, cfg = qc
+    cycles = u85p.op_cycles(q, cfg, target)
+    access = u85p.element_access(q, cfg)
+    traffic = u85p.feature_map_traffic(q, cfg, target, access)
+    encoded = encoded_weight_bytes(g, target) if q.scales_memory is not None else 0
+    staging = target.staging_memory if _buffered(target) else None
+    decode = 0
+    if encoded:
+        scales = BIAS_BYTES * round_up(g.ofm[2], BRICK)
+        fast = False
+        traffic += u85p.weight_traffic(target, target.const_memory, staging, encoded, scales, access.weight_refetch,
+                                    encoded + scales, fast)
+        if g.weights is not None:
+            n = padded_weights(g, target)
+            zeros = int(g.weights.zero_fraction * g.weights.count) + n - g.weights.count
+            decode = u85p.weight_decode_cycles(target, n, zeros, 256, encoded, staging or target.const_memory, fast)
+    mem_cycles = u85p.access_cycles(target, traffic)
+    op = cycles.total
+    total = max(op, max(mem_cycles.values(), default=0))
+    if total == op:
+        bound = "compute"
+    else:
+        busiest = max(mem_cycles, key=lambda m: mem_cycles[m])
+        bound = "weights" if encoded and busiest == target.const_memory else "memory"
+    ifm_mem, ofm_mem = q.ifm.memory, q.ofm.memory
+    sram = (g.ifm_elements + g.ofm_elements) * g.itemsize if "Sram" in (ifm_mem, ofm_mem) else 0
+    return LayerCost(g.subgraph, g.op_index, g.op, "npu", int(total), int(op), mem_cycles, int(decode),
+                     g.macs, encoded or None, int(sram), bound)
+
+
+def weight_transfer(g: LayerGeometry, target: Target) -> tuple[int, int] | None:
+    """(all weights and scales, the first depth slice) DMA cycles into the staging memory, or None when
+    the operation reads its weights in place."""
+    if not _buffered(target) or g.chained or _u85_query(g, target) is None:
+        return None
+    encoded = encoded_weight_bytes(g, target)
+    if not encoded or g.kind is OpKind.POOL:
+        return None
+    full = encoded + BIAS_BYTES * round_up(g.ofm[2], BRICK)
+    dma = u85p.mem_to_mem_cycles(target, target.const_memory, target.staging_memory, full)
+    return dma, dma
+
+
+def overlap_u85_weights(geometry: list[LayerGeometry], costs: list[LayerCost], target: Target) -> list[LayerCost]:
+    """Add each buffered weight stream's visible DMA time as Vela schedules it: the transfer runs under
+    the preceding NPU operation; what that does not hide delays this one."""
+    out = []
+    prev, sg = 0, -1
+    for g, c in zip(geometry, costs, strict=True):
+        if g.subgraph != sg:
+            prev, sg = 0, g.subgraph
+        wt = weight_transfer(g, target) if c.placement == "npu" and c.cycles > 0 else None
+        if wt is not None:
+            full, first = wt
+            op = c.compute_cycles
+            npu = max(full - prev + op, op + max(first - prev, 0))
+            if npu > op:
+                cycles = max(npu, max(c.memory_cycles.values(), default=0))
+                c = replace(c, cycles=cycles, compute_cycles=npu, bound="weights" if cycles == npu else c.bound)
+        if c.placement == "cpu":
+            prev = 0
+        elif c.cycles > 0:
+            prev = c.compute_cycles
+        out.append(c)
+    return out
+
+
 def u85_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
     """One U85 pass: max(MAC/AO/command-issue cycles, each memory's channel-limited access cycles,
     weight decode)."""
     if g.chained:
         return LayerCost(g.subgraph, g.op_index, g.op, "npu", 0, 0, {}, 0, 0, None, 0, "none")
+    vela = vela_style_cost(g, target)
+    if vela is not None:
+        return vela
     encoded = encoded_weight_bytes(g, target)
     ifm_mem, ofm_mem = io_memories(g, target)
     const = target.const_memory

@@ -193,3 +193,84 @@ def vela_op_blocks(compiled: object) -> list[VelaOpBlock]:
             or d.get("reverse_type", "None") not in ("None", ""), ofm != full,
             triple(m, "ofm_block"), triple(m, "ifm_block"), triple(m, "ofm_ublock"), m.get("traversal", "")))
     return out
+
+
+@dataclass(frozen=True)
+class VelaFm:
+    """A feature map of one Vela operation as its performance database records it."""
+
+    shape: tuple[int, int, int]  # (H, W, C) of the operation's slice
+    bits: int
+    nhwc: bool
+    memory: str  # "" when the tensor needs no allocation (a chained operation's internal buffer)
+
+
+@dataclass(frozen=True)
+class VelaOpPerf:
+    """One Vela NPU operation's block configuration and its own cycle and access figures
+    (`perf`, `perf_debug`, `perf_debug_main`), keyed by Vela's scheduled operation id."""
+
+    op_id: str
+    operator: str  # Vela's operator name (Conv2D, DepthwiseConv2D, MaxPool, Add, ...)
+    op_index: int | None  # the input model's operator (subgraph 0), None for Vela's own operations
+    ifm: VelaFm
+    ifm2: VelaFm | None
+    ofm: VelaFm
+    kernel: tuple[int, int]  # (H, W), undilated
+    ofm_block: tuple[int, int, int]
+    ifm_block: tuple[int, int, int]
+    ublock: tuple[int, int, int]
+    traversal: str  # DepthFirst | PartKernel | Depthwise
+    weight_format: str
+    weight_buffering: str  # "" when the weights are read in place
+    mac_cycles: int  # MAC cycles per block x blocks + one block's output stage
+    ao_cycles: int
+    cmd_cycles: int  # command-issue floor per block
+    npu_cycles: int
+    op_cycles: int  # max(NPU cycles, each memory's access cycles)
+    access_cycles: dict[str, int]
+    chained: tuple[str, ...] = ()  # operators chained onto this one's output stage (Vela's op group)
+
+
+def op_perf_from_compiled(compiled: object) -> list[VelaOpPerf]:
+    """Every NPU operation with a block configuration in a compile made with the optimisation
+    database on (U85: `perf_debug_main` has the block and the per-block cycle terms)."""
+    tables = compiled.opt_database.tables  # type: ignore[attr-defined]
+
+    def by_id(name: str) -> dict[str, dict[str, str]]:
+        t = tables.get(name)
+        return {} if t is None else {r[0]: dict(zip(t.header, r, strict=False)) for r in t.data}
+
+    def num(d: dict[str, str], key: str, default: int = 0) -> int:
+        return int(d.get(key) or default)
+
+    def shape(d: dict[str, str], key: str) -> tuple[int, int, int]:
+        return (num(d, f"{key}_h"), num(d, f"{key}_w"), num(d, f"{key}_c"))
+
+    def fm(d: dict[str, str], key: str) -> VelaFm:
+        s = shape(d, f"{key}_slice")
+        return VelaFm(s if any(s) else shape(d, f"{key}_shape"), DTYPE_BITS.get(d.get(f"{key}_dtype", ""), 8),
+                      d.get(f"{key}_format") == "NHWC", d.get(f"{key}_memory", ""))
+
+    perf, debug, main = by_id("perf"), by_id("perf_debug"), by_id("perf_debug_main")
+    source = {r["id"]: r for r in by_id("source").values()}
+    chained: dict[str, list[str]] = {}
+    for sub_id, g in by_id("group").items():
+        chained.setdefault(g["group_id"], []).append(perf.get(sub_id, {}).get("operator", ""))
+    mems = [h.removesuffix("_ac") for h in (tables["perf"].header if "perf" in tables else []) if h.endswith("_ac")]
+    out = []
+    for op_id, m in main.items():
+        p, d = perf.get(op_id), debug.get(op_id)
+        if p is None or d is None:
+            continue
+        src = source.get(p.get("source_id", ""))
+        key = src.get("ext_key", "") if src else ""
+        out.append(VelaOpPerf(
+            op_id, p.get("operator", ""), int(key) if key else None, fm(d, "ifm"),
+            fm(d, "ifm2") if d.get("ifm2_dtype") else None, fm(d, "ofm"),
+            (num(d, "kernel_size_y", 1), num(d, "kernel_size_x", 1)),
+            shape(m, "ofm_block"), shape(m, "ifm_block"), shape(m, "ofm_ublock"), m.get("traversal", ""),
+            d.get("weight_format", ""), "" if d.get("weight_buffering", "None") in ("", "None") else d["weight_buffering"],
+            num(m, "mac_cycles"), num(m, "ao_cycles"), num(m, "cmd_cycles"), num(p, "npu_cycles"), num(p, "op_cycles"),
+            {mem: num(p, f"{mem}_ac") for mem in mems if num(p, f"{mem}_ac")}, tuple(chained.get(op_id, ()))))
+    return out
