@@ -22,9 +22,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from hwopt.errors import HwoptError, NativeCodeError, UsageError
 from hwopt.preloads import LITERT_PRELOAD as LITERT_PRELOAD  # re-exported: part of the worker API
@@ -39,6 +39,8 @@ DEFAULT_MEMORY_MB = 8192
 _POLL_S = 0.02  # memory watchdog period: a runaway allocation overshoots by at most ~this many ms of growth
 _HEADER = struct.Struct("<Q")
 PIPE_BYTES = 1 << 20
+
+T = TypeVar("T")
 
 _subject: contextvars.ContextVar[str | None] = contextvars.ContextVar("hwopt_native_subject", default=None)
 
@@ -87,6 +89,11 @@ def in_worker() -> bool:
 
 def _inline() -> bool:
     return in_worker() or os.environ.get(ENV_MODE, "").strip().lower() in ("inline", "off", "0")
+
+
+def uses_worker() -> bool:
+    """True when native calls go to a worker process (False inside the worker or with HWOPT_WORKER=inline)."""
+    return not _inline()
 
 
 def _resolve(target: str) -> Any:
@@ -146,13 +153,20 @@ class Worker:
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, preload: tuple[str, ...] = ()) -> None:
-        """Start the worker now; it imports `preload` in the background while the caller keeps working."""
-        with self._lock:
+        """Start the worker now; it imports `preload` in the background while the caller keeps working.
+
+        Returns at once when another thread holds the worker (a call in flight): it is running then.
+        """
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
             if self._pid != os.getpid():
                 self._proc, self._to, self._from, self._pid = None, -1, -1, os.getpid()
             if self._proc is not None and self._proc.poll() is None:
                 return
             self._spawn(preload)
+        finally:
+            self._lock.release()
 
     def _spawn(self, preload: tuple[str, ...] = ()) -> None:
         req_r, req_w = os.pipe()
@@ -376,6 +390,37 @@ def prestart(*preload: str) -> None:
 def call(target: str, *args: Any, library: str, **kwargs: Any) -> Any:
     """Run `module:function` in the shared worker (in-process inside the worker itself)."""
     return worker().call(target, *args, library=library, **kwargs)
+
+
+class Background(Generic[T]):
+    """A call run in a thread while the caller works: where it calls the worker (Vela compiling),
+    the thread only waits on its pipe, without the GIL, so the caller's own analysis overlaps it."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        ctx = contextvars.copy_context()  # the caller's isolation subject names a crash
+        self._thread = threading.Thread(target=lambda: ctx.run(self._run, fn), name="hwopt-vela", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], T]) -> None:
+        try:
+            self._value = fn()
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def cancel(self) -> None:
+        """The caller failed: stop the worker's call (it would otherwise run to its end) and wait."""
+        if self._thread.is_alive():
+            interrupt()
+        self._thread.join()
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
 
 
 # -- the worker side ---------------------------------------------------------------------

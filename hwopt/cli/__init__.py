@@ -147,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from hwopt import isolation  # lazy: subprocess, pickle and the worker are no part of short commands
 
             isolation.prestart(*args.worker)
+        if getattr(args, "early", None):  # e.g. Vela's compile, started before the command's engines load
+            load_handler(args.early)(args)
         return int(load_handler(args.handler)(args))
     except _TerminatedError as exc:  # finally blocks already removed staging folders and temporary files
         sys.stderr.write(f"hwopt: terminated by {signal.Signals(exc.signum).name}\n")
@@ -165,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"hwopt: internal error: {type(exc).__name__}: {exc} (set HWOPT_DEBUG=1 for a traceback)\n")
         return EXIT_INTERNAL
     finally:
+        started = sys.modules.get("hwopt.targets.ethos_u.vela_start")  # a Vela compile nobody took
+        if started is not None:
+            started.discard()
         running = sys.modules.get("hwopt.isolation")  # never imported: no worker to stop
         if running is not None:
             running.shutdown()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hwopt.preloads import VELA_PRELOAD
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("encode", help="re-encode weights in the target NPU's weight format",
@@ -22,4 +24,6 @@ def register(sub: Any) -> None:
     p.add_argument("--streams", choices=("vela", "hwopt"), default="vela",
                    help="with Vela's blocks, where the streams come from: Vela's compiled model (default; each "
                    "checked against the weights in the NPU's order) or hwopt's own encoder for every layer")
-    p.set_defaults(handler="hwopt.cli.run_encode:run")
+    # The worker starts before the target is known (most encodes compile with Vela); the early step
+    # stops it again for a target Vela does not compile.
+    p.set_defaults(handler="hwopt.cli.run_encode:run", worker=VELA_PRELOAD, early="hwopt.cli.early:encode_model")

@@ -22,8 +22,6 @@ from hwopt.analysis.deflate import DeflateSize
 from hwopt.analysis.layers import weight_layers, zero_corrected
 from hwopt.engines.audit import AuditReport
 from hwopt.engines.check import VELA_RULE, operator_support
-from hwopt.engines.enforce import enforce_model
-from hwopt.engines.fidelity import Runner, load_data
 from hwopt.engines.measure import Measurement, measure
 from hwopt.errors import UsageError
 from hwopt.ir import Model
@@ -269,10 +267,12 @@ def run_compile(model: str | os.PathLike[str] | None, target: Target, *, pipelin
     working = original
     enforce_report = None
     if pipeline:
+        from hwopt.engines import enforce, fidelity  # lazy: passes, encoders, fidelity (~0.1 s) only for a pipeline
+
         step("running the enforce pipeline")
-        dataset = load_data(data, Runner(original.source).inputs) if data is not None else None
-        working, work_bytes, enforce_report = enforce_model(original, pipeline, data=dataset, target=tgt,
-                                                            measure_encoded=False, input_name=str(path))
+        dataset = fidelity.load_data(data, fidelity.Runner(original.source).inputs) if data is not None else None
+        working, work_bytes, enforce_report = enforce.enforce_model(original, pipeline, data=dataset, target=tgt,
+                                                                    measure_encoded=False, input_name=str(path))
         findings.extend(enforce_report.findings)
         measured = measure(work_bytes, tgt, action="compile", label=str(path), exact_deflate=exact_deflate,
                            progress=lambda name: step(compiling) if name == "vela" else None)

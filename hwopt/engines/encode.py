@@ -24,6 +24,7 @@ from hwopt.errors import CompileError, OutputError, UnsupportedModelError, Usage
 from hwopt.fileio import refuse_inputs, staged_directory
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import DType, Model, Operator, Subgraph, Tensor
+from hwopt.isolation import Background
 from hwopt.records import OpRef, dumps
 from hwopt.targets import Family, Target
 from hwopt.targets.ethos_n import weight_decode as wd
@@ -34,6 +35,7 @@ from hwopt.targets.ethos_n.variants import N78Variant
 from hwopt.targets.ethos_u import vela_blocks as vb
 from hwopt.targets.ethos_u import vela_weights as vw
 from hwopt.targets.ethos_u import weights as wu
+from hwopt.targets.ethos_u.vela_engine import RegorOutput
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +161,12 @@ def _pack_streams(parts: list[tuple[bytes, int, int, int]]) -> tuple[bytes, list
 
 
 def _symbol_counts(t: Tensor, corrected: np.ndarray) -> tuple[np.ndarray, int]:
-    """Occurrences of each distinct corrected weight, and how many are zero.
+    """Occurrences of each distinct corrected weight, and how many are zero."""
+    return _raw_symbol_counts(t) or (value_counts(corrected), int(corrected.size - np.count_nonzero(corrected)))
+
+
+def _raw_symbol_counts(t: Tensor) -> tuple[np.ndarray, int] | None:
+    """`_symbol_counts` from the raw bytes alone, where that is possible (else None).
 
     When all channels share one zero point the correction only relabels the values, so one
     256-bin histogram of the raw bytes gives the same counts without touching the int32 copy.
@@ -170,16 +177,17 @@ def _symbol_counts(t: Tensor, corrected: np.ndarray) -> tuple[np.ndarray, int]:
         hist = np.bincount(np.ascontiguousarray(data).reshape(-1).view(np.uint8), minlength=256)
         zero_code = (int(zp[0]) if zp.size else 0) & 0xFF  # the byte that holds the zero point
         return hist[hist > 0], int(hist[zero_code])
-    return value_counts(corrected), int(corrected.size - np.count_nonzero(corrected))
+    return None
 
 
 def _finish(layer: WeightLayer, model: Model, corrected: np.ndarray, data: bytes, streams: list[StreamInfo], *,
             fmt: str, traversal: str | None, source: str | None, coded: int, ok: bool,
-            vela: tuple[int, str] | None = None, stream_source: str | None = None) -> LayerEncoding:
+            vela: tuple[int, str] | None = None, stream_source: str | None = None,
+            symbols: tuple[np.ndarray, int] | None = None) -> LayerEncoding:
     t = layer.weights(model)
     n = int(corrected.size)
     bpw = 8.0 * len(data) / n if n else 0.0
-    counts, zeros = _symbol_counts(t, corrected)  # one histogram: entropy, distinct values and zeros
+    counts, zeros = symbols or _symbol_counts(t, corrected)  # one histogram: entropy, distinct values and zeros
     ent = entropy_from_counts(counts, n)
     return LayerEncoding(
         layer.subgraph, layer.op_index, layer.op, t.name, list(t.shape), t.dtype.label, True, None, n,
@@ -190,7 +198,8 @@ def _finish(layer: WeightLayer, model: Model, corrected: np.ndarray, data: bytes
 
 def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: vb.VelaLayerInfo | None,
               vela_parts: list[bytes] | None = None, vela_fast: bool = False,
-              pending: vw.PendingDecodes | None = None) -> LayerEncoding:
+              pending: vw.PendingDecodes | None = None, *,
+              symbols: tuple[np.ndarray, int] | None = None) -> LayerEncoding:
     sg = model.subgraphs[layer.subgraph]
     op = sg.operators[layer.op_index]
     corrected = zero_corrected(model, layer)
@@ -250,7 +259,7 @@ def _encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: 
     config = parts[0][1]
     data, infos = _pack_streams(streams)
     return _finish(layer, model, corrected, data, infos, fmt=fmt, traversal=config.traversal.value,
-                   source=config.source, coded=coded, ok=ok, vela=vela, stream_source=source)
+                   source=config.source, coded=coded, ok=ok, vela=vela, stream_source=source, symbols=symbols)
 
 
 def _vela_dilates_weights(model: Model, layer: WeightLayer) -> bool:
@@ -320,6 +329,7 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
             raise UnsupportedModelError("the model has float weights only; quantize it to int8 first")
         raise UnsupportedModelError("the model has no int8/uint8 weight layers to encode")
     vela_total: int | None = None
+    symbols: dict[int, tuple[np.ndarray, int] | None] = {}  # per layer, from the raw bytes (see _raw_symbol_counts)
     vela_infos: dict[int, vb.VelaLayerInfo] = {}
     located: vw.CompiledStreams | None = None
     variant, arch = target.n78, None
@@ -333,7 +343,7 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
                 log.warning("Vela block configurations are read for subgraph 0 only")
             try:
                 if vela_compiled is None:
-                    vela_compiled = vb.compile_with_db(model.source or _file_bytes(path), target, model)
+                    vela_compiled = _compile_beside(model, path, target, layers, reasons, symbols)
                 infos, vela_total = vb.configs_from_compiled(vela_compiled)
                 vela_infos = dict(infos)
                 # Vela's streams are located by operator index, which subgraphs share: one subgraph only.
@@ -365,9 +375,9 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
                 if vela_layer is not None and located is not None:
                     pending.owner = len(out)
                     enc = _encode_u(layer, model, arch, info, vela_layer.data(located.read_only), vela_layer.fast,
-                                    pending)
+                                    pending, symbols=symbols.get(len(out)))
                 else:
-                    enc = _encode_u(layer, model, arch, info)
+                    enc = _encode_u(layer, model, arch, info, symbols=symbols.get(len(out)))
         if not enc.roundtrip_ok:
             log.error("round trip failed for subgraph %d op %d (%s)", layer.subgraph, layer.op_index, layer.op)
         out.append(enc)
@@ -381,6 +391,22 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
 
 def _file_bytes(path: str) -> bytes:
     return Path(path).read_bytes() if path else b""
+
+
+def _compile_beside(model: Model, path: str, target: Target, layers: list[WeightLayer], reasons: list[str | None],
+                    symbols: dict[int, tuple[np.ndarray, int] | None]) -> RegorOutput:
+    """Vela's compile (with its database) in the worker, while this thread fills `symbols`: each
+    encodable layer's weight histogram, which needs nothing of Vela's. The compile validates its own
+    reading of the bytes, so the two threads share no lazily read model."""
+    compiling = Background(lambda: vb.compile_with_db(model.source or _file_bytes(path), target))
+    try:
+        for i, (layer, reason) in enumerate(zip(layers, reasons, strict=True)):
+            if reason is None:
+                symbols[i] = _raw_symbol_counts(layer.weights(model))
+    except BaseException:
+        compiling.cancel()
+        raise
+    return compiling.result()
 
 
 def _summary(layers: list[LayerEncoding], vela_total: int | None) -> EncodeSummary:

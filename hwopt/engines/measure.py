@@ -7,25 +7,21 @@ with the audit's per-layer structure exists once (on `OpRef.op_key`).
 
 from __future__ import annotations
 
-import contextvars
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
 
-from hwopt import isolation
 from hwopt.analysis.deflate import DeflateJob
 from hwopt.engines.audit import AuditReport, Expectations, LayerAudit, audit_model
 from hwopt.errors import UnsupportedModelError
 from hwopt.format.tflite_io import read_model, serialize
 from hwopt.ir import Model
+from hwopt.isolation import Background
 from hwopt.targets import Target
 from hwopt.targets.ethos_u.vela_engine import VelaOpRow, VelaResult, compile_model
 
 Source = Model | bytes | str | os.PathLike[str]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -109,34 +105,3 @@ def measure(source: Source, target: Target, *, action: str = "measure", audit: b
             vela_call.cancel()
         raise
     return Measurement(model, data, label, target, audited, compiled)                  # rows() joins them
-
-
-class Background(Generic[T]):
-    """A call run in a thread while the caller works: Vela compiles in the isolation worker (the
-    thread only waits on its pipe, without the GIL), so the caller's own analysis overlaps it."""
-
-    def __init__(self, fn: Callable[[], T]) -> None:
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        ctx = contextvars.copy_context()  # the caller's isolation subject names a crash
-        self._thread = threading.Thread(target=lambda: ctx.run(self._run, fn), name="hwopt-vela", daemon=True)
-        self._thread.start()
-
-    def _run(self, fn: Callable[[], T]) -> None:
-        try:
-            self._value = fn()
-        except BaseException as exc:  # handed to the caller by result()
-            self._error = exc
-
-    def cancel(self) -> None:
-        """The caller failed: stop the worker's call (it would otherwise run to its end) and wait."""
-        if self._thread.is_alive():
-            isolation.interrupt()
-        self._thread.join()
-
-    def result(self) -> T:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value

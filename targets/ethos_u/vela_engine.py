@@ -20,7 +20,8 @@ from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model
 from hwopt.records import OpRef
 from hwopt.targets.descriptor import Target
-from hwopt.targets.ethos_u.vela_config import CompilerOptions, options_text, regor_arch, system_config_text
+from hwopt.targets.ethos_u import vela_start
+from hwopt.targets.ethos_u.vela_config import CompilerOptions
 
 log = logging.getLogger(__name__)
 
@@ -256,9 +257,11 @@ def regor_compile(model_bytes: bytes, target: Target, options: CompilerOptions |
     """
 
     check_for_native(model if model is not None else read_model(model_bytes), "vela")
-    out = _output(isolation.call(
-        "hwopt.native_calls:regor_compile", regor_arch(target), model_bytes,
-        system_config_text(target), options_text(target, options), library="Vela"))
+    request = vela_start.request_of(target, options)
+    started = vela_start.take(request, model_bytes)  # the CLI may have started this very compile already
+    arch, system_config, options_ini = request
+    out = _output(started if started is not None else isolation.call(
+        vela_start.REGOR_CALL, arch, model_bytes, system_config, options_ini, library="Vela"))
     if out.text.strip():
         log.debug("vela: %s", out.text.strip())
     return out, out.text

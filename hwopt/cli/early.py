@@ -1,0 +1,44 @@
+"""Work a command starts right after its flags are parsed, before its engines load.
+
+`hwopt compile` and the Ethos-U `hwopt encode` compile the model with Vela in the isolation
+worker; loading hwopt's engines and reading the model take about as long as a small model's
+compile. Started here, the compile runs on the other core while the command loads, and the
+engine takes its result (hwopt.targets.ethos_u.vela_start). Each function is best-effort: on
+any problem it starts nothing, and the command then meets and reports it as it always did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+
+from hwopt import isolation
+from hwopt.errors import HwoptError
+from hwopt.targets import resolve_target
+from hwopt.targets.ethos_u import vela_start
+
+
+def _start(model: str | None, spec: str, *, system_config: str | None = None, memory_mode: str | None = None,
+           accelerator: str | None = None) -> None:
+    if not model:
+        return
+    with contextlib.suppress(HwoptError, OSError, ValueError):
+        target = resolve_target(spec, system_config=system_config, memory_mode=memory_mode, accelerator=accelerator)
+        if target.family.is_ethos_u:
+            vela_start.start(Path(model).read_bytes(), target)
+        else:
+            isolation.shutdown()  # the worker the command started for Vela has nothing to do
+
+
+def compile_model(args: argparse.Namespace) -> None:
+    """`hwopt compile` without a pipeline compiles the file as it is: start that compile."""
+    if not args.pipeline:
+        _start(args.model, args.target, system_config=args.system_config, memory_mode=args.memory_mode,
+               accelerator=args.accelerator)
+
+
+def encode_model(args: argparse.Namespace) -> None:
+    """`hwopt encode` for Ethos-U takes Vela's block configurations (and streams) from a compile: start it."""
+    if args.blocks in (None, "vela"):
+        _start(args.model, args.target, accelerator=args.accelerator)

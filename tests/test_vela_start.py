@@ -1,0 +1,139 @@
+"""A Vela compile started ahead of need (hwopt.targets.ethos_u.vela_start and the CLI's early step):
+taken only by the very same request, stopped otherwise, and never changing what a command reports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CliRunner
+
+from hwopt import isolation
+from hwopt.engines.compile import EXAMPLE_MODEL
+from hwopt.errors import NativeCodeError
+from hwopt.targets import resolve_target
+from hwopt.targets.ethos_u import vela_start
+from hwopt.targets.ethos_u.vela_config import CompilerOptions
+from hwopt.targets.ethos_u.vela_engine import regor_compile
+
+U55 = "ethos-u55-128"
+
+
+@pytest.fixture
+def regor_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bytes]]:
+    """Every Regor compile sent to the worker, as (architecture, model bytes)."""
+    calls: list[tuple[str, bytes]] = []
+    real = isolation.Worker.call
+
+    def counting(self: isolation.Worker, target: str, *args: Any, library: str, **kwargs: Any) -> Any:
+        if target == vela_start.REGOR_CALL:
+            calls.append((args[0], bytes(args[1])))
+        return real(self, target, *args, library=library, **kwargs)
+
+    monkeypatch.setattr(isolation.Worker, "call", counting)
+    yield calls
+    vela_start.discard()
+
+
+def test_the_same_request_takes_the_started_compile(regor_calls: list[tuple[str, bytes]]) -> None:
+    data = EXAMPLE_MODEL.read_bytes()
+    target = resolve_target(U55)
+    assert vela_start.start(data, target)
+    assert not vela_start.start(data, target)  # one at a time
+    started, _ = regor_compile(data, target)
+    assert len(regor_calls) == 1  # the engine took the compile started first instead of compiling again
+    vela_start.discard()
+    again, _ = regor_compile(data, target)
+    assert len(regor_calls) == 2
+    assert started.model == again.model and started.perf == again.perf
+
+
+@pytest.mark.parametrize("change", ["bytes", "target", "options"])
+def test_another_request_compiles_anew(regor_calls: list[tuple[str, bytes]], change: str) -> None:
+    data = EXAMPLE_MODEL.read_bytes()
+    target = resolve_target(U55)
+    vela_start.start(data + b"\0" * 16 if change == "bytes" else data, target)
+    want_target = resolve_target("ethos-u85-256") if change == "target" else target
+    options = CompilerOptions(optimise="Size") if change == "options" else None
+    out, _ = regor_compile(data, want_target, options)
+    assert len(regor_calls) == 2  # the started compile was not this request
+    assert regor_calls[-1][1] == data
+    fresh, _ = regor_compile(data, want_target, options)
+    assert out.model == fresh.model
+
+
+def test_the_worker_starts_at_once_while_a_call_is_in_flight() -> None:
+    """`start` (as the engines call it) does not wait for a compile another thread has in flight."""
+    started = threading.Event()
+
+    def run() -> None:
+        started.set()
+        with contextlib.suppress(NativeCodeError):
+            isolation.call("time:sleep", 30, library="test")
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    started.wait()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    isolation.worker().start()  # a call is in flight: start returns at once, it does not wait for the call
+    assert time.monotonic() - t0 < 5
+    isolation.interrupt()
+    t.join(10)
+    assert not t.is_alive()
+
+
+def test_inline_mode_starts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(isolation.ENV_MODE, "inline")
+    assert not vela_start.start(EXAMPLE_MODEL.read_bytes(), resolve_target(U55))
+    assert vela_start.take(vela_start.request_of(resolve_target(U55)), EXAMPLE_MODEL.read_bytes()) is None
+
+
+def test_compile_and_encode_run_vela_once_and_report_as_before(tmp_path: Path, run_cli: CliRunner,
+                                                               regor_calls: list[tuple[str, bytes]],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tmp_path / "m.tflite"
+    model.write_bytes(EXAMPLE_MODEL.read_bytes())
+    early = run_cli("compile", model, "--target", U55, "-o", tmp_path / "a", "--json")
+    assert early.code == 0 and len(regor_calls) == 1
+    early_enc = run_cli("encode", model, "--target", U55, "--json")
+    assert early_enc.code == 0 and len(regor_calls) == 2
+    # The same commands with the early step switched off: the same reports and files.
+    monkeypatch.setattr("hwopt.cli.early.vela_start.start", lambda *a, **k: False)
+    late = run_cli("compile", model, "--target", U55, "-o", tmp_path / "b", "--json")
+    late_enc = run_cli("encode", model, "--target", U55, "--json")
+    assert len(regor_calls) == 4
+    assert json.loads(early.out) | {"output_model": ""} == json.loads(late.out) | {"output_model": ""}
+    assert early_enc.out == late_enc.out
+    for name in sorted(p.name for p in (tmp_path / "a").iterdir()):
+        if name != "report.json":
+            assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_discard_stops_a_compile_nobody_takes(regor_calls: list[tuple[str, bytes]]) -> None:
+    assert vela_start.start(EXAMPLE_MODEL.read_bytes(), resolve_target(U55))
+    vela_start.discard()
+    assert vela_start.take(vela_start.request_of(resolve_target(U55)), EXAMPLE_MODEL.read_bytes()) is None
+    out, _ = regor_compile(EXAMPLE_MODEL.read_bytes(), resolve_target(U55))  # the worker serves the next call
+    assert out.model and len(regor_calls) == 2
+
+
+def test_an_n78_encode_stops_the_worker_the_command_started() -> None:
+    from hwopt.cli import build_parser, early
+
+    args = build_parser("encode").parse_args(["encode", str(EXAMPLE_MODEL), "--target", "ethos-n78-4tops-4ple"])
+    isolation.prestart(*args.worker)
+    early.encode_model(args)
+    assert isolation.worker()._proc is None
+    args = build_parser("encode").parse_args(["encode", str(EXAMPLE_MODEL), "--target", U55])
+    isolation.prestart(*args.worker)
+    early.encode_model(args)
+    try:
+        assert isolation.worker()._proc is not None
+    finally:
+        vela_start.discard()
