@@ -9,6 +9,7 @@ quantization and constant data as numpy views over the file bytes (no copy on re
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -182,7 +183,7 @@ class Tensor:
 
     @property
     def elements(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return int(math.prod(self.shape))  # exact Python ints (the reader bounds it by 2^40)
 
 
 @dataclass(eq=False)

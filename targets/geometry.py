@@ -7,13 +7,14 @@ its hardware chains operators, the chaining map; everything else here is pure sh
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
 
-from hwopt.analysis.layers import weight_layers, zero_corrected
+from hwopt.analysis.layers import weight_layers, zero_corrected_tensor
 from hwopt.analysis.stats import check_2_4
 from hwopt.ir import DType, Model, Operator, Subgraph, Tensor
 from hwopt.records import OpRef
@@ -151,7 +152,7 @@ def hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
     c = shape[-1]
     w = shape[-2] if len(shape) >= 3 else 1
     rest = shape[:-2] if len(shape) >= 3 else shape[:-1]
-    h = int(np.prod(rest, dtype=np.int64)) if rest else 1
+    h = int(math.prod(rest)) if rest else 1
     return (max(h, 1), max(w, 1), max(c, 1))
 
 
@@ -172,6 +173,36 @@ def weight_info(w: np.ndarray, in_axis: int | None = None) -> WeightInfo:
     values = counts
     sparse = bool(check_2_4(w, in_axis)[0]) if in_axis is not None and zeros * 2 >= flat.size else False
     return WeightInfo(int(flat.size), zeros / max(flat.size, 1), int(values.size), entropy, sparse)
+
+
+def tensor_weight_info(t: Tensor, in_axis: int | None = None) -> WeightInfo:
+    """`weight_info` of a constant tensor's zero-corrected values, figure for figure.
+
+    8-bit weights with one zero point for the whole tensor (TFLite's symmetric int8 weights) take
+    one 256-bin histogram of the stored bytes: subtracting a constant neither merges nor reorders
+    values, so the counts, zeros and entropy are those of the corrected weights, without the int32
+    copy; other tensors take the general path.
+    """
+    data, q = t.data, t.quantization
+    assert data is not None
+    zps = q.zero_point if q is not None and t.dtype.is_integer else None
+    if data.dtype.itemsize != 1 or data.dtype.kind not in "iu" or (zps is not None and zps.size and (zps != zps[0]).any()):
+        return weight_info(zero_corrected_tensor(t), in_axis)
+    zp = int(zps[0]) if zps is not None and zps.size else 0
+    flat = data.reshape(-1)
+    hist = np.bincount(flat.view(np.uint8), minlength=256)
+    if data.dtype.kind == "i":  # bytes 128..255 hold -128..-1: put the bins in value order
+        hist = np.concatenate((hist[128:], hist[:128]))
+        lo = -128
+    else:
+        lo = 0
+    counts = hist[hist > 0]
+    zeros = int(hist[zp - lo]) if 0 <= zp - lo < 256 else 0
+    n = int(flat.size)
+    p = counts / max(n, 1)
+    entropy = float(-(p * np.log2(p)).sum()) if n else 0.0
+    sparse = bool(check_2_4(zero_corrected_tensor(t), in_axis)[0]) if in_axis is not None and zeros * 2 >= n else False
+    return WeightInfo(n, zeros / max(n, 1), int(counts.size), entropy, sparse)
 
 
 def kernel_stride(op: Operator, sg: Subgraph, kind: OpKind) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -236,7 +267,7 @@ def layer_geometry(model: Model, placement: Placement, chaining: Chaining | None
             wl = layers.get((sg.index, op.index))
             key = (sg.index, op.index)
             if key not in stats:
-                stats[key] = weight_info(zero_corrected(model, wl), wl.in_axis) if wl is not None and wl.macs else None
+                stats[key] = tensor_weight_info(wl.weights(model), wl.in_axis) if wl is not None and wl.macs else None
             winfo = stats[key]
             macs = wl.macs if wl is not None else 0
             if kind is OpKind.POOL:

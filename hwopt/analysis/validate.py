@@ -10,6 +10,7 @@ check names the operator and field; the analytic estimator runs the structural c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -74,7 +75,7 @@ ZP_RANGE = {DType.INT8: (-128, 127), DType.UINT8: (0, 255), DType.INT16: (-32768
             DType.INT32: (-(1 << 31), (1 << 31) - 1)}
 
 
-def _operator(sg: Subgraph, op: Operator, engine: Engine) -> list[Problem]:
+def _operator(sg: Subgraph, op: Operator, engine: Engine, scales: dict[int, str | None] | None = None) -> list[Problem]:
     p = lambda msg: Problem(sg.index, op.index, op.op, msg)  # noqa: E731
     out: list[Problem] = []
     if op.custom_code == VELA_CUSTOM_CODE:
@@ -136,11 +137,21 @@ def _operator(sg: Subgraph, op: Operator, engine: Engine) -> list[Problem]:
                 out.append(p(f"{role} {t.name!r} has shape {list(t.shape)} (a 2-D operator needs 4 dimensions)"))
     for i in (*op.inputs, *op.outputs):  # requantisation divides by these scales
         t = sg.tensor(i) if 0 <= i < len(sg.tensors) else None
-        bad = _scale_problem(t) if t is not None else None
+        bad = _scale_of(t, scales) if t is not None else None
         if bad:
             out.append(p(bad))
             break
     return out
+
+
+def _scale_of(t: Tensor, scales: dict[int, str | None] | None) -> str | None:
+    """`_scale_problem`, remembered per tensor in `scales` (one subgraph's check, by object id)."""
+    if scales is None:
+        return _scale_problem(t)
+    key = id(t)
+    if key not in scales:
+        scales[key] = _scale_problem(t)
+    return scales[key]
 
 
 def _fully_connected_problem(sg: Subgraph, op: Operator) -> str | None:
@@ -263,15 +274,18 @@ def _scale_problem(t: Tensor) -> str | None:
     q = t.quantization
     if q is None or q.scale.size == 0:
         return None
-    scale = q.scale.astype(np.float64)
-    if not np.all(np.isfinite(scale)):
+    # the extremes decide every check (min and max propagate NaN); one pass each, not six
+    lo, hi = (float(q.scale[0]),) * 2 if q.scale.size == 1 else (float(q.scale.min()), float(q.scale.max()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         return f"tensor {t.name!r} has a quantization scale that is not finite"
-    if np.any(scale < 0):
+    if lo < 0:
         return f"tensor {t.name!r} has a negative quantization scale"
-    nonzero = scale[scale != 0]
-    if nonzero.size and (nonzero.min() < MIN_SCALE or nonzero.max() > MAX_SCALE):
+    has_zero = lo == 0  # no scale is negative here: a zero is the minimum
+    if has_zero and hi > 0:  # the smallest non-zero scale
+        lo = float(q.scale[q.scale != 0].min())
+    if hi > 0 and (lo < MIN_SCALE or hi > MAX_SCALE):
         return f"tensor {t.name!r} has a quantization scale outside [{MIN_SCALE:g}, {MAX_SCALE:g}]"
-    if not t.is_constant and np.any(scale == 0):
+    if not t.is_constant and has_zero:
         return f"tensor {t.name!r} has a quantization scale of 0"
     return None
 
@@ -284,7 +298,7 @@ def operator_problem(model: Model, subgraph: int, op_index: int, engine: Engine 
     return found[0].message if found else None
 
 
-def _tensors(sg: Subgraph, engine: Engine) -> list[Problem]:
+def _tensors(sg: Subgraph, engine: Engine, scales: dict[int, str | None]) -> list[Problem]:
     out: list[Problem] = []
     for t in sg.tensors:
         if engine is Engine.VELA and not t.is_constant and len(t.shape) == 4 and t.shape[0] > MAX_VELA_BATCH:
@@ -303,7 +317,7 @@ def _tensors(sg: Subgraph, engine: Engine) -> list[Problem]:
         if engine is Engine.VELA and t.dtype not in VELA_TYPES:
             out.append(Problem(sg.index, None, "", f"tensor {t.name!r} is {t.dtype.name}, a type Vela does not handle"))
             break
-        bad = _scale_problem(t) or _signature_problem(t)  # weight zero points: checked per operator
+        bad = _scale_of(t, scales) or _signature_problem(t)  # weight zero points: checked per operator
         if bad:
             out.append(Problem(sg.index, None, "", bad))
             break
@@ -315,9 +329,10 @@ def problems(model: Model, engine: Engine | str) -> list[Problem]:
     eng = engine if isinstance(engine, Engine) else Engine[engine.upper()]
     out: list[Problem] = []
     for sg in model.subgraphs:
-        out.extend(_tensors(sg, eng))
+        scales: dict[int, str | None] = {}  # each tensor's scales checked once, though operators share tensors
+        out.extend(_tensors(sg, eng, scales))
         for op in sg.operators:
-            out.extend(_operator(sg, op, eng))
+            out.extend(_operator(sg, op, eng, scales))
     return out
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hwopt.analysis.layers import weight_layers
-from hwopt.analysis.memory import estimate_memory
+from hwopt.analysis.memory import MemoryEstimate, estimate_memory
 from hwopt.analysis.validate import Engine, check_for_native
 from hwopt.engines.encode import NPU_WEIGHT_OPS, n78_problem
 from hwopt.engines.measure import Measurement, measure, reject_compiled
@@ -101,9 +101,8 @@ def _check_model(model: Model) -> None:
 
 
 def _summary(target: Target, layers: list[LayerEstimate], cycles: int, npu_cycles: int, macs: int, peak_sram: int,
-             off_chip: int, encoded: int, model: Model) -> EstimateSummary:
+             off_chip: int, encoded: int, mem: list[MemoryEstimate]) -> EstimateSummary:
     seconds = cycles / target.clock_hz
-    mem = estimate_memory(model)
     util = macs / (cycles * target.npu.total_macs) if cycles and macs else None
     return EstimateSummary(
         cycles=cycles, inference_s=seconds, inferences_per_second=1.0 / seconds if seconds > 0 else 0.0,
@@ -131,7 +130,7 @@ def _estimate_vela(m: Measurement) -> EstimateReport:
     p = res.perf
     off_chip = sum(t.bytes_read + t.bytes_written for t in p.traffic if t.memory not in ON_CHIP)
     summary = _summary(target, layers, p.cycles, p.npu_cycles, p.macs, p.peak_bytes("Sram"), off_chip,
-                       p.encoded_weight_bytes, model)
+                       p.encoded_weight_bytes, estimate_memory(model))
     return _report(model, target, "vela", layers, summary, res)
 
 
@@ -143,7 +142,7 @@ class _Prepared:
     model: Model
     geometry: dict[Family, list[LayerGeometry]] = field(default_factory=dict)
     weight_stats: dict[tuple[int, int], WeightInfo | None] = field(default_factory=dict)
-    arena: int | None = None
+    memory: list[MemoryEstimate] | None = None
     native_checked: bool = False  # the model passed the checks Vela would apply (once per model)
 
     def costs(self, target: Target) -> list[LayerCost]:
@@ -153,10 +152,10 @@ class _Prepared:
             self.geometry[target.family] = ethos_u_geometry(self.model, target.family, self.weight_stats)
         return costs_of(self.geometry[target.family], target)
 
-    def arena_bytes(self) -> int:
-        if self.arena is None:
-            self.arena = max((m.arena_bytes for m in estimate_memory(self.model)), default=0)
-        return self.arena
+    def memory_plan(self) -> list[MemoryEstimate]:
+        if self.memory is None:
+            self.memory = estimate_memory(self.model)
+        return self.memory
 
 
 def _estimate_analytic(model: Model, target: Target, prepared: _Prepared | None = None) -> EstimateReport:
@@ -174,7 +173,8 @@ def _estimate_analytic(model: Model, target: Target, prepared: _Prepared | None 
             bound=c.bound, mac_utilisation=util, memory_cycles=dict(c.memory_cycles), passes=c.passes,
         ))
     cycles = sum(la.cycles for la in layers)
-    arena = prep.arena_bytes()
+    mem = prep.memory_plan()
+    arena = max((m.arena_bytes for m in mem), default=0)
     largest_weights = max((la.encoded_weight_bytes or 0 for la in layers), default=0)
     if target.family is Family.ETHOS_N78 or target.arena_memory != "Sram":
         peak_sram = min(arena + largest_weights, target.arena_limit)
@@ -187,7 +187,7 @@ def _estimate_analytic(model: Model, target: Target, prepared: _Prepared | None 
                 off_chip += int(cyc * target.bandwidth(m))
     encoded = sum(la.encoded_weight_bytes or 0 for la in layers)
     summary = _summary(target, layers, cycles, sum(la.npu_cycles for la in layers), sum(la.macs for la in layers),
-                       peak_sram, off_chip, encoded, model)
+                       peak_sram, off_chip, encoded, mem)
     return _report(model, target, "analytic", layers, summary, None)
 
 

@@ -371,15 +371,18 @@ def precision_rule_check(precision: int):
     return check
 
 
+UNSIGNED = (DType.UINT8, DType.UINT16, DType.UINT32)
+
+
 def zero_points_u55(v: OpView) -> str | None:
     for t in v.feature_maps():
         q = t.quantization
-        if q is None or q.zero_point.size == 0:
+        if q is None or q.zero_point.size == 0 or (t.dtype not in UNSIGNED and bits(t.dtype) != 32):
             continue
         zps = q.zero_point.astype(np.int64)
         if bits(t.dtype) == 32 and bool(np.any(zps != 0)):
             return f"{t.dtype.label} tensor {_name(t)} has zero point {int(zps[zps != 0][0])} (must be 0)"
-        if t.dtype in (DType.UINT8, DType.UINT16, DType.UINT32) and bool(np.any(zps < 0)):
+        if t.dtype in UNSIGNED and bool(np.any(zps < 0)):
             return f"unsigned tensor {_name(t)} has negative zero point {int(zps.min())}"
     return None
 

@@ -102,9 +102,14 @@ def _scale_positive(v: OpView) -> str | None:
         q = t.quantization
         if q is None or not q.scale.size:
             continue
-        scales = np.asarray(q.scale, dtype=np.float32).astype(np.float64)
         # only |scale| >= 2^31 can leave a negative shift (frexp exponent above 31): check just those
-        for s in scales[np.abs(scales) >= 2.0**31].tolist():
+        if q.scale.size == 1:  # (as float32, as Vela reads it)
+            one = float(np.float32(q.scale[0]))
+            big = [one] if abs(one) >= 2.0**31 else []
+        else:
+            scales = np.asarray(q.scale, dtype=np.float32).astype(np.float64)
+            big = scales[np.abs(scales) >= 2.0**31].tolist()
+        for s in big:
             if _negative_shift(s):
                 return f"tensor {_name(t)} has scale {s:g} (Vela needs a right shift; scales from 2^32 up cannot)"
     return None
@@ -132,14 +137,17 @@ def weight_sum_rule(limit8: int, limit16: int) -> Rule:
         if w is None or ifm is None or values is None or values.ndim != 4 or bits(w.dtype) != 8:
             return None
         limit = limit8 if bits(ifm.dtype) == 8 else limit16
-        arr = np.asarray(values, dtype=np.int64)
         depthwise = v.name == "DEPTHWISE_CONV_2D"
         out_axis = 3 if depthwise else 0
+        outs = values.shape[out_axis]
+        if outs and (values.size // outs) * 255 < limit:  # cannot overflow: Vela skips the sum too
+            return None
+        arr = np.asarray(values, dtype=np.int64)
         zp = np.zeros(1, dtype=np.int64)
         if w.quantization is not None and w.quantization.zero_point.size:
             zp = w.quantization.zero_point.astype(np.int64)
-        per_out = np.moveaxis(arr, out_axis, 0).reshape(arr.shape[out_axis], -1)
-        if per_out.shape[1] * 255 < limit:  # cannot overflow: Vela skips the sum too
+        per_out = np.moveaxis(arr, out_axis, 0).reshape(outs, -1)
+        if per_out.shape[1] * 255 < limit:  # (no output channel: nothing to sum)
             return None
         zp_col = zp.reshape(-1, 1) if zp.size == per_out.shape[0] else zp[:1].reshape(1, 1)
         sums = np.abs(per_out - zp_col).sum(axis=1)
