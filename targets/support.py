@@ -60,6 +60,14 @@ class OpView:
     op: Operator
     roles: tuple[tuple[str, Tensor | None], ...]
     outputs: tuple[Tensor, ...]
+    _by_role: dict[str, list[Tensor]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # the roles sorted once: every rule asks for some of them
+        by: dict[str, list[Tensor]] = {}
+        for r, t in self.roles:
+            if t is not None:
+                by.setdefault(r, []).append(t)
+        object.__setattr__(self, "_by_role", by)
 
     @property
     def name(self) -> str:
@@ -70,7 +78,7 @@ class OpView:
         return self.op.options
 
     def role(self, kind: str) -> list[Tensor]:
-        return [t for r, t in self.roles if r == kind and t is not None]
+        return list(self._by_role.get(kind, ()))
 
     @property
     def ifms(self) -> list[Tensor]:

@@ -230,7 +230,7 @@ def _options_names() -> dict[str, str]:
 def _options_mismatch(op: Operator) -> str | None:
     """The operator carries another operator's options table (Regor reads it as its own: SIGSEGV)."""
     opts = op.options
-    declared = int(getattr(op.raw, "builtinOptionsType", 0) or 0)
+    declared = op.options_type
     if opts is None and declared != 0:
         return f"declares options type {declared} but holds no options table"
     if opts is None and op.op in NEEDS_OPTIONS:

@@ -109,8 +109,17 @@ class _FileSource:
             return node.__dict__["_raw"]
         pos = node.__dict__["_pos"]
         kind = {Tensor: TensorT, Operator: OperatorT, Buffer: BufferT}[type(node)]
-        node.raw = kind.InitFromBuf(self.data, pos)
+        node.raw = _keep_options(node, kind.InitFromBuf(self.data, pos))
         return node.__dict__["_raw"]
+
+    def options(self, node: Any) -> tuple[int, Any]:
+        from hwopt._generated.tflite.BuiltinOptions import BuiltinOptionsCreator  # lazy: object-API, see unpack
+        from hwopt._generated.tflite.Operator import Operator as FbOperator  # lazy: object-API, see unpack
+
+        op = FbOperator()
+        op.Init(self.data, node.__dict__["_pos"])
+        kind = op.BuiltinOptionsType()
+        return kind, BuiltinOptionsCreator(kind, op.BuiltinOptions())
 
     def _tree(self) -> Any:
         """Unpack the whole ModelT once, keeping the nodes already unpacked (and maybe edited)."""
@@ -129,7 +138,7 @@ class _FileSource:
                     if have is not None:
                         raws[k] = have
                     else:
-                        node.raw = raws[k]
+                        node.raw = _keep_options(node, raws[k])
             if sg.__dict__.get("_raw") is None:
                 sg.raw = sg_raw
         for b, b_raw in zip(model.__dict__["_read_buffers"], tree.buffers or [], strict=True):
@@ -137,6 +146,14 @@ class _FileSource:
                 b.raw = b_raw
         model.raw = tree
         return tree
+
+
+def _keep_options(node: Any, raw: Any) -> Any:
+    """`raw` with the options object already read for `node` (edits made through it survive)."""
+    read = node.__dict__.get("_read_options")
+    if read is not None and isinstance(node, Operator):
+        raw.builtinOptions = read[1]
+    return raw
 
 
 def _quantization(q: Table | None, shape: tuple[int, ...], name: str, budget: _Budget) -> Quantization | None:

@@ -12,7 +12,16 @@ from functools import partial
 from hwopt.ir import DType, Model, Operator, Subgraph
 from hwopt.targets.descriptor import Family
 from hwopt.targets.ethos_u.support_tables import support_for
-from hwopt.targets.geometry import KIND_OF, LayerGeometry, OpKind, WeightInfo, consumers, hwc, layer_geometry
+from hwopt.targets.geometry import (
+    KIND_OF,
+    LayerGeometry,
+    OpKind,
+    Placement,
+    WeightInfo,
+    consumers,
+    hwc,
+    layer_geometry,
+)
 from hwopt.targets.support import op_view
 
 
@@ -22,27 +31,42 @@ def cpu_reason(sg: Subgraph, op: Operator, family: Family) -> str | None:
     return f"{reasons[0].message} ({reasons[0].rule})" if reasons else None
 
 
+def placement_of(family: Family) -> Placement:
+    """`cpu_reason` for one family and one model, each operator checked once: deriving a model's
+    geometry asks about most operators several times (their own pass, chaining, fusing, copies)."""
+    seen: dict[tuple[int, int], str | None] = {}
+
+    def reason(sg: Subgraph, op: Operator) -> str | None:
+        key = (sg.index, op.index)
+        if key not in seen:
+            seen[key] = cpu_reason(sg, op, family)
+        return seen[key]
+
+    return reason
+
+
 # Binary elementwise ops the U85 output stage can apply to a chained producer's output.
 CHAINABLE = frozenset(["ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE"])
 
 
-def chained_ops(sg: Subgraph, family: Family) -> dict[int, int]:
+def chained_ops(sg: Subgraph, family: Family, reason: Placement | None = None) -> dict[int, int]:
     """U85 operators chained onto the previous NPU pass (op -> producer): a binary elementwise op whose input is the
     output of the operator just before it, read by nothing else, with the same shape as its own output.
 
     The U85 output stage keeps that intermediate in its chaining buffer and applies the elementwise
     op as the producer's results are written, so the op costs no pass (and no feature-map traffic) of
     its own; U55/U65 have no chaining buffer. Every generation also fuses activations into their
-    producer (`fused_activations`).
+    producer (`fused_activations`). `reason` is the family's placement (default: `cpu_reason`).
     """
+    placed = reason or partial(cpu_reason, family=family)
     if family is not Family.ETHOS_U85:
-        return fused_activations(sg, family)
+        return fused_activations(sg, family, placed)
     readers = consumers(sg)
     producer = {o: op.index for op in sg.operators for o in op.outputs if o >= 0}
     graph_outputs, graph_inputs = set(sg.outputs), set(sg.inputs)
     out: dict[int, int] = {}  # chained op -> the op whose pass it rides on
     for op in sg.operators:
-        if op.op not in CHAINABLE or cpu_reason(sg, op, family) or not op.outputs:
+        if op.op not in CHAINABLE or placed(sg, op) or not op.outputs:
             continue
         ofm = sg.tensor(op.outputs[0])
         acts = [i for i in op.inputs if (t := sg.tensor(i)) is not None and t.data is None]
@@ -52,7 +76,7 @@ def chained_ops(sg: Subgraph, family: Family) -> dict[int, int]:
             if src is None or src != op.index - 1 or t is None or ofm is None:
                 continue
             prev = sg.operators[src]
-            if (cpu_reason(sg, prev, family) or KIND_OF.get(prev.op) in (OpKind.NOP, OpKind.MEMORY, OpKind.SOFTMAX)
+            if (placed(sg, prev) or KIND_OF.get(prev.op) in (OpKind.NOP, OpKind.MEMORY, OpKind.SOFTMAX)
                     or src in out):
                 continue
             # the other operand must be on-chip already: Vela does not chain onto a graph input's stream
@@ -61,7 +85,7 @@ def chained_ops(sg: Subgraph, family: Family) -> dict[int, int]:
                     and others_ok):
                 out[op.index] = src
                 break
-    out.update({a: p for a, p in fused_activations(sg, family).items() if a not in out})
+    out.update({a: p for a, p in fused_activations(sg, family, placed).items() if a not in out})
     return out
 
 
@@ -74,16 +98,17 @@ FUSABLE_ACTIVATIONS = RELUS | {"TANH", "LOGISTIC", "HARD_SWISH", "LEAKY_RELU"}
 FUSING_KINDS = frozenset([OpKind.CONV, OpKind.DEPTHWISE, OpKind.FULLY_CONNECTED, OpKind.POOL, OpKind.ELEMENTWISE])
 
 
-def fused_activations(sg: Subgraph, family: Family) -> dict[int, int]:
+def fused_activations(sg: Subgraph, family: Family, reason: Placement | None = None) -> dict[int, int]:
     """Activations fused into their producer (activation -> producer): the producer is the
     operator just before it, runs on the NPU as a convolution, pooling or elementwise pass, and its
     output is read by nothing else and is not a graph output."""
+    placed = reason or partial(cpu_reason, family=family)
     readers = consumers(sg)
     producer = {o: op.index for op in sg.operators for o in op.outputs if o >= 0}
     outputs = set(sg.outputs)
     out: dict[int, int] = {}
     for op in sg.operators:
-        if op.op not in FUSABLE_ACTIVATIONS or not op.inputs or cpu_reason(sg, op, family):
+        if op.op not in FUSABLE_ACTIVATIONS or not op.inputs or placed(sg, op):
             continue
         i = op.inputs[0]
         src = producer.get(i)
@@ -97,7 +122,7 @@ def fused_activations(sg: Subgraph, family: Family) -> dict[int, int]:
         if h * w * c > 16 and c < 8:
             continue  # Vela first deepens a shallow activation's shape, which then no longer fits its producer
         if KIND_OF.get(prev.op, OpKind.ELEMENTWISE) in FUSING_KINDS and prev.op not in FUSABLE_ACTIVATIONS \
-                and not cpu_reason(sg, prev, family):
+                and not placed(sg, prev):
             out[op.index] = src
     return out
 
@@ -106,24 +131,30 @@ def ethos_u_geometry(model: Model, family: Family,
                      stats: dict[tuple[int, int], WeightInfo | None] | None = None) -> list[LayerGeometry]:
     """Every operator as a `LayerGeometry` with Ethos-U placement (and U85 chaining); `stats` memoises
     weight statistics across families for one model."""
-    geo = layer_geometry(model, partial(cpu_reason, family=family), partial(chained_ops, family=family), stats)
+    placed = placement_of(family)
+    geo = layer_geometry(model, placed, partial(chained_ops, family=family, reason=placed), stats)
+    graphs: dict[int, _Graph] = {}
     out = []
     for g in geo:
-        if g.op == "CONCATENATION" and g.kind is not OpKind.CPU:
-            g = with_concat_copies(g, model.subgraphs[g.subgraph], family)
-        elif g.op in ("PAD", "PADV2") and g.kind is not OpKind.CPU:
-            g = with_pad_copies(g, model.subgraphs[g.subgraph], family)
+        if g.kind is not OpKind.CPU and g.op in ("CONCATENATION", "PAD", "PADV2"):
+            sg = model.subgraphs[g.subgraph]
+            if sg.index not in graphs:
+                graphs[sg.index] = (consumers(sg), _writers(sg, placed))
+            copies = with_concat_copies if g.op == "CONCATENATION" else with_pad_copies
+            g = copies(g, sg, graphs[sg.index])
         out.append(g)
     return out
 
 
 PASS_KINDS = FUSING_KINDS | {OpKind.LUT}
+_Graph = tuple[dict[int, list[int]], set[int]]
+"""A subgraph's readers of each tensor (`consumers`) and the tensors NPU passes write (`_writers`)."""
 
 
-def _writers(sg: Subgraph, family: Family) -> set[int]:
+def _writers(sg: Subgraph, placed: Placement) -> set[int]:
     """Tensors written by an NPU pass, which can write straight into part of another tensor."""
     return {o for p in sg.operators if KIND_OF.get(p.op, OpKind.ELEMENTWISE) in PASS_KINDS
-            and not cpu_reason(sg, p, family) for o in p.outputs if o >= 0}
+            and not placed(sg, p) for o in p.outputs if o >= 0}
 
 
 def _in_place(sg: Subgraph, tensor: int, reader: int, writers: set[int], readers: dict[int, list[int]]) -> bool:
@@ -133,13 +164,12 @@ def _in_place(sg: Subgraph, tensor: int, reader: int, writers: set[int], readers
             and readers.get(tensor) == [reader])
 
 
-def with_concat_copies(g: LayerGeometry, sg: Subgraph, family: Family) -> LayerGeometry:
+def with_concat_copies(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGeometry:
     """A concatenation's inputs Vela copies into the output (a graph input or constant, a tensor
     something else reads too, or one no NPU pass writes); the others' producers write their part of
     the output directly."""
     op = sg.operators[g.op_index]
-    readers = consumers(sg)
-    writers = _writers(sg, family)
+    readers, writers = graph
     inputs = set(sg.inputs)
     # a channel offset off the 16-channel bricks makes Vela store the output NHWC
     out_t = sg.tensor(op.outputs[0]) if op.outputs else None
@@ -159,7 +189,7 @@ def with_concat_copies(g: LayerGeometry, sg: Subgraph, family: Family) -> LayerG
     return replace(g, copies=tuple(copies))
 
 
-def with_pad_copies(g: LayerGeometry, sg: Subgraph, family: Family) -> LayerGeometry:
+def with_pad_copies(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGeometry:
     """A PAD as Vela runs it: the input copied into the output (unless its producer writes it there),
     and one copy of the constant fill per padded side (left/right: output height x pad; top/bottom:
     pad x output width)."""
@@ -170,7 +200,7 @@ def with_pad_copies(g: LayerGeometry, sg: Subgraph, family: Family) -> LayerGeom
     p = [[int(x) for x in row] for row in pads.data.reshape(-1, 2)]
     (top, bottom), (left, right) = (p[-3], p[-2]) if len(p) >= 3 else ((0, 0), p[-2])
     oh, ow, c = g.ofm
-    copies = [] if _in_place(sg, op.inputs[0], op.index, _writers(sg, family), consumers(sg)) else [
+    copies = [] if _in_place(sg, op.inputs[0], op.index, graph[1], graph[0]) else [
         (g.ifm, False, g.ifm_in_arena, g.ofm_in_arena)]
     copies += [((oh, n, c), True, True, g.ofm_in_arena) for n in (left, right) if n > 0]
     copies += [((n, ow, c), True, True, g.ofm_in_arena) for n in (top, bottom) if n > 0]
