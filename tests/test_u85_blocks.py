@@ -10,8 +10,8 @@ import pytest
 
 from hwopt.errors import HwoptError
 from hwopt.targets import resolve_target
-from hwopt.targets.ethos_u.u85_blocks import U85Op, U85Query, find_u85_block, u85_op_of
-from hwopt.targets.ethos_u.vela_blocks import VelaOpBlock, compile_with_db, vela_op_blocks
+from hwopt.targets.ethos_u.u85_blocks import U85Op, U85Query, find_u85_block
+from hwopt.targets.ethos_u.vela_blocks import VelaOpBlock, compile_with_db, u85_op_of, vela_op_blocks
 from hwopt.targets.ethos_u.weights import Traversal
 from hwopt.testing.generator import layer_model, network_model
 

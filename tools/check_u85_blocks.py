@@ -25,8 +25,8 @@ from hwopt.format.tflite_io import read_model  # noqa: E402
 from hwopt.targets import Target  # noqa: E402
 from hwopt.targets.ethos_u.placement import ethos_u_geometry  # noqa: E402
 from hwopt.targets.ethos_u.u85 import u85_block, u85_query  # noqa: E402
-from hwopt.targets.ethos_u.u85_blocks import U85Query, find_u85_block, u85_op_of  # noqa: E402
-from hwopt.targets.ethos_u.vela_blocks import VelaOpBlock, compile_with_db, vela_op_blocks  # noqa: E402
+from hwopt.targets.ethos_u.u85_blocks import U85Query, find_u85_block  # noqa: E402
+from hwopt.targets.ethos_u.vela_blocks import VelaOpBlock, compile_with_db, u85_op_of, vela_op_blocks  # noqa: E402
 from tools.corpus_common import add_corpus_arguments, corpus_items, corpus_targets, shared_models  # noqa: E402
 
 U85_CONFIGS = "ethos-u85-128,ethos-u85-256,ethos-u85-512,ethos-u85-1024,ethos-u85-2048"

@@ -85,8 +85,9 @@ class U85Block:
 
 _QUERY_OPS = {OpKind.CONV: U85Op.CONV, OpKind.DEPTHWISE: U85Op.DEPTHWISE, OpKind.FULLY_CONNECTED: U85Op.VECTOR_PRODUCT,
               OpKind.POOL: U85Op.POOL, OpKind.ELEMENTWISE: U85Op.ELEMENTWISE, OpKind.LUT: U85Op.POOL}
-_REDUCE_OPS = {"SUM": U85Op.REDUCE_SUM, "MEAN": U85Op.REDUCE_SUM, "REDUCE_MAX": U85Op.REDUCE_MINMAX,
-               "REDUCE_MIN": U85Op.REDUCE_MINMAX}
+_NAMED_OPS = {"SUM": U85Op.REDUCE_SUM, "MEAN": U85Op.REDUCE_SUM, "REDUCE_MAX": U85Op.REDUCE_MINMAX,
+              "REDUCE_MIN": U85Op.REDUCE_MINMAX, "RESIZE_BILINEAR": U85Op.RESIZE,
+              "RESIZE_NEAREST_NEIGHBOR": U85Op.RESIZE}
 
 
 def _sparse(g: LayerGeometry) -> bool:
@@ -103,7 +104,7 @@ def _deepen(shape: tuple[int, int, int]) -> tuple[int, int, int]:
 
 def u85_query(g: LayerGeometry) -> U85Query | None:
     """The block-search query of one layer as Vela lowers it for the U85 (None: no block configuration)."""
-    op = _REDUCE_OPS.get(g.op) or _QUERY_OPS.get(g.kind)
+    op = _NAMED_OPS.get(g.op) or _QUERY_OPS.get(g.kind)
     if op is None or min(*g.ifm, *g.ofm) < 1:
         return None
     bits = 8 * g.itemsize
@@ -127,7 +128,11 @@ def u85_query(g: LayerGeometry) -> U85Query | None:
             ifm = ofm = _deepen(ofm)
             ifm2 = ifm2 and (ifm2 if scalar else ofm)
         return U85Query(op, ifm, ofm, ifm_bits=bits, ofm_bits=bits, ifm2=ifm2)
-    return U85Query(op, g.ifm, g.ofm, g.kernel, g.stride, g.dilation, bits, bits, None, _sparse(g))
+    if op is U85Op.RESIZE:
+        return U85Query(op, g.ifm, g.ofm, ifm_bits=bits, ofm_bits=bits, resize_scale_x=(g.ofm[1], g.ifm[1]))
+    # an axis with one output row or column has no stride (Vela sets it to 1)
+    stride = (1 if g.ofm[0] == 1 else g.stride[0], 1 if g.ofm[1] == 1 else g.stride[1])
+    return U85Query(op, g.ifm, g.ofm, g.kernel, stride, g.dilation, bits, bits, None, _sparse(g))
 
 
 def u85_block(g: LayerGeometry, target: Target) -> U85Block:

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 from functools import lru_cache
 
 import numpy as np
 
 from hwopt.errors import HwoptError
+from hwopt.targets.ethos_u.u85_arch import U85_ARCH, Shape3, U85Arch, U85Op
 from hwopt.targets.ethos_u.weights import Traversal
-
-Shape3 = tuple[int, int, int]
 
 ACC_DEPTH_GRANULE = 16  # accumulator RAM depth granule
 OFM_SPLIT_DEPTH = 16  # block depths below the OFM depth are whole multiples of this
@@ -29,80 +27,6 @@ BRICK = 16  # elements in one chaining-buffer brick
 CB_SLOTS = 6  # chaining buffer slots
 SUBKERNEL = (8, 8)  # larger kernels run as sub-kernels of at most 8 x 8
 OFM_BLOCK_MAX = (128, 128, 1024)
-
-
-class U85Op(Enum):
-    """The U85 hardware operation a (lowered) operator runs as; it selects the search."""
-
-    CONV = "conv"
-    DEPTHWISE = "depthwise"
-    VECTOR_PRODUCT = "vector_product"  # fully connected
-    POOL = "pool"  # pooling, standalone activations, LUTs, rescales
-    REDUCE_SUM = "reduce_sum"
-    REDUCE_MINMAX = "reduce_minmax"
-    ARGMAX = "argmax"
-    ELEMENTWISE = "elementwise"
-    RESIZE = "resize"
-    MEMORY_COPY = "memory_copy"
-
-
-@dataclass(frozen=True)
-class U85Arch:
-    """The fixed buffers and micro-blocks of one U85 size (Arm Ethos-U85 TRM / Vela's configuration table)."""
-
-    macs: int
-    ublocks: tuple[Shape3, ...]  # in the order the search tries them (ties keep the first)
-    ifm_ram: int
-    acc_ram: int
-    cb_ram: int  # chaining buffer
-    ob_ram: int  # output buffer
-    # IFM allocation unit per micro-block, for IFM block depths of <= 128, <= 256 and > 256 bits
-    alloc_units: dict[Shape3, tuple[Shape3, Shape3, Shape3]]
-    # the operations each micro-block serves, per IFM precision (8, 16, 32 bits)
-    ops: dict[Shape3, tuple[frozenset[U85Op], frozenset[U85Op], frozenset[U85Op]]]
-
-
-def _ops(*names: str) -> frozenset[U85Op]:
-    return frozenset(U85Op(n) for n in names)
-
-
-_CONV = ("conv", "vector_product")
-_ALL = (*_CONV, "depthwise", "pool", "reduce_sum", "elementwise", "reduce_minmax", "argmax", "resize")
-_NARROW = _ops(*_CONV, "reduce_sum", "elementwise", "resize")  # 8-bit IFM, 8-deep micro-blocks
-_WIDE16 = _ops(*_ALL)
-_WIDE32 = _ops("reduce_sum", "elementwise", "reduce_minmax", "resize")
-_DEEP8 = _ops("depthwise", "pool", "elementwise", "reduce_minmax", "argmax", "resize")
-_DEEP16 = _ops(*_CONV, "elementwise", "resize")  # 16-bit IFM: 1x1 depth-first convolutions only
-_DEEP32 = _ops("elementwise", "resize")
-_MC = _ops(*_CONV, "elementwise")  # multi-core, 32/64-deep micro-blocks
-
-
-def _arch_table() -> dict[int, U85Arch]:
-    small = ((1, 2, 1), (1, 1, 2), (1, 1, 2))
-    au256 = ((2, 2, 1), (1, 2, 2), (1, 1, 4))
-    au_w4 = ((1, 4, 1), (1, 2, 2), (1, 1, 4))
-    au1k, au1k_w = ((2, 4, 1), (2, 2, 2), (1, 2, 4)), ((2, 4, 1), (1, 4, 2), (1, 2, 4))
-    au2k, au2k_w = ((4, 4, 1), (2, 4, 2), (2, 2, 4)), ((4, 4, 1), (2, 4, 2), (1, 4, 4))
-    narrow, deep, full = (_NARROW, _WIDE16, _WIDE32), (_DEEP8, _DEEP16, _DEEP32), (_WIDE16, _WIDE16, _WIDE32)
-    mc, mc16 = (_MC, _MC, _ops("elementwise")), full
-    return {
-        128: U85Arch(128, ((1, 2, 8), (1, 1, 16)), 8192, 8192, 768, 2048,
-                     {(1, 2, 8): small, (1, 1, 16): small}, {(1, 2, 8): narrow, (1, 1, 16): deep}),
-        256: U85Arch(256, ((1, 2, 16), (1, 4, 8), (2, 2, 8)), 16384, 16384, 1536, 2048,
-                     {(2, 2, 8): au256, (1, 2, 16): au256, (1, 4, 8): au_w4},
-                     {(2, 2, 8): narrow, (1, 4, 8): narrow, (1, 2, 16): deep}),
-        512: U85Arch(512, ((2, 2, 16), (1, 4, 16)), 16384, 32768, 3072, 4096,
-                     {(2, 2, 16): au256, (1, 4, 16): au_w4}, {(2, 2, 16): full, (1, 4, 16): full}),
-        1024: U85Arch(1024, ((2, 2, 32), (1, 4, 32), (2, 4, 16)), 16384, 65536, 6144, 4096,
-                      {(2, 2, 32): au1k, (2, 4, 16): au1k, (1, 4, 32): au1k_w},
-                      {(2, 2, 32): mc, (1, 4, 32): mc, (2, 4, 16): mc16}),
-        2048: U85Arch(2048, ((2, 2, 64), (1, 4, 64), (4, 4, 16)), 32768, 131072, 12288, 8192,
-                      {(2, 2, 64): au2k, (4, 4, 16): au2k, (1, 4, 64): au2k_w},
-                      {(2, 2, 64): mc, (1, 4, 64): mc, (4, 4, 16): mc16}),
-    }
-
-
-U85_ARCH = _arch_table()
 
 
 @dataclass(frozen=True)
@@ -323,8 +247,8 @@ def _depthwise(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth:
             if ib_el - math.prod(req) < math.prod(row):
                 if (h != ofm[0] or force & 2) and h > g[0]:
                     h -= g[0]
-                elif (d > w or force & 1) and d > au[2]:
-                    d -= au[2]
+                elif (d > w or force & 1) and d > g[2]:  # Vela 5.2 steps the depth by its granule
+                    d -= g[2]
                 elif (w != ofm[1] or force & 4) and w > g[1]:
                     w -= g[1]
                 elif force != 7:
@@ -385,7 +309,7 @@ def _scan(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: int,
     wf = (f32(q.kernel[0] * q.kernel[1] if conv else 0) * f32(ifm[2])) * (full_h * full_w).astype(f32)
     wf = wf * (bz * d.astype(f32))
     repeats = math.ceil(dw / SUBKERNEL[1]) * math.ceil(dh / SUBKERNEL[0])
-    ff = (((ib_h * ib_w).astype(f32) * f32(ifm[2])) * f32(repeats)) * by * bx  # Vela's order of rounding
+    ff = ((ib_h * ib_w).astype(f32) * f32(ifm[2])) * f32(repeats) * (bx * by)  # Vela's order of rounding
     if not equal_depth:
         ff = ff * full_d.astype(f32)
     ofm_el = math.prod(q.ofm)
@@ -452,22 +376,3 @@ def find_u85_block(q: U85Query, macs: int) -> U85BlockConfig:
         raise HwoptError(f"no U85-{macs} block configuration fits {q}")
     return cfg
 
-
-_ELEMENTWISE_NAMES = frozenset((
-    "Add", "Sub", "Abs", "Mul", "Minimum", "Maximum", "LeakyRelu", "CLZ", "SHL", "SHR", "Div", "LogicalAnd", "LogicalOr",
-    "LogicalXor", "LogicalNot", "And", "Or", "Xor", "Not", "Asr", "Equal", "Greater", "GreaterEqual", "NotEqual",
-    "AndNot"))
-_NAMED_OPS = {
-    "Conv2D": U85Op.CONV, "DepthwiseConv2D": U85Op.DEPTHWISE, "FullyConnected": U85Op.VECTOR_PRODUCT,
-    "ReduceSum": U85Op.REDUCE_SUM, "ReduceMin": U85Op.REDUCE_MINMAX, "ReduceMax": U85Op.REDUCE_MINMAX,
-    "ReduceAny": U85Op.REDUCE_MINMAX, "ReduceAll": U85Op.REDUCE_MINMAX, "ArgMax": U85Op.ARGMAX,
-    "Resize": U85Op.RESIZE, "MemoryCopy": U85Op.MEMORY_COPY,
-}
-
-
-def u85_op_of(vela_operator: str) -> U85Op:
-    """The U85 operation one of Vela's lowered operators ("Conv2D", "Add", "AvgPool", "Sigmoid"...) runs as:
-    pooling, activations, LUTs and rescales all run as pooling operations."""
-    if vela_operator in _ELEMENTWISE_NAMES:
-        return U85Op.ELEMENTWISE
-    return _NAMED_OPS.get(vela_operator, U85Op.POOL)

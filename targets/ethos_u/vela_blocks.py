@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from hwopt.ir import Model
+from hwopt.targets.ethos_u.u85_arch import U85Op
 from hwopt.targets.ethos_u.vela_config import CompilerOptions
 from hwopt.targets.ethos_u.vela_engine import RegorOutput, regor_compile
 from hwopt.targets.ethos_u.weights import DEFAULT_OFM_BLOCK_DEPTH, BlockConfig, Traversal, WeightFormat
@@ -274,3 +275,23 @@ def op_perf_from_compiled(compiled: object) -> list[VelaOpPerf]:
             num(m, "mac_cycles"), num(m, "ao_cycles"), num(m, "cmd_cycles"), num(p, "npu_cycles"), num(p, "op_cycles"),
             {mem: num(p, f"{mem}_ac") for mem in mems if num(p, f"{mem}_ac")}, tuple(chained.get(op_id, ()))))
     return out
+
+
+_ELEMENTWISE_NAMES = frozenset((
+    "Add", "Sub", "Abs", "Mul", "Minimum", "Maximum", "LeakyRelu", "CLZ", "SHL", "SHR", "Div", "LogicalAnd", "LogicalOr",
+    "LogicalXor", "LogicalNot", "And", "Or", "Xor", "Not", "Asr", "Equal", "Greater", "GreaterEqual", "NotEqual",
+    "AndNot"))
+_NAMED_OPS = {
+    "Conv2D": U85Op.CONV, "DepthwiseConv2D": U85Op.DEPTHWISE, "FullyConnected": U85Op.VECTOR_PRODUCT,
+    "ReduceSum": U85Op.REDUCE_SUM, "ReduceMin": U85Op.REDUCE_MINMAX, "ReduceMax": U85Op.REDUCE_MINMAX,
+    "ReduceAny": U85Op.REDUCE_MINMAX, "ReduceAll": U85Op.REDUCE_MINMAX, "ArgMax": U85Op.ARGMAX,
+    "Resize": U85Op.RESIZE, "MemoryCopy": U85Op.MEMORY_COPY,
+}
+
+
+def u85_op_of(vela_operator: str) -> U85Op:
+    """The U85 operation one of Vela's lowered operators ("Conv2D", "Add", "AvgPool", "Sigmoid"...) runs as:
+    pooling, activations, LUTs and rescales all run as pooling operations."""
+    if vela_operator in _ELEMENTWISE_NAMES:
+        return U85Op.ELEMENTWISE
+    return _NAMED_OPS.get(vela_operator, U85Op.POOL)
