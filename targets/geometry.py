@@ -84,6 +84,8 @@ class LayerGeometry(OpRef):
     # Ethos-U concatenation / PAD: the copies Vela makes into the output (shape, read from the constant
     # memory, input NHWC, output NHWC); a concatenation's other inputs are written in place
     copies: tuple[tuple[tuple[int, int, int], bool, bool, bool], ...] = ()
+    # operator options the lowering depends on ("align_corners", "half_pixel_centers" of a RESIZE)
+    flags: frozenset[str] = frozenset()
 
     @property
     def ifm_elements(self) -> int:

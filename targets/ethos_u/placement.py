@@ -142,6 +142,11 @@ def ethos_u_geometry(model: Model, family: Family,
                 graphs[sg.index] = (consumers(sg), _writers(sg, placed))
             copies = with_concat_copies if g.op == "CONCATENATION" else with_pad_copies
             g = copies(g, sg, graphs[sg.index])
+        elif g.op in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
+            opts = model.subgraphs[g.subgraph].operators[g.op_index].options
+            g = replace(g, flags=frozenset(f for f, a in (("align_corners", "alignCorners"),
+                                                          ("half_pixel_centers", "halfPixelCenters"))
+                                           if getattr(opts, a, False)))
         out.append(g)
     return out
 

@@ -18,6 +18,7 @@ from hwopt.targets.ethos_u.cost_common import (
     fm_memories,
     io_memories,
 )
+from hwopt.targets.ethos_u.u55_lowering import lowered_passes, passes_cost
 from hwopt.targets.ethos_u.u55_perf import (
     BIAS_BYTES,
     Block,
@@ -134,8 +135,9 @@ def memory_bytes(g: LayerGeometry, target: Target, encoded: int) -> dict[str, fl
 def u55_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
     """Cycles of one U55/U65 NPU operator: max(compute, each memory's access cycles); weights cost
     their DMA (no decode limit on these generations)."""
-    if g.op == "CONCATENATION" or g.copies:
-        return copies_cost(g, target)
+    passes = lowered_passes(g)
+    if passes is not None:
+        return passes_cost(g, passes, target)
     vela = vela_style_cost(g, target)
     if vela is not None:
         return vela
@@ -205,31 +207,7 @@ def _deepen(shape: tuple[int, int, int]) -> tuple[int, int, int]:
 def follows_vela(g: LayerGeometry) -> bool:
     """Whether the U55/U65 model costs this operator the way Vela's own estimator does (then its
     cycles are not calibrated)."""
-    return g.op == "CONCATENATION" or bool(g.copies) or _query(g) is not None
-
-
-def copies_cost(g: LayerGeometry, target: Target) -> LayerCost:
-    """A concatenation or PAD as Vela runs it: one 1x1 pooling copy into the output per input not
-    written in place (concatenation: NHWC output when a channel offset breaks the 16-channel
-    bricks) or per padded side (from the constant fill)."""
-    ifm_mem, ofm_mem = io_memories(g, target)
-    total, compute = 0, 0
-    mem_total: dict[str, int] = {}
-    for shape, from_const, ifm_nhwc, ofm_nhwc in g.copies:
-        src = target.const_memory if from_const else ifm_mem
-        q = Query(NpuOp.POOL, shape, shape, (1, 1), (1, 1), 8 * g.itemsize, ifm_nhwc, ofm_nhwc)
-        blk = find_block(q, target)
-        op = mac_op_cycles(q, blk, target, src, ofm_mem, target.npu.output_stage.conv, None).total
-        rd, wr = feature_map_bytes(q, blk, target, src, ofm_mem)
-        mem = {src: rd / target.bandwidth(src)}
-        mem[ofm_mem] = mem.get(ofm_mem, 0.0) + wr / target.bandwidth(ofm_mem)
-        total += max(op, int(max(mem.values())))
-        compute += op
-        for m, v in mem.items():
-            mem_total[m] = mem_total.get(m, 0) + int(v)
-    bound = "compute" if total == compute else "memory"
-    # the copies run one after another: their summed time is the pass's own (compute) term
-    return LayerCost(g.subgraph, g.op_index, g.op, "npu", total, total, mem_total, 0, 0, None, 0, bound)
+    return lowered_passes(g) is not None or _query(g) is not None
 
 
 def _ao_per_element(g: LayerGeometry, q: Query, target: Target) -> float:

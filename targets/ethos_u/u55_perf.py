@@ -55,6 +55,7 @@ class Query:
     ofm_nhwc: bool
     ifm2: tuple[int, int, int] | None = None
     scalar: bool = False  # elementwise with a scalar operand
+    upscale: int = 1  # the hardware upscales the IFM (nearest, 2x) as it reads it
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,14 @@ def find_block(q: Query, target: Target) -> Block:
     d, h, w = (a.ravel() for a in np.meshgrid(np.array(depths, dtype=np.int64),
                                                 np.arange(ub[0], space[0] + 1, ub[0], dtype=np.int64),
                                                 np.arange(ub[1], space[1] + 1, ub[1], dtype=np.int64), indexing="ij"))
-    ih = -(-((h - 1) * q.stride[0] + min(kh, SUBKERNEL)) // ub[0]) * ub[0]
-    iw = -(-((w - 1) * q.stride[1] + min(kw, SUBKERNEL)) // ub[1]) * ub[1]
+    # the IFM rows and columns a block needs (an upscaled IFM: half of them, rounded up)
+    rnd, up = (1, q.upscale) if q.upscale > 1 else (0, 1)
+
+    def ceil_div(a: np.ndarray, b: int) -> np.ndarray:
+        return -(-a // b)
+
+    ih = ceil_div(ceil_div((h - 1) * q.stride[0] + min(kh, SUBKERNEL) + rnd, up), ub[0]) * ub[0]
+    iw = ceil_div(ceil_div((w - 1) * q.stride[1] + min(kw, SUBKERNEL) + rnd, up), ub[1]) * ub[1]
     idepth = d if equal_depth else np.full_like(d, ifm_depth)
     fit_h = np.minimum(h, oh) if (oh == 1 and kh == 1 and ub[0] == 2) else h  # 1-row convolutions: 1-row block
     ok = _fits_grid(target, (fit_h, w, d), (ih, iw, idepth), q, elementwise, acc40)
