@@ -104,3 +104,14 @@ def test_resize_lowered_like_vela(kind: str, hwc: tuple[int, int, int], factor: 
     """A RESIZE costs the NPU operations Vela legalises it into (45-280 % off as one operation)."""
     for vela, ours in _compare(_resize(kind, hwc, factor, align, half_pixel), config, kind):
         assert ours == pytest.approx(vela, rel=0.10)
+
+
+@pytest.mark.parametrize(("seed", "config"), [(100669, "ethos-u65-512"), (100752, "ethos-u55-64"),
+                                              (100956, "ethos-u55-256")])
+def test_int8_leaky_relu_is_a_table_lookup(seed: int, config: str) -> None:
+    """An 8-bit LEAKY_RELU runs as Vela's table lookup on the (deepened) feature map (19-190 % off as
+    an elementwise operation)."""
+    from hwopt.testing.generator import generate
+
+    for vela, ours in _compare(generate(seed, 0.15).data, config, "LEAKY_RELU"):
+        assert ours == pytest.approx(vela, rel=0.01)

@@ -182,7 +182,7 @@ def _query(g: LayerGeometry) -> Query | None:
                      g.ofm_in_arena)
     if g.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         return Query(NpuOp.POOL, g.ifm, g.ofm, g.kernel, g.stride, bits, g.ifm_in_arena, g.ofm_in_arena)
-    if g.kind is OpKind.LUT or g.op in POOL_NOP:
+    if _lookup(g) or g.op in POOL_NOP:
         ifm, ofm = _deepen(g.ifm), _deepen(g.ofm)
         return Query(NpuOp.POOL, ifm, ofm, (1, 1), (1, 1), bits, g.ifm_in_arena, g.ofm_in_arena)
     if g.op in BINARY:
@@ -195,6 +195,11 @@ def _query(g: LayerGeometry) -> Query | None:
             ifm, ofm, other = _deepen(ifm), _deepen(ofm), other if scalar else _deepen(other)
         return Query(NpuOp.ELEMENTWISE, ifm, ofm, (1, 1), (1, 1), bits, g.ifm_in_arena, g.ofm_in_arena, other, scalar)
     return None
+
+
+def _lookup(g: LayerGeometry) -> bool:
+    """A standalone table lookup (an 8-bit LEAKY_RELU is one too: Vela turns it into a table)."""
+    return g.kind is OpKind.LUT or (g.op == "LEAKY_RELU" and g.itemsize == 1)
 
 
 def _deepen(shape: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -354,7 +359,7 @@ def overlap_weight_streams(geometry: list[LayerGeometry], costs: list[LayerCost]
         npu = op
         if ws is not None:
             npu = int(max(ws.full - prev + ws.last_share * op, op + max(ws.first - prev, 0.0)))
-        if active and follows_vela(g) and g.kind is OpKind.LUT:
+        if active and follows_vela(g) and _lookup(g):
             # a standalone lookup's table is copied into the shared buffer, under the preceding operation
             # when it can be (Vela's estimate charges no copy to a table fused into its producer)
             lut = _mem_to_mem(target, LUT_BYTES.get(g.itemsize, 2048))
