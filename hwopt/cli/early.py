@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from pathlib import Path
 
 from hwopt import isolation
 from hwopt.errors import HwoptError
+from hwopt.fileio import read_input_file
 from hwopt.targets import resolve_target
 from hwopt.targets.ethos_u import vela_start
 
@@ -26,7 +26,7 @@ def _start(model: str | None, spec: str, *, system_config: str | None = None, me
     with contextlib.suppress(HwoptError, OSError, ValueError):
         target = resolve_target(spec, system_config=system_config, memory_mode=memory_mode, accelerator=accelerator)
         if target.family.is_ethos_u:
-            vela_start.start(Path(model).read_bytes(), target)
+            vela_start.start(read_input_file(model), target)  # bounded: never a device or an oversized file
         else:
             isolation.shutdown()  # the worker the command started for Vela has nothing to do
 
