@@ -27,10 +27,6 @@ from hwopt.ir import DType, Model, Operator, Subgraph, Tensor
 from hwopt.isolation import Background
 from hwopt.records import OpRef, dumps
 from hwopt.targets import Family, Target
-from hwopt.targets.ethos_n import weight_decode as wd
-from hwopt.targets.ethos_n.plan import Kind, plan_layer, support
-from hwopt.targets.ethos_n.sizing import encode_planned
-from hwopt.targets.ethos_n.tflite import n78_weights
 from hwopt.targets.ethos_n.variants import N78Variant
 from hwopt.targets.ethos_u import vela_blocks as vb
 from hwopt.targets.ethos_u import vela_weights as vw
@@ -145,8 +141,10 @@ def n78_problem(layer: WeightLayer, model: Model) -> str | None:
     reason = _why_not(layer, model) or operator_problem(model, layer.subgraph, layer.op_index, Engine.ANALYTIC)
     if reason is not None:
         return reason
+    from hwopt.targets.ethos_n import plan, tflite  # lazy: the N78 codec (~0.06 s of imports) only for N78 targets
+
     try:
-        why = support(n78_weights(model, layer).layer)
+        why = plan.support(tflite.n78_weights(model, layer).layer)
     except ValueError as exc:  # a geometry the N78 weight format has no layout for
         return f"ethos-n78: {exc}"
     return None if why is None else f"ethos-n78: the support library only estimates this layer: {why}"
@@ -277,23 +275,26 @@ def _ifm_depth(sg: Subgraph, op: Operator) -> int:
 def _encode_n78(layer: WeightLayer, model: Model, variant: N78Variant) -> LayerEncoding:
     """Encode as the Ethos-N support library would: its plan (stripe depth, IFM iteration size,
     Winograd or direct, fully connected padding) and the layer's requantisation in the headers."""
-    nw = n78_weights(model, layer)
-    reason = support(nw.layer)
+    from hwopt.targets.ethos_n import plan, sizing, tflite, weight_decode  # lazy: N78 codec only for N78 (as above)
+
+    nw = tflite.n78_weights(model, layer)
+    reason = plan.support(nw.layer)
     if reason is not None:
         raise ValueError(f"the support library only estimates this layer: {reason}")
-    plan = plan_layer(nw.layer, variant)
-    enc = encode_planned(nw.weights, nw.zero_point, nw.layer, plan, variant, bias=nw.bias, requant=nw.requant)
-    back = wd.decode_weights(enc, shape=nw.weights.shape, variant=variant, layout=nw.layout,  # type: ignore[arg-type]
-                        zero_point=nw.zero_point, dtype=nw.weights.dtype, stride=nw.layer.stride,
-                        padding=nw.layer.padding, stripe_depth=plan.stripe_depth,
-                        fully_connected=nw.layer.kind is Kind.FULLY_CONNECTED,
-                        iteration_size=plan.iteration_size, algorithm=plan.algorithm)
+    layer_plan = plan.plan_layer(nw.layer, variant)
+    enc = sizing.encode_planned(nw.weights, nw.zero_point, nw.layer, layer_plan, variant, bias=nw.bias,
+                                requant=nw.requant)
+    back = weight_decode.decode_weights(
+        enc, shape=nw.weights.shape, variant=variant, layout=nw.layout,  # type: ignore[arg-type]
+        zero_point=nw.zero_point, dtype=nw.weights.dtype, stride=nw.layer.stride, padding=nw.layer.padding,
+        stripe_depth=layer_plan.stripe_depth, fully_connected=nw.layer.kind is plan.Kind.FULLY_CONNECTED,
+        iteration_size=layer_plan.iteration_size, algorithm=layer_plan.algorithm)
     ok = bool(np.array_equal(np.asarray(back), nw.weights))
     corrected = zero_corrected(model, layer)
     data = bytes(enc.data)
     coded = int(enc.stream_bits.sum(dtype=np.int64))
     info = [StreamInfo(0, len(data), int(corrected.size), 0, 0)]
-    return _finish(layer, model, corrected, data, info, fmt="N78", traversal=plan.algorithm.value, source=None,
+    return _finish(layer, model, corrected, data, info, fmt="N78", traversal=layer_plan.algorithm.value, source=None,
                    coded=coded, ok=ok)
 
 
