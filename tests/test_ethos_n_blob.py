@@ -1,16 +1,19 @@
 """The N78 blob builder (entries placed chunk by chunk, re-spaced in place, banks interleaved in place)
-against the layout written out by hand, and the packed per-stream parameters against their fields."""
+against the layout written out by hand, the packed per-stream parameters against their fields, and the
+decoder's block-wise scatter of the weights."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from hwopt.targets.ethos_n import blob
+from hwopt.targets.ethos_n import blob, weight_decode
 from hwopt.targets.ethos_n.batch_plan import PACKED_FIELDS, ParamArrays, ParamTable
 from hwopt.targets.ethos_n.layout import geometry, sram_layout
 from hwopt.targets.ethos_n.stream_params import StreamParams
 from hwopt.targets.ethos_n.variants import VARIANTS
+from hwopt.targets.ethos_n.weight_codec import encode_layer
+from hwopt.targets.ethos_n.weight_decode import decode_weights
 
 
 def _by_hand(entries: list[np.ndarray], banks: list[list[int]]) -> bytes:
@@ -98,3 +101,24 @@ def test_packed_parameters_keep_every_field() -> None:
     values["dirofs"] = np.full(streams, 32)  # beyond the 5-bit field
     with pytest.raises(ValueError, match="dirofs"):
         ParamArrays.of(Plan())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("layout", "shape", "kw"), [
+    ("HWIO", (3, 3, 40, 24), {"stride": (2, 2), "padding": (1, 0)}),  # stride sub-maps: padded raw orders
+    ("HWIM", (3, 3, 48, 2), {}),
+    ("HWIO", (1, 1, 1500, 20), {"fully_connected": True}),  # padded to 2048 inputs, then cut
+])
+def test_weights_scattered_back_a_block_at_a_time(monkeypatch: pytest.MonkeyPatch, layout: str,
+                                                  shape: tuple[int, int, int, int], kw: dict[str, object]) -> None:
+    """The decoder puts the weights back one OFM per block as it does a whole layer at once."""
+    v = VARIANTS["ethos-n78-4tops-4ple"]
+    rng = np.random.default_rng(len(shape) + shape[2])
+    w = rng.integers(1, 256, shape).astype(np.uint8)
+    w[rng.random(shape) < 0.4] = 9  # the zero point
+    args = {"variant": v, "layout": layout, "zero_point": 9, "dtype": np.uint8, **kw}
+    enc = encode_layer(w, zero_point=9, variant=v, layout=layout, **kw)  # type: ignore[arg-type]
+    whole = decode_weights(enc, shape=shape, **args)  # type: ignore[arg-type]
+    monkeypatch.setattr(weight_decode, "ASSEMBLE_BLOCK", 1)
+    blocks = decode_weights(enc, shape=shape, **args)  # type: ignore[arg-type]
+    assert blocks.dtype == np.uint8 and blocks.flags.c_contiguous
+    assert np.array_equal(whole, w) and np.array_equal(blocks, w)

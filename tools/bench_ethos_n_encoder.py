@@ -8,7 +8,10 @@ bytes) and `encoded_size` (sizes only, what the estimator uses); one run each, o
 shape in its own process so that its peak RSS is its own (the weights are generated in slices,
 so the peak is the interpreter, the int8 weights and the encoder). Throughput in M weights/s by
 wall-clock time and by the process's CPU time (on a loaded machine the wall figure drops with the
-load; the CPU figure much less). Prints the load average and a markdown table.
+load; the CPU figure much less). The peak RSS of each shape's process is set against the memory
+budget of every hwopt command, 4x the model file + 150 MiB, taking the int8 weights as the model
+(a model file holding the layer is at least that large, so this budget is the stricter one).
+Prints the load average and a markdown table.
 
 Usage: python tools/bench_ethos_n_encoder.py [--weights 32000000] [--variant ethos-n78-4tops-4ple]
 """
@@ -33,6 +36,7 @@ from hwopt.targets.ethos_n.sizing import plan_kwargs  # noqa: E402
 from hwopt.targets.ethos_n.variants import VARIANTS  # noqa: E402
 from hwopt.targets.ethos_n.weight_codec import encode_layer, encoded_size  # noqa: E402
 
+RSS_FACTOR, RSS_FIXED = 4, 150 << 20  # the budget: 4x the model + 150 MiB (as tools/bench_scale.py)
 SLICE = 1 << 20  # weights generated at a time (a float64 normal sample of the whole layer is 8 B/weight)
 
 
@@ -79,9 +83,11 @@ def run_one(index: int, total: int, variant: str) -> None:
     t_size, c_size = time.perf_counter() - wall, time.process_time() - cpu
     desc = f"{plan.algorithm.value}, depth {plan.stripe_depth}, iteration {plan.iteration_size}"
     m = w.size / 1e6
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    budget = RSS_FACTOR * w.nbytes + RSS_FIXED
     print(f"| {name} | {w.size:,} | {desc} | {m / t_enc:.2f} / {m / c_enc:.2f} | {m / t_size:.2f} / {m / c_size:.2f} "
-          f"| {bits:.3f} | {peak:.0f} | {os.getloadavg()[0]:.1f} |", flush=True)
+          f"| {bits:.3f} | {peak / 2**20:.0f} | {budget / 2**20:.0f} | {peak / budget:.2f} | {os.getloadavg()[0]:.1f} |",
+          flush=True)
 
 
 def main() -> None:
@@ -97,8 +103,8 @@ def main() -> None:
           f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print()
     print("| layer | weights | plan | encode M weights/s (wall / CPU) | size-only M weights/s (wall / CPU) "
-          "| bits/weight | peak RSS MiB | load |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|")
+          "| bits/weight | peak RSS MiB | budget MiB | peak / budget | load |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for index in range(len(layers(args.weights))):
         subprocess.run([sys.executable, __file__, "--weights", str(args.weights), "--variant", args.variant,
                         "--shape", str(index)], check=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hwopt import isolation
-from hwopt.analysis.layers import WeightLayer, to_ohwi, weight_layers, zero_corrected
+from hwopt.analysis.layers import WeightLayer, to_ohwi, weight_layers, zero_corrected, zero_corrected_tensor
 from hwopt.analysis.stats import entropy_from_counts, value_counts
 from hwopt.analysis.validate import Engine, operator_problem
 from hwopt.errors import CompileError, OutputError, UnsupportedModelError, UsageError
@@ -158,9 +158,19 @@ def _pack_streams(parts: list[tuple[bytes, int, int, int]]) -> tuple[bytes, list
     return b"".join(p[0] for p in parts), infos
 
 
-def _symbol_counts(t: Tensor, corrected: np.ndarray) -> tuple[np.ndarray, int]:
-    """Occurrences of each distinct corrected weight, and how many are zero."""
-    return _raw_symbol_counts(t) or (value_counts(corrected), int(corrected.size - np.count_nonzero(corrected)))
+#: Weights counted per bincount call (np.bincount widens its input to 8-byte integers).
+HIST_BLOCK = 1 << 20
+
+
+def _symbol_counts(t: Tensor, corrected: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """Occurrences of each distinct corrected weight, and how many are zero (`corrected` None: the
+    int32 copy is made only when the raw bytes cannot give the counts)."""
+    raw = _raw_symbol_counts(t)
+    if raw is not None:
+        return raw
+    if corrected is None:
+        corrected = zero_corrected_tensor(t)
+    return value_counts(corrected), int(corrected.size - np.count_nonzero(corrected))
 
 
 def _raw_symbol_counts(t: Tensor) -> tuple[np.ndarray, int] | None:
@@ -172,18 +182,20 @@ def _raw_symbol_counts(t: Tensor) -> tuple[np.ndarray, int] | None:
     data, q = t.data, t.quantization
     zp = q.zero_point.reshape(-1) if q is not None else np.zeros(1, dtype=np.int64)
     if data is not None and data.dtype.itemsize == 1 and data.size and (zp.size == 0 or (zp == zp[0]).all()):
-        hist = np.bincount(np.ascontiguousarray(data).reshape(-1).view(np.uint8), minlength=256)
+        flat = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+        hist = sum((np.bincount(flat[i : i + HIST_BLOCK], minlength=256) for i in range(0, flat.size, HIST_BLOCK)),
+                   np.zeros(256, dtype=np.int64))
         zero_code = (int(zp[0]) if zp.size else 0) & 0xFF  # the byte that holds the zero point
         return hist[hist > 0], int(hist[zero_code])
     return None
 
 
-def _finish(layer: WeightLayer, model: Model, corrected: np.ndarray, data: bytes, streams: list[StreamInfo], *,
-            fmt: str, traversal: str | None, source: str | None, coded: int, ok: bool,
+def _finish(layer: WeightLayer, model: Model, corrected: np.ndarray | None, data: bytes, streams: list[StreamInfo],
+            *, fmt: str, traversal: str | None, source: str | None, coded: int, ok: bool,
             vela: tuple[int, str] | None = None, stream_source: str | None = None,
             symbols: tuple[np.ndarray, int] | None = None) -> LayerEncoding:
     t = layer.weights(model)
-    n = int(corrected.size)
+    n = int(t.elements)
     bpw = 8.0 * len(data) / n if n else 0.0
     counts, zeros = symbols or _symbol_counts(t, corrected)  # one histogram: entropy, distinct values and zeros
     ent = entropy_from_counts(counts, n)
@@ -290,11 +302,13 @@ def _encode_n78(layer: WeightLayer, model: Model, variant: N78Variant) -> LayerE
         stripe_depth=layer_plan.stripe_depth, fully_connected=nw.layer.kind is plan.Kind.FULLY_CONNECTED,
         iteration_size=layer_plan.iteration_size, algorithm=layer_plan.algorithm)
     ok = bool(np.array_equal(np.asarray(back), nw.weights))
-    corrected = zero_corrected(model, layer)
+    del back
     data = bytes(enc.data)
     coded = int(enc.stream_bits.sum(dtype=np.int64))
-    info = [StreamInfo(0, len(data), int(corrected.size), 0, 0)]
-    return _finish(layer, model, corrected, data, info, fmt="N78", traversal=layer_plan.algorithm.value, source=None,
+    info = [StreamInfo(0, len(data), int(nw.weights.size), 0, 0)]
+    # No int32 copy of the weights: the N78 takes one zero point per tensor, so the statistics come
+    # from a histogram of the raw bytes.
+    return _finish(layer, model, None, data, info, fmt="N78", traversal=layer_plan.algorithm.value, source=None,
                    coded=coded, ok=ok)
 
 

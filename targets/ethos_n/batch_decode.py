@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .batch_parse import Bits, Header, Params, Reader, payload, read_header
+from .batch_parse import SLACK, Bits, Header, Params, Reader, payload, read_header
 from .layout import DMA_ALIGN, Geometry, sram_layout
 from .stream_params import MAX_PALETTE, WDIV_UNCOMPRESSED, ZDIV_RLE_OFF
 from .variants import N78Variant
@@ -24,8 +24,9 @@ from .variants import N78Variant
 HINTED_BATCH, HINTED_STREAMS = 1 << 19, 1 << 15
 
 
-def group_bytes(data: bytes, geo: Geometry, variant: N78Variant) -> tuple[np.ndarray, int]:
-    """Undo the 16-byte bank interleave: all (stripe, group) entries back to back, and their length."""
+def group_bytes(data: bytes, geo: Geometry, variant: N78Variant, slack: int = 0) -> tuple[np.ndarray, int]:
+    """Undo the 16-byte bank interleave: all (stripe, group) entries back to back (then `slack` zero
+    bytes), and their length."""
     banks = sram_layout(geo.num_entries, geo.num_iterations, variant)
     per_bank = max(len(b) for b in banks)
     unit = variant.num_srams * DMA_ALIGN * per_bank
@@ -33,11 +34,12 @@ def group_bytes(data: bytes, geo: Geometry, variant: N78Variant) -> tuple[np.nda
         raise ValueError("blob size does not match the layer geometry")
     entry_len = len(data) // unit * DMA_ALIGN
     words = np.frombuffer(data, dtype=np.uint8).reshape(-1, variant.num_srams, DMA_ALIGN)
-    out = np.zeros((geo.num_entries, entry_len), dtype=np.uint8)
+    flat = np.zeros(geo.num_entries * entry_len + slack, dtype=np.uint8)
+    out = flat[: geo.num_entries * entry_len].reshape(geo.num_entries, entry_len)
     for b, group in enumerate(banks):
         if group:
             out[group] = words[:, b, :].reshape(-1)[: len(group) * entry_len].reshape(len(group), entry_len)
-    return out.reshape(-1), entry_len
+    return flat, entry_len
 
 
 def _lanes(geo: Geometry) -> tuple[np.ndarray, np.ndarray]:
@@ -60,8 +62,8 @@ def decode_streams(data: bytes, geo: Geometry, variant: N78Variant,
     stripes is parsed at once from its claimed start, and each parse must end exactly where the
     next stream of its group was claimed to start: the same check as a sequential parse, in far
     fewer steps. Without it the independent OG chains are the lanes."""
-    flat, entry_len = group_bytes(data, geo, variant)
-    bits = Bits(flat)
+    flat, entry_len = group_bytes(data, geo, variant, SLACK)
+    bits = Bits(flat, SLACK)  # parsed in place: no second copy of the blob
     raws = [np.zeros((geo.num_ofms, o.size), dtype=np.int16) for o in geo.orders]  # values in [-255, 255]
     if stream_bits is None:
         _decode_lanes(bits, entry_len, geo, variant.ifm_parallel, raws)

@@ -13,13 +13,19 @@ import numpy as np
 
 from .stream_params import BIAS_BITS, MAX_PALETTE, MAX_QUOTIENT, WDIV_UNCOMPRESSED, ZDIV_RLE_OFF
 
+#: Zero bytes after the last field that an 8-byte window read may touch.
+SLACK = 8
+
 
 class Bits:
     """LSB-first reads at per-lane absolute bit positions of one buffer (8 bytes of slack at the end)."""
 
-    def __init__(self, data: np.ndarray) -> None:
-        self._win = np.lib.stride_tricks.sliding_window_view(np.concatenate([data, np.zeros(8, dtype=np.uint8)]), 8)
-        self._limit = data.size * 8
+    def __init__(self, data: np.ndarray, slack: int = 0) -> None:
+        """`data` whose last `slack` bytes are zero padding (8 or more: read in place, else copied)."""
+        if slack < SLACK:
+            data, slack = np.concatenate([data, np.zeros(SLACK, dtype=np.uint8)]), slack + SLACK
+        self._win = np.lib.stride_tricks.sliding_window_view(data, 8)
+        self._limit = (data.size - slack) * 8
 
     def read(self, pos: np.ndarray, width: np.ndarray | int) -> np.ndarray:
         """Fields of `width` (<= 56) bits at bit positions `pos` (int64 arrays of one length)."""

@@ -89,7 +89,7 @@ def decode_layer_full(
         params.append(ds.params)
         states[og] = (ds.params, rq)
         positions[e] = ds.end_bit
-    weights = _assemble(raws, zp, geo, full_shape, bounds)
+    weights = _assemble(raws, zp, geo, full_shape, bounds, dt)
     if fully_connected:
         if np.any(weights[:, :, shape[2]:, :] != zp[None, None, None, :]):
             raise ValueError("fully connected padding differs from the zero point")
@@ -97,27 +97,33 @@ def decode_layer_full(
     return DecodedLayer(weights.astype(dt), fields[0], fields[1], fields[2], fields[3], tuple(params))
 
 
-def _assemble(
-    raws: list[np.ndarray], zp: np.ndarray, geo: Geometry, shape: tuple[int, ...], bounds: tuple[int, int]
-) -> np.ndarray:
-    """Scatter raw streams back into the tensor, checking padding and value range."""
+#: OFM weights scattered back at a time (the checks' temporaries stay small beside the layer).
+ASSEMBLE_BLOCK = 1 << 20
+
+
+def _assemble(raws: list[np.ndarray], zp: np.ndarray, geo: Geometry, shape: tuple[int, ...],
+              bounds: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    """Scatter raw streams back into the tensor of `dtype`, checking padding and value range, a
+    block of OFMs at a time."""
     kh, kw, cin, cout = shape
-    zpo = zp[geo.channel_of_ofm][:, None].astype(np.int16)  # weights and zero points fit 9 bits
-    if geo.layout == "HWIO":
-        out = np.zeros((kh * kw * cin, cout), dtype=np.int16)
-    else:
-        out = np.zeros((kh * kw, cin * cout), dtype=np.int16)
-    for raw, order in zip(raws, geo.orders, strict=True):
-        q = raw + zpo
-        valid = order >= 0
-        if np.any(q[:, ~valid] != np.broadcast_to(zpo, q.shape)[:, ~valid]):
-            raise ValueError("padding weights differ from the zero point")
-        if q.size and (q.min() < bounds[0] or q.max() > bounds[1]):
-            raise ValueError("decoded weights fall outside the weight data type")
-        if geo.layout == "HWIO":
-            out[order[valid]] = q[:, valid].T
-        else:
-            out[np.ix_(order, geo.channel_of_ofm)] = q.T
+    hwio = geo.layout == "HWIO"
+    out = np.zeros((kh * kw * cin, cout) if hwio else (kh * kw, cin * cout), dtype=dtype)
+    step = max(1, ASSEMBLE_BLOCK // max(sum(o.size for o in geo.orders), 1))
+    for lo in range(0, geo.num_ofms, step):
+        hi = min(lo + step, geo.num_ofms)
+        channels = geo.channel_of_ofm[lo:hi]
+        zpo = zp[channels][:, None].astype(np.int16)  # weights and zero points fit 9 bits
+        for raw, order in zip(raws, geo.orders, strict=True):
+            q = raw[lo:hi] + zpo
+            valid = order >= 0
+            if np.any(q[:, ~valid] != np.broadcast_to(zpo, q.shape)[:, ~valid]):
+                raise ValueError("padding weights differ from the zero point")
+            if q.size and (q.min() < bounds[0] or q.max() > bounds[1]):
+                raise ValueError("decoded weights fall outside the weight data type")
+            if hwio:
+                out[order[valid], lo:hi] = q[:, valid].T
+            else:
+                out[np.ix_(order, channels)] = q.T
     return out.reshape(shape)
 
 
@@ -181,9 +187,9 @@ def decode_weights(
     geo = geometry(full_shape, variant, layout, stride, padding, stripe_depth, fully_connected,
                    iteration_size, Algorithm(algorithm))
     zp = per_ofm(zero_point, geo.num_ofms, "zero_point")
-    weights = _assemble(decode_streams(data, geo, variant, claimed), zp, geo, full_shape, dtype_range(dt))
+    weights = _assemble(decode_streams(data, geo, variant, claimed), zp, geo, full_shape, dtype_range(dt), dt)
     if fully_connected:
         if np.any(weights[:, :, shape[2]:, :] != zp[None, None, None, :]):
             raise ValueError("fully connected padding differs from the zero point")
         weights = weights[:, :, : shape[2], :]
-    return weights.astype(dt)
+    return np.ascontiguousarray(weights)  # already of dtype `dt`: no copy unless fully connected padding was cut
