@@ -13,6 +13,7 @@ import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -136,13 +137,19 @@ def _why_not(layer: WeightLayer, model: Model) -> str | None:
     return None
 
 
+def _n78_codec() -> tuple[ModuleType, ModuleType, ModuleType, ModuleType]:
+    """The N78 codec's modules (plan, sizing, tflite, weight_decode), loaded on first use."""
+    from hwopt.targets.ethos_n import plan, sizing, tflite, weight_decode  # lazy: ~0.06 s, only for N78 targets
+
+    return plan, sizing, tflite, weight_decode
+
+
 def n78_problem(layer: WeightLayer, model: Model) -> str | None:
     """Why the N78 weight format cannot hold a layer, known without encoding it (the estimate uses it too)."""
     reason = _why_not(layer, model) or operator_problem(model, layer.subgraph, layer.op_index, Engine.ANALYTIC)
     if reason is not None:
         return reason
-    from hwopt.targets.ethos_n import plan, tflite  # lazy: the N78 codec (~0.06 s of imports) only for N78 targets
-
+    plan, _, tflite, _ = _n78_codec()
     try:
         why = plan.support(tflite.n78_weights(model, layer).layer)
     except ValueError as exc:  # a geometry the N78 weight format has no layout for
@@ -287,8 +294,7 @@ def _ifm_depth(sg: Subgraph, op: Operator) -> int:
 def _encode_n78(layer: WeightLayer, model: Model, variant: N78Variant) -> LayerEncoding:
     """Encode as the Ethos-N support library would: its plan (stripe depth, IFM iteration size,
     Winograd or direct, fully connected padding) and the layer's requantisation in the headers."""
-    from hwopt.targets.ethos_n import plan, sizing, tflite, weight_decode  # lazy: N78 codec only for N78 (as above)
-
+    plan, sizing, tflite, weight_decode = _n78_codec()
     nw = tflite.n78_weights(model, layer)
     reason = plan.support(nw.layer)
     if reason is not None:
