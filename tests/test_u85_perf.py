@@ -1,11 +1,12 @@
 """The U85 per-operation model against Vela itself: given Vela's own block configuration (read from its
 optimisation database), the MAC, output-stage and command-issue cycles of every operation, and the
-whole-layer cycles hwopt's estimate gives pooling layers, for generated layers, networks and a real model."""
+whole-layer cycles hwopt's estimate gives convolution and pooling layers, for generated layers, networks and a real model."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hwopt.format.tflite_io import read_model
@@ -14,6 +15,7 @@ from hwopt.targets.ethos_u import u85_perf as u85p
 from hwopt.targets.ethos_u.analytic import structural_costs
 from hwopt.targets.ethos_u.placement import ethos_u_geometry
 from hwopt.targets.ethos_u.vela_blocks import VelaFm, VelaOpPerf, compile_with_db, op_perf_from_compiled
+from hwopt.targets.ethos_u.vela_engine import compile_model
 from hwopt.targets.target import Target
 from hwopt.testing.generator import layer_model, network_model
 
@@ -23,6 +25,7 @@ MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 OPS = {"Conv2D": u85p.U85Op.CONV, "DepthwiseConv2D": u85p.U85Op.DEPTHWISE, "FullyConnected": u85p.U85Op.VECTOR,
        "MaxPool": u85p.U85Op.POOL, "AvgPool": u85p.U85Op.POOL, "Add": u85p.U85Op.ELEMENTWISE,
        "Sub": u85p.U85Op.ELEMENTWISE, "Mul": u85p.U85Op.ELEMENTWISE}
+LAYERS = ("CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D")
 CHAINED = {"Add", "Sub", "Mul", "Maximum", "Minimum"}
 ACTIVATIONS = {"Relu", "Relu6", "ReluN1To1", "Clamp"}
 
@@ -103,22 +106,19 @@ def test_transfer_bursts_and_channel_bandwidth() -> None:
 
 
 @pytest.mark.parametrize("config", ["ethos-u85-256", "ethos-u85-1024"])
-def test_pooling_layers_cost_what_vela_says(config: str) -> None:
-    """hwopt's own estimate (its own block) of pooling layers equals Vela's per-layer cycles."""
+def test_layer_cycles_follow_vela(config: str) -> None:
+    """hwopt's own estimate (its own block search, weight buffering and overlap) of convolution,
+    depthwise and pooling layers: most equal Vela's per-layer cycles, and the median error is small."""
     target = resolve_target(config)
-    checked = exact = 0
-    for model in [*(layer_model(s) for s in range(1, 161)), *(network_model(s) for s in range(1, 11))]:
-        geo = [g for g in ethos_u_geometry(read_model(model.data), target.family)]
-        pools = {g.op_index for g in geo if g.subgraph == 0 and g.op in ("MAX_POOL_2D", "AVERAGE_POOL_2D")}
-        if not pools:
+    errors = []
+    for model in [*(layer_model(s) for s in range(1, 61)), *(network_model(s) for s in range(1, 9))]:
+        geo = list(ethos_u_geometry(read_model(model.data), target.family))
+        ops = {g.op_index: g.op for g in geo if g.subgraph == 0 and g.op in LAYERS}
+        if not ops:
             continue
         ours = {c.op_index: c.cycles for c in structural_costs(geo, target) if c.subgraph == 0}
-        vela = {}
-        for r in op_perf_from_compiled(compile_with_db(model.data, target)):
-            if r.op_index in pools:
-                vela[r.op_index] = vela.get(r.op_index, 0) + r.op_cycles
-        for i in pools & vela.keys():
-            checked += 1
-            exact += abs(ours[i] - vela[i]) <= 0.01 * vela[i]
-    assert checked >= 8
-    assert exact >= 0.6 * checked, (exact, checked)
+        vela = {o.op_index: o.cycles for o in compile_model(model.data, target).ops if o.op_index in ops}
+        errors += [abs(ours[i] - v) / v for i, v in vela.items() if v > 0]
+    assert len(errors) >= 60
+    assert np.mean(np.array(errors) <= 0.01) >= 0.5
+    assert np.median(errors) <= 0.02

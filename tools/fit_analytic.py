@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from hwopt.targets.ethos_u.calibration import CALIBRATION_FILE, FEATURES, MIN_GROUP, features, group_keys
     from hwopt.targets.ethos_u.placement import ethos_u_geometry
     from hwopt.targets.ethos_u.u55 import follows_vela
+    from hwopt.targets.ethos_u.u85 import follows_vela as u85_follows_vela
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_corpus_arguments(ap)
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 if la.op_index not in by_index or la.placement != "npu" or la.cycles <= 0:
                     continue
                 g, c = by_index[la.op_index]
-                if t.family is not Family.ETHOS_U85 and follows_vela(g):
+                if follows_vela(g) if t.family is not Family.ETHOS_U85 else u85_follows_vela(g, t):
                     continue  # costed like Vela's own estimator: not calibrated
                 if c.placement != "npu" or c.cycles <= 0:
                     continue

@@ -199,7 +199,7 @@ def _u85_mac_cycles_per_block(g: LayerGeometry, blk: U85Block) -> float:
 # Operators costed by Vela's per-operation model with hwopt's own block choice. Convolutions follow it
 # only with Vela's block configuration (`vela_style_cost(..., config)`): with the heuristic block below
 # their error tail grows, so they keep the coarser model until the block search follows Vela's.
-VELA_STYLE = frozenset(["MAX_POOL_2D", "AVERAGE_POOL_2D"])
+VELA_STYLE = frozenset(["MAX_POOL_2D", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D"])
 MAC_OPS = frozenset(["CONV_2D", "DEPTHWISE_CONV_2D", *VELA_STYLE])
 ACTIVATIONS = frozenset(["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "TANH", "LOGISTIC", "HARD_SWISH"])
 
@@ -250,10 +250,12 @@ def _buffered(target: Target) -> bool:
     return target.const_memory not in (target.staging_memory, "OnChipFlash")
 
 
-def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | None = None) -> LayerCost | None:
+def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | None = None,
+                    in_place: bool = False) -> LayerCost | None:
     """One NPU operation costed the way Vela's U85 estimator does (`u85_perf`): block cycles, burst- and
     channel-limited traffic per memory, weights read per OFM block in H x W. The weight DMA's overlap
-    with the preceding operation is added by `overlap_u85_weights`."""
+    with the preceding operation is added by `overlap_u85_weights` (which may choose `in_place`:
+    weights read straight from the constant memory, not staged)."""
     qc = _u85_query(g, target, config)
     if qc is None:
         return None
@@ -262,13 +264,15 @@ def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | N
     access = u85p.element_access(q, cfg)
     traffic = u85p.feature_map_traffic(q, cfg, target, access)
     encoded = encoded_weight_bytes(g, target) if q.scales_memory is not None else 0
-    staging = target.staging_memory if _buffered(target) else None
+    staging = target.staging_memory if _buffered(target) and not in_place else None
     decode = 0
     if encoded:
         scales = BIAS_BYTES * round_up(g.ofm[2], BRICK)
         fast = False
+        # all but the first slice stream in beside the operation (that one was fetched under the previous)
+        first = int(encoded * _slice_share(g, target, cfg)) if g.op_index > 0 else 0
         traffic += u85p.weight_traffic(target, target.const_memory, staging, encoded, scales, access.weight_refetch,
-                                    encoded + scales, fast)
+                                       first, fast)
         if g.weights is not None:
             n = padded_weights(g, target)
             zeros = int(g.weights.zero_fraction * g.weights.count) + n - g.weights.count
@@ -280,24 +284,60 @@ def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | N
         bound = "compute"
     else:
         busiest = max(mem_cycles, key=lambda m: mem_cycles[m])
-        bound = "weights" if encoded and busiest == target.const_memory else "memory"
+        # weights (and scales) bound when they are most of the busiest memory's traffic
+        moved = [(t.group == "fm", t.nbytes) for t in traffic if t.memory == busiest]
+        fm_bytes = sum(n for fm, n in moved if fm)
+        bound = "weights" if sum(n for _, n in moved) > 2 * fm_bytes else "memory"
     ifm_mem, ofm_mem = q.ifm.memory, q.ofm.memory
     sram = (g.ifm_elements + g.ofm_elements) * g.itemsize if "Sram" in (ifm_mem, ofm_mem) else 0
     return LayerCost(g.subgraph, g.op_index, g.op, "npu", int(total), int(op), mem_cycles, int(decode),
                      g.macs, encoded or None, int(sram), bound)
 
 
-def weight_transfer(g: LayerGeometry, target: Target) -> tuple[int, int] | None:
-    """(all weights and scales, the first depth slice) DMA cycles into the staging memory, or None when
-    the operation reads its weights in place."""
-    if not _buffered(target) or g.chained or _u85_query(g, target) is None:
+def _slice_share(g: LayerGeometry, target: Target, config: u85p.U85Config | None = None) -> float:
+    """Share of the weights in one depth slice: Vela buffers them slice by slice (one OFM block deep)."""
+    if config is None:
+        try:
+            depth = u85_block(g, target).ofm[2]
+        except HwoptError:
+            return 1.0
+    else:
+        depth = config.ofm[2]
+    return min(depth, g.ofm[2]) / max(g.ofm[2], 1)
+
+
+@dataclass(frozen=True)
+class WeightDma:
+    """A buffered weight stream's DMA into the staging memory, in cycles."""
+
+    full: int  # all weights and scales
+    first: int  # the first depth slice (fetched before the operation can start)
+    last_share: float  # share of the operation's cycles spent on the last depth slice
+    refetch: int  # times the weights are read (once per OFM block in H x W)
+    in_place: int  # cycles to read them once straight from the constant memory
+    staged: int  # cycles to read them once from the staging memory
+
+
+def weight_transfer(g: LayerGeometry, target: Target) -> WeightDma | None:
+    """The DMA of an operator's weights into the staging memory, or None when it reads them in place."""
+    if not _buffered(target) or g.chained or g.op not in MAC_OPS:
         return None
     encoded = encoded_weight_bytes(g, target)
     if not encoded or g.kind is OpKind.POOL:
         return None
     full = encoded + BIAS_BYTES * round_up(g.ofm[2], BRICK)
-    dma = u85p.mem_to_mem_cycles(target, target.const_memory, target.staging_memory, full)
-    return dma, dma
+    qc = _u85_query(g, target)
+    if qc is None:
+        return None
+    share = _slice_share(g, target)
+    src, dst = target.const_memory, target.staging_memory
+    refetch = u85p.element_access(*qc).weight_refetch
+
+    def read(mem: str) -> int:
+        return int(full / u85p.channel_bandwidth(target, mem, u85p.Channel.WEIGHT)) + target.memory_config(mem).read_latency
+
+    return WeightDma(u85p.mem_to_mem_cycles(target, src, dst, full),
+                     u85p.mem_to_mem_cycles(target, src, dst, int(full * share)), share, refetch, read(src), read(dst))
 
 
 def overlap_u85_weights(geometry: list[LayerGeometry], costs: list[LayerCost], target: Target) -> list[LayerCost]:
@@ -309,17 +349,20 @@ def overlap_u85_weights(geometry: list[LayerGeometry], costs: list[LayerCost], t
         if g.subgraph != sg:
             prev, sg = 0, g.subgraph
         wt = weight_transfer(g, target) if c.placement == "npu" and c.cycles > 0 else None
-        if wt is not None:
-            full, first = wt
+        op = c.compute_cycles
+        if wt is not None and wt.refetch == 1 and wt.full - prev + wt.staged >= wt.in_place:
+            # weights read once and not hidden under the preceding operation: Vela reads them in place
+            c = vela_style_cost(g, target, in_place=True) or c
             op = c.compute_cycles
-            npu = max(full - prev + op, op + max(first - prev, 0))
+        elif wt is not None:
+            npu = int(max(wt.full - prev + wt.last_share * op, op + max(wt.first - prev, 0)))
             if npu > op:
                 cycles = max(npu, max(c.memory_cycles.values(), default=0))
                 c = replace(c, cycles=cycles, compute_cycles=npu, bound="weights" if cycles == npu else c.bound)
         if c.placement == "cpu":
             prev = 0
         elif c.cycles > 0:
-            prev = c.compute_cycles
+            prev = op  # the next transfer hides under this operation's own cycles (not its weight wait)
         out.append(c)
     return out
 
