@@ -4,14 +4,18 @@ the configuration `find_u85_block` picks for the same operation."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from hwopt.errors import HwoptError
+from hwopt.format.tflite_io import read_model
 from hwopt.targets import resolve_target
+from hwopt.targets.ethos_u.placement import ethos_u_geometry
+from hwopt.targets.ethos_u.u85 import u85_block, u85_query
 from hwopt.targets.ethos_u.u85_blocks import U85Op, U85Query, find_u85_block
-from hwopt.targets.ethos_u.vela_blocks import VelaOpBlock, compile_with_db, u85_op_of, vela_op_blocks
+from hwopt.targets.ethos_u.vela_blocks import compile_with_db, vela_op_blocks, vela_query
 from hwopt.targets.ethos_u.weights import Traversal
 from hwopt.testing.generator import layer_model, network_model
 
@@ -21,19 +25,13 @@ CONFIGS = ("ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024", 
 MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 
 
-def query_of(r: VelaOpBlock) -> U85Query:
-    """The block-search query for one of Vela's operations, from its database row."""
-    return U85Query(u85_op_of(r.operator), r.ifm, r.ofm, r.kernel, r.stride, r.dilation, r.ifm_bits, r.ofm_bits,
-                    r.ifm2, "Sparse2_4" in r.weight_format, resize_scale_x=(r.ofm[1], r.ifm[1]))
-
-
 def mismatches(data: bytes, config: str) -> tuple[int, list[str]]:
     """(operations compared, descriptions of those where hwopt's configuration differs from Vela's)."""
     target = resolve_target(config)
-    rows = [r for r in vela_op_blocks(compile_with_db(data, target)) if not r.transposed and not r.cascaded]
+    rows = [r for r in vela_op_blocks(compile_with_db(data, target)) if not r.cascaded]
     bad = []
     for r in rows:
-        b = find_u85_block(query_of(r), target.npu.macs)
+        b = find_u85_block(vela_query(r), target.npu.macs)
         got = (b.ofm, b.ifm, b.ublock, b.traversal.value)
         want = (r.ofm_block, r.ifm_block, r.ublock, r.traversal)
         if got != want:
@@ -51,10 +49,10 @@ def test_generated_networks_match_vela(config: str) -> None:
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.parametrize("config", ("ethos-u85-128", "ethos-u85-1024"))
+@pytest.mark.parametrize("config", CONFIGS)
 def test_generated_layers_match_vela(config: str) -> None:
     total, bad = 0, []
-    for seed in range(6):
+    for seed in range(8):
         n, b = mismatches(layer_model(seed).data, config)
         total, bad = total + n, bad + b
     assert total >= 6
@@ -62,13 +60,39 @@ def test_generated_layers_match_vela(config: str) -> None:
 
 
 @pytest.mark.parametrize(("model", "config"), [("ds_cnn_s_quantized_int16.tflite", "ethos-u85-256"),
-                                               ("mlperftiny_resnet8_int8.tflite", "ethos-u85-2048")])
+                                               ("ds_cnn_l_quantized.tflite", "ethos-u85-512"),
+                                               ("mlperftiny_resnet8_int8.tflite", "ethos-u85-2048"),
+                                               ("ssd_mobilenet_v3_int8.tflite", "ethos-u85-1024")])
 def test_shared_models_match_vela(model: str, config: str) -> None:
     path = MODELS / model
     if not path.exists():
         pytest.skip(f"shared model {model} not present")
     n, bad = mismatches(path.read_bytes(), config)
     assert n >= 5
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize(("seed", "config"), [(2, "ethos-u85-128"), (5, "ethos-u85-512"), (7, "ethos-u85-2048")])
+def test_estimator_blocks_match_vela(seed: int, config: str) -> None:
+    """The estimator's own view of each layer (its geometry, lowered as Vela lowers it) gets Vela's block,
+    for every layer Vela ran as one operation with the weight format hwopt assumes."""
+    data, target = network_model(seed).data, resolve_target(config)
+    rows = [r for r in vela_op_blocks(compile_with_db(data, target)) if not r.cascaded]
+    per_op = Counter(r.op_index for r in rows)
+    checked, bad = 0, []
+    for g in ethos_u_geometry(read_model(data), target.family):
+        q = u85_query(g)
+        match = [r for r in rows if r.op_index == g.op_index]
+        if g.subgraph or q is None or per_op[g.op_index] != 1 or not match:
+            continue
+        r = match[0]
+        if ("Sparse2_4" in r.weight_format) != q.sparse:  # Vela chose the format by its cycle estimate
+            continue
+        blk = u85_block(g, target)
+        checked += 1
+        if (blk.ofm, blk.ifm, blk.ublock, blk.traversal.value) != (r.ofm_block, r.ifm_block, r.ublock, r.traversal):
+            bad.append(f"{g.op} {q}: hwopt {blk}, Vela {r}")
+    assert checked >= 8
     assert not bad, "\n".join(bad)
 
 

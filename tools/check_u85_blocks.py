@@ -25,17 +25,12 @@ from hwopt.format.tflite_io import read_model  # noqa: E402
 from hwopt.targets import Target  # noqa: E402
 from hwopt.targets.ethos_u.placement import ethos_u_geometry  # noqa: E402
 from hwopt.targets.ethos_u.u85 import u85_block, u85_query  # noqa: E402
-from hwopt.targets.ethos_u.u85_blocks import U85Query, find_u85_block  # noqa: E402
-from hwopt.targets.ethos_u.vela_blocks import VelaOpBlock, compile_with_db, u85_op_of, vela_op_blocks  # noqa: E402
+from hwopt.targets.ethos_u.u85_blocks import find_u85_block  # noqa: E402
+from hwopt.targets.ethos_u.vela_blocks import VelaOpBlock, compile_with_db, vela_op_blocks, vela_query  # noqa: E402
 from tools.corpus_common import add_corpus_arguments, corpus_items, corpus_targets, shared_models  # noqa: E402
 
 U85_CONFIGS = "ethos-u85-128,ethos-u85-256,ethos-u85-512,ethos-u85-1024,ethos-u85-2048"
 Tally = Counter[tuple[str, str, str, bool]]  # (set, config, kind, matched) -> operations
-
-
-def _vela_query(r: VelaOpBlock) -> U85Query:
-    return U85Query(u85_op_of(r.operator), r.ifm, r.ofm, r.kernel, r.stride, r.dilation, r.ifm_bits, r.ofm_bits,
-                    r.ifm2, "Sparse2_4" in r.weight_format, resize_scale_x=(r.ofm[1], r.ifm[1]))
 
 
 def _want(r: VelaOpBlock) -> tuple[object, ...]:
@@ -48,7 +43,7 @@ def check(data: bytes, target: Target, side: str, search: Tally, layer: Tally, v
     for r in rows:
         kind = r.operator + (" (cascaded)" if r.cascaded else "") + (" (transposed)" if r.transposed else "")
         try:
-            b = find_u85_block(_vela_query(r), target.npu.macs)
+            b = find_u85_block(vela_query(r), target.npu.macs)
             got: tuple[object, ...] = (b.ofm, b.ifm, b.ublock, b.traversal.value)
         except Exception:  # a search failure counts as a mismatch
             got = ()

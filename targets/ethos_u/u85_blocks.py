@@ -46,6 +46,9 @@ class U85Query:
     scaled: bool = True  # the operation rescales its output (16-bit operations then use 48-bit accumulators)
     upscale: int = 1  # IFM resampling (2: nearest/transpose upscaling)
     resize_scale_x: tuple[int, int] = (1, 1)  # RESIZE: width scale n / d
+    # OFM block limits along the searched axes (a transposing operation searches in its IFM's axis order)
+    block_max: Shape3 = OFM_BLOCK_MAX
+    brick_axis: str = "C"  # the searched axis that becomes the depth of a brick-format (NHCWB16) OFM
 
     def __post_init__(self) -> None:
         if min(*self.ifm, *self.ofm, *self.kernel, *self.stride, *self.dilation) < 1:
@@ -98,6 +101,12 @@ def _ublock(q: U85Query, arch: U85Arch, part_kernel: bool) -> Shape3:
     return best
 
 
+def _granule(q: U85Query, ub: Shape3) -> Shape3:
+    """OFM block granule: the micro-block's H x W, 16 deep; 16 along the axis a transpose makes the depth
+    of a brick-format OFM."""
+    return (16 if q.brick_axis == "H" else ub[0], 16 if q.brick_axis == "W" else ub[1], ACC_DEPTH_GRANULE)
+
+
 def _alloc_unit(arch: U85Arch, depth: int, bits: int, ub: Shape3) -> Shape3:
     """IFM allocation unit for an IFM block `depth` channels deep (its depth in elements of `bits`)."""
     db = depth * bits
@@ -133,9 +142,9 @@ def _reapportion(value: int, max_limit: int, avail: int, required: int) -> tuple
 
 def _elementwise(q: U85Query, arch: U85Arch, ub: Shape3) -> Shape3:
     """Elementwise block: the output buffer's width in depth granules, reapportioned on broadcasts."""
-    gh, gw, gd = ub[0], ub[1], ACC_DEPTH_GRANULE
+    gh, gw, gd = _granule(q, ub)
     ofm = (_ru(q.ofm[0], gh), _ru(q.ofm[1], gw), _ru(q.ofm[2], gd))
-    lim = tuple(min(a, b) for a, b in zip(ofm, OFM_BLOCK_MAX, strict=True))
+    lim = tuple(min(a, b) for a, b in zip(ofm, q.block_max, strict=True))
     scalar = math.prod(q.ifm) == 1 or (q.ifm2 is not None and math.prod(q.ifm2) == 1)
     cb_bricks = (arch.cb_ram // CB_SLOTS) // (BRICK * (q.ifm_bits // 8))
     ob_w_units = (arch.ob_ram * 8 // q.ifm_bits) // gd
@@ -175,6 +184,7 @@ def _area_fit(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: 
     acc_el = arch.acc_ram * 8 // acc_bits
     ib_el = arch.ifm_ram * 8 // q.ifm_bits
     ub_acc = ub[0] * ub[1] * ACC_DEPTH_GRANULE
+    g = _granule(q, ub)
     aspect = ofm[0] / ofm[1]
     depth_first = _dilated(q) == (1, 1)
     max_depth = min(max(arch.macs, acc_el // ub_acc), lim[2])
@@ -191,12 +201,12 @@ def _area_fit(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: 
                 w, h = w * h, 1.0
             elif w < 1.0:
                 h, w = h * w, 1.0
-            width = min(_rz(max(int(w), ub[1]), ub[1]), lim[1])
-            height = min(_rz(max(int(h), ub[0]), ub[0]), lim[0])
+            width = min(_rz(max(int(w), g[1]), g[1]), lim[1])
+            height = min(_rz(max(int(h), g[0]), g[0]), lim[0])
             tmp = width * height
             if width < ofm[1]:
-                width = _best_tile(ofm[1], ub[1], width)
-            height = max(_rz(tmp // width, ub[0]), ub[0])
+                width = _best_tile(ofm[1], g[1], width)
+            height = max(_rz(tmp // width, g[0]), g[0])
             acc_req = width * height * depth
             ab_ratio = acc_el / acc_req
             ib_req = min(math.prod(_ifm_block((height, width), q, au, ifm_depth or depth)), ifm_volume)
@@ -233,9 +243,9 @@ def _area_fit(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: 
 
 def _depthwise(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: int) -> tuple[Shape3, Shape3, Shape3]:
     """Depthwise/pooling block: the area fit, shrunk until one more IFM row can be pre-buffered."""
-    g = (ub[0], ub[1], ACC_DEPTH_GRANULE)
+    g = _granule(q, ub)
     ofm = (_ru(q.ofm[0], g[0]), _ru(q.ofm[1], g[1]), _ru(q.ofm[2], g[2]))
-    lim = (min(ofm[0], OFM_BLOCK_MAX[0]), min(ofm[1], OFM_BLOCK_MAX[1]), min(ofm[2], OFM_BLOCK_MAX[2]))
+    lim = (min(ofm[0], q.block_max[0]), min(ofm[1], q.block_max[1]), min(ofm[2], q.block_max[2]))
     ib_el = arch.ifm_ram * 8 // q.ifm_bits
     h, w, d = _area_fit(q, arch, ub, acc_bits, ifm_depth, ofm, lim)
     force = 0
@@ -268,8 +278,9 @@ def _scan(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: int,
     f32 = np.float32
     equal_depth = q.op in (U85Op.RESIZE, U85Op.MEMORY_COPY)
     ifm = q.ifm if q.ifm2 is None or math.prod(q.ifm2) <= math.prod(q.ifm) else q.ifm2
-    step = [ub[0], ub[1], max(ub[2], ACC_DEPTH_GRANULE)]
-    end = [_ru(max(min(o, m), s), u) for o, m, s, u in zip(q.ofm, OFM_BLOCK_MAX, step, ub, strict=True)]
+    g = _granule(q, ub)
+    step = [max(ub[0], g[0]), max(ub[1], g[1]), max(ub[2], ACC_DEPTH_GRANULE)]
+    end = [_ru(max(min(o, m), s), u) for o, m, s, u in zip(q.ofm, q.block_max, step, ub, strict=True)]
     if q.op is U85Op.RESIZE:
         cb_bricks = (arch.cb_ram // CB_SLOTS) // (BRICK * (q.ifm_bits // 8))
         n, d_ = q.resize_scale_x

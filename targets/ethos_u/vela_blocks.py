@@ -14,6 +14,7 @@ import numpy as np
 
 from hwopt.ir import Model
 from hwopt.targets.ethos_u.u85_arch import U85Op
+from hwopt.targets.ethos_u.u85_blocks import OFM_BLOCK_MAX, U85Query
 from hwopt.targets.ethos_u.vela_config import CompilerOptions
 from hwopt.targets.ethos_u.vela_engine import RegorOutput, regor_compile
 from hwopt.targets.ethos_u.weights import DEFAULT_OFM_BLOCK_DEPTH, BlockConfig, Traversal, WeightFormat
@@ -151,6 +152,8 @@ class VelaOpBlock:
     ifm_block: tuple[int, int, int]
     ublock: tuple[int, int, int]
     traversal: str
+    transpose: str = "None"  # Vela's transpose of the OFM ("NCWH": OFM H, W, C are the IFM's C, W, H)
+    ofm_format: str = "NHWC"
 
 
 DTYPE_BITS = {"Int8": 8, "UInt8": 8, "Int16": 16, "UInt16": 16, "Int32": 32, "UInt32": 32, "Int48": 64, "Int64": 64,
@@ -192,7 +195,8 @@ def vela_op_blocks(compiled: object) -> list[VelaOpBlock]:
             DTYPE_BITS.get(d.get("ifm_dtype", ""), 8), DTYPE_BITS.get(d.get("ofm_dtype", ""), 8),
             d.get("weight_format", ""), d.get("transpose_type", "None") not in ("None", "")
             or d.get("reverse_type", "None") not in ("None", ""), ofm != full,
-            triple(m, "ofm_block"), triple(m, "ifm_block"), triple(m, "ofm_ublock"), m.get("traversal", "")))
+            triple(m, "ofm_block"), triple(m, "ifm_block"), triple(m, "ofm_ublock"), m.get("traversal", ""),
+            d.get("transpose_type") or "None", d.get("ofm_format") or "NHWC"))
     return out
 
 
@@ -295,3 +299,17 @@ def u85_op_of(vela_operator: str) -> U85Op:
     if vela_operator in _ELEMENTWISE_NAMES:
         return U85Op.ELEMENTWISE
     return _NAMED_OPS.get(vela_operator, U85Op.POOL)
+
+
+def vela_query(r: VelaOpBlock) -> U85Query:
+    """The U85 block-search query of one of Vela's operations (a transpose searches its OFM in the IFM's
+    axis order, the order Vela's block search sees it in)."""
+    ofm, limit, brick = r.ofm, OFM_BLOCK_MAX, "C"
+    if r.operator == "Transpose" and len(r.transpose) == 4:
+        ofm, perm = r.ifm, r.transpose[1:]  # the IFM axis each OFM axis (H, W, C) comes from
+        limit = tuple(OFM_BLOCK_MAX[perm.index(a)] if a in perm else m
+                      for a, m in zip("HWC", OFM_BLOCK_MAX, strict=True))  # type: ignore[assignment]
+        brick = perm[2] if r.ofm_format == "NHCWB16" else "C"
+    return U85Query(u85_op_of(r.operator), r.ifm, ofm, r.kernel, r.stride, r.dilation, r.ifm_bits, r.ofm_bits,
+                    r.ifm2, "Sparse2_4" in r.weight_format, resize_scale_x=(r.ofm[1], r.ifm[1]), block_max=limit,
+                    brick_axis=brick)
