@@ -11,8 +11,10 @@ from hwopt.analysis.layers import zero_corrected_tensor
 from hwopt.analysis.validate import MAX_SCALE, MIN_SCALE, _scale_problem
 from hwopt.format.tflite_io import read_model, serialize
 from hwopt.ir import DType, Quantization, Tensor
+from hwopt.targets.descriptor import Family
+from hwopt.targets.ethos_u.placement import ethos_u_geometry
 from hwopt.targets.geometry import tensor_weight_info, weight_info
-from hwopt.testing.generator import network_model
+from hwopt.testing.generator import layer_model, network_model
 
 
 def _tensor(values: np.ndarray, dtype: DType, zero_point: np.ndarray, scale: np.ndarray | None = None) -> Tensor:
@@ -103,3 +105,11 @@ def test_options_read_alone_are_the_ones_the_writer_packs() -> None:
     conv.options.strideW = 2  # through the lone read, then the whole model is packed
     again = read_model(serialize(edited))
     assert again.subgraphs[0].operators[conv.index].options.strideW == 2
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_u65_geometry_is_u55_geometry(seed: int) -> None:
+    """The batch derives one geometry for U55 and U65: they share support rules and have no chaining."""
+    for data in (network_model(seed).data, layer_model(seed).data):
+        model = read_model(data)
+        assert ethos_u_geometry(model, Family.ETHOS_U65) == ethos_u_geometry(model, Family.ETHOS_U55)

@@ -26,7 +26,7 @@ from hwopt.records import OpRef
 from hwopt.targets import Family, Target
 from hwopt.targets.ethos_n.analytic import n78_layer_costs
 from hwopt.targets.ethos_u.analytic import costs_of
-from hwopt.targets.ethos_u.placement import ethos_u_geometry
+from hwopt.targets.ethos_u.placement import ethos_u_geometry, geometry_family
 from hwopt.targets.geometry import LayerCost, LayerGeometry, PassCost, WeightInfo
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def _estimate_vela(m: Measurement) -> EstimateReport:
 @dataclass
 class _Prepared:
     """What the analytic engine derives from a model once, whatever the target: the operator geometry
-    per target family and the TFLite Micro arena."""
+    per geometry family (U55 and U65 share one), the weight statistics and the TFLite Micro arena."""
 
     model: Model
     geometry: dict[Family, list[LayerGeometry]] = field(default_factory=dict)
@@ -148,9 +148,10 @@ class _Prepared:
     def costs(self, target: Target) -> list[LayerCost]:
         if target.family is Family.ETHOS_N78:
             return _n78_placeable(self.model, n78_layer_costs(self.model, target))
-        if target.family not in self.geometry:
-            self.geometry[target.family] = ethos_u_geometry(self.model, target.family, self.weight_stats)
-        return costs_of(self.geometry[target.family], target)
+        family = geometry_family(target.family)
+        if family not in self.geometry:
+            self.geometry[family] = ethos_u_geometry(self.model, family, self.weight_stats)
+        return costs_of(self.geometry[family], target)
 
     def memory_plan(self) -> list[MemoryEstimate]:
         if self.memory is None:

@@ -127,6 +127,12 @@ def fused_activations(sg: Subgraph, family: Family, reason: Placement | None = N
     return out
 
 
+def geometry_family(family: Family) -> Family:
+    """The family whose geometry `family` shares: U65 runs U55's operator-support rules and, like it, has
+    no chaining buffer, so a model's U55 and U65 geometries are the same."""
+    return Family.ETHOS_U55 if family is Family.ETHOS_U65 else family
+
+
 def ethos_u_geometry(model: Model, family: Family,
                      stats: dict[tuple[int, int], WeightInfo | None] | None = None) -> list[LayerGeometry]:
     """Every operator as a `LayerGeometry` with Ethos-U placement (and U85 chaining); `stats` memoises
