@@ -9,6 +9,7 @@ The loader (`hwopt.targets.descriptor`) adds the file and section to the message
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -251,8 +252,14 @@ class Target:
                 raise TargetError(f"[npu] macs = {self.npu.macs} but the N78 geometry gives "
                                   f"{self.n78.macs_per_cycle} MACs/cycle")
 
-    def __hash__(self) -> int:
-        return hash((self.name, self.family, self.source, self.system, self.memory_mode))
+    def __hash__(self) -> int:  # computed once: targets key every memo of the cost models
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = self.__dict__["_hash"] = hash((self.name, self.family, self.source, self.system, self.memory_mode))
+        return h  # type: ignore[no-any-return]
+
+    def __getstate__(self) -> dict[str, Any]:  # string hashes differ between processes: recompute there
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
 
     def __str__(self) -> str:
         return self.name
@@ -299,7 +306,7 @@ class Target:
         assert self.system is not None
         return self.system.port_memory(port)
 
-    @property
+    @functools.cached_property
     def const_memory(self) -> str:
         """Memory holding weights and other constants (Vela maps SRAM-only constants to OnChipFlash)."""
         if self.memory_mode is None:
@@ -310,11 +317,11 @@ class Target:
             return "OnChipFlash"
         return mem
 
-    @property
+    @functools.cached_property
     def arena_memory(self) -> str:
         return "Dram" if self.memory_mode is None else self.memory_of(self.memory_mode.arena_mem_area)
 
-    @property
+    @functools.cached_property
     def staging_memory(self) -> str:
         return "Sram" if self.memory_mode is None else self.memory_of(self.memory_mode.cache_mem_area)
 
@@ -332,8 +339,11 @@ class Target:
         if self.system is None:
             assert self.n78_clock is not None
             return float(self.n78_clock.dma_bytes_per_cycle)
-        m = self.memory_config(memory)
-        return self.npu.axi_bytes_per_cycle * m.ports_used * m.clock_scale
+        known: dict[str, float] = self.__dict__.setdefault("_bandwidths", {})  # the cost models ask per layer
+        if memory not in known:
+            m = self.memory_config(memory)
+            known[memory] = self.npu.axi_bytes_per_cycle * m.ports_used * m.clock_scale
+        return known[memory]
 
     @property
     def arena_limit(self) -> int:
