@@ -20,7 +20,8 @@ def structural_cost(g: LayerGeometry, target: Target) -> LayerCost:
     cost nothing on the NPU, the rest by generation."""
     if g.kind is OpKind.CPU:
         return LayerCost(g.subgraph, g.op_index, g.op, "cpu", 0, 0, {}, 0, 0, None, 0, "cpu")
-    if g.kind is OpKind.NOP or (g.chained and target.family is not Family.ETHOS_U85):  # removed or fused
+    u85 = target.family is Family.ETHOS_U85
+    if (g.kind is OpKind.NOP and (u85 or not g.copies)) or (g.chained and not u85):  # removed or fused
         return LayerCost(g.subgraph, g.op_index, g.op, "npu", 0, 0, {}, 0, 0, None, 0, "none")
     if target.family is Family.ETHOS_U85:
         return u85_layer_cost(g, target)

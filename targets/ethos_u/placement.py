@@ -142,12 +142,11 @@ def ethos_u_geometry(model: Model, family: Family,
     graphs: dict[int, _Graph] = {}
     out = []
     for g in geo:
-        if g.kind is not OpKind.CPU and g.op in ("CONCATENATION", "PAD", "PADV2"):
+        if g.kind is not OpKind.CPU and g.op in COPYING:
             sg = model.subgraphs[g.subgraph]
             if sg.index not in graphs:
                 graphs[sg.index] = (consumers(sg), _writers(sg, placed))
-            copies = with_concat_copies if g.op == "CONCATENATION" else with_pad_copies
-            g = copies(g, sg, graphs[sg.index])
+            g = COPYING[g.op](g, sg, graphs[sg.index])
         elif g.op in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
             opts = model.subgraphs[g.subgraph].operators[g.op_index].options
             g = replace(g, flags=frozenset(f for f, a in (("align_corners", "alignCorners"),
@@ -194,10 +193,31 @@ def with_concat_copies(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGe
         t = sg.tensor(i)
         if t is None:
             continue
-        if _in_place(sg, i, op.index, writers, readers):
-            continue
+        if op.op != "PACK" and _in_place(sg, i, op.index, writers, readers):
+            continue  # (a PACK's inputs gain an axis: no producer writes into its output)
         copies.append((hwc(t.shape), t.data is not None, i in inputs or t.data is not None, ofm_nhwc))
     return replace(g, copies=tuple(copies))
+
+
+def with_reshape_copy(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGeometry:
+    """A reshape Vela removes, after copying its input when it cannot alias the two tensors: the
+    input is a graph input or output or a constant and the output a graph output, or the input has
+    other readers that keep its shape."""
+    op = sg.operators[g.op_index]
+    src, dst = sg.tensor(op.inputs[0]), sg.tensor(op.outputs[0]) if op.outputs else None
+    if src is None or dst is None:
+        return g
+    i, o = op.inputs[0], op.outputs[0]
+    io_src = i in sg.inputs or i in sg.outputs or src.data is not None
+    # the reshape of a shared input Vela's optimiser meets first (the last in execution order) gets
+    # the copy, and the copy its shape: the others alias it
+    readers = graph[0].get(i, [])
+    first = max((r for r in readers if sg.operators[r].op in COPYING and COPYING[sg.operators[r].op]
+                 is with_reshape_copy), default=op.index)
+    shared = len(readers) > 1 and tuple(src.shape) != tuple(dst.shape) and first == op.index
+    if not ((io_src and o in sg.outputs) or shared):
+        return g
+    return replace(g, copies=((hwc(src.shape), src.data is not None, io_src, o in sg.outputs),))
 
 
 def with_pad_copies(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGeometry:
@@ -216,3 +236,9 @@ def with_pad_copies(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGeome
     copies += [((oh, n, c), True, True, g.ofm_in_arena) for n in (left, right) if n > 0]
     copies += [((n, ow, c), True, True, g.ofm_in_arena) for n in (top, bottom) if n > 0]
     return replace(g, copies=tuple(copies))
+
+
+# operators Vela runs as copies (or removes), with what they copy
+COPYING = {"CONCATENATION": with_concat_copies, "PACK": with_concat_copies, "PAD": with_pad_copies,
+           "PADV2": with_pad_copies, "RESHAPE": with_reshape_copy, "SQUEEZE": with_reshape_copy,
+           "EXPAND_DIMS": with_reshape_copy}

@@ -139,7 +139,7 @@ def _half_pixel_bilinear(g: LayerGeometry) -> list[NpuPass]:
 
 def lowered_passes(g: LayerGeometry) -> list[NpuPass] | None:
     """The NPU operations of an operator Vela runs as several (or as copies), else None."""
-    if g.op == "CONCATENATION" or g.copies:
+    if g.op in ("CONCATENATION", "PACK") or g.copies:
         return copy_passes(g)
     if g.op in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
         return resize_passes(g)
