@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from hwopt.errors import HwoptError, NativeCodeError, UsageError
+from hwopt.preloads import LATER
 from hwopt.preloads import LITERT_PRELOAD as LITERT_PRELOAD  # re-exported: part of the worker API
 from hwopt.preloads import VELA_PRELOAD as VELA_PRELOAD
 
@@ -457,10 +458,15 @@ def _grow_pipe(fd: int) -> None:
         fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
 
 
-def _serve(req_fd: int, res_fd: int) -> None:
+def _serve(req_fd: int, res_fd: int, later: list[str] | None = None) -> None:
     objects: dict[int, Any] = {}
     next_id = 1
+    first = True
     while True:
+        if not first:
+            _warm_up(later or [])  # after the first reply, while the caller is busy with it
+            later = None
+        first = False
         header = _read_exact(req_fd, _HEADER.size)
         if header is None:
             return  # the parent closed the pipe (or died): leave quietly
@@ -497,10 +503,16 @@ def _main(argv: list[str]) -> None:
         import resource
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a native crash leaves no core file behind
-    for module in argv[2:]:  # warm up: import what the first call will need while the parent works
+    preload = argv[2:]
+    cut = preload.index(LATER) if LATER in preload else len(preload)
+    _warm_up(preload[:cut])  # what the first call needs, imported while the parent works
+    _serve(int(argv[0]), int(argv[1]), [m for m in preload[cut:] if m != LATER])
+
+
+def _warm_up(modules: list[str]) -> None:
+    for module in modules:
         with contextlib.suppress(Exception):
-            importlib.import_module(module)  # lazy: the worker warms up what its first call needs
-    _serve(int(argv[0]), int(argv[1]))
+            importlib.import_module(module)  # lazy: the worker warms up what its calls will need
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from conftest import CliRunner
 from hwopt import isolation
 from hwopt.engines.compile import EXAMPLE_MODEL
 from hwopt.errors import NativeCodeError
+from hwopt.preloads import LATER, VELA_PRELOAD
 from hwopt.targets import resolve_target
 from hwopt.targets.ethos_u import vela_start
 from hwopt.targets.ethos_u.vela_config import CompilerOptions
@@ -137,3 +138,17 @@ def test_an_n78_encode_stops_the_worker_the_command_started() -> None:
         assert isolation.worker()._proc is not None
     finally:
         vela_start.discard()
+
+
+def test_the_worker_imports_later_modules_after_its_first_answer() -> None:
+    """Vela's codec (it imports numpy) is no part of the compile: the worker loads it once the compile is answered."""
+    w = isolation.Worker()
+    try:
+        w.start(("math", LATER, "xml.dom.minidom"))
+        probe = "'xml.dom.minidom' in __import__('sys').modules"
+        assert w.call("builtins:eval", probe, library="test") is False
+        assert w.call("builtins:eval", probe, library="test") is True
+    finally:
+        w.close()
+    assert VELA_PRELOAD.index(LATER) < VELA_PRELOAD.index("ethosu.mlw_codec")
+    assert VELA_PRELOAD.index("ethosu.regor") < VELA_PRELOAD.index(LATER)

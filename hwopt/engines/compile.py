@@ -158,6 +158,8 @@ class CompileResult:
 
 def cpu_operator_reasons(model: Model, target: Target, where: list[tuple[int, int]]) -> list[CpuOperator]:
     """The support model's reasons for operators Vela left on the CPU (a named fallback when no rule fails)."""
+    if not where:
+        return []
     placed = place_model(model, operator_support(target.family))
     out = []
     for sg, idx in where:
@@ -225,7 +227,10 @@ def _density(before: Model, after: Model) -> list[tuple[str, np.ndarray, np.ndar
     out = []
     for _, wl in pairs[:DENSITY_LAYERS]:
         label = f"{wl.op} #{wl.op_index} ({wl.weights(before).name[-40:]})"
-        out.append((label, zero_corrected(before, wl), zero_corrected(after, after_layers[(wl.subgraph, wl.op_index)])))
+        values = zero_corrected(before, wl)
+        # Without a pipeline the model is its own "after": its values are corrected once.
+        out.append((label, values, values if after is before else
+                    zero_corrected(after, after_layers[(wl.subgraph, wl.op_index)])))
     return out
 
 

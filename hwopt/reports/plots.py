@@ -85,7 +85,7 @@ def _histogram(values: np.ndarray, lo: int, hi: int) -> np.ndarray:
     flat = values.ravel()
     if flat.size == 0:
         return np.zeros(hi - lo + 1)
-    counts = np.bincount((flat.astype(np.int64) - lo), minlength=hi - lo + 1)
+    counts = np.bincount(np.subtract(flat, lo, dtype=np.intp), minlength=hi - lo + 1)
     return counts / float(flat.size)
 
 
@@ -115,10 +115,11 @@ def density_figure(layers: Sequence[tuple[str, np.ndarray, np.ndarray]], title: 
     if compare:
         entries.append(("line", AFTER_COLOUR, "after"))
     for j, (label, before, after) in enumerate(layers):
-        lo = int(min(before.min(initial=0), after.min(initial=0)))
-        hi = int(max(before.max(initial=0), after.max(initial=0)))
+        drawn = (before, after) if compare else (before,)  # without a pipeline only the model's own values show
+        lo = int(min(v.min(initial=0) for v in drawn))
+        hi = int(max(v.max(initial=0) for v in drawn))
         h_before = _histogram(before, lo, hi)
-        h_after = _histogram(after, lo, hi)
+        h_after = _histogram(after, lo, hi) if compare else h_before
         shown = np.concatenate([h_before, h_after]) if compare else h_before
         positive = shown[shown > 0]
         floor = float(positive.min()) / 2 if positive.size else 0.5  # log axis: empty bins sit on this floor
