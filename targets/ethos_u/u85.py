@@ -3,6 +3,8 @@
 The U85 reads through per-channel AXI read buffers, chooses its OFM block from the sizes of its IFM
 and accumulator RAMs, re-reads weights and per-channel scales for every OFM block in H x W, decodes
 weights at a rate set by their sparsity and chains elementwise operators onto a producer's output.
+Operators Vela runs as one NPU operation follow Vela's own U85 estimator (`u85_perf`) on the block
+Vela's search picks (`u85_blocks`), with its weight staging and DMA overlap; the rest use a coarser model.
 """
 
 from __future__ import annotations
@@ -196,11 +198,11 @@ def _u85_mac_cycles_per_block(g: LayerGeometry, blk: U85Block) -> float:
     return total
 
 
-# Operators costed by Vela's per-operation model with hwopt's own block choice. Convolutions follow it
-# only with Vela's block configuration (`vela_style_cost(..., config)`): with the heuristic block below
-# their error tail grows, so they keep the coarser model until the block search follows Vela's.
-VELA_STYLE = frozenset(["MAX_POOL_2D", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D"])
-MAC_OPS = frozenset(["CONV_2D", "DEPTHWISE_CONV_2D", *VELA_STYLE])
+# Operators Vela runs as one NPU operation, costed by its per-operation model (`u85_perf`) on the block
+# the block search picks; the rest (lowered into several operations) keep the coarser model below.
+VELA_STYLE = frozenset(["MAX_POOL_2D", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+                        "ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM"])
+MAC_OPS = frozenset(["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"])
 ACTIVATIONS = frozenset(["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "TANH", "LOGISTIC", "HARD_SWISH"])
 
 
@@ -214,29 +216,38 @@ def _ao_per_element(g: LayerGeometry, target: Target, binary: bool) -> float:
     return rate + sum(u85p.output_cycles_per_element(target, bits, bits, True) for c in g.chain if c in CHAINABLE)
 
 
+_PERF_OPS = {U85Op.CONV: u85p.U85Op.CONV, U85Op.DEPTHWISE: u85p.U85Op.DEPTHWISE,
+             U85Op.VECTOR_PRODUCT: u85p.U85Op.VECTOR, U85Op.POOL: u85p.U85Op.POOL,
+             U85Op.ELEMENTWISE: u85p.U85Op.ELEMENTWISE}
+
+
 def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None = None
                ) -> tuple[u85p.U85Query, u85p.U85Config] | None:
-    """The operator as one U85 NPU operation and its block configuration (`config`, else hwopt's own
-    block), or None when Vela lowers it into something else (costed by the coarser model below)."""
+    """The operator as one U85 NPU operation (shaped as Vela lowers it) and its block configuration
+    (`config`, else the block search's), or None when Vela lowers it into something else (costed by
+    the coarser model below)."""
+    if g.op not in VELA_STYLE or g.chained:
+        return None
+    lowered = u85_query(g)
+    if lowered is None or lowered.op not in _PERF_OPS:
+        return None
+    op = _PERF_OPS[lowered.op]
     ifm_mem, ofm_mem = io_memories(g, target)
     bits = 8 * g.itemsize
-    ifm = u85p.Fm(g.ifm, bits, g.ifm_in_arena, ifm_mem)
-    ofm = u85p.Fm(g.ofm, bits, g.ofm_in_arena, ofm_mem)
-    kernel = g.kernel
-    if g.kind not in (OpKind.CONV, OpKind.DEPTHWISE, OpKind.POOL) or g.op not in (
-            MAC_OPS if config is not None else VELA_STYLE):
-        return None
-    op = {OpKind.CONV: u85p.U85Op.CONV, OpKind.DEPTHWISE: u85p.U85Op.DEPTHWISE, OpKind.POOL: u85p.U85Op.POOL}[g.kind]
+    ifm = u85p.Fm(lowered.ifm, bits, g.ifm_in_arena, ifm_mem)
+    ofm = u85p.Fm(lowered.ofm, bits, g.ofm_in_arena, ofm_mem)
+    ifm2 = None
+    if lowered.ifm2 is not None:  # a feature map beside the input, or a constant stored NHWC
+        ifm2 = u85p.Fm(lowered.ifm2, bits, g.ifm2 is None, ifm_mem if g.ifm2 is not None else target.const_memory)
     if config is None:
         blk = u85_block(g, target)
         config = u85p.U85Config(blk.ofm, blk.ifm, blk.ublock, blk.part_kernel, bits == 16)
-    encoded = encoded_weight_bytes(g, target)
+    encoded = encoded_weight_bytes(g, target) if op in (u85p.U85Op.CONV, u85p.U85Op.DEPTHWISE, u85p.U85Op.VECTOR) else 0
     # the per-block scale fetch comes from where the weights are read: staged, or in place
     scales_mem = target.staging_memory if _buffered(target) else target.const_memory
-    scales = scales_mem if encoded and op is not u85p.U85Op.POOL else None
-    sparse = _sparse(g)
     ao = _ao_per_element(g, target, op is u85p.U85Op.ELEMENTWISE)
-    return u85p.U85Query(op, ifm, ofm, kernel, None, sparse, ao, scales), config
+    return u85p.U85Query(op, ifm, ofm, lowered.kernel, ifm2, lowered.sparse, ao,
+                         scales_mem if encoded else None), config
 
 
 def follows_vela(g: LayerGeometry, target: Target) -> bool:
@@ -267,7 +278,7 @@ def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | N
     staging = target.staging_memory if _buffered(target) and not in_place else None
     decode = 0
     if encoded:
-        scales = BIAS_BYTES * round_up(g.ofm[2], BRICK)
+        scales = _scale_bytes(g, cfg)
         fast = False
         # all but the first slice stream in beside the operation (that one was fetched under the previous)
         first = int(encoded * _slice_share(g, target, cfg)) if g.op_index > 0 else 0
@@ -292,6 +303,11 @@ def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | N
     sram = (g.ifm_elements + g.ofm_elements) * g.itemsize if "Sram" in (ifm_mem, ofm_mem) else 0
     return LayerCost(g.subgraph, g.op_index, g.op, "npu", int(total), int(op), mem_cycles, int(decode),
                      g.macs, encoded or None, int(sram), bound)
+
+
+def _scale_bytes(g: LayerGeometry, cfg: u85p.U85Config) -> int:
+    """Per-channel scale and bias bytes, the channels padded to whole micro-blocks (at least 16)."""
+    return BIAS_BYTES * round_up(g.ofm[2], max(BRICK, cfg.ublock[2]))
 
 
 def _slice_share(g: LayerGeometry, target: Target, config: u85p.U85Config | None = None) -> float:
@@ -325,10 +341,10 @@ def weight_transfer(g: LayerGeometry, target: Target) -> WeightDma | None:
     encoded = encoded_weight_bytes(g, target)
     if not encoded or g.kind is OpKind.POOL:
         return None
-    full = encoded + BIAS_BYTES * round_up(g.ofm[2], BRICK)
     qc = _u85_query(g, target)
     if qc is None:
         return None
+    full = encoded + _scale_bytes(g, qc[1])
     share = _slice_share(g, target)
     src, dst = target.const_memory, target.staging_memory
     refetch = u85p.element_access(*qc).weight_refetch
