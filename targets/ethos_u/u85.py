@@ -97,6 +97,9 @@ def _sparse(g: LayerGeometry) -> bool:
     return g.weights is not None and g.weights.sparse_2_4 and g.kind in (OpKind.CONV, OpKind.FULLY_CONNECTED)
 
 
+_CLAMPS = frozenset(("RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1"))  # standalone: a pooling pass
+
+
 def _deepen(shape: tuple[int, int, int]) -> tuple[int, int, int]:
     """Vela's reshape of a shallow (depth < 8, more than 16 elements) elementwise-like operation."""
     if shape[0] * shape[1] * shape[2] > 16 and shape[2] < 8:
@@ -110,16 +113,19 @@ def u85_query(g: LayerGeometry) -> U85Query | None:
     if op is None or min(*g.ifm, *g.ofm) < 1:
         return None
     bits = 8 * g.itemsize
-    if g.kind is OpKind.FULLY_CONNECTED:  # a vector product: batches run as OFM rows
-        return U85Query(op, (g.ofm[0] * g.ofm[1], 1, g.ifm[2]), (g.ofm[0] * g.ofm[1], 1, g.ofm[2]),
-                        ifm_bits=bits, ofm_bits=bits, sparse=_sparse(g))
+    if g.kind is OpKind.FULLY_CONNECTED:  # a vector product: batches run as OFM rows, inputs flattened
+        rows = g.ofm[0] * g.ofm[1]
+        depth = g.macs // max(rows * g.ofm[2], 1) or g.ifm[2]
+        return U85Query(op, (rows, 1, depth), (rows, 1, g.ofm[2]), ifm_bits=bits, ofm_bits=bits, sparse=_sparse(g))
+    if g.kind is OpKind.DEPTHWISE and g.ifm[2] == 1 < g.ofm[2]:  # one input channel: Vela runs a convolution
+        op = U85Op.CONV
     if g.op == "MEAN" and g.ofm[2] == g.ifm[2]:  # a spatial mean: one depthwise pass summing the kernel
         kh, kw = (g.ifm[0] if g.ofm[0] == 1 else 1), (g.ifm[1] if g.ofm[1] == 1 else 1)
         ifm = g.ifm
         if kh > 64 and kh * kw <= 4096 and kw > 1:  # too tall: Vela runs it as one row
             ifm, kh, kw = (1, kh * kw, g.ifm[2]), 1, kh * kw
         return U85Query(U85Op.DEPTHWISE, ifm, g.ofm, (min(kh, 64), kw), ifm_bits=bits, ofm_bits=32)
-    if g.kind is OpKind.LUT or (g.op == "LEAKY_RELU" and bits == 8):  # a table lookup: pooling pass, deepened
+    if g.kind is OpKind.LUT or (g.op == "LEAKY_RELU" and bits == 8) or g.op in _CLAMPS:  # a pooling pass
         shape = _deepen(g.ofm)
         return U85Query(U85Op.POOL, shape, shape, ifm_bits=bits, ofm_bits=bits)
     if op is U85Op.ELEMENTWISE:
