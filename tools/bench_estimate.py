@@ -3,7 +3,7 @@
 MobileNet-v2 (from ../shared/models or $HWOPT_SHARED_MODELS) is timed, in the same process and run:
 - one (model, target) pair on ethos-u55-128: `estimate(model, target)` with each engine;
 - the 11 Ethos-U configurations: the Vela engine once per configuration, against one
-  `estimate_batch` call of the analytic engine over all of them (geometry derived once per family).
+  `estimate_batch` call of the analytic engine over all of them (geometry derived once for U55/U65, once for U85).
 What is reused across timed calls: the file's bytes, read from disk once, and the resolved targets.
 Before every timed call the bytes are parsed afresh into a new `Model` and every memo of the cost
 models (functools caches: block searches, the calibration table) is cleared, untimed, so nothing
@@ -12,7 +12,8 @@ over from one call to the next; the imports and Vela's warm worker process are s
 long-running caller.
 The four measurements alternate, round after round; each figure is the best of `--repeat` rounds,
 as wall time and as CPU time (this process plus the Vela worker's, read from /proc), with the
-load average beside the ratios. Accuracy is printed by tools/accuracy_estimate.py.
+load average beside the ratios. Last, a cold batch is timed by part (model checks, geometry with
+weight statistics, memory plan, each family's cost models). Accuracy: tools/accuracy_estimate.py.
 
     python tools/bench_estimate.py [--models DIR] [--repeat 5]
 """
@@ -25,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -66,6 +68,49 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
     fn()
     t1, c1, w1 = time.perf_counter(), time.process_time(), _worker_cpu()
     return t1 - t0, (c1 - c0) + (w1 - w0)
+
+
+def breakdown(data: bytes, targets: list[Any], repeat: int) -> dict[str, float]:
+    """Where a cold analytic batch spends its CPU time (best of `repeat`): the per-model preparation
+    (checks, geometry with weight statistics, memory plan) and the cost models per target family."""
+    import hwopt.engines.estimate as engine
+    from hwopt.format.tflite_io import read_model
+
+    spent: dict[str, float] = {}
+    best: dict[str, float] = {}
+
+    def counted(name: str, label: Callable[..., str]) -> Callable[..., object]:
+        real = getattr(engine, name)
+
+        def call(*a: Any, **k: Any) -> object:
+            t0 = time.process_time()
+            try:
+                return real(*a, **k)
+            finally:
+                key = label(*a)
+                spent[key] = spent.get(key, 0.0) + time.process_time() - t0
+        return call
+
+    patches = {"check_for_native": lambda *a: "model checks", "ethos_u_geometry": lambda *a: "geometry + weight stats",
+               "estimate_memory": lambda *a: "memory plan",
+               "costs_of": lambda g, t: f"cost models, all {t.family.value} targets"}
+    saved = {name: getattr(engine, name) for name in patches}
+    try:
+        for name, label in patches.items():
+            setattr(engine, name, counted(name, label))
+        for _ in range(repeat):
+            model = read_model(data)
+            cold_caches()
+            spent.clear()
+            t0 = time.process_time()
+            engine.estimate_batch([(model, t) for t in targets], engine="analytic")
+            spent["total"] = time.process_time() - t0
+            for k, v in spent.items():
+                best[k] = min(best.get(k, v), v)
+    finally:
+        for name, real in saved.items():
+            setattr(engine, name, real)
+    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{SPEED_MODEL}, best of {args.repeat} alternating rounds")
     print(line("one pair, ethos-u55-128", best["vela_one"], best["ana_one"], 1))
     print(line(f"{n} Ethos-U configurations, analytic as one batch", best["vela_all"], best["ana_all"], n))
+    parts = breakdown(data, targets, args.repeat)
+    total = parts.pop("total")
+    print(f"where the analytic batch's CPU time goes (best of {args.repeat}, {total * 1e3:.1f} ms in all):")
+    parts["reports and the rest"] = max(total - sum(parts.values()), 0.0)
+    for key in sorted(parts, key=lambda k: -parts[k]):
+        print(f"  {key:42s} {parts[key] * 1e3:7.1f} ms")
     return 0
 
 
