@@ -4,6 +4,8 @@ alone from the file."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -86,8 +88,8 @@ def test_scale_checks_from_the_extremes(scales: list[float], constant: bool) -> 
     assert _scale_problem(t) == _scale_problem_reference(t)
 
 
-def test_options_read_alone_are_the_ones_the_writer_packs() -> None:
-    data = network_model(1).data
+def _same_options(data: bytes) -> None:
+    """Every operator's options read alone equal those of the whole operator's unpacking."""
     lone, full = read_model(data), read_model(data)
     for sg_a, sg_b in zip(lone.subgraphs, full.subgraphs, strict=True):
         for a, b in zip(sg_a.operators, sg_b.operators, strict=True):
@@ -100,6 +102,20 @@ def test_options_read_alone_are_the_ones_the_writer_packs() -> None:
                 assert mine.keys() == theirs.keys()
                 assert all(np.array_equal(np.asarray(mine[k]), np.asarray(theirs[k])) for k in mine)
                 assert a.raw.builtinOptions is opts  # unpacking the operator keeps the object read first
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_options_read_alone_on_generated_models(seed: int) -> None:
+    _same_options(layer_model(seed).data if seed % 4 else network_model(seed).data)
+
+
+def test_options_read_alone_on_the_shared_models(all_models: list[Path]) -> None:
+    for path in all_models:
+        _same_options(path.read_bytes())
+
+
+def test_options_edited_before_the_model_is_packed_survive() -> None:
+    data = network_model(1).data
     edited = read_model(data)
     conv = next(op for op in edited.subgraphs[0].operators if op.op == "CONV_2D")
     conv.options.strideW = 2  # through the lone read, then the whole model is packed

@@ -113,13 +113,9 @@ class _FileSource:
         return node.__dict__["_raw"]
 
     def options(self, node: Any) -> tuple[int, Any]:
-        from hwopt._generated.tflite.BuiltinOptions import BuiltinOptionsCreator  # lazy: object-API, see unpack
-        from hwopt._generated.tflite.Operator import Operator as FbOperator  # lazy: object-API, see unpack
+        from hwopt.format.options import read_options  # lazy: flatbuffers and the options classes, see unpack
 
-        op = FbOperator()
-        op.Init(self.data, node.__dict__["_pos"])
-        kind = op.BuiltinOptionsType()
-        return kind, BuiltinOptionsCreator(kind, op.BuiltinOptions())
+        return read_options(self.data, node.__dict__["_pos"])
 
     def _tree(self) -> Any:
         """Unpack the whole ModelT once, keeping the nodes already unpacked (and maybe edited)."""
