@@ -153,7 +153,35 @@ def ethos_u_geometry(model: Model, family: Family,
                                                           ("half_pixel_centers", "halfPixelCenters"))
                                            if getattr(opts, a, False)))
         out.append(g)
-    return out
+    return _arena_boundaries(model, out, placed)
+
+
+def _arena_boundaries(model: Model, geo: list[LayerGeometry], placed: Placement) -> list[LayerGeometry]:
+    """Feature maps a CPU operator reads or writes stay in the arena, NHWC, like graph inputs and
+    outputs; so does what a producer writes straight into one: through a reshape Vela removes, or as
+    its part of a concatenation."""
+    pos = {(g.subgraph, g.op_index): n for n, g in enumerate(geo)}
+    for sg in model.subgraphs:
+        cpu = [op for op in sg.operators if placed(sg, op)]
+        arena = set(sg.outputs) | {i for op in cpu for i in op.inputs}
+        cpu_out = {o for op in cpu for o in op.outputs}
+        graph = (consumers(sg), _writers(sg, placed))
+        for op in reversed(sg.operators):
+            n = pos.get((sg.index, op.index))
+            if n is None or geo[n].kind is OpKind.CPU or not op.outputs or not op.inputs:
+                continue
+            g = geo[n]
+            out_arena = op.outputs[0] in arena
+            if (out_arena and not g.ofm_in_arena) or (op.inputs[0] in cpu_out and not g.ifm_in_arena):
+                geo[n] = g = replace(g, ofm_in_arena=g.ofm_in_arena or out_arena,
+                                     ifm_in_arena=g.ifm_in_arena or op.inputs[0] in cpu_out)
+            if not out_arena:
+                continue
+            if g.kind is OpKind.NOP and not g.copies:  # a removed reshape: its input is the output
+                arena.add(op.inputs[0])
+            elif g.op == "CONCATENATION":
+                arena.update(i for i in op.inputs if _in_place(sg, i, op.index, graph[1], graph[0]))
+    return geo
 
 
 PASS_KINDS = FUSING_KINDS | {OpKind.LUT}
