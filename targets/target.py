@@ -15,13 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from hwopt.errors import TargetError
 from hwopt.targets.ethos_n.variants import N78Variant
 from hwopt.targets.ethos_u.streams import stream_of_channel
+
+if TYPE_CHECKING:  # resolving a target needs no numpy (the CLI resolves one before anything else loads)
+    import numpy as np
 
 MEMORIES = ("Sram", "Dram", "OnChipFlash", "OffChipFlash")
 AXI_PORTS = ("Axi0", "Axi1")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -152,3 +154,12 @@ def test_the_worker_imports_later_modules_after_its_first_answer() -> None:
         w.close()
     assert VELA_PRELOAD.index(LATER) < VELA_PRELOAD.index("ethosu.mlw_codec")
     assert VELA_PRELOAD.index("ethosu.regor") < VELA_PRELOAD.index(LATER)
+
+
+def test_the_early_step_loads_no_numpy() -> None:
+    """The compile is sent before numpy loads: resolving the target and starting the request need none."""
+    code = ("import sys; from hwopt.cli import early; from hwopt.targets import resolve_target; "
+            "resolve_target('ethos-u55-128'); resolve_target('ethos-n78-4tops-4ple'); "
+            "print(sorted(m for m in sys.modules if m == 'numpy' or m.startswith(('hwopt.engines', 'hwopt.format'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"

@@ -9,13 +9,18 @@ numbered s, s+N, s+2N, ...
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 U85_OFM_GROUP = 4  # U85 deals OFM channels to its weight decoders in groups of 4
 
 
 def stream_of_channel(channels: int, streams: int, *, u85: bool) -> np.ndarray:
     """The weight-stream index of each of `channels` output channels over `streams` streams."""
+    import numpy as np  # here, not at the top: hwopt.targets (target resolution) loads without numpy
+
     o = np.arange(channels, dtype=np.int64)
     if streams <= 1:
         return np.zeros(channels, dtype=np.int64)
