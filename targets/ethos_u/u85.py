@@ -206,8 +206,11 @@ def _u85_mac_cycles_per_block(g: LayerGeometry, blk: U85Block) -> float:
 
 # Operators Vela runs as one NPU operation, costed by its per-operation model (`u85_perf`) on the block
 # the block search picks; the rest (lowered into several operations) keep the coarser model below.
+POOL_PASS = frozenset(["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "QUANTIZE"])
+LUT_OPS = frozenset(["LOGISTIC", "TANH", "HARD_SWISH"])  # a table lookup, its table copied in first
+LUT_BYTES = {1: 256, 2: 2048}  # table size by element size
 VELA_STYLE = frozenset(["MAX_POOL_2D", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
-                        "ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM"])
+                        "ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", *POOL_PASS, *LUT_OPS])
 MAC_OPS = frozenset(["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"])
 ACTIVATIONS = frozenset(["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "TANH", "LOGISTIC", "HARD_SWISH"])
 
@@ -234,20 +237,25 @@ def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None =
     the coarser model below)."""
     if g.op not in VELA_STYLE or g.chained:
         return None
-    lowered = u85_query(g)
+    bits = 8 * g.itemsize
+    if g.op in POOL_PASS:  # a standalone activation or requantisation: a 1x1 pooling pass, deepened
+        shape = _deepen(g.ofm)
+        lowered: U85Query | None = U85Query(U85Op.POOL, shape, shape, ifm_bits=bits, ofm_bits=bits)
+    else:
+        lowered = u85_query(g)
     if lowered is None or lowered.op not in _PERF_OPS:
         return None
     op = _PERF_OPS[lowered.op]
     ifm_mem, ofm_mem = io_memories(g, target)
-    bits = 8 * g.itemsize
     ifm = u85p.Fm(lowered.ifm, bits, g.ifm_in_arena, ifm_mem)
     ofm = u85p.Fm(lowered.ofm, bits, g.ofm_in_arena, ofm_mem)
     ifm2 = None
     if lowered.ifm2 is not None:  # a feature map beside the input, or a constant stored NHWC
         ifm2 = u85p.Fm(lowered.ifm2, bits, g.ifm2 is None, ifm_mem if g.ifm2 is not None else target.const_memory)
     if config is None:
-        blk = u85_block(g, target)
-        config = u85p.U85Config(blk.ofm, blk.ifm, blk.ublock, blk.part_kernel, bits == 16)
+        blk = find_u85_block(lowered, u85_macs(target))
+        config = u85p.U85Config(blk.ofm, blk.ifm, blk.ublock, blk.traversal is Traversal.PART_KERNEL,
+                                blk.acc_bits == 64)
     encoded = encoded_weight_bytes(g, target) if op in (u85p.U85Op.CONV, u85p.U85Op.DEPTHWISE, u85p.U85Op.VECTOR) else 0
     # the per-block scale fetch comes from where the weights are read: staged, or in place
     scales_mem = target.staging_memory if _buffered(target) else target.const_memory
@@ -381,6 +389,13 @@ def overlap_u85_weights(geometry: list[LayerGeometry], costs: list[LayerCost], t
             if npu > op:
                 cycles = max(npu, max(c.memory_cycles.values(), default=0))
                 c = replace(c, cycles=cycles, compute_cycles=npu, bound="weights" if cycles == npu else c.bound)
+        if g.op in LUT_OPS and follows_vela(g, target) and c.cycles > 0:
+            # the lookup table is copied in first, under the preceding operation when it can be
+            src = target.const_memory
+            n = LUT_BYTES.get(g.itemsize, 2048)
+            lut = int(n / u85p.channel_bandwidth(target, src, u85p.Channel.MEM2MEM)) + target.memory_config(src).read_latency
+            npu = op + max(lut - prev, 0)
+            c = replace(c, cycles=max(c.cycles, npu), compute_cycles=npu)
         if c.placement == "cpu":
             prev = 0
         elif c.cycles > 0:
