@@ -61,8 +61,16 @@ class Finding:
 
 def to_jsonable(obj: Any) -> Any:
     """Plain JSON data from dataclasses, enums, numpy scalars and paths (floats rounded)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
+    kind = type(obj)
+    if kind is str or kind is int or kind is bool or obj is None:  # most leaves: returned as they are
+        return obj
+    if kind is float:
+        return _float(obj)
+    names = _FIELD_NAMES.get(kind)
+    if names is None and dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(obj) if not f.name.startswith("_"))
+    if names is not None:
+        return {name: to_jsonable(getattr(obj, name)) for name in names}
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, dict):
@@ -76,13 +84,21 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, (int, np.integer)):
         return int(obj)
     if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        if math.isnan(value) or math.isinf(value):
-            return None
-        return round(value, FLOAT_DIGITS)
+        return _float(float(obj))
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+# The JSON field names of each dataclass met so far (dataclasses.fields builds a new tuple per call).
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _float(value: float) -> float | None:
+    """A float for JSON: rounded to FLOAT_DIGITS, None for NaN and infinities."""
+    if math.isnan(value) or math.isinf(value):
+        return None
+    return round(value, FLOAT_DIGITS)
 
 
 def dumps(obj: Any, *, sort_keys: bool = False) -> str:

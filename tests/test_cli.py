@@ -265,3 +265,35 @@ def test_a_command_collects_young_objects_less_often_and_restores_the_threshold(
     before = gc.get_threshold()
     assert run_cli("audit", "--json", model).code == 0
     assert seen == [(GC_YOUNG_THRESHOLD, *before[1:])] and gc.get_threshold() == before
+
+
+def test_a_fast_exit_command_flushes_all_its_output_and_keeps_its_exit_code(run_cli: Runner) -> None:
+    """`hwopt audit` ends its process without interpreter teardown: stdout must be complete and
+    byte-identical to the in-process run, and a failed expectation must still exit 1."""
+    args = ("audit", "--json", EXAMPLE, "--expect-sparsity", "0.99")
+    inproc = run_cli(*args)
+    proc = run_cli_subprocess(*args)
+    assert inproc.code == proc.code == 1, proc.err
+    assert proc.out == inproc.out and proc.out.endswith("}\n")
+
+
+def test_exit_now_flushes_buffered_output_and_exits_with_the_code() -> None:
+    import subprocess
+
+    code = "import sys\nfrom hwopt.cli import exit_now\nsys.stdout.write('x' * 200_000)\nexit_now(3)\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 3
+    assert proc.stdout == "x" * 200_000 and proc.stderr == ""
+
+
+def test_the_audit_path_never_imports_logging() -> None:
+    """The audit's flags say `logs=False`, so the CLI does not load logging for it: nothing on the path may log."""
+    import subprocess
+
+    code = ("import sys, io, contextlib\nfrom hwopt.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    main(['audit', '--json', {str(EXAMPLE)!r}])\n"
+            "print('logging' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

@@ -23,4 +23,5 @@ def register(sub: Any) -> None:
                          "get a sampled estimate with a stated error bound (a full zlib pass is the slowest "
                          "part of auditing a large pruned model)")
     # No linear algebra in an audit: OpenBLAS need not start a thread per core as numpy loads.
-    p.set_defaults(handler="hwopt.cli.run_audit:run", blas_threads=1)
+    # Nothing on the audit path logs, and it leaves no thread, worker or file to clean up at exit.
+    p.set_defaults(handler="hwopt.cli.run_audit:run", blas_threads=1, logs=False, fast_exit=True)
