@@ -152,3 +152,12 @@ def test_producers_write_into_a_concatenated_graph_output(seed: int, config: str
 
     for vela, ours in _compare(generate(seed, 0.15).data, config, "CONV_2D"):
         assert ours == pytest.approx(vela, rel=0.02)
+
+
+def test_16bit_tanh_copies_no_table() -> None:
+    """A 16-bit TANH costs its pass alone: no 2 KiB table copy from flash (was 3-5x Vela)."""
+    from hwopt.testing.generator import generate
+
+    for config in ("ethos-u55-32", "ethos-u55-256"):
+        for vela, ours in _compare(generate(100045, 0.15).data, config, "TANH"):
+            assert ours == pytest.approx(vela, rel=0.02)

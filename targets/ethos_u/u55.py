@@ -37,7 +37,7 @@ from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, cdiv, round
 BINARY = frozenset(["ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE"])
 SLOW_CONST_BYTES_PER_CYCLE = 2.0  # flash-class constant memory (U55 systems' off-chip flash: 0.5-1 B/cycle)
 LUT_ACTIVATIONS = frozenset(["TANH", "LOGISTIC", "HARD_SWISH", "LEAKY_RELU"])  # 8-bit: table lookups
-LUT_BYTES = {1: 256, 2: 2048}  # table size by element size: 256 x 8-bit, 512 x 32-bit entries
+LUT_BYTES = 256  # an 8-bit table: 256 entries
 POOL_NOP = frozenset(["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "QUANTIZE"])  # 1x1 pooling passes
 
 
@@ -359,10 +359,11 @@ def overlap_weight_streams(geometry: list[LayerGeometry], costs: list[LayerCost]
         npu = op
         if ws is not None:
             npu = int(max(ws.full - prev + ws.last_share * op, op + max(ws.first - prev, 0.0)))
-        if active and follows_vela(g) and _lookup(g):
-            # a standalone lookup's table is copied into the shared buffer, under the preceding operation
-            # when it can be (Vela's estimate charges no copy to a table fused into its producer)
-            lut = _mem_to_mem(target, LUT_BYTES.get(g.itemsize, 2048))
+        if active and follows_vela(g) and _lookup(g) and g.itemsize == 1:
+            # a standalone 8-bit lookup's table is copied into the shared buffer, under the preceding
+            # operation when it can be (Vela's estimate charges no copy to a table fused into its
+            # producer, nor to a 16-bit TANH/LOGISTIC, which the output stage computes itself)
+            lut = _mem_to_mem(target, LUT_BYTES)
             npu += int(lut if ws is not None else max(lut - prev, 0.0))
         if npu > op:
             cycles = max(npu, max(c.memory_cycles.values(), default=0))
