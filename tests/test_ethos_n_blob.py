@@ -1,6 +1,6 @@
 """The N78 blob builder (entries placed chunk by chunk, re-spaced in place, banks interleaved in place)
 against the layout written out by hand, the packed per-stream parameters against their fields, and the
-decoder's block-wise scatter of the weights."""
+decoder's block-wise scatter of the weights, and the requantisation multipliers in numpy."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ from hwopt.targets.ethos_n.batch_plan import PACKED_FIELDS, ParamArrays, ParamTa
 from hwopt.targets.ethos_n.layout import geometry, sram_layout
 from hwopt.targets.ethos_n.stream_params import StreamParams
 from hwopt.targets.ethos_n.variants import VARIANTS
-from hwopt.targets.ethos_n.weight_codec import encode_layer
+from hwopt.targets.ethos_n.weight_codec import (
+    encode_layer,
+    quantized_multiplier,
+    quantized_multipliers,
+    requant_from_scales,
+)
 from hwopt.targets.ethos_n.weight_decode import decode_weights
 
 
@@ -122,3 +127,16 @@ def test_weights_scattered_back_a_block_at_a_time(monkeypatch: pytest.MonkeyPatc
     blocks = decode_weights(enc, shape=shape, **args)  # type: ignore[arg-type]
     assert blocks.dtype == np.uint8 and blocks.flags.c_contiguous
     assert np.array_equal(whole, w) and np.array_equal(blocks, w)
+
+
+def test_multipliers_in_numpy_equal_the_scalar_function() -> None:
+    rng = np.random.default_rng(11)
+    scales = np.concatenate([2.0 ** rng.uniform(-40, 15.9, 4000), [0.0, -1.0, 1 - 2.0**-20, 0.75, 2.0**-10,
+                                                                     2.0**15, 65535.7, 2.0**-60]])
+    mult, shift = quantized_multipliers(scales)
+    assert mult.dtype == shift.dtype == np.int64
+    assert list(zip(mult.tolist(), shift.tolist(), strict=True)) == [quantized_multiplier(float(s)) for s in scales]
+    rq = requant_from_scales(0.5, [0.01], 0.25, -3, 1000)  # per tensor: one value seen 1000 times, no copies
+    assert rq.multiplier.shape == (1000,) and rq.multiplier.strides == (0,) and not rq.per_channel
+    assert (int(rq.multiplier[999]), int(rq.shift[0]), int(rq.zero_point[5])) == (
+        *quantized_multiplier(float(np.float32(0.5) * np.float32(0.01) / np.float32(0.25))), -3)

@@ -68,7 +68,7 @@ def decode_streams(data: bytes, geo: Geometry, variant: N78Variant,
     if stream_bits is None:
         _decode_lanes(bits, entry_len, geo, variant.ifm_parallel, raws)
         return raws
-    claimed = np.asarray(stream_bits, dtype=np.int64)
+    claimed = np.asarray(stream_bits)  # widened a batch at a time (uint16 for most layers)
     if claimed.shape != (geo.num_ofms * geo.num_iterations,) or np.any(claimed <= 0):
         raise ValueError("stream lengths do not match the layer geometry")
     held = _State(geo.in_parallel)
@@ -132,7 +132,7 @@ def _decode_hinted(bits: Bits, entry_len: int, geo: Geometry, n: int, raws: list
                    held: _State, lo: int, hi: int) -> None:
     """Streams of OFMs lo..hi (whole stripes) parsed at once from their claimed starts."""
     s, ofm, it, entry = _stream_layout(geo, lo, hi)
-    b = claimed[s]
+    b = claimed[s].astype(np.int64)
     order = np.argsort(entry, kind="stable")
     c = np.cumsum(b[order]) - b[order]
     grp_first = np.searchsorted(entry[order], entry[order], side="left")

@@ -45,6 +45,7 @@ __all__ = [
     "encode_layer",
     "encoded_size",
     "quantized_multiplier",
+    "quantized_multipliers",
     "requant_from_scales",
 ]
 
@@ -76,6 +77,25 @@ def quantized_multiplier(scale: float) -> tuple[int, int]:
     return int(mult), int(shift)
 
 
+def quantized_multipliers(scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`quantized_multiplier` of every scale in numpy (the same float64 steps, so the same pairs),
+    as int64 arrays; with a scale of 2**16 or more (a multiplier beyond 16 bits) scale by scale."""
+    s = np.asarray(scales, dtype=np.float64)
+    if np.any(s >= 2.0**16):
+        pairs = [quantized_multiplier(float(v)) for v in s]
+        return np.array([p[0] for p in pairs], dtype=np.int64), np.array([p[1] for p in pairs], dtype=np.int64)
+    pos = s > 0.0
+    safe = np.where(pos, s, 1.0)
+    exp = np.frexp(safe)[1].astype(np.int64) - 1  # ilogb
+    shift = np.minimum((-exp - 1 + 16) & 0xFFFFFFFF, 47)
+    mult = np.floor(np.ldexp(safe, shift) + 0.5).astype(np.int64)  # lround of a positive value
+    top = mult == 1 << 16
+    halve = top & (shift > 0)
+    mult = np.where(halve, mult // 2, np.where(top, mult - 1, mult))
+    shift = np.where(halve, shift - 1, shift)
+    return np.where(pos, mult, 0), np.where(pos, shift, 0)
+
+
 def requant_from_scales(
     input_scale: float,
     weight_scales: np.ndarray | list[float],
@@ -83,18 +103,19 @@ def requant_from_scales(
     output_zero_point: int,
     num_ofms: int,
 ) -> OfmRequant:
-    """Header requantisation per OFM from the tensors' scales (computed in float32 like the driver)."""
+    """Header requantisation per OFM from the tensors' scales (computed in float32 like the driver).
+    Per-tensor scales give read-only broadcast views (a depthwise layer has an OFM per 9 weights)."""
     ws = np.asarray(weight_scales, dtype=np.float32).ravel()
     if ws.size not in (1, num_ofms):
         raise ValueError(f"weight scales must be 1 or {num_ofms} values, got {ws.size}")
     overall = (np.float32(input_scale) * ws) / np.float32(output_scale)
-    pairs = [quantized_multiplier(float(s)) for s in np.broadcast_to(overall, (num_ofms,))]
-    return OfmRequant(
-        np.array([p[0] for p in pairs], dtype=np.int64),
-        np.array([p[1] for p in pairs], dtype=np.int64),
-        np.full(num_ofms, int(output_zero_point), dtype=np.int64),
-        per_channel=ws.size > 1,
-    )
+    mult, shift = quantized_multipliers(overall)
+
+    def full(a: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(a, (num_ofms,)) if a.size == 1 else a
+
+    return OfmRequant(full(mult), full(shift), full(np.array([int(output_zero_point)], dtype=np.int64)),
+                      per_channel=ws.size > 1)
 
 
 @dataclass(frozen=True)
