@@ -96,6 +96,23 @@ def test_estimator_blocks_match_vela(seed: int, config: str) -> None:
     assert not bad, "\n".join(bad)
 
 
+@pytest.mark.parametrize(("seed", "config"), [(65, "ethos-u85-256"), (97, "ethos-u85-2048")])
+def test_depth_multiplier_parts_match_vela(seed: int, config: str) -> None:
+    """A depthwise convolution with a channel multiplier runs as one depthwise part per multiplier;
+    the estimator's block is each part's."""
+    data, target = layer_model(seed).data, resolve_target(config)
+    rows = vela_op_blocks(compile_with_db(data, target))
+    layers = [g for g in ethos_u_geometry(read_model(data), target.family)
+              if g.op == "DEPTHWISE_CONV_2D" and g.ofm[2] != g.ifm[2]]
+    assert layers
+    for g in layers:
+        parts = [r for r in rows if r.op_index == g.op_index and r.operator == "DepthwiseConv2D"]
+        assert len(parts) == g.ofm[2] // g.ifm[2]
+        blk = u85_block(g, target)
+        want = {(r.ofm_block, r.ifm_block, r.ublock, r.traversal) for r in parts}
+        assert want == {(blk.ofm, blk.ifm, blk.ublock, blk.traversal.value)}
+
+
 def test_examples() -> None:
     """Configurations Vela 5.2 picks (read from its optimisation database) for three typical layers."""
     stem = find_u85_block(U85Query(U85Op.CONV, (96, 96, 3), (48, 48, 8), (3, 3), (2, 2)), 1024)

@@ -117,8 +117,11 @@ def u85_query(g: LayerGeometry) -> U85Query | None:
         rows = g.ofm[0] * g.ofm[1]
         depth = g.macs // max(rows * g.ofm[2], 1) or g.ifm[2]
         return U85Query(op, (rows, 1, depth), (rows, 1, g.ofm[2]), ifm_bits=bits, ofm_bits=bits, sparse=_sparse(g))
+    ofm = g.ofm
     if g.kind is OpKind.DEPTHWISE and g.ifm[2] == 1 < g.ofm[2]:  # one input channel: Vela runs a convolution
         op = U85Op.CONV
+    elif g.kind is OpKind.DEPTHWISE and g.ofm[2] != g.ifm[2]:  # multiplier M: M depthwise parts, each this deep
+        ofm = (g.ofm[0], g.ofm[1], g.ifm[2])
     if g.op == "MEAN" and g.ofm[2] == g.ifm[2]:  # a spatial mean: one depthwise pass summing the kernel
         kh, kw = (g.ifm[0] if g.ofm[0] == 1 else 1), (g.ifm[1] if g.ofm[1] == 1 else 1)
         ifm = g.ifm
@@ -140,7 +143,7 @@ def u85_query(g: LayerGeometry) -> U85Query | None:
         return U85Query(op, g.ifm, g.ofm, ifm_bits=bits, ofm_bits=bits, resize_scale_x=(g.ofm[1], g.ifm[1]))
     # an axis with one output row or column has no stride (Vela sets it to 1)
     stride = (1 if g.ofm[0] == 1 else g.stride[0], 1 if g.ofm[1] == 1 else g.stride[1])
-    return U85Query(op, g.ifm, g.ofm, g.kernel, stride, g.dilation, bits, bits, None, _sparse(g))
+    return U85Query(op, g.ifm, ofm, g.kernel, stride, g.dilation, bits, bits, None, _sparse(g))
 
 
 def u85_block(g: LayerGeometry, target: Target) -> U85Block:
