@@ -98,3 +98,31 @@ def test_empty_and_degenerate() -> None:
     assert entropy_bits(np.array([1, 1, 2, 2], np.int8)) == 1.0
     st = weight_stats(np.array(5, np.int32), None, None)
     assert (st.elements, st.unique_values, st.zeros) == (1, 1, 0)
+
+
+def test_statistics_on_two_threads_equal_one_thread_in_order() -> None:
+    """histogram_stats_many splits the tensors between two threads; the results and their order must not change."""
+    from hwopt.analysis.histogram import histogram_stats, histogram_stats_many
+
+    rng = np.random.default_rng(7)
+    jobs = []
+    for i, shape in enumerate([(64, 3, 3, 32), (1, 3, 3, 48), (300, 700), (16, 1, 1, 8), (1000, 1024), (5, 7)]):
+        w = rng.integers(-128, 128, size=shape).astype(np.int8)
+        w[rng.random(shape) < 0.3 + 0.1 * i] = 0
+        out_axis, in_axis = (3, None) if shape[0] == 1 else (0, len(shape) - 1)
+        zps = np.zeros(1, np.int64) if i % 2 else rng.integers(-3, 4, size=shape[out_axis]).astype(np.int64)
+        jobs.append((w, zps, out_axis, in_axis))
+    expected = [histogram_stats(*job) for job in jobs]
+    assert histogram_stats_many(jobs, threads=1) == expected
+    assert histogram_stats_many(jobs, threads=2) == expected
+    assert histogram_stats_many(jobs) == expected  # over PARALLEL_MIN_WEIGHTS: two threads where two cores are free
+    assert histogram_stats_many([], threads=2) == []
+
+
+def test_an_error_on_the_statistics_thread_reaches_the_caller() -> None:
+    from hwopt.analysis.histogram import histogram_stats_many
+
+    good = (np.zeros((4, 8), np.int8), np.zeros(1, np.int64), 0, 1)
+    bad = (np.zeros((4, 8), np.int8), np.zeros(1, np.int64), 5, 1)  # no axis 5
+    with pytest.raises(IndexError):  # the second job of two runs on the worker thread
+        histogram_stats_many([good, bad], threads=2)

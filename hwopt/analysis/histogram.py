@@ -9,12 +9,18 @@ point), which costs 256 operations per channel instead of one per weight.
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 
 from hwopt.analysis.stats import WeightStats, check_2_4_mask, entropy_from_counts
 
 BINS = 256
 CHUNK = 1 << 14  # weights per bincount: a 128 KiB key buffer, reused (measured fastest from 8 Ki to 128 Ki)
+# Tensors holding at least this many weights in all are measured on two threads: bincount and
+# the ufuncs release the GIL, so a second core takes half of a large model's statistics.
+PARALLEL_MIN_WEIGHTS = 1 << 20
 
 
 def _matrix(w: np.ndarray, out_axis: int | None) -> tuple[np.ndarray, bool]:
@@ -129,3 +135,51 @@ def histogram_stats(w: np.ndarray, zero_points: np.ndarray, out_axis: int | None
         groups_2_4_ok=frac_24,
         entropy_bits=entropy_from_counts(counts, elements),
     )
+
+
+Job = tuple[np.ndarray, np.ndarray, "int | None", "int | None"]
+
+
+def histogram_stats_many(jobs: list[Job], threads: int | None = None) -> list[WeightStats]:
+    """`histogram_stats(*job)` of every job, in order; on two threads when the weights are many
+    and a second core is free to this process (`threads` overrides: 1 or 2)."""
+    if threads is None:
+        total = sum(int(w.size) for w, *_ in jobs)
+        threads = 2 if total >= PARALLEL_MIN_WEIGHTS and len(jobs) > 1 and _cores() > 1 else 1
+    results: list[WeightStats | None] = [None] * len(jobs)
+    if threads < 2 or len(jobs) < 2:
+        return [histogram_stats(*job) for job in jobs]
+    # Largest first, each to the less loaded of the two threads: the halves end close together.
+    mine: list[int] = []
+    theirs: list[int] = []
+    load = [0, 0]
+    for i in sorted(range(len(jobs)), key=lambda i: -int(jobs[i][0].size)):
+        side = 0 if load[0] <= load[1] else 1
+        (mine if side == 0 else theirs).append(i)
+        load[side] += int(jobs[i][0].size)
+    failed: list[BaseException] = []
+
+    def run(indices: list[int]) -> None:
+        try:
+            for i in indices:
+                results[i] = histogram_stats(*jobs[i])
+        except BaseException as exc:  # re-raised on the calling thread
+            failed.append(exc)
+
+    worker = threading.Thread(target=run, args=(theirs,), name="hwopt-stats", daemon=True)
+    worker.start()
+    try:
+        run(mine)
+    finally:
+        worker.join()
+    if failed:
+        raise failed[0]
+    return [r for r in results if r is not None]
+
+
+def _cores() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

@@ -16,9 +16,9 @@ import numpy as np
 
 from hwopt.analysis.deflate import DeflateJob, DeflateSize
 from hwopt.analysis.deflate import deflate_size as deflate_size  # re-exported: part of the audit API
-from hwopt.analysis.histogram import histogram_stats
+from hwopt.analysis.histogram import histogram_stats_many
 from hwopt.analysis.layers import WeightLayer, weight_layers, zero_corrected
-from hwopt.analysis.stats import palette_fit, weight_stats
+from hwopt.analysis.stats import WeightStats, palette_fit, weight_stats
 from hwopt.errors import UsageError
 from hwopt.format.reader import read_model
 from hwopt.ir import DType, Model, Tensor
@@ -126,16 +126,28 @@ def _row_zero_points(layer: WeightLayer, t: Tensor) -> np.ndarray | None:
     return None  # zero points along another axis: the general path handles them
 
 
-def _audit_layer(model: Model, layer: WeightLayer) -> LayerAudit:
+def _layer_stats(model: Model, layers: list[WeightLayer]) -> list[WeightStats]:
+    """Structure of every layer's stored weights; the 8-bit ones from histograms, measured together."""
+    stats: list[WeightStats | None] = [None] * len(layers)
+    jobs, where = [], []
+    for i, layer in enumerate(layers):
+        t = layer.weights(model)  # resolved here: the lazy IR is read on this thread only
+        row_zps = _row_zero_points(layer, t)
+        if row_zps is not None:
+            # One 256-bin histogram per channel of the stored bytes gives every figure.
+            jobs.append((np.asarray(t.data), row_zps, layer.out_axis, layer.in_axis))
+            where.append(i)
+        else:
+            corrected = zero_corrected(model, layer) if t.dtype.is_integer else np.asarray(t.data)
+            stats[i] = weight_stats(corrected, layer.out_axis, layer.in_axis)
+    for i, st in zip(where, histogram_stats_many(jobs), strict=True):
+        stats[i] = st
+    return [st for st in stats if st is not None]
+
+
+def _audit_layer(model: Model, layer: WeightLayer, st: WeightStats) -> LayerAudit:
     t = layer.weights(model)
     q = t.quantization
-    row_zps = _row_zero_points(layer, t)
-    if row_zps is not None:
-        # One 256-bin histogram per channel of the stored bytes gives every figure below.
-        st = histogram_stats(np.asarray(t.data), row_zps, layer.out_axis, layer.in_axis)
-    else:
-        corrected = zero_corrected(model, layer) if t.dtype.is_integer else np.asarray(t.data)
-        st = weight_stats(corrected, layer.out_axis, layer.in_axis)
     quant = "none" if q is None or t.dtype.is_float else q.granularity
     zps = sorted(set(q.zero_point.tolist())) if q is not None else []
     return LayerAudit(
@@ -245,7 +257,7 @@ def audit_model(model: Model, data: bytes, path: str, expect: Expectations | Non
     if with_deflate and (deflate is None or deflate.data is not data or (exact_deflate and not deflate.exact)):
         deflate = DeflateJob(data, Path(path).name or "model.tflite", exact=exact_deflate)
     wls = weight_layers(model)
-    layers = [_audit_layer(model, wl) for wl in wls]
+    layers = [_audit_layer(model, wl, st) for wl, st in zip(wls, _layer_stats(model, wls), strict=True)]
     info = _model_info(model, data, path, deflate.result() if with_deflate and deflate is not None else None)
     elements = sum(la.elements for la in layers)
     zeros = sum(round(la.sparsity * la.elements) for la in layers)
