@@ -240,8 +240,6 @@ def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None =
     the coarser model below)."""
     if g.op not in VELA_STYLE or g.chained:
         return None
-    if g.kind is OpKind.DEPTHWISE and g.ofm[2] != g.ifm[2]:
-        return None  # a channel multiplier: Vela runs one depthwise pass per multiplier and transposes
     bits = 8 * g.itemsize
     if g.op in POOL_PASS:  # a standalone activation or requantisation: a 1x1 pooling pass, deepened
         shape = _deepen(g.ofm)
