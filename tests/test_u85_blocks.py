@@ -113,6 +113,21 @@ def test_depth_multiplier_parts_match_vela(seed: int, config: str) -> None:
         assert want == {(blk.ofm, blk.ifm, blk.ublock, blk.traversal.value)}
 
 
+@pytest.mark.parametrize(("seed", "config"), [(21, "ethos-u85-256"), (105, "ethos-u85-1024"), (126, "ethos-u85-128")])
+def test_transpose_conv_matches_vela(seed: int, config: str) -> None:
+    """A strided transposed convolution runs as one convolution per output phase; the estimator's block
+    is that of the phase Vela runs uncascaded (the full OFM, the most kernel taps)."""
+    data, target = layer_model(seed).data, resolve_target(config)
+    rows = vela_op_blocks(compile_with_db(data, target))
+    layers = [g for g in ethos_u_geometry(read_model(data), target.family) if g.op == "TRANSPOSE_CONV"]
+    assert layers and max(layers[0].stride) > 1
+    for g in layers:
+        whole = [r for r in rows if r.op_index == g.op_index and r.operator == "Conv2D" and not r.cascaded]
+        blk = u85_block(g, target)
+        assert (blk.ofm, blk.ifm, blk.ublock, blk.traversal.value) == (
+            whole[0].ofm_block, whole[0].ifm_block, whole[0].ublock, whole[0].traversal)
+
+
 def test_examples() -> None:
     """Configurations Vela 5.2 picks (read from its optimisation database) for three typical layers."""
     stem = find_u85_block(U85Query(U85Op.CONV, (96, 96, 3), (48, 48, 8), (3, 3), (2, 2)), 1024)

@@ -143,7 +143,10 @@ def u85_query(g: LayerGeometry) -> U85Query | None:
         return U85Query(op, g.ifm, g.ofm, ifm_bits=bits, ofm_bits=bits, resize_scale_x=(g.ofm[1], g.ifm[1]))
     # an axis with one output row or column has no stride (Vela sets it to 1)
     stride = (1 if g.ofm[0] == 1 else g.stride[0], 1 if g.ofm[1] == 1 else g.stride[1])
-    return U85Query(op, g.ifm, ofm, g.kernel, stride, g.dilation, bits, bits, None, _sparse(g))
+    kernel = g.kernel
+    if g.op == "TRANSPOSE_CONV":  # one convolution per output phase; the first has the most taps
+        kernel, stride = (-(-g.kernel[0] // g.stride[0]), -(-g.kernel[1] // g.stride[1])), (1, 1)
+    return U85Query(op, g.ifm, ofm, kernel, stride, g.dilation, bits, bits, None, _sparse(g))
 
 
 def u85_block(g: LayerGeometry, target: Target) -> U85Block:
