@@ -11,6 +11,8 @@ Weights only: `weight_decode.decode_layer_full`, the reference, also returns bia
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from .batch_parse import SLACK, Bits, Header, Params, Reader, payload, read_header
@@ -54,31 +56,67 @@ def _lanes(geo: Geometry) -> tuple[np.ndarray, np.ndarray]:
     return order, np.bincount(lane, minlength=int(lane.max(initial=0)) + 1)
 
 
-def decode_streams(data: bytes, geo: Geometry, variant: N78Variant,
-                   stream_bits: np.ndarray | None = None) -> list[np.ndarray]:
-    """Zero-point-corrected weights of every stream, per IFM iteration as (OFMs, length) arrays.
+class _Entries:
+    """The interleaved blob read back a run of (stripe, group) entries at a time (a batch of
+    stripes needs its own entries only, not a de-interleaved copy of the whole blob)."""
+
+    def __init__(self, data: bytes, geo: Geometry, variant: N78Variant) -> None:
+        banks = sram_layout(geo.num_entries, geo.num_iterations, variant)
+        per_bank = max(len(b) for b in banks)
+        unit = variant.num_srams * DMA_ALIGN * per_bank
+        if not data or len(data) % unit:
+            raise ValueError("blob size does not match the layer geometry")
+        self.entry_len = len(data) // unit * DMA_ALIGN
+        self._words = np.frombuffer(data, dtype=np.uint8).reshape(-1, variant.num_srams, DMA_ALIGN)
+        self._bank = np.zeros(geo.num_entries, dtype=np.int64)
+        self._slot = np.zeros(geo.num_entries, dtype=np.int64)
+        for b, group in enumerate(banks):
+            self._bank[group] = b
+            self._slot[group] = np.arange(len(group))
+
+    def read(self, first: int, last: int) -> Bits:
+        """Entries first..last back to back (bit 0 is entry `first`'s first bit)."""
+        unit = self.entry_len // DMA_ALIGN
+        e = np.arange(first, last)
+        out = np.zeros((last - first) * self.entry_len + SLACK, dtype=np.uint8)
+        rows = self._slot[e][:, None] * unit + np.arange(unit)[None, :]
+        out[: (last - first) * self.entry_len].reshape(last - first, unit, DMA_ALIGN)[...] = \
+            self._words[rows, self._bank[e][:, None], :]
+        return Bits(out, SLACK)
+
+
+def decode_batches(data: bytes, geo: Geometry, variant: N78Variant,
+                   stream_bits: np.ndarray | None = None) -> Iterator[tuple[int, int, list[np.ndarray]]]:
+    """Zero-point-corrected weights of the streams of OFMs lo..hi (whole stripes), per IFM iteration
+    as (hi - lo, length) arrays, batch after batch as (lo, hi, arrays).
 
     With `stream_bits` (the encoder's claimed length of every stream) every stream of a run of
     stripes is parsed at once from its claimed start, and each parse must end exactly where the
     next stream of its group was claimed to start: the same check as a sequential parse, in far
-    fewer steps. Without it the independent OG chains are the lanes."""
-    flat, entry_len = group_bytes(data, geo, variant, SLACK)
-    bits = Bits(flat, SLACK)  # parsed in place: no second copy of the blob
-    raws = [np.zeros((geo.num_ofms, o.size), dtype=np.int16) for o in geo.orders]  # values in [-255, 255]
+    fewer steps, reading only the run's own entries of the blob. Without it the independent OG
+    chains are the lanes, and the whole layer is one batch."""
     if stream_bits is None:
-        _decode_lanes(bits, entry_len, geo, variant.ifm_parallel, raws)
-        return raws
+        flat, entry_len = group_bytes(data, geo, variant, SLACK)
+        raws = [np.zeros((geo.num_ofms, o.size), dtype=np.int16) for o in geo.orders]  # values in [-255, 255]
+        _decode_lanes(Bits(flat, SLACK), entry_len, geo, variant.ifm_parallel, raws)
+        yield 0, geo.num_ofms, raws
+        return
     claimed = np.asarray(stream_bits)  # widened a batch at a time (uint16 for most layers)
     if claimed.shape != (geo.num_ofms * geo.num_iterations,) or np.any(claimed <= 0):
         raise ValueError("stream lengths do not match the layer geometry")
+    entries = _Entries(data, geo, variant)
     held = _State(geo.in_parallel)
     per_stripe = geo.stripe_depth * sum(o.size for o in geo.orders)
     streams = geo.stripe_depth * geo.num_iterations
     step = max(1, min(HINTED_BATCH // max(per_stripe, 1), HINTED_STREAMS // streams)) * geo.stripe_depth
+    gps = geo.groups_per_stripe
     for lo in range(0, geo.num_ofms, step):
-        _decode_hinted(bits, entry_len, geo, variant.ifm_parallel, raws, claimed, held, lo,
-                       min(lo + step, geo.num_ofms))
-    return raws
+        hi = min(lo + step, geo.num_ofms)
+        first, last = (lo // geo.stripe_depth) * gps, -(-hi // geo.stripe_depth) * gps
+        raws = [np.zeros((hi - lo, o.size), dtype=np.int16) for o in geo.orders]
+        _decode_hinted(entries.read(first, last), entries.entry_len, geo, variant.ifm_parallel, raws, claimed,
+                       held, (lo, hi, first))
+        yield lo, hi, raws
 
 
 def _stream_layout(geo: Geometry, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -129,9 +167,12 @@ def _decode_lanes(bits: Bits, entry_len: int, geo: Geometry, n: int, raws: list[
 
 
 def _decode_hinted(bits: Bits, entry_len: int, geo: Geometry, n: int, raws: list[np.ndarray], claimed: np.ndarray,
-                   held: _State, lo: int, hi: int) -> None:
-    """Streams of OFMs lo..hi (whole stripes) parsed at once from their claimed starts."""
+                   held: _State, batch: tuple[int, int, int]) -> None:
+    """Streams of OFMs lo..hi (whole stripes) parsed at once from their claimed starts; `bits` holds
+    the batch's entries from entry `first` on, `raws` its OFMs from `lo` on."""
+    lo, hi, first = batch
     s, ofm, it, entry = _stream_layout(geo, lo, hi)
+    entry = entry - first
     b = claimed[s].astype(np.int64)
     order = np.argsort(entry, kind="stable")
     c = np.cumsum(b[order]) - b[order]
@@ -151,7 +192,7 @@ def _decode_hinted(bits: Bits, entry_len: int, geo: Geometry, n: int, raws: list
     if np.any(rd.p != start + b):
         raise ValueError("a stream does not end where the next one starts")
     _check_length(hdr.length, start, rd.p, entry, entry_len)
-    _store(raws, w, ofm, it)
+    _store(raws, w, ofm - lo, it)
 
 
 def _resolve(hdr: Header, og: np.ndarray, held: _State) -> Params:

@@ -7,11 +7,12 @@ bitstream. Chunks are parsed in plain Python (~0.3-0.6 M weights/s): it is meant
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from .batch_decode import decode_streams, group_bytes
+from .batch_decode import decode_batches, group_bytes
 from .layout import DMA_ALIGN, Algorithm, Geometry, dtype_range, fc_padded, geometry, per_ofm
 from .stream_codec import INITIAL_PARAMS, StreamParams, decode_stream
 from .variants import N78Variant
@@ -89,7 +90,7 @@ def decode_layer_full(
         params.append(ds.params)
         states[og] = (ds.params, rq)
         positions[e] = ds.end_bit
-    weights = _assemble(raws, zp, geo, full_shape, bounds, dt)
+    weights = _assemble([(0, geo.num_ofms, raws)], zp, geo, full_shape, bounds, dt)
     if fully_connected:
         if np.any(weights[:, :, shape[2]:, :] != zp[None, None, None, :]):
             raise ValueError("fully connected padding differs from the zero point")
@@ -101,29 +102,30 @@ def decode_layer_full(
 ASSEMBLE_BLOCK = 1 << 20
 
 
-def _assemble(raws: list[np.ndarray], zp: np.ndarray, geo: Geometry, shape: tuple[int, ...],
-              bounds: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+def _assemble(batches: Iterable[tuple[int, int, list[np.ndarray]]], zp: np.ndarray, geo: Geometry,
+              shape: tuple[int, ...], bounds: tuple[int, int], dtype: np.dtype) -> np.ndarray:
     """Scatter raw streams back into the tensor of `dtype`, checking padding and value range, a
-    block of OFMs at a time."""
+    block of OFMs at a time; `batches` are (lo, hi, raws of OFMs lo..hi) as the decoder gives them."""
     kh, kw, cin, cout = shape
     hwio = geo.layout == "HWIO"
     out = np.zeros((kh * kw * cin, cout) if hwio else (kh * kw, cin * cout), dtype=dtype)
     step = max(1, ASSEMBLE_BLOCK // max(sum(o.size for o in geo.orders), 1))
-    for lo in range(0, geo.num_ofms, step):
-        hi = min(lo + step, geo.num_ofms)
-        channels = geo.channel_of_ofm[lo:hi]
-        zpo = zp[channels][:, None].astype(np.int16)  # weights and zero points fit 9 bits
-        for raw, order in zip(raws, geo.orders, strict=True):
-            q = raw[lo:hi] + zpo
-            valid = order >= 0
-            if np.any(q[:, ~valid] != np.broadcast_to(zpo, q.shape)[:, ~valid]):
-                raise ValueError("padding weights differ from the zero point")
-            if q.size and (q.min() < bounds[0] or q.max() > bounds[1]):
-                raise ValueError("decoded weights fall outside the weight data type")
-            if hwio:
-                out[order[valid], lo:hi] = q[:, valid].T
-            else:
-                out[np.ix_(order, channels)] = q.T
+    for first, last, raws in batches:
+        for lo in range(first, last, step):
+            hi = min(lo + step, last)
+            channels = geo.channel_of_ofm[lo:hi]
+            zpo = zp[channels][:, None].astype(np.int16)  # weights and zero points fit 9 bits
+            for raw, order in zip(raws, geo.orders, strict=True):
+                q = raw[lo - first : hi - first] + zpo
+                valid = order >= 0
+                if np.any(q[:, ~valid] != np.broadcast_to(zpo, q.shape)[:, ~valid]):
+                    raise ValueError("padding weights differ from the zero point")
+                if q.size and (q.min() < bounds[0] or q.max() > bounds[1]):
+                    raise ValueError("decoded weights fall outside the weight data type")
+                if hwio:
+                    out[order[valid], lo:hi] = q[:, valid].T
+                else:
+                    out[np.ix_(order, channels)] = q.T
     return out.reshape(shape)
 
 
@@ -187,7 +189,8 @@ def decode_weights(
     geo = geometry(full_shape, variant, layout, stride, padding, stripe_depth, fully_connected,
                    iteration_size, Algorithm(algorithm))
     zp = per_ofm(zero_point, geo.num_ofms, "zero_point")
-    weights = _assemble(decode_streams(data, geo, variant, claimed), zp, geo, full_shape, dtype_range(dt), dt)
+    # Batch after batch: the blob is read a run of stripes at a time and never held de-interleaved.
+    weights = _assemble(decode_batches(data, geo, variant, claimed), zp, geo, full_shape, dtype_range(dt), dt)
     if fully_connected:
         if np.any(weights[:, :, shape[2]:, :] != zp[None, None, None, :]):
             raise ValueError("fully connected padding differs from the zero point")
