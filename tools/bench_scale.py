@@ -17,8 +17,12 @@ this tool makes itself the subreaper of its children (Linux), so the worker, orp
 the command exits and ending at once, is reaped here and its CPU seconds are added to the
 command's.
 
+With --before DIR (a checkout of earlier code, e.g. `git worktree add DIR <commit>`), every
+command also runs from DIR in the same pairs, so a change is measured before and after under
+the same load.
+
 Usage: python tools/bench_scale.py [--ladder fc|conv|all] [--runs N] [--only CMD,...]
-                                   [--models DIR] [--markdown]
+                                   [--models DIR] [--markdown] [--before DIR]
 """
 
 from __future__ import annotations
@@ -144,34 +148,53 @@ def run(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
         os.unlink(err_path)
 
 
-def measure(models: list[Path], names: list[str], runs: int, env: dict[str, str]) -> dict[tuple[str, Path], Cell]:
+BEFORE = " [before]"  # the row suffix of a command run from the --before checkout
+
+
+def measure(models: list[Path], names: list[str], runs: int, env: dict[str, str],
+            before: Path | None = None) -> dict[tuple[str, Path], Cell]:
+    """Every command on every model, each run paired with a Vela run. With `before` (another checkout)
+    each command also runs from there in the same pair, so the two versions see the same load."""
     hwopt, vela = tool("hwopt"), tool("vela")
     cells: dict[tuple[str, Path], Cell] = {}
     with tempfile.TemporaryDirectory(prefix="hwopt-scale-") as tmp:
         env = {**env, "PYTHONPYCACHEPREFIX": str(Path(tmp, "pycache"))}
-        run([hwopt, "audit", "--json", str(models[0])], env)  # fills the bytecode cache
+        sides = [("", env)]
+        if before is not None:
+            old = env.get("PYTHONPATH", "")
+            sides.append((BEFORE, {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(before), old) if p),
+                                   "PYTHONPYCACHEPREFIX": str(Path(tmp, "pycache-before"))}))
+        for _, side_env in sides:
+            run([hwopt, "audit", "--json", str(models[0])], side_env)  # fills the bytecode cache
         for model in models:
             vela_cmd = [vela, "--accelerator-config", "ethos-u55-128", "--output-dir", f"{tmp}/vela", str(model)]
             for name in names:
-                cell = cells.setdefault((name, model), Cell())
                 for i in range(runs):
-                    cell.load.append(os.getloadavg()[0])
-                    work = Path(tempfile.mkdtemp(dir=tmp))
-                    argv = [hwopt] + [a.format(model=model, tmp=work) for a in COMMANDS[name]]
-                    if i % 2:  # alternate which side of the pair runs first
+                    load = os.getloadavg()[0]
+                    order = sides if not i % 2 else sides[::-1]  # alternate which version runs first
+                    if i % 2:  # and which side of the pair
                         vt, vcpu, _ = run(vela_cmd, env)
-                    t, cpu, rss = run(argv, env)
+                    results = []
+                    for suffix, side_env in order:
+                        work = Path(tempfile.mkdtemp(dir=tmp))
+                        argv = [hwopt] + [a.format(model=model, tmp=work) for a in COMMANDS[name]]
+                        results.append((suffix, run(argv, side_env)))
+                        shutil.rmtree(work, ignore_errors=True)
                     if not i % 2:
                         vt, vcpu, _ = run(vela_cmd, env)
-                    cell.times.append(t)
-                    cell.cpu.append(cpu)
-                    cell.rss = max(cell.rss, rss)
-                    cell.vela.append(vt)
-                    cell.vela_cpu.append(vcpu)
-                    shutil.rmtree(work, ignore_errors=True)
-                print(f"  {model.name:18s} {name:28s} {cell.median:7.2f} s  {cell.ratio:5.2f}x vela "
-                      f"(CPU {cell.cpu_ratio:5.2f}x)  {cell.rss / 2**20:6.0f} MB  load {min(cell.load):.1f}-"
-                      f"{max(cell.load):.1f}", file=sys.stderr, flush=True)
+                    for suffix, (t, cpu, rss) in results:
+                        cell = cells.setdefault((name + suffix, model), Cell())
+                        cell.load.append(load)
+                        cell.times.append(t)
+                        cell.cpu.append(cpu)
+                        cell.rss = max(cell.rss, rss)
+                        cell.vela.append(vt)
+                        cell.vela_cpu.append(vcpu)
+                for suffix, _ in sides:
+                    cell = cells[(name + suffix, model)]
+                    print(f"  {model.name:18s} {name + suffix:37s} {cell.median:7.2f} s  {cell.ratio:5.2f}x vela "
+                          f"(CPU {cell.cpu_ratio:5.2f}x)  {cell.rss / 2**20:6.0f} MB  load {min(cell.load):.1f}-"
+                          f"{max(cell.load):.1f}", file=sys.stderr, flush=True)
     return cells
 
 
@@ -217,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated command names (default: all)")
     ap.add_argument("--models", type=Path, help="folder for the ladder models (default: a temporary one)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--before", type=Path, metavar="DIR", help="a checkout of earlier code: every command also runs "
+                    "from it, in the same pairs (rows marked [before])")
     args = ap.parse_args(argv)
     names = [n for n in COMMANDS if not args.only or any(o.strip() and n.startswith(o.strip())
                                                           for o in args.only.split(","))]
@@ -231,11 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         ladders = ("fc", "conv") if args.ladder == "all" else (args.ladder,)
         for ladder in ladders:
             models = build_models(folder, ladder)
-            cells = measure(models, names, args.runs, env)
+            cells = measure(models, names, args.runs, env, args.before)
+            rows = [n + suffix for n in names for suffix in (("", BEFORE) if args.before is not None else ("",))]
             loads = [v for c in cells.values() for v in c.load]
             print(f"\n{ladder} ladder, median of {args.runs} run(s), each paired with a bare Vela compile; "
                   f"1-minute load average {min(loads):.1f}-{max(loads):.1f} (2 cores: above 2, other work shares them):")
-            print(table(models, names, cells, args.markdown))
+            print(table(models, rows, cells, args.markdown))
     return 0
 
 
