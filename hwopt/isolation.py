@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar
 from hwopt.errors import HwoptError, NativeCodeError, UsageError
 from hwopt.preloads import LATER
 from hwopt.preloads import LITERT_PRELOAD as LITERT_PRELOAD  # re-exported: part of the worker API
+from hwopt.preloads import VELA_COMPILE_PRELOAD as VELA_COMPILE_PRELOAD
 from hwopt.preloads import VELA_PRELOAD as VELA_PRELOAD
 
 ENV_TIMEOUT = "HWOPT_WORKER_TIMEOUT"

@@ -13,5 +13,7 @@ LATER = "--later"
 # What a worker that will compile with Vela imports first, and one that will also run LiteRT.
 # (hwopt.native_calls needs neither numpy nor hwopt's packages: such a worker is ready in ~0.05 CPU s.
 # Vela's weight codec imports numpy, ~0.07 s: it is needed only after the compile, to decode streams.)
-VELA_PRELOAD = ("hwopt.native_calls", "ethosu.regor", LATER, "ethosu.mlw_codec")
+# A compile alone (`hwopt compile`, the Vela estimate) never decodes a stream: its worker skips the codec.
+VELA_COMPILE_PRELOAD = ("hwopt.native_calls", "ethosu.regor")
+VELA_PRELOAD = (*VELA_COMPILE_PRELOAD, LATER, "ethosu.mlw_codec")
 LITERT_PRELOAD = ("hwopt.analysis.litert", "ai_edge_litert.interpreter")

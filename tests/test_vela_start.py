@@ -18,7 +18,7 @@ from conftest import CliRunner
 from hwopt import isolation
 from hwopt.engines.compile import EXAMPLE_MODEL
 from hwopt.errors import NativeCodeError
-from hwopt.preloads import LATER, VELA_PRELOAD
+from hwopt.preloads import LATER, VELA_COMPILE_PRELOAD, VELA_PRELOAD
 from hwopt.targets import resolve_target
 from hwopt.targets.ethos_u import vela_start
 from hwopt.targets.ethos_u.vela_config import CompilerOptions
@@ -163,3 +163,18 @@ def test_the_early_step_loads_no_numpy() -> None:
             "print(sorted(m for m in sys.modules if m == 'numpy' or m.startswith(('hwopt.engines', 'hwopt.format'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_compile_worker_never_loads_the_weight_codec() -> None:
+    from hwopt.cli import build_parser
+
+    args = build_parser("compile").parse_args(["compile", str(EXAMPLE_MODEL), "--target", U55])
+    assert args.worker == VELA_COMPILE_PRELOAD and "ethosu.mlw_codec" not in VELA_COMPILE_PRELOAD
+    w = isolation.Worker()
+    try:
+        w.start(VELA_COMPILE_PRELOAD)
+        probe = "sorted(m for m in ('numpy', 'ethosu.mlw_codec', 'ethosu.regor') if m in __import__('sys').modules)"
+        assert w.call("builtins:eval", probe, library="test") == ["ethosu.regor"]
+        assert w.call("builtins:eval", probe, library="test") == ["ethosu.regor"]  # nothing loads after the first call
+    finally:
+        w.close()

@@ -258,7 +258,7 @@ def run_compile(model: str | os.PathLike[str] | None, target: Target, *, pipelin
                          "(use the analytic estimate or the encoder for Ethos-N)")
     if data is not None and not pipeline:
         raise UsageError("data is used by the pipeline (fidelity of the changed model): give a pipeline or no data")
-    isolation.prestart(*isolation.VELA_PRELOAD)
+    isolation.prestart(*isolation.VELA_COMPILE_PRELOAD)
     compiling = f"compiling with Vela for {tgt.name}"
 
     def announce(name: str) -> None:

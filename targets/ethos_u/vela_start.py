@@ -69,7 +69,7 @@ def start(model_bytes: bytes, target: Target, options: CompilerOptions | None = 
         if _started is not None:
             return False
         _started = started
-    isolation.prestart(*isolation.VELA_PRELOAD)
+    isolation.prestart(*isolation.VELA_COMPILE_PRELOAD)
     started.thread = threading.Thread(target=started.run, name="hwopt-vela-early", daemon=True)
     started.thread.start()
     return True
