@@ -82,13 +82,14 @@ def test_block_terms_match_vela_on_networks(config: str) -> None:
     assert exact >= 0.9 * checked, (exact, checked)
 
 
-def test_block_terms_match_vela_on_a_real_model() -> None:
-    path = MODELS / "mlperftiny_resnet8_int8.tflite"
+@pytest.mark.parametrize("name", ["mlperftiny_resnet8_int8", "kws_micronet_m"])  # kws: a single-channel input
+def test_block_terms_match_vela_on_a_real_model(name: str) -> None:
+    path = MODELS / f"{name}.tflite"
     if not path.exists():
         pytest.skip("the shared models (../shared/models) are not present")
     checked, exact = _check_terms(path.read_bytes(), "ethos-u85-256")
     assert checked >= 8
-    assert exact >= 0.9 * checked, (exact, checked)
+    assert exact >= checked - 1, (exact, checked)
 
 
 def test_transfer_bursts_and_channel_bandwidth() -> None:

@@ -213,7 +213,9 @@ def mac_cycles_per_block(q: U85Query, cfg: U85Config, target: Target) -> int:
                 cycles = max(wb, ifm_blk[2] // 8 * n_wh) * steps * n[2] * (bits // 8)
                 cycles //= 2 if q.sparse else 1
             else:
-                steps = cdiv(k, 2 if bits == 16 else 4)
+                # kernel elements per step; a single-channel IFM packs twice as many (Vela 5.2)
+                per_step = (2 if bits == 16 else 4) * (2 if q.ifm.shape[2] == 1 else 1)
+                steps = cdiv(k, per_step)
                 cycles = max(wb, 4 * n_wh) * steps * n[2] * cdiv(ifm_blk[2], 8)
                 cycles //= 2 if q.sparse else 1
             delay = 0
