@@ -249,6 +249,8 @@ def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None =
         lowered: U85Query | None = U85Query(U85Op.POOL, shape, shape, ifm_bits=bits, ofm_bits=bits)
     else:
         lowered = u85_query(g)
+    if lowered is not None and lowered.op is U85Op.DEPTHWISE and g.ifm[2] == 1 < g.ofm[2]:
+        lowered = replace(lowered, op=U85Op.CONV)  # one input channel, a multiplier: Vela runs a convolution
     if lowered is None or lowered.op not in _PERF_OPS:
         return None
     op = _PERF_OPS[lowered.op]
