@@ -65,6 +65,14 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, bytes]:
         return elapsed, usage.ru_utime + usage.ru_stime, out.read()
 
 
+def cores() -> int:
+    """CPUs this process may run on (the audit makes the same count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -107,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     ok_ratio, ok_import = ratio <= RATIO_TARGET, med["import"] <= IMPORT_TARGET_S
     d = report["deflate"]
     print(f"model: {args.model.name} ({args.model.stat().st_size:,} bytes), median of {args.runs}, "
-          f"load average {load_before} before, {load()} after")
+          f"load average {load_before} before, {load()} after, {cores()} CPU(s) free to this process "
+          "(the audit's statistics use two threads when two are free and the model holds >= 1 Mi weights)")
     print(f"DEFLATE: {d['bytes']:,} bytes, {d['method']}, max_error {d['max_error']}")
     print(f"{'':34s} {'wall':>8s} {'CPU':>8s} {'wall/vela':>10s} {'CPU/vela':>9s}")
     for name, label in (("audit", "hwopt audit --json"), ("exact", "hwopt audit --json --exact-deflate"),
