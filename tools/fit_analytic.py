@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from hwopt.targets.ethos_u.calibration import CALIBRATION_FILE, FEATURES, MIN_GROUP, features, group_keys
     from hwopt.targets.ethos_u.placement import ethos_u_geometry
     from hwopt.targets.ethos_u.u55 import follows_vela
-    from hwopt.targets.ethos_u.u85 import follows_vela as u85_follows_vela
+    from hwopt.targets.ethos_u.u85_ops import follows_vela as u85_follows_vela
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_corpus_arguments(ap)

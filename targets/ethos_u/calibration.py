@@ -22,7 +22,7 @@ import numpy as np
 
 from hwopt.targets.descriptor import Family, Target
 from hwopt.targets.ethos_u.u55 import follows_vela
-from hwopt.targets.ethos_u.u85 import follows_vela as u85_follows_vela
+from hwopt.targets.ethos_u.u85_ops import follows_vela as u85_follows_vela
 from hwopt.targets.geometry import LayerCost, LayerGeometry
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")

@@ -3,14 +3,14 @@
 The U85 reads through per-channel AXI read buffers, chooses its OFM block from the sizes of its IFM
 and accumulator RAMs, re-reads weights and per-channel scales for every OFM block in H x W, decodes
 weights at a rate set by their sparsity and chains elementwise operators onto a producer's output.
-Operators Vela runs as one NPU operation follow Vela's own U85 estimator (`u85_perf`) on the block
-Vela's search picks (`u85_blocks`), with its weight staging and DMA overlap; the rest use a coarser model.
+This is the coarser model for operators Vela lowers into several operations; those it runs as one
+NPU operation follow Vela's own U85 estimator (`u85_ops`, `u85_perf`) on the block of `u85_blocks`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from hwopt.errors import HwoptError
 from hwopt.targets.descriptor import Family, Target
@@ -210,216 +210,11 @@ def _u85_mac_cycles_per_block(g: LayerGeometry, blk: U85Block) -> float:
     return total
 
 
-# Operators Vela runs as one NPU operation, costed by its per-operation model (`u85_perf`) on the block
-# the block search picks; the rest (lowered into several operations) keep the coarser model below.
-POOL_PASS = frozenset(["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "QUANTIZE"])
-LUT_OPS = frozenset(["LOGISTIC", "TANH", "HARD_SWISH"])  # a table lookup, its table copied in first
-LUT_BYTES = {1: 256, 2: 2048}  # table size by element size
-VELA_STYLE = frozenset(["MAX_POOL_2D", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
-                        "ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", *POOL_PASS, *LUT_OPS])
-MAC_OPS = frozenset(["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"])
-ACTIVATIONS = frozenset(["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "TANH", "LOGISTIC", "HARD_SWISH"])
-
-
-def _ao_per_element(g: LayerGeometry, target: Target, binary: bool) -> float:
-    """Output-stage cycles per OFM element of the pass: the operation's own rate (fused activations
-    run beside it), plus one output rate per elementwise operator chained onto it."""
-    bits = 8 * g.itemsize
-    rate = u85p.output_cycles_per_element(target, bits, bits, binary)
-    if any(c in ACTIVATIONS for c in g.chain):
-        rate = max(rate, u85p.hardware(target).activation_cycles[0])
-    return rate + sum(u85p.output_cycles_per_element(target, bits, bits, True) for c in g.chain if c in CHAINABLE)
-
-
-_PERF_OPS = {U85Op.CONV: u85p.U85Op.CONV, U85Op.DEPTHWISE: u85p.U85Op.DEPTHWISE,
-             U85Op.VECTOR_PRODUCT: u85p.U85Op.VECTOR, U85Op.POOL: u85p.U85Op.POOL,
-             U85Op.ELEMENTWISE: u85p.U85Op.ELEMENTWISE}
-
-
-def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None = None
-               ) -> tuple[u85p.U85Query, u85p.U85Config] | None:
-    """The operator as one U85 NPU operation (shaped as Vela lowers it) and its block configuration
-    (`config`, else the block search's), or None when Vela lowers it into something else (costed by
-    the coarser model below)."""
-    if g.op not in VELA_STYLE or g.chained:
-        return None
-    bits = 8 * g.itemsize
-    if g.op in POOL_PASS:  # a standalone activation or requantisation: a 1x1 pooling pass, deepened
-        shape = _deepen(g.ofm)
-        lowered: U85Query | None = U85Query(U85Op.POOL, shape, shape, ifm_bits=bits, ofm_bits=bits)
-    else:
-        lowered = u85_query(g)
-    if lowered is not None and lowered.op is U85Op.DEPTHWISE and g.ifm[2] == 1 < g.ofm[2]:
-        lowered = replace(lowered, op=U85Op.CONV)  # one input channel, a multiplier: Vela runs a convolution
-    if lowered is None or lowered.op not in _PERF_OPS:
-        return None
-    op = _PERF_OPS[lowered.op]
-    ifm_mem, ofm_mem = io_memories(g, target)
-    ifm = u85p.Fm(lowered.ifm, bits, g.ifm_in_arena, ifm_mem)
-    ofm = u85p.Fm(lowered.ofm, bits, g.ofm_in_arena, ofm_mem)
-    ifm2 = None
-    if lowered.ifm2 is not None:  # a feature map beside the input, or a constant stored NHWC
-        ifm2 = u85p.Fm(lowered.ifm2, bits, g.ifm2 is None, ifm_mem if g.ifm2 is not None else target.const_memory)
-    if config is None:
-        blk = find_u85_block(lowered, u85_macs(target))
-        config = u85p.U85Config(blk.ofm, blk.ifm, blk.ublock, blk.traversal is Traversal.PART_KERNEL,
-                                blk.acc_bits == 64)
-    encoded = encoded_weight_bytes(g, target) if op in (u85p.U85Op.CONV, u85p.U85Op.DEPTHWISE, u85p.U85Op.VECTOR) else 0
-    # the per-block scale fetch comes from where the weights are read: staged, or in place
-    scales_mem = target.staging_memory if _buffered(target) else target.const_memory
-    ao = _ao_per_element(g, target, op is u85p.U85Op.ELEMENTWISE)
-    return u85p.U85Query(op, ifm, ofm, lowered.kernel, ifm2, lowered.sparse, ao,
-                         scales_mem if encoded else None), config
-
-
-def follows_vela(g: LayerGeometry, target: Target) -> bool:
-    """Whether the U85 model costs this operator the way Vela's own estimator does (then its cycles
-    are not calibrated)."""
-    return not g.chained and _u85_query(g, target) is not None
-
-
-def _buffered(target: Target) -> bool:
-    """Weights are DMA'd into the staging memory when they live elsewhere (not in fast on-chip flash)."""
-    return target.const_memory not in (target.staging_memory, "OnChipFlash")
-
-
-def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | None = None,
-                    in_place: bool = False) -> LayerCost | None:
-    """One NPU operation costed the way Vela's U85 estimator does (`u85_perf`): block cycles, burst- and
-    channel-limited traffic per memory, weights read per OFM block in H x W. The weight DMA's overlap
-    with the preceding operation is added by `overlap_u85_weights` (which may choose `in_place`:
-    weights read straight from the constant memory, not staged)."""
-    qc = _u85_query(g, target, config)
-    if qc is None:
-        return None
-    q, cfg = qc
-    cycles = u85p.op_cycles(q, cfg, target)
-    access = u85p.element_access(q, cfg)
-    traffic = u85p.feature_map_traffic(q, cfg, target, access)
-    encoded = encoded_weight_bytes(g, target) if q.scales_memory is not None else 0
-    staging = target.staging_memory if _buffered(target) and not in_place else None
-    decode = 0
-    if encoded:
-        scales = _scale_bytes(g, cfg)
-        fast = False
-        # all but the first slice stream in beside the operation (that one was fetched under the previous)
-        first = int(encoded * _slice_share(g, target, cfg)) if g.op_index > 0 else 0
-        traffic += u85p.weight_traffic(target, target.const_memory, staging, encoded, scales, access.weight_refetch,
-                                       first, fast)
-        if g.weights is not None:
-            n = padded_weights(g, target)
-            zeros = int(g.weights.zero_fraction * g.weights.count) + n - g.weights.count
-            decode = u85p.weight_decode_cycles(target, n, zeros, 256, encoded, staging or target.const_memory, fast)
-    mem_cycles = u85p.access_cycles(target, traffic)
-    op = cycles.total
-    total = max(op, max(mem_cycles.values(), default=0))
-    if total == op:
-        bound = "compute"
-    else:
-        busiest = max(mem_cycles, key=lambda m: mem_cycles[m])
-        # weights (and scales) bound when they are most of the busiest memory's traffic
-        moved = [(t.group == "fm", t.nbytes) for t in traffic if t.memory == busiest]
-        fm_bytes = sum(n for fm, n in moved if fm)
-        bound = "weights" if sum(n for _, n in moved) > 2 * fm_bytes else "memory"
-    ifm_mem, ofm_mem = q.ifm.memory, q.ofm.memory
-    sram = (g.ifm_elements + g.ofm_elements) * g.itemsize if "Sram" in (ifm_mem, ofm_mem) else 0
-    return LayerCost(g.subgraph, g.op_index, g.op, "npu", int(total), int(op), mem_cycles, int(decode),
-                     g.macs, encoded or None, int(sram), bound)
-
-
-def _scale_bytes(g: LayerGeometry, cfg: u85p.U85Config) -> int:
-    """Per-channel scale and bias bytes, the channels padded to whole micro-blocks (at least 16)."""
-    return BIAS_BYTES * round_up(g.ofm[2], max(BRICK, cfg.ublock[2]))
-
-
-def _slice_share(g: LayerGeometry, target: Target, config: u85p.U85Config | None = None) -> float:
-    """Share of the weights in one depth slice: Vela buffers them slice by slice (one OFM block deep)."""
-    if config is None:
-        try:
-            depth = u85_block(g, target).ofm[2]
-        except HwoptError:
-            return 1.0
-    else:
-        depth = config.ofm[2]
-    return min(depth, g.ofm[2]) / max(g.ofm[2], 1)
-
-
-@dataclass(frozen=True)
-class WeightDma:
-    """A buffered weight stream's DMA into the staging memory, in cycles."""
-
-    full: int  # all weights and scales
-    first: int  # the first depth slice (fetched before the operation can start)
-    last_share: float  # share of the operation's cycles spent on the last depth slice
-    refetch: int  # times the weights are read (once per OFM block in H x W)
-    in_place: int  # cycles to read them once straight from the constant memory
-    staged: int  # cycles to read them once from the staging memory
-
-
-def weight_transfer(g: LayerGeometry, target: Target) -> WeightDma | None:
-    """The DMA of an operator's weights into the staging memory, or None when it reads them in place."""
-    if not _buffered(target) or g.chained or g.op not in MAC_OPS:
-        return None
-    encoded = encoded_weight_bytes(g, target)
-    if not encoded or g.kind is OpKind.POOL:
-        return None
-    qc = _u85_query(g, target)
-    if qc is None:
-        return None
-    full = encoded + _scale_bytes(g, qc[1])
-    share = _slice_share(g, target)
-    src, dst = target.const_memory, target.staging_memory
-    refetch = u85p.element_access(*qc).weight_refetch
-
-    def read(mem: str) -> int:
-        return int(full / u85p.channel_bandwidth(target, mem, u85p.Channel.WEIGHT)) + target.memory_config(mem).read_latency
-
-    return WeightDma(u85p.mem_to_mem_cycles(target, src, dst, full),
-                     u85p.mem_to_mem_cycles(target, src, dst, int(full * share)), share, refetch, read(src), read(dst))
-
-
-def overlap_u85_weights(geometry: list[LayerGeometry], costs: list[LayerCost], target: Target) -> list[LayerCost]:
-    """Add each buffered weight stream's visible DMA time as Vela schedules it: the transfer runs under
-    the preceding NPU operation; what that does not hide delays this one."""
-    out = []
-    prev, sg = 0, -1
-    for g, c in zip(geometry, costs, strict=True):
-        if g.subgraph != sg:
-            prev, sg = 0, g.subgraph
-        wt = weight_transfer(g, target) if c.placement == "npu" and c.cycles > 0 else None
-        op = c.compute_cycles
-        if wt is not None and wt.refetch == 1 and wt.full - prev + wt.staged >= wt.in_place:
-            # weights read once and not hidden under the preceding operation: Vela reads them in place
-            c = vela_style_cost(g, target, in_place=True) or c
-            op = c.compute_cycles
-        elif wt is not None:
-            npu = int(max(wt.full - prev + wt.last_share * op, op + max(wt.first - prev, 0)))
-            if npu > op:
-                cycles = max(npu, max(c.memory_cycles.values(), default=0))
-                c = replace(c, cycles=cycles, compute_cycles=npu, bound="weights" if cycles == npu else c.bound)
-        if g.op in LUT_OPS and follows_vela(g, target) and c.cycles > 0:
-            # the lookup table is copied in first, under the preceding operation when it can be
-            src = target.const_memory
-            n = LUT_BYTES.get(g.itemsize, 2048)
-            lut = int(n / u85p.channel_bandwidth(target, src, u85p.Channel.MEM2MEM)) + target.memory_config(src).read_latency
-            npu = op + max(lut - prev, 0)
-            c = replace(c, cycles=max(c.cycles, npu), compute_cycles=npu)
-        if c.placement == "cpu":
-            prev = 0
-        elif c.cycles > 0:
-            prev = op  # the next transfer hides under this operation's own cycles (not its weight wait)
-        out.append(c)
-    return out
-
-
 def u85_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
     """One U85 pass: max(MAC/AO/command-issue cycles, each memory's channel-limited access cycles,
     weight decode)."""
     if g.chained:
         return LayerCost(g.subgraph, g.op_index, g.op, "npu", 0, 0, {}, 0, 0, None, 0, "none")
-    vela = vela_style_cost(g, target)
-    if vela is not None:
-        return vela
     encoded = encoded_weight_bytes(g, target)
     ifm_mem, ofm_mem = io_memories(g, target)
     const = target.const_memory
