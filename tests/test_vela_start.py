@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -178,3 +179,20 @@ def test_a_compile_worker_never_loads_the_weight_codec() -> None:
         assert w.call("builtins:eval", probe, library="test") == ["ethosu.regor"]  # nothing loads after the first call
     finally:
         w.close()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "missing", "directory"])
+def test_the_early_step_never_reads_what_the_command_refuses(tmp_path: Path, kind: str) -> None:
+    """A pipe or a device is never read (it could block or never end); the command refuses it as before."""
+    from hwopt.cli import build_parser, early
+
+    path = {"fifo": tmp_path / "pipe.tflite", "device": Path("/dev/zero"), "missing": tmp_path / "no.tflite",
+            "directory": tmp_path}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    for command, extra in (("compile", ["-o", str(tmp_path / "out")]), ("encode", [])):
+        args = build_parser(command).parse_args([command, str(path), "--target", U55, *extra])
+        t0 = time.monotonic()
+        getattr(early, f"{command}_model")(args)
+        assert time.monotonic() - t0 < 10
+        assert vela_start.take(vela_start.request_of(resolve_target(U55)), b"") is None  # nothing was started
