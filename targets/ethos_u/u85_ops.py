@@ -17,6 +17,7 @@ from hwopt.targets.ethos_u.cost_common import BRICK, encoded_weight_bytes, io_me
 from hwopt.targets.ethos_u.placement import CHAINABLE
 from hwopt.targets.ethos_u.u85 import _deepen, u85_block, u85_macs, u85_query
 from hwopt.targets.ethos_u.u85_blocks import U85Op, U85Query, find_u85_block
+from hwopt.targets.ethos_u.u85_lowering import COPY_OPS
 from hwopt.targets.ethos_u.weights import Traversal
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, round_up
 
@@ -32,6 +33,11 @@ VELA_STYLE = frozenset(["MAX_POOL_2D", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_
                         "ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", *POOL_PASS, *LUT_OPS])
 MAC_OPS = frozenset(["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"])
 ACTIVATIONS = frozenset(["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "TANH", "LOGISTIC", "HARD_SWISH"])
+
+
+def is_lookup(g: LayerGeometry) -> bool:
+    """A table lookup: the LUT operators, and an 8-bit LEAKY_RELU (Vela turns it into a 256-entry table)."""
+    return g.op in LUT_OPS or (g.op == "LEAKY_RELU" and g.itemsize == 1)
 
 
 def _ao_per_element(g: LayerGeometry, target: Target, binary: bool) -> float:
@@ -54,7 +60,7 @@ def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None =
     """The operator as one U85 NPU operation (shaped as Vela lowers it) and its block configuration
     (`config`, else the block search's), or None when Vela lowers it into something else (costed by
     the coarser model below)."""
-    if g.op not in VELA_STYLE or g.chained:
+    if (g.op not in VELA_STYLE and not is_lookup(g)) or g.chained:
         return None
     bits = 8 * g.itemsize
     if g.op in POOL_PASS:  # a standalone activation or requantisation: a 1x1 pooling pass, deepened
@@ -87,8 +93,8 @@ def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None =
 
 def follows_vela(g: LayerGeometry, target: Target) -> bool:
     """Whether the U85 model costs this operator the way Vela's own estimator does (then its cycles
-    are not calibrated)."""
-    return not g.chained and _u85_query(g, target) is not None
+    are not calibrated): as one operation, or as the copies Vela lowers it into."""
+    return not g.chained and (_u85_query(g, target) is not None or g.op in COPY_OPS or bool(g.copies))
 
 
 def _buffered(target: Target) -> bool:
@@ -210,7 +216,7 @@ def overlap_u85_weights(geometry: list[LayerGeometry], costs: list[LayerCost], t
             if npu > op:
                 cycles = max(npu, max(c.memory_cycles.values(), default=0))
                 c = replace(c, cycles=cycles, compute_cycles=npu, bound="weights" if cycles == npu else c.bound)
-        if g.op in LUT_OPS and follows_vela(g, target) and c.cycles > 0:
+        if is_lookup(g) and follows_vela(g, target) and c.cycles > 0:
             # the lookup table is copied in first, under the preceding operation when it can be
             src = target.const_memory
             n = LUT_BYTES.get(g.itemsize, 2048)
