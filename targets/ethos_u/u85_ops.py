@@ -94,12 +94,51 @@ def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None =
 def follows_vela(g: LayerGeometry, target: Target) -> bool:
     """Whether the U85 model costs this operator the way Vela's own estimator does (then its cycles
     are not calibrated): as one operation, or as the copies Vela lowers it into."""
-    return not g.chained and (_u85_query(g, target) is not None or g.op in COPY_OPS or bool(g.copies))
+    return not g.chained and (_u85_query(g, target) is not None or g.op in COPY_OPS or bool(g.copies)
+                              or (g.op == "TRANSPOSE_CONV" and g.weights is not None))
 
 
 def _buffered(target: Target) -> bool:
     """Weights are DMA'd into the staging memory when they live elsewhere (not in fast on-chip flash)."""
     return target.const_memory not in (target.staging_memory, "OnChipFlash")
+
+
+def transpose_phases(g: LayerGeometry) -> list[LayerGeometry]:
+    """A transposed convolution as the convolutions Vela runs on the U85, one per output phase
+    (row-major; a phase's kernel holds every stride-th tap; Vela's estimate gives it the OFM less the
+    phase offset), after a 1x1 convolution clearing the output when the stride exceeds the kernel.
+    Each carries its share of the weights."""
+    (kh, kw), (sy, sx), (oh, ow, oc) = g.kernel, g.stride, g.ofm
+
+    def part(kernel: tuple[int, int], ofm: tuple[int, int, int]) -> LayerGeometry:
+        w = g.weights and replace(g.weights, count=max(1, g.weights.count * kernel[0] * kernel[1] // (kh * kw)))
+        macs = ofm[0] * ofm[1] * oc * g.ifm[2] * kernel[0] * kernel[1]
+        return replace(g, op="CONV_2D", kernel=kernel, stride=(1, 1), ofm=ofm, weights=w, macs=macs)
+
+    phases = [part((1, 1), g.ofm)] if sy > kh or sx > kw else []
+    for py in range(min(kh, sy)):
+        for px in range(min(kw, sx)):
+            phases.append(part((len(range(py, kh, sy)), len(range(px, kw, sx))), (oh - py, ow - px, oc)))
+    return phases
+
+
+def transpose_conv_cost(g: LayerGeometry, target: Target) -> LayerCost | None:
+    """A transposed convolution's phases costed one after another (`vela_style_cost` each)."""
+    if g.op != "TRANSPOSE_CONV" or g.chained or g.weights is None:
+        return None
+    costs = [vela_style_cost(p, target) for p in transpose_phases(g)]
+    if not costs or any(c is None for c in costs):
+        return None
+    parts = [c for c in costs if c is not None]
+    mem: dict[str, int] = {}
+    for c in parts:
+        for m, v in c.memory_cycles.items():
+            mem[m] = mem.get(m, 0) + v
+    first = parts[0]
+    return replace(first, op=g.op, cycles=sum(c.cycles for c in parts), compute_cycles=sum(c.compute_cycles for c in parts),
+                   memory_cycles=mem, weight_cycles=sum(c.weight_cycles for c in parts), macs=g.macs,
+                   encoded_weight_bytes=sum(c.encoded_weight_bytes or 0 for c in parts) or None,
+                   bound=max(parts, key=lambda c: c.cycles).bound)
 
 
 def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | None = None,
@@ -108,6 +147,8 @@ def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | N
     channel-limited traffic per memory, weights read per OFM block in H x W. The weight DMA's overlap
     with the preceding operation is added by `overlap_u85_weights` (which may choose `in_place`:
     weights read straight from the constant memory, not staged)."""
+    if g.op == "TRANSPOSE_CONV":
+        return transpose_conv_cost(g, target)
     qc = _u85_query(g, target, config)
     if qc is None:
         return None
