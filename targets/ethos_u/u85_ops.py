@@ -60,7 +60,7 @@ def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None =
     """The operator as one U85 NPU operation (shaped as Vela lowers it) and its block configuration
     (`config`, else the block search's), or None when Vela lowers it into something else (costed by
     the coarser model below)."""
-    if (g.op not in VELA_STYLE and not is_lookup(g)) or g.chained:
+    if (g.op not in VELA_STYLE and not is_lookup(g) and g.op != "MEAN") or g.chained:
         return None
     bits = 8 * g.itemsize
     if g.op in POOL_PASS:  # a standalone activation or requantisation: a 1x1 pooling pass, deepened
@@ -87,6 +87,10 @@ def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None =
     # the per-block scale fetch comes from where the weights are read: staged, or in place
     scales_mem = target.staging_memory if _buffered(target) else target.const_memory
     ao = _ao_per_element(g, target, op is u85p.U85Op.ELEMENTWISE)
+    if g.op == "MEAN":  # a 32-bit sum into the chain buffer, then the chained scaling multiply
+        ao = (u85p.output_cycles_per_element(target, bits, 32)
+              + u85p.output_cycles_per_element(target, 32, bits, True, to_chain_buffer=True))
+        return u85p.U85Query(op, ifm, ofm, lowered.kernel, None, False, ao, target.const_memory), config
     return u85p.U85Query(op, ifm, ofm, lowered.kernel, ifm2, lowered.sparse, ao,
                          scales_mem if encoded else None), config
 
