@@ -50,7 +50,8 @@ def _ao_per_element(g: LayerGeometry, target: Target, binary: bool) -> float:
     return rate + sum(u85p.output_cycles_per_element(target, bits, bits, True) for c in g.chain if c in CHAINABLE)
 
 
-_PERF_OPS = {U85Op.CONV: u85p.U85Op.CONV, U85Op.DEPTHWISE: u85p.U85Op.DEPTHWISE,
+_OWN_WAY = frozenset(["MEAN", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"])  # single operations of their own kind
+_PERF_OPS = {U85Op.RESIZE: u85p.U85Op.RESIZE, U85Op.CONV: u85p.U85Op.CONV, U85Op.DEPTHWISE: u85p.U85Op.DEPTHWISE,
              U85Op.VECTOR_PRODUCT: u85p.U85Op.VECTOR, U85Op.POOL: u85p.U85Op.POOL,
              U85Op.ELEMENTWISE: u85p.U85Op.ELEMENTWISE}
 
@@ -60,7 +61,7 @@ def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None =
     """The operator as one U85 NPU operation (shaped as Vela lowers it) and its block configuration
     (`config`, else the block search's), or None when Vela lowers it into something else (costed by
     the coarser model below)."""
-    if (g.op not in VELA_STYLE and not is_lookup(g) and g.op != "MEAN") or g.chained:
+    if (g.op not in VELA_STYLE and not is_lookup(g) and g.op not in _OWN_WAY) or g.chained:
         return None
     bits = 8 * g.itemsize
     if g.op in POOL_PASS:  # a standalone activation or requantisation: a 1x1 pooling pass, deepened
@@ -157,7 +158,8 @@ def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | N
     if qc is None:
         return None
     q, cfg = qc
-    cycles = u85p.op_cycles(q, cfg, target)
+    # the U85's resize unit streams the OFM through the output stage like an elementwise pass
+    cycles = u85p.elementwise_cycles(q, cfg, target) if q.op is u85p.U85Op.RESIZE else u85p.op_cycles(q, cfg, target)
     access = u85p.element_access(q, cfg)
     traffic = u85p.feature_map_traffic(q, cfg, target, access)
     encoded = encoded_weight_bytes(g, target) if q.scales_memory is not None else 0
