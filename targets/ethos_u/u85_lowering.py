@@ -22,8 +22,17 @@ def copy_ops(g: LayerGeometry, target: Target) -> list[u85p.U85Query]:
     bits = 8 * g.itemsize
     ifm_mem, ofm_mem = io_memories(g, target)
     rate = u85p.output_cycles_per_element(target, bits, bits)
-    return [u85p.U85Query(u85p.U85Op.POOL, u85p.Fm(shape, bits, ifm_nhwc, target.const_memory if const else ifm_mem),
-                          u85p.Fm(shape, bits, ofm_nhwc, ofm_mem), ao_per_element=rate)
+    arena = target.arena_memory
+
+    reshape = g.op not in COPY_OPS
+
+    def memory(const: bool, io: bool, staged: str) -> str:
+        # a constant from the constant memory; a reshape's copy of a graph input or output (kept
+        # NHWC) reads or writes it in the arena
+        return target.const_memory if const else arena if io and reshape else staged
+
+    return [u85p.U85Query(u85p.U85Op.POOL, u85p.Fm(shape, bits, ifm_nhwc, memory(const, ifm_nhwc, ifm_mem)),
+                          u85p.Fm(shape, bits, ofm_nhwc, memory(False, ofm_nhwc, ofm_mem)), ao_per_element=rate)
             for shape, const, ifm_nhwc, ofm_nhwc in g.copies if min(shape) > 0]
 
 
