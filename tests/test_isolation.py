@@ -139,3 +139,17 @@ def test_litert_crash_on_a_missing_filter_is_exit_2(tmp_path: Path, run_cli: Cli
     with pytest.raises((NativeCodeError, UnsupportedModelError),
                        match=r"^LiteRT (crashed on this model \(SIG|cannot load the model)"):
         Runner(hostile.conv_model(filter_missing=True, seed=7))
+
+
+def test_litert_out_of_memory_at_load_is_an_unsupported_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    # LiteRT reports a failed C++ allocation (std::bad_alloc) as MemoryError: one error line, not a traceback.
+    import ai_edge_litert.interpreter as interpreter
+
+    from hwopt.analysis.litert import LocalRunner
+
+    def bad_alloc(*args: object, **kwargs: object) -> None:
+        raise MemoryError("std::bad_alloc")
+
+    monkeypatch.setattr(interpreter, "Interpreter", bad_alloc)
+    with pytest.raises(UnsupportedModelError, match=r"^LiteRT cannot load the model: out of memory \(std::bad_alloc\)$"):
+        LocalRunner(b"")

@@ -46,6 +46,8 @@ class LocalRunner:
                 self.interp.allocate_tensors()
             except (RuntimeError, ValueError) as exc:
                 raise UnsupportedModelError(f"LiteRT cannot load the model: {exc}") from None
+            except MemoryError as exc:  # a C++ std::bad_alloc: what the model asked for cannot be allocated
+                raise UnsupportedModelError(f"LiteRT cannot load the model: out of memory ({exc})") from None
         self.inputs = [_spec(d) for d in self.interp.get_input_details()]
         self.outputs = [_spec(d) for d in self.interp.get_output_details()]
 
