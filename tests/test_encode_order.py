@@ -5,16 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hwopt.targets.ethos_u.weights import (
-    BlockConfig,
-    EthosUArch,
-    Traversal,
-    choose_traversal,
-    encode_u55,
-    encode_u85,
-    u55_order,
-    u85_order,
-)
+from hwopt.targets.ethos_u.weight_layout import BlockConfig, EthosUArch, Traversal, u55_order, u85_order
+from hwopt.targets.ethos_u.weights import choose_traversal, encode_u55, encode_u85
 
 U55_128 = EthosUArch("u55", 128, 1, 8, 8)
 U65_512 = EthosUArch("u65", 256, 2, 8, 8)

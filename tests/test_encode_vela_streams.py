@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from hwopt.targets.ethos_u import mlw
-from hwopt.targets.ethos_u import weights as wu
+from hwopt.targets.ethos_u import weight_layout as wl
 
 MODELS = ("mlperftiny_resnet8_int8.tflite", "micro_speech_quantized.tflite",
           "derived/ic_resnet8_pruned_2of4_int8.tflite", "derived/ic_resnet8_clustered8_perchannel_int8.tflite")
@@ -135,15 +135,15 @@ def test_depth_first_orders_equal_the_loop_nest() -> None:
         oub, iub = int(rng.choice([1, 2, 4])), int(rng.choice([4, 8]))
         ob = oub * int(rng.integers(1, 5))
         bits = int(rng.choice([8, 16]))
-        got = wu.u55_order(w, ifm_ublock=iub, ofm_ublock=oub, ofm_block=ob, traversal=wu.Traversal.DEPTH_FIRST,
+        got = wl.u55_order(w, ifm_ublock=iub, ofm_ublock=oub, ofm_block=ob, traversal=wl.Traversal.DEPTH_FIRST,
                            ifm_bits=bits)
         assert got.tolist() == _u55_reference(w, iub, oub, ob, 32 if bits == 8 else 16)
         streams, oub85 = int(rng.choice([1, 2, 4])), int(rng.choice([8, 16]))
         ib, sparse = int(rng.choice([16, 32, 64])), bool(rng.integers(0, 2))
-        arch = wu.EthosUArch("u85", 256, 1, 8, oub85, streams)
-        cfg = wu.BlockConfig(wu.Traversal.DEPTH_FIRST, oub85 * int(rng.integers(1, 4)), None, ib, oub85)
+        arch = wl.EthosUArch("u85", 256, 1, 8, oub85, streams)
+        cfg = wl.BlockConfig(wl.Traversal.DEPTH_FIRST, oub85 * int(rng.integers(1, 4)), None, ib, oub85)
         s = int(rng.integers(0, streams))
-        got = wu.u85_order(w, arch=arch, config=cfg, stream=s, sparse=sparse)
+        got = wl.u85_order(w, arch=arch, config=cfg, stream=s, sparse=sparse)
         assert got.tolist() == _u85_reference(w, s, streams, cfg.ofm_block_depth, oub85, ib, 16 if sparse else 8)
 
 

@@ -16,7 +16,7 @@ from hwopt.targets.ethos_u.placement import ethos_u_geometry
 from hwopt.targets.ethos_u.u85 import u85_block, u85_query
 from hwopt.targets.ethos_u.u85_blocks import U85Op, U85Query, find_u85_block
 from hwopt.targets.ethos_u.vela_blocks import compile_with_db, vela_op_blocks, vela_query
-from hwopt.targets.ethos_u.weights import Traversal
+from hwopt.targets.ethos_u.weight_layout import Traversal
 from hwopt.testing.generator import layer_model, network_model
 
 pytest.importorskip("ethosu.regor", reason="Vela (ethos-u-vela) is not installed")

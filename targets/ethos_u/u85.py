@@ -30,7 +30,7 @@ from hwopt.targets.ethos_u.placement import CHAINABLE
 from hwopt.targets.ethos_u.u55_perf import reshape_to_increase_depth
 from hwopt.targets.ethos_u.u85_blocks import U85Op, U85Query, find_u85_block
 from hwopt.targets.ethos_u.u85_perf import Channel, channel_bandwidth
-from hwopt.targets.ethos_u.weights import Traversal
+from hwopt.targets.ethos_u.weight_layout import Traversal
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, cdiv, round_up
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from hwopt.errors import HwoptError
 from hwopt.targets.ethos_u.u85_arch import U85_ARCH, Shape3, U85Arch, U85Op
-from hwopt.targets.ethos_u.weights import Traversal
+from hwopt.targets.ethos_u.weight_layout import Traversal
 
 ACC_DEPTH_GRANULE = 16  # accumulator RAM depth granule
 OFM_SPLIT_DEPTH = 16  # block depths below the OFM depth are whole multiples of this

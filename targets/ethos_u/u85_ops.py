@@ -18,7 +18,7 @@ from hwopt.targets.ethos_u.placement import CHAINABLE
 from hwopt.targets.ethos_u.u85 import _deepen, u85_block, u85_macs, u85_query
 from hwopt.targets.ethos_u.u85_blocks import U85Op, U85Query, find_u85_block
 from hwopt.targets.ethos_u.u85_lowering import COPY_OPS
-from hwopt.targets.ethos_u.weights import Traversal
+from hwopt.targets.ethos_u.weight_layout import Traversal
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, round_up
 
 BIAS_BYTES = u85p.BIAS_BYTES

@@ -17,7 +17,7 @@ from hwopt.targets.ethos_u.u85_arch import U85Op
 from hwopt.targets.ethos_u.u85_blocks import OFM_BLOCK_MAX, U85Query
 from hwopt.targets.ethos_u.vela_config import CompilerOptions
 from hwopt.targets.ethos_u.vela_engine import RegorOutput, regor_compile
-from hwopt.targets.ethos_u.weights import DEFAULT_OFM_BLOCK_DEPTH, BlockConfig, Traversal, WeightFormat
+from hwopt.targets.ethos_u.weight_layout import DEFAULT_OFM_BLOCK_DEPTH, BlockConfig, Traversal, WeightFormat
 from hwopt.targets.target import Target
 
 

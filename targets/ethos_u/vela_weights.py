@@ -23,6 +23,7 @@ from hwopt import isolation
 from hwopt.errors import NativeCodeError
 from hwopt.format.tflite_io import read_model
 from hwopt.targets.ethos_u import fwd, mlw
+from hwopt.targets.ethos_u import weight_layout as wl
 from hwopt.targets.ethos_u import weights as wu
 from hwopt.targets.ethos_u.vela_streams import CommandStreamError, LayerStreams, layer_streams
 
@@ -122,7 +123,7 @@ def opens_like(data: bytes, values: np.ndarray) -> bool:
     return bool(zero_runs == pal.zero_runs and got[22] == 1 and np.array_equal(got[23:23 + n_bits], want))
 
 
-def adopt_u55(w: np.ndarray, arch: wu.EthosUArch, config: wu.BlockConfig, parts: list[bytes], pending: PendingDecodes,
+def adopt_u55(w: np.ndarray, arch: wl.EthosUArch, config: wl.BlockConfig, parts: list[bytes], pending: PendingDecodes,
               *, ifm_bits: int = 8, dilation: tuple[int, int] = (1, 1)) -> wu.EncodedWeights | None:
     """Vela's U55/U65 streams for one NPU operation (the first of `parts`), or None when they do not fit hwopt's plan."""
     plan = list(wu.u55_stream_values(w, arch, config, ifm_bits=ifm_bits, dilation=dilation))
@@ -133,10 +134,10 @@ def adopt_u55(w: np.ndarray, arch: wu.EthosUArch, config: wu.BlockConfig, parts:
                     in zip(parts, plan, strict=True))
     ok = _standard_ok(parts, [values for values, _, _ in plan], pending)
     total = sum(len(p) for p in parts)
-    return wu.EncodedWeights(streams, wu.WeightFormat.DEFAULT, config, ok, total)
+    return wu.EncodedWeights(streams, wl.WeightFormat.DEFAULT, config, ok, total)
 
 
-def adopt_u85(w: np.ndarray, arch: wu.EthosUArch, config: wu.BlockConfig, parts: list[bytes], pending: PendingDecodes,
+def adopt_u85(w: np.ndarray, arch: wl.EthosUArch, config: wl.BlockConfig, parts: list[bytes], pending: PendingDecodes,
               *, fast: bool, sparse: bool, ifm_bits: int = 8, stride: tuple[int, int] = (1, 1),
               dilation: tuple[int, int] = (1, 1)) -> wu.EncodedWeights | None:
     """Vela's U85 streams for one NPU operation (standard: one per weight decoder and slice; FWD: one per
@@ -158,7 +159,7 @@ def adopt_u85(w: np.ndarray, arch: wu.EthosUArch, config: wu.BlockConfig, parts:
             except fwd.FwdError:
                 ok = False
             streams.append(wu.Stream(data, sum(lengths), lo, 0))
-        fmt = wu.WeightFormat.FAST_SPARSE if sparse else wu.WeightFormat.FAST
+        fmt = wl.WeightFormat.FAST_SPARSE if sparse else wl.WeightFormat.FAST
     else:
         plan = [(values, lo, s) for lo, orders in slices for s, values in enumerate(orders)]
         if len(parts) < len(plan):
@@ -166,20 +167,20 @@ def adopt_u85(w: np.ndarray, arch: wu.EthosUArch, config: wu.BlockConfig, parts:
         parts = parts[:len(plan)]
         ok = _standard_ok(parts, [values for values, _, _ in plan], pending)
         streams = [wu.Stream(data, int(values.size), lo, s) for data, (values, lo, s) in zip(parts, plan, strict=True)]
-        fmt = wu.WeightFormat.DEFAULT_SPARSE if sparse else wu.WeightFormat.DEFAULT
+        fmt = wl.WeightFormat.DEFAULT_SPARSE if sparse else wl.WeightFormat.DEFAULT
     total = sum(len(p) for p in parts)
     return wu.EncodedWeights(tuple(streams), fmt, config, ok, total, total if fast else None)
 
 
-def adopt_layer(parts: list[tuple[np.ndarray, wu.BlockConfig, tuple[int, int], tuple[int, int]]],
-                arch: wu.EthosUArch, ifm_bits: int, vela_parts: list[bytes], vela_fast: bool,
+def adopt_layer(parts: list[tuple[np.ndarray, wl.BlockConfig, tuple[int, int], tuple[int, int]]],
+                arch: wl.EthosUArch, ifm_bits: int, vela_parts: list[bytes], vela_fast: bool,
                 pending: PendingDecodes) -> list[wu.EncodedWeights] | None:
     """Vela's streams of a layer split over its NPU operations (weights, config, stride, dilation of
     each), or None when they do not match hwopt's plan: count, order, fast format."""
     out: list[wu.EncodedWeights] = []
     used = 0
     for part_w, config, stride, dilation in parts:
-        fmt = config.weight_format or wu.WeightFormat.DEFAULT
+        fmt = config.weight_format or wl.WeightFormat.DEFAULT
         rest = vela_parts[used:]
         if arch.is_u85:
             enc = adopt_u85(part_w, arch, config, rest, pending, fast=fmt.fast, sparse=fmt.sparse, ifm_bits=ifm_bits,
