@@ -2,22 +2,21 @@
 
 A native crash (SIGSEGV, SIGFPE, SIGABRT), a hang or a blown memory budget kills only the
 worker: the caller gets one `NativeCodeError` line (exit 2) and the next call starts a fresh
-worker. The worker is a plain `python -m hwopt.isolation` child speaking length-prefixed
-pickles over two pipes; it stays alive between calls, so a call costs a pipe round trip, not a
-process start. Limits come from the environment (HWOPT_WORKER_TIMEOUT seconds per call,
-HWOPT_WORKER_MEMORY_MB resident memory); HWOPT_WORKER=inline runs everything in-process.
+worker. The worker is a plain `python -m hwopt.isolation_worker` child (that module holds its
+side and the wire) speaking length-prefixed pickles over two pipes; it stays alive between calls,
+so a call costs a pipe round trip, not a process start. Limits come from the environment
+(HWOPT_WORKER_TIMEOUT seconds per call, HWOPT_WORKER_MEMORY_MB resident memory);
+HWOPT_WORKER=inline runs everything in-process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import importlib
 import os
 import pickle
 import select
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -26,21 +25,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from hwopt.errors import HwoptError, NativeCodeError, UsageError
-from hwopt.preloads import LATER
-from hwopt.preloads import LITERT_PRELOAD as LITERT_PRELOAD  # re-exported: part of the worker API
-from hwopt.preloads import VELA_COMPILE_PRELOAD as VELA_COMPILE_PRELOAD
-from hwopt.preloads import VELA_PRELOAD as VELA_PRELOAD
+from hwopt.errors import NativeCodeError, UsageError
+from hwopt.isolation_worker import ENV_CHILD, HEADER, WorkerGoneError, grow_pipe, resolve, write_all
 
 ENV_TIMEOUT = "HWOPT_WORKER_TIMEOUT"
 ENV_MEMORY = "HWOPT_WORKER_MEMORY_MB"
 ENV_MODE = "HWOPT_WORKER"
-_ENV_CHILD = "_HWOPT_IN_WORKER"
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_MB = 8192
 _POLL_S = 0.02  # memory watchdog period: a runaway allocation overshoots by at most ~this many ms of growth
-_HEADER = struct.Struct("<Q")
-PIPE_BYTES = 1 << 20
 
 T = TypeVar("T")
 
@@ -86,7 +79,7 @@ def subject(label: str) -> Iterator[None]:
 
 def in_worker() -> bool:
     """True inside the worker process (calls there run directly)."""
-    return os.environ.get(_ENV_CHILD) == "1"
+    return os.environ.get(ENV_CHILD) == "1"
 
 
 def _inline() -> bool:
@@ -97,13 +90,6 @@ def uses_worker() -> bool:
     """True when native calls go to a worker process (False inside the worker or with HWOPT_WORKER=inline)."""
     return not _inline()
 
-
-def _resolve(target: str) -> Any:
-    module, _, name = target.partition(":")
-    obj: Any = importlib.import_module(module)  # lazy: a worker loads the function it runs by name
-    for part in name.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def _signal_name(code: int) -> str:
@@ -174,19 +160,19 @@ class Worker:
         req_r, req_w = os.pipe()
         res_r, res_w = os.pipe()
         env = dict(os.environ)
-        env[_ENV_CHILD] = "1"
+        env[ENV_CHILD] = "1"
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "hwopt.isolation", str(req_r), str(res_w), *preload],
+                [sys.executable, "-m", "hwopt.isolation_worker", str(req_r), str(res_w), *preload],
                 pass_fds=(req_r, res_w), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 start_new_session=True, close_fds=True,
             )
         finally:
             os.close(req_r)
             os.close(res_w)
-        _grow_pipe(req_w)
-        _grow_pipe(res_r)
+        grow_pipe(req_w)
+        grow_pipe(res_r)
         self._to, self._from = req_w, res_r
         self._generation += 1
         self._stale.clear()
@@ -222,13 +208,13 @@ class Worker:
     def call(self, target: str, *args: Any, library: str, **kwargs: Any) -> Any:
         """Run `module:function(*args, **kwargs)` in the worker and return its (pickled) result."""
         if _inline():
-            return _resolve(target)(*args, **kwargs)
+            return resolve(target)(*args, **kwargs)
         return self.request(("call", target, args, kwargs), library)
 
     def new(self, target: str, *args: Any, library: str, **kwargs: Any) -> Handle:
         """Construct `module:Class(*args, **kwargs)` in the worker; returns a handle to it."""
         if _inline():
-            return LocalHandle(_resolve(target)(*args, **kwargs))
+            return LocalHandle(resolve(target)(*args, **kwargs))
         ident = self.request(("new", target, args, kwargs), library)
         return Handle(self, ident, self._generation, library)
 
@@ -254,10 +240,10 @@ class Worker:
         where = _subject.get()
         where_text = f" in {where}" if where else ""
         try:
-            _write_all(self._to, _HEADER.pack(len(payload)))  # two writes: no second copy of a large payload
-            _write_all(self._to, payload)
+            write_all(self._to, HEADER.pack(len(payload)))  # two writes: no second copy of a large payload
+            write_all(self._to, payload)
             reply = self._read_reply(limits)
-        except _WorkerGoneError:
+        except WorkerGoneError:
             code = self._reap()
             self._kill()
             how = f"({_signal_name(code)})" if code is not None and code < 0 else f"(exit status {code})"
@@ -290,9 +276,9 @@ class Worker:
 
     def _read_reply(self, limits: Limits) -> tuple[str, Any]:
         deadline = time.monotonic() + limits.seconds
-        buf = bytearray(_HEADER.size)  # the header, then the whole reply, read in place
+        buf = bytearray(HEADER.size)  # the header, then the whole reply, read in place
         view = memoryview(buf)
-        got, need = 0, _HEADER.size
+        got, need = 0, HEADER.size
         header_done = False
         assert self._proc is not None
         statm = f"/proc/{self._proc.pid}/statm"
@@ -309,10 +295,10 @@ class Worker:
                 continue
             n = os.readv(self._from, [view[got:need]])
             if not n:
-                raise _WorkerGoneError
+                raise WorkerGoneError
             got += n
-            if not header_done and got >= _HEADER.size:
-                (need,) = _HEADER.unpack(buf)
+            if not header_done and got >= HEADER.size:
+                (need,) = HEADER.unpack(buf)
                 buf = bytearray(need)
                 view, got, header_done = memoryview(buf), 0, True
             if header_done and got >= need:
@@ -321,9 +307,6 @@ class Worker:
                 except Exception as exc:  # an exception type that cannot be rebuilt here
                     return ("text", f"unreadable reply ({type(exc).__name__}: {exc})")
 
-
-class _WorkerGoneError(Exception):
-    pass
 
 
 class _TimeoutError(Exception):
@@ -341,15 +324,6 @@ def _rss(statm: str, page: int) -> int:
     except (OSError, ValueError, IndexError):
         return 0
 
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    try:
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-    except (BrokenPipeError, OSError):
-        raise _WorkerGoneError from None
 
 
 _default: Worker | None = None
@@ -423,98 +397,3 @@ class Background(Generic[T]):
             raise self._error
         assert self._value is not None
         return self._value
-
-
-# -- the worker side ---------------------------------------------------------------------
-def _reply(fd: int, status: str, value: Any) -> None:
-    try:
-        data = pickle.dumps((status, value), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:  # an unpicklable result or exception: send its text
-        if isinstance(value, BaseException):
-            data = pickle.dumps(("text", f"{type(value).__name__}: {value}"))
-        else:
-            data = pickle.dumps(("text", f"result cannot be returned: {exc}"))
-    _write_all(fd, _HEADER.pack(len(data)))
-    _write_all(fd, data)
-
-
-def _read_exact(fd: int, n: int) -> bytearray | None:
-    buf = bytearray(n)  # read in place: no chunk list, no joined copy
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = os.readv(fd, [view[got:]])
-        if not k:
-            return None
-        got += k
-    return buf
-
-
-def _grow_pipe(fd: int) -> None:
-    """Ask for a 1 MiB pipe buffer (Linux; 64 KiB by default): a model-sized payload then crosses in
-    16x fewer reads and process switches. Where it is refused, the default buffer works too."""
-    with contextlib.suppress(OSError, AttributeError, ImportError):
-        import fcntl
-
-        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
-
-
-def _serve(req_fd: int, res_fd: int, later: list[str] | None = None) -> None:
-    objects: dict[int, Any] = {}
-    next_id = 1
-    first = True
-    while True:
-        if not first:
-            _warm_up(later or [])  # after the first reply, while the caller is busy with it
-            later = None
-        first = False
-        header = _read_exact(req_fd, _HEADER.size)
-        if header is None:
-            return  # the parent closed the pipe (or died): leave quietly
-        body = _read_exact(req_fd, _HEADER.unpack(header)[0])
-        if body is None:
-            return
-        message, stale = pickle.loads(body)
-        for ident in stale:
-            objects.pop(ident, None)
-        kind = message[0]
-        try:
-            if kind == "call":
-                _, target, args, kwargs = message
-                value = _resolve(target)(*args, **kwargs)
-            elif kind == "new":
-                _, target, args, kwargs = message
-                objects[next_id] = _resolve(target)(*args, **kwargs)
-                value, next_id = next_id, next_id + 1
-            elif kind == "method":
-                _, ident, name, args, kwargs = message
-                value = getattr(objects[ident], name)(*args, **kwargs)
-            else:
-                raise HwoptError(f"unknown worker request {kind!r}")
-        except Exception as exc:
-            exc.__traceback__ = None
-            _reply(res_fd, "raise", exc)
-            continue
-        _reply(res_fd, "ok", value)
-
-
-def _main(argv: list[str]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it kills the worker on an interrupt
-    with contextlib.suppress(Exception):
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a native crash leaves no core file behind
-    preload = argv[2:]
-    cut = preload.index(LATER) if LATER in preload else len(preload)
-    _warm_up(preload[:cut])  # what the first call needs, imported while the parent works
-    _serve(int(argv[0]), int(argv[1]), [m for m in preload[cut:] if m != LATER])
-
-
-def _warm_up(modules: list[str]) -> None:
-    for module in modules:
-        with contextlib.suppress(Exception):
-            importlib.import_module(module)  # lazy: the worker warms up what its calls will need
-
-
-if __name__ == "__main__":
-    _main(sys.argv[1:])

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "hwopt"
 
 LAYERS = ("base", "bindings", "ir", "format", "analysis", "targets", "passes", "engines", "reports", "applications")
-BASE = {"hwopt._version", "hwopt.errors", "hwopt.fileio", "hwopt.records", "hwopt._quiet", "hwopt.isolation", "hwopt.preloads",
+BASE = {"hwopt._version", "hwopt.errors", "hwopt.fileio", "hwopt.records", "hwopt._quiet", "hwopt.isolation",
+        "hwopt.isolation_worker", "hwopt.preloads",
         "hwopt.native_calls"}
 APPLICATIONS = {"hwopt", "hwopt.__main__", "hwopt.api", "hwopt.cli", "hwopt.tree", "hwopt.sweeps", "hwopt.testing", "hwopt.example"}
 

@@ -25,6 +25,7 @@ from hwopt.engines.check import VELA_RULE, operator_support
 from hwopt.engines.measure import Measurement, measure
 from hwopt.errors import UsageError
 from hwopt.ir import Model
+from hwopt.preloads import VELA_COMPILE_PRELOAD
 from hwopt.records import Finding, OpRef, Severity
 from hwopt.targets import Target
 from hwopt.targets.support import Reason, place_model
@@ -258,7 +259,7 @@ def run_compile(model: str | os.PathLike[str] | None, target: Target, *, pipelin
                          "(use the analytic estimate or the encoder for Ethos-N)")
     if data is not None and not pipeline:
         raise UsageError("data is used by the pipeline (fidelity of the changed model): give a pipeline or no data")
-    isolation.prestart(*isolation.VELA_COMPILE_PRELOAD)
+    isolation.prestart(*VELA_COMPILE_PRELOAD)
     compiling = f"compiling with Vela for {tgt.name}"
 
     def announce(name: str) -> None:

@@ -26,6 +26,7 @@ from hwopt.fileio import refuse_inputs, staged_directory
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import DType, Model, Operator, Subgraph, Tensor
 from hwopt.isolation import Background
+from hwopt.preloads import VELA_PRELOAD
 from hwopt.records import OpRef, dumps
 from hwopt.targets import Family, Target
 from hwopt.targets.ethos_n.variants import N78Variant
@@ -451,7 +452,7 @@ def encode(path: str | os.PathLike[str], target: Target, *, block_source: str | 
     if block_source is None:
         block_source = "vela" if target.family.is_ethos_u else "rule"
     if block_source == "vela" and target.family.is_ethos_u:
-        isolation.prestart(*isolation.VELA_PRELOAD)  # the worker starts while the model is read
+        isolation.prestart(*VELA_PRELOAD)  # the worker starts while the model is read
     model = read_model(Path(path))
     return encode_model(model, target, block_source=block_source, path=str(path), streams=streams)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hwopt import isolation
+from hwopt.preloads import VELA_COMPILE_PRELOAD
 from hwopt.targets.descriptor import Target
 from hwopt.targets.ethos_u.vela_config import CompilerOptions, options_text, regor_arch, system_config_text
 
@@ -69,7 +70,7 @@ def start(model_bytes: bytes, target: Target, options: CompilerOptions | None = 
         if _started is not None:
             return False
         _started = started
-    isolation.prestart(*isolation.VELA_COMPILE_PRELOAD)
+    isolation.prestart(*VELA_COMPILE_PRELOAD)
     started.thread = threading.Thread(target=started.run, name="hwopt-vela-early", daemon=True)
     started.thread.start()
     return True
