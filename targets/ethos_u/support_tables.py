@@ -11,7 +11,8 @@ from collections.abc import Callable
 from functools import cache
 
 from hwopt.ir import DType
-from hwopt.targets.ethos_u import support_ops as ops
+from hwopt.targets.ethos_u import support_compute as cp
+from hwopt.targets.ethos_u import support_movement as mv
 from hwopt.targets.ethos_u import support_rules as g
 from hwopt.targets.support import OperatorSupport, OpView, Rule
 
@@ -86,76 +87,76 @@ SAME_SHAPES = _r("same-shapes", "IFM and OFM shapes must match", "keep input and
                  g._same_shapes)
 LOG_TYPE = g.same_types_rule("log-type", (DType.INT8, DType.INT16))
 GELU_TYPE = g.same_types_rule("gelu-type", (DType.INT8, DType.UINT8))
-BATCH = _r("unit-batch", "Batch must be 1.", "run with batch 1", ops.unit_batch)
+BATCH = _r("unit-batch", "Batch must be 1.", "run with batch 1", cp.unit_batch)
 MEAN_DEPTH = _r("mean-depth", "Reduction over depth is only supported if any of h,w,c == 1",
-                "reshape so that H, W or C is 1 before reducing the depth", ops.mean_depth)
-MEAN_AXIS = _r("mean-axis", f"Reduced axis must be less than {ops.MAX_MEAN_KERNEL}",
-               "reduce in two steps (e.g. average-pool first)", ops.mean_axis)
-MEAN_TYPE = _r("mean-type", "IFM precision must be one of: (Int8, UInt8, Int16)", g.FIX_INT8, ops.mean_type)
+                "reshape so that H, W or C is 1 before reducing the depth", cp.mean_depth)
+MEAN_AXIS = _r("mean-axis", f"Reduced axis must be less than {cp.MAX_MEAN_KERNEL}",
+               "reduce in two steps (e.g. average-pool first)", cp.mean_axis)
+MEAN_TYPE = _r("mean-type", "IFM precision must be one of: (Int8, UInt8, Int16)", g.FIX_INT8, cp.mean_type)
 MEAN_ELEMS = _r("mean-elements", "Amount of reduced elements cannot exceed: 16777216(Int8), 8388608(UInt8), "
-                "65536(Int16).", "reduce in two steps", ops.mean_elements)
+                "65536(Int16).", "reduce in two steps", cp.mean_elements)
 SSLICE = _r("strided-slice", "Slice must represent a volume. Stride must be non-negative (and over W or H).",
-            "slice with positive strides along H or W only", ops.strided_slice)
+            "slice with positive strides along H or W only", mv.strided_slice)
 LSTM = (
     _r("lstm-gates", "Implicit gate calculation is not supported.", "use an LSTM with all four gates",
-       ops.lstm_gates),
+       cp.lstm_gates),
     _r("lstm-peephole", "Peephole variant is not supported.", "train without peephole connections",
-       ops.lstm_peephole),
-    _r("lstm-projection", "Projection is not supported.", "train without a projection layer", ops.lstm_projection),
-    _r("lstm-norm", "Gate normalization is not supported.", "train without layer normalisation", ops.lstm_norm),
+       cp.lstm_peephole),
+    _r("lstm-projection", "Projection is not supported.", "train without a projection layer", cp.lstm_projection),
+    _r("lstm-norm", "Gate normalization is not supported.", "train without layer normalisation", cp.lstm_norm),
 )
 SPLITS = _r("split-outputs", "num_splits must match the number of outputs.", "set num_splits to the output count",
-            ops.splits_match)
+            mv.splits_match)
 
 # Ethos-U55/U65
-REVERSE = _r("reverse-axis", "Axis attribute is not supported.", "avoid REVERSE_V2 on this target", ops.reverse_axis)
-STRIDE = _r("kernel-stride", "Kernel stride must be in the range (1,3).", FIX_SPLIT_KERNEL, ops.stride_at_most_3)
+REVERSE = _r("reverse-axis", "Axis attribute is not supported.", "avoid REVERSE_V2 on this target", mv.reverse_axis)
+STRIDE = _r("kernel-stride", "Kernel stride must be in the range (1,3).", FIX_SPLIT_KERNEL, cp.stride_at_most_3)
 UNROLL = _r("stride-unroll", "Stride>3 is only supported IF (dilation = 1 AND padding = VALID)", FIX_SPLIT_KERNEL,
-            ops.unrolled_stride)
+            cp.unrolled_stride)
 MM = (
     _r("matmul-reduced-axis", "IF Matmul or (FC with dynamic weights): Reduced axis must be <= 2^16",
-       "split the reduction", ops.matmul_reduced),
+       "split the reduction", cp.matmul_reduced),
     _r("matmul-depth", "IF Matmul or (FC with dynamic weights): OFM depth must be <= 2^16", "split the output",
-       ops.matmul_depth),
+       cp.matmul_depth),
     _r("matmul-type", "IF Matmul or (FC with dynamic weights): IFM precision must be Int8",
-       "quantize the matmul inputs to int8", ops.matmul_type),
+       "quantize the matmul inputs to int8", cp.matmul_type),
 )
 ARGMAX = (
     _r("argmax-depth", "IFM depth must be less than or equal to 127.", "reduce the depth before ARG_MAX",
-       ops.argmax_depth),
+       cp.argmax_depth),
     _r("argmax-axis", "Operation must be performed along the depth axis.", "transpose so ARG_MAX runs on the last axis",
-       ops.argmax_axis),
+       cp.argmax_axis),
 )
 TRANSPOSE = (
     _r("transpose-int32", "IF IFM is Int32: rank <= 4 and NHWC/NWHC/NHCW within size limits",
-       "transpose 8- or 16-bit data instead", ops.transpose_32),
+       "transpose 8- or 16-bit data instead", mv.transpose_32),
     _r("transpose-shape", "IF IFM is Int8 or Int16: supported permutations within 2^16 per axis product",
-       "split the transpose into smaller ones", ops.transpose_8_16),
+       "split the transpose into smaller ones", mv.transpose_8_16),
 )
 RESIZE_U55 = _r("resize-scale", "Resize: equal H and W scale factors of 2x/4x/8x (2x with half-pixel centres)",
-                "resize by 2x, 4x or 8x (or use Ethos-U85)", ops.resize_u55)
+                "resize by 2x, 4x or 8x (or use Ethos-U85)", mv.resize_u55)
 TCONV_STRIDE = _r("transpose-conv-stride", "Stride values WxH must be: 1x1 OR 2x2 OR 2x1 (if IFM height and kernel "
                   "height is 1) OR 1x2 (if IFM width and kernel width is 1)", "use stride 1 or 2",
-                  ops.transpose_conv_stride)
-INT32_FM = _r("no-32bit", "32-bit feature-maps are not supported.", g.FIX_INT8, ops.precision_rule_check(32))
-INT64_FM = _r("no-64bit", "64-bit feature-maps are not supported.", g.FIX_INT8, ops.precision_rule_check(64))
+                  cp.transpose_conv_stride)
+INT32_FM = _r("no-32bit", "32-bit feature-maps are not supported.", g.FIX_INT8, cp.precision_rule_check(32))
+INT64_FM = _r("no-64bit", "64-bit feature-maps are not supported.", g.FIX_INT8, cp.precision_rule_check(64))
 ZP_U55 = _r("zero-point", "Zero-points must be 0 for Int32 and non-negative for unsigned dataTypes", FIX_REQUANT,
-            ops.zero_points_u55)
+            cp.zero_points_u55)
 
 # Ethos-U85
 ZP_IN = _r("ifm-zero-point", "IFM zero points: int8 -128..127, uint8 0..255, uint16 0 or 32768, others 0",
-           FIX_REQUANT, ops.ifm_zero_points)
+           FIX_REQUANT, cp.ifm_zero_points)
 ZP_OUT = _r("ofm-zero-point", "OFM zero points: signed -128..127, unsigned 0..255 or 32768", FIX_REQUANT,
-            ops.ofm_zero_points)
+            cp.ofm_zero_points)
 RESIZE_ACHPC = _r("resize-align-half-pixel", "align_corners and half_pixel_centers are mutually exclusive.",
-                  "set only one of align_corners and half_pixel_centers", ops.resize_ac_hpc)
+                  "set only one of align_corners and half_pixel_centers", mv.resize_ac_hpc)
 RESIZE_U85 = _r("resize-scale", "Scale-factor can be maximum 2048 (1024 with half-pixel centres)",
-                "resize in two steps", ops.resize_scale_u85)
+                "resize in two steps", mv.resize_scale_u85)
 RESIZE_POW2 = _r("resize-power-of-two", "Scale-factor must be an integer power of two.",
-                 "resize by a power of two (then crop or pad)", ops.resize_pow2)
-GATHER = _r("gather-axis", "axis must be equal to batch_dims", "gather along the batch dimension", ops.gather_axis)
+                 "resize by a power of two (then crop or pad)", mv.resize_pow2)
+GATHER = _r("gather-axis", "axis must be equal to batch_dims", "gather along the batch dimension", mv.gather_axis)
 SCATTER = _r("scatter-indices", "Scatter shape and index tensors constant, channel 1, unique elements",
-             "make the indices a constant with unique values", ops.scatter_checks)
+             "make the indices a constant with unique values", mv.scatter_checks)
 
 
 def _table(family: str) -> dict[str, list[Rule]]:
