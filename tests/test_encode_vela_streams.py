@@ -151,11 +151,11 @@ def test_symbol_counts_from_raw_bytes_equal_corrected_counts(all_models: list[Pa
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from hwopt.analysis.layers import weight_layers, zero_corrected
     from hwopt.analysis.stats import value_counts
-    from hwopt.engines import encode
-    from hwopt.engines.encode import _symbol_counts
+    from hwopt.engines import encode_layer
+    from hwopt.engines.encode_layer import symbol_counts
     from hwopt.format.tflite_io import read_model
 
-    monkeypatch.setattr(encode, "HIST_BLOCK", 4099)  # the byte histogram is summed over many blocks
+    monkeypatch.setattr(encode_layer, "HIST_BLOCK", 4099)  # the byte histogram is summed over many blocks
 
     seen_offset = 0
     for path in all_models:
@@ -167,8 +167,8 @@ def test_symbol_counts_from_raw_bytes_equal_corrected_counts(all_models: list[Pa
             if t.data is None or t.dtype.is_float:
                 continue
             corrected = zero_corrected(model, layer)
-            counts, zeros = _symbol_counts(t, corrected)
-            again, zeros_again = _symbol_counts(t, None)  # without the caller's copy: the same counts
+            counts, zeros = symbol_counts(t, corrected)
+            again, zeros_again = symbol_counts(t, None)  # without the caller's copy: the same counts
             assert again.tolist() == counts.tolist() and zeros_again == zeros
             # the raw-byte histogram lists the counts in byte order, not value order
             assert sorted(counts.tolist()) == sorted(value_counts(corrected).tolist()), (path.name, layer.op_index)

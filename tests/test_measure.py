@@ -93,7 +93,7 @@ def test_every_per_layer_record_is_an_opref_and_stays_flat_in_json() -> None:
     from hwopt.engines.audit import LayerAudit
     from hwopt.engines.check import OperatorCheck
     from hwopt.engines.compile import CompileLayer
-    from hwopt.engines.encode import LayerEncoding
+    from hwopt.engines.encode_layer import LayerEncoding
     from hwopt.engines.enforce import LayerChange
     from hwopt.engines.gate import LayerMetrics
     from hwopt.targets.ethos_u.vela_engine import VelaOpRow

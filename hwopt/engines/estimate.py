@@ -17,7 +17,8 @@ from typing import Any
 from hwopt.analysis.layers import weight_layers
 from hwopt.analysis.memory import MemoryEstimate, estimate_memory
 from hwopt.analysis.validate import Engine, check_for_native
-from hwopt.engines.encode import NPU_WEIGHT_OPS, n78_problem
+from hwopt.engines.encode_layer import NPU_WEIGHT_OPS
+from hwopt.engines.encode_n78 import n78_problem
 from hwopt.engines.measure import Measurement, measure, reject_compiled
 from hwopt.errors import UnsupportedModelError, UsageError
 from hwopt.format.tflite_io import read_model

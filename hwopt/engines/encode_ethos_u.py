@@ -1,0 +1,101 @@
+"""Ethos-U per-layer weight encoding: MLW (U55/U65) or U85 brick-order streams, MLW or Fast Weight as
+Vela's Size strategy picks, taken from Vela's compile where it holds them, else hwopt's encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwopt.analysis.layers import WeightLayer, to_ohwi, zero_corrected
+from hwopt.engines.encode_layer import LayerEncoding, finish, pack_streams
+from hwopt.ir import DType, Model, Operator, Subgraph
+from hwopt.targets.ethos_u import vela_blocks as vb
+from hwopt.targets.ethos_u import vela_weights as vw
+from hwopt.targets.ethos_u import weights as wu
+
+
+def _opt(op: Operator, name: str, default: int = 1) -> int:
+    value = getattr(op.options, name, default) if op.options is not None else default
+    return int(value) if value else default
+
+
+def _ifm_bits(sg: Subgraph, op: Operator) -> int:
+    t = sg.tensor(op.inputs[2 if op.op == "TRANSPOSE_CONV" else 0]) if op.inputs else None
+    return 16 if t is not None and t.dtype == DType.INT16 else 8
+
+
+def encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: vb.VelaLayerInfo | None,
+             vela_parts: list[bytes] | None = None, vela_fast: bool = False,
+             pending: vw.PendingDecodes | None = None, *,
+             symbols: tuple[np.ndarray, int] | None = None) -> LayerEncoding:
+    sg = model.subgraphs[layer.subgraph]
+    op = sg.operators[layer.op_index]
+    corrected = zero_corrected(model, layer)
+    w = to_ohwi(corrected, layer.layout)
+    depthwise = layer.op == "DEPTHWISE_CONV_2D"
+    ifm_bits = _ifm_bits(sg, op)
+    stride = (_opt(op, "strideH"), _opt(op, "strideW"))
+    dilation = (_opt(op, "dilationHFactor"), _opt(op, "dilationWFactor"))
+    out = sg.tensor(op.outputs[0]) if op.outputs else None
+    if out is not None and len(out.shape) == 4 and out.shape[1] == 1 and out.shape[2] == 1:
+        stride = (1, 1)  # a single output position: the stride phases collapse
+    if depthwise:
+        ifm = sg.tensor(op.inputs[0])
+        if ifm is not None and ifm.shape and ifm.shape[-1] == 1 and w.shape[0] > 1:
+            # Channel multiplier on a 1-channel IFM: the NPU runs it as an ordinary convolution.
+            depthwise = False
+    phases: list[np.ndarray] = []
+    if layer.op == "TRANSPOSE_CONV":
+        if arch.is_u85:
+            phases = vb.transpose_conv_parts(w, stride)
+        # U55/U65 run a transposed convolution as a convolution with the kernel rotated by 180 degrees.
+        w = np.ascontiguousarray(w[:, ::-1, ::-1, :])
+    vela = None
+    # (weights, config, stride, dilation) of each NPU operation that reads this layer's weights.
+    parts: list[tuple[np.ndarray, wu.BlockConfig, tuple[int, int], tuple[int, int]]]
+    if vela_info is not None:
+        vela = (vela_info.encoded_bytes, vela_info.weight_format)
+        mult = w.shape[0] // max(1, _ifm_depth(sg, op)) if depthwise else 1
+        if depthwise and mult > 1 and len(vela_info.parts) == mult:
+            # Vela runs a channel multiplier M as M depthwise convolutions: part m reads channels m, m+M, ...
+            parts = [(np.ascontiguousarray(w[m::mult]), c, s, d) for m, (c, s, d) in enumerate(vela_info.parts)]
+        elif phases and len(phases) == len(vela_info.parts):
+            parts = [(pw, c, s, d) for pw, (c, s, d) in zip(phases, vela_info.parts, strict=True)]
+        else:
+            parts = [(w, vela_info.config, vela_info.stride, vela_info.dilation)]
+    else:
+        parts = [(w, wu.default_config(arch, w.shape, depthwise=depthwise, ifm_bits=ifm_bits), stride, dilation)]
+    encs = None
+    if vela_parts is not None and pending is not None:
+        queued = len(pending.items)
+        encs = vw.adopt_layer(parts, arch, ifm_bits, vela_parts, vela_fast, pending)
+        if encs is None:
+            del pending.items[queued:]  # hwopt encodes the layer itself: nothing of Vela's to decode
+    source = "vela" if encs is not None else "hwopt"
+    if encs is None:
+        encs = [wu.encode_u85(pw, arch, c, ifm_bits=ifm_bits, stride=s, dilation=d) if arch.is_u85 else
+                wu.encode_u55(pw, arch, c, ifm_bits=ifm_bits, dilation=d) for pw, c, s, d in parts]
+    streams: list[tuple[bytes, int, int, int]] = []
+    ok = True
+    coded = 0
+    fmt = ""
+    for enc in encs:
+        streams += [(s.data, s.weights, s.core, s.depth_offset) for s in enc.streams]
+        ok = ok and enc.roundtrip_ok
+        coded += enc.coded_weights
+        fmt = fmt or enc.fmt.value
+    config = parts[0][1]
+    data, infos = pack_streams(streams)
+    return finish(layer, model, corrected, data, infos, fmt=fmt, traversal=config.traversal.value,
+                  source=config.source, coded=coded, ok=ok, vela=vela, stream_source=source, symbols=symbols)
+
+
+def vela_dilates_weights(model: Model, layer: WeightLayer) -> bool:
+    """Dilation above 2: Vela writes the zeros of the dilated kernel into its weights (a larger kernel than
+    hwopt's plan), so its streams are not the layer's; hwopt's encoder takes the layer."""
+    op = model.subgraphs[layer.subgraph].operators[layer.op_index]
+    return max(_opt(op, "dilationHFactor"), _opt(op, "dilationWFactor")) > 2
+
+
+def _ifm_depth(sg: Subgraph, op: Operator) -> int:
+    ifm = sg.tensor(op.inputs[0]) if op.inputs else None
+    return int(ifm.shape[-1]) if ifm is not None and ifm.shape else 0
