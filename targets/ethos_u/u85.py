@@ -34,7 +34,7 @@ from hwopt.targets.ethos_u.weight_layout import Traversal
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, cdiv, round_up
 
 
-def weight_decode_cycles(g: LayerGeometry, target: Target) -> int:
+def _decode_cycles(g: LayerGeometry, target: Target) -> int:
     """U85 weight-decoder time: weights per cycle rise with the zero fraction (SWD format)."""
     if g.weights is None or target.family is not Family.ETHOS_U85:
         return 0
@@ -274,7 +274,7 @@ def u85_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
     decode = 0
     if encoded:
         dma = encoded / channel_bandwidth(target, const, Channel.WEIGHT) + target.memory_config(const).read_latency
-        decode = max(weight_decode_cycles(g, target), math.ceil(dma))
+        decode = max(_decode_cycles(g, target), math.ceil(dma))
     fm_max = max(mem_cycles.values(), default=0)
     cycles = max(compute, fm_max, decode)
     if cycles == compute:

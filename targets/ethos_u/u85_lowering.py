@@ -17,7 +17,7 @@ from hwopt.targets.geometry import LayerCost, LayerGeometry
 COPY_OPS = frozenset(["CONCATENATION", "PACK", "PAD", "PADV2"])
 
 
-def copy_ops(g: LayerGeometry, target: Target) -> list[u85p.U85Query]:
+def copy_ops(g: LayerGeometry, target: Target) -> list[u85p.U85Operation]:
     """The memory copies Vela lowers a concatenation, PAD or reshape into (`LayerGeometry.copies`)."""
     bits = 8 * g.itemsize
     ifm_mem, ofm_mem = io_memories(g, target)
@@ -31,7 +31,7 @@ def copy_ops(g: LayerGeometry, target: Target) -> list[u85p.U85Query]:
         # NHWC) reads or writes it in the arena
         return target.const_memory if const else arena if io and reshape else staged
 
-    return [u85p.U85Query(u85p.U85Op.POOL, u85p.Fm(shape, bits, ifm_nhwc, memory(const, ifm_nhwc, ifm_mem)),
+    return [u85p.U85Operation(U85Op.POOL, u85p.Fm(shape, bits, ifm_nhwc, memory(const, ifm_nhwc, ifm_mem)),
                           u85p.Fm(shape, bits, ofm_nhwc, memory(False, ofm_nhwc, ofm_mem)), ao_per_element=rate)
             for shape, const, ifm_nhwc, ofm_nhwc in g.copies if min(shape) > 0]
 

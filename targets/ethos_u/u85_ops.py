@@ -51,13 +51,12 @@ def _ao_per_element(g: LayerGeometry, target: Target, binary: bool) -> float:
 
 
 _OWN_WAY = frozenset(["MEAN", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"])  # single operations of their own kind
-_PERF_OPS = {U85Op.RESIZE: u85p.U85Op.RESIZE, U85Op.CONV: u85p.U85Op.CONV, U85Op.DEPTHWISE: u85p.U85Op.DEPTHWISE,
-             U85Op.VECTOR_PRODUCT: u85p.U85Op.VECTOR, U85Op.POOL: u85p.U85Op.POOL,
-             U85Op.ELEMENTWISE: u85p.U85Op.ELEMENTWISE}
+_PERF_OPS = frozenset({U85Op.RESIZE, U85Op.CONV, U85Op.DEPTHWISE, U85Op.VECTOR_PRODUCT, U85Op.POOL,
+                       U85Op.ELEMENTWISE})  # the operations u85_perf costs
 
 
 def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None = None
-               ) -> tuple[u85p.U85Query, u85p.U85Config] | None:
+               ) -> tuple[u85p.U85Operation, u85p.U85Config] | None:
     """The operator as one U85 NPU operation (shaped as Vela lowers it) and its block configuration
     (`config`, else the block search's), or None when Vela lowers it into something else (costed by
     the coarser model below)."""
@@ -73,7 +72,7 @@ def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None =
         lowered = replace(lowered, op=U85Op.CONV)  # one input channel, a multiplier: Vela runs a convolution
     if lowered is None or lowered.op not in _PERF_OPS:
         return None
-    op = _PERF_OPS[lowered.op]
+    op = lowered.op
     ifm_mem, ofm_mem = io_memories(g, target)
     ifm = u85p.Fm(lowered.ifm, bits, g.ifm_in_arena, ifm_mem)
     ofm = u85p.Fm(lowered.ofm, bits, g.ofm_in_arena, ofm_mem)
@@ -84,15 +83,15 @@ def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None =
         blk = find_u85_block(lowered, u85_macs(target))
         config = u85p.U85Config(blk.ofm, blk.ifm, blk.ublock, blk.traversal is Traversal.PART_KERNEL,
                                 blk.acc_bits == 64)
-    encoded = encoded_weight_bytes(g, target) if op in (u85p.U85Op.CONV, u85p.U85Op.DEPTHWISE, u85p.U85Op.VECTOR) else 0
+    encoded = encoded_weight_bytes(g, target) if op in (U85Op.CONV, U85Op.DEPTHWISE, U85Op.VECTOR_PRODUCT) else 0
     # the per-block scale fetch comes from where the weights are read: staged, or in place
     scales_mem = target.staging_memory if _buffered(target) else target.const_memory
-    ao = _ao_per_element(g, target, op is u85p.U85Op.ELEMENTWISE)
+    ao = _ao_per_element(g, target, op is U85Op.ELEMENTWISE)
     if g.op == "MEAN":  # a 32-bit sum into the chain buffer, then the chained scaling multiply
         ao = (u85p.output_cycles_per_element(target, bits, 32)
               + u85p.output_cycles_per_element(target, 32, bits, True, to_chain_buffer=True))
-        return u85p.U85Query(op, ifm, ofm, lowered.kernel, None, False, ao, target.const_memory), config
-    return u85p.U85Query(op, ifm, ofm, lowered.kernel, ifm2, lowered.sparse, ao,
+        return u85p.U85Operation(op, ifm, ofm, lowered.kernel, None, False, ao, target.const_memory), config
+    return u85p.U85Operation(op, ifm, ofm, lowered.kernel, ifm2, lowered.sparse, ao,
                          scales_mem if encoded else None), config
 
 
@@ -159,7 +158,7 @@ def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | N
         return None
     q, cfg = qc
     # the U85's resize unit streams the OFM through the output stage like an elementwise pass
-    cycles = u85p.elementwise_cycles(q, cfg, target) if q.op is u85p.U85Op.RESIZE else u85p.op_cycles(q, cfg, target)
+    cycles = u85p.elementwise_cycles(q, cfg, target) if q.op is U85Op.RESIZE else u85p.op_cycles(q, cfg, target)
     access = u85p.element_access(q, cfg)
     traffic = u85p.feature_map_traffic(q, cfg, target, access)
     encoded = encoded_weight_bytes(g, target) if q.scales_memory is not None else 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from hwopt.targets.descriptor import Target
+from hwopt.targets.ethos_u.u85_arch import U85Op
 from hwopt.targets.geometry import cdiv, round_up
 
 SUBKERNEL = 8  # kernels larger than 8x8 run as 8x8 sub-kernels (the IFM is re-read per sub-kernel)
@@ -61,25 +62,10 @@ class Channel(Enum):
     WRITE = 6
 
 
-class U85Op(Enum):
-    """The U85 hardware operation an operator runs as."""
-
-    CONV = "conv"
-    DEPTHWISE = "depthwise"
-    VECTOR = "vector_product"  # fully connected
-    POOL = "pool"  # pooling, min/max reductions, arg-max
-    REDUCE_SUM = "reduce_sum"
-    ELEMENTWISE = "elementwise"
-    RESIZE = "resize"
-
-    @property
-    def uses_macs(self) -> bool:
-        return self not in (U85Op.ELEMENTWISE, U85Op.RESIZE)
-
-    @property
-    def equal_depth(self) -> bool:
-        """OFM depth follows IFM depth: one pass over all channels, no depth blocks."""
-        return self in (U85Op.DEPTHWISE, U85Op.POOL)
+# Operations timed as elementwise (the rest run through the MAC array), and those whose OFM depth
+# follows the IFM's (one pass over all channels, no depth blocks).
+ELEMENTWISE_TIMED = frozenset({U85Op.ELEMENTWISE, U85Op.RESIZE})
+EQUAL_DEPTH_OPS = frozenset({U85Op.DEPTHWISE, U85Op.POOL})
 
 
 Shape = tuple[int, int, int]
@@ -107,7 +93,7 @@ class U85Config:
 
 
 @dataclass(frozen=True)
-class U85Query:
+class U85Operation:
     """One NPU operation: hardware op, feature maps, kernel (undilated), weights and output stage."""
 
     op: U85Op
@@ -169,7 +155,7 @@ def mem_to_mem_cycles(target: Target, source: str, dest: str, n: int) -> int:
     return max(read, write)
 
 
-def min_ifm_cycles(q: U85Query, cfg: U85Config, target: Target) -> int:
+def min_ifm_cycles(q: U85Operation, cfg: U85Config, target: Target) -> int:
     """Fetch time of one IFM block (the slower input when there are two): latency + bursts."""
     cycles = 0
     for fm in (q.ifm, q.ifm2) if q.ifm2 is not None else (q.ifm,):
@@ -178,13 +164,13 @@ def min_ifm_cycles(q: U85Query, cfg: U85Config, target: Target) -> int:
     return cycles
 
 
-def min_ofm_cycles(q: U85Query, cfg: U85Config, target: Target) -> int:
+def min_ofm_cycles(q: U85Operation, cfg: U85Config, target: Target) -> int:
     """Write time of one OFM block: latency + bursts."""
     tx = transfer_bytes(target, q.ofm, cfg.ofm, math.prod(_clip(q.ofm.shape, cfg.ofm)), False)
     return target.memory_config(q.ofm.memory).write_latency + int(tx / target.bandwidth(q.ofm.memory))
 
 
-def mac_cycles_per_block(q: U85Query, cfg: U85Config, target: Target) -> int:
+def mac_cycles_per_block(q: U85Operation, cfg: U85Config, target: Target) -> int:
     """MAC-array cycles of one OFM block: kernel steps x micro-blocks per 8x8 sub-kernel, the weight
     decoder's floor per step, and the accumulate latency a single micro-block cannot hide."""
     ifm_blk = _clip(q.ifm.shape, cfg.ifm)
@@ -195,7 +181,7 @@ def mac_cycles_per_block(q: U85Query, cfg: U85Config, target: Target) -> int:
     bits = q.ifm.bits
     hw = hardware(target)
     wb = 32 * ub[2] // (8 * hw.cores)
-    sub = (1, 1) if q.op is U85Op.VECTOR else (SUBKERNEL, SUBKERNEL)
+    sub = (1, 1) if q.op is U85Op.VECTOR_PRODUCT else (SUBKERNEL, SUBKERNEL)
     kh, kw = q.kernel
     delay_per_step = 3 if cfg.acc48 and target.npu.macs <= 128 else 2
     total = 0
@@ -222,10 +208,10 @@ def mac_cycles_per_block(q: U85Query, cfg: U85Config, target: Target) -> int:
             if n_wh == 1:
                 delay = delay_per_step * steps if n[2] == 1 else (
                     delay_per_step * (steps - 1) * n[2] if steps > 1 else 0)
-            if q.op in (U85Op.CONV, U85Op.VECTOR) and cfg.part_kernel:
+            if q.op in (U85Op.CONV, U85Op.VECTOR_PRODUCT) and cfg.part_kernel:
                 delay *= cdiv(ifm_blk[2], 8)
             total += cycles + delay
-    if q.op in (U85Op.CONV, U85Op.VECTOR, U85Op.REDUCE_SUM):
+    if q.op in (U85Op.CONV, U85Op.VECTOR_PRODUCT, U85Op.REDUCE_SUM):
         total *= cdiv(q.ifm.shape[2], ifm_blk[2])
     return total
 
@@ -240,7 +226,7 @@ class OpCycles:
     cmd: int  # command-issue floor per block
 
 
-def mac_op_cycles(q: U85Query, cfg: U85Config, target: Target, first: bool = True, last: bool = True) -> OpCycles:
+def mac_op_cycles(q: U85Operation, cfg: U85Config, target: Target, first: bool = True, last: bool = True) -> OpCycles:
     """Per block the slower of MAC and output stage (each at least the command-issue floor) times the
     blocks, plus one block of the other; a standalone operation also waits for its first IFM block
     and its last OFM block."""
@@ -249,7 +235,7 @@ def mac_op_cycles(q: U85Query, cfg: U85Config, target: Target, first: bool = Tru
     n_blocks = math.prod(cdiv(s, u) for s, u in zip(q.ofm.shape, cfg.ublock, strict=True)) / per_block
     ao_compute = math.ceil(q.ao_per_element * math.prod(ofm_blk))
     ao: float = ao_compute
-    if q.scales_memory is not None and q.op in (U85Op.CONV, U85Op.DEPTHWISE, U85Op.VECTOR):
+    if q.scales_memory is not None and q.op in (U85Op.CONV, U85Op.DEPTHWISE, U85Op.VECTOR_PRODUCT):
         ao = max(ao, BIAS_BYTES * ofm_blk[2] * target.memory_config(q.scales_memory).read_latency / 256)
     mac = mac_cycles_per_block(q, cfg, target)
     ifm_c, ofm_c = min_ifm_cycles(q, cfg, target), min_ofm_cycles(q, cfg, target)
@@ -261,7 +247,7 @@ def mac_op_cycles(q: U85Query, cfg: U85Config, target: Target, first: bool = Tru
     return OpCycles(int(total), int(mac * n_blocks + ao), int(ao_compute * n_blocks + mac), int(cmd))
 
 
-def elementwise_cycles(q: U85Query, cfg: U85Config, target: Target) -> OpCycles:
+def elementwise_cycles(q: U85Operation, cfg: U85Config, target: Target) -> OpCycles:
     """Elementwise pass: output stage per element, or the command-issue floor of its block transfers
     (input and output overlapped)."""
     oh, ow, oc = q.ofm.shape
@@ -272,11 +258,11 @@ def elementwise_cycles(q: U85Query, cfg: U85Config, target: Target) -> OpCycles:
     return OpCycles(max(cmd, ao), 0, ao, cmd)
 
 
-def op_cycles(q: U85Query, cfg: U85Config, target: Target) -> OpCycles:
+def op_cycles(q: U85Operation, cfg: U85Config, target: Target) -> OpCycles:
     """NPU cycles of one operation (resize: Vela gives it none)."""
     if q.op is U85Op.RESIZE:
         return OpCycles(0, 0, 0, 0)
-    return mac_op_cycles(q, cfg, target) if q.op.uses_macs else elementwise_cycles(q, cfg, target)
+    return mac_op_cycles(q, cfg, target) if q.op not in ELEMENTWISE_TIMED else elementwise_cycles(q, cfg, target)
 
 
 def output_cycles_per_element(target: Target, ifm_bits: int, ofm_bits: int, binary: bool = False,
@@ -301,7 +287,7 @@ class Access:
     weight_refetch: int
 
 
-def element_access(q: U85Query, cfg: U85Config) -> Access:
+def element_access(q: U85Operation, cfg: U85Config) -> Access:
     """Elements read and written: MAC operations re-read the IFM block per OFM block and sub-kernel
     (NHCWB16 depth in whole bricks); elementwise reads each non-scalar input once."""
 
@@ -309,13 +295,13 @@ def element_access(q: U85Query, cfg: U85Config) -> Access:
         h, w, c = fm.shape
         return (h, w, c if fm.nhwc else round_up(c, BRICK))
 
-    if q.op.uses_macs:
+    if q.op not in ELEMENTWISE_TIMED:
         ifm_blk = _clip(q.ifm.shape, cfg.ifm)
         ofm_blk = _clip(q.ofm.shape, cfg.ofm)
         blocks = [cdiv(s, b) for s, b in zip(q.ofm.shape, ofm_blk, strict=True)]
-        if q.op.equal_depth:
+        if q.op in EQUAL_DEPTH_OPS:
             blocks[2] = 1
-        subk = 1 if q.op is U85Op.VECTOR else cdiv(q.kernel[0], SUBKERNEL) * cdiv(q.kernel[1], SUBKERNEL)
+        subk = 1 if q.op is U85Op.VECTOR_PRODUCT else cdiv(q.kernel[0], SUBKERNEL) * cdiv(q.kernel[1], SUBKERNEL)
         fetch = ifm_blk[0] * ifm_blk[1] * rnd(q.ifm)[2]
         ifm = (fetch * subk * math.prod(blocks), 0)
         refetch = blocks[0] * blocks[1]
@@ -339,9 +325,9 @@ class Traffic:
     nbytes: int
 
 
-def feature_map_traffic(q: U85Query, cfg: U85Config, target: Target, access: Access) -> list[Traffic]:
+def feature_map_traffic(q: U85Operation, cfg: U85Config, target: Target, access: Access) -> list[Traffic]:
     """The operation's feature-map reads and writes in bus bytes, on their channels."""
-    read_ch = Channel.IFM if q.op.uses_macs else Channel.IFM_STREAM
+    read_ch = Channel.IFM if q.op not in ELEMENTWISE_TIMED else Channel.IFM_STREAM
     out = [Traffic(q.ifm.memory, read_ch, "fm", transfer_bytes(target, q.ifm, cfg.ifm, access.ifm[0], True))]
     if q.ifm2 is not None:
         out.append(Traffic(q.ifm2.memory, read_ch, "fm", transfer_bytes(target, q.ifm2, cfg.ifm, access.ifm[1], True)))
