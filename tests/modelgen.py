@@ -30,6 +30,8 @@ from hwopt._generated.tflite.SubGraph import SubGraphT
 from hwopt._generated.tflite.Tensor import TensorT
 from hwopt._generated.tflite.TensorMap import TensorMapT
 from hwopt._generated.tflite.TensorType import TensorType
+from hwopt.testing import ops
+from hwopt.testing.builder import GraphBuilder, options
 
 PLACEHOLDER_FOR_GREATER_OP_CODES = 127
 
@@ -220,3 +222,16 @@ def int8_conv_model(weights: np.ndarray | None = None, *, seed: int = 0, channel
     mb.metadata("min_runtime_version", b"1.14.0\0\0\0\0\0\0\0\0\0\0")
     mb.signature("serving_default", 0, {"input": x}, {"output": out})
     return mb.build()
+
+
+def reshapes_and_pack() -> bytes:
+    """A [1, 1, 42] graph input reshaped twice (each reshape read by its own fully connected layer)
+    and one result packed into a graph output, as in recurrent denoisers: Vela copies both."""
+    g = GraphBuilder(np.random.default_rng(5), "reshape and pack")
+    x0 = g.activation((1, 1, 42), g.random_act("int8"))
+    a = ops.fully_connected(g, ops.reshape(g, x0, (1, 42)), 24)
+    b = ops.fully_connected(g, ops.reshape(g, x0, (1, 42)), 16)
+    p = g.activation((1, 1, 24), g.acts[a])
+    g.op("PACK", [a], [p], options("PackOptions", valuesCount=1, axis=1))
+    g.io([x0], [p, b])
+    return g.build()

@@ -10,6 +10,7 @@ from hwopt.format.tflite_io import read_model
 from hwopt.targets import resolve_target
 from hwopt.testing import ops
 from hwopt.testing.builder import GraphBuilder
+from tests.modelgen import reshapes_and_pack
 
 pytest.importorskip("ethosu.regor", reason="Vela (ethos-u-vela) is not installed")
 
@@ -117,26 +118,11 @@ def test_int8_leaky_relu_is_a_table_lookup(seed: int, config: str) -> None:
         assert ours == pytest.approx(vela, rel=0.01)
 
 
-def _reshapes_and_pack() -> bytes:
-    """A [1, 1, 42] input reshaped twice (each reshape read by its own fully connected layer) and one
-    result packed into a graph output, as in recurrent denoisers."""
-    from hwopt.testing.builder import options
-
-    g = GraphBuilder(np.random.default_rng(5), "reshape and pack")
-    x0 = g.activation((1, 1, 42), g.random_act("int8"))
-    a = ops.fully_connected(g, ops.reshape(g, x0, (1, 42)), 24)
-    b = ops.fully_connected(g, ops.reshape(g, x0, (1, 42)), 16)
-    p = g.activation((1, 1, 24), g.acts[a])
-    g.op("PACK", [a], [p], options("PackOptions", valuesCount=1, axis=1))
-    g.io([x0], [p, b])
-    return g.build()
-
-
 @pytest.mark.parametrize("config", ["ethos-u55-128", "ethos-u65-512"])
 def test_reshape_and_pack_copies_like_vela(config: str) -> None:
     """A reshape whose input other operators read in its old shape is a copy in Vela (was costed as
     free); a PACK copies its inputs into the output (was costed as a generic memory move)."""
-    data = _reshapes_and_pack()
+    data = reshapes_and_pack()
     pairs = _compare(data, config, "RESHAPE") + _compare(data, config, "PACK")
     assert len(pairs) == 3
     for vela, ours in pairs:

@@ -8,6 +8,7 @@ import pytest
 
 from hwopt.format.tflite_io import read_model
 from hwopt.targets import resolve_target
+from tests.modelgen import reshapes_and_pack
 
 pytest.importorskip("ethosu.regor", reason="Vela (ethos-u-vela) is not installed")
 
@@ -49,24 +50,6 @@ def test_lowered_like_vela(seed: int, op: str, config: str) -> None:
         assert ours == pytest.approx(vela, rel=0.03)
 
 
-def _reshapes_and_pack() -> bytes:
-    """A [1, 1, 42] graph input reshaped twice (each reshape read by its own fully connected layer),
-    one result packed into a graph output, as in recurrent denoisers."""
-    import numpy as np
-
-    from hwopt.testing import ops
-    from hwopt.testing.builder import GraphBuilder, options
-
-    g = GraphBuilder(np.random.default_rng(5), "reshape and pack")
-    x0 = g.activation((1, 1, 42), g.random_act("int8"))
-    a = ops.fully_connected(g, ops.reshape(g, x0, (1, 42)), 24)
-    b = ops.fully_connected(g, ops.reshape(g, x0, (1, 42)), 16)
-    p = g.activation((1, 1, 24), g.acts[a])
-    g.op("PACK", [a], [p], options("PackOptions", valuesCount=1, axis=1))
-    g.io([x0], [p, b])
-    return g.build()
-
-
 @pytest.mark.parametrize("config", ["ethos-u85-128", "ethos-u85-1024"])
 def test_reshape_and_pack_copy_like_vela(config: str) -> None:
     """A reshape Vela copies (was costed as free on the U85) reads a graph input in the arena; a PACK
@@ -74,7 +57,7 @@ def test_reshape_and_pack_copy_like_vela(config: str) -> None:
     from hwopt.targets.ethos_u.analytic import ethos_u_layer_costs
     from hwopt.targets.ethos_u.vela_engine import compile_model
 
-    data, t = _reshapes_and_pack(), resolve_target(config)
+    data, t = reshapes_and_pack(), resolve_target(config)
     vela = {r.op_index: r.cycles for r in compile_model(data, t).ops if r.op in ("RESHAPE", "PACK") and r.cycles > 0}
     ours = {c.op_index: c.cycles for c in ethos_u_layer_costs(read_model(data), t)}
     assert vela
