@@ -26,27 +26,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-def _worker_cpu() -> float:
-    """CPU seconds used so far by hwopt's isolation worker (0 when none runs)."""
-    from hwopt import isolation
-
-    proc = isolation.worker()._proc  # a benchmark reads the worker pid
-    if proc is None or proc.poll() is not None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+from bench_common import worker_cpu_seconds
 
 
 def _timed(fn: Callable[[], object]) -> tuple[float, float]:
     """(CPU seconds of this process and the worker, wall seconds) of one call."""
-    c0, k0, w0 = time.process_time(), _worker_cpu(), time.perf_counter()
+    c0, k0, w0 = time.process_time(), worker_cpu_seconds(), time.perf_counter()
     fn()
-    return time.process_time() - c0 + _worker_cpu() - k0, time.perf_counter() - w0
+    return time.process_time() - c0 + worker_cpu_seconds() - k0, time.perf_counter() - w0
 
 
 def _load() -> str:

@@ -31,23 +31,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tools.bench_common import worker_cpu_seconds  # noqa: E402
 from tools.corpus_common import ETHOS_U_CONFIGS, models_dir  # noqa: E402
 
 SPEED_MODEL = "mobilenet_v2_1.0_224_INT8.tflite"
-
-
-def _worker_cpu() -> float:
-    """CPU seconds (user + system) the Vela worker process has used so far (0 without one)."""
-    from hwopt import isolation
-
-    proc = isolation.worker()._proc  # the warm worker the Vela engine calls
-    if proc is None or proc.poll() is not None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cold_caches() -> None:
@@ -64,9 +51,9 @@ def cold_caches() -> None:
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:
     """(wall, CPU) seconds of one call; CPU includes the Vela worker's."""
-    c0, w0, t0 = time.process_time(), _worker_cpu(), time.perf_counter()
+    c0, w0, t0 = time.process_time(), worker_cpu_seconds(), time.perf_counter()
     fn()
-    t1, c1, w1 = time.perf_counter(), time.process_time(), _worker_cpu()
+    t1, c1, w1 = time.perf_counter(), time.process_time(), worker_cpu_seconds()
     return t1 - t0, (c1 - c0) + (w1 - w0)
 
 
