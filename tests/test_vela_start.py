@@ -132,11 +132,11 @@ def test_an_n78_encode_stops_the_worker_the_command_started() -> None:
 
     args = build_parser("encode").parse_args(["encode", str(EXAMPLE_MODEL), "--target", "ethos-n78-4tops-4ple"])
     isolation.prestart(*args.worker)
-    early.encode_model(args)
+    early.start_encode(args)
     assert isolation.worker()._proc is None
     args = build_parser("encode").parse_args(["encode", str(EXAMPLE_MODEL), "--target", U55])
     isolation.prestart(*args.worker)
-    early.encode_model(args)
+    early.start_encode(args)
     try:
         assert isolation.worker()._proc is not None
     finally:
@@ -193,6 +193,6 @@ def test_the_early_step_never_reads_what_the_command_refuses(tmp_path: Path, kin
     for command, extra in (("compile", ["-o", str(tmp_path / "out")]), ("encode", [])):
         args = build_parser(command).parse_args([command, str(path), "--target", U55, *extra])
         t0 = time.monotonic()
-        getattr(early, f"{command}_model")(args)
+        getattr(early, f"start_{command}")(args)
         assert time.monotonic() - t0 < 10
         assert vela_start.take(vela_start.request_of(resolve_target(U55)), b"") is None  # nothing was started

@@ -26,4 +26,4 @@ def register(sub: Any) -> None:
     p.add_argument("--exact-deflate", action="store_true", help="compress the whole input for its exact DEFLATE size "
                    "(files over 1 MiB otherwise get a sampled estimate with a stated error bound)")
     p.add_argument("--json", action="store_true", help="print report.json to stdout as well")
-    p.set_defaults(handler="hwopt.cli.run_compile:run", worker=VELA_COMPILE_PRELOAD, early="hwopt.cli.early:compile_model")
+    p.set_defaults(handler="hwopt.cli.run_compile:run", worker=VELA_COMPILE_PRELOAD, early="hwopt.cli.early:start_compile")

@@ -31,14 +31,14 @@ def _start(model: str | None, spec: str, *, system_config: str | None = None, me
             isolation.shutdown()  # the worker the command started for Vela has nothing to do
 
 
-def compile_model(args: argparse.Namespace) -> None:
+def start_compile(args: argparse.Namespace) -> None:
     """`hwopt compile` without a pipeline compiles the file as it is: start that compile."""
     if not args.pipeline:
         _start(args.model, args.target, system_config=args.system_config, memory_mode=args.memory_mode,
                accelerator=args.accelerator)
 
 
-def encode_model(args: argparse.Namespace) -> None:
+def start_encode(args: argparse.Namespace) -> None:
     """`hwopt encode` for Ethos-U takes Vela's block configurations (and streams) from a compile: start it."""
     if args.blocks in (None, "vela"):
         _start(args.model, args.target, accelerator=args.accelerator)

@@ -26,4 +26,4 @@ def register(sub: Any) -> None:
                    "checked against the weights in the NPU's order) or hwopt's own encoder for every layer")
     # The worker starts before the target is known (most encodes compile with Vela); the early step
     # stops it again for a target Vela does not compile.
-    p.set_defaults(handler="hwopt.cli.run_encode:run", worker=VELA_PRELOAD, early="hwopt.cli.early:encode_model")
+    p.set_defaults(handler="hwopt.cli.run_encode:run", worker=VELA_PRELOAD, early="hwopt.cli.early:start_encode")
