@@ -45,13 +45,39 @@ def placement_of(family: Family) -> Placement:
     return reason
 
 
+def execution_order(sg: Subgraph) -> list[int]:
+    """The operators in the order Vela runs them: a depth-first walk back from the graph outputs that
+    visits an operator's last input first, each operator emitted once all its producers are. A branch
+    therefore runs before its sibling, and the operator after a producer may not be the next in the file.
+    Operators no graph output depends on follow in file order."""
+    writer = {o: op.index for op in sg.operators for o in op.outputs if o >= 0}
+    done: set[int] = set()
+    order: list[int] = []
+    stack = [(False, writer[t]) for t in sg.outputs if t in writer]
+    while stack:
+        emit, n = stack.pop()
+        if emit:
+            order.append(n)
+        elif n not in done:
+            done.add(n)
+            stack.append((True, n))
+            stack.extend((False, writer[i]) for i in sg.operators[n].inputs if i in writer and writer[i] not in done)
+    return order + [op.index for op in sg.operators if op.index not in done]
+
+
+def previous_ops(sg: Subgraph) -> dict[int, int]:
+    """Each operator's predecessor in Vela's execution order (`execution_order`)."""
+    order = execution_order(sg)
+    return dict(zip(order[1:], order[:-1], strict=True))
+
+
 # Binary elementwise ops the U85 output stage can apply to a chained producer's output.
 CHAINABLE = frozenset(["ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE"])
 
 
 def chained_ops(sg: Subgraph, family: Family, reason: Placement | None = None) -> dict[int, int]:
     """U85 operators chained onto the previous NPU pass (op -> producer): a binary elementwise op whose input is the
-    output of the operator just before it, read by nothing else, with the same shape as its own output.
+    output of the operator just before it (in Vela's `execution_order`), read by nothing else, with the same shape as its own output.
 
     The U85 output stage keeps that intermediate in its chaining buffer and applies the elementwise
     op as the producer's results are written, so the op costs no pass (and no feature-map traffic) of
@@ -63,6 +89,7 @@ def chained_ops(sg: Subgraph, family: Family, reason: Placement | None = None) -
         return fused_activations(sg, family, placed)
     readers = consumers(sg)
     producer = {o: op.index for op in sg.operators for o in op.outputs if o >= 0}
+    before = previous_ops(sg)
     graph_outputs, graph_inputs = set(sg.outputs), set(sg.inputs)
     out: dict[int, int] = {}  # chained op -> the op whose pass it rides on
     for op in sg.operators:
@@ -73,7 +100,7 @@ def chained_ops(sg: Subgraph, family: Family, reason: Placement | None = None) -
         for i in acts:
             src = producer.get(i)
             t = sg.tensor(i)
-            if src is None or src != op.index - 1 or t is None or ofm is None:
+            if src is None or src != before.get(op.index) or t is None or ofm is None:
                 continue
             prev = sg.operators[src]
             if (placed(sg, prev) or KIND_OF.get(prev.op) in (OpKind.NOP, OpKind.MEMORY, OpKind.SOFTMAX)
@@ -100,11 +127,12 @@ FUSING_KINDS = frozenset([OpKind.CONV, OpKind.DEPTHWISE, OpKind.FULLY_CONNECTED,
 
 def fused_activations(sg: Subgraph, family: Family, reason: Placement | None = None) -> dict[int, int]:
     """Activations fused into their producer (activation -> producer): the producer is the
-    operator just before it, runs on the NPU as a convolution, pooling or elementwise pass, and its
+    operator just before it in Vela's execution order, runs on the NPU as a convolution, pooling or elementwise pass, and its
     output is read by nothing else and is not a graph output."""
     placed = reason or partial(cpu_reason, family=family)
     readers = consumers(sg)
     producer = {o: op.index for op in sg.operators for o in op.outputs if o >= 0}
+    before = previous_ops(sg)
     outputs = set(sg.outputs)
     out: dict[int, int] = {}
     for op in sg.operators:
@@ -112,7 +140,7 @@ def fused_activations(sg: Subgraph, family: Family, reason: Placement | None = N
             continue
         i = op.inputs[0]
         src = producer.get(i)
-        if src is None or src != op.index - 1 or readers.get(i) != [op.index] or i in outputs:
+        if src is None or src != before.get(op.index) or readers.get(i) != [op.index] or i in outputs:
             continue
         prev = sg.operators[src]
         t = sg.tensor(i)
