@@ -235,3 +235,22 @@ def reshapes_and_pack() -> bytes:
     g.op("PACK", [a], [p], options("PackOptions", valuesCount=1, axis=1))
     g.io([x0], [p, b])
     return g.build()
+
+
+def requantized_concat(rows: tuple[int, ...] = (150, 600), depth: int = 4) -> bytes:
+    """Convolution outputs reshaped to [1, rows, 1, depth], requantized (QUANTIZE int8 -> int8) and
+    concatenated along H into a graph output, as detection heads gather their boxes: each QUANTIZE
+    writes its part of the output directly."""
+    g = GraphBuilder(np.random.default_rng(7), "requantized concatenation")
+    x = g.activation((1, 1, 1, 8), g.random_act("int8"))
+    out_act = g.random_act("int8")
+    parts = []
+    for r in rows:
+        y = ops.reshape(g, ops.conv2d(g, x, r * depth, (1, 1)), (1, r, 1, depth))
+        z = g.activation((1, r, 1, depth), out_act)
+        g.op("QUANTIZE", [y], [z])
+        parts.append(z)
+    out = g.activation((1, sum(rows), 1, depth), out_act)
+    g.op("CONCATENATION", parts, [out], options("ConcatenationOptions", axis=1))
+    g.io([x], [out])
+    return g.build()

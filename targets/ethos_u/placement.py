@@ -181,7 +181,28 @@ def ethos_u_geometry(model: Model, family: Family,
                                                           ("half_pixel_centers", "halfPixelCenters"))
                                            if getattr(opts, a, False)))
         out.append(g)
-    return _arena_boundaries(model, out, placed)
+    return _arena_boundaries(model, _concat_slices(model, out, placed), placed)
+
+
+def _concat_slices(model: Model, geo: list[LayerGeometry], placed: Placement) -> list[LayerGeometry]:
+    """Flag the passes that write their output straight into part of a concatenation's output
+    ("ofm_slice"): Vela then keeps their shape (a slice is not reshaped to a deeper one)."""
+    pos = {(g.subgraph, g.op_index): n for n, g in enumerate(geo)}
+    for sg in model.subgraphs:
+        writers: dict[int, int] = {}
+        graph: _Graph | None = None
+        for op in sg.operators:
+            if op.op != "CONCATENATION" or (sg.index, op.index) not in pos or geo[pos[(sg.index, op.index)]].kind \
+                    is OpKind.CPU:
+                continue
+            if graph is None:
+                graph = (consumers(sg), _writers(sg, placed))
+                writers = {o: p.index for p in sg.operators for o in p.outputs if o >= 0}
+            for i in op.inputs:
+                n = pos.get((sg.index, writers.get(i, -1)))
+                if n is not None and _in_place(sg, i, op.index, graph[1], graph[0]):
+                    geo[n] = replace(geo[n], flags=geo[n].flags | {"ofm_slice"})
+    return geo
 
 
 def _arena_boundaries(model: Model, geo: list[LayerGeometry], placed: Placement) -> list[LayerGeometry]:

@@ -100,8 +100,11 @@ def _sparse(g: LayerGeometry) -> bool:
 _CLAMPS = frozenset(("RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1"))  # standalone: a pooling pass
 
 
-def _deepen(shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Vela's reshape of a shallow (depth < 8, more than 16 elements) elementwise-like operation."""
+def _deepen(shape: tuple[int, int, int], g: LayerGeometry | None = None) -> tuple[int, int, int]:
+    """Vela's reshape of a shallow (depth < 8, more than 16 elements) elementwise-like operation; not of
+    one writing into part of a concatenation's output (Vela reshapes no slice)."""
+    if g is not None and "ofm_slice" in g.flags:
+        return shape
     if shape[0] * shape[1] * shape[2] > 16 and shape[2] < 8:
         return reshape_to_increase_depth(shape)
     return shape
@@ -129,14 +132,14 @@ def u85_query(g: LayerGeometry) -> U85Query | None:
             ifm, kh, kw = (1, kh * kw, g.ifm[2]), 1, kh * kw
         return U85Query(U85Op.DEPTHWISE, ifm, g.ofm, (min(kh, 64), kw), ifm_bits=bits, ofm_bits=32)
     if g.kind is OpKind.LUT or (g.op == "LEAKY_RELU" and bits == 8) or g.op in _CLAMPS:  # a pooling pass
-        shape = _deepen(g.ofm)
+        shape = _deepen(g.ofm, g)
         return U85Query(U85Op.POOL, shape, shape, ifm_bits=bits, ofm_bits=bits)
     if op is U85Op.ELEMENTWISE:
         ifm2 = g.ifm2 or g.const_ifm
         ifm, ofm = g.ifm, g.ofm
         if ifm2 is None or ifm2 == ifm == ofm or ifm2 == (1, 1, 1):  # no broadcast but of a scalar
             scalar = ifm2 == (1, 1, 1)
-            ifm = ofm = _deepen(ofm)
+            ifm = ofm = _deepen(ofm, g)
             ifm2 = ifm2 and (ifm2 if scalar else ofm)
         return U85Query(op, ifm, ofm, ifm_bits=bits, ofm_bits=bits, ifm2=ifm2)
     if op is U85Op.RESIZE:

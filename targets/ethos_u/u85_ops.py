@@ -64,7 +64,7 @@ def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None =
         return None
     bits = 8 * g.itemsize
     if g.op in POOL_PASS:  # a standalone activation or requantisation: a 1x1 pooling pass, deepened
-        shape = _deepen(g.ofm)
+        shape = _deepen(g.ofm, g)
         lowered: U85Query | None = U85Query(U85Op.POOL, shape, shape, ifm_bits=bits, ofm_bits=bits)
     else:
         lowered = u85_query(g)
