@@ -157,8 +157,13 @@ def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | N
     if qc is None:
         return None
     q, cfg = qc
+    timed = q
+    if any(c in CHAINABLE for c in g.chain):
+        # the output goes to the chaining buffer: Vela times its block write at the memory of a tensor it
+        # never places (the arena's), while the chained operator's own output carries the traffic
+        timed = replace(q, ofm=replace(q.ofm, memory=target.arena_memory))
     # the U85's resize unit streams the OFM through the output stage like an elementwise pass
-    cycles = u85p.elementwise_cycles(q, cfg, target) if q.op is U85Op.RESIZE else u85p.op_cycles(q, cfg, target)
+    cycles = u85p.elementwise_cycles(q, cfg, target) if q.op is U85Op.RESIZE else u85p.op_cycles(timed, cfg, target)
     access = u85p.element_access(q, cfg)
     traffic = u85p.feature_map_traffic(q, cfg, target, access)
     encoded = encoded_weight_bytes(g, target) if q.scales_memory is not None else 0
