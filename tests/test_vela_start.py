@@ -105,12 +105,12 @@ def test_compile_and_encode_run_vela_once_and_report_as_before(tmp_path: Path, r
     model.write_bytes(EXAMPLE_MODEL.read_bytes())
     early = run_cli("compile", model, "--target", U55, "-o", tmp_path / "a", "--json")
     assert early.code == 0 and len(regor_calls) == 1
-    early_enc = run_cli("encode", model, "--target", U55, "--json")
+    early_enc = run_cli("encode", model, "--target", U55, "--json", "--blocks", "vela")
     assert early_enc.code == 0 and len(regor_calls) == 2
     # The same commands with the early step switched off: the same reports and files.
     monkeypatch.setattr("hwopt.cli.early.vela_start.start", lambda *a, **k: False)
     late = run_cli("compile", model, "--target", U55, "-o", tmp_path / "b", "--json")
-    late_enc = run_cli("encode", model, "--target", U55, "--json")
+    late_enc = run_cli("encode", model, "--target", U55, "--json", "--blocks", "vela")
     assert len(regor_calls) == 4
     assert json.loads(early.out) | {"output_model": ""} == json.loads(late.out) | {"output_model": ""}
     assert early_enc.out == late_enc.out
@@ -127,20 +127,42 @@ def test_discard_stops_a_compile_nobody_takes(regor_calls: list[tuple[str, bytes
     assert out.model and len(regor_calls) == 2
 
 
-def test_an_n78_encode_stops_the_worker_the_command_started() -> None:
+def test_only_an_ethos_u_encode_with_vela_blocks_starts_the_worker() -> None:
     from hwopt.cli import build_parser, early
 
-    args = build_parser("encode").parse_args(["encode", str(EXAMPLE_MODEL), "--target", "ethos-n78-4tops-4ple"])
-    isolation.prestart(*args.worker)
-    early.start_encode(args)
-    assert isolation.worker()._proc is None
-    args = build_parser("encode").parse_args(["encode", str(EXAMPLE_MODEL), "--target", U55])
-    isolation.prestart(*args.worker)
-    early.start_encode(args)
-    try:
-        assert isolation.worker()._proc is not None
-    finally:
-        vela_start.discard()
+    def started(*argv: str) -> bool:
+        args = build_parser("encode").parse_args(["encode", str(EXAMPLE_MODEL), *argv])
+        assert not getattr(args, "worker", None)  # nothing starts before the flags are known
+        early.start_encode(args)
+        try:
+            return isolation.worker()._proc is not None
+        finally:
+            vela_start.discard()
+            isolation.shutdown()
+
+    assert not started("--target", "ethos-n78-4tops-4ple", "--blocks", "vela")
+    assert not started("--target", U55)  # the default encode compiles nothing
+    assert not started("--target", U55, "--blocks", "rule")
+    assert started("--target", U55, "--blocks", "vela")
+
+
+def test_the_default_encode_never_compiles(tmp_path: Path, run_cli: CliRunner, regor_calls: list[tuple[str, bytes]],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default Ethos-U encode takes its block configurations from hwopt's searches: no Vela compile at all."""
+    from hwopt.targets.ethos_u import vela_engine
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise AssertionError("Vela compiled on the default encode path")
+
+    monkeypatch.setattr(vela_engine, "regor_compile", refuse)
+    monkeypatch.setattr("hwopt.targets.ethos_u.vela_blocks.regor_compile", refuse)
+    for target in (U55, "ethos-u65-512", "ethos-u85-256"):
+        out = run_cli("encode", EXAMPLE_MODEL, "--target", target, "--json")
+        assert out.code == 0, out.err
+        doc = json.loads(out.out)
+        assert doc["block_source"] == "rule" and doc["summary"]["vela_encoded_bytes"] is None
+        assert {la["block_source"] for la in doc["layers"] if la["encodable"]} == {"search"}
+    assert regor_calls == []
 
 
 def test_the_worker_imports_later_modules_after_its_first_answer() -> None:

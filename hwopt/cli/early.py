@@ -1,6 +1,6 @@
 """Work a command starts right after its flags are parsed, before its engines load.
 
-`hwopt compile` and the Ethos-U `hwopt encode` compile the model with Vela in the isolation
+`hwopt compile` and `hwopt encode --blocks vela` (Ethos-U) compile the model with Vela in the isolation
 worker; loading hwopt's engines and reading the model take about as long as a small model's
 compile. Started here, the compile runs on the other core while the command loads, and the
 engine takes its result (hwopt.targets.ethos_u.vela_start). Each function is best-effort: on
@@ -15,6 +15,7 @@ import contextlib
 from hwopt import isolation
 from hwopt.errors import HwoptError
 from hwopt.fileio import read_input_file
+from hwopt.preloads import VELA_PRELOAD
 from hwopt.targets import resolve_target
 from hwopt.targets.ethos_u import vela_start
 
@@ -39,6 +40,8 @@ def start_compile(args: argparse.Namespace) -> None:
 
 
 def start_encode(args: argparse.Namespace) -> None:
-    """`hwopt encode` for Ethos-U takes Vela's block configurations (and streams) from a compile: start it."""
-    if args.blocks in (None, "vela"):
+    """`hwopt encode --blocks vela` takes Vela's block configurations (and streams) from a compile: start the
+    worker and the compile. The default encode compiles nothing and starts neither."""
+    if args.blocks == "vela":
+        isolation.prestart(*VELA_PRELOAD)
         _start(args.model, args.target, accelerator=args.accelerator)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from hwopt.preloads import VELA_PRELOAD
-
 
 def register(sub: Any) -> None:
     p = sub.add_parser("encode", help="re-encode weights in the target NPU's weight format",
@@ -19,11 +17,11 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the hwopt.encode/1 JSON report")
     p.add_argument("--emit", metavar="DIR", help="write one stream file per layer and index.json into DIR")
     p.add_argument("--blocks", choices=("rule", "vela"), default=None,
-                   help="Ethos-U block configuration: the one Vela chooses (default for Ethos-U; compiles the model, "
-                   "so the streams are Vela's own) or hwopt's rule (no compile; the fallback when Vela rejects the model)")
+                   help="Ethos-U block configuration: hwopt's block search, the configuration Vela chooses, without "
+                   "compiling (default), or Vela's own (compiles the model with Vela, takes its streams and reports "
+                   "Vela's total and the difference)")
     p.add_argument("--streams", choices=("vela", "hwopt"), default="vela",
                    help="with Vela's blocks, where the streams come from: Vela's compiled model (default; each "
                    "checked against the weights in the NPU's order) or hwopt's own encoder for every layer")
-    # The worker starts before the target is known (most encodes compile with Vela); the early step
-    # stops it again for a target Vela does not compile.
-    p.set_defaults(handler="hwopt.cli.run_encode:run", worker=VELA_PRELOAD, early="hwopt.cli.early:start_encode")
+    # Only `--blocks vela` needs Vela (and the isolation worker that runs it): the early step starts both.
+    p.set_defaults(handler="hwopt.cli.run_encode:run", early="hwopt.cli.early:start_encode")

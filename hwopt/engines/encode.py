@@ -13,7 +13,7 @@ import numpy as np
 from hwopt import isolation
 from hwopt.analysis.layers import WeightLayer, weight_layers
 from hwopt.analysis.validate import Engine, operator_problem
-from hwopt.engines.encode_ethos_u import encode_u, vela_dilates_weights
+from hwopt.engines.encode_ethos_u import encode_u, plan_of, vela_dilates_weights
 from hwopt.engines.encode_layer import INT_WEIGHTS, LayerEncoding, not_encodable, raw_symbol_counts, weight_problem
 from hwopt.engines.encode_n78 import encode_n78, n78_problem
 from hwopt.errors import CompileError, OutputError, UnsupportedModelError, UsageError
@@ -27,6 +27,7 @@ from hwopt.targets import Family, Target
 from hwopt.targets.ethos_u import vela_blocks as vb
 from hwopt.targets.ethos_u import vela_weights as vw
 from hwopt.targets.ethos_u import weights as wu
+from hwopt.targets.ethos_u.block_plan import LayerPlan, search_plans
 from hwopt.targets.ethos_u.vela_engine import RegorOutput
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,12 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
                  vela_compiled: object | None = None, streams: str = "vela") -> EncodeReport:
     """Encode every weight layer of `model` for `target`; pure, no output written.
 
-    With `block_source="vela"` the model is compiled with Vela to read its block
-    configurations, unless `vela_compiled` (a Regor result with its database) is given. The
-    compile already holds Vela's streams: with `streams="vela"` each layer Vela put on the NPU
-    takes them (checked against hwopt's brick order) instead of being encoded again;
-    `streams="hwopt"` encodes every layer with hwopt's own encoder.
+    With `block_source="rule"` an Ethos-U layer takes the block configuration hwopt's block searches
+    pick (the one Vela picks, `block_plan`), with no Vela compile. With `block_source="vela"` the
+    model is compiled with Vela to read its block configurations, unless `vela_compiled` (a Regor
+    result with its database) is given. The compile already holds Vela's streams: with
+    `streams="vela"` each layer Vela put on the NPU takes them (checked against hwopt's brick
+    order) instead of being encoded again; `streams="hwopt"` encodes every layer with hwopt's own encoder.
     """
 
     if block_source not in BLOCK_SOURCES:
@@ -96,6 +98,7 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
     vela_total: int | None = None
     symbols: dict[int, tuple[np.ndarray, int] | None] = {}  # per layer, from the raw bytes (see raw_symbol_counts)
     vela_infos: dict[int, vb.VelaLayerInfo] = {}
+    plans: dict[tuple[int, int], LayerPlan] = {}
     located: vw.CompiledStreams | None = None
     variant, arch = target.n78, None
     if target.family is Family.ETHOS_N78:
@@ -116,8 +119,10 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
                     located = vw.compiled_streams(vela_compiled, u85=arch.is_u85)
             except CompileError as exc:
                 # Documented fallback: without Vela's schedule the block configuration comes from the rule.
-                log.warning("Vela could not compile the model (%s); using hwopt's block rule", exc)
+                log.warning("Vela could not compile the model (%s); using hwopt's block search", exc)
                 block_source = "rule"
+        if block_source == "rule":
+            plans = search_plans(model, target, [la for la, r in zip(layers, reasons, strict=True) if r is None])
     out: list[LayerEncoding] = []
     pending = vw.PendingDecodes()
     for layer, reason in zip(layers, reasons, strict=True):
@@ -134,15 +139,17 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
             assert arch is not None
 
             info = vela_infos.get(layer.op_index) if layer.subgraph == 0 else None
+            plan = plan_of(info) if info is not None else plans.get((layer.subgraph, layer.op_index))
+            vela = (info.encoded_bytes, info.weight_format) if info is not None else None
             vela_layer = located.layers.get(layer.op_index) if located is not None and info is not None \
                 and not vela_dilates_weights(model, layer) else None
             with isolation.subject(f"operator {layer.op} #{layer.op_index}"):
                 if vela_layer is not None and located is not None:
                     pending.owner = len(out)
-                    enc = encode_u(layer, model, arch, info, vela_layer.data(located.read_only), vela_layer.fast,
-                                   pending, symbols=symbols.get(len(out)))
+                    enc = encode_u(layer, model, arch, plan, vela_layer.data(located.read_only), vela_layer.fast,
+                                   pending, vela=vela, symbols=symbols.get(len(out)))
                 else:
-                    enc = encode_u(layer, model, arch, info, symbols=symbols.get(len(out)))
+                    enc = encode_u(layer, model, arch, plan, vela=vela, symbols=symbols.get(len(out)))
         if not enc.roundtrip_ok:
             log.error("round trip failed for subgraph %d op %d (%s)", layer.subgraph, layer.op_index, layer.op)
         out.append(enc)
@@ -189,11 +196,12 @@ def encode(path: str | os.PathLike[str], target: Target, *, block_source: str | 
            streams: str = "vela") -> EncodeReport:
     """Read a .tflite file and encode its weights for `target`.
 
-    By default an Ethos-U model is encoded with the block configuration Vela chooses (so
-    the streams are Vela's own), falling back to hwopt's rule when Vela cannot compile it.
+    By default ("rule") an Ethos-U model is encoded with the block configurations hwopt's block
+    searches pick, the ones Vela picks, without compiling it; "vela" compiles it with Vela and
+    takes Vela's own configurations and streams.
     """
     if block_source is None:
-        block_source = "vela" if target.family.is_ethos_u else "rule"
+        block_source = "rule"
     if block_source == "vela" and target.family.is_ethos_u:
         isolation.prestart(*VELA_PRELOAD)  # the worker starts while the model is read
     model = read_model(Path(path))

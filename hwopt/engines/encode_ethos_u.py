@@ -11,6 +11,7 @@ from hwopt.ir import DType, Model, Operator, Subgraph
 from hwopt.targets.ethos_u import vela_blocks as vb
 from hwopt.targets.ethos_u import vela_weights as vw
 from hwopt.targets.ethos_u import weights as wu
+from hwopt.targets.ethos_u.block_plan import LayerPlan
 
 
 def _opt(op: Operator, name: str, default: int = 1) -> int:
@@ -23,10 +24,17 @@ def _ifm_bits(sg: Subgraph, op: Operator) -> int:
     return 16 if t is not None and t.dtype == DType.INT16 else 8
 
 
-def encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: vb.VelaLayerInfo | None,
+def plan_of(info: vb.VelaLayerInfo) -> LayerPlan:
+    """The block configurations Vela's compile chose for one layer, as the encoder takes them."""
+    return LayerPlan(info.parts or ((info.config, info.stride, info.dilation),))
+
+
+def encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerPlan | None,
              vela_parts: list[bytes] | None = None, vela_fast: bool = False,
-             pending: vw.PendingDecodes | None = None, *,
+             pending: vw.PendingDecodes | None = None, *, vela: tuple[int, str] | None = None,
              symbols: tuple[np.ndarray, int] | None = None) -> LayerEncoding:
+    """One layer's streams for the block configurations of `plan` (None: hwopt's shape rule); `vela_parts`
+    are Vela's own streams to adopt when they decode to the layer's weights, `vela` Vela's (bytes, format)."""
     sg = model.subgraphs[layer.subgraph]
     op = sg.operators[layer.op_index]
     corrected = zero_corrected(model, layer)
@@ -49,19 +57,17 @@ def encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: v
             phases = vb.transpose_conv_parts(w, stride)
         # U55/U65 run a transposed convolution as a convolution with the kernel rotated by 180 degrees.
         w = np.ascontiguousarray(w[:, ::-1, ::-1, :])
-    vela = None
     # (weights, config, stride, dilation) of each NPU operation that reads this layer's weights.
     parts: list[tuple[np.ndarray, wu.BlockConfig, tuple[int, int], tuple[int, int]]]
-    if vela_info is not None:
-        vela = (vela_info.encoded_bytes, vela_info.weight_format)
+    if plan is not None:
         mult = w.shape[0] // max(1, _ifm_depth(sg, op)) if depthwise else 1
-        if depthwise and mult > 1 and len(vela_info.parts) == mult:
+        if depthwise and mult > 1 and len(plan.parts) == mult:
             # Vela runs a channel multiplier M as M depthwise convolutions: part m reads channels m, m+M, ...
-            parts = [(np.ascontiguousarray(w[m::mult]), c, s, d) for m, (c, s, d) in enumerate(vela_info.parts)]
-        elif phases and len(phases) == len(vela_info.parts):
-            parts = [(pw, c, s, d) for pw, (c, s, d) in zip(phases, vela_info.parts, strict=True)]
+            parts = [(np.ascontiguousarray(w[m::mult]), c, s, d) for m, (c, s, d) in enumerate(plan.parts)]
+        elif phases and len(phases) == len(plan.parts):
+            parts = [(pw, c, s, d) for pw, (c, s, d) in zip(phases, plan.parts, strict=True)]
         else:
-            parts = [(w, vela_info.config, vela_info.stride, vela_info.dilation)]
+            parts = [(w, plan.config, plan.stride, plan.dilation)]
     else:
         parts = [(w, wu.default_config(arch, w.shape, depthwise=depthwise, ifm_bits=ifm_bits), stride, dilation)]
     encs = None
@@ -86,7 +92,8 @@ def encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, vela_info: v
     config = parts[0][1]
     data, infos = pack_streams(streams)
     return finish(layer, model, corrected, data, infos, fmt=fmt, traversal=config.traversal.value,
-                  source=config.source, coded=coded, ok=ok, vela=vela, stream_source=source, symbols=symbols)
+                  source=config.source, coded=coded, ok=ok, vela=vela, stream_source=source, symbols=symbols,
+                  note=plan.note if plan is not None else None)
 
 
 def vela_dilates_weights(model: Model, layer: WeightLayer) -> bool:

@@ -53,6 +53,7 @@ class LayerEncoding(OpRef):
     vela_encoded_bytes: int | None = None
     vela_format: str | None = None
     stream_source: str | None = None  # "vela": taken from Vela's compiled model; "hwopt": hwopt's encoder
+    block_note: str | None = None  # what hwopt's block plan cannot know of Vela's streams (block source "search")
     _data: bytes = field(default=b"", repr=False, compare=False)
 
 
@@ -117,7 +118,7 @@ def raw_symbol_counts(t: Tensor) -> tuple[np.ndarray, int] | None:
 def finish(layer: WeightLayer, model: Model, corrected: np.ndarray | None, data: bytes, streams: list[StreamInfo],
            *, fmt: str, traversal: str | None, source: str | None, coded: int, ok: bool,
            vela: tuple[int, str] | None = None, stream_source: str | None = None,
-           symbols: tuple[np.ndarray, int] | None = None) -> LayerEncoding:
+           symbols: tuple[np.ndarray, int] | None = None, note: str | None = None) -> LayerEncoding:
     t = layer.weights(model)
     n = int(t.elements)
     bpw = 8.0 * len(data) / n if n else 0.0
@@ -127,4 +128,4 @@ def finish(layer: WeightLayer, model: Model, corrected: np.ndarray | None, data:
         layer.subgraph, layer.op_index, layer.op, t.name, list(t.shape), t.dtype.label, True, None, n,
         t.data.nbytes if t.data is not None else n, len(data), bpw, ent, (bpw / ent) if ent > 0 else None,
         float(zeros) / n if n else 0.0, int(counts.size), fmt, traversal,
-        source, coded, streams, ok, vela[0] if vela else None, vela[1] if vela else None, stream_source, data)
+        source, coded, streams, ok, vela[0] if vela else None, vela[1] if vela else None, stream_source, note, data)

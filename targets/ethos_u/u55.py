@@ -374,3 +374,10 @@ def overlap_weight_streams(geometry: list[LayerGeometry], costs: list[LayerCost]
             prev = c.compute_cycles
         out.append(c)
     return out
+
+
+def u55_block(g: LayerGeometry, target: Target) -> Block | None:
+    """The block Vela's U55/U65 block search picks for this operator run as one NPU operation (None: Vela
+    lowers it into something else)."""
+    q = _query(g)
+    return None if q is None else find_block(q, target)

@@ -1,0 +1,64 @@
+"""The default Ethos-U encode (block configurations from hwopt's block searches, no Vela compile) writes
+Vela's own weight streams: golden bytes from Vela's compiled model (`encode --blocks vela`)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ("mlperftiny_resnet8_int8.tflite", "micro_speech_quantized.tflite", "person_detect.tflite",
+          "derived/ic_resnet8_clustered8_perchannel_int8.tflite")
+GENERATED = (14, 74, 21, 105)  # depthwise channel multipliers and transposed convolutions
+
+
+def _tool():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("check_encode_search", ROOT / "tools" / "check_encode_search.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, mod)  # its dataclasses look their module up by name
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("config", ["ethos-u55-128", "ethos-u65-512", "ethos-u85-256"])
+def test_default_encode_bytes_equal_vela_streams(shared_models: Path, config: str) -> None:
+    from hwopt.targets import resolve_target
+    from hwopt.testing.generator import generate
+
+    target = resolve_target(config)
+    tool = _tool()
+    items = [(n, (shared_models / n).read_bytes()) for n in SHARED]
+    items += [(g.name, g.data) for g in map(generate, GENERATED)]
+    layers = same = 0
+    for name, data in items:
+        for r in tool.compare(data, target):
+            layers += 1
+            same += r.same
+            if r.vela_sliced:  # Vela buffered the weights in OFM-depth slices: the record must say it may
+                assert r.noted, (name, r)
+            else:
+                assert r.same, (name, r)
+    assert layers >= 55 and same >= 0.85 * layers  # the misses are layers Vela sliced
+
+
+def test_the_slice_note_is_absent_where_nothing_is_buffered() -> None:
+    """Weights already in the staging memory (Sram_Only) are never buffered: one stream per core, no note."""
+    import numpy as np
+
+    from hwopt.format.tflite_io import read_model
+    from hwopt.targets import resolve_target
+    from hwopt.targets.ethos_u.block_plan import SLICE_NOTE, search_plans
+    from hwopt.testing.generator import generate
+
+    model = read_model(generate(14).data)
+    flash = search_plans(model, resolve_target("ethos-u55-128"))
+    sram = search_plans(model, resolve_target("ethos-u55-128", memory_mode="Sram_Only"))
+    assert flash.keys() == sram.keys() and flash
+    assert all(p.note is None for p in sram.values())
+    deep = [k for k, p in flash.items() if p.note == SLICE_NOTE]
+    depths = [model.subgraphs[k[0]].tensor(model.subgraphs[k[0]].operators[k[1]].outputs[0]).shape[-1] for k in deep]
+    assert all(np.asarray(depths) > 16)
