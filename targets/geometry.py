@@ -86,6 +86,7 @@ class LayerGeometry(OpRef):
     copies: tuple[tuple[tuple[int, int, int], bool, bool, bool], ...] = ()
     # operator options the lowering depends on ("align_corners", "half_pixel_centers" of a RESIZE)
     flags: frozenset[str] = frozenset()
+    position: int = -1  # its place in the order the compiler runs the subgraph (-1: the file's order)
 
     @property
     def ifm_elements(self) -> int:

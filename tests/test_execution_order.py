@@ -76,3 +76,17 @@ def test_chained_convolution_like_vela(seed: int, config: str, ops: tuple[int, .
     ours = {c.op_index: c.cycles for c in ethos_u_layer_costs(read_model(data), t)}
     for i in ops:
         assert ours[i] == pytest.approx(vela[i], rel=0.01)
+
+
+@pytest.mark.parametrize(("seed", "op"), [(100043, 15), (100876, 6)])  # both were 50 % under
+def test_weight_transfer_hides_under_the_operation_vela_runs_before(seed: int, op: int) -> None:
+    """A block's first convolution runs after the shortcut in Vela's order, so its weights load under the
+    shortcut, not under the operator written before it in the file."""
+    from hwopt.targets.ethos_u.analytic import ethos_u_layer_costs
+    from hwopt.targets.ethos_u.vela_engine import compile_model
+    from hwopt.testing.generator import generate
+
+    data, t = generate(seed, 0.15).data, resolve_target("ethos-u85-256")
+    vela = {r.op_index: r.cycles for r in compile_model(data, t).ops}
+    ours = {c.op_index: c.cycles for c in ethos_u_layer_costs(read_model(data), t)}
+    assert ours[op] == pytest.approx(vela[op], rel=0.05)

@@ -181,7 +181,9 @@ def ethos_u_geometry(model: Model, family: Family,
                                                           ("half_pixel_centers", "halfPixelCenters"))
                                            if getattr(opts, a, False)))
         out.append(g)
-    return _arena_boundaries(model, _concat_slices(model, out, placed), placed)
+    out = _arena_boundaries(model, _concat_slices(model, out, placed), placed)
+    position = {(sg.index, op): n for sg in model.subgraphs for n, op in enumerate(execution_order(sg))}
+    return [replace(g, position=position[(g.subgraph, g.op_index)]) for g in out]
 
 
 def _concat_slices(model: Model, geo: list[LayerGeometry], placed: Placement) -> list[LayerGeometry]:

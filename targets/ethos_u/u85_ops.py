@@ -251,9 +251,10 @@ def weight_transfer(g: LayerGeometry, target: Target) -> WeightDma | None:
 def overlap_u85_weights(geometry: list[LayerGeometry], costs: list[LayerCost], target: Target) -> list[LayerCost]:
     """Add each buffered weight stream's visible DMA time as Vela schedules it: the transfer runs under
     the preceding NPU operation; what that does not hide delays this one."""
-    out = []
+    out: list[LayerCost] = list(costs)
     prev, sg = 0, -1
-    for g, c in zip(geometry, costs, strict=True):
+    for n in sorted(range(len(geometry)), key=lambda k: (geometry[k].subgraph, geometry[k].position, k)):
+        g, c = geometry[n], costs[n]  # in the order Vela runs them: a transfer hides under the one before
         if g.subgraph != sg:
             prev, sg = 0, g.subgraph
         wt = weight_transfer(g, target) if c.placement == "npu" and c.cycles > 0 else None
@@ -270,13 +271,13 @@ def overlap_u85_weights(geometry: list[LayerGeometry], costs: list[LayerCost], t
         if is_lookup(g) and follows_vela(g, target) and c.cycles > 0:
             # the lookup table is copied in first, under the preceding operation when it can be
             src = target.const_memory
-            n = LUT_BYTES.get(g.itemsize, 2048)
-            lut = int(n / u85p.channel_bandwidth(target, src, u85p.Channel.MEM2MEM)) + target.memory_config(src).read_latency
+            size = LUT_BYTES.get(g.itemsize, 2048)
+            lut = int(size / u85p.channel_bandwidth(target, src, u85p.Channel.MEM2MEM)) + target.memory_config(src).read_latency
             npu = op + max(lut - prev, 0)
             c = replace(c, cycles=max(c.cycles, npu), compute_cycles=npu)
         if c.placement == "cpu":
             prev = 0
         elif c.cycles > 0:
             prev = op  # the next transfer hides under this operation's own cycles (not its weight wait)
-        out.append(c)
+        out[n] = c
     return out
