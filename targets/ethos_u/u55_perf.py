@@ -118,21 +118,27 @@ def _part_kernel(q: Query) -> bool:
     return part_util >= depth_util
 
 
-def _fits_grid(target: Target, ofm: tuple[np.ndarray, np.ndarray, np.ndarray],
+def _ceil(a: np.ndarray, b: int) -> np.ndarray:
+    """Ceiling division of an integer array."""
+    return -(-a // b)
+
+
+def _fits_grid(target: Target, acc: tuple[np.ndarray, np.ndarray, np.ndarray],
                ifm: tuple[np.ndarray, np.ndarray, np.ndarray], q: Query, elementwise: bool, acc40: bool) -> np.ndarray:
-    """Which candidate blocks' double-buffered IFM (and accumulator) blocks fit the SHRAM banks."""
+    """Which candidate blocks' double-buffered IFM (and accumulator) blocks fit the SHRAM banks. Each
+    triple holds arrays that broadcast to the (depth, height, width) candidate grid."""
     _, _, gran, banks = _arch(target)
     reserved_end = 2 if banks > 16 else 0
 
     def rnd(a: np.ndarray, b: int) -> np.ndarray:
-        return -(-a // b) * b
+        return _ceil(a, b) * b
 
     ifm_bytes = ifm[0] * ifm[1] * rnd(ifm[2] * (q.bits // 8), 8)
     ifm_banks = rnd(-(-ifm_bytes // BANK_BYTES) * 2, gran[(2 if elementwise else 0) + (q.bits == 16)])
     ifm_end = RESERVED_OUTPUT_BANKS + ifm_banks
     acc_start = banks - reserved_end
     if not elementwise:
-        acc_bytes = ofm[0] * ofm[1] * rnd(ofm[2], 8) * (40 if acc40 else 32) // 8
+        acc_bytes = acc[0] * acc[1] * rnd(acc[2], 8) * (40 if acc40 else 32) // 8
         acc_banks = rnd(-(-acc_bytes // BANK_BYTES) * 2, gran[5 if acc40 else 4])
         return np.asarray(ifm_end <= acc_start - acc_banks)
     return np.asarray(ifm_end + (0 if q.scalar else ifm_banks) <= acc_start)
@@ -141,7 +147,11 @@ def _fits_grid(target: Target, ofm: tuple[np.ndarray, np.ndarray, np.ndarray],
 @lru_cache(maxsize=4096)
 def find_block(q: Query, target: Target) -> Block:
     """The block Vela's search picks: the fitting OFM block with the least IFM + weight fetch per OFM
-    element (elementwise: the fewest blocks), ties to the smaller IFM coverage for small blocks."""
+    element (elementwise: the fewest blocks), ties to the smaller IFM coverage for small blocks.
+
+    Every candidate is costed at once on a (depth, height, width) grid, in the search's scan order;
+    each term is computed on the axes it depends on (the IFM rows on the height, the columns on the
+    width) and broadcast, in the search's single-precision operation order."""
     ub, ifm_ub_c, _, _ = _arch(target)
     elementwise = q.op is NpuOp.ELEMENTWISE
     ifm = q.ifm if q.ifm2 is None or q.ifm[0] * q.ifm[1] * q.ifm[2] >= math.prod(q.ifm2) else q.ifm2
@@ -164,48 +174,48 @@ def find_block(q: Query, target: Target) -> Block:
         depth += ub[2]
         if depth < oc:
             depth = round_up(depth, OFM_SPLIT_DEPTH)
-    # every candidate at once, in the search's scan order (depth, then height, then width)
-    d, h, w = (a.ravel() for a in np.meshgrid(np.array(depths, dtype=np.int64),
-                                                np.arange(ub[0], space[0] + 1, ub[0], dtype=np.int64),
-                                                np.arange(ub[1], space[1] + 1, ub[1], dtype=np.int64), indexing="ij"))
+    # the candidate axes: depth (D, 1, 1), height (1, H, 1), width (1, 1, W) broadcast to the grid
+    d = np.array(depths, dtype=np.int64)[:, None, None]
+    h = np.arange(ub[0], space[0] + 1, ub[0], dtype=np.int64)[None, :, None]
+    w = np.arange(ub[1], space[1] + 1, ub[1], dtype=np.int64)[None, None, :]
     # the IFM rows and columns a block needs (an upscaled IFM: half of them, rounded up)
     rnd, up = (1, q.upscale) if q.upscale > 1 else (0, 1)
-
-    def ceil_div(a: np.ndarray, b: int) -> np.ndarray:
-        return -(-a // b)
-
-    ih = ceil_div(ceil_div((h - 1) * q.stride[0] + min(kh, SUBKERNEL) + rnd, up), ub[0]) * ub[0]
-    iw = ceil_div(ceil_div((w - 1) * q.stride[1] + min(kw, SUBKERNEL) + rnd, up), ub[1]) * ub[1]
-    idepth = d if equal_depth else np.full_like(d, ifm_depth)
+    ih = _ceil(_ceil((h - 1) * q.stride[0] + min(kh, SUBKERNEL) + rnd, up), ub[0]) * ub[0]
+    iw = _ceil(_ceil((w - 1) * q.stride[1] + min(kw, SUBKERNEL) + rnd, up), ub[1]) * ub[1]
+    idepth = d if equal_depth else np.full((1, 1, 1), ifm_depth, dtype=np.int64)
     fit_h = np.minimum(h, oh) if (oh == 1 and kh == 1 and ub[0] == 2) else h  # 1-row convolutions: 1-row block
     ok = _fits_grid(target, (fit_h, w, d), (ih, iw, idepth), q, elementwise, acc40)
     if not ok.any():  # nothing fits (very large kernels): the smallest block
         return Block(ub, (ub[0], ub[1], ifm_depth), part, acc40)
     # single-precision arithmetic in Vela's operation order, so near-ties resolve alike
-    full_h, full_w, full_d = -(-oh // fit_h), -(-ow // w), -(-oc // d)
-    bx, by, bz = f32(ow) / w.astype(f32), f32(oh) / fit_h.astype(f32), f32(oc) / d.astype(f32)  # x is W
-    weight_fetch = (weight_wh * ifm[2] * full_h * full_w).astype(f32)
-    if q.op is not NpuOp.DEPTHWISE:
-        weight_fetch = weight_fetch * (bz * d.astype(f32))
-    ifm_fetch = (ih * iw * ifm[2] * repeats).astype(f32) * bx * by
-    if not equal_depth:
-        ifm_fetch = ifm_fetch * full_d.astype(f32)
     if elementwise:
         cost = f32(oh * ow * oc) / (h * w * d).astype(f32)
     else:
+        full_h, full_w, full_d = -(-oh // fit_h), -(-ow // w), -(-oc // d)
+        bx, by, bz = f32(ow) / w.astype(f32), f32(oh) / fit_h.astype(f32), f32(oc) / d.astype(f32)  # x is W
+        weight_fetch = (weight_wh * ifm[2] * full_h * full_w).astype(f32)
+        if q.op is not NpuOp.DEPTHWISE:
+            weight_fetch = weight_fetch * (bz * d.astype(f32))
+        ifm_fetch = (ih * iw * ifm[2] * repeats).astype(f32) * bx * by
+        if not equal_depth:
+            ifm_fetch = ifm_fetch * full_d.astype(f32)
         cost = (ifm_fetch + weight_fetch) / f32(oh * ow * oc)
     cost = np.where(ifm[0] * ifm[1] * ifm[2] < ih * iw * idepth * 2, cost / f32(2), cost)
     cost = np.where(ok, cost, np.inf)
+    grid = (len(depths), h.shape[1], w.shape[2])
+    cost = np.broadcast_to(cost, grid).ravel()
     ties = np.flatnonzero(cost == cost.min())
-    pick = int(ties[0])
+    ti_d, ti_h, ti_w = np.unravel_index(ties, grid)
+    pick = 0
     # later equal-cost candidates win only when small (<= 4x4) and covering at least as much of the IFM
-    small = ties[1:][(h[ties[1:]] <= 4) & (w[ties[1:]] <= 4)]
+    small = np.flatnonzero((h.ravel()[ti_h[1:]] <= 4) & (w.ravel()[ti_w[1:]] <= 4)) + 1
     if small.size:
-        cov = f32(ifm[0] * ifm[1]) / np.maximum(np.minimum(ifm[0], ih[small]) * np.minimum(ifm[1], iw[small]),
-                                                1).astype(f32)
+        cov = f32(ifm[0] * ifm[1]) / np.maximum(np.minimum(ifm[0], ih.ravel()[ti_h[small]])
+                                                * np.minimum(ifm[1], iw.ravel()[ti_w[small]]), 1).astype(f32)
         pick = int(small[np.flatnonzero(cov == cov.min())[-1]])
-    return Block((int(h[pick]), int(w[pick]), int(d[pick])), (int(ih[pick]), int(iw[pick]), int(idepth[pick])),
-                 part, acc40)
+    pd, ph, pw = int(ti_d[pick]), int(ti_h[pick]), int(ti_w[pick])
+    return Block((int(h[0, ph, 0]), int(w[0, 0, pw]), depths[pd]),
+                 (int(ih[0, ph, 0]), int(iw[0, 0, pw]), depths[pd] if equal_depth else ifm_depth), part, acc40)
 
 
 def transfer_bytes(target: Target, memory: str, nhwc: bool, bits: int, block: tuple[int, int, int],

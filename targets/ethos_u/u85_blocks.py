@@ -274,7 +274,11 @@ def _depthwise(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth:
 
 def _scan(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: int,
           traversal: Traversal) -> U85BlockConfig | None:
-    """Scan OFM blocks (depth, height, width order) for the least relative fetch cost in single precision."""
+    """Scan OFM blocks (depth, height, width order) for the least relative fetch cost in single precision.
+
+    Every candidate is costed at once on a (depth, height, width) grid: each term is computed on the
+    axes it depends on (the IFM rows on the height and the allocation unit, which follows the depth)
+    and broadcast, in the search's single-precision operation order."""
     f32 = np.float32
     equal_depth = q.op in (U85Op.RESIZE, U85Op.MEMORY_COPY)
     ifm = q.ifm if q.ifm2 is None or math.prod(q.ifm2) <= math.prod(q.ifm) else q.ifm2
@@ -296,22 +300,24 @@ def _scan(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: int,
             break
         depths.append(depth)
         depth += ub[2]
+    # the candidate axes: depth (D, 1, 1), height (1, H, 1), width (1, 1, W), broadcast to the grid
     d = np.array(depths)[:, None, None]
     h = np.arange(step[0], end[0] + 1, step[0])[None, :, None]
     w = np.arange(step[1], end[1] + 1, step[1])[None, None, :]
-    d, h, w = np.broadcast_arrays(d, h, w)
+    grid = (d.shape[0], h.shape[1], w.shape[2])
     ifm_d = d if equal_depth else np.full_like(d, ifm_depth)
     bits = ifm_d * q.ifm_bits
     au_idx = np.where(bits > 256, 2, np.where(bits > 128, 1, 0))
     aus = np.array(arch.alloc_units[ub]) * np.array([1, 1, 128 // q.ifm_bits])
-    au = aus[au_idx]  # (..., 3)
+    au = aus[au_idx]  # (D, 1, 1, 3): the allocation unit of each block depth
+    au_h, au_w, au_c = au[..., 0], au[..., 1], au[..., 2]
     dh, dw = _dilated(q)
     ib_h = -(-((h - 1) * q.stride[0] + min(dh, SUBKERNEL[0])) // q.upscale)
     ib_w = -(-((w - 1) * q.stride[1] + min(dw, SUBKERNEL[1])) // q.upscale)
-    ib_h, ib_w = -(-ib_h // au[..., 0]) * au[..., 0], -(-ib_w // au[..., 1]) * au[..., 1]
-    ib_d = -(-ifm_d // au[..., 2]) * au[..., 2]
+    ib_h, ib_w = -(-ib_h // au_h) * au_h, -(-ib_w // au_w) * au_w
+    ib_d = -(-ifm_d // au_c) * au_c
     fit_d = d if equal_depth else np.minimum(ib_d, ifm[2])
-    fit_d = -(-fit_d // au[..., 2]) * au[..., 2]
+    fit_d = -(-fit_d // au_c) * au_c
     acc = h * w * (-(-d // ACC_DEPTH_GRANULE) * ACC_DEPTH_GRANULE) * acc_bits // 8
     ifm_bytes = ib_h * ib_w * fit_d * (q.ifm_bits // 8)
     conv = q.op is U85Op.CONV
@@ -333,23 +339,26 @@ def _scan(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: int,
     cost = np.where(math.prod(ifm) < ib_h * ib_w * ib_d * 2, cost / f32(2.0), cost).astype(f32)
     for n_ram in (2, 1):
         ok = (ifm_bytes * n_ram <= arch.ifm_ram) & (acc * n_ram <= arch.acc_ram) if q.op is not U85Op.RESIZE \
-            else np.ones_like(acc, dtype=bool)
+            else np.ones(grid, dtype=bool)
         if ok.any():
             break
     else:
         return None
-    c = np.where(ok, cost, np.inf).ravel()
-    best = c.min()
-    ties = np.flatnonzero(c == best)
-    pick, best_cov = int(ties[0]), math.inf
-    flat_h, flat_w, flat_ibh, flat_ibw = h.ravel(), w.ravel(), ib_h.ravel(), ib_w.ravel()
-    for i in ties[1:]:  # equal cost: a small block that covers more of the IFM wins, later ones first
-        cov = f32(ifm[0] * ifm[1]) / f32(max(min(ifm[0], int(flat_ibh[i])) * min(ifm[1], int(flat_ibw[i])), 1))
-        if cov <= best_cov and flat_h[i] <= 4 and flat_w[i] <= 4:
-            pick, best_cov = int(i), float(cov)
-    i3 = np.unravel_index(pick, d.shape)
-    return U85BlockConfig((int(h[i3]), int(w[i3]), int(d[i3])), (int(ib_h[i3]), int(ib_w[i3]), int(ifm_d[i3])),
-                          ub, traversal, acc_bits, tuple(int(x) for x in au[i3]), n_ram)  # type: ignore[arg-type]
+    c = np.broadcast_to(np.where(ok, cost, np.inf), grid).ravel()
+    ties = np.flatnonzero(c == c.min())
+    t_d, t_h, t_w = np.unravel_index(ties, grid)
+    t_ibh, t_ibw = ib_h[t_d, t_h, 0], ib_w[t_d, 0, t_w]  # (the IFM block's rows per depth and height, ...)
+    pick = 0
+    # equal cost: a small (<= 4 x 4) block that covers more of the IFM wins, the last of the best
+    small = np.flatnonzero((h[0, t_h[1:], 0] <= 4) & (w[0, 0, t_w[1:]] <= 4)) + 1
+    if small.size:
+        cov = f32(ifm[0] * ifm[1]) / np.maximum(np.minimum(ifm[0], t_ibh[small]) * np.minimum(ifm[1], t_ibw[small]),
+                                                1).astype(f32)
+        pick = int(small[np.flatnonzero(cov == cov.min())[-1]])
+    pd, ph, pw = int(t_d[pick]), int(t_h[pick]), int(t_w[pick])
+    return U85BlockConfig((int(h[0, ph, 0]), int(w[0, 0, pw]), depths[pd]),
+                          (int(t_ibh[pick]), int(t_ibw[pick]), int(ifm_d[pd, 0, 0])),
+                          ub, traversal, acc_bits, tuple(int(x) for x in au[pd, 0, 0]), n_ram)  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=4096)
