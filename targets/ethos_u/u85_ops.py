@@ -99,7 +99,8 @@ def follows_vela(g: LayerGeometry, target: Target) -> bool:
     """Whether the U85 model costs this operator the way Vela's own estimator does (then its cycles
     are not calibrated): as one operation, or as the copies Vela lowers it into."""
     return not g.chained and (_u85_query(g, target) is not None or g.op in COPY_OPS or bool(g.copies)
-                              or (g.op == "TRANSPOSE_CONV" and g.weights is not None))
+                              or (g.op == "TRANSPOSE_CONV" and g.weights is not None)
+                              or (g.op == "SOFTMAX" and g.itemsize in (1, 2) and g.ifm == g.ofm))
 
 
 def _buffered(target: Target) -> bool:

@@ -306,9 +306,15 @@ def element_access(q: U85Operation, cfg: U85Config) -> Access:
         ifm = (fetch * subk * math.prod(blocks), 0)
         refetch = blocks[0] * blocks[1]
     elif q.op is U85Op.ELEMENTWISE:
-        reads = []
+        # one scalar is encoded in the command stream, a second one is read; every input is counted in
+        # whole units of the first input's storage (16-channel bricks when it is in NHCWB16)
+        reads, encoded = [], False
         for fm in (q.ifm, q.ifm2):
-            reads.append(0 if fm is None or math.prod(fm.shape) <= 1 else math.prod(rnd(fm)))
+            if fm is not None and (math.prod(fm.shape) > 1 or encoded):
+                reads.append(math.prod(rnd(Fm(fm.shape, fm.bits, q.ifm.nhwc, fm.memory))))
+            else:
+                reads.append(0)
+                encoded = encoded or fm is not None
         ifm, refetch = (reads[0], reads[1]), 0
     else:
         ifm, refetch = (math.prod(rnd(q.ifm)), 0), 0
