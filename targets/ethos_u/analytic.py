@@ -13,6 +13,7 @@ from hwopt.targets.ethos_u.placement import ethos_u_geometry
 from hwopt.targets.ethos_u.u55 import overlap_weight_streams, u55_layer_cost
 from hwopt.targets.ethos_u.u85 import u85_layer_cost
 from hwopt.targets.ethos_u.u85_lowering import lowered_cost
+from hwopt.targets.ethos_u.u85_multiplier import multiplier_cost
 from hwopt.targets.ethos_u.u85_ops import overlap_u85_weights, vela_style_cost
 from hwopt.targets.ethos_u.u85_softmax import softmax_cost
 from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind
@@ -27,8 +28,8 @@ def structural_cost(g: LayerGeometry, target: Target) -> LayerCost:
     if (g.kind is OpKind.NOP and not g.copies) or (g.chained and not u85):  # removed or fused
         return LayerCost(g.subgraph, g.op_index, g.op, "npu", 0, 0, {}, 0, 0, None, 0, "none")
     if target.family is Family.ETHOS_U85:
-        return (vela_style_cost(g, target) or softmax_cost(g, target) or lowered_cost(g, target)
-                or u85_layer_cost(g, target))
+        return (multiplier_cost(g, target) or vela_style_cost(g, target) or softmax_cost(g, target)
+                or lowered_cost(g, target) or u85_layer_cost(g, target))
     return u55_layer_cost(g, target)
 
 

@@ -110,6 +110,12 @@ def _deepen(shape: tuple[int, int, int], g: LayerGeometry | None = None) -> tupl
     return shape
 
 
+def is_multiplier(g: LayerGeometry) -> bool:
+    """A depthwise convolution with a channel multiplier > 1 over more than one input channel, which Vela
+    runs as several depthwise convolutions and transposes (`u85_multiplier`)."""
+    return g.kind is OpKind.DEPTHWISE and 1 < g.ifm[2] != g.ofm[2] and g.ofm[2] % g.ifm[2] == 0
+
+
 def u85_query(g: LayerGeometry) -> U85Query | None:
     """The block-search query of one layer as Vela lowers it for the U85 (None: no block configuration)."""
     op = _NAMED_OPS.get(g.op) or _QUERY_OPS.get(g.kind)

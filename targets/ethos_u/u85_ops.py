@@ -15,7 +15,7 @@ from hwopt.targets.descriptor import Target
 from hwopt.targets.ethos_u import u85_perf as u85p
 from hwopt.targets.ethos_u.cost_common import BRICK, encoded_weight_bytes, io_memories, padded_weights
 from hwopt.targets.ethos_u.placement import CHAINABLE
-from hwopt.targets.ethos_u.u85 import _deepen, u85_block, u85_macs, u85_query
+from hwopt.targets.ethos_u.u85 import _deepen, is_multiplier, u85_block, u85_macs, u85_query
 from hwopt.targets.ethos_u.u85_blocks import U85Op, U85Query, find_u85_block
 from hwopt.targets.ethos_u.u85_lowering import COPY_OPS
 from hwopt.targets.ethos_u.weight_layout import Traversal
@@ -147,17 +147,20 @@ def transpose_conv_cost(g: LayerGeometry, target: Target) -> LayerCost | None:
 
 
 def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | None = None,
-                    in_place: bool = False) -> LayerCost | None:
+                    in_place: bool = False, ofm: u85p.Fm | None = None) -> LayerCost | None:
     """One NPU operation costed the way Vela's U85 estimator does (`u85_perf`): block cycles, burst- and
     channel-limited traffic per memory, weights read per OFM block in H x W. The weight DMA's overlap
     with the preceding operation is added by `overlap_u85_weights` (which may choose `in_place`:
-    weights read straight from the constant memory, not staged)."""
+    weights read straight from the constant memory, not staged). `ofm` overrides where and how the
+    output is written (a part of a lowered operator writing an intermediate tensor)."""
     if g.op == "TRANSPOSE_CONV":
         return transpose_conv_cost(g, target)
     qc = _u85_query(g, target, config)
     if qc is None:
         return None
     q, cfg = qc
+    if ofm is not None:
+        q = replace(q, ofm=ofm)
     timed = q
     if any(c in CHAINABLE for c in g.chain):
         # the output goes to the chaining buffer: Vela times its block write at the memory of a tensor it
@@ -229,8 +232,8 @@ class WeightDma:
 
 def weight_transfer(g: LayerGeometry, target: Target) -> WeightDma | None:
     """The DMA of an operator's weights into the staging memory, or None when it reads them in place."""
-    if not _buffered(target) or g.chained or g.op not in MAC_OPS:
-        return None
+    if not _buffered(target) or g.chained or g.op not in MAC_OPS or is_multiplier(g):
+        return None  # (a multiplier's depthwise parts are costed with their weights by `u85_multiplier`)
     encoded = encoded_weight_bytes(g, target)
     if not encoded or g.kind is OpKind.POOL:
         return None
