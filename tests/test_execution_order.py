@@ -90,3 +90,19 @@ def test_weight_transfer_hides_under_the_operation_vela_runs_before(seed: int, o
     vela = {r.op_index: r.cycles for r in compile_model(data, t).ops}
     ours = {c.op_index: c.cycles for c in ethos_u_layer_costs(read_model(data), t)}
     assert ours[op] == pytest.approx(vela[op], rel=0.05)
+
+
+def test_fused_activation_into_a_graph_output_makes_its_producer_write_the_arena() -> None:
+    """A convolution whose LOGISTIC Vela fuses writes the graph output itself: NHWC, in the arena (it
+    was costed writing an SRAM intermediate, 33 % under Vela)."""
+    from hwopt.targets.descriptor import Family
+    from hwopt.targets.ethos_u.analytic import ethos_u_layer_costs
+    from hwopt.targets.ethos_u.vela_engine import compile_model
+    from hwopt.testing.generator import generate
+
+    data, t = generate(100088, 0.15).data, resolve_target("ethos-u85-2048")
+    conv = next(g for g in ethos_u_geometry(read_model(data), Family.ETHOS_U85) if g.op == "CONV_2D")
+    assert conv.chain == ("LOGISTIC",) and conv.ofm_in_arena
+    vela = {r.op_index: r.cycles for r in compile_model(data, t).ops}
+    ours = {c.op_index: c.cycles for c in ethos_u_layer_costs(read_model(data), t)}
+    assert ours[conv.op_index] == pytest.approx(vela[conv.op_index], rel=0.02)

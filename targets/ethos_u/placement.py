@@ -183,7 +183,21 @@ def ethos_u_geometry(model: Model, family: Family,
         out.append(g)
     out = _arena_boundaries(model, _concat_slices(model, out, placed), placed)
     position = {(sg.index, op): n for sg in model.subgraphs for n, op in enumerate(execution_order(sg))}
-    return [replace(g, position=position[(g.subgraph, g.op_index)]) for g in out]
+    out = [replace(g, position=position[(g.subgraph, g.op_index)]) for g in out]
+    return _chain_outputs(model, out, family, placed)
+
+
+def _chain_outputs(model: Model, geo: list[LayerGeometry], family: Family, placed: Placement) -> list[LayerGeometry]:
+    """A pass whose output an activation or chained operator takes over writes that operator's output:
+    when it is a graph output, the pass writes to the arena, NHWC."""
+    pos = {(g.subgraph, g.op_index): n for n, g in enumerate(geo)}
+    for sg in model.subgraphs:
+        riders = chained_ops(sg, family, placed)
+        for rider in sorted(riders, key=lambda r: -geo[pos[(sg.index, r)]].position):  # chain ends first
+            src = pos[(sg.index, riders[rider])]
+            if geo[pos[(sg.index, rider)]].ofm_in_arena and not geo[src].ofm_in_arena:
+                geo[src] = replace(geo[src], ofm_in_arena=True)
+    return geo
 
 
 def _concat_slices(model: Model, geo: list[LayerGeometry], placed: Placement) -> list[LayerGeometry]:
