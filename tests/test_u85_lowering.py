@@ -48,6 +48,10 @@ def _compare(seed: int, config: str, op: str) -> list[tuple[int, int]]:
     (100274, "DEPTHWISE_CONV_2D", "ethos-u85-256"),  # multiplier 2, 7 transposes (was 97 % under)
     (100810, "DEPTHWISE_CONV_2D", "ethos-u85-1024"),  # strided, from a graph input in DRAM (was 32 % under)
     (100550, "DEPTHWISE_CONV_2D", "ethos-u85-2048"),  # multiplier 4 (was 92 % under)
+    # a fused clamp on a shallow (depth < 8) output: Vela runs it as a deepened pass of its own
+    (100182, "CONV_2D", "ethos-u85-128"),  # (the second convolution was 27 % under on u85-256)
+    (100182, "CONV_2D", "ethos-u85-1024"),
+    (100936, "DEPTHWISE_CONV_2D", "ethos-u85-256"),  # (was 48 % under)
 ])
 def test_lowered_like_vela(seed: int, op: str, config: str) -> None:
     """Each copy or lookup Vela lowers the operator into is costed by the U85 per-operation model."""

@@ -161,6 +161,10 @@ def geometry_family(family: Family) -> Family:
     return Family.ETHOS_U55 if family is Family.ETHOS_U65 else family
 
 
+_UNRESHAPED = frozenset([OpKind.CONV, OpKind.DEPTHWISE, OpKind.FULLY_CONNECTED, OpKind.POOL])  # keep their shape
+_CLAMP_CODES = frozenset([1, 2, 3])  # TFLite fused RELU, RELU_N1_TO_1, RELU6
+
+
 def ethos_u_geometry(model: Model, family: Family,
                      stats: dict[tuple[int, int], WeightInfo | None] | None = None) -> list[LayerGeometry]:
     """Every operator as a `LayerGeometry` with Ethos-U placement (and U85 chaining); `stats` memoises
@@ -180,6 +184,13 @@ def ethos_u_geometry(model: Model, family: Family,
             g = replace(g, flags=frozenset(f for f, a in (("align_corners", "alignCorners"),
                                                           ("half_pixel_centers", "halfPixelCenters"))
                                            if getattr(opts, a, False)))
+        elif family is Family.ETHOS_U85 and g.kind in _UNRESHAPED and g.op != "TRANSPOSE_CONV":
+            opts = model.subgraphs[g.subgraph].operators[g.op_index].options
+            h, w, c = g.ofm
+            if getattr(opts, "fusedActivationFunction", 0) in _CLAMP_CODES and h * w * c > 16 and c < 8:
+                # the clamp, split off and deepened like a standalone one, no longer fits the operation's
+                # output: Vela runs it as a pass of its own
+                g = replace(g, flags=g.flags | {"activation_pass"})
         out.append(g)
     out = _arena_boundaries(model, _concat_slices(model, out, placed), placed)
     position = {(sg.index, op): n for sg in model.subgraphs for n, op in enumerate(execution_order(sg))}

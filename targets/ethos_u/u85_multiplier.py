@@ -16,9 +16,9 @@ from dataclasses import replace
 from hwopt.targets.descriptor import Target
 from hwopt.targets.ethos_u import u85_perf as u85p
 from hwopt.targets.ethos_u.cost_common import io_memories
-from hwopt.targets.ethos_u.u85 import is_multiplier, u85_macs
-from hwopt.targets.ethos_u.u85_blocks import OFM_BLOCK_MAX, U85Op, U85Query, find_u85_block
-from hwopt.targets.ethos_u.u85_ops import vela_style_cost
+from hwopt.targets.ethos_u.u85 import is_multiplier
+from hwopt.targets.ethos_u.u85_blocks import OFM_BLOCK_MAX, U85Op, U85Query
+from hwopt.targets.ethos_u.u85_ops import intermediate_memory, pool_pass, vela_style_cost
 from hwopt.targets.geometry import LayerCost, LayerGeometry
 
 Shape3 = tuple[int, int, int]
@@ -99,18 +99,15 @@ def _same_bricks(a: Shape3, b: Shape3) -> bool:
     return a[1:] == b[1:]
 
 
-def _transpose_cost(ifm: u85p.Fm, ofm: u85p.Fm, axes: str, act_rate: float, target: Target) -> tuple[int, int, dict[str, int]]:
+def _transpose_cost(ifm: u85p.Fm, ofm: u85p.Fm, axes: str, act_rate: float, target: Target
+                    ) -> tuple[int, int, dict[str, int]]:
     """(cycles, NPU cycles, access cycles per memory) of one 3-D transpose, a 1x1 pooling pass whose
     block is searched in the IFM's axis order."""
-    limit = tuple(OFM_BLOCK_MAX[axes.index(a)] for a in "HWC")
+    limit = (OFM_BLOCK_MAX[axes.index("H")], OFM_BLOCK_MAX[axes.index("W")], OFM_BLOCK_MAX[axes.index("C")])
     brick = "C" if ofm.nhwc else axes[2]
-    blk = find_u85_block(U85Query(U85Op.POOL, ifm.shape, ifm.shape, ifm_bits=ifm.bits, ofm_bits=ofm.bits,
-                                  block_max=limit, brick_axis=brick), u85_macs(target))  # type: ignore[arg-type]
-    cfg = u85p.U85Config(blk.ofm, blk.ifm, blk.ublock, False, blk.acc_bits == 64)
-    q = u85p.U85Operation(U85Op.POOL, ifm, ofm, ao_per_element=act_rate)
-    op = u85p.op_cycles(q, cfg, target).total
-    mem = u85p.access_cycles(target, u85p.feature_map_traffic(q, cfg, target, u85p.element_access(q, cfg)))
-    return max(op, max(mem.values(), default=0)), op, mem
+    query = U85Query(U85Op.POOL, ifm.shape, ifm.shape, ifm_bits=ifm.bits, ofm_bits=ofm.bits, block_max=limit,
+                     brick_axis=brick)
+    return pool_pass(ifm, ofm, act_rate, target, query)
 
 
 def multiplier_cost(g: LayerGeometry, target: Target) -> LayerCost | None:
@@ -122,8 +119,7 @@ def multiplier_cost(g: LayerGeometry, target: Target) -> LayerCost | None:
     m = g.ofm[2] // c
     bits = 8 * g.itemsize
     ifm_mem, ofm_mem = io_memories(g, target)
-    size = m * oh * ow * c * g.itemsize
-    mid = "Sram" if target.arena_memory == "Sram" or 2 * size <= target.arena_limit // 2 else target.arena_memory
+    mid = intermediate_memory(m * oh * ow * c * g.itemsize, target)
     weights = g.weights and replace(g.weights, count=max(1, g.weights.count // m))
     part = replace(g, ofm=(oh, ow, c), weights=weights, macs=g.macs // m, chain=())
     chain = transpose_chain([m, oh, ow, c], [1, 2, 3, 0])

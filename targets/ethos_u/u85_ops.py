@@ -155,6 +155,8 @@ def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | N
     output is written (a part of a lowered operator writing an intermediate tensor)."""
     if g.op == "TRANSPOSE_CONV":
         return transpose_conv_cost(g, target)
+    if "activation_pass" in g.flags and ofm is None:
+        return _with_activation_pass(g, target, config, in_place)
     qc = _u85_query(g, target, config)
     if qc is None:
         return None
@@ -285,3 +287,42 @@ def overlap_u85_weights(geometry: list[LayerGeometry], costs: list[LayerCost], t
             prev = op  # the next transfer hides under this operation's own cycles (not its weight wait)
         out[n] = c
     return out
+
+
+def intermediate_memory(nbytes: int, target: Target) -> str:
+    """Where a tensor Vela makes while lowering an operator lives (read and written once each): SRAM
+    when both copies fit the cache, else the arena."""
+    arena = target.arena_memory
+    return "Sram" if arena == "Sram" or 2 * nbytes <= target.arena_limit // 2 else arena
+
+
+def pool_pass(ifm: u85p.Fm, ofm: u85p.Fm, rate: float, target: Target, query: U85Query | None = None
+              ) -> tuple[int, int, dict[str, int]]:
+    """(cycles, NPU cycles, access cycles per memory) of one 1x1 pooling pass (a clamp, a transpose) at
+    `rate` output-stage cycles per element, on the block of `query` (default: its own shapes)."""
+    q0 = query or U85Query(U85Op.POOL, ifm.shape, ofm.shape, ifm_bits=ifm.bits, ofm_bits=ofm.bits)
+    blk = find_u85_block(q0, u85_macs(target))
+    cfg = u85p.U85Config(blk.ofm, blk.ifm, blk.ublock, False, blk.acc_bits == 64)
+    q = u85p.U85Operation(U85Op.POOL, ifm, ofm, ao_per_element=rate)
+    op = u85p.op_cycles(q, cfg, target).total
+    mem = u85p.access_cycles(target, u85p.feature_map_traffic(q, cfg, target, u85p.element_access(q, cfg)))
+    return max(op, max(mem.values(), default=0)), op, mem
+
+
+def _with_activation_pass(g: LayerGeometry, target: Target, config: u85p.U85Config | None, in_place: bool
+                          ) -> LayerCost | None:
+    """An operation whose fused clamp Vela runs apart (`activation_pass`): the operation writes an NHWC
+    intermediate, then a pooling pass clamps it, deepened, into the output."""
+    bits = 8 * g.itemsize
+    mid = intermediate_memory(g.ofm_elements * g.itemsize, target)
+    main = vela_style_cost(g, target, config, in_place, ofm=u85p.Fm(g.ofm, bits, True, mid))
+    if main is None:
+        return None
+    deep = _deepen(g.ofm)
+    rate = max(u85p.output_cycles_per_element(target, bits, bits), u85p.hardware(target).activation_cycles[0])
+    cycles, op, mem = pool_pass(u85p.Fm(deep, bits, True, mid), u85p.Fm(deep, bits, True, io_memories(g, target)[1]),
+                                rate, target)
+    mem_total = dict(main.memory_cycles)
+    for k, v in mem.items():
+        mem_total[k] = mem_total.get(k, 0) + v
+    return replace(main, cycles=main.cycles + cycles, compute_cycles=main.compute_cycles + op, memory_cycles=mem_total)
