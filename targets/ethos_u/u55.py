@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from hwopt.targets.descriptor import Family, Target
 from hwopt.targets.ethos_u.cost_common import (
@@ -162,6 +163,7 @@ def u55_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
 
 
 
+@lru_cache(maxsize=4096)  # asked for each operator by its cost, its weight stream and its calibration
 def _query(g: LayerGeometry) -> Query | None:
     """The operator as one Vela NPU operation, or None when Vela lowers it into something else."""
     bits = 8 * g.itemsize

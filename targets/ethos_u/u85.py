@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from hwopt.errors import HwoptError
 from hwopt.targets.descriptor import Family, Target
@@ -116,6 +117,7 @@ def is_multiplier(g: LayerGeometry) -> bool:
     return g.kind is OpKind.DEPTHWISE and 1 < g.ifm[2] != g.ofm[2] and g.ofm[2] % g.ifm[2] == 0
 
 
+@lru_cache(maxsize=4096)
 def u85_query(g: LayerGeometry) -> U85Query | None:
     """The block-search query of one layer as Vela lowers it for the U85 (None: no block configuration)."""
     op = _NAMED_OPS.get(g.op) or _QUERY_OPS.get(g.kind)

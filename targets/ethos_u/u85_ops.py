@@ -9,6 +9,7 @@ and lookup-table transfers overlap the preceding operation as Vela schedules the
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from hwopt.errors import HwoptError
 from hwopt.targets.descriptor import Target
@@ -55,6 +56,7 @@ _PERF_OPS = frozenset({U85Op.RESIZE, U85Op.CONV, U85Op.DEPTHWISE, U85Op.VECTOR_P
                        U85Op.ELEMENTWISE})  # the operations u85_perf costs
 
 
+@lru_cache(maxsize=4096)  # asked for each operator by its cost, its weight transfer and its calibration
 def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None = None
                ) -> tuple[u85p.U85Operation, u85p.U85Config] | None:
     """The operator as one U85 NPU operation (shaped as Vela lowers it) and its block configuration

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 from hwopt.targets.descriptor import Target
 from hwopt.targets.ethos_u.u85_arch import U85Op
@@ -44,6 +45,7 @@ U85_HARDWARE = {
 }
 
 
+@lru_cache(maxsize=64)
 def hardware(target: Target) -> U85Hardware:
     """The hardware table of the U85 configuration with the nearest MAC count not above the target's."""
     fits = [m for m in U85_HARDWARE if m <= target.npu.macs] or [min(U85_HARDWARE)]
@@ -130,6 +132,7 @@ def transfer_bytes(target: Target, fm: Fm, block: Shape, elements: int, read: bo
     return (elements * bits // 8) * max_burst // burst_bytes
 
 
+@lru_cache(maxsize=1024)  # a function of the target alone, asked several times per operation
 def channel_bandwidth(target: Target, memory: str, channel: Channel | None) -> float:
     """Bytes/cycle one channel sustains: bursts in flight (its read buffer over the burst length,
     bounded by the memory's outstanding transactions over its ports) x burst length / latency."""
