@@ -391,6 +391,10 @@ class Background(Generic[T]):
             interrupt()
         self._thread.join()
 
+    def done(self) -> bool:
+        """Whether the call has ended (its result or error is ready)."""
+        return not self._thread.is_alive()
+
     def result(self) -> T:
         self._thread.join()
         if self._error is not None:

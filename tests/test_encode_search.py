@@ -62,3 +62,33 @@ def test_the_slice_note_is_absent_where_nothing_is_buffered() -> None:
     deep = [k for k, p in flash.items() if p.note == SLICE_NOTE]
     depths = [model.subgraphs[k[0]].tensor(model.subgraphs[k[0]].operators[k[1]].outputs[0]).shape[-1] for k in deep]
     assert all(np.asarray(depths) > 16)
+
+
+@pytest.mark.parametrize("config", ["ethos-u55-128", "ethos-u85-256"])
+def test_layers_encoded_in_the_worker_are_the_same(shared_models: Path, config: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large model's layers are shared between this process and the isolation worker; the report is
+    the same, byte for byte, as when this process encodes them all."""
+    from hwopt import isolation
+    from hwopt.engines import encode as engine
+    from hwopt.engines.encode_ethos_u import WORKER_ENCODE
+    from hwopt.format.tflite_io import read_model
+    from hwopt.records import dumps
+    from hwopt.targets import resolve_target
+
+    model = read_model(shared_models / "mlperftiny_resnet8_int8.tflite")
+    target = resolve_target(config)
+    alone = engine.encode_model(model, target)
+    calls: list[str] = []
+    real = isolation.Worker.call
+
+    def counting(self: isolation.Worker, where: str, *args: object, library: str, **kwargs: object) -> object:
+        calls.append(where)
+        return real(self, where, *args, library=library, **kwargs)
+
+    monkeypatch.setattr(isolation.Worker, "call", counting)
+    monkeypatch.setattr(engine, "OFFLOAD_MIN_WEIGHTS", 0)
+    shared = engine.encode_model(model, target)
+    assert calls.count(WORKER_ENCODE) >= 1
+    assert [la._data for la in shared.layers] == [la._data for la in alone.layers]
+    assert dumps(shared) == dumps(alone)

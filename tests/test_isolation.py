@@ -124,7 +124,7 @@ def test_vela_sigsegv_on_a_zero_point_out_of_range_is_exit_2(tmp_path: Path, run
     model = tmp_path / "zp.tflite"
     model.write_bytes(hostile.conv_model(weight_zp=1000, seed=7))  # bytes no other test caches
     _no_checks(monkeypatch)
-    r = run_cli("encode", model, "--target", "ethos-u55-128")  # Vela's block configurations: a Regor compile
+    r = run_cli("encode", model, "--target", "ethos-u55-128", "--blocks", "vela")  # a Regor compile
     assert r.code == 2, r.err
     assert r.err.strip() == "hwopt: error: Vela crashed on this model (SIGSEGV)"
 

@@ -13,7 +13,16 @@ import numpy as np
 from hwopt import isolation
 from hwopt.analysis.layers import WeightLayer, weight_layers
 from hwopt.analysis.validate import Engine, operator_problem
-from hwopt.engines.encode_ethos_u import encode_u, plan_of, vela_dilates_weights
+from hwopt.engines.encode_ethos_u import (
+    OFFLOAD_MIN_WEIGHTS,
+    WORKER_PRELOAD,
+    Offload,
+    encode_u,
+    finish_u,
+    plan_of,
+    prepare_u,
+    vela_dilates_weights,
+)
 from hwopt.engines.encode_layer import INT_WEIGHTS, LayerEncoding, not_encodable, raw_symbol_counts, weight_problem
 from hwopt.engines.encode_n78 import encode_n78, n78_problem
 from hwopt.errors import CompileError, OutputError, UnsupportedModelError, UsageError
@@ -24,6 +33,7 @@ from hwopt.isolation import Background
 from hwopt.preloads import VELA_PRELOAD
 from hwopt.records import dumps
 from hwopt.targets import Family, Target
+from hwopt.targets.ethos_n.variants import N78Variant
 from hwopt.targets.ethos_u import vela_blocks as vb
 from hwopt.targets.ethos_u import vela_weights as vw
 from hwopt.targets.ethos_u import weights as wu
@@ -123,9 +133,44 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
                 block_source = "rule"
         if block_source == "rule":
             plans = search_plans(model, target, [la for la, r in zip(layers, reasons, strict=True) if r is None])
-    out: list[LayerEncoding] = []
+    out: list[LayerEncoding | None] = []
     pending = vw.PendingDecodes()
+    offload = None
+    if arch is not None and plans and isolation.uses_worker() and sum(
+            la.weights(model).elements for la, r in zip(layers, reasons, strict=True) if r is None) >= OFFLOAD_MIN_WEIGHTS:
+        offload = Offload(arch)
+    try:
+        _encode_layers(model, layers, reasons, out, arch, variant, vela_infos, plans, located, pending, symbols, offload)
+        done = offload.collect(wait=True) if offload is not None else None
+        if done is not None:
+            out[done[0]] = finish_u(done[1], model, done[2])
+    except BaseException:
+        if offload is not None:
+            offload.cancel()
+        raise
+    result = [la for la in out if la is not None]
+    assert len(result) == len(out)
+    for la in result:
+        if not la.roundtrip_ok:
+            log.error("round trip failed for subgraph %d op %d (%s)", la.subgraph, la.op_index, la.op)
+    for i in sorted(pending.failed()):  # Vela's streams that do not decode to the layer's weights
+        la = result[i]
+        log.error("Vela's stream does not decode to the weights of subgraph %d op %d (%s)", la.subgraph, la.op_index,
+                  la.op)
+        result[i] = replace(la, roundtrip_ok=False)
+    return EncodeReport(SCHEMA, path, target.name, target.family.value, block_source, result,
+                        _summary(result, vela_total))
+
+
+def _encode_layers(model: Model, layers: list[WeightLayer], reasons: list[str | None], out: list[LayerEncoding | None],
+                   arch: wu.EthosUArch | None, variant: N78Variant | None, vela_infos: dict[int, vb.VelaLayerInfo],
+                   plans: dict[tuple[int, int], LayerPlan], located: vw.CompiledStreams | None,
+                   pending: vw.PendingDecodes, symbols: dict[int, tuple[np.ndarray, int] | None],
+                   offload: Offload | None) -> None:
+    """Encode each layer into `out`, in order; a layer handed to `offload` holds its place with None."""
     for layer, reason in zip(layers, reasons, strict=True):
+        if offload is not None and (done := offload.collect(wait=False)) is not None:
+            out[done[0]] = finish_u(done[1], model, done[2])
         if reason is not None:
             out.append(not_encodable(layer, model, reason))
             continue
@@ -148,17 +193,15 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
                     pending.owner = len(out)
                     enc = encode_u(layer, model, arch, plan, vela_layer.data(located.read_only), vela_layer.fast,
                                    pending, vela=vela, symbols=symbols.get(len(out)))
+                elif offload is not None:
+                    job = prepare_u(layer, model, arch, plan, vela=vela, symbols=symbols.get(len(out)))
+                    if offload.take(len(out), job):
+                        out.append(None)  # the worker encodes it
+                        continue
+                    enc = finish_u(job, model, wu.encode_parts(job.parts, arch, job.ifm_bits))
                 else:
                     enc = encode_u(layer, model, arch, plan, vela=vela, symbols=symbols.get(len(out)))
-        if not enc.roundtrip_ok:
-            log.error("round trip failed for subgraph %d op %d (%s)", layer.subgraph, layer.op_index, layer.op)
         out.append(enc)
-    for i in sorted(pending.failed()):  # Vela's streams that do not decode to the layer's weights
-        la = out[i]
-        log.error("Vela's stream does not decode to the weights of subgraph %d op %d (%s)", la.subgraph, la.op_index,
-                  la.op)
-        out[i] = replace(la, roundtrip_ok=False)
-    return EncodeReport(SCHEMA, path, target.name, target.family.value, block_source, out, _summary(out, vela_total))
 
 
 def _file_bytes(path: str) -> bytes:
@@ -202,10 +245,20 @@ def encode(path: str | os.PathLike[str], target: Target, *, block_source: str | 
     """
     if block_source is None:
         block_source = "rule"
+    if block_source == "rule" and target.family.is_ethos_u and _large(path):
+        isolation.prestart(*WORKER_PRELOAD)  # it encodes every other layer: started while the model is read
     if block_source == "vela" and target.family.is_ethos_u:
         isolation.prestart(*VELA_PRELOAD)  # the worker starts while the model is read
     model = read_model(Path(path))
     return encode_model(model, target, block_source=block_source, path=str(path), streams=streams)
+
+
+def _large(path: str | os.PathLike[str]) -> bool:
+    """A file with enough weights that encoding on two cores pays for the worker's start."""
+    try:
+        return os.stat(path).st_size >= OFFLOAD_MIN_WEIGHTS
+    except OSError:
+        return False
 
 
 def layer_file_name(layer: LayerEncoding) -> str:

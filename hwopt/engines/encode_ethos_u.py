@@ -3,8 +3,11 @@ Vela's Size strategy picks, taken from Vela's compile where it holds them, else 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from hwopt import isolation
 from hwopt.analysis.layers import WeightLayer, to_ohwi, zero_corrected
 from hwopt.engines.encode_layer import LayerEncoding, finish, pack_streams
 from hwopt.ir import DType, Model, Operator, Subgraph
@@ -29,12 +32,40 @@ def plan_of(info: vb.VelaLayerInfo) -> LayerPlan:
     return LayerPlan(info.parts or ((info.config, info.stride, info.dilation),))
 
 
+@dataclass
+class LayerJob:
+    """One layer ready to encode: the weights of each NPU operation that reads them with its block
+    configuration, and Vela's streams where they were adopted (`encs`)."""
+
+    layer: WeightLayer
+    corrected: np.ndarray
+    parts: list[wu.Part]
+    ifm_bits: int
+    plan: LayerPlan | None
+    vela: tuple[int, str] | None
+    symbols: tuple[np.ndarray, int] | None
+    encs: list[wu.EncodedWeights] | None = None
+
+    @property
+    def weights(self) -> int:
+        return sum(int(p[0].size) for p in self.parts)
+
+
 def encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerPlan | None,
              vela_parts: list[bytes] | None = None, vela_fast: bool = False,
              pending: vw.PendingDecodes | None = None, *, vela: tuple[int, str] | None = None,
              symbols: tuple[np.ndarray, int] | None = None) -> LayerEncoding:
     """One layer's streams for the block configurations of `plan` (None: hwopt's shape rule); `vela_parts`
     are Vela's own streams to adopt when they decode to the layer's weights, `vela` Vela's (bytes, format)."""
+    job = prepare_u(layer, model, arch, plan, vela_parts, vela_fast, pending, vela=vela, symbols=symbols)
+    return finish_u(job, model, job.encs if job.encs is not None else wu.encode_parts(job.parts, arch, job.ifm_bits))
+
+
+def prepare_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerPlan | None,
+              vela_parts: list[bytes] | None = None, vela_fast: bool = False,
+              pending: vw.PendingDecodes | None = None, *, vela: tuple[int, str] | None = None,
+              symbols: tuple[np.ndarray, int] | None = None) -> LayerJob:
+    """Everything of `encode_u` before hwopt's own encoding (which `wu.encode_parts` does, here or in a worker)."""
     sg = model.subgraphs[layer.subgraph]
     op = sg.operators[layer.op_index]
     corrected = zero_corrected(model, layer)
@@ -58,7 +89,7 @@ def encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerP
         # U55/U65 run a transposed convolution as a convolution with the kernel rotated by 180 degrees.
         w = np.ascontiguousarray(w[:, ::-1, ::-1, :])
     # (weights, config, stride, dilation) of each NPU operation that reads this layer's weights.
-    parts: list[tuple[np.ndarray, wu.BlockConfig, tuple[int, int], tuple[int, int]]]
+    parts: list[wu.Part]
     if plan is not None:
         mult = w.shape[0] // max(1, _ifm_depth(sg, op)) if depthwise else 1
         if depthwise and mult > 1 and len(plan.parts) == mult:
@@ -70,16 +101,17 @@ def encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerP
             parts = [(w, plan.config, plan.stride, plan.dilation)]
     else:
         parts = [(w, wu.default_config(arch, w.shape, depthwise=depthwise, ifm_bits=ifm_bits), stride, dilation)]
-    encs = None
+    job = LayerJob(layer, corrected, parts, ifm_bits, plan, vela, symbols)
     if vela_parts is not None and pending is not None:
         queued = len(pending.items)
-        encs = vw.adopt_layer(parts, arch, ifm_bits, vela_parts, vela_fast, pending)
-        if encs is None:
+        job.encs = vw.adopt_layer(parts, arch, ifm_bits, vela_parts, vela_fast, pending)
+        if job.encs is None:
             del pending.items[queued:]  # hwopt encodes the layer itself: nothing of Vela's to decode
-    source = "vela" if encs is not None else "hwopt"
-    if encs is None:
-        encs = [wu.encode_u85(pw, arch, c, ifm_bits=ifm_bits, stride=s, dilation=d) if arch.is_u85 else
-                wu.encode_u55(pw, arch, c, ifm_bits=ifm_bits, dilation=d) for pw, c, s, d in parts]
+    return job
+
+
+def finish_u(job: LayerJob, model: Model, encs: list[wu.EncodedWeights]) -> LayerEncoding:
+    """The layer's record from its encoded parts."""
     streams: list[tuple[bytes, int, int, int]] = []
     ok = True
     coded = 0
@@ -89,11 +121,49 @@ def encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerP
         ok = ok and enc.roundtrip_ok
         coded += enc.coded_weights
         fmt = fmt or enc.fmt.value
-    config = parts[0][1]
+    config = job.parts[0][1]
     data, infos = pack_streams(streams)
-    return finish(layer, model, corrected, data, infos, fmt=fmt, traversal=config.traversal.value,
-                  source=config.source, coded=coded, ok=ok, vela=vela, stream_source=source, symbols=symbols,
-                  note=plan.note if plan is not None else None)
+    return finish(job.layer, model, job.corrected, data, infos, fmt=fmt, traversal=config.traversal.value,
+                  source=config.source, coded=coded, ok=ok, vela=job.vela,
+                  stream_source="vela" if job.encs is not None else "hwopt", symbols=job.symbols,
+                  note=job.plan.note if job.plan is not None else None)
+
+
+#: Below this many weights the worker's start-up costs more than the second core saves.
+OFFLOAD_MIN_WEIGHTS = 1 << 20
+WORKER_ENCODE = "hwopt.targets.ethos_u.weights:encode_parts"
+WORKER_PRELOAD = ("hwopt.targets.ethos_u.weights", "ethosu.mlw_codec")
+
+
+class Offload:
+    """The isolation worker encodes one layer at a time (on the other core) while this process encodes
+    the next ones: the streams do not depend on where they are encoded."""
+
+    def __init__(self, arch: wu.EthosUArch) -> None:
+        self.arch = arch
+        self.inflight: tuple[int, LayerJob, isolation.Background[list[wu.EncodedWeights]]] | None = None
+
+    def take(self, index: int, job: LayerJob) -> bool:
+        """Hand `job` (the layer at `index`) to the worker if it is free."""
+        if self.inflight is not None:
+            return False
+        arch = self.arch
+        self.inflight = (index, job, isolation.Background(
+            lambda: isolation.call(WORKER_ENCODE, job.parts, arch, job.ifm_bits, library="hwopt's weight encoder")))
+        return True
+
+    def collect(self, *, wait: bool) -> tuple[int, LayerJob, list[wu.EncodedWeights]] | None:
+        """The worker's layer once it is encoded (with `wait`, waiting for it)."""
+        if self.inflight is None or (not wait and not self.inflight[2].done()):
+            return None
+        index, job, running = self.inflight
+        self.inflight = None
+        return index, job, running.result()
+
+    def cancel(self) -> None:
+        if self.inflight is not None:
+            self.inflight[2].cancel()
+            self.inflight = None
 
 
 def vela_dilates_weights(model: Model, layer: WeightLayer) -> bool:

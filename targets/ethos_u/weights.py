@@ -260,6 +260,16 @@ def encode_u85(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits
     return EncodedWeights(tuple(std), fmt, config, ok_std and ok_fast, std_total, fast_total if fast else None)
 
 
+Part = tuple[np.ndarray, BlockConfig, tuple[int, int], tuple[int, int]]  # OHWI weights, config, stride, dilation
+
+
+def encode_parts(parts: list[Part], arch: EthosUArch, ifm_bits: int) -> list[EncodedWeights]:
+    """hwopt's encoding of each NPU operation's weights of one layer (pure: the encode engine runs it
+    in its own process or in the isolation worker, whichever is free)."""
+    return [encode_u85(w, arch, c, ifm_bits=ifm_bits, stride=s, dilation=d) if arch.is_u85 else
+            encode_u55(w, arch, c, ifm_bits=ifm_bits, dilation=d) for w, c, s, d in parts]
+
+
 def arch_of(target: Target) -> EthosUArch:
     """The weight-stream parameters of an Ethos-U target."""
     npu = target.npu
