@@ -87,6 +87,13 @@ class LayerGeometry(OpRef):
     # operator options the lowering depends on ("align_corners", "half_pixel_centers" of a RESIZE)
     flags: frozenset[str] = frozenset()
     position: int = -1  # its place in the order the compiler runs the subgraph (-1: the file's order)
+    # feature-map live ranges (Ethos-U85 placement): the passes writing its feature-map inputs (-1: none,
+    # a graph input), the position of the last pass reading its output (-1: none), and the memories
+    # chosen for its input and output ("": the per-layer rule)
+    sources: tuple[int, ...] = ()
+    last_read: int = -1
+    ifm_memory: str = ""
+    ofm_memory: str = ""
 
     @property
     def ifm_elements(self) -> int:

@@ -254,3 +254,25 @@ def requantized_concat(rows: tuple[int, ...] = (150, 600), depth: int = 4) -> by
     g.op("CONCATENATION", parts, [out], options("ConcatenationOptions", axis=1))
     g.io([x], [out])
     return g.build()
+
+
+def conv_chain(size: int, channels: int = 64, depth: int = 4) -> bytes:
+    """A graph input through `depth` 3x3 convolutions of `size` x `size` x `channels` feature maps
+    into a graph output: each intermediate is live from its producer to its one reader."""
+    g = GraphBuilder(np.random.default_rng(11), "convolution chain")
+    x = g.activation((1, size, size, 8), g.random_act("int8"))
+    y = x
+    for _ in range(depth):
+        y = ops.conv2d(g, y, channels, (3, 3))
+    g.io([x], [y])
+    return g.build()
+
+
+def conv_times_input(size: int = 16, channels: int = 8) -> bytes:
+    """A 1x1 convolution whose output is multiplied by, and added to, the graph input it read (two
+    readers: neither elementwise operator can be chained onto the convolution)."""
+    g = GraphBuilder(np.random.default_rng(12), "convolution times input")
+    x = g.activation((1, size, size, channels), g.random_act("int8"))
+    y = ops.conv2d(g, x, channels, (1, 1))
+    g.io([x], [ops.binary(g, "MUL", y, x), ops.binary(g, "ADD", y, x)])
+    return g.build()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from hwopt.ir import Model
 from hwopt.targets.descriptor import Family, Target
 from hwopt.targets.ethos_u.calibration import calibrate
+from hwopt.targets.ethos_u.fm_placement import place_feature_maps
 from hwopt.targets.ethos_u.placement import ethos_u_geometry
 from hwopt.targets.ethos_u.u55 import overlap_weight_streams, u55_layer_cost
 from hwopt.targets.ethos_u.u85 import u85_layer_cost
@@ -36,9 +37,10 @@ def structural_cost(g: LayerGeometry, target: Target) -> LayerCost:
 def structural_costs(geometry: list[LayerGeometry], target: Target) -> list[LayerCost]:
     """The structural costs of a model's operators in order: each operator's own, then (U55/U65) the
     weight DMA the preceding operation does not hide."""
-    costs = [structural_cost(g, target) for g in geometry]
     if target.family is Family.ETHOS_U85:
-        return overlap_u85_weights(geometry, costs, target)
+        geometry = place_feature_maps(geometry, target)
+        return overlap_u85_weights(geometry, [structural_cost(g, target) for g in geometry], target)
+    costs = [structural_cost(g, target) for g in geometry]
     return overlap_weight_streams(geometry, costs, target)
 
 

@@ -102,6 +102,8 @@ def burst_factor(target: Target, memory: str, nhwc: bool, channels: int, block_w
 
 def io_memories(g: LayerGeometry, target: Target) -> tuple[str, str]:
     """Graph inputs/outputs stay in the arena; intermediates are staged in SRAM when they fit."""
+    if g.ifm_memory and g.ofm_memory:  # placed with the whole model's feature maps (`fm_placement`)
+        return g.ifm_memory, g.ofm_memory
     ifm_mem, ofm_mem = fm_memories(g, target)
     arena = target.arena_memory
     return (arena if g.ifm_in_arena else ifm_mem, arena if g.ofm_in_arena else ofm_mem)

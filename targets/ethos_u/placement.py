@@ -195,7 +195,51 @@ def ethos_u_geometry(model: Model, family: Family,
     out = _arena_boundaries(model, _concat_slices(model, out, placed), placed)
     position = {(sg.index, op): n for sg in model.subgraphs for n, op in enumerate(execution_order(sg))}
     out = [replace(g, position=position[(g.subgraph, g.op_index)]) for g in out]
-    return _chain_outputs(model, out, family, placed)
+    return _live_ranges(model, _chain_outputs(model, out, family, placed), family, placed)
+
+
+def _live_ranges(model: Model, geo: list[LayerGeometry], family: Family, placed: Placement) -> list[LayerGeometry]:
+    """Each pass's feature-map sources and the last pass reading its output, a chain of passes taken
+    as its first pass (the others ride on it) and removed reshapes as the tensor they alias."""
+    pos = {(g.subgraph, g.op_index): n for n, g in enumerate(geo)}
+    for sg in model.subgraphs:
+        _subgraph_live_ranges(sg, geo, pos, chained_ops(sg, family, placed))
+    return geo
+
+
+def _subgraph_live_ranges(sg: Subgraph, geo: list[LayerGeometry], pos: dict[tuple[int, int], int],
+                          riders: dict[int, int]) -> None:
+    """`_live_ranges` of one subgraph, in place."""
+    writer = {o: op.index for op in sg.operators for o in op.outputs if o >= 0}
+
+    def root(i: int) -> int:
+        while i in riders:
+            i = riders[i]
+        return i
+
+    def source(t: int) -> int:
+        """The pass writing tensor `t` (through removed reshapes), -1 for a graph input or a CPU op."""
+        while t in writer:
+            g = geo[pos[(sg.index, writer[t])]]
+            if g.kind is OpKind.NOP and not g.copies and sg.operators[g.op_index].inputs:
+                t = sg.operators[g.op_index].inputs[0]
+                continue
+            return -1 if g.kind is OpKind.CPU else root(g.op_index)
+        return -1
+
+    last: dict[int, int] = {}
+    for op in sg.operators:
+        g = geo[pos[(sg.index, op.index)]]
+        if g.kind in (OpKind.CPU, OpKind.NOP) and not g.copies:
+            continue
+        srcs = tuple(source(i) for i in op.inputs if (t := sg.tensor(i)) is not None and t.data is None)
+        # an input a CPU operator writes (or the graph input), through removed reshapes: in the arena
+        geo[pos[(sg.index, op.index)]] = replace(g, sources=srcs, ifm_in_arena=g.ifm_in_arena or srcs[:1] == (-1,))
+        for s in srcs:
+            if s >= 0 and s != root(op.index):
+                last[s] = max(last.get(s, -1), geo[pos[(sg.index, root(op.index))]].position)
+    for s, p in last.items():
+        geo[pos[(sg.index, s)]] = replace(geo[pos[(sg.index, s)]], last_read=p)
 
 
 def _chain_outputs(model: Model, geo: list[LayerGeometry], family: Family, placed: Placement) -> list[LayerGeometry]:
