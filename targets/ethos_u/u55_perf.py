@@ -99,9 +99,13 @@ def reshape_to_increase_depth(shape: tuple[int, int, int], min_depth: int = 16) 
     return (max(h, w), min(h, w), depth)
 
 
+Arch = tuple[tuple[int, int, int], int, tuple[int, ...], int]
+
+
 @lru_cache(maxsize=64)
-def _arch(target: Target) -> tuple[tuple[int, int, int], int, tuple[int, ...], int]:
-    """(OFM micro-block (H, W, C), IFM micro-block depth, SHRAM granules, total banks)."""
+def _arch(target: Target) -> Arch:
+    """(OFM micro-block (H, W, C), IFM micro-block depth, SHRAM granules, total banks): all the block
+    search needs of a configuration (U55-256, U65-256 and U65-512 share one)."""
     w, h, c = target.npu.ofm_ublock  # descriptors give the micro-blocks as (W, H, C)
     granules = GRANULES[min(GRANULES, key=lambda m: abs(m - target.npu.macs))]
     return (h, w, c), target.npu.ifm_ublock[2], granules, target.npu.shram_banks or 48
@@ -123,11 +127,11 @@ def _ceil(a: np.ndarray, b: int) -> np.ndarray:
     return -(-a // b)
 
 
-def _fits_grid(target: Target, acc: tuple[np.ndarray, np.ndarray, np.ndarray],
+def _fits_grid(arch: Arch, acc: tuple[np.ndarray, np.ndarray, np.ndarray],
                ifm: tuple[np.ndarray, np.ndarray, np.ndarray], q: Query, elementwise: bool, acc40: bool) -> np.ndarray:
     """Which candidate blocks' double-buffered IFM (and accumulator) blocks fit the SHRAM banks. Each
     triple holds arrays that broadcast to the (depth, height, width) candidate grid."""
-    _, _, gran, banks = _arch(target)
+    _, _, gran, banks = arch
     reserved_end = 2 if banks > 16 else 0
 
     def rnd(a: np.ndarray, b: int) -> np.ndarray:
@@ -144,15 +148,20 @@ def _fits_grid(target: Target, acc: tuple[np.ndarray, np.ndarray, np.ndarray],
     return np.asarray(ifm_end + (0 if q.scalar else ifm_banks) <= acc_start)
 
 
-@lru_cache(maxsize=4096)
 def find_block(q: Query, target: Target) -> Block:
     """The block Vela's search picks: the fitting OFM block with the least IFM + weight fetch per OFM
-    element (elementwise: the fewest blocks), ties to the smaller IFM coverage for small blocks.
+    element (elementwise: the fewest blocks), ties to the smaller IFM coverage for small blocks."""
+    return _search(q, _arch(target))
+
+
+@lru_cache(maxsize=4096)
+def _search(q: Query, arch: Arch) -> Block:
+    """`find_block` on a configuration's block-search parameters.
 
     Every candidate is costed at once on a (depth, height, width) grid, in the search's scan order;
     each term is computed on the axes it depends on (the IFM rows on the height, the columns on the
     width) and broadcast, in the search's single-precision operation order."""
-    ub, ifm_ub_c, _, _ = _arch(target)
+    ub, ifm_ub_c, _, _ = arch
     elementwise = q.op is NpuOp.ELEMENTWISE
     ifm = q.ifm if q.ifm2 is None or q.ifm[0] * q.ifm[1] * q.ifm[2] >= math.prod(q.ifm2) else q.ifm2
     equal_depth = q.op in (NpuOp.ELEMENTWISE, NpuOp.POOL, NpuOp.DEPTHWISE)
@@ -184,7 +193,7 @@ def find_block(q: Query, target: Target) -> Block:
     iw = _ceil(_ceil((w - 1) * q.stride[1] + min(kw, SUBKERNEL) + rnd, up), ub[1]) * ub[1]
     idepth = d if equal_depth else np.full((1, 1, 1), ifm_depth, dtype=np.int64)
     fit_h = np.minimum(h, oh) if (oh == 1 and kh == 1 and ub[0] == 2) else h  # 1-row convolutions: 1-row block
-    ok = _fits_grid(target, (fit_h, w, d), (ih, iw, idepth), q, elementwise, acc40)
+    ok = _fits_grid(arch, (fit_h, w, d), (ih, iw, idepth), q, elementwise, acc40)
     if not ok.any():  # nothing fits (very large kernels): the smallest block
         return Block(ub, (ub[0], ub[1], ifm_depth), part, acc40)
     # single-precision arithmetic in Vela's operation order, so near-ties resolve alike

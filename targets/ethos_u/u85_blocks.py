@@ -301,9 +301,16 @@ def _scan(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: int,
         depths.append(depth)
         depth += ub[2]
     # the candidate axes: depth (D, 1, 1), height (1, H, 1), width (1, 1, W), broadcast to the grid
+    hs, ws = np.arange(step[0], end[0] + 1, step[0]), np.arange(step[1], end[1] + 1, step[1])
+    if q.op is not U85Op.RESIZE and depths and hs.size and ws.size:
+        # a height (width) whose accumulators overflow the RAM even single-buffered, at the shallowest
+        # depth and the narrowest width (lowest height), fits at no depth or width: not scanned
+        acc_min = _ru(depths[0], ACC_DEPTH_GRANULE)
+        hs = hs[hs * ws[0] * acc_min * acc_bits // 8 <= arch.acc_ram]
+        ws = ws[hs[0] * ws * acc_min * acc_bits // 8 <= arch.acc_ram] if hs.size else ws[:0]
     d = np.array(depths)[:, None, None]
-    h = np.arange(step[0], end[0] + 1, step[0])[None, :, None]
-    w = np.arange(step[1], end[1] + 1, step[1])[None, None, :]
+    h = hs[None, :, None]
+    w = ws[None, None, :]
     grid = (d.shape[0], h.shape[1], w.shape[2])
     ifm_d = d if equal_depth else np.full_like(d, ifm_depth)
     bits = ifm_d * q.ifm_bits
