@@ -40,6 +40,8 @@ def _compare(seed: int, config: str, op: str) -> list[tuple[int, int]]:
     (100025, "MEAN", "ethos-u85-128"),  # a depthwise sum with the scaling multiply chained (was 29 % under)
     (100077, "MEAN", "ethos-u85-1024"),  # (was 16 % under)
     (100138, "MEAN", "ethos-u85-1024"),  # (was 61 % under)
+    (100180, "MEAN", "ethos-u85-128"),  # its kernel of ones staged, scales read per block (was 47 % over)
+    (100056, "MEAN", "ethos-u85-1024"),  # (was 48 % over)
     (100159, "RESIZE_BILINEAR", "ethos-u85-128"),  # the resize unit, at the output stage's rate (was 55 % over)
     (100254, "RESIZE_BILINEAR", "ethos-u85-128"),  # (was 7 % under)
     (100150, "RESIZE_NEAREST_NEIGHBOR", "ethos-u85-1024"),  # (was 20 % under)

@@ -20,7 +20,7 @@ from hwopt.targets.ethos_u.u85 import _deepen, is_multiplier, u85_block, u85_mac
 from hwopt.targets.ethos_u.u85_blocks import U85Op, U85Query, find_u85_block
 from hwopt.targets.ethos_u.u85_lowering import COPY_OPS
 from hwopt.targets.ethos_u.weight_layout import Traversal
-from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, round_up
+from hwopt.targets.geometry import LayerCost, LayerGeometry, OpKind, WeightInfo, round_up
 
 BIAS_BYTES = u85p.BIAS_BYTES
 
@@ -92,7 +92,10 @@ def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None =
     if g.op == "MEAN":  # a 32-bit sum into the chain buffer, then the chained scaling multiply
         ao = (u85p.output_cycles_per_element(target, bits, 32)
               + u85p.output_cycles_per_element(target, 32, bits, True, to_chain_buffer=True))
-        return u85p.U85Operation(op, ifm, ofm, lowered.kernel, None, False, ao, target.const_memory), config
+        # a spatial mean is a depthwise sum with a kernel of ones: its scales come from where those
+        # weights are read, like any convolution's
+        scales = scales_mem if op is U85Op.DEPTHWISE else target.const_memory
+        return u85p.U85Operation(op, ifm, ofm, lowered.kernel, None, False, ao, scales), config
     return u85p.U85Operation(op, ifm, ofm, lowered.kernel, ifm2, lowered.sparse, ao,
                          scales_mem if encoded else None), config
 
@@ -165,6 +168,10 @@ def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | N
     q, cfg = qc
     if ofm is not None:
         q = replace(q, ofm=ofm)
+    if in_place and g.op == "MEAN":
+        # the per-block scale fetch then reads the constant memory (Vela's rule for every operation; kept
+        # to the mean's kernel of ones, whose in-place choice is certain: it is read once)
+        q = replace(q, scales_memory=target.const_memory)
     timed = q
     if any(c in CHAINABLE for c in g.chain):
         # the output goes to the chaining buffer: Vela times its block write at the memory of a tensor it
@@ -174,6 +181,7 @@ def vela_style_cost(g: LayerGeometry, target: Target, config: u85p.U85Config | N
     cycles = u85p.elementwise_cycles(q, cfg, target) if q.op is U85Op.RESIZE else u85p.op_cycles(timed, cfg, target)
     access = u85p.element_access(q, cfg)
     traffic = u85p.feature_map_traffic(q, cfg, target, access)
+    g = _with_mean_weights(g, q)
     encoded = encoded_weight_bytes(g, target) if q.scales_memory is not None else 0
     staging = target.staging_memory if _buffered(target) and not in_place else None
     decode = 0
@@ -234,15 +242,26 @@ class WeightDma:
     staged: int  # cycles to read them once from the staging memory
 
 
+def _with_mean_weights(g: LayerGeometry, q: u85p.U85Operation) -> LayerGeometry:
+    """A spatial MEAN as Vela runs it, a depthwise sum with a kernel of ones (one distinct value, no
+    zeros: its stream is small, its per-channel scales are not); other operators unchanged."""
+    if g.op != "MEAN" or q.op is not U85Op.DEPTHWISE:
+        return g
+    count = g.ofm[2] * q.kernel[0] * q.kernel[1]
+    return replace(g, kind=OpKind.DEPTHWISE, kernel=q.kernel, weights=WeightInfo(count, 0.0, 1, 0.0))
+
+
 def weight_transfer(g: LayerGeometry, target: Target) -> WeightDma | None:
     """The DMA of an operator's weights into the staging memory, or None when it reads them in place."""
-    if not _buffered(target) or g.chained or g.op not in MAC_OPS or is_multiplier(g):
+    if not _buffered(target) or g.chained or g.op not in (*MAC_OPS, "MEAN") or is_multiplier(g):
         return None  # (a multiplier's depthwise parts are costed with their weights by `u85_multiplier`)
-    encoded = encoded_weight_bytes(g, target)
-    if not encoded or g.kind is OpKind.POOL:
         return None
     qc = _u85_query(g, target)
     if qc is None:
+        return None
+    g = _with_mean_weights(g, qc[0])
+    encoded = encoded_weight_bytes(g, target)
+    if not encoded or g.kind is OpKind.POOL:
         return None
     full = encoded + _scale_bytes(g, qc[1])
     share = _slice_share(g, target)
