@@ -232,12 +232,14 @@ def _subgraph_live_ranges(sg: Subgraph, geo: list[LayerGeometry], pos: dict[tupl
         g = geo[pos[(sg.index, op.index)]]
         if g.kind in (OpKind.CPU, OpKind.NOP) and not g.copies:
             continue
-        srcs = tuple(source(i) for i in op.inputs if (t := sg.tensor(i)) is not None and t.data is None)
+        own = root(op.index)  # a rider reads its pass's output inside the pass: not a source
+        fms = [source(i) for i in op.inputs if (t := sg.tensor(i)) is not None and t.data is None]
+        srcs = tuple(s for s in fms if s != own or own == op.index)
         # an input a CPU operator writes (or the graph input), through removed reshapes: in the arena
         geo[pos[(sg.index, op.index)]] = replace(g, sources=srcs, ifm_in_arena=g.ifm_in_arena or srcs[:1] == (-1,))
         for s in srcs:
-            if s >= 0 and s != root(op.index):
-                last[s] = max(last.get(s, -1), geo[pos[(sg.index, root(op.index))]].position)
+            if s >= 0:
+                last[s] = max(last.get(s, -1), geo[pos[(sg.index, own)]].position)
     for s, p in last.items():
         geo[pos[(sg.index, s)]] = replace(geo[pos[(sg.index, s)]], last_read=p)
 
