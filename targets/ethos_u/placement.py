@@ -6,6 +6,7 @@ without touching the cost models.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from functools import partial
 
@@ -108,6 +109,8 @@ def chained_ops(sg: Subgraph, family: Family, reason: Placement | None = None) -
                 continue
             # the other operand must be on-chip already: Vela does not chain onto a graph input's stream
             others_ok = all(j not in graph_inputs for j in acts if j != i)
+            if deepened(sg, op) and not (KIND_OF.get(prev.op) is OpKind.ELEMENTWISE and deepened(sg, prev)):
+                continue  # reshaped deeper, it no longer fits its producer's output
             if (readers.get(i) == [op.index] and i not in graph_outputs and tuple(t.shape) == tuple(ofm.shape)
                     and others_ok):
                 out[op.index] = src
@@ -116,6 +119,23 @@ def chained_ops(sg: Subgraph, family: Family, reason: Placement | None = None) -
     return out
 
 
+
+
+def deepened(sg: Subgraph, op: Operator) -> bool:
+    """Whether Vela reshapes an elementwise operation to a deeper shape before grouping operations: its
+    output is shallow (depth < 8, more than 16 elements), its inputs do not broadcast (scalars aside)
+    and its output has one scale."""
+    ofm = sg.tensor(op.outputs[0]) if op.outputs else None
+    if ofm is None:
+        return False
+    h, w, c = hwc(ofm.shape)
+    if h * w * c <= 16 or c >= 8:
+        return False
+    q = ofm.quantization
+    if q is not None and q.scale is not None and len(q.scale) > 1:
+        return False
+    shapes = {hwc(t.shape) for i in op.inputs if (t := sg.tensor(i)) is not None and math.prod(hwc(t.shape)) > 1}
+    return len(shapes) <= 1
 
 
 # Activations Vela fuses into the operation producing their input (a clamp or table lookup in its
