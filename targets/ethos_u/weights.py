@@ -215,49 +215,56 @@ def encode_u85(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits
     With Vela's configuration the format is Vela's (`config.weight_format`). Without it the
     rule takes the 2:4-sparse order when the weights pass Vela's sparsity test, and FWD when,
     as in Vela's Size strategy, its estimated size `32 + N/d` (d = 4 for ≤4 distinct values,
-    2 for ≤16, else 1) is below the standard streams' size.
+    2 for ≤16, else 1) is below the standard streams' size. Only the chosen format is encoded
+    (the FWD size is exact without encoding it).
     """
     fmt = config.weight_format
     dw = not fwd_allowed(config)
     sparse = fmt.sparse if fmt is not None else (not dw and is_sparse_2_4(w))
     want_std = fmt is None or not fmt.fast
     want_fast = (fmt is None and allow_fast and not dw) or (fmt is not None and fmt.fast)
-    block = fwd_block(arch, config, ifm_bits, sparse)
+    slices = list(u85_slice_orders(w, arch, config, ifm_bits=ifm_bits, stride=stride, dilation=dilation,
+                                   sparse=sparse))
     std: list[Stream] = []
-    fast: list[Stream] = []
-    ok_std = ok_fast = True
-    fast_est = 0
-    for lo, orders in u85_slice_orders(w, arch, config, ifm_bits=ifm_bits, stride=stride, dilation=dilation,
-                                       sparse=sparse):
-        if want_std:
+    ok_std = True
+    if want_std:
+        for lo, orders in slices:
             for s, values in enumerate(orders):
                 data, ok = _standard_stream(values)
                 ok_std = ok_std and ok
                 std.append(Stream(data, int(values.size), lo, s))
-        if want_fast:
+    fast_est = fast_total = 0
+    if want_fast:
+        for _, orders in slices:
             allv = np.concatenate(orders) if orders else np.zeros(0, dtype=np.int32)
             if not fwd.can_encode(allv):
                 want_fast = False
-                fast = []
-                continue
-            enc = fwd.encode(orders, block=block, no_lut=sparse)
-            back = fwd.decode(enc.data, enc.lengths, block=block)
-            ok_fast = ok_fast and all(np.array_equal(a, b) for a, b in zip(back, orders, strict=True))
-            fast.append(Stream(enc.data, enc.weights, lo, 0))
-            fast_est += fwd.estimated_size(enc.weights, int(value_counts(allv).size))
-    if fmt is not None and fmt.fast and not fast:
+                break
+            distinct = int(value_counts(allv).size)
+            fast_est += fwd.estimated_size(int(allv.size), distinct)
+            mode = fwd.FwdMode.RAW if sparse or distinct > fwd.LUT_ENTRIES else fwd.choose_mode(distinct)
+            fast_total += fwd.encoded_size(int(allv.size), mode)
+    if fmt is not None and fmt.fast and not want_fast:
         log.warning("Vela chose fast weights but the weights do not fit FWD; using the standard format")
         return encode_u85(w, arch, replace(config, weight_format=WeightFormat.DEFAULT), ifm_bits=ifm_bits,
                           stride=stride, dilation=dilation)
     std_total = sum(len(s.data) for s in std)
-    fast_total = sum(len(s.data) for s in fast)
     if fmt is None:
-        use_fast = want_fast and bool(fast) and fast_est < std_total
+        use_fast = want_fast and fast_est < std_total
         fmt = (WeightFormat.FAST_SPARSE if sparse else WeightFormat.FAST) if use_fast else (
             WeightFormat.DEFAULT_SPARSE if sparse else WeightFormat.DEFAULT)
-    if fmt.fast:
-        return EncodedWeights(tuple(fast), fmt, config, ok_fast and ok_std, std_total if std else fast_total, fast_total)
-    return EncodedWeights(tuple(std), fmt, config, ok_std and ok_fast, std_total, fast_total if fast else None)
+    if not fmt.fast:
+        return EncodedWeights(tuple(std), fmt, config, ok_std, std_total, fast_total if want_fast else None)
+    block = fwd_block(arch, config, ifm_bits, sparse)
+    fast: list[Stream] = []
+    ok_fast = True
+    for lo, orders in slices:
+        enc = fwd.encode(orders, block=block, no_lut=sparse)
+        back = fwd.decode(enc.data, enc.lengths, block=block)
+        ok_fast = ok_fast and all(np.array_equal(a, b) for a, b in zip(back, orders, strict=True))
+        fast.append(Stream(enc.data, enc.weights, lo, 0))
+    fast_total = sum(len(s.data) for s in fast)
+    return EncodedWeights(tuple(fast), fmt, config, ok_fast and ok_std, std_total if std else fast_total, fast_total)
 
 
 Part = tuple[np.ndarray, BlockConfig, tuple[int, int], tuple[int, int]]  # OHWI weights, config, stride, dilation
