@@ -174,3 +174,17 @@ def test_pad_copies_like_vela(seed: int, config: str) -> None:
     assert vela and set(vela) == set(ours)
     for i, v in vela.items():
         assert ours[i] == pytest.approx(v, rel=0.01, abs=2)
+
+
+def test_fully_connected_on_an_unflattened_input_encodes_the_whole_input() -> None:
+    """A fully connected layer reading a 16x16x16 feature map has 16 x 16 x 16 weights per output,
+    not 16: its weight stream and its cycles (weight-bound from flash) follow Vela's."""
+    from hwopt.targets.ethos_u.analytic import ethos_u_layer_costs
+    from hwopt.targets.ethos_u.vela_engine import compile_model
+    from tests.modelgen import int8_conv_model
+
+    data, t = int8_conv_model(size=16, channels=16), resolve_target("ethos-u55-128")
+    vela = next(r for r in compile_model(data, t).ops if r.op == "FULLY_CONNECTED")
+    ours = next(c for c in ethos_u_layer_costs(read_model(data), t) if c.op == "FULLY_CONNECTED")
+    assert ours.encoded_weight_bytes == pytest.approx(vela.encoded_weight_bytes, rel=0.05)
+    assert ours.cycles == pytest.approx(vela.cycles, rel=0.05)

@@ -22,6 +22,8 @@ def padded_weights(g: LayerGeometry, target: Target) -> int:
     uc = target.npu.ofm_ublock[2]
     if g.kind is OpKind.DEPTHWISE:
         return round_up(g.ofm[2], uc) * round_up(kh * kw, 4)
+    if g.kind is OpKind.FULLY_CONNECTED:  # the whole input, flattened, per output channel
+        return round_up(g.ofm[2], uc) * round_up(max(g.weights.count // max(g.ofm[2], 1), 1), 8)
     return round_up(g.ofm[2], uc) * round_up(g.ifm[2], 8) * kh * kw
 
 
