@@ -56,12 +56,17 @@ _PERF_OPS = frozenset({U85Op.RESIZE, U85Op.CONV, U85Op.DEPTHWISE, U85Op.VECTOR_P
                        U85Op.ELEMENTWISE})  # the operations u85_perf costs
 
 
-@lru_cache(maxsize=4096)  # asked for each operator by its cost, its weight transfer and its calibration
 def _u85_query(g: LayerGeometry, target: Target, config: u85p.U85Config | None = None
                ) -> tuple[u85p.U85Operation, u85p.U85Config] | None:
     """The operator as one U85 NPU operation (shaped as Vela lowers it) and its block configuration
     (`config`, else the block search's), or None when Vela lowers it into something else (costed by
     the coarser model below)."""
+    return _lowered(g, target, config)  # one memo entry whether `config` is passed as None or left out
+
+
+@lru_cache(maxsize=4096)  # asked for each operator by its cost, its weight transfer and its calibration
+def _lowered(g: LayerGeometry, target: Target, config: u85p.U85Config | None
+             ) -> tuple[u85p.U85Operation, u85p.U85Config] | None:
     if (g.op not in VELA_STYLE and not is_lookup(g) and g.op not in _OWN_WAY) or g.chained:
         return None
     bits = 8 * g.itemsize
