@@ -4,7 +4,9 @@ When the arena is off-chip (the Dedicated_Sram modes), Vela first puts every int
 pass in SRAM, then evicts to the arena what does not fit: live ranges that cross a CPU operator, those
 that could never fit, and, among those competing for the same time steps, the ones with the least
 feature-map traffic (an exhaustive search over each group of overlapping live ranges). An elementwise
-pass reading one operand from the arena has its other operands evicted too.
+pass reading one operand from the arena has its other operands evicted too. Before that, Vela cascades
+runs of passes whose feature maps do not fit whole: their intermediates become rolling buffers in SRAM,
+and the cascade's output stays in the arena.
 """
 
 from __future__ import annotations
@@ -119,6 +121,37 @@ def _kept(ranges: list[_Range], n: int, cpu: list[int], base: _Usage, limit: int
     return kept
 
 
+_CASCADABLE = frozenset([OpKind.CONV, OpKind.DEPTHWISE, OpKind.POOL, OpKind.ELEMENTWISE, OpKind.LUT])
+
+
+def _cascades(passes: list[LayerGeometry], readers: dict[int, list[LayerGeometry]], limit: int) -> list[list[int]]:
+    """Runs of passes Vela cascades (op indices, in execution order): from a pass, each next pass that
+    alone reads its output, in its shape, joins while its whole input and output would not fit the
+    fast memory; a cascade's intermediates become rolling buffers of a few rows."""
+    out: list[list[int]] = []
+    n = 0
+    while n < len(passes):
+        run = [passes[n]]
+        while n + 1 < len(passes):
+            prod, cur = run[-1], passes[n + 1]
+            if (readers.get(prod.op_index, []) != [cur] or cur.kind not in _CASCADABLE or prod.kind not in _CASCADABLE
+                    or cur.ofm[0] < 2 or prod.ofm[0] < 2 or cur.ifm != prod.ofm or cur.sources[:1] != (prod.op_index,)):
+                break
+            if _storage_of(cur.ifm, cur.itemsize) + _storage(cur) < limit:
+                break  # it fits whole: the cascade ends before it
+            run.append(cur)
+            n += 1
+        if len(run) > 1:
+            out.append([g.op_index for g in run])
+        n += 1
+    return out
+
+
+def _storage_of(shape: tuple[int, int, int], itemsize: int) -> int:
+    h, w, c = shape
+    return h * w * round_up(c, BRICK) * itemsize
+
+
 def place_feature_maps(geometry: list[LayerGeometry], target: Target) -> list[LayerGeometry]:
     """Each pass with the memories of its input and output as Vela places the model's feature maps
     (unchanged when the arena already is the fast memory)."""
@@ -135,16 +168,21 @@ def place_feature_maps(geometry: list[LayerGeometry], target: Target) -> list[La
         for n in idx:
             for s in geometry[n].sources:
                 readers.setdefault(s, []).append(geometry[n])
+        passes = sorted((geometry[n] for n in idx if geometry[n].kind is not OpKind.CPU and not geometry[n].chained
+                         and (geometry[n].kind is not OpKind.NOP or geometry[n].copies)), key=lambda g: g.position)
+        cascades = _cascades(passes, readers, target.arena_limit)
+        rolling = {by_op[i] for c in cascades for i in c[:-1]}  # intermediates: rolling buffers in SRAM
+        cascaded = {by_op[i] for c in cascades for i in c}  # a cascade's output stays where it was
         ranges = []
         for n in idx:
             g = geometry[n]
-            if g.kind is OpKind.CPU or g.chained or g.ofm_in_arena or g.last_read < 0:
+            if g.kind is OpKind.CPU or g.chained or g.ofm_in_arena or g.last_read < 0 or n in cascaded:
                 continue
             size = _storage(g)
             reads = sum(r.ofm_elements for r in readers.get(g.op_index, []))
             ranges.append(_Range(n, g.position, g.last_read, size, g.ofm_elements + reads))
-        kept = _kept(ranges, n_pos, cpu, _Usage(n_pos), target.arena_limit)
-        candidates = {r.op for r in ranges}
+        kept = _kept(ranges, n_pos, cpu, _Usage(n_pos), target.arena_limit) | rolling
+        candidates = {r.op for r in ranges} | cascaded
         # an elementwise pass reads all its operands from one memory: one in the arena evicts the others
         for n in idx:
             g = geometry[n]
