@@ -258,7 +258,9 @@ def layer_geometry(model: Model, placement: Placement, chaining: Chaining | None
     for sg in model.subgraphs:
         chained = chaining(sg) if chaining is not None else {}
         chains: dict[int, tuple[str, ...]] = {}
-        for c, src in chained.items():
+        for c, src in sorted(chained.items()):
+            while src in chained:  # riding on an operator that itself rides on a pass: that pass's chain
+                src = chained[src]
             chains[src] = (*chains.get(src, ()), sg.operators[c].op)
         graph_in, graph_out = set(sg.inputs), set(sg.outputs)
         for op in sg.operators:

@@ -276,3 +276,14 @@ def conv_times_input(size: int = 16, channels: int = 8) -> bytes:
     y = ops.conv2d(g, x, channels, (1, 1))
     g.io([x], [ops.binary(g, "MUL", y, x), ops.binary(g, "ADD", y, x)])
     return g.build()
+
+
+def gated_sum(hw: tuple[int, int] = (8, 8), channels: int = 24) -> bytes:
+    """Three 1x1 convolutions of one input; the sum of two through a LOGISTIC, times the third, then
+    a convolution: as in a recurrent gate, the ADD, the LOGISTIC and the MUL all ride on one pass."""
+    g = GraphBuilder(np.random.default_rng(3), "gated sum")
+    x = g.activation((1, *hw, 8), g.random_act("int8"))
+    a, b, m = (ops.conv2d(g, x, channels, (1, 1)) for _ in range(3))
+    gate = ops.binary(g, "MUL", ops.unary(g, ops.binary(g, "ADD", a, b), "LOGISTIC"), m)
+    g.io([x], [ops.conv2d(g, gate, 16, (1, 1))])
+    return g.build()

@@ -8,7 +8,7 @@ import pytest
 
 from hwopt.format.tflite_io import read_model
 from hwopt.targets import resolve_target
-from tests.modelgen import requantized_concat, reshapes_and_pack
+from tests.modelgen import gated_sum, requantized_concat, reshapes_and_pack
 
 pytest.importorskip("ethosu.regor", reason="Vela (ethos-u-vela) is not installed")
 
@@ -130,3 +130,20 @@ def test_multiplier_transposes_are_vela_s(seed: int, config: str) -> None:
     m = g.ofm[2] // g.ifm[2]
     assert m > 1
     assert [shape for shape, _ in transpose_chain([m, *g.ofm[:2], g.ifm[2]], [1, 2, 3, 0])] == vela
+
+
+@pytest.mark.parametrize("config", ["ethos-u85-256", "ethos-u85-2048"])
+def test_chain_through_a_lookup_like_vela(config: str) -> None:
+    """A MUL riding on a LOGISTIC that rides on an ADD chained onto a convolution adds its output-stage
+    time to that convolution's pass (it was counted on the LOGISTIC, which has no pass: 18 % under)."""
+    from hwopt.targets.ethos_u.analytic import ethos_u_layer_costs
+    from hwopt.targets.ethos_u.placement import ethos_u_geometry
+    from hwopt.targets.ethos_u.vela_engine import compile_model
+
+    data, t = gated_sum(), resolve_target(config)
+    model = read_model(data)
+    host = [g for g in ethos_u_geometry(model, t.family) if g.chain]
+    assert len(host) == 1 and host[0].chain == ("ADD", "LOGISTIC", "MUL")
+    vela = {r.op_index: r.cycles for r in compile_model(data, t).ops}
+    ours = {c.op_index: c.cycles for c in ethos_u_layer_costs(model, t)}
+    assert ours[host[0].op_index] == pytest.approx(vela[host[0].op_index], rel=0.03)
