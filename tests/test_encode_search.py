@@ -92,3 +92,19 @@ def test_layers_encoded_in_the_worker_are_the_same(shared_models: Path, config: 
     assert calls.count(WORKER_ENCODE) >= 1
     assert [la._data for la in shared.layers] == [la._data for la in alone.layers]
     assert dumps(shared) == dumps(alone)
+
+
+def test_u85_fast_weights_where_vela_s_default_strategy_takes_them(shared_models: Path) -> None:
+    """Vela (Performance strategy) takes the fast format where its decode time is shorter, not where it
+    is smaller: on u85-1024 it keeps the standard format for these layers although FWD is smaller."""
+    from hwopt.targets import resolve_target
+
+    target = resolve_target("ethos-u85-1024")
+    tool = _tool()
+    checked = 0
+    for name in ("ds_cnn_s_quantized_int16.tflite", "rnnoise_INT8.tflite"):
+        for r in tool.compare((shared_models / name).read_bytes(), target):
+            assert r.fmt[0] == r.fmt[1], (name, r)
+            assert r.same or r.vela_sliced, (name, r)
+            checked += 1
+    assert checked >= 15

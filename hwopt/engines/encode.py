@@ -138,9 +138,10 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
     offload = None
     if arch is not None and plans and isolation.uses_worker() and sum(
             la.weights(model).elements for la, r in zip(layers, reasons, strict=True) if r is None) >= OFFLOAD_MIN_WEIGHTS:
-        offload = Offload(arch)
+        offload = Offload(arch, target)
     try:
-        _encode_layers(model, layers, reasons, out, arch, variant, vela_infos, plans, located, pending, symbols, offload)
+        _encode_layers(model, target, layers, reasons, out, arch, variant, vela_infos, plans, located, pending, symbols,
+                       offload)
         done = offload.collect(wait=True) if offload is not None else None
         if done is not None:
             out[done[0]] = finish_u(done[1], model, done[2])
@@ -162,7 +163,7 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
                         _summary(result, vela_total))
 
 
-def _encode_layers(model: Model, layers: list[WeightLayer], reasons: list[str | None], out: list[LayerEncoding | None],
+def _encode_layers(model: Model, target: Target, layers: list[WeightLayer], reasons: list[str | None], out: list[LayerEncoding | None],
                    arch: wu.EthosUArch | None, variant: N78Variant | None, vela_infos: dict[int, vb.VelaLayerInfo],
                    plans: dict[tuple[int, int], LayerPlan], located: vw.CompiledStreams | None,
                    pending: vw.PendingDecodes, symbols: dict[int, tuple[np.ndarray, int] | None],
@@ -198,9 +199,9 @@ def _encode_layers(model: Model, layers: list[WeightLayer], reasons: list[str | 
                     if offload.take(len(out), job):
                         out.append(None)  # the worker encodes it
                         continue
-                    enc = finish_u(job, model, wu.encode_parts(job.parts, arch, job.ifm_bits))
+                    enc = finish_u(job, model, wu.encode_parts(job.parts, arch, job.ifm_bits, target))
                 else:
-                    enc = encode_u(layer, model, arch, plan, vela=vela, symbols=symbols.get(len(out)))
+                    enc = encode_u(layer, model, arch, plan, vela=vela, symbols=symbols.get(len(out)), target=target)
         out.append(enc)
 
 

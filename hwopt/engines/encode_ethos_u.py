@@ -15,6 +15,7 @@ from hwopt.targets.ethos_u import vela_blocks as vb
 from hwopt.targets.ethos_u import vela_weights as vw
 from hwopt.targets.ethos_u import weights as wu
 from hwopt.targets.ethos_u.block_plan import LayerPlan
+from hwopt.targets.target import Target
 
 
 def _opt(op: Operator, name: str, default: int = 1) -> int:
@@ -54,11 +55,13 @@ class LayerJob:
 def encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerPlan | None,
              vela_parts: list[bytes] | None = None, vela_fast: bool = False,
              pending: vw.PendingDecodes | None = None, *, vela: tuple[int, str] | None = None,
-             symbols: tuple[np.ndarray, int] | None = None) -> LayerEncoding:
+             symbols: tuple[np.ndarray, int] | None = None, target: Target | None = None) -> LayerEncoding:
     """One layer's streams for the block configurations of `plan` (None: hwopt's shape rule); `vela_parts`
-    are Vela's own streams to adopt when they decode to the layer's weights, `vela` Vela's (bytes, format)."""
+    are Vela's own streams to adopt when they decode to the layer's weights, `vela` Vela's (bytes, format);
+    `target` lets a U85 layer without Vela's format take the one Vela's default strategy picks."""
     job = prepare_u(layer, model, arch, plan, vela_parts, vela_fast, pending, vela=vela, symbols=symbols)
-    return finish_u(job, model, job.encs if job.encs is not None else wu.encode_parts(job.parts, arch, job.ifm_bits))
+    return finish_u(job, model, job.encs if job.encs is not None else
+                    wu.encode_parts(job.parts, arch, job.ifm_bits, target))
 
 
 def prepare_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerPlan | None,
@@ -139,17 +142,18 @@ class Offload:
     """The isolation worker encodes one layer at a time (on the other core) while this process encodes
     the next ones: the streams do not depend on where they are encoded."""
 
-    def __init__(self, arch: wu.EthosUArch) -> None:
-        self.arch = arch
+    def __init__(self, arch: wu.EthosUArch, target: Target) -> None:
+        self.arch, self.target = arch, target
         self.inflight: tuple[int, LayerJob, isolation.Background[list[wu.EncodedWeights]]] | None = None
 
     def take(self, index: int, job: LayerJob) -> bool:
         """Hand `job` (the layer at `index`) to the worker if it is free."""
         if self.inflight is not None:
             return False
-        arch = self.arch
+        arch, target = self.arch, self.target
         self.inflight = (index, job, isolation.Background(
-            lambda: isolation.call(WORKER_ENCODE, job.parts, arch, job.ifm_bits, library="hwopt's weight encoder")))
+            lambda: isolation.call(WORKER_ENCODE, job.parts, arch, job.ifm_bits, target,
+                                   library="hwopt's weight encoder")))
         return True
 
     def collect(self, *, wait: bool) -> tuple[int, LayerJob, list[wu.EncodedWeights]] | None:

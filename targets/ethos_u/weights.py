@@ -209,14 +209,15 @@ def u85_slice_orders(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, if
 
 def encode_u85(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits: int = 8,
                stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1),
-               allow_fast: bool = True) -> EncodedWeights:
+               allow_fast: bool = True, target: Target | None = None) -> EncodedWeights:
     """Encode OHWI weights for U85: standard streams (one per weight decoder) or one FWD stream.
 
     With Vela's configuration the format is Vela's (`config.weight_format`). Without it the
-    rule takes the 2:4-sparse order when the weights pass Vela's sparsity test, and FWD when,
-    as in Vela's Size strategy, its estimated size `32 + N/d` (d = 4 for ≤4 distinct values,
-    2 for ≤16, else 1) is below the standard streams' size. Only the chosen format is encoded
-    (the FWD size is exact without encoding it).
+    rule takes the 2:4-sparse order when the weights pass Vela's sparsity test, and FWD as
+    Vela's default (Performance) strategy picks it when `target` is given (`fast_wins`), else
+    as its Size strategy does: when the estimated size `32 + N/d` (d = 4 for ≤4 distinct
+    values, 2 for ≤16, else 1) is below the standard streams' size. Only the chosen format is
+    encoded (the FWD size is exact without encoding it).
     """
     fmt = config.weight_format
     dw = not fwd_allowed(config)
@@ -250,7 +251,10 @@ def encode_u85(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits
                           stride=stride, dilation=dilation)
     std_total = sum(len(s.data) for s in std)
     if fmt is None:
-        use_fast = want_fast and fast_est < std_total
+        if target is not None and want_fast and not sparse:
+            use_fast = fast_wins(target, w, std_total, fast_est, fast_total)
+        else:
+            use_fast = want_fast and fast_est < std_total
         fmt = (WeightFormat.FAST_SPARSE if sparse else WeightFormat.FAST) if use_fast else (
             WeightFormat.DEFAULT_SPARSE if sparse else WeightFormat.DEFAULT)
     if not fmt.fast:
@@ -267,13 +271,30 @@ def encode_u85(w: np.ndarray, arch: EthosUArch, config: BlockConfig, *, ifm_bits
     return EncodedWeights(tuple(fast), fmt, config, ok_fast and ok_std, std_total if std else fast_total, fast_total)
 
 
+def fast_wins(target: Target, w: np.ndarray, std_bytes: int, fast_estimate: int, fast_bytes: int) -> bool:
+    """Vela's Performance-strategy choice of the fast format for dense weights: it is tried only when
+    its decode time at the estimated size beats the standard stream's, and taken when its decode
+    time at its real size does (ties keep the standard format, tried first)."""
+    from hwopt.targets.ethos_u.u85_perf import weight_decode_cycles
+
+    n = int(w.size)
+    zeros = n - int(np.count_nonzero(w))
+    distinct = int(value_counts(w.reshape(-1)).size)
+
+    def cycles(encoded: int, fast: bool) -> int:
+        return weight_decode_cycles(target, n, zeros, distinct, encoded, target.const_memory, fast)
+
+    default = cycles(std_bytes, False)
+    return cycles(fast_estimate, True) < default and cycles(fast_bytes, True) < default
+
+
 Part = tuple[np.ndarray, BlockConfig, tuple[int, int], tuple[int, int]]  # OHWI weights, config, stride, dilation
 
 
-def encode_parts(parts: list[Part], arch: EthosUArch, ifm_bits: int) -> list[EncodedWeights]:
+def encode_parts(parts: list[Part], arch: EthosUArch, ifm_bits: int, target: Target | None = None) -> list[EncodedWeights]:
     """hwopt's encoding of each NPU operation's weights of one layer (pure: the encode engine runs it
     in its own process or in the isolation worker, whichever is free)."""
-    return [encode_u85(w, arch, c, ifm_bits=ifm_bits, stride=s, dilation=d) if arch.is_u85 else
+    return [encode_u85(w, arch, c, ifm_bits=ifm_bits, stride=s, dilation=d, target=target) if arch.is_u85 else
             encode_u55(w, arch, c, ifm_bits=ifm_bits, dilation=d) for w, c, s, d in parts]
 
 
