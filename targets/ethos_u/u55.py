@@ -246,17 +246,18 @@ def _buffered(g: LayerGeometry, q: Query, blk: Block, target: Target) -> bool:
     return q.op is not NpuOp.VECTOR or target.bandwidth(target.const_memory) >= SLOW_CONST_BYTES_PER_CYCLE
 
 
-def vela_style_cost(g: LayerGeometry, target: Target) -> LayerCost | None:
+def vela_style_cost(g: LayerGeometry, target: Target, in_place: bool = False) -> LayerCost | None:
     """One NPU operation costed the way Vela's U55/U65 estimator does: its block configuration, the
     per-block MAC / output-stage / command-issue cycles, burst-rounded feature-map traffic and weight
-    streaming per memory. None for operators Vela lowers into several operations."""
+    streaming per memory (`in_place`: weights read where they are stored, not buffered). None for
+    operators Vela lowers into several operations."""
     q = _query(g)
     if q is None:
         return None
     blk = find_block(q, target)
     ifm_mem, ofm_mem = io_memories(g, target)
     const, staging = target.const_memory, target.staging_memory
-    buffered = const not in (staging, "OnChipFlash") and _buffered(g, q, blk, target)
+    buffered = not in_place and const not in (staging, "OnChipFlash") and _buffered(g, q, blk, target)
     encoded = encoded_weight_bytes(g, target) if q.op in (NpuOp.CONV, NpuOp.DEPTHWISE, NpuOp.VECTOR) else 0
     ao_elem = _ao_per_element(g, q, target)
     if q.op is NpuOp.ELEMENTWISE:
@@ -268,8 +269,7 @@ def vela_style_cost(g: LayerGeometry, target: Target) -> LayerCost | None:
         latency = target.memory_config(staging if buffered else const).read_latency if scaled else None
         op_cycles = mac_op_cycles(q, blk, target, ifm_mem, ofm_mem, ao_elem, latency).total
     if g.op == "MEAN":  # then the sum is scaled by 1 / (H x W) in an elementwise pass
-        m = Query(NpuOp.ELEMENTWISE, g.ofm, g.ofm, (1, 1), (1, 1), q.bits, False, g.ofm_in_arena, (1, 1, 1), True)
-        op_cycles += elementwise_cycles(m, find_block(m, target), target, ofm_mem, ofm_mem, target.npu.output_stage.mul)
+        op_cycles += _mean_scaling(g, target)
     traffic: dict[str, float] = {}
 
     def add(mem: str, n: float) -> None:
@@ -315,6 +315,26 @@ class WeightStream:
     full: float  # all weights and scales
     first: float  # the first depth slice (fetched before the operation can start)
     last_share: float  # share of the operation's cycles spent on the last depth slice
+    refetch: int = 1  # times the operation reads them (once per OFM block in H x W)
+    total: int = 0  # bytes of weights and scales
+    slices: int = 1  # depth slices Vela expects (OFM depth over the block's)
+
+
+def _mean_scaling(g: LayerGeometry, target: Target) -> int:
+    """Cycles of a spatial mean's last pass: its sum scaled by 1 / (H x W) in an elementwise pass, the
+    scale a constant scalar whose read latency each block waits for."""
+    ofm_mem = io_memories(g, target)[1]
+    m = Query(NpuOp.ELEMENTWISE, g.ofm, g.ofm, (1, 1), (1, 1), 8 * g.itemsize, False, g.ofm_in_arena, (1, 1, 1), True)
+    return elementwise_cycles(m, find_block(m, target), target, ofm_mem, ofm_mem, target.npu.output_stage.mul,
+                              target.const_memory)
+
+
+def _last_pass_cycles(g: LayerGeometry, c: LayerCost, target: Target) -> int:
+    """Cycles of the last NPU operation an operator runs as: the next operator's weight transfer hides
+    under that one only (a spatial mean's scaling pass, not its depthwise sum)."""
+    if g.op == "MEAN" and follows_vela(g) and _query(g) is not None:
+        return min(_mean_scaling(g, target), c.compute_cycles)
+    return c.compute_cycles
 
 
 def weight_stream(g: LayerGeometry, target: Target) -> WeightStream | None:
@@ -333,7 +353,21 @@ def weight_stream(g: LayerGeometry, target: Target) -> WeightStream | None:
     slices = cdiv(oc, depth)
     last = oc - (slices - 1) * depth
     return WeightStream(_mem_to_mem(target, total, staging), _mem_to_mem(target, total * depth / oc, staging),
-                        last / oc)
+                        last / oc, weight_refetch(q, blk), total, oc // max(blk.ofm[2], 1))
+
+
+def _left_in_place(ws: WeightStream, prev: float, target: Target) -> bool:
+    """Vela's choice for weights read once: it buffers them only when reading them from the staging
+    memory after the transfer, less what the preceding operation hides, beats reading them where they
+    are stored, or when they span more than two depth slices (then the slices overlap)."""
+    if ws.refetch > 1 or ws.slices > 2:
+        return False
+    const, staging = target.const_memory, target.staging_memory
+
+    def read(mem: str) -> float:
+        return ws.total / target.bandwidth(mem) + target.memory_config(mem).read_latency
+
+    return int(read(staging)) + max(int(ws.full) - int(prev), 0) >= int(read(const))
 
 
 def _mem_to_mem(target: Target, n: float, dest: str | None = None) -> float:
@@ -357,6 +391,8 @@ def overlap_weight_streams(geometry: list[LayerGeometry], costs: list[LayerCost]
             prev, sg = 0, g.subgraph
         active = c.placement == "npu" and c.cycles > 0
         ws = weight_stream(g, target) if active else None
+        if ws is not None and _left_in_place(ws, prev, target):
+            c, ws = vela_style_cost(g, target, in_place=True) or c, None
         op = c.compute_cycles
         npu = op
         if ws is not None:
@@ -373,7 +409,7 @@ def overlap_weight_streams(geometry: list[LayerGeometry], costs: list[LayerCost]
         if c.placement == "cpu":
             prev = 0
         elif c.cycles > 0:
-            prev = c.compute_cycles
+            prev = _last_pass_cycles(g, c, target)
         out.append(c)
     return out
 
