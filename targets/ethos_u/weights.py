@@ -22,6 +22,7 @@ import numpy as np
 from hwopt import isolation
 from hwopt.analysis.stats import value_counts
 from hwopt.targets.ethos_u import fwd, mlw
+from hwopt.targets.ethos_u.u85_perf import weight_decode_cycles
 from hwopt.targets.ethos_u.weight_layout import (
     DEFAULT_OFM_BLOCK_DEPTH,
     BlockConfig,
@@ -275,8 +276,6 @@ def fast_wins(target: Target, w: np.ndarray, std_bytes: int, fast_estimate: int,
     """Vela's Performance-strategy choice of the fast format for dense weights: it is tried only when
     its decode time at the estimated size beats the standard stream's, and taken when its decode
     time at its real size does (ties keep the standard format, tried first)."""
-    from hwopt.targets.ethos_u.u85_perf import weight_decode_cycles
-
     n = int(w.size)
     zeros = n - int(np.count_nonzero(w))
     distinct = int(value_counts(w.reshape(-1)).size)
