@@ -212,12 +212,12 @@ def _search(q: Query, arch: Arch) -> Block:
     cost = np.where(ifm[0] * ifm[1] * ifm[2] < ih * iw * idepth * 2, cost / f32(2), cost)
     cost = np.where(ok, cost, np.inf)
     grid = (len(depths), h.shape[1], w.shape[2])
-    cost = np.broadcast_to(cost, grid).ravel()
+    cost = (cost if cost.shape == grid else np.broadcast_to(cost, grid)).ravel()
     ties = np.flatnonzero(cost == cost.min())
     ti_d, ti_h, ti_w = np.unravel_index(ties, grid)
     pick = 0
     # later equal-cost candidates win only when small (<= 4x4) and covering at least as much of the IFM
-    small = np.flatnonzero((h.ravel()[ti_h[1:]] <= 4) & (w.ravel()[ti_w[1:]] <= 4)) + 1
+    small = np.flatnonzero((h.ravel()[ti_h[1:]] <= 4) & (w.ravel()[ti_w[1:]] <= 4)) + 1 if ties.size > 1 else ties[:0]
     if small.size:
         cov = f32(ifm[0] * ifm[1]) / np.maximum(np.minimum(ifm[0], ih.ravel()[ti_h[small]])
                                                 * np.minimum(ifm[1], iw.ravel()[ti_w[small]]), 1).astype(f32)

@@ -351,13 +351,14 @@ def _scan(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: int,
             break
     else:
         return None
-    c = np.broadcast_to(np.where(ok, cost, np.inf), grid).ravel()
+    c = np.where(ok, cost, np.inf)
+    c = (c if c.shape == grid else np.broadcast_to(c, grid)).ravel()
     ties = np.flatnonzero(c == c.min())
     t_d, t_h, t_w = np.unravel_index(ties, grid)
     t_ibh, t_ibw = ib_h[t_d, t_h, 0], ib_w[t_d, 0, t_w]  # (the IFM block's rows per depth and height, ...)
     pick = 0
     # equal cost: a small (<= 4 x 4) block that covers more of the IFM wins, the last of the best
-    small = np.flatnonzero((h[0, t_h[1:], 0] <= 4) & (w[0, 0, t_w[1:]] <= 4)) + 1
+    small = np.flatnonzero((h[0, t_h[1:], 0] <= 4) & (w[0, 0, t_w[1:]] <= 4)) + 1 if ties.size > 1 else ties[:0]
     if small.size:
         cov = f32(ifm[0] * ifm[1]) / np.maximum(np.minimum(ifm[0], t_ibh[small]) * np.minimum(ifm[1], t_ibw[small]),
                                                 1).astype(f32)
