@@ -121,11 +121,11 @@ def _measure(job: Job, model_bytes: bytes, data: bytes | None) -> Outcome:
         new_model = _enforce(model, job.pipeline, job.target, dataset)
     new_bytes = bytes(new_model.source) if new_model.source else serialize(new_model)
     est = estimate(new_model, job.target, engine=job.engine)
-    # Ethos-U weights encoded with the block configuration Vela picks, as `hwopt encode` does by
-    # default; from the estimate's own compile when it ran Vela (one compile per job, not two).
+    # Ethos-U weights: Vela's own streams from the estimate's compile when it ran Vela; otherwise the
+    # block configurations of hwopt's searches, as `hwopt encode` does by default (no compile for it).
     compiled = est._vela.compiled if est._vela is not None else None
-    enc = encode_model(new_model, job.target, block_source="vela" if job.target.family.is_ethos_u else "rule",
-                       vela_compiled=compiled)
+    enc = encode_model(new_model, job.target, block_source="vela" if compiled is not None and
+                       job.target.family.is_ethos_u else "rule", vela_compiled=compiled)
     s = est.summary
     if est._vela is not None:
         flash = int(est._vela.perf.read_only_peak_bytes)  # Vela's read-only (flash) area of the compiled model

@@ -6,9 +6,9 @@ standard stream, `fwd` for U85 fast weights), one stream per OFM-depth slice and
 with Vela's legacy decoder `ethosu.mlw_codec.decode` to check them.
 
 The block configuration (traversal, OFM block depth, depth slices, U85 weight format) is
-a scheduler decision: `vela_blocks` reads the configuration Vela chose from its
-optimisation database (the default, which makes the streams Vela's own), and
-`default_config` is a rule for when Vela cannot be asked.
+a scheduler decision: `block_plan` takes it from hwopt's block searches (the default, Vela's
+choice without a compile), `vela_blocks` reads the configuration Vela chose from its
+optimisation database, and `default_config` is a shape rule for layers neither covers.
 """
 
 from __future__ import annotations
