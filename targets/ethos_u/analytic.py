@@ -37,17 +37,27 @@ def structural_cost(g: LayerGeometry, target: Target) -> LayerCost:
 def structural_costs(geometry: list[LayerGeometry], target: Target) -> list[LayerCost]:
     """The structural costs of a model's operators in order: each operator's own, then (U55/U65) the
     weight DMA the preceding operation does not hide."""
+    return _placed_costs(_placed(geometry, target), target)
+
+
+def _placed(geometry: list[LayerGeometry], target: Target) -> list[LayerGeometry]:
+    """The geometry with the feature-map memories Vela gives them (U85; U55/U65 as it is)."""
+    return place_feature_maps(geometry, target) if target.family is Family.ETHOS_U85 else geometry
+
+
+def _placed_costs(placed: list[LayerGeometry], target: Target) -> list[LayerCost]:
+    costs = [structural_cost(g, target) for g in placed]
     if target.family is Family.ETHOS_U85:
-        geometry = place_feature_maps(geometry, target)
-        return overlap_u85_weights(geometry, [structural_cost(g, target) for g in geometry], target)
-    costs = [structural_cost(g, target) for g in geometry]
-    return overlap_weight_streams(geometry, costs, target)
+        return overlap_u85_weights(placed, costs, target)
+    return overlap_weight_streams(placed, costs, target)
 
 
 def costs_of(geometry: list[LayerGeometry], target: Target) -> list[LayerCost]:
     """Per-operator costs of already-extracted geometry (a batch reuses one geometry for many targets):
-    the structural terms, calibrated to the configuration."""
-    return [calibrate(g, c, target) for g, c in zip(geometry, structural_costs(geometry, target), strict=True)]
+    the structural terms, calibrated to the configuration. The calibration reads no feature-map memory,
+    so it takes the placed geometry, whose lowered operations the structural terms already derived."""
+    placed = _placed(geometry, target)
+    return [calibrate(g, c, target) for g, c in zip(placed, _placed_costs(placed, target), strict=True)]
 
 
 def ethos_u_layer_costs(model: Model, target: Target) -> list[LayerCost]:
