@@ -30,6 +30,8 @@ def _compare(seed: int, config: str, op: str) -> list[tuple[int, int]]:
 @pytest.mark.parametrize(("seed", "op", "config"), [
     (100031, "CONCATENATION", "ethos-u85-128"),  # one input copied from the graph input (was 27 % over)
     (100103, "CONCATENATION", "ethos-u85-1024"),  # a tall, narrow copy (was 3.2x Vela)
+    (100811, "CONCATENATION", "ethos-u85-256"),  # a graph input copied from the arena, NHWC (was 86 % under)
+    (100363, "CONCATENATION", "ethos-u85-2048"),  # (was 50 % under on u85-256)
     (100051, "PAD", "ethos-u85-128"),  # input and four fill copies, latency-bound (was 67 % under)
     (100064, "PAD", "ethos-u85-1024"),  # (was 36 % over)
     (100008, "LEAKY_RELU", "ethos-u85-128"),  # 8-bit: a table lookup (was 28 % over as an elementwise pass)

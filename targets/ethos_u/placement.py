@@ -199,6 +199,8 @@ def ethos_u_geometry(model: Model, family: Family,
             if sg.index not in graphs:
                 graphs[sg.index] = (consumers(sg), _writers(sg, placed))
             g = COPYING[g.op](g, sg, graphs[sg.index])
+            if family is Family.ETHOS_U85 and g.op == "CONCATENATION":
+                g = _shared_inputs_staged(g, sg, graphs[sg.index])
         elif g.op in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
             opts = model.subgraphs[g.subgraph].operators[g.op_index].options
             g = replace(g, flags=frozenset(f for f, a in (("align_corners", "alignCorners"),
@@ -367,6 +369,24 @@ def with_concat_copies(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGe
             continue  # (a PACK's inputs gain an axis: no producer writes into its output)
         copies.append((hwc(t.shape), t.data is not None, i in inputs or t.data is not None, ofm_nhwc))
     return replace(g, copies=tuple(copies))
+
+
+_RESHAPES = frozenset(["RESHAPE", "SQUEEZE", "EXPAND_DIMS"])
+
+
+def _shared_inputs_staged(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGeometry:
+    """U85: a concatenation copies a graph input straight from the arena (NHWC), unless a reshape reads it
+    too: Vela then copies from the reshape's staged (SRAM, brick-format) copy of it."""
+    op = sg.operators[g.op_index]
+    readers, writers = graph
+    copied = [i for i in op.inputs if sg.tensor(i) is not None
+              and not _in_place(sg, i, op.index, writers, readers)]
+    if len(copied) != len(g.copies):
+        return g
+    reshaped = {i for i in copied if any(sg.operators[r].op in _RESHAPES for r in readers.get(i, []))}
+    copies = tuple((shape, const, io and (const or i not in reshaped), ofm_nhwc)
+                   for i, (shape, const, io, ofm_nhwc) in zip(copied, g.copies, strict=True))
+    return replace(g, copies=copies)
 
 
 def with_reshape_copy(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGeometry:

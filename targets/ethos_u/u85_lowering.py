@@ -31,7 +31,8 @@ def copy_ops(g: LayerGeometry, target: Target) -> list[u85p.U85Operation]:
         # NHWC) reads or writes it in the arena
         return target.const_memory if const else arena if io and reshape else staged
 
-    return [u85p.U85Operation(U85Op.POOL, u85p.Fm(shape, bits, ifm_nhwc, memory(const, ifm_nhwc, ifm_mem)),
+    return [u85p.U85Operation(U85Op.POOL, u85p.Fm(shape, bits, ifm_nhwc, arena if ifm_nhwc and not const else
+                                                  memory(const, ifm_nhwc, ifm_mem)),
                           u85p.Fm(shape, bits, ofm_nhwc, memory(False, ofm_nhwc, ofm_mem)), ao_per_element=rate)
             for shape, const, ifm_nhwc, ofm_nhwc in g.copies if min(shape) > 0]
 
