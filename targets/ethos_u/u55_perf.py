@@ -123,8 +123,8 @@ def _part_kernel(q: Query) -> bool:
 
 
 def _ceil(a: np.ndarray, b: int) -> np.ndarray:
-    """Ceiling division of an integer array."""
-    return -(-a // b)
+    """Ceiling division of an integer array by a positive integer (the array itself for 1)."""
+    return a if b == 1 else (a + (b - 1)) // b
 
 
 def _fits_grid(arch: Arch, acc: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -138,12 +138,12 @@ def _fits_grid(arch: Arch, acc: tuple[np.ndarray, np.ndarray, np.ndarray],
         return _ceil(a, b) * b
 
     ifm_bytes = ifm[0] * ifm[1] * rnd(ifm[2] * (q.bits // 8), 8)
-    ifm_banks = rnd(-(-ifm_bytes // BANK_BYTES) * 2, gran[(2 if elementwise else 0) + (q.bits == 16)])
+    ifm_banks = rnd(_ceil(ifm_bytes, BANK_BYTES) * 2, gran[(2 if elementwise else 0) + (q.bits == 16)])
     ifm_end = RESERVED_OUTPUT_BANKS + ifm_banks
     acc_start = banks - reserved_end
     if not elementwise:
         acc_bytes = acc[0] * acc[1] * rnd(acc[2], 8) * (40 if acc40 else 32) // 8
-        acc_banks = rnd(-(-acc_bytes // BANK_BYTES) * 2, gran[5 if acc40 else 4])
+        acc_banks = rnd(_ceil(acc_bytes, BANK_BYTES) * 2, gran[5 if acc40 else 4])
         return np.asarray(ifm_end <= acc_start - acc_banks)
     return np.asarray(ifm_end + (0 if q.scalar else ifm_banks) <= acc_start)
 
@@ -189,8 +189,8 @@ def _search(q: Query, arch: Arch) -> Block:
     w = np.arange(ub[1], space[1] + 1, ub[1], dtype=np.int64)[None, None, :]
     # the IFM rows and columns a block needs (an upscaled IFM: half of them, rounded up)
     rnd, up = (1, q.upscale) if q.upscale > 1 else (0, 1)
-    ih = _ceil(_ceil((h - 1) * q.stride[0] + min(kh, SUBKERNEL) + rnd, up), ub[0]) * ub[0]
-    iw = _ceil(_ceil((w - 1) * q.stride[1] + min(kw, SUBKERNEL) + rnd, up), ub[1]) * ub[1]
+    ih = _ceil(_ceil(h * q.stride[0] + (min(kh, SUBKERNEL) + rnd - q.stride[0]), up), ub[0]) * ub[0]  # (h-1)s + k
+    iw = _ceil(_ceil(w * q.stride[1] + (min(kw, SUBKERNEL) + rnd - q.stride[1]), up), ub[1]) * ub[1]
     idepth = d if equal_depth else np.full((1, 1, 1), ifm_depth, dtype=np.int64)
     fit_h = np.minimum(h, oh) if (oh == 1 and kh == 1 and ub[0] == 2) else h  # 1-row convolutions: 1-row block
     ok = _fits_grid(arch, (fit_h, w, d), (ih, iw, idepth), q, elementwise, acc40)

@@ -274,11 +274,8 @@ def _depthwise(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth:
 
 def _scan(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: int,
           traversal: Traversal) -> U85BlockConfig | None:
-    """Scan OFM blocks (depth, height, width order) for the least relative fetch cost in single precision.
-
-    Every candidate is costed at once on a (depth, height, width) grid: each term is computed on the
-    axes it depends on (the IFM rows on the height and the allocation unit, which follows the depth)
-    and broadcast, in the search's single-precision operation order."""
+    """Scan OFM blocks (depth, height, width order) for the least relative fetch cost in single precision:
+    all at once on a (depth, height, width) grid, each term on the axes it depends on, broadcast."""
     f32 = np.float32
     equal_depth = q.op in (U85Op.RESIZE, U85Op.MEMORY_COPY)
     ifm = q.ifm if q.ifm2 is None or math.prod(q.ifm2) <= math.prod(q.ifm) else q.ifm2
@@ -308,9 +305,7 @@ def _scan(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: int,
         acc_min = _ru(depths[0], ACC_DEPTH_GRANULE)
         hs = hs[hs * ws[0] * acc_min * acc_bits // 8 <= arch.acc_ram]
         ws = ws[hs[0] * ws * acc_min * acc_bits // 8 <= arch.acc_ram] if hs.size else ws[:0]
-    d = np.array(depths)[:, None, None]
-    h = hs[None, :, None]
-    w = ws[None, None, :]
+    d, h, w = np.array(depths)[:, None, None], hs[None, :, None], ws[None, None, :]
     grid = (d.shape[0], h.shape[1], w.shape[2])
     ifm_d = d if equal_depth else np.full_like(d, ifm_depth)
     bits = ifm_d * q.ifm_bits
@@ -319,8 +314,10 @@ def _scan(q: U85Query, arch: U85Arch, ub: Shape3, acc_bits: int, ifm_depth: int,
     au = aus[au_idx]  # (D, 1, 1, 3): the allocation unit of each block depth
     au_h, au_w, au_c = au[..., 0], au[..., 1], au[..., 2]
     dh, dw = _dilated(q)
-    ib_h = -(-((h - 1) * q.stride[0] + min(dh, SUBKERNEL[0])) // q.upscale)
-    ib_w = -(-((w - 1) * q.stride[1] + min(dw, SUBKERNEL[1])) // q.upscale)
+    ib_h = h * q.stride[0] + (min(dh, SUBKERNEL[0]) - q.stride[0])  # (h - 1) x stride + kernel rows
+    ib_w = w * q.stride[1] + (min(dw, SUBKERNEL[1]) - q.stride[1])
+    if q.upscale > 1:
+        ib_h, ib_w = -(-ib_h // q.upscale), -(-ib_w // q.upscale)
     ib_h, ib_w = -(-ib_h // au_h) * au_h, -(-ib_w // au_w) * au_w
     ib_d = -(-ifm_d // au_c) * au_c
     fit_d = d if equal_depth else np.minimum(ib_d, ifm[2])
