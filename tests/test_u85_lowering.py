@@ -62,6 +62,9 @@ def _compare(seed: int, config: str, op: str) -> list[tuple[int, int]]:
     (100618, "MUL", "ethos-u85-256"),  # (was costed chained, free)
     (100928, "ADD", "ethos-u85-1024"),
     (100440, "ADD", "ethos-u85-128"),
+    # a deepened elementwise pass reads its reshaped inputs NHWC, a convolution's output included
+    (100001, "SUB", "ethos-u85-256"),  # (was 38 % under)
+    (100788, "ADD", "ethos-u85-1024"),  # (was 44 % under on u85-256)
 ])
 def test_lowered_like_vela(seed: int, op: str, config: str) -> None:
     """Each copy or lookup Vela lowers the operator into is costed by the U85 per-operation model."""

@@ -81,14 +81,15 @@ def _lowered(g: LayerGeometry, target: Target, config: u85p.U85Config | None
         return None
     op = lowered.op
     ifm_mem, ofm_mem = io_memories(g, target)
-    # a table lookup Vela deepens reads and writes the reshaped tensors NHWC (a brick layout cannot be
-    # reshaped in place)
-    deepened = is_lookup(g) and lowered.ofm != g.ofm
+    # a pass Vela deepens (a table lookup, a clamp, an elementwise operation) reads and writes the
+    # reshaped tensors NHWC (a brick layout cannot be reshaped in place)
+    deepened = lowered.op in (U85Op.POOL, U85Op.ELEMENTWISE) and lowered.ofm != g.ofm
     ifm = u85p.Fm(lowered.ifm, bits, g.ifm_in_arena or deepened, ifm_mem)
     ofm = u85p.Fm(lowered.ofm, bits, g.ofm_in_arena or deepened, ofm_mem)
     ifm2 = None
     if lowered.ifm2 is not None:  # a feature map beside the input, or a constant stored NHWC
-        ifm2 = u85p.Fm(lowered.ifm2, bits, g.ifm2 is None, ifm_mem if g.ifm2 is not None else target.const_memory)
+        ifm2 = u85p.Fm(lowered.ifm2, bits, g.ifm2 is None or deepened,
+                       ifm_mem if g.ifm2 is not None else target.const_memory)
     if config is None:
         blk = find_u85_block(lowered, u85_macs(target))
         config = u85p.U85Config(blk.ofm, blk.ifm, blk.ublock, blk.traversal is Traversal.PART_KERNEL,
