@@ -3,7 +3,7 @@
 Prints markdown tables: (1) bits/weight and the order-0 entropy bound for the derived ResNet-8
 variants of ../shared/models on u55-128, u65-512, u85-256 and n78-4tops-4ple; (2) hwopt's
 encoded totals against Vela's `encodedWeights` on every int8 shared model (u55-128 and u65-512
-with hwopt's block rule, u85-256 per layer with Vela's block configs).
+with hwopt's block searches, the default, u85-256 per layer with Vela's block configs).
 
 Usage: python tools/bench_encode.py [--models DIR]
 """
