@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
@@ -104,6 +105,23 @@ class LayerGeometry(OpRef):
         return self.ofm[0] * self.ofm[1] * self.ofm[2]
 
 
+_GEOMETRY_FIELDS = frozenset(f.name for f in fields(LayerGeometry))
+
+
+def evolve(g: LayerGeometry, **changes: Any) -> LayerGeometry:
+    """`dataclasses.replace` of a geometry, field for field, without re-running the initialiser.
+
+    The placement passes copy every geometry several times per model; the generated initialiser
+    sets some thirty fields one `object.__setattr__` at a time, a dictionary copy does it at once.
+    """
+    if not changes.keys() <= _GEOMETRY_FIELDS:
+        raise TypeError(f"LayerGeometry has no field {sorted(changes.keys() - _GEOMETRY_FIELDS)}")
+    new = object.__new__(type(g))
+    new.__dict__.update(g.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
 @dataclass(frozen=True)
 class PassCost:
     """One hardware pass of an NPU layer as the vendor's estimator itemises it (Ethos-N78)."""
@@ -185,6 +203,23 @@ def weight_info(w: np.ndarray, in_axis: int | None = None) -> WeightInfo:
     return WeightInfo(int(flat.size), zeros / max(flat.size, 1), int(values.size), entropy, sparse)
 
 
+def byte_histogram(flat: np.ndarray) -> np.ndarray:
+    """The 256-bin histogram of a flat uint8 array, exact.
+
+    A large array is counted two bytes at a time (one 65536-bin count of half as many elements,
+    then each byte's row and column summed): `np.bincount` widens every element to an index, so
+    halving the elements halves that cost.
+    """
+    if flat.size < 1 << 17:
+        return np.bincount(flat, minlength=256)
+    even = flat.size & ~1
+    pairs = np.bincount(flat[:even].view(np.uint16), minlength=1 << 16).reshape(256, 256)
+    hist = pairs.sum(axis=0) + pairs.sum(axis=1)
+    if even < flat.size:
+        hist[flat[-1]] += 1
+    return hist
+
+
 def tensor_weight_info(t: Tensor, in_axis: int | None = None) -> WeightInfo:
     """`weight_info` of a constant tensor's zero-corrected values, figure for figure.
 
@@ -200,7 +235,7 @@ def tensor_weight_info(t: Tensor, in_axis: int | None = None) -> WeightInfo:
         return weight_info(zero_corrected_tensor(t), in_axis)
     zp = int(zps[0]) if zps is not None and zps.size else 0
     flat = data.reshape(-1)
-    hist = np.bincount(flat.view(np.uint8), minlength=256)
+    hist = byte_histogram(flat.view(np.uint8))
     if data.dtype.kind == "i":  # bytes 128..255 hold -128..-1: put the bins in value order
         hist = np.concatenate((hist[128:], hist[:128]))
         lo = -128

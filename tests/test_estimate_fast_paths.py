@@ -15,7 +15,7 @@ from hwopt.format.tflite_io import read_model, serialize
 from hwopt.ir import DType, Quantization, Tensor
 from hwopt.targets.descriptor import Family
 from hwopt.targets.ethos_u.placement import ethos_u_geometry
-from hwopt.targets.geometry import tensor_weight_info, weight_info
+from hwopt.targets.geometry import byte_histogram, tensor_weight_info, weight_info
 from hwopt.testing.generator import layer_model, network_model
 
 
@@ -44,6 +44,17 @@ def test_byte_histogram_statistics_equal_the_general_ones(seed: int) -> None:
     t = _tensor(data, dtype, zp)
     for axis in (None, 3):
         assert tensor_weight_info(t, axis) == weight_info(zero_corrected_tensor(t), axis)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4097, (1 << 17) - 1, 1 << 17, (1 << 17) + 1, 300_001])
+def test_byte_histogram_counts_every_byte(size: int) -> None:
+    rng = np.random.default_rng(size)
+    raw = rng.integers(0, 256, size=size + 1).astype(np.uint8)
+    raw[: size // 3] = 7  # a skewed distribution: one frequent value, as in pruned weights
+    flat = raw[1:]  # one byte in: the pairs are read unaligned
+    hist = byte_histogram(flat)
+    assert hist.shape == (256,)
+    assert hist.tolist() == [int((flat == v).sum()) for v in range(256)]
 
 
 def test_general_path_for_varying_zero_points_and_wide_types() -> None:

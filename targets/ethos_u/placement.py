@@ -7,7 +7,6 @@ without touching the cost models.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from functools import partial
 
 from hwopt.ir import DType, Model, Operator, Subgraph
@@ -20,6 +19,7 @@ from hwopt.targets.geometry import (
     Placement,
     WeightInfo,
     consumers,
+    evolve,
     hwc,
     layer_geometry,
 )
@@ -203,7 +203,7 @@ def ethos_u_geometry(model: Model, family: Family,
                 g = _shared_inputs_staged(g, sg, graphs[sg.index])
         elif g.op in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
             opts = model.subgraphs[g.subgraph].operators[g.op_index].options
-            g = replace(g, flags=frozenset(f for f, a in (("align_corners", "alignCorners"),
+            g = evolve(g, flags=frozenset(f for f, a in (("align_corners", "alignCorners"),
                                                           ("half_pixel_centers", "halfPixelCenters"))
                                            if getattr(opts, a, False)))
         elif family is Family.ETHOS_U85 and g.kind in _UNRESHAPED and g.op != "TRANSPOSE_CONV":
@@ -212,11 +212,11 @@ def ethos_u_geometry(model: Model, family: Family,
             if getattr(opts, "fusedActivationFunction", 0) in _CLAMP_CODES and h * w * c > 16 and c < 8:
                 # the clamp, split off and deepened like a standalone one, no longer fits the operation's
                 # output: Vela runs it as a pass of its own
-                g = replace(g, flags=g.flags | {"activation_pass"})
+                g = evolve(g, flags=g.flags | {"activation_pass"})
         out.append(g)
     out = _arena_boundaries(model, _concat_slices(model, out, placed), placed)
     position = {(sg.index, op): n for sg in model.subgraphs for n, op in enumerate(execution_order(sg))}
-    out = [replace(g, position=position[(g.subgraph, g.op_index)]) for g in out]
+    out = [evolve(g, position=position[(g.subgraph, g.op_index)]) for g in out]
     return _live_ranges(model, _chain_outputs(model, out, family, placed), family, placed)
 
 
@@ -258,12 +258,12 @@ def _subgraph_live_ranges(sg: Subgraph, geo: list[LayerGeometry], pos: dict[tupl
         fms = [source(i) for i in op.inputs if (t := sg.tensor(i)) is not None and t.data is None]
         srcs = tuple(s for s in fms if s != own or own == op.index)
         # an input a CPU operator writes (or the graph input), through removed reshapes: in the arena
-        geo[pos[(sg.index, op.index)]] = replace(g, sources=srcs, ifm_in_arena=g.ifm_in_arena or srcs[:1] == (-1,))
+        geo[pos[(sg.index, op.index)]] = evolve(g, sources=srcs, ifm_in_arena=g.ifm_in_arena or srcs[:1] == (-1,))
         for s in srcs:
             if s >= 0:
                 last[s] = max(last.get(s, -1), geo[pos[(sg.index, own)]].position)
     for s, p in last.items():
-        geo[pos[(sg.index, s)]] = replace(geo[pos[(sg.index, s)]], last_read=p)
+        geo[pos[(sg.index, s)]] = evolve(geo[pos[(sg.index, s)]], last_read=p)
 
 
 def _chain_outputs(model: Model, geo: list[LayerGeometry], family: Family, placed: Placement) -> list[LayerGeometry]:
@@ -275,7 +275,7 @@ def _chain_outputs(model: Model, geo: list[LayerGeometry], family: Family, place
         for rider in sorted(riders, key=lambda r: -geo[pos[(sg.index, r)]].position):  # chain ends first
             src = pos[(sg.index, riders[rider])]
             if geo[pos[(sg.index, rider)]].ofm_in_arena and not geo[src].ofm_in_arena:
-                geo[src] = replace(geo[src], ofm_in_arena=True)
+                geo[src] = evolve(geo[src], ofm_in_arena=True)
     return geo
 
 
@@ -296,7 +296,7 @@ def _concat_slices(model: Model, geo: list[LayerGeometry], placed: Placement) ->
             for i in op.inputs:
                 n = pos.get((sg.index, writers.get(i, -1)))
                 if n is not None and _in_place(sg, i, op.index, graph[1], graph[0]):
-                    geo[n] = replace(geo[n], flags=geo[n].flags | {"ofm_slice"})
+                    geo[n] = evolve(geo[n], flags=geo[n].flags | {"ofm_slice"})
     return geo
 
 
@@ -317,7 +317,7 @@ def _arena_boundaries(model: Model, geo: list[LayerGeometry], placed: Placement)
             g = geo[n]
             out_arena = op.outputs[0] in arena
             if (out_arena and not g.ofm_in_arena) or (op.inputs[0] in cpu_out and not g.ifm_in_arena):
-                geo[n] = g = replace(g, ofm_in_arena=g.ofm_in_arena or out_arena,
+                geo[n] = g = evolve(g, ofm_in_arena=g.ofm_in_arena or out_arena,
                                      ifm_in_arena=g.ifm_in_arena or op.inputs[0] in cpu_out)
             if not out_arena:
                 continue
@@ -368,7 +368,7 @@ def with_concat_copies(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGe
         if op.op != "PACK" and _in_place(sg, i, op.index, writers, readers):
             continue  # (a PACK's inputs gain an axis: no producer writes into its output)
         copies.append((hwc(t.shape), t.data is not None, i in inputs or t.data is not None, ofm_nhwc))
-    return replace(g, copies=tuple(copies))
+    return evolve(g, copies=tuple(copies))
 
 
 _RESHAPES = frozenset(["RESHAPE", "SQUEEZE", "EXPAND_DIMS"])
@@ -386,7 +386,7 @@ def _shared_inputs_staged(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> Laye
     reshaped = {i for i in copied if any(sg.operators[r].op in _RESHAPES for r in readers.get(i, []))}
     copies = tuple((shape, const, io and (const or i not in reshaped), ofm_nhwc)
                    for i, (shape, const, io, ofm_nhwc) in zip(copied, g.copies, strict=True))
-    return replace(g, copies=copies)
+    return evolve(g, copies=copies)
 
 
 def with_reshape_copy(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGeometry:
@@ -407,7 +407,7 @@ def with_reshape_copy(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGeo
     shared = len(readers) > 1 and tuple(src.shape) != tuple(dst.shape) and first == op.index
     if not ((io_src and o in sg.outputs) or shared):
         return g
-    return replace(g, copies=((hwc(src.shape), src.data is not None, io_src, o in sg.outputs),))
+    return evolve(g, copies=((hwc(src.shape), src.data is not None, io_src, o in sg.outputs),))
 
 
 def with_pad_copies(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGeometry:
@@ -425,7 +425,7 @@ def with_pad_copies(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGeome
         (g.ifm, False, g.ifm_in_arena, g.ofm_in_arena)]
     copies += [((oh, n, c), True, True, g.ofm_in_arena) for n in (left, right) if n > 0]
     copies += [((n, ow, c), True, True, g.ofm_in_arena) for n in (top, bottom) if n > 0]
-    return replace(g, copies=tuple(copies))
+    return evolve(g, copies=tuple(copies))
 
 
 # operators Vela runs as copies (or removes), with what they copy
