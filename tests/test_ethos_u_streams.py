@@ -229,8 +229,9 @@ def test_operators_vela_rewrites_keep_vela_streams(tmp_path: Path) -> None:
         assert result.buffers >= 6 and result.bit_exact == result.buffers, result.mismatches
 
 
-def test_search_blocks_by_default_and_fallback_when_vela_rejects(shared_models: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_vela_blocks_by_default_search_without_compile_and_fallback(shared_models: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
     from hwopt.engines.encode import encode
     from hwopt.errors import CompileError
     from hwopt.targets import resolve_target
@@ -238,19 +239,19 @@ def test_search_blocks_by_default_and_fallback_when_vela_rejects(shared_models: 
 
     model = shared_models / "hello_world_int8.tflite"
     target = resolve_target("ethos-u55-128")
-    report = encode(model, target)
-    assert report.block_source == "rule"
-    assert all(la.block_source == "search" for la in report.layers if la.encodable)
-    vela = encode(model, target, block_source="vela")
+    vela = encode(model, target)
     assert vela.block_source == "vela"
     assert all(la.block_source == "vela" for la in vela.layers if la.encodable)
+    report = encode(model, target, block_source="rule")
+    assert report.block_source == "rule"
+    assert all(la.block_source == "search" for la in report.layers if la.encodable)
     assert [la._data for la in vela.layers] == [la._data for la in report.layers]  # Vela's own streams
 
     def rejects(*_: object, **__: object) -> object:
         raise CompileError("Vela rejected the model: test")
 
     monkeypatch.setattr(vela_blocks, "compile_with_db", rejects)
-    fallback = encode(model, target, block_source="vela")
+    fallback = encode(model, target)
     assert fallback.block_source == "rule" and fallback.summary.roundtrip_ok
     assert all(la.block_source == "search" for la in fallback.layers if la.encodable)
     assert "block search" in caplog.text

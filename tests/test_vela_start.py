@@ -105,12 +105,12 @@ def test_compile_and_encode_run_vela_once_and_report_as_before(tmp_path: Path, r
     model.write_bytes(EXAMPLE_MODEL.read_bytes())
     early = run_cli("compile", model, "--target", U55, "-o", tmp_path / "a", "--json")
     assert early.code == 0 and len(regor_calls) == 1
-    early_enc = run_cli("encode", model, "--target", U55, "--json", "--blocks", "vela")
+    early_enc = run_cli("encode", model, "--target", U55, "--json")  # --blocks vela is the Ethos-U default
     assert early_enc.code == 0 and len(regor_calls) == 2
     # The same commands with the early step switched off: the same reports and files.
     monkeypatch.setattr("hwopt.cli.early.vela_start.start", lambda *a, **k: False)
     late = run_cli("compile", model, "--target", U55, "-o", tmp_path / "b", "--json")
-    late_enc = run_cli("encode", model, "--target", U55, "--json", "--blocks", "vela")
+    late_enc = run_cli("encode", model, "--target", U55, "--json")
     assert len(regor_calls) == 4
     assert json.loads(early.out) | {"output_model": ""} == json.loads(late.out) | {"output_model": ""}
     assert early_enc.out == late_enc.out
@@ -127,7 +127,7 @@ def test_discard_stops_a_compile_nobody_takes(regor_calls: list[tuple[str, bytes
     assert out.model and len(regor_calls) == 2
 
 
-def test_only_an_ethos_u_encode_with_vela_blocks_starts_the_worker() -> None:
+def test_only_an_ethos_u_encode_with_vela_blocks_starts_the_worker_and_it_is_the_default() -> None:
     from hwopt.cli import build_parser, early
 
     def started(*argv: str) -> bool:
@@ -141,23 +141,24 @@ def test_only_an_ethos_u_encode_with_vela_blocks_starts_the_worker() -> None:
             isolation.shutdown()
 
     assert not started("--target", "ethos-n78-4tops-4ple", "--blocks", "vela")
-    assert not started("--target", U55)  # the default encode compiles nothing
-    assert not started("--target", U55, "--blocks", "rule")
+    assert not started("--target", "ethos-n78-4tops-4ple")
+    assert not started("--target", U55, "--blocks", "rule")  # the search path compiles nothing
     assert started("--target", U55, "--blocks", "vela")
+    assert started("--target", U55)  # Vela's blocks and streams are the Ethos-U default
 
 
-def test_the_default_encode_never_compiles(tmp_path: Path, run_cli: CliRunner, regor_calls: list[tuple[str, bytes]],
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The default Ethos-U encode takes its block configurations from hwopt's searches: no Vela compile at all."""
+def test_the_rule_encode_never_compiles(tmp_path: Path, run_cli: CliRunner, regor_calls: list[tuple[str, bytes]],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--blocks rule` takes its block configurations from hwopt's searches: no Vela compile at all."""
     from hwopt.targets.ethos_u import vela_engine
 
     def refuse(*args: object, **kwargs: object) -> object:
-        raise AssertionError("Vela compiled on the default encode path")
+        raise AssertionError("Vela compiled on the --blocks rule encode path")
 
     monkeypatch.setattr(vela_engine, "regor_compile", refuse)
     monkeypatch.setattr("hwopt.targets.ethos_u.vela_blocks.regor_compile", refuse)
     for target in (U55, "ethos-u65-512", "ethos-u85-256"):
-        out = run_cli("encode", EXAMPLE_MODEL, "--target", target, "--json")
+        out = run_cli("encode", EXAMPLE_MODEL, "--target", target, "--json", "--blocks", "rule")
         assert out.code == 0, out.err
         doc = json.loads(out.out)
         assert doc["block_source"] == "rule" and doc["summary"]["vela_encoded_bytes"] is None

@@ -3,16 +3,16 @@
 
 For each model of the ladder (N FULLY_CONNECTED 1024x1024 int8 layers, half zeros; built
 by tools/scale_models.py) and each target, runs alternately in one process, `--runs` times:
-Vela's own compile (`ethosu.regor.compile`, called in this process), the default `hwopt
-encode` (hwopt's block searches and its own encoder on every layer, no compile; a large model's
-layers shared with the isolation worker) and, with `--vela`, `hwopt encode --blocks vela` (a
-compile with Vela's database in the isolation worker, whose streams it takes). CPU time counts
+Vela's own compile (`ethosu.regor.compile`, in the isolation worker), the default `hwopt
+encode` (`--blocks vela`: a compile with Vela's database in the isolation worker, whose streams
+it takes) and, with `--rule`, `hwopt encode --blocks rule` (hwopt's block searches and its own
+encoder on every layer, no compile; a large model's layers shared with the isolation worker). CPU time counts
 this process and the isolation worker (read from /proc), so it is
 the whole cost of the command; on a shared machine wall time mostly measures the other
 processes, so both are printed, with the load average. Prints a markdown table of medians.
 
 Usage: python tools/bench_encode_speed.py [--layers 2 8 32] [--targets ethos-u55-128 ethos-u85-256]
-                                          [--runs 3] [--vela]
+                                          [--runs 3] [--rule]
 """
 
 from __future__ import annotations
@@ -53,10 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, nargs="+", default=[2, 8, 32])
     parser.add_argument("--targets", nargs="+", default=["ethos-u55-128", "ethos-u85-256"])
     parser.add_argument("--runs", type=int, default=3, help="alternating runs per cell (median)")
-    parser.add_argument("--vela", action="store_true", help="also time `encode --blocks vela` (Vela's compile and streams)")
+    parser.add_argument("--rule", action="store_true", help="also time `encode --blocks rule` (hwopt's block searches "
+                        "and encoder, no compile)")
     args = parser.parse_args(argv)
     head = ("| target | model | weights | load | Vela compile CPU (wall) | `encode` CPU (wall) | ratio CPU (wall) |"
-            + (" `encode --blocks vela` CPU (wall) | ratio CPU |" if args.vela else "") + " M weights/s (`encode`, CPU) |")
+            + (" `encode --blocks rule` CPU (wall) | ratio CPU |" if args.rule else "") + " M weights/s (`encode`, CPU) |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.runs):
                     vela.append(_timed(lambda: _regor_in_worker(*call)))  # noqa: B023 - called at once
                     hw.append(_timed(lambda: encode(path, target)))  # noqa: B023
-                    if args.vela:
-                        other.append(_timed(lambda: encode(path, target, block_source="vela")))  # noqa: B023
+                    if args.rule:
+                        other.append(_timed(lambda: encode(path, target, block_source="rule")))  # noqa: B023
                 loads.append(_load())
 
                 def med(xs: list[tuple[float, float]], k: int) -> float:
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 v_c, v_w, h_c, h_w = med(vela, 0), med(vela, 1), med(hw, 0), med(hw, 1)
                 row = (f"| {name} | fc-{n} | {weights:,} | {'-'.join(loads)} | {v_c:.2f} s ({v_w:.2f}) | "
                        f"{h_c:.2f} s ({h_w:.2f}) | **{h_c / v_c:.2f}x** ({h_w / v_w:.2f}x) |")
-                if args.vela:
+                if args.rule:
                     o_c, o_w = med(other, 0), med(other, 1)
                     row += f" {o_c:.2f} s ({o_w:.2f}) | {o_c / v_c:.2f}x |"
                 print(row + f" {weights / h_c / 1e6:.2f} |", flush=True)

@@ -1,6 +1,6 @@
 """Work a command starts right after its flags are parsed, before its engines load.
 
-`hwopt compile` and `hwopt encode --blocks vela` (Ethos-U) compile the model with Vela in the isolation
+`hwopt compile` and the Ethos-U `hwopt encode` (`--blocks vela`, its default) compile the model with Vela in the isolation
 worker; loading hwopt's engines and reading the model take about as long as a small model's
 compile. Started here, the compile runs on the other core while the command loads, and the
 engine takes its result (hwopt.targets.ethos_u.vela_start). Each function is best-effort: on
@@ -40,8 +40,8 @@ def start_compile(args: argparse.Namespace) -> None:
 
 
 def start_encode(args: argparse.Namespace) -> None:
-    """`hwopt encode --blocks vela` takes Vela's block configurations (and streams) from a compile: start the
-    worker and the compile. The default encode compiles nothing and starts neither."""
-    if args.blocks == "vela":
+    """The Ethos-U `hwopt encode` (default `--blocks vela`) takes Vela's block configurations and streams from a
+    compile: start the worker and the compile. `--blocks rule` compiles nothing and starts neither here."""
+    if args.blocks in (None, "vela"):
         isolation.prestart(*VELA_PRELOAD)
         _start(args.model, args.target, accelerator=args.accelerator)

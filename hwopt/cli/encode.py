@@ -17,11 +17,12 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the hwopt.encode/1 JSON report")
     p.add_argument("--emit", metavar="DIR", help="write one stream file per layer and index.json into DIR")
     p.add_argument("--blocks", choices=("rule", "vela"), default=None,
-                   help="Ethos-U block configuration: hwopt's block search, the configuration Vela chooses, without "
-                   "compiling (default), or Vela's own (compiles the model with Vela, takes its streams and reports "
-                   "Vela's total and the difference)")
+                   help="Ethos-U block configuration: Vela's own (default; compiles the model with Vela, takes its "
+                   "streams, each checked, and reports Vela's total), or hwopt's block search, the configuration Vela "
+                   "chooses, without compiling (the fallback when Vela rejects the model)")
     p.add_argument("--streams", choices=("vela", "hwopt"), default="vela",
                    help="with Vela's blocks, where the streams come from: Vela's compiled model (default; each "
                    "checked against the weights in the NPU's order) or hwopt's own encoder for every layer")
-    # Only `--blocks vela` needs Vela (and the isolation worker that runs it): the early step starts both.
+    # `--blocks vela` (the Ethos-U default) needs Vela and the isolation worker that runs it: the early step
+    # starts both once the target is known.
     p.set_defaults(handler="hwopt.cli.run_encode:run", early="hwopt.cli.early:start_encode")
