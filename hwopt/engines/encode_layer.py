@@ -11,6 +11,7 @@ from hwopt.analysis.layers import WeightLayer, zero_corrected_tensor
 from hwopt.analysis.stats import entropy_from_counts, value_counts
 from hwopt.ir import DType, Model, Tensor
 from hwopt.records import OpRef
+from hwopt.targets.geometry import byte_histogram
 
 NPU_WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 INT_WEIGHTS = (DType.INT8, DType.UINT8)
@@ -83,7 +84,8 @@ def pack_streams(parts: list[tuple[bytes, int, int, int]]) -> tuple[bytes, list[
     return b"".join(p[0] for p in parts), infos
 
 
-#: Weights counted per bincount call (np.bincount widens its input to 8-byte integers).
+#: Weights counted per histogram call (np.bincount widens its input to 8-byte integers); even, so
+#: `byte_histogram` counts each block two bytes at a time.
 HIST_BLOCK = 1 << 20
 
 
@@ -108,7 +110,7 @@ def raw_symbol_counts(t: Tensor) -> tuple[np.ndarray, int] | None:
     zp = q.zero_point.reshape(-1) if q is not None else np.zeros(1, dtype=np.int64)
     if data is not None and data.dtype.itemsize == 1 and data.size and (zp.size == 0 or (zp == zp[0]).all()):
         flat = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-        hist = sum((np.bincount(flat[i : i + HIST_BLOCK], minlength=256) for i in range(0, flat.size, HIST_BLOCK)),
+        hist = sum((byte_histogram(flat[i : i + HIST_BLOCK]) for i in range(0, flat.size, HIST_BLOCK)),
                    np.zeros(256, dtype=np.int64))
         zero_code = (int(zp[0]) if zp.size else 0) & 0xFF  # the byte that holds the zero point
         return hist[hist > 0], int(hist[zero_code])
