@@ -11,6 +11,7 @@ from functools import partial
 
 from hwopt.ir import DType, Model, Operator, Subgraph
 from hwopt.targets.descriptor import Family
+from hwopt.targets.ethos_u.copies import COPYING, PASS_KINDS, Graph, in_place, shared_inputs_staged, writers_of
 from hwopt.targets.ethos_u.support_tables import support_for
 from hwopt.targets.geometry import (
     KIND_OF,
@@ -142,7 +143,7 @@ def deepened(sg: Subgraph, op: Operator) -> bool:
 # output stage), so they run no pass of their own.
 RELUS = frozenset(["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1"])
 FUSABLE_ACTIVATIONS = RELUS | {"TANH", "LOGISTIC", "HARD_SWISH", "LEAKY_RELU"}
-FUSING_KINDS = frozenset([OpKind.CONV, OpKind.DEPTHWISE, OpKind.FULLY_CONNECTED, OpKind.POOL, OpKind.ELEMENTWISE])
+FUSING_KINDS = PASS_KINDS - {OpKind.LUT}  # a table lookup takes no fused activation
 
 
 def fused_activations(sg: Subgraph, family: Family, reason: Placement | None = None) -> dict[int, int]:
@@ -191,16 +192,16 @@ def ethos_u_geometry(model: Model, family: Family,
     weight statistics across families for one model."""
     placed = placement_of(family)
     geo = layer_geometry(model, placed, partial(chained_ops, family=family, reason=placed), stats)
-    graphs: dict[int, _Graph] = {}
+    graphs: dict[int, Graph] = {}
     out = []
     for g in geo:
         if g.kind is not OpKind.CPU and g.op in COPYING:
             sg = model.subgraphs[g.subgraph]
             if sg.index not in graphs:
-                graphs[sg.index] = (consumers(sg), _writers(sg, placed))
+                graphs[sg.index] = (consumers(sg), writers_of(sg, placed))
             g = COPYING[g.op](g, sg, graphs[sg.index])
             if family is Family.ETHOS_U85 and g.op == "CONCATENATION":
-                g = _shared_inputs_staged(g, sg, graphs[sg.index])
+                g = shared_inputs_staged(g, sg, graphs[sg.index])
         elif g.op in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
             opts = model.subgraphs[g.subgraph].operators[g.op_index].options
             g = evolve(g, flags=frozenset(f for f, a in (("align_corners", "alignCorners"),
@@ -285,17 +286,17 @@ def _concat_slices(model: Model, geo: list[LayerGeometry], placed: Placement) ->
     pos = {(g.subgraph, g.op_index): n for n, g in enumerate(geo)}
     for sg in model.subgraphs:
         writers: dict[int, int] = {}
-        graph: _Graph | None = None
+        graph: Graph | None = None
         for op in sg.operators:
             if op.op != "CONCATENATION" or (sg.index, op.index) not in pos or geo[pos[(sg.index, op.index)]].kind \
                     is OpKind.CPU:
                 continue
             if graph is None:
-                graph = (consumers(sg), _writers(sg, placed))
+                graph = (consumers(sg), writers_of(sg, placed))
                 writers = {o: p.index for p in sg.operators for o in p.outputs if o >= 0}
             for i in op.inputs:
                 n = pos.get((sg.index, writers.get(i, -1)))
-                if n is not None and _in_place(sg, i, op.index, graph[1], graph[0]):
+                if n is not None and in_place(sg, i, op.index, graph[1], graph[0]):
                     geo[n] = evolve(geo[n], flags=geo[n].flags | {"ofm_slice"})
     return geo
 
@@ -309,7 +310,7 @@ def _arena_boundaries(model: Model, geo: list[LayerGeometry], placed: Placement)
         cpu = [op for op in sg.operators if placed(sg, op)]
         arena = set(sg.outputs) | {i for op in cpu for i in op.inputs}
         cpu_out = {o for op in cpu for o in op.outputs}
-        graph = (consumers(sg), _writers(sg, placed))
+        graph = (consumers(sg), writers_of(sg, placed))
         for op in reversed(sg.operators):
             n = pos.get((sg.index, op.index))
             if n is None or geo[n].kind is OpKind.CPU or not op.outputs or not op.inputs:
@@ -324,111 +325,5 @@ def _arena_boundaries(model: Model, geo: list[LayerGeometry], placed: Placement)
             if g.kind is OpKind.NOP and not g.copies:  # a removed reshape: its input is the output
                 arena.add(op.inputs[0])
             elif g.op == "CONCATENATION":
-                arena.update(i for i in op.inputs if _in_place(sg, i, op.index, graph[1], graph[0]))
+                arena.update(i for i in op.inputs if in_place(sg, i, op.index, graph[1], graph[0]))
     return geo
-
-
-PASS_KINDS = FUSING_KINDS | {OpKind.LUT}
-_Graph = tuple[dict[int, list[int]], set[int]]
-"""A subgraph's readers of each tensor (`consumers`) and the tensors NPU passes write (`_writers`)."""
-
-
-def _writers(sg: Subgraph, placed: Placement) -> set[int]:
-    """Tensors written by an NPU pass, which can write straight into part of another tensor."""
-    return {o for p in sg.operators if KIND_OF.get(p.op, OpKind.ELEMENTWISE) in PASS_KINDS
-            and not placed(sg, p) for o in p.outputs if o >= 0}
-
-
-def _in_place(sg: Subgraph, tensor: int, reader: int, writers: set[int], readers: dict[int, list[int]]) -> bool:
-    """Whether a tensor's producer writes it straight into the reader's output (it is read by nothing
-    else and is neither a graph input nor output)."""
-    return (tensor in writers and tensor not in sg.inputs and tensor not in sg.outputs
-            and readers.get(tensor) == [reader])
-
-
-def with_concat_copies(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGeometry:
-    """A concatenation's inputs Vela copies into the output (a graph input or constant, a tensor
-    something else reads too, or one no NPU pass writes); the others' producers write their part of
-    the output directly."""
-    op = sg.operators[g.op_index]
-    readers, writers = graph
-    inputs = set(sg.inputs)
-    # a channel offset off the 16-channel bricks makes Vela store the output NHWC
-    out_t = sg.tensor(op.outputs[0]) if op.outputs else None
-    rank = len(out_t.shape) if out_t is not None else 4
-    axis = int(getattr(op.options, "axis", -1))
-    on_channels = axis in (-1, rank - 1)
-    depths = [hwc(t.shape)[2] for i in op.inputs if (t := sg.tensor(i)) is not None]
-    ofm_nhwc = g.ofm_in_arena or (on_channels and any(d % 16 for d in depths[:-1]))
-    copies = []
-    for i in op.inputs:
-        t = sg.tensor(i)
-        if t is None:
-            continue
-        if op.op != "PACK" and _in_place(sg, i, op.index, writers, readers):
-            continue  # (a PACK's inputs gain an axis: no producer writes into its output)
-        copies.append((hwc(t.shape), t.data is not None, i in inputs or t.data is not None, ofm_nhwc))
-    return evolve(g, copies=tuple(copies))
-
-
-_RESHAPES = frozenset(["RESHAPE", "SQUEEZE", "EXPAND_DIMS"])
-
-
-def _shared_inputs_staged(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGeometry:
-    """U85: a concatenation copies a graph input straight from the arena (NHWC), unless a reshape reads it
-    too: Vela then copies from the reshape's staged (SRAM, brick-format) copy of it."""
-    op = sg.operators[g.op_index]
-    readers, writers = graph
-    copied = [i for i in op.inputs if sg.tensor(i) is not None
-              and not _in_place(sg, i, op.index, writers, readers)]
-    if len(copied) != len(g.copies):
-        return g
-    reshaped = {i for i in copied if any(sg.operators[r].op in _RESHAPES for r in readers.get(i, []))}
-    copies = tuple((shape, const, io and (const or i not in reshaped), ofm_nhwc)
-                   for i, (shape, const, io, ofm_nhwc) in zip(copied, g.copies, strict=True))
-    return evolve(g, copies=copies)
-
-
-def with_reshape_copy(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGeometry:
-    """A reshape Vela removes, after copying its input when it cannot alias the two tensors: the
-    input is a graph input or output or a constant and the output a graph output, or the input has
-    other readers that keep its shape."""
-    op = sg.operators[g.op_index]
-    src, dst = sg.tensor(op.inputs[0]), sg.tensor(op.outputs[0]) if op.outputs else None
-    if src is None or dst is None:
-        return g
-    i, o = op.inputs[0], op.outputs[0]
-    io_src = i in sg.inputs or i in sg.outputs or src.data is not None
-    # the reshape of a shared input Vela's optimiser meets first (the last in execution order) gets
-    # the copy, and the copy its shape: the others alias it
-    readers = graph[0].get(i, [])
-    first = max((r for r in readers if sg.operators[r].op in COPYING and COPYING[sg.operators[r].op]
-                 is with_reshape_copy), default=op.index)
-    shared = len(readers) > 1 and tuple(src.shape) != tuple(dst.shape) and first == op.index
-    if not ((io_src and o in sg.outputs) or shared):
-        return g
-    return evolve(g, copies=((hwc(src.shape), src.data is not None, io_src, o in sg.outputs),))
-
-
-def with_pad_copies(g: LayerGeometry, sg: Subgraph, graph: _Graph) -> LayerGeometry:
-    """A PAD as Vela runs it: the input copied into the output (unless its producer writes it there),
-    and one copy of the constant fill per padded side (left/right: output height x pad; top/bottom:
-    pad x output width)."""
-    op = sg.operators[g.op_index]
-    pads = sg.tensor(op.inputs[1]) if len(op.inputs) > 1 else None
-    if pads is None or pads.data is None or pads.data.size < 4 or pads.data.ndim != 2:
-        return g
-    p = [[int(x) for x in row] for row in pads.data.reshape(-1, 2)]
-    (top, bottom), (left, right) = (p[-3], p[-2]) if len(p) >= 3 else ((0, 0), p[-2])
-    oh, ow, c = g.ofm
-    copies = [] if _in_place(sg, op.inputs[0], op.index, graph[1], graph[0]) else [
-        (g.ifm, False, g.ifm_in_arena, g.ofm_in_arena)]
-    copies += [((oh, n, c), True, True, g.ofm_in_arena) for n in (left, right) if n > 0]
-    copies += [((n, ow, c), True, True, g.ofm_in_arena) for n in (top, bottom) if n > 0]
-    return evolve(g, copies=tuple(copies))
-
-
-# operators Vela runs as copies (or removes), with what they copy
-COPYING = {"CONCATENATION": with_concat_copies, "PACK": with_concat_copies, "PAD": with_pad_copies,
-           "PADV2": with_pad_copies, "RESHAPE": with_reshape_copy, "SQUEEZE": with_reshape_copy,
-           "EXPAND_DIMS": with_reshape_copy}
