@@ -9,7 +9,7 @@ from hwopt.format.tflite_io import read_model
 from hwopt.targets import resolve_target
 from hwopt.targets.ethos_u.analytic import structural_costs
 from hwopt.targets.ethos_u.placement import ethos_u_geometry
-from hwopt.targets.ethos_u.u55 import _ao_per_element, _buffered, _query
+from hwopt.targets.ethos_u.u55 import _ao_per_element, npu_query, weights_buffered
 from hwopt.targets.ethos_u.u55_perf import NpuOp, Query, find_block, mac_op_cycles, reshape_to_increase_depth
 from hwopt.targets.ethos_u.vela_config import CompilerOptions
 from hwopt.targets.ethos_u.vela_engine import regor_compile
@@ -50,14 +50,14 @@ def test_block_and_mac_cycles_match_vela(seed: int, config: str) -> None:
     checked = 0
     for r in _vela_ops(model.data, config):
         g = geo[int(r["ext"])]
-        q = _query(g)
+        q = npu_query(g)
         assert q is not None and q.op is VELA_OPS[r["operator"]], r["operator"]
         blk = find_block(q, target)
         assert blk.ofm == (int(r["ofm_block_h"]), int(r["ofm_block_w"]), int(r["ofm_block_c"])), (g.op, g.ofm)
         assert blk.ifm == (int(r["ifm_block_h"]), int(r["ifm_block_w"]), int(r["ifm_block_c"])), (g.op, g.ifm)
         assert blk.part_kernel == (r["traversal"] == "PartKernel") or q.op is not NpuOp.CONV
         # Vela's "mac_cycles" column: MAC cycles per block x blocks + one block of the output stage
-        staged = target.const_memory != target.staging_memory and _buffered(g, q, blk, target)
+        staged = target.const_memory != target.staging_memory and weights_buffered(g, q, blk, target)
         latency = target.memory_config(target.staging_memory if staged else target.const_memory).read_latency
         mc = mac_op_cycles(q, blk, target, r["ifm_memory"] or "Sram", r["ofm_memory"] or "Sram",
                            _ao_per_element(g, q, target), latency if g.weights is not None else None)

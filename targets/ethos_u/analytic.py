@@ -11,7 +11,8 @@ from hwopt.targets.descriptor import Family, Target
 from hwopt.targets.ethos_u.calibration import calibrate
 from hwopt.targets.ethos_u.fm_placement import place_feature_maps
 from hwopt.targets.ethos_u.placement import ethos_u_geometry
-from hwopt.targets.ethos_u.u55 import overlap_weight_streams, u55_layer_cost
+from hwopt.targets.ethos_u.u55 import u55_layer_cost
+from hwopt.targets.ethos_u.u55_overlap import overlap_weight_streams
 from hwopt.targets.ethos_u.u85 import u85_layer_cost
 from hwopt.targets.ethos_u.u85_lowering import lowered_cost
 from hwopt.targets.ethos_u.u85_multiplier import multiplier_cost

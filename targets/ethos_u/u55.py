@@ -4,7 +4,6 @@ each memory's feature-map and weight traffic over its bandwidth; weights cost th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from hwopt.targets.descriptor import Family, Target
@@ -164,7 +163,7 @@ def u55_layer_cost(g: LayerGeometry, target: Target) -> LayerCost:
 
 
 @lru_cache(maxsize=4096)  # asked for each operator by its cost, its weight stream and its calibration
-def _query(g: LayerGeometry) -> Query | None:
+def npu_query(g: LayerGeometry) -> Query | None:
     """The operator as one Vela NPU operation, or None when Vela lowers it into something else."""
     bits = 8 * g.itemsize
     if g.op == "CONCATENATION":
@@ -184,7 +183,7 @@ def _query(g: LayerGeometry) -> Query | None:
                      g.ofm_in_arena)
     if g.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         return Query(NpuOp.POOL, g.ifm, g.ofm, g.kernel, g.stride, bits, g.ifm_in_arena, g.ofm_in_arena)
-    if _lookup(g) or g.op in POOL_NOP:
+    if is_lookup(g) or g.op in POOL_NOP:
         ifm, ofm = _deepen(g.ifm), _deepen(g.ofm)
         return Query(NpuOp.POOL, ifm, ofm, (1, 1), (1, 1), bits, g.ifm_in_arena, g.ofm_in_arena)
     if g.op in BINARY:
@@ -199,7 +198,7 @@ def _query(g: LayerGeometry) -> Query | None:
     return None
 
 
-def _lookup(g: LayerGeometry) -> bool:
+def is_lookup(g: LayerGeometry) -> bool:
     """A standalone table lookup (an 8-bit LEAKY_RELU is one too: Vela turns it into a table)."""
     return g.kind is OpKind.LUT or (g.op == "LEAKY_RELU" and g.itemsize == 1)
 
@@ -214,7 +213,7 @@ def _deepen(shape: tuple[int, int, int]) -> tuple[int, int, int]:
 def follows_vela(g: LayerGeometry) -> bool:
     """Whether the U55/U65 model costs this operator the way Vela's own estimator does (then its
     cycles are not calibrated)."""
-    return lowered_passes(g) is not None or _query(g) is not None
+    return lowered_passes(g) is not None or npu_query(g) is not None
 
 
 def _ao_per_element(g: LayerGeometry, q: Query, target: Target) -> float:
@@ -233,7 +232,7 @@ def _ao_per_element(g: LayerGeometry, q: Query, target: Target) -> float:
     return rate
 
 
-def _buffered(g: LayerGeometry, q: Query, blk: Block, target: Target) -> bool:
+def weights_buffered(g: LayerGeometry, q: Query, blk: Block, target: Target) -> bool:
     """Whether Vela DMAs the weights into the staging memory: always when they are re-read per OFM
     block. Weights read once stay where they are when the feature maps share the staging memory
     (U55: the scheduler keeps the unbuffered schedule); with feature maps in another memory (U65)
@@ -246,18 +245,27 @@ def _buffered(g: LayerGeometry, q: Query, blk: Block, target: Target) -> bool:
     return q.op is not NpuOp.VECTOR or target.bandwidth(target.const_memory) >= SLOW_CONST_BYTES_PER_CYCLE
 
 
+def mean_scaling(g: LayerGeometry, target: Target) -> int:
+    """Cycles of a spatial mean's last pass: its sum scaled by 1 / (H x W) in an elementwise pass, the
+    scale a constant scalar whose read latency each block waits for."""
+    ofm_mem = io_memories(g, target)[1]
+    m = Query(NpuOp.ELEMENTWISE, g.ofm, g.ofm, (1, 1), (1, 1), 8 * g.itemsize, False, g.ofm_in_arena, (1, 1, 1), True)
+    return elementwise_cycles(m, find_block(m, target), target, ofm_mem, ofm_mem, target.npu.output_stage.mul,
+                              target.const_memory)
+
+
 def vela_style_cost(g: LayerGeometry, target: Target, in_place: bool = False) -> LayerCost | None:
     """One NPU operation costed the way Vela's U55/U65 estimator does: its block configuration, the
     per-block MAC / output-stage / command-issue cycles, burst-rounded feature-map traffic and weight
     streaming per memory (`in_place`: weights read where they are stored, not buffered). None for
     operators Vela lowers into several operations."""
-    q = _query(g)
+    q = npu_query(g)
     if q is None:
         return None
     blk = find_block(q, target)
     ifm_mem, ofm_mem = io_memories(g, target)
     const, staging = target.const_memory, target.staging_memory
-    buffered = not in_place and const not in (staging, "OnChipFlash") and _buffered(g, q, blk, target)
+    buffered = not in_place and const not in (staging, "OnChipFlash") and weights_buffered(g, q, blk, target)
     encoded = encoded_weight_bytes(g, target) if q.op in (NpuOp.CONV, NpuOp.DEPTHWISE, NpuOp.VECTOR) else 0
     ao_elem = _ao_per_element(g, q, target)
     if q.op is NpuOp.ELEMENTWISE:
@@ -269,7 +277,7 @@ def vela_style_cost(g: LayerGeometry, target: Target, in_place: bool = False) ->
         latency = target.memory_config(staging if buffered else const).read_latency if scaled else None
         op_cycles = mac_op_cycles(q, blk, target, ifm_mem, ofm_mem, ao_elem, latency).total
     if g.op == "MEAN":  # then the sum is scaled by 1 / (H x W) in an elementwise pass
-        op_cycles += _mean_scaling(g, target)
+        op_cycles += mean_scaling(g, target)
     traffic: dict[str, float] = {}
 
     def add(mem: str, n: float) -> None:
@@ -308,114 +316,8 @@ def vela_style_cost(g: LayerGeometry, target: Target, in_place: bool = False) ->
                      g.macs, encoded or None, int(sram), bound)
 
 
-@dataclass(frozen=True)
-class WeightStream:
-    """A buffered weight stream's DMA into the staging memory, in cycles."""
-
-    full: float  # all weights and scales
-    first: float  # the first depth slice (fetched before the operation can start)
-    last_share: float  # share of the operation's cycles spent on the last depth slice
-    refetch: int = 1  # times the operation reads them (once per OFM block in H x W)
-    total: int = 0  # bytes of weights and scales
-    slices: int = 1  # depth slices Vela expects (OFM depth over the block's)
-
-
-def _mean_scaling(g: LayerGeometry, target: Target) -> int:
-    """Cycles of a spatial mean's last pass: its sum scaled by 1 / (H x W) in an elementwise pass, the
-    scale a constant scalar whose read latency each block waits for."""
-    ofm_mem = io_memories(g, target)[1]
-    m = Query(NpuOp.ELEMENTWISE, g.ofm, g.ofm, (1, 1), (1, 1), 8 * g.itemsize, False, g.ofm_in_arena, (1, 1, 1), True)
-    return elementwise_cycles(m, find_block(m, target), target, ofm_mem, ofm_mem, target.npu.output_stage.mul,
-                              target.const_memory)
-
-
-def _last_pass_cycles(g: LayerGeometry, c: LayerCost, target: Target) -> int:
-    """Cycles of the last NPU operation an operator runs as: the next operator's weight transfer hides
-    under that one only (a spatial mean's scaling pass, not its depthwise sum)."""
-    if g.op == "MEAN" and follows_vela(g) and _query(g) is not None:
-        return min(_mean_scaling(g, target), c.compute_cycles)
-    return c.compute_cycles
-
-
-def weight_stream(g: LayerGeometry, target: Target) -> WeightStream | None:
-    """The DMA of an operator's weights into the staging memory, or None when they are read in place."""
-    q = _query(g)
-    const, staging = target.const_memory, target.staging_memory
-    if q is None or q.op not in (NpuOp.CONV, NpuOp.DEPTHWISE, NpuOp.VECTOR) or const in (staging, "OnChipFlash"):
-        return None
-    blk = find_block(q, target)
-    encoded = encoded_weight_bytes(g, target)
-    if not encoded or not _buffered(g, q, blk, target):
-        return None
-    oc = g.ofm[2]
-    depth = min(blk.ofm[2], oc)
-    total = encoded + BIAS_BYTES * oc
-    slices = cdiv(oc, depth)
-    last = oc - (slices - 1) * depth
-    return WeightStream(_mem_to_mem(target, total, staging), _mem_to_mem(target, total * depth / oc, staging),
-                        last / oc, weight_refetch(q, blk), total, oc // max(blk.ofm[2], 1))
-
-
-def _left_in_place(ws: WeightStream, prev: float, target: Target) -> bool:
-    """Vela's choice for weights read once: it buffers them only when reading them from the staging
-    memory after the transfer, less what the preceding operation hides, beats reading them where they
-    are stored, or when they span more than two depth slices (then the slices overlap)."""
-    if ws.refetch > 1 or ws.slices > 2:
-        return False
-    const, staging = target.const_memory, target.staging_memory
-
-    def read(mem: str) -> float:
-        return ws.total / target.bandwidth(mem) + target.memory_config(mem).read_latency
-
-    return int(read(staging)) + max(int(ws.full) - int(prev), 0) >= int(read(const))
-
-
-def _mem_to_mem(target: Target, n: float, dest: str | None = None) -> float:
-    """Cycles of a DMA of `n` bytes from the constant memory: the slower of reading and writing them
-    (into the shared buffer when `dest` is None: it is never the slower side)."""
-    src = target.memory_config(target.const_memory)
-    read = n / target.bandwidth(target.const_memory) + src.read_latency
-    if dest is None:
-        return read
-    return max(read, n / target.bandwidth(dest) + target.memory_config(dest).write_latency)
-
-
-def overlap_weight_streams(geometry: list[LayerGeometry], costs: list[LayerCost], target: Target) -> list[LayerCost]:
-    """Add each buffered weight stream's visible DMA time, as Vela schedules it: the stream is fetched
-    while the preceding NPU operation runs; what that does not hide delays the operation (the first
-    slice before it starts, the rest while its slices run)."""
-    out = []
-    prev, sg = 0, -1
-    for g, c in zip(geometry, costs, strict=True):
-        if g.subgraph != sg:
-            prev, sg = 0, g.subgraph
-        active = c.placement == "npu" and c.cycles > 0
-        ws = weight_stream(g, target) if active else None
-        if ws is not None and _left_in_place(ws, prev, target):
-            c, ws = vela_style_cost(g, target, in_place=True) or c, None
-        op = c.compute_cycles
-        npu = op
-        if ws is not None:
-            npu = int(max(ws.full - prev + ws.last_share * op, op + max(ws.first - prev, 0.0)))
-        if active and follows_vela(g) and _lookup(g) and g.itemsize == 1:
-            # a standalone 8-bit lookup's table is copied into the shared buffer, under the preceding
-            # operation when it can be (Vela's estimate charges no copy to a table fused into its
-            # producer, nor to a 16-bit TANH/LOGISTIC, which the output stage computes itself)
-            lut = _mem_to_mem(target, LUT_BYTES)
-            npu += int(lut if ws is not None else max(lut - prev, 0.0))
-        if npu > op:
-            cycles = max(npu, max(c.memory_cycles.values(), default=0))
-            c = replace(c, cycles=cycles, weight_cycles=npu, bound="weights" if cycles == npu else c.bound)
-        if c.placement == "cpu":
-            prev = 0
-        elif c.cycles > 0:
-            prev = _last_pass_cycles(g, c, target)
-        out.append(c)
-    return out
-
-
 def u55_block(g: LayerGeometry, target: Target) -> Block | None:
     """The block Vela's U55/U65 block search picks for this operator run as one NPU operation (None: Vela
     lowers it into something else)."""
-    q = _query(g)
+    q = npu_query(g)
     return None if q is None else find_block(q, target)
