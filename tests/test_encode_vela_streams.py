@@ -175,3 +175,51 @@ def test_symbol_counts_from_raw_bytes_equal_corrected_counts(all_models: list[Pa
             assert zeros == corrected.size - np.count_nonzero(corrected), (path.name, layer.op_index)
             seen_offset += bool(t.quantization is not None and t.quantization.zero_point.any())
     assert seen_offset > 0  # uint8 models with a zero point other than 0 are among them
+
+
+def test_streams_worked_out_during_the_compile_give_the_same_check(shared_models: Path) -> None:
+    """Expected streams from hwopt's block plan (worked out while Vela compiles) are taken where Vela's
+    configuration is the plan's, and the check and its outcome are those of working them out afterwards."""
+    from hwopt.analysis.layers import weight_layers
+    from hwopt.engines.encode_ethos_u import expect_u, plan_of, prepare_u
+    from hwopt.format.tflite_io import read_model
+    from hwopt.targets import resolve_target
+    from hwopt.targets.ethos_u import vela_blocks as vb
+    from hwopt.targets.ethos_u import vela_weights as vw
+    from hwopt.targets.ethos_u import weights as wu
+    from hwopt.targets.ethos_u.block_plan import search_plans
+
+    path = shared_models / "mlperftiny_resnet8_int8.tflite"
+    target = resolve_target("ethos-u55-128")
+    arch = wu.arch_of(target)
+    model = read_model(path)
+    compiled = vb.compile_with_db(path.read_bytes(), target)
+    infos = dict(vb.configs_from_compiled(compiled)[0])
+    located = vw.compiled_streams(compiled, u85=False)
+    assert located is not None
+    layers = [la for la in weight_layers(model) if la.op_index in infos and la.op_index in located.layers]
+    expected = vw.Expectations()
+    for la, plan in ((la, search_plans(model, target, [la]).get((la.subgraph, la.op_index))) for la in layers):
+        assert plan is not None
+        expect_u(la, model, arch, plan, expected)
+    before = len(expected)
+    assert before >= len(layers)
+    later, sooner = vw.PendingDecodes(), vw.PendingDecodes()
+    for la in layers:
+        parts = located.layers[la.op_index].data(located.read_only)
+        plan = plan_of(infos[la.op_index])
+        a = prepare_u(la, model, arch, plan, parts, False, later)
+        b = prepare_u(la, model, arch, plan, parts, False, sooner, expected=expected)
+        assert a.encs is not None and b.encs is not None
+        assert [(e.streams, e.roundtrip_ok, e.default_bytes) for e in a.encs] == \
+               [(e.streams, e.roundtrip_ok, e.default_bytes) for e in b.encs]
+        assert all(e.roundtrip_ok for e in b.encs)
+    assert later.items == sooner.items and not sooner.failed()
+    assert before - len(expected) >= len(layers) // 2  # most of Vela's configurations are the plan's
+
+    # A configuration that differs from the plan's finds nothing: its streams are worked out afresh.
+    la = layers[0]
+    job = prepare_u(la, model, arch, plan_of(infos[la.op_index]))
+    w, config, _, dilation = job.parts[0]
+    other = replace(config, ofm_block_depth=config.ofm_block_depth * 2)
+    assert expected.take((la.subgraph, la.op_index), 0, len(job.parts), w, other, dilation, job.ifm_bits) is None

@@ -18,6 +18,7 @@ from hwopt.engines.encode_ethos_u import (
     WORKER_PRELOAD,
     Offload,
     encode_u,
+    expect_u,
     finish_u,
     plan_of,
     prepare_u,
@@ -110,6 +111,7 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
     vela_infos: dict[int, vb.VelaLayerInfo] = {}
     plans: dict[tuple[int, int], LayerPlan] = {}
     located: vw.CompiledStreams | None = None
+    expected: vw.Expectations | None = None
     variant, arch = target.n78, None
     if target.family is Family.ETHOS_N78:
         if block_source == "vela":
@@ -121,7 +123,9 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
                 log.warning("Vela block configurations are read for subgraph 0 only")
             try:
                 if vela_compiled is None:
-                    vela_compiled = _compile_beside(model, path, target, layers, reasons, symbols)
+                    if streams == "vela" and len(model.subgraphs) == 1 and not arch.is_u85:
+                        expected = vw.Expectations()
+                    vela_compiled = _compile_beside(model, path, target, layers, reasons, symbols, arch, expected)
                 infos, vela_total = vb.configs_from_compiled(vela_compiled)
                 vela_infos = dict(infos)
                 # Vela's streams are located by operator index, which subgraphs share: one subgraph only.
@@ -141,7 +145,7 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
         offload = Offload(arch, target)
     try:
         _encode_layers(model, target, layers, reasons, out, arch, variant, vela_infos, plans, located, pending, symbols,
-                       offload)
+                       offload, expected)
         done = offload.collect(wait=True) if offload is not None else None
         if done is not None:
             out[done[0]] = finish_u(done[1], model, done[2])
@@ -167,7 +171,7 @@ def _encode_layers(model: Model, target: Target, layers: list[WeightLayer], reas
                    arch: wu.EthosUArch | None, variant: N78Variant | None, vela_infos: dict[int, vb.VelaLayerInfo],
                    plans: dict[tuple[int, int], LayerPlan], located: vw.CompiledStreams | None,
                    pending: vw.PendingDecodes, symbols: dict[int, tuple[np.ndarray, int] | None],
-                   offload: Offload | None) -> None:
+                   offload: Offload | None, expected: vw.Expectations | None = None) -> None:
     """Encode each layer into `out`, in order; a layer handed to `offload` holds its place with None."""
     for layer, reason in zip(layers, reasons, strict=True):
         if offload is not None and (done := offload.collect(wait=False)) is not None:
@@ -193,7 +197,7 @@ def _encode_layers(model: Model, target: Target, layers: list[WeightLayer], reas
                 if vela_layer is not None and located is not None:
                     pending.owner = len(out)
                     enc = encode_u(layer, model, arch, plan, vela_layer.data(located.read_only), vela_layer.fast,
-                                   pending, vela=vela, symbols=symbols.get(len(out)))
+                                   pending, vela=vela, symbols=symbols.get(len(out)), expected=expected)
                 elif offload is not None:
                     job = prepare_u(layer, model, arch, plan, vela=vela, symbols=symbols.get(len(out)))
                     if offload.take(len(out), job):
@@ -210,15 +214,30 @@ def _file_bytes(path: str) -> bytes:
 
 
 def _compile_beside(model: Model, path: str, target: Target, layers: list[WeightLayer], reasons: list[str | None],
-                    symbols: dict[int, tuple[np.ndarray, int] | None]) -> RegorOutput:
+                    symbols: dict[int, tuple[np.ndarray, int] | None], arch: wu.EthosUArch,
+                    expected: vw.Expectations | None) -> RegorOutput:
     """Vela's compile (with its database) in the worker, while this thread fills `symbols`: each
-    encodable layer's weight histogram, which needs nothing of Vela's. The compile validates its own
-    reading of the bytes, so the two threads share no lazily read model."""
+    encodable layer's weight histogram, which needs nothing of Vela's; then, until the compile ends,
+    `expected`: the streams hwopt's block plan predicts (what checking Vela's streams needs). The compile
+    validates its own reading of the bytes, so the two threads share no lazily read model."""
     compiling = Background(lambda: vb.compile_with_db(model.source or _file_bytes(path), target))
     try:
+        encodable = [la for la, r in zip(layers, reasons, strict=True) if r is None]
         for i, (layer, reason) in enumerate(zip(layers, reasons, strict=True)):
             if reason is None:
                 symbols[i] = raw_symbol_counts(layer.weights(model))
+        if expected is not None and not compiling.done():
+            try:
+                plans = search_plans(model, target, encodable)
+            except Exception:  # no plan only means no head start: the checks run after the compile
+                log.debug("no block plan to work out Vela's streams from", exc_info=True)
+                plans = {}
+            for layer in encodable:
+                plan = plans.get((layer.subgraph, layer.op_index))
+                if compiling.done():
+                    break  # what is left is worked out after the compile, as without a plan
+                if plan is not None and not vela_dilates_weights(model, layer):
+                    expect_u(layer, model, arch, plan, expected)
     except BaseException:
         compiling.cancel()
         raise

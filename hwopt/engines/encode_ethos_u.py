@@ -55,11 +55,13 @@ class LayerJob:
 def encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerPlan | None,
              vela_parts: list[bytes] | None = None, vela_fast: bool = False,
              pending: vw.PendingDecodes | None = None, *, vela: tuple[int, str] | None = None,
-             symbols: tuple[np.ndarray, int] | None = None, target: Target | None = None) -> LayerEncoding:
+             symbols: tuple[np.ndarray, int] | None = None, target: Target | None = None,
+             expected: vw.Expectations | None = None) -> LayerEncoding:
     """One layer's streams for the block configurations of `plan` (None: hwopt's shape rule); `vela_parts`
     are Vela's own streams to adopt when they decode to the layer's weights, `vela` Vela's (bytes, format);
     `target` lets a U85 layer without Vela's format take the one Vela's default strategy picks."""
-    job = prepare_u(layer, model, arch, plan, vela_parts, vela_fast, pending, vela=vela, symbols=symbols)
+    job = prepare_u(layer, model, arch, plan, vela_parts, vela_fast, pending, vela=vela, symbols=symbols,
+                    expected=expected)
     return finish_u(job, model, job.encs if job.encs is not None else
                     wu.encode_parts(job.parts, arch, job.ifm_bits, target))
 
@@ -67,7 +69,7 @@ def encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerP
 def prepare_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerPlan | None,
               vela_parts: list[bytes] | None = None, vela_fast: bool = False,
               pending: vw.PendingDecodes | None = None, *, vela: tuple[int, str] | None = None,
-              symbols: tuple[np.ndarray, int] | None = None) -> LayerJob:
+              symbols: tuple[np.ndarray, int] | None = None, expected: vw.Expectations | None = None) -> LayerJob:
     """Everything of `encode_u` before hwopt's own encoding (which `wu.encode_parts` does, here or in a worker)."""
     sg = model.subgraphs[layer.subgraph]
     op = sg.operators[layer.op_index]
@@ -107,10 +109,17 @@ def prepare_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: Layer
     job = LayerJob(layer, corrected, parts, ifm_bits, plan, vela, symbols)
     if vela_parts is not None and pending is not None:
         queued = len(pending.items)
-        job.encs = vw.adopt_layer(parts, arch, ifm_bits, vela_parts, vela_fast, pending)
+        job.encs = vw.adopt_layer(parts, arch, ifm_bits, vela_parts, vela_fast, pending,
+                                  layer=(layer.subgraph, layer.op_index), expected=expected)
         if job.encs is None:
             del pending.items[queued:]  # hwopt encodes the layer itself: nothing of Vela's to decode
     return job
+
+
+def expect_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerPlan, expected: vw.Expectations) -> None:
+    """Work out, into `expected`, the U55/U65 streams Vela's compile should hold for `layer` if it picks `plan`."""
+    job = prepare_u(layer, model, arch, plan)
+    expected.add((layer.subgraph, layer.op_index), job.parts, arch, job.ifm_bits)
 
 
 def finish_u(job: LayerJob, model: Model, encs: list[wu.EncodedWeights]) -> LayerEncoding:

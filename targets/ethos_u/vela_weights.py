@@ -78,7 +78,10 @@ class PendingDecodes:
 
     def add(self, data: bytes, values: np.ndarray) -> None:
         # As int16 bytes: the worker compares them without numpy (it starts faster without it).
-        self.items.append((self.owner, data, values.astype(np.int16).tobytes()))
+        self.add_int16(data, values.astype(np.int16).tobytes())
+
+    def add_int16(self, data: bytes, values: bytes) -> None:
+        self.items.append((self.owner, data, values))
 
     def failed(self) -> set[int]:
         """The owners with a stream that does not decode to its weights."""
@@ -94,12 +97,72 @@ class PendingDecodes:
         return {o for (o, _, _), ok in zip(self.items, results, strict=True) if not ok}
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What one standard stream must hold, from hwopt's side alone: its weight count, depth offset and core,
+    and its weights as int16 bytes (a stream decoded whole) or its opening (a longer one)."""
+
+    size: int
+    lo: int
+    core: int
+    weights: bytes | None
+    opening: tuple[bool, np.ndarray] | None
+
+
+def expect(values: np.ndarray, lo: int, core: int) -> Expected:
+    if values.size <= DECODE_LIMIT:
+        return Expected(int(values.size), lo, core, values.astype(np.int16).tobytes(), None)
+    return Expected(int(values.size), lo, core, None, opening(values))
+
+
+def expect_u55(w: np.ndarray, arch: wl.EthosUArch, config: wl.BlockConfig, *, ifm_bits: int = 8,
+               dilation: tuple[int, int] = (1, 1)) -> list[Expected]:
+    """The expected streams of one U55/U65 NPU operation, in stream order."""
+    return [expect(v, lo, core) for v, lo, core in wu.u55_stream_values(w, arch, config, ifm_bits=ifm_bits,
+                                                                        dilation=dilation)]
+
+
+class Expectations:
+    """Expected streams worked out while Vela compiles (from hwopt's own block plan), taken afterwards by each
+    NPU operation whose weights and block configuration are the same as the plan's: the same check, sooner
+    (one encode: one architecture)."""
+
+    def __init__(self) -> None:
+        self._table: dict[tuple[object, ...], list[Expected]] = {}
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    @staticmethod
+    def _key(layer: tuple[int, int], index: int, count: int, w: np.ndarray, config: wl.BlockConfig,
+             dilation: tuple[int, int], ifm_bits: int) -> tuple[object, ...]:
+        # What U55/U65 streams depend on (`wu.u55_stream_values`): the weights, traversal, OFM block depth, OFM-depth
+        # slices, IFM bits and dilation; the weights are the layer's `index`-th of `count` parts, of that shape.
+        slices = tuple(wl.depth_slices(w.shape[0], config))
+        return layer, index, count, w.shape, str(w.dtype), config.traversal, config.ofm_block_depth, slices, dilation, \
+            ifm_bits
+
+    def add(self, layer: tuple[int, int], parts: list[wu.Part], arch: wl.EthosUArch, ifm_bits: int) -> None:
+        """The expected streams of every part (weights, config, stride, dilation) of one layer."""
+        for i, (w, config, _, dilation) in enumerate(parts):
+            self._table[self._key(layer, i, len(parts), w, config, dilation, ifm_bits)] = expect_u55(
+                w, arch, config, ifm_bits=ifm_bits, dilation=dilation)
+
+    def take(self, layer: tuple[int, int], index: int, count: int, w: np.ndarray, config: wl.BlockConfig,
+             dilation: tuple[int, int], ifm_bits: int) -> list[Expected] | None:
+        return self._table.pop(self._key(layer, index, count, w, config, dilation, ifm_bits), None)
+
+
 def _standard_ok(parts: list[bytes], values: list[np.ndarray], pending: PendingDecodes) -> bool:
     """Short streams queued for decoding, long ones checked by their opening now."""
-    for d, v in zip(parts, values, strict=True):
-        if v.size <= DECODE_LIMIT:
-            pending.add(d, v)
-    return all(opens_like(d, v) for d, v in zip(parts, values, strict=True) if v.size > DECODE_LIMIT)
+    return _expected_ok(parts, [expect(v, 0, 0) for v in values], pending)
+
+
+def _expected_ok(parts: list[bytes], expected: list[Expected], pending: PendingDecodes) -> bool:
+    for d, e in zip(parts, expected, strict=True):
+        if e.weights is not None:
+            pending.add_int16(d, e.weights)
+    return all(opens_with(d, e.opening) for d, e in zip(parts, expected, strict=True) if e.opening is not None)
 
 
 def opens_like(data: bytes, values: np.ndarray) -> bool:
@@ -108,31 +171,42 @@ def opens_like(data: bytes, values: np.ndarray) -> bool:
     The fields that do not depend on the parameter search: zero-run mode, new-palette flag,
     direct offset, palette size, palette bit width and entries, all fixed by the weights.
     """
+    return opens_with(data, opening(values))
+
+
+def opening(values: np.ndarray) -> tuple[bool, np.ndarray]:
+    """The zero-run mode and the header and palette bits a standard stream of `values` opens with."""
     pal = mlw.make_palette(values[:mlw.SECTION])
     head = mlw.BitWriter()
     head.put([pal.direct_offset, max(0, pal.size - 1), pal.bits - 2], [5, 5, 3])
     if pal.size:
         head.put(np.array(pal.entries), pal.bits)
     n_bits = head.bit_length()
-    want = np.unpackbits(np.frombuffer(head.to_bytes(1, 0), dtype=np.uint8), bitorder="little")[:n_bits]
+    return pal.zero_runs, np.unpackbits(np.frombuffer(head.to_bytes(1, 0), dtype=np.uint8), bitorder="little")[:n_bits]
+
+
+def opens_with(data: bytes, start: tuple[bool, np.ndarray]) -> bool:
+    zero_runs_want, want = start
+    n_bits = int(want.size)
     got = np.unpackbits(np.frombuffer(data[:(23 + n_bits + 7) // 8], dtype=np.uint8), bitorder="little")
     if got.size < 23 + n_bits:
         return False
     zdiv = int(got[0]) | int(got[1]) << 1 | int(got[2]) << 2
     zero_runs = zdiv != mlw.ZDIV_DISABLE
-    return bool(zero_runs == pal.zero_runs and got[22] == 1 and np.array_equal(got[23:23 + n_bits], want))
+    return bool(zero_runs == zero_runs_want and got[22] == 1 and np.array_equal(got[23:23 + n_bits], want))
 
 
 def adopt_u55(w: np.ndarray, arch: wl.EthosUArch, config: wl.BlockConfig, parts: list[bytes], pending: PendingDecodes,
-              *, ifm_bits: int = 8, dilation: tuple[int, int] = (1, 1)) -> wu.EncodedWeights | None:
-    """Vela's U55/U65 streams for one NPU operation (the first of `parts`), or None when they do not fit hwopt's plan."""
-    plan = list(wu.u55_stream_values(w, arch, config, ifm_bits=ifm_bits, dilation=dilation))
+              *, ifm_bits: int = 8, dilation: tuple[int, int] = (1, 1),
+              expected: list[Expected] | None = None) -> wu.EncodedWeights | None:
+    """Vela's U55/U65 streams for one NPU operation (the first of `parts`), or None when they do not fit hwopt's plan;
+    `expected`: the operation's expected streams when already worked out (`Expectations`)."""
+    plan = expected if expected is not None else expect_u55(w, arch, config, ifm_bits=ifm_bits, dilation=dilation)
     if len(parts) < len(plan):
         return None
     parts = parts[:len(plan)]
-    streams = tuple(wu.Stream(data, int(values.size), lo, core) for data, (values, lo, core)
-                    in zip(parts, plan, strict=True))
-    ok = _standard_ok(parts, [values for values, _, _ in plan], pending)
+    streams = tuple(wu.Stream(data, e.size, e.lo, e.core) for data, e in zip(parts, plan, strict=True))
+    ok = _expected_ok(parts, plan, pending)
     total = sum(len(p) for p in parts)
     return wu.EncodedWeights(streams, wl.WeightFormat.DEFAULT, config, ok, total)
 
@@ -174,19 +248,22 @@ def adopt_u85(w: np.ndarray, arch: wl.EthosUArch, config: wl.BlockConfig, parts:
 
 def adopt_layer(parts: list[tuple[np.ndarray, wl.BlockConfig, tuple[int, int], tuple[int, int]]],
                 arch: wl.EthosUArch, ifm_bits: int, vela_parts: list[bytes], vela_fast: bool,
-                pending: PendingDecodes) -> list[wu.EncodedWeights] | None:
+                pending: PendingDecodes, *, layer: tuple[int, int] = (0, -1),
+                expected: Expectations | None = None) -> list[wu.EncodedWeights] | None:
     """Vela's streams of a layer split over its NPU operations (weights, config, stride, dilation of
-    each), or None when they do not match hwopt's plan: count, order, fast format."""
+    each), or None when they do not match hwopt's plan: count, order, fast format. `expected` may hold
+    the expected streams of `layer` (subgraph, operator) already worked out."""
     out: list[wu.EncodedWeights] = []
     used = 0
-    for part_w, config, stride, dilation in parts:
+    for i, (part_w, config, stride, dilation) in enumerate(parts):
         fmt = config.weight_format or wl.WeightFormat.DEFAULT
         rest = vela_parts[used:]
         if arch.is_u85:
             enc = adopt_u85(part_w, arch, config, rest, pending, fast=fmt.fast, sparse=fmt.sparse, ifm_bits=ifm_bits,
                             stride=stride, dilation=dilation)
         else:
-            enc = adopt_u55(part_w, arch, config, rest, pending, ifm_bits=ifm_bits, dilation=dilation)
+            known = expected.take(layer, i, len(parts), part_w, config, dilation, ifm_bits) if expected is not None else None
+            enc = adopt_u55(part_w, arch, config, rest, pending, ifm_bits=ifm_bits, dilation=dilation, expected=known)
         if enc is None:
             return None
         out.append(enc)
