@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 from typing import Any
 
 from hwopt.analysis.deflate import DeflateMethod, DeflateSize
@@ -16,6 +18,26 @@ def console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+
+
+def warm_tables() -> None:
+    """Load rich's table code and fill its caches on a side thread while the command works (a Vela compile
+    runs meanwhile in the worker), so the report's table costs only its own rendering at the end."""
+
+    def warm() -> None:
+        with contextlib.suppress(Exception):  # only a head start: the table is rendered the same way without it
+            import io
+
+            from rich.console import Console
+            from rich.table import Table
+
+            table = Table(show_edge=False, pad_edge=False)
+            for just in ("right", "left", "center"):
+                table.add_column("c", justify=just)  # type: ignore[arg-type]
+            table.add_row("0", "[yellow]x: y[/]", "[red]ok[/]")
+            Console(file=io.StringIO(), highlight=False, soft_wrap=False, width=160).print(table)
+
+    threading.Thread(target=warm, name="hwopt-warm-tables", daemon=True).start()
 
 
 def print_json(report: Any) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hwopt.cli._common import console, fmt_int, print_json
+from hwopt.cli._common import console, fmt_int, print_json, warm_tables
 from hwopt.cli._target import resolve_target_arg
 from hwopt.engines.encode import emit, encode
 
 
 def run(args: argparse.Namespace) -> int:
     target = resolve_target_arg(args.target, accelerator=args.accelerator)
+    if not args.json:
+        warm_tables()
     report = encode(args.model, target, block_source=args.blocks, streams=args.streams)
     if args.emit:
         emit(report, args.emit, protect=(Path(args.model),))
