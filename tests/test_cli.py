@@ -277,6 +277,18 @@ def test_a_fast_exit_command_flushes_all_its_output_and_keeps_its_exit_code(run_
     assert proc.out == inproc.out and proc.out.endswith("}\n")
 
 
+@pytest.mark.parametrize("form", [(), ("--json",)])
+def test_encode_ends_fast_with_its_whole_report(run_cli: Runner, form: tuple[str, ...]) -> None:
+    """`hwopt encode` also ends its process without interpreter teardown: its table or JSON is complete and the
+    same as in-process, with its exit code."""
+    args = ("encode", "--target", "ethos-u55-128", *form, EXAMPLE)
+    inproc = run_cli(*args)
+    proc = run_cli_subprocess(*args)
+    assert inproc.code == proc.code == 0, proc.err
+    assert proc.out == inproc.out
+    assert proc.out.endswith("}\n") if form else "layers encoded" in proc.out
+
+
 def test_exit_now_flushes_buffered_output_and_exits_with_the_code() -> None:
     import subprocess
 

@@ -25,4 +25,5 @@ def register(sub: Any) -> None:
                    "checked against the weights in the NPU's order) or hwopt's own encoder for every layer")
     # `--blocks vela` (the Ethos-U default) needs Vela and the isolation worker that runs it: the early step
     # starts both once the target is known.
-    p.set_defaults(handler="hwopt.cli.run_encode:run", early="hwopt.cli.early:start_encode")
+    # Nothing to clean up once the report is out (the worker stops in the CLI before it): no interpreter teardown.
+    p.set_defaults(handler="hwopt.cli.run_encode:run", early="hwopt.cli.early:start_encode", fast_exit=True)
