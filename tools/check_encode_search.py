@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""How often the default Ethos-U encode (block configurations from hwopt's block searches, no Vela
-compile) gives byte for byte the weight streams Vela itself writes, per configuration.
+"""How often the search-based Ethos-U encode (`--blocks rule`: block configurations from hwopt's block
+searches, no Vela compile) gives byte for byte the weight streams Vela itself writes, per configuration.
 
 For every model (a sample of the generated corpus and the shared real models) and configuration it
 compiles with Vela (its optimisation database on), takes Vela's own streams of each layer Vela ran
 on the NPU (`encode --blocks vela`, each checked to decode to the layer's weights), encodes the
-model the default way, and compares the layer's bytes. Printed per configuration and set: the
+model with `--blocks rule`, and compares the layer's bytes. Printed per configuration and set: the
 fraction of layers with identical bytes, the same among the layers Vela wrote as one OFM-depth
 slice (its weight buffering, a scheduler decision, can split a layer's weights into several
 streams; hwopt's record marks the layers where it may), and the total encoded bytes against Vela's.
@@ -32,7 +32,7 @@ if False:  # typing only: the tool imports hwopt lazily so that --help is quick
 
 @dataclass(frozen=True)
 class LayerMatch:
-    """One layer Vela ran on the NPU: its streams against the default encode's."""
+    """One layer Vela ran on the NPU: its streams against the search-based encode's."""
 
     op_index: int
     op: str
@@ -71,7 +71,7 @@ class Tally:
 
 
 def compare(data: bytes, target: Target) -> list[LayerMatch]:
-    """Per layer Vela ran on the NPU (subgraph 0), Vela's own streams against the default encode's."""
+    """Per layer Vela ran on the NPU (subgraph 0), Vela's own streams against the search-based encode's."""
     from hwopt.engines.encode import encode_model
     from hwopt.format.tflite_io import read_model
     from hwopt.targets.ethos_u.vela_blocks import compile_with_db, configs_from_compiled
