@@ -207,6 +207,38 @@ def test_an_omitted_input_where_none_is_optional_never_reaches_litert(tmp_path: 
     assert Runner(no_bias).invoke([np.zeros((1, 16), np.int8)])[0].shape == (1, 4)
 
 
+@pytest.mark.parametrize("target", ["ethos-u55-128", "ethos-u65-256", "ethos-u85-256"])
+def test_block_search_encode_of_an_infinite_scale(tmp_path: Path, run_cli: CliRunner, target: str) -> None:
+    """`encode --blocks rule` places operators without Vela: Vela's support rule for scales needing a left
+    shift met an infinite output scale (frexp gives no exponent) and raised; the layer is reported instead."""
+    model = _write(tmp_path, "inf", hostile.extreme_scale(float("inf")))
+    r = run_cli("encode", model, "--target", target, "--blocks", "rule", "--json")
+    assert r.code == 0, r.err
+    (layer,) = __import__("json").loads(r.out)["layers"]
+    assert not layer["encodable"] and layer["reason"] == "tensor 'conv/out' has a quantization scale that is not finite"
+
+
+def test_a_quantized_activation_without_a_scale_never_reaches_litert(tmp_path: Path, run_cli: CliRunner) -> None:
+    """An int8 feature map whose quantization is dropped: LiteRT's requantising kernels abort the process
+    (SIGABRT) on it; the fidelity runner refuses it first, naming the operator and the tensor."""
+    from hwopt.analysis.litert import Runner
+    from hwopt.errors import UnsupportedModelError
+
+    example = (Path(__file__).resolve().parents[1] / "hwopt" / "example" / "example_int8.tflite").read_bytes()
+    sg = ModelT.InitFromObj(hostile.FbModel.GetRootAs(example, 0)).subgraphs[0]
+    first = sg.operators[0]
+    out = int(first.outputs[0])
+    name = sg.tensors[out].name.decode()
+    data = hostile.edited(example, lambda m: hostile._set(m.subgraphs[0].tensors[out], "quantization", None))
+    with pytest.raises(UnsupportedModelError, match=f"tensor {name!r} \\(INT8\\) has no quantization scale"):
+        Runner(data)
+    r = run_cli("enforce", _write(tmp_path, "noq", data), "--sparsity", "0.5", "-o", tmp_path / "e.tflite")
+    assert r.code == 2, r.err
+    last = r.err.strip().splitlines()[-1]
+    assert last.startswith("hwopt: error: LiteRT cannot take this model: ") and "has no quantization scale" in last
+    assert not (tmp_path / "e.tflite").exists()
+
+
 def test_dilation_vela_would_expand_past_its_bound_is_refused(tmp_path: Path, run_cli: CliRunner) -> None:
     """Dilation 2048: Regor writes a 2049x2049 kernel of zeros and taps (minutes); a rate-6 kernel still compiles."""
     model = _write(tmp_path, "dil", hostile.bad_dilation(2048))

@@ -70,6 +70,13 @@ VELA_TYPES = (DType.FLOAT32, DType.FLOAT16, DType.INT32, DType.UINT8, DType.INT6
 # Option fields that divide in shape arithmetic (Regor dies with SIGFPE on a zero).
 POSITIVE_OPTIONS = ("strideW", "strideH", "strideD", "dilationWFactor", "dilationHFactor", "dilationDFactor",
                     "filterWidth", "filterHeight", "filterDepth")
+# Operators whose quantized LiteRT kernels derive a requantisation multiplier from their tensors'
+# scales: a quantized activation without a scale there makes LiteRT abort the process (SIGABRT).
+RESCALING = frozenset({"ADD", "SUB", "MUL", "SQUARED_DIFFERENCE", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+                       "TRANSPOSE_CONV", "BATCH_MATMUL", "MEAN", "SUM", "SOFTMAX", "LOG_SOFTMAX", "LOGISTIC", "TANH",
+                       "HARD_SWISH", "LEAKY_RELU", "PRELU", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "AVERAGE_POOL_2D",
+                       "CONCATENATION"})
+QUANTIZED_ACTIVATIONS = (DType.INT8, DType.UINT8, DType.INT16)
 ZP_RANGE = {DType.INT8: (-128, 127), DType.UINT8: (0, 255), DType.INT16: (-32768, 32767),
             DType.INT4: (-8, 7), DType.UINT4: (0, 15), DType.INT2: (-2, 1), DType.UINT16: (0, 65535),
             DType.INT32: (-(1 << 31), (1 << 31) - 1)}
@@ -128,6 +135,14 @@ def _operator(sg: Subgraph, op: Operator, engine: Engine, scales: dict[int, str 
         for at, i in enumerate(op.inputs):
             if i < 0 and at not in OPTIONAL_INPUTS.get(op.op, ()) and at not in REQUIRED_INPUTS.get(op.op, ()):
                 out.append(p(f"input {at} is omitted (-1), but {op.op} has no optional input there"))
+    if engine is Engine.LITERT and op.op in RESCALING:
+        for i in (*op.inputs, *op.outputs):
+            t = sg.tensor(i) if 0 <= i < len(sg.tensors) else None
+            if t is not None and not t.is_constant and t.dtype in QUANTIZED_ACTIVATIONS and (
+                    t.quantization is None or t.quantization.scale.size == 0):
+                out.append(p(f"tensor {t.name!r} ({t.dtype.name}) has no quantization scale, which {op.op} "
+                             "rescales with"))
+                break
     if engine is Engine.VELA and op.op in SPATIAL:
         ifm_at = 2 if op.op == "TRANSPOSE_CONV" else 0
         for role, i in (("input", op.inputs[ifm_at] if ifm_at < len(op.inputs) else -1),

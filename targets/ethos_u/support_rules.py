@@ -91,6 +91,8 @@ def _negative_shift(scale: float) -> bool:
     shift into the multiplier when it still fits in 32 bits; the NPU's output stage can only
     shift right, so what is left negative (scales of about 2^32 and up) cannot run.
     """
+    if not math.isfinite(scale):
+        return True  # an infinite scale has no multiplier and shift at all
     m, e = math.frexp(scale)
     mult = math.floor(abs(m) * 2.0**31 + 0.5) * (1 if m >= 0 else -1)
     shift = 31 - e
