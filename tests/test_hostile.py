@@ -218,6 +218,29 @@ def test_block_search_encode_of_an_infinite_scale(tmp_path: Path, run_cli: CliRu
     assert not layer["encodable"] and layer["reason"] == "tensor 'conv/out' has a quantization scale that is not finite"
 
 
+def test_depthwise_weights_deeper_or_shallower_than_the_output_are_refused(tmp_path: Path, run_cli: CliRunner) -> None:
+    """Depthwise weights [1, 3, 3, 16] stored as [1, 3, 16, 3]: Vela compiles them in its own reading, whose stream
+    then decodes to other weights than the model's; refused before Vela, reported per layer by --blocks rule."""
+    import json
+
+    example = (Path(__file__).resolve().parents[1] / "hwopt" / "example" / "example_int8.tflite").read_bytes()
+    sg = ModelT.InitFromObj(hostile.FbModel.GetRootAs(example, 0)).subgraphs[0]
+    w = int(sg.operators[1].inputs[1])  # the example's DEPTHWISE_CONV_2D, weights [1, 3, 3, 16]
+    assert sg.tensors[w].shape.tolist() == [1, 3, 3, 16]
+    data = hostile.edited(example, lambda m: hostile._set(m.subgraphs[0].tensors[w], "shape",
+                                                          np.asarray([1, 3, 16, 3], np.int32)))
+    model = _write(tmp_path, "dw", data)
+    r = run_cli("encode", model, "--target", "ethos-u55-128")
+    assert r.code == 2, r.err
+    assert r.err.strip().splitlines()[-1] == (
+        "hwopt: error: Vela cannot take this model: DEPTHWISE_CONV_2D #1: weights 'dwconv2/weights' have 3 output "
+        "channels (shape [1, 3, 16, 3]), the output 'dwconv2/out' has 16")
+    r = run_cli("encode", model, "--target", "ethos-u85-256", "--blocks", "rule", "--json")
+    assert r.code == 0, r.err
+    layer = json.loads(r.out)["layers"][1]
+    assert not layer["encodable"] and "have 3 output channels" in layer["reason"]
+
+
 def test_a_quantized_activation_without_a_scale_never_reaches_litert(tmp_path: Path, run_cli: CliRunner) -> None:
     """An int8 feature map whose quantization is dropped: LiteRT's requantising kernels abort the process
     (SIGABRT) on it; the fidelity runner refuses it first, naming the operator and the tensor."""

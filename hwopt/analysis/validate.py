@@ -59,6 +59,9 @@ class Problem:
 REQUIRED_INPUTS = {"CONV_2D": (0, 1), "DEPTHWISE_CONV_2D": (0, 1), "FULLY_CONNECTED": (0, 1),
                    "TRANSPOSE_CONV": (0, 1, 2), "CONV_3D": (0, 1), "BATCH_MATMUL": (0, 1)}
 WEIGHT_AT = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "TRANSPOSE_CONV": 1, "CONV_3D": 1}
+# the weights' axis of output channels, which must match the output's depth (a mismatch makes Vela
+# read the weights in another order than the model declares)
+WEIGHT_OUT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0, "TRANSPOSE_CONV": 0}
 WEIGHT_RANK = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 4, "FULLY_CONNECTED": 2, "TRANSPOSE_CONV": 4, "CONV_3D": 5}
 VELA_WEIGHT_TYPES = (DType.INT8, DType.UINT8)  # what Vela's weight encoder takes
 # Weight types Regor handles (16-bit and float ones go to the CPU); others crash it (SIGSEGV).
@@ -116,6 +119,8 @@ def _operator(sg: Subgraph, op: Operator, engine: Engine, scales: dict[int, str 
                 out.append(p(f"weights {w.name!r} have shape {list(w.shape)} (need {rank} dimensions)"))
             elif any(d < 1 for d in w.shape):
                 out.append(p(f"weights {w.name!r} have an empty dimension in shape {list(w.shape)}"))
+            elif (bad := _weight_depth_problem(sg, op, w)) is not None:
+                out.append(p(bad))
             if engine is Engine.MLW and w.dtype not in VELA_WEIGHT_TYPES and not w.dtype.is_float:
                 out.append(p(f"weights {w.name!r} are {w.dtype.name}; the weight encoder takes int8/uint8 only"))
             if engine is Engine.VELA and w.dtype not in VELA_ANY_WEIGHT_TYPES:
@@ -157,6 +162,18 @@ def _operator(sg: Subgraph, op: Operator, engine: Engine, scales: dict[int, str 
             out.append(p(bad))
             break
     return out
+
+
+def _weight_depth_problem(sg: Subgraph, op: Operator, w: Tensor) -> str | None:
+    """Weights of the declared rank whose output channels are not the output's depth."""
+    axis = WEIGHT_OUT_AXIS.get(op.op)
+    out_t = sg.tensor(op.outputs[0]) if op.outputs and 0 <= op.outputs[0] < len(sg.tensors) else None
+    if axis is None or out_t is None or len(w.shape) != WEIGHT_RANK[op.op] or not len(out_t.shape):
+        return None
+    if int(w.shape[axis]) == int(out_t.shape[-1]):
+        return None
+    return (f"weights {w.name!r} have {int(w.shape[axis])} output channels (shape {list(w.shape)}), "
+            f"the output {out_t.name!r} has {int(out_t.shape[-1])}")
 
 
 def _scale_of(t: Tensor, scales: dict[int, str | None] | None) -> str | None:
