@@ -241,6 +241,21 @@ def test_depthwise_weights_deeper_or_shallower_than_the_output_are_refused(tmp_p
     assert not layer["encodable"] and "have 3 output channels" in layer["reason"]
 
 
+@pytest.mark.parametrize("target", ["ethos-u85-256", "ethos-u55-128"])
+def test_block_search_encode_of_a_stride_no_block_fits(tmp_path: Path, run_cli: CliRunner, shared_models: Path,
+                                                       target: str) -> None:
+    """A 16-bit depthwise convolution with stride 256: the U85 block search finds no block (depth 0), which the
+    encoder stepped by; the layer takes the shape rule instead."""
+    import json
+
+    src = (shared_models / "ds_cnn_s_quantized_int16.tflite").read_bytes()
+    data = hostile.edited(src, lambda m: hostile._set(m.subgraphs[0].operators[6].builtinOptions, "strideW", 256))
+    r = run_cli("encode", _write(tmp_path, "s256", data), "--target", target, "--blocks", "rule", "--json")
+    assert r.code == 0, r.err
+    (layer,) = [la for la in json.loads(r.out)["layers"] if la["op_index"] == 6]
+    assert layer["encodable"] and layer["roundtrip_ok"]
+
+
 def test_a_quantized_activation_without_a_scale_never_reaches_litert(tmp_path: Path, run_cli: CliRunner) -> None:
     """An int8 feature map whose quantization is dropped: LiteRT's requantising kernels abort the process
     (SIGABRT) on it; the fidelity runner refuses it first, naming the operator and the tensor."""

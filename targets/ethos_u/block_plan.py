@@ -72,7 +72,7 @@ def _u55_plan(g: LayerGeometry, target: Target) -> LayerPlan | None:
     if g.kind is OpKind.DEPTHWISE and g.ifm[2] == 1 < g.ofm[2]:
         g = replace(g, kind=OpKind.CONV)  # a channel multiplier on one input channel runs as a convolution
     blk = u55_block(g, target)
-    if blk is None:
+    if blk is None or blk.ofm[2] < 1:
         return None
     trav = (Traversal.DEPTHWISE if g.kind is OpKind.DEPTHWISE else Traversal.PART_KERNEL if blk.part_kernel else Traversal.DEPTH_FIRST)
     cfg = BlockConfig(trav, blk.ofm[2], source=SEARCH)
@@ -88,6 +88,8 @@ def _u85_plan(g: LayerGeometry, target: Target) -> LayerPlan | None:
     if g.op == "TRANSPOSE_CONV":
         return _u85_transpose_plan(g, target)
     blk = u85_block(g, target)
+    if min(blk.ofm[2], blk.ifm[2], blk.ublock[2]) < 1:
+        return None  # no block fits (e.g. a stride far beyond the NPU's): the shape rule takes the layer
     cfg = BlockConfig(blk.traversal, blk.ofm[2], None, blk.ifm[2], blk.ublock[2], SEARCH)
     part = (cfg, _op_stride(g), g.dilation)
     mult = g.ofm[2] // g.ifm[2] if g.kind is OpKind.DEPTHWISE and g.ifm[2] > 1 else 1
