@@ -256,6 +256,20 @@ def test_block_search_encode_of_a_stride_no_block_fits(tmp_path: Path, run_cli: 
     assert layer["encodable"] and layer["roundtrip_ok"]
 
 
+def test_a_reshape_between_types_never_reaches_litert(tmp_path: Path, run_cli: CliRunner, shared_models: Path) -> None:
+    """micro_speech's int8 input retyped int32: LiteRT's RESHAPE copies its 7,840 bytes into a 1,960-byte output
+    (SIGSEGV); refused first."""
+    src = (shared_models / "micro_speech_quantized.tflite").read_bytes()
+    sg = ModelT.InitFromObj(hostile.FbModel.GetRootAs(src, 0)).subgraphs[0]
+    first = int(sg.operators[0].inputs[0])
+    data = hostile.edited(src, lambda m: hostile._set(m.subgraphs[0].tensors[first], "type", 2))  # INT32
+    r = run_cli("enforce", _write(tmp_path, "rt", data), "--sparsity", "0.5", "-o", tmp_path / "e.tflite")
+    assert r.code == 2, r.err
+    assert r.err.strip().splitlines()[-1] == ("hwopt: error: LiteRT cannot take this model: RESHAPE #0: moves data "
+                                              "between tensors of types INT32, INT8; LiteRT's RESHAPE copies it "
+                                              "unconverted")
+
+
 def test_a_quantized_activation_without_a_scale_never_reaches_litert(tmp_path: Path, run_cli: CliRunner) -> None:
     """An int8 feature map whose quantization is dropped: LiteRT's requantising kernels abort the process
     (SIGABRT) on it; the fidelity runner refuses it first, naming the operator and the tensor."""

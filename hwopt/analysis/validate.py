@@ -79,6 +79,10 @@ RESCALING = frozenset({"ADD", "SUB", "MUL", "SQUARED_DIFFERENCE", "CONV_2D", "DE
                        "TRANSPOSE_CONV", "BATCH_MATMUL", "MEAN", "SUM", "SOFTMAX", "LOG_SOFTMAX", "LOGISTIC", "TANH",
                        "HARD_SWISH", "LEAKY_RELU", "PRELU", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "AVERAGE_POOL_2D",
                        "CONCATENATION"})
+# Data-movement operators: LiteRT's kernels copy the input's bytes into the output, sized by the output's
+# type, so an input of another type overruns it (SIGSEGV).
+SAME_TYPE = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "SLICE", "STRIDED_SLICE", "PAD", "PADV2",
+                       "TILE", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "CONCATENATION", "PACK", "SPLIT", "UNPACK"})
 QUANTIZED_ACTIVATIONS = (DType.INT8, DType.UINT8, DType.INT16)
 ZP_RANGE = {DType.INT8: (-128, 127), DType.UINT8: (0, 255), DType.INT16: (-32768, 32767),
             DType.INT4: (-8, 7), DType.UINT4: (0, 15), DType.INT2: (-2, 1), DType.UINT16: (0, 65535),
@@ -140,6 +144,13 @@ def _operator(sg: Subgraph, op: Operator, engine: Engine, scales: dict[int, str 
         for at, i in enumerate(op.inputs):
             if i < 0 and at not in OPTIONAL_INPUTS.get(op.op, ()) and at not in REQUIRED_INPUTS.get(op.op, ()):
                 out.append(p(f"input {at} is omitted (-1), but {op.op} has no optional input there"))
+    if engine is Engine.LITERT and op.op in SAME_TYPE:
+        data_inputs = op.inputs if op.op in ("CONCATENATION", "PACK") else op.inputs[1:2] if op.op == "SPLIT" \
+            else op.inputs[:1]
+        types = {t.dtype for i in (*data_inputs, *op.outputs) if 0 <= i < len(sg.tensors) and (t := sg.tensor(i))}
+        if len(types) > 1:
+            out.append(p(f"moves data between tensors of types {', '.join(sorted(d.name for d in types))}; "
+                         f"LiteRT's {op.op} copies it unconverted"))
     if engine is Engine.LITERT and op.op in RESCALING:
         for i in (*op.inputs, *op.outputs):
             t = sg.tensor(i) if 0 <= i < len(sg.tensors) else None
