@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 from hwopt.analysis.layers import WeightLayer
 from hwopt.ir import Model
 from hwopt.targets.descriptor import Target
@@ -26,6 +24,7 @@ from hwopt.targets.ethos_u.u55 import u55_block
 from hwopt.targets.ethos_u.u55_perf import OFM_SPLIT_DEPTH
 from hwopt.targets.ethos_u.u85 import u85_block, u85_macs, u85_query
 from hwopt.targets.ethos_u.u85_blocks import find_u85_block
+from hwopt.targets.ethos_u.u85_ops import transpose_phases
 from hwopt.targets.ethos_u.weight_layout import BlockConfig, Traversal
 from hwopt.targets.geometry import LayerGeometry, OpKind
 
@@ -97,17 +96,13 @@ def _u85_plan(g: LayerGeometry, target: Target) -> LayerPlan | None:
 
 
 def _u85_transpose_plan(g: LayerGeometry, target: Target) -> LayerPlan:
-    """One convolution per output phase, each searched with its own sub-kernel (a 1x1 clearing pass first
-    when the stride exceeds the kernel), as `vela_blocks.transpose_conv_parts` cuts the weights."""
-    kh, kw = g.kernel
-    sy, sx = g.stride
-    kernels = [(1, 1)] if sy > kh or sx > kw else []
-    kernels += [(len(range(oy, kh, sy)), len(range(ox, kw, sx))) for oy in range(min(kh, sy)) for ox in range(min(kw, sx))]
+    """One convolution per output phase (`u85_ops.transpose_phases`), each searched with its own sub-kernel,
+    as `vela_blocks.transpose_conv_parts` cuts the weights."""
     base = u85_query(g)
     assert base is not None
     parts = []
-    for k in kernels:
-        blk = find_u85_block(replace(base, kernel=k), u85_macs(target))
+    for phase in transpose_phases(g):
+        blk = find_u85_block(replace(base, kernel=phase.kernel), u85_macs(target))
         cfg = BlockConfig(blk.traversal, blk.ofm[2], None, blk.ifm[2], blk.ublock[2], SEARCH)
         parts.append((cfg, (1, 1), (1, 1)))
     return LayerPlan(tuple(parts), _note(g, target))
@@ -132,9 +127,3 @@ def search_plans(model: Model, target: Target, layers: list[WeightLayer] | None 
         if plan is not None:
             out[key] = plan
     return out
-
-
-def depthwise_parts(w: np.ndarray, plan: LayerPlan) -> list[np.ndarray] | None:
-    """The weights of each depthwise part of a channel multiplier M (part m reads channels m, m+M, ...)."""
-    m = len(plan.parts)
-    return [np.ascontiguousarray(w[k::m]) for k in range(m)] if m > 1 else None
