@@ -147,14 +147,13 @@ def _operator(sg: Subgraph, op: Operator, engine: Engine, scales: dict[int, str 
     if engine is Engine.LITERT and op.op in SAME_TYPE:
         data_inputs = op.inputs if op.op in ("CONCATENATION", "PACK") else op.inputs[1:2] if op.op == "SPLIT" \
             else op.inputs[:1]
-        types = {t.dtype for i in (*data_inputs, *op.outputs) if 0 <= i < len(sg.tensors) and (t := sg.tensor(i))}
+        types = {t.dtype for t in _present(sg, (*data_inputs, *op.outputs))}
         if len(types) > 1:
             out.append(p(f"moves data between tensors of types {', '.join(sorted(d.name for d in types))}; "
                          f"LiteRT's {op.op} copies it unconverted"))
     if engine is Engine.LITERT and op.op in RESCALING:
-        for i in (*op.inputs, *op.outputs):
-            t = sg.tensor(i) if 0 <= i < len(sg.tensors) else None
-            if t is not None and not t.is_constant and t.dtype in QUANTIZED_ACTIVATIONS and (
+        for t in _present(sg, (*op.inputs, *op.outputs)):
+            if not t.is_constant and t.dtype in QUANTIZED_ACTIVATIONS and (
                     t.quantization is None or t.quantization.scale.size == 0):
                 out.append(p(f"tensor {t.name!r} ({t.dtype.name}) has no quantization scale, which {op.op} "
                              "rescales with"))
@@ -163,16 +162,20 @@ def _operator(sg: Subgraph, op: Operator, engine: Engine, scales: dict[int, str 
         ifm_at = 2 if op.op == "TRANSPOSE_CONV" else 0
         for role, i in (("input", op.inputs[ifm_at] if ifm_at < len(op.inputs) else -1),
                         ("output", op.outputs[0] if len(op.outputs) else -1)):
-            t = sg.tensor(i) if 0 <= i < len(sg.tensors) else None
-            if t is not None and len(t.shape) != 4:
-                out.append(p(f"{role} {t.name!r} has shape {list(t.shape)} (a 2-D operator needs 4 dimensions)"))
-    for i in (*op.inputs, *op.outputs):  # requantisation divides by these scales
-        t = sg.tensor(i) if 0 <= i < len(sg.tensors) else None
-        bad = _scale_of(t, scales) if t is not None else None
+            fm = sg.tensor(i) if 0 <= i < len(sg.tensors) else None
+            if fm is not None and len(fm.shape) != 4:
+                out.append(p(f"{role} {fm.name!r} has shape {list(fm.shape)} (a 2-D operator needs 4 dimensions)"))
+    for t in _present(sg, (*op.inputs, *op.outputs)):  # requantisation divides by these scales
+        bad = _scale_of(t, scales)
         if bad:
             out.append(p(bad))
             break
     return out
+
+
+def _present(sg: Subgraph, indices: tuple[int, ...]) -> list[Tensor]:
+    """The tensors at `indices`, without omitted (-1) or out-of-range ones (reported by the index checks)."""
+    return [sg.tensors[i] for i in indices if 0 <= i < len(sg.tensors)]
 
 
 def _weight_depth_problem(sg: Subgraph, op: Operator, w: Tensor) -> str | None:
