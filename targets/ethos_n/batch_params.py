@@ -68,15 +68,14 @@ def _rank_short(sym: np.ndarray) -> Ranking:
     # Rank = distinct symbols with a larger key (keys of distinct symbols never tie).
     rank = ((key[None, :, :] > key[:, None, :]) & first[None, :, :]).sum(axis=1, dtype=np.int32)
     width = max(int(first.sum(axis=0).max(initial=0)), 1)
-    at = np.where(first, rank, -1)
-    syms = np.zeros((width, rows), dtype=np.int32)
-    cnts = np.zeros((width, rows), dtype=np.int32)
-    for r in range(width):  # each rank is held by exactly one first position (or none)
-        sel = at == r
-        syms[r] = (x * sel).sum(axis=0, dtype=np.int32)
-        cnts[r] = (count * sel).sum(axis=0, dtype=np.int32)
-    return Ranking(np.ascontiguousarray(syms.T, dtype=np.int64), np.ascontiguousarray(cnts.T, dtype=np.int64),
-                   np.ascontiguousarray(rank.T, dtype=np.int64))
+    # Each rank is held by exactly one first position (or none): scatter those into (S, K).
+    pos, col = np.nonzero(first)
+    at = rank[pos, col].astype(np.int64) + col * width
+    syms = np.zeros(rows * width, dtype=np.int64)
+    cnts = np.zeros(rows * width, dtype=np.int64)
+    syms[at] = x[pos, col]
+    cnts[at] = count[pos, col]
+    return Ranking(syms.reshape(rows, width), cnts.reshape(rows, width), np.ascontiguousarray(rank.T, dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -205,6 +204,16 @@ def search_pass(rk_syms: np.ndarray, rk_cnts: np.ndarray, zdiv: np.ndarray, n: i
     in_pal = np.where(drop, 0, in_pal)
     size = np.where(drop, 0, size)
     return PassChoice(cost, zdiv, wdiv, trunc, dirofs, pal_len, pbits, palette, in_pal, size)
+
+
+def stable_order(keys: np.ndarray) -> np.ndarray:
+    """`np.argsort(keys, kind="stable")` of integer keys; keys in 0..65535 go through uint8/uint16,
+    which numpy sorts by radix in linear time (a merge sort of 27,792 OG indices costs ~0.7 ms)."""
+    if keys.size and int(keys.min()) >= 0:
+        top = int(keys.max())
+        if top < 1 << 16:
+            return np.argsort(keys.astype(np.uint8 if top < 1 << 8 else np.uint16), kind="stable")
+    return np.argsort(keys, kind="stable")
 
 
 def pad_cols(a: np.ndarray, width: int) -> np.ndarray:

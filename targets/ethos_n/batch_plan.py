@@ -15,7 +15,16 @@ from typing import overload
 
 import numpy as np
 
-from .batch_params import PassChoice, pad_cols, positive_runs, rank_symbols, rle_search, search_pass, zero_runs
+from .batch_params import (
+    PassChoice,
+    pad_cols,
+    positive_runs,
+    rank_symbols,
+    rle_search,
+    search_pass,
+    stable_order,
+    zero_runs,
+)
 from .stream_params import INITIAL_PARAMS, ZDIV_RLE_OFF, StreamParams
 
 
@@ -98,27 +107,41 @@ def _cat(blocks: list[PassChoice], order: np.ndarray) -> PassChoice:
                                         for b in blocks])[order] for f in _FIELDS))
 
 
+def _pick(cond: np.ndarray, yes: np.ndarray, no: np.ndarray) -> np.ndarray:
+    """`np.where(cond, yes, no)` (rows of 1-D `cond`) for a mostly false `cond`: a copy of `no`
+    with the few rows patched, without a data-dependent branch per row."""
+    out = np.array(no, dtype=np.result_type(yes, no))
+    rows = np.flatnonzero(cond)
+    out[rows] = yes[rows]
+    return out
+
+
 def prev_index(og: np.ndarray) -> np.ndarray:
     """Previous stream on the same OG (-1 for the first): the decoder keeps its state per OG."""
-    order = np.argsort(og, kind="stable")
+    order = stable_order(og)
     prev = np.full(og.size, -1, dtype=np.int64)
     same = og[order[1:]] == og[order[:-1]]
     prev[order[1:][same]] = order[:-1][same]
     return prev
 
 
-def _chain_source(own: np.ndarray, prev: np.ndarray, og: np.ndarray) -> np.ndarray:
-    """For each stream, the latest stream at or before it on its OG with its own parameters (-1: none)."""
-    order = np.argsort(og, kind="stable")
+def _og_runs(og: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The streams ordered by OG (stable) and, in that order, where each one's OG run starts."""
+    order = stable_order(og)
     pos = np.arange(og.size)
-    val = np.where(own[order], pos, -1)
-    last = np.maximum.accumulate(val)
-    group_start = np.zeros(og.size, dtype=np.int64)
     starts = np.ones(og.size, dtype=bool)
     starts[1:] = og[order[1:]] != og[order[:-1]]
-    group_start = np.maximum.accumulate(np.where(starts, pos, 0))
+    return order, np.maximum.accumulate(np.where(starts, pos, 0))
+
+
+def _chain_source(own: np.ndarray, runs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """For each stream, the latest stream at or before it on its OG with its own parameters (-1: none);
+    `runs` is `_og_runs` of the streams' OGs."""
+    order, group_start = runs
+    val = np.where(own[order], np.arange(order.size), -1)
+    last = np.maximum.accumulate(val)
     src = np.where(last >= group_start, order[np.maximum(last, 0)], -1)
-    out = np.empty(og.size, dtype=np.int64)
+    out = np.empty(order.size, dtype=np.int64)
     out[order] = src
     return out
 
@@ -188,46 +211,56 @@ def plan_layer_streams(
     has_zero = np.concatenate([b.has_zero for b, _, _ in searched])[order]
     all_zero = np.concatenate([b.all_zero for b, _, _ in searched])[order]
     rle_cost = rle.cost + zcost
-    rle_cost = np.where(all_zero, zcost, rle_cost)
+    rle_cost = _pick(all_zero, zcost, rle_cost)
     prev = prev_index(og)
+    runs = _og_runs(og)
+    # Few streams take RLE, inherit or start an OG here: each choice below copies the common case
+    # and patches the few exceptions (np.where on every stream costs a mispredicted branch each).
+    first_here = np.flatnonzero(prev < 0)
+    p = np.maximum(prev, 0)
+    cols = max(off.palette.shape[1], rle.palette.shape[1], held.palette.shape[1])
+    off_pal, rle_pal = pad_cols(off.palette, cols), pad_cols(rle.palette, cols)
+    held_pal = pad_cols(held.palette, cols)
+
+    def previous(values: np.ndarray, held_values: np.ndarray) -> np.ndarray:
+        """The previous stream's value on the OG, or for the OG's first stream here, the OG's."""
+        out = values[p]
+        out[first_here] = held_values[og[first_here]]
+        return out
+
     choice = has_zero & (rle_cost < off.cost)  # first guess: palettes free
     while True:
         inherit = choice & all_zero
-        src = _chain_source(~inherit, prev, og)
-        pick = choice[:, None]
-        fin = {f: np.where(choice, getattr(rle, f), getattr(off, f)) for f in ("wdiv", "trunc", "dirofs", "pal_len",
-                                                                                 "pbits")}
-        cols = max(off.palette.shape[1], rle.palette.shape[1], held.palette.shape[1])
-        fin_pal = np.where(pick, pad_cols(rle.palette, cols), pad_cols(off.palette, cols))
-        fin_zdiv = np.where(choice, rle.zdiv, ZDIV_RLE_OFF)
+        src = _chain_source(~inherit, runs)
+        fin = {f: _pick(choice, getattr(rle, f), getattr(off, f)) for f in ("wdiv", "trunc", "dirofs", "pal_len",
+                                                                               "pbits")}
+        fin_pal = _pick(choice, rle_pal, off_pal)
+        fin_zdiv = _pick(choice, rle.zdiv, np.full(total, ZDIV_RLE_OFF, dtype=rle.zdiv.dtype))
         # Streams that keep the OG's parameters take them from their chain source (or the reset state).
-        have = src >= 0
-        s = np.maximum(src, 0)
+        inh = np.flatnonzero(inherit)
+        s_inh = src[inh]
+        have = s_inh >= 0
+        s, og_inh = np.maximum(s_inh, 0), og[inh]
         for name in ("wdiv", "trunc", "dirofs", "pal_len", "pbits"):
-            fin[name] = np.where(inherit, np.where(have, fin[name][s], getattr(held, name)[og]), fin[name])
-        held_pal = pad_cols(held.palette, cols)[og]
-        fin_pal = np.where(inherit[:, None], np.where(have[:, None], fin_pal[s], held_pal), fin_pal)
-        p = np.maximum(prev, 0)
-        hp = prev >= 0
-        # The previous stream on the OG, or for the OG's first stream here, what the OG holds.
-        p_pal = np.where(hp[:, None], fin_pal[p], held_pal)
-        p_len = np.where(hp, fin["pal_len"][p], held.pal_len[og])
-        p_bits = np.where(hp, fin["pbits"][p], held.pbits[og])
+            fin[name][inh] = np.where(have, fin[name][s], getattr(held, name)[og_inh])
+        fin_pal[inh] = np.where(have[:, None], fin_pal[s], held_pal[og_inh])
+        p_pal = previous(fin_pal, held_pal)
+        p_len = previous(fin["pal_len"], held.pal_len)
+        p_bits = previous(fin["pbits"], held.pbits)
 
         prev_held = (p_len, p_bits, p_pal)
-        off_total = off.cost + np.where(_reloads(off, prev_held, initial) & (off.pal_len > 0), off.palette_cost(), 0)
-        rle_total = np.where(all_zero, zcost, rle_cost + np.where(_reloads(rle, prev_held, initial) & (rle.pal_len > 0),
-                                                                  rle.palette_cost(), 0))
+        off_total = off.cost + (_reloads(off, prev_held, initial) & (off.pal_len > 0)) * off.palette_cost()
+        rle_total = _pick(all_zero, zcost, rle_cost + (_reloads(rle, prev_held, initial) & (rle.pal_len > 0))
+                          * rle.palette_cost())
         new = has_zero & (rle_total < off_total)
         if np.array_equal(new, choice):
             break
         choice = new
-    p_zdiv = np.where(hp, fin_zdiv[p], held.zdiv[og])
     same_pal = (fin["pal_len"] == p_len) & (fin["pbits"] == p_bits) & (fin_pal == p_pal).all(axis=1)
     reload_palette = initial | ~same_pal
-    reload_params = reload_palette | (fin_zdiv != p_zdiv) | (fin["wdiv"] != np.where(hp, fin["wdiv"][p], held.wdiv[og]))
-    reload_params |= fin["trunc"] != np.where(hp, fin["trunc"][p], held.trunc[og])
-    reload_params |= fin["dirofs"] != np.where(hp, fin["dirofs"][p], held.dirofs[og])
+    reload_params = reload_palette | (fin_zdiv != previous(fin_zdiv, held.zdiv))
+    for name in ("wdiv", "trunc", "dirofs"):
+        reload_params |= fin[name] != previous(fin[name], getattr(held, name))
     f, n_w, z, n_z = _coded(searched, blocks_sym, stream_of_row, choice, off, rle, total)
     return LayerPlan(fin_zdiv, fin["wdiv"], fin["trunc"].astype(bool), fin["dirofs"], fin["pal_len"], fin["pbits"],
                      fin_pal, reload_params, reload_palette, f, n_w, z, n_z)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .batch_pack import layer_items, stream_bit_counts
+from .batch_params import stable_order
 from .batch_plan import Held, LayerPlan, ParamArrays, plan_layer_streams, prev_index
 from .bitstream import scatter_bits
 from .blob import BlobBuilder
@@ -178,7 +179,7 @@ def pack_chunk(plan: LayerPlan, header: Header, geo: Geometry, variant: N78Varia
     def place(bits: np.ndarray) -> np.ndarray:
         """Start bit of every stream: its group's slot plus the bits of the group's earlier streams."""
         entry_len = entry_bytes(bits, entries, count)
-        order = np.argsort(entries, kind="stable")
+        order = stable_order(entries)
         c = np.cumsum(bits[order]) - bits[order]
         grp_first = np.searchsorted(entries[order], entries[order], side="left")
         offset = np.empty_like(bits)
