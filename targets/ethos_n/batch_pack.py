@@ -73,9 +73,9 @@ def header_items(plan: LayerPlan, hdr: tuple[np.ndarray, ...]) -> tuple[np.ndarr
     pal = plan.palette
     entries = np.abs(pal) | ((pal < 0).astype(np.int64) << (ew - 1))
     present = (np.arange(pal.shape[1])[None, :] < plan.pal_len[:, None]) & rpal[:, None]
-    vals = np.concatenate([vals, np.where(present, entries, 0)], axis=1)
-    wids = np.concatenate([wids, np.where(present, ew, 0)], axis=1)
-    vals = np.where(wids > 0, vals, 0)
+    vals = np.concatenate([vals, entries * present], axis=1)
+    wids = np.concatenate([wids, ew * present], axis=1)
+    vals *= wids > 0
     return vals, wids
 
 
@@ -114,14 +114,18 @@ def chunk_items(plan: LayerPlan, wd: Widths, n: int, head_bits: np.ndarray, plac
     f, z, n_w, n_z = plan.f, plan.z, plan.n_w, plan.n_z
     fs = np.repeat(np.arange(streams), n_w)
     zs = np.repeat(np.arange(streams), n_z)
-    d_f, unc_f = wd.d[fs], wd.unc[fs]
-    # ---- weight side: unary planes (uncompressed streams have no unary bits, only a symbol count)
-    q = np.where(unc_f, 0, f >> d_f)
+    unc_f = wd.unc[fs]
+    # ---- weight side: unary planes (uncompressed streams have no unary bits, only a symbol count:
+    # their quotient is 0, symbols being below 2**10). Arithmetic rather than np.where per weight.
+    q = f >> np.where(wd.unc, 63, wd.d)[fs]
     trunc_f = plan.trunc[fs]
-    n0 = np.where(unc_f, 1, np.where(trunc_f, 1, (q >> 1) + 1))
-    last0 = np.where(trunc_f, q > 0, (q & 1) == 1)
-    n1 = np.where(unc_f, 0, np.where(trunc_f, (q > 0).astype(np.int64), (q + 1) >> 1))
-    last1 = np.where(trunc_f, q == 2, (q & 1) == 0)
+    # Truncated (q <= 2): a 0 ends the u0 run unless q == 2, which takes one 1 in u0 and one in u1;
+    # otherwise q >> 1 ones then a 0 in u0 and (q + 1) >> 1 bits in u1 (both give 0 or 1 for q < 2).
+    two = trunc_f & (q == 2)
+    n0 = (q >> 1) + 1 - two
+    last0 = ((q & 1) == 1) | two
+    n1 = (q + 1) >> 1
+    last1 = ((q & 1) == 0) ^ (trunc_f & (q == 0))
     end0 = _local_cumsum(n0, n_w)
     end1 = _local_cumsum(n1, n_w)
     tot0 = np.bincount(fs, weights=n0, minlength=streams).astype(np.int64)
@@ -175,7 +179,7 @@ def _schedule(w_done: np.ndarray, z_done: np.ndarray, n_wch: np.ndarray, n_zch: 
     while live.size:
         wpos, zpos = w_done[ow[live] + a[live]], z_done[oz[live] + b[live]]
         r = rle[live]
-        bal = np.where(r, wpos - zpos, 0)
+        bal = (wpos - zpos) * r
         w_en = (bal < half) & (wpos < n_w[live])
         z_en = r & (bal >= 0) & (zpos < n_z[live])
         rec_s.append(live)
@@ -216,12 +220,12 @@ def _place(plan: LayerPlan, wd: Widths, recs: tuple[np.ndarray, np.ndarray, np.n
     # Bits of each record's five slots, as separate vectors (a (records, 5) matrix would cost a
     # short row reduction per record): [u0, z_unary, u1, w remainders, z remainders].
     same = np.append(False, s[1:] == s[:-1])
-    c0 = np.where(emit_u, wd.cw[s], 0)
-    c1_ = np.where(zb >= 0, wd.cz[s], 0)
-    c2 = np.where(emit_u, np.append(c1, 0)[gw], 0)  # gw -1 reads the appended 0
+    c0 = wd.cw[s] * emit_u
+    c1_ = wd.cz[s] * (zb >= 0)
+    c2 = np.append(c1, 0)[gw] * emit_u  # gw -1 reads the appended 0
     # Remainders of the previous record's chunks (the decoder double-buffers them one chunk behind).
-    c3 = np.where(same, np.append(0, w_cnt[:-1]) * wd.d[s], 0)
-    c4 = np.where(same, np.append(0, z_cnt[:-1]) * wd.e[s], 0)
+    c3 = np.append(0, w_cnt[:-1]) * wd.d[s] * same
+    c4 = np.append(0, z_cnt[:-1]) * wd.e[s] * same
     total = c0 + c1_ + c2 + c3 + c4
     rec_count = np.bincount(s, minlength=streams)
     per_stream = np.bincount(s, weights=total, minlength=streams).astype(np.int64)

@@ -165,14 +165,16 @@ def search_pass(rk_syms: np.ndarray, rk_cnts: np.ndarray, zdiv: np.ndarray, n: i
     costs = np.full((6, rows), np.iinfo(np.int64).max, dtype=np.int64)
     truncs = np.zeros((6, rows), dtype=bool)
     # int32 halves the memory traffic: symbols < 2**10, per-stream sums < 2**31 (PLDLEN is 17 bits).
-    cnt = np.where(valid, cnts, 0).astype(np.int32)
-    mv = np.where(valid, mapped, 0).astype(np.int32)
+    cnt = cnts.astype(np.int32)  # 0 on padding ranks already
+    mv = (mapped * valid).astype(np.int32)
+    any_trunc = bool((nd <= 3).any())
     for d in range(6):
         q = mv >> d
         qmax = q.max(axis=0)
         # Truncation: <= 3 distinct symbols, all quotients <= 2, so each costs 1 or 2 unary bits.
         trunc = (nd <= 3) & (qmax < 3)
-        positive = ((q > 0) * cnt).sum(axis=0, dtype=np.int32)
+        # Only a stream of <= 3 distinct symbols can truncate: skip the count when none can.
+        positive = ((q > 0) * cnt).sum(axis=0, dtype=np.int32) if any_trunc else 0
         quot_bits = np.where(trunc, positive, (q * cnt).sum(axis=0, dtype=np.int32)) + total
         unary1 = np.where(trunc, positive, (((q + 1) >> 1) * cnt).sum(axis=0, dtype=np.int32))
         cost = -(-(quot_bits - unary1) // c34) * c34 + unary1 + d * total
@@ -188,9 +190,9 @@ def search_pass(rk_syms: np.ndarray, rk_cnts: np.ndarray, zdiv: np.ndarray, n: i
     # Palette values (sign-magnitude width from the largest magnitude; zig-zag order is magnitude order).
     # At most 32 entries, and never more than the distinct symbols plus the zero padding entry.
     pal_cols = min(MAX_PALETTE, width + 1)
-    pal_syms = np.where(np.arange(pal_cols)[:, None] < in_pal, pad_cols(syms.T, pal_cols).T, 0)
+    pal_syms = pad_cols(syms.T, pal_cols).T * (np.arange(pal_cols)[:, None] < in_pal)
     mag = (pal_syms + 1) >> 1
-    palette = np.where(pal_syms & 1, -mag, mag)
+    palette = mag - 2 * mag * (pal_syms & 1)  # odd zig-zag symbols are negative
     max_mag = mag.max(axis=0)
     pbits = np.where(has_pal, bitwidth(max_mag, 2) + (max_mag > 1) - 2, 0)
     pal_len = size.copy()
@@ -199,7 +201,7 @@ def search_pass(rk_syms: np.ndarray, rk_cnts: np.ndarray, zdiv: np.ndarray, n: i
     raw_max = np.where(valid, raw, -1).max(axis=0)
     pbits = np.where(drop, bitwidth(raw_max, 2) - 2, pbits)
     pal_len = np.where(drop, 0, pal_len)
-    palette = np.where(drop, 0, palette).T
+    palette = (palette * ~drop).T
     dirofs = np.where(drop, raw_ofs, dirofs)
     in_pal = np.where(drop, 0, in_pal)
     size = np.where(drop, 0, size)

@@ -279,10 +279,10 @@ def _coded(
     fs, f_streams, zs, z_streams = [], [], [], []
     for (_, rank, r0), sym, rows in zip(searched, blocks_sym, stream_of_row, strict=True):
         ch = choice[rows]
-        in_pal, size, dirofs = (np.where(ch, getattr(rle, f)[rows], getattr(off, f)[rows])
+        in_pal, size, dirofs = (_pick(ch, getattr(rle, f)[rows], getattr(off, f)[rows])
                                 for f in ("in_pal", "size", "dirofs"))
         # With RLE the zero symbol leaves the ranking: the ranks after it move up by one.
-        rr = np.where(ch[:, None], rank - (rank > r0[:, None]), rank)
+        rr = rank - ((rank > r0[:, None]) & ch[:, None])
         mapped = np.where(rr < in_pal[:, None], rr, sym + (size - dirofs)[:, None])
         keep = ~ch[:, None] | (sym != 0)  # RLE streams code only their non-zero weights
         fs.append(mapped[keep])
