@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -75,8 +76,7 @@ def header_items(plan: LayerPlan, hdr: tuple[np.ndarray, ...]) -> tuple[np.ndarr
     present = (np.arange(pal.shape[1])[None, :] < plan.pal_len[:, None]) & rpal[:, None]
     vals = np.concatenate([vals, entries * present], axis=1)
     wids = np.concatenate([wids, ew * present], axis=1)
-    vals *= wids > 0
-    return vals, wids
+    return vals, wids  # fields of width 0 are absent (their values are not masked)
 
 
 def _unary_words(ends: np.ndarray, zero_bits: np.ndarray, item_stream: np.ndarray, field: np.ndarray,
@@ -85,13 +85,15 @@ def _unary_words(ends: np.ndarray, zero_bits: np.ndarray, item_stream: np.ndarra
     end-1 of the items flagged there); returns (words, ones per word, chunk count per stream, item chunk)."""
     nch = -(-totals // field)
     first = np.cumsum(nch) - nch
-    item_chunk = first[item_stream] + (ends - 1) // field[item_stream]
+    word, bit = np.divmod(ends - 1, field[item_stream])
+    item_chunk = first[item_stream] + word
     chunk_stream = np.repeat(np.arange(totals.size), nch)
     local = np.arange(int(nch.sum())) - first[chunk_stream]
     valid = np.minimum(field[chunk_stream], totals[chunk_stream] - local * field[chunk_stream])
-    zeros = np.bincount(item_chunk[zero_bits], weights=(1 << ((ends[zero_bits] - 1) % field[item_stream][zero_bits]))
-                        .astype(np.float64), minlength=nch.sum()).astype(np.int64)
-    nzeros = np.bincount(item_chunk[zero_bits], minlength=nch.sum())
+    # Items without a zero bit weigh 0 (multiplying, not subscripting by a data-dependent mask).
+    zeros = np.bincount(item_chunk, weights=((1 << bit) * zero_bits).astype(np.float64),
+                        minlength=nch.sum()).astype(np.int64)
+    nzeros = np.bincount(item_chunk, weights=zero_bits, minlength=nch.sum()).astype(np.int64)
     return (1 << valid) - 1 - zeros, valid - nzeros, nch, item_chunk
 
 
@@ -105,8 +107,9 @@ def _local_cumsum(values: np.ndarray, count: np.ndarray) -> np.ndarray:
     return c - np.repeat(base, count)
 
 
-def chunk_items(plan: LayerPlan, wd: Widths, n: int, head_bits: np.ndarray, place: Place) -> tuple[np.ndarray, ...]:
-    """GRC chunk items of all streams: (values, widths, absolute starts, stream bits, stream starts).
+def chunk_items(plan: LayerPlan, wd: Widths, n: int, head_bits: np.ndarray, place: Place) -> tuple[Any, ...]:
+    """GRC chunk items of all streams: (values, widths, absolute starts (each a list of arrays),
+    stream bits, stream starts).
 
     Field order per chunk as in `pack_chunks`; remainders lag one chunk. `place` turns the bits of
     every stream into its absolute start bit, so item positions are absolute from the outset."""
@@ -201,7 +204,7 @@ def _schedule(w_done: np.ndarray, z_done: np.ndarray, n_wch: np.ndarray, n_zch: 
 
 def _place(plan: LayerPlan, wd: Widths, recs: tuple[np.ndarray, np.ndarray, np.ndarray],
            words: tuple[np.ndarray, ...], done: tuple[np.ndarray, ...], comp: tuple[np.ndarray, ...],
-           wch_stream: np.ndarray, head_bits: np.ndarray, place: Place) -> tuple[np.ndarray, ...]:
+           wch_stream: np.ndarray, head_bits: np.ndarray, place: Place) -> tuple[Any, ...]:
     """Bit offsets of every chunk field from the schedule: slots [u0, z_unary, u1, w rem, z rem]."""
     s, wa, zb = recs
     u0, c1, u1, zu = words
@@ -255,7 +258,7 @@ def _place(plan: LayerPlan, wd: Widths, recs: tuple[np.ndarray, np.ndarray, np.n
     wids += [d, e]
     pos += [_remainder_starts(slot3, rec_of_w, comp_w, d, wd.d[wch_stream]),
             _remainder_starts(slot4, rec_of_z, comp_z, e, wd.e[np.repeat(np.arange(streams), n_zch)])]
-    return np.concatenate(vals), np.concatenate(wids), np.concatenate(pos), bits, stream_start
+    return vals, wids, pos, bits, stream_start  # lists, joined once with the headers by `layer_items`
 
 
 def _remainder_starts(slot: np.ndarray, rec_of_chunk: np.ndarray, comp: np.ndarray, width: np.ndarray,
@@ -273,15 +276,20 @@ def layer_items(plan: LayerPlan, hdr: tuple[np.ndarray, ...], n: int, place: Pla
     stream to its start), then each stream's bits and the item index of its length field (patched later)."""
     wd = widths(plan, n)
     hv, hw = header_items(plan, hdr)
-    head_bits = hw.sum(axis=1)
-    keep = hw > 0  # absent fields (no reload, no palette) are not items
-    per_stream = keep.sum(axis=1)
+    fields = hw.shape[1]
+    flat_w = hw.ravel()
+    ends = np.cumsum(flat_w)
+    before = ends - flat_w  # header bits before each field, counted from the chunk's first stream
+    head_bits = ends[fields - 1 :: fields] - before[::fields]
+    kept = np.flatnonzero(flat_w)  # absent fields (no reload, no palette) are not items
+    row = kept // fields
+    per_stream = np.bincount(row, minlength=hw.shape[0])
     length_item = np.cumsum(per_stream) - per_stream  # the 16-bit length field comes first in each stream
     cv, cw_, cs, bits, stream_start = chunk_items(plan, wd, n, head_bits, place)
-    hs = np.cumsum(hw, axis=1) - hw + stream_start[:, None]
-    vals = np.concatenate([hv[keep], cv])
-    wids = np.concatenate([hw[keep], cw_])
-    starts = np.concatenate([hs[keep], cs])
+    hs = before[kept] + (stream_start - before[::fields])[row]
+    vals = np.concatenate([hv.ravel()[kept], *cv])
+    wids = np.concatenate([flat_w[kept], *cw_])
+    starts = np.concatenate([hs, *cs])
     return vals, wids, starts, bits, length_item
 
 

@@ -60,13 +60,18 @@ def _rank_short(sym: np.ndarray) -> Ranking:
     position is compared with every other, L*L vector operations across the streams, no sort."""
     x = np.ascontiguousarray(sym.T, dtype=np.int32)
     length, rows = x.shape
-    eq = x[:, None, :] == x[None, :, :]  # eq[j, i]: positions j and i hold the same symbol
-    count = eq.sum(axis=1, dtype=np.int32)  # occurrences of the symbol at each position
-    earlier = np.tri(length, k=-1, dtype=bool)[:, :, None]  # i < j
-    first = ~(eq & earlier).any(axis=1)  # the symbol's first position: one per distinct symbol
+    # One position i at a time against all positions j, so the temporaries are (L, S), not (L, L, S).
+    count = np.zeros((length, rows), dtype=np.int32)  # occurrences of the symbol at each position
+    first = np.ones((length, rows), dtype=bool)  # the symbol's first position: one per distinct symbol
+    for i in range(length):
+        same = x == x[i]
+        count += same
+        first[i + 1 :] &= ~same[i + 1 :]
     key = count * _SYM_BINS + x  # count desc, then symbol desc
     # Rank = distinct symbols with a larger key (keys of distinct symbols never tie).
-    rank = ((key[None, :, :] > key[:, None, :]) & first[None, :, :]).sum(axis=1, dtype=np.int32)
+    rank = np.zeros((length, rows), dtype=np.int32)
+    for i in range(length):
+        rank += (key[i] > key) & first[i]
     width = max(int(first.sum(axis=0).max(initial=0)), 1)
     # Each rank is held by exactly one first position (or none): scatter those into (S, K).
     pos, col = np.nonzero(first)

@@ -149,8 +149,19 @@ def _chain_source(own: np.ndarray, runs: tuple[np.ndarray, np.ndarray]) -> np.nd
 def _reloads(c: PassChoice, held: tuple[np.ndarray, np.ndarray, np.ndarray], initial: np.ndarray) -> np.ndarray:
     """Whether each stream must send this candidate's palette: reset, or not the palette the OG holds."""
     p_len, p_bits, p_pal = held
-    same = (c.pal_len == p_len) & (c.pbits == p_bits) & (pad_cols(c.palette, p_pal.shape[1]) == p_pal).all(axis=1)
-    return initial | ~same
+    return initial | ~_same_palette(c.pal_len, c.pbits, c.palette, (p_len, p_bits, p_pal))
+
+
+def _same_palette(pal_len: np.ndarray, pbits: np.ndarray, palette: np.ndarray,
+                  held: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Whether each stream's palette is the one held. Entries beyond a palette's length are zero, so
+    only streams with an equally long non-empty palette need their entries compared."""
+    p_len, p_bits, p_pal = held
+    same = (pal_len == p_len) & (pbits == p_bits)
+    rows = np.flatnonzero(same & (pal_len > 0))
+    cols = p_pal.shape[1]
+    same[rows] = (pad_cols(palette[rows], cols) == pad_cols(p_pal[rows], cols)).all(axis=1)
+    return same
 
 
 @dataclass(frozen=True)
@@ -256,7 +267,7 @@ def plan_layer_streams(
         if np.array_equal(new, choice):
             break
         choice = new
-    same_pal = (fin["pal_len"] == p_len) & (fin["pbits"] == p_bits) & (fin_pal == p_pal).all(axis=1)
+    same_pal = _same_palette(fin["pal_len"], fin["pbits"], fin_pal, (p_len, p_bits, p_pal))
     reload_palette = initial | ~same_pal
     reload_params = reload_palette | (fin_zdiv != previous(fin_zdiv, held.zdiv))
     for name in ("wdiv", "trunc", "dirofs"):
