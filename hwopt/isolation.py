@@ -3,8 +3,9 @@
 A native crash (SIGSEGV, SIGFPE, SIGABRT), a hang or a blown memory budget kills only the
 worker: the caller gets one `NativeCodeError` line (exit 2) and the next call starts a fresh
 worker. The worker is a plain `python -m hwopt.isolation_worker` child (that module holds its
-side and the wire) speaking length-prefixed pickles over two pipes; it stays alive between calls,
-so a call costs a pipe round trip, not a process start. Limits come from the environment
+side and the wire) speaking length-prefixed pickles over two pipes, large bytes both ways through
+sealed shared memory where the system has it (else through the pipes); it stays alive between
+calls, so a call costs a pipe round trip, not a process start. Limits come from the environment
 (HWOPT_WORKER_TIMEOUT seconds per call, HWOPT_WORKER_MEMORY_MB resident memory);
 HWOPT_WORKER=inline runs everything in-process.
 """
@@ -21,12 +22,24 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
+from hwopt import shared_memory
 from hwopt.errors import NativeCodeError, UsageError
-from hwopt.isolation_worker import ENV_CHILD, HEADER, WorkerGoneError, grow_pipe, resolve, write_all
+from hwopt.isolation_worker import (
+    ENV_CHILD,
+    HEADER,
+    NO_SHM,
+    SHM_FLAG,
+    WorkerGoneError,
+    dumps,
+    grow_pipe,
+    loads,
+    resolve,
+    write_all,
+)
 
 ENV_TIMEOUT = "HWOPT_WORKER_TIMEOUT"
 ENV_MEMORY = "HWOPT_WORKER_MEMORY_MB"
@@ -35,7 +48,6 @@ DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_MB = 8192
 _POLL_S = 0.02  # memory watchdog period: a runaway allocation overshoots by at most ~this many ms of growth
 
-T = TypeVar("T")
 
 _subject: contextvars.ContextVar[str | None] = contextvars.ContextVar("hwopt_native_subject", default=None)
 
@@ -91,6 +103,13 @@ def uses_worker() -> bool:
     return not _inline()
 
 
+_shm_failed = False  # a worker could not open shared memory once: every later call uses the pipes
+
+
+def shares_memory() -> bool:
+    """Whether large payloads cross to the worker through sealed shared memory (else through the pipes)."""
+    return not _shm_failed and shared_memory.supported()
+
 
 def _signal_name(code: int) -> str:
     try:
@@ -138,6 +157,7 @@ class Worker:
         self._generation = 0
         self._pid = os.getpid()
         self._stale: list[int] = []
+        self._shm = False  # this worker's wire uses shared memory (decided at its start)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, preload: tuple[str, ...] = ()) -> None:
@@ -162,9 +182,11 @@ class Worker:
         env = dict(os.environ)
         env[ENV_CHILD] = "1"
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        shm = shares_memory()
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "hwopt.isolation_worker", str(req_r), str(res_w), *preload],
+                [sys.executable, "-m", "hwopt.isolation_worker", str(req_r), str(res_w), *((SHM_FLAG,) if shm else ()),
+                 *preload],
                 pass_fds=(req_r, res_w), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 start_new_session=True, close_fds=True,
             )
@@ -174,6 +196,7 @@ class Worker:
         grow_pipe(req_w)
         grow_pipe(res_r)
         self._to, self._from = req_w, res_r
+        self._shm = shm
         self._generation += 1
         self._stale.clear()
 
@@ -233,8 +256,17 @@ class Worker:
                 self._spawn()
             limits = self.limits or Limits.from_env()
             stale, self._stale = self._stale, []
-            payload = pickle.dumps((message, stale), protocol=pickle.HIGHEST_PROTOCOL)
-            return self._exchange(payload, library, limits)
+            payload, oob = dumps((message, stale), self._shm)
+            try:
+                return self._exchange(payload, library, limits)
+            except _NoSharedMemoryError:  # the worker cannot open this process's memory files: the pipes, from now on
+                _pipes_only()
+                self._shm = False
+                payload, _ = dumps((message, stale), False)
+                return self._exchange(payload, library, limits)
+            finally:
+                if oob is not None:  # the worker has read it (or is gone)
+                    oob.close()
 
     def _exchange(self, payload: bytes, library: str, limits: Limits) -> Any:
         where = _subject.get()
@@ -264,6 +296,8 @@ class Worker:
             return value
         if status == "raise":
             raise value
+        if status == NO_SHM:
+            raise _NoSharedMemoryError(value)
         raise NativeCodeError(f"{library} failed{where_text}: {value}")
 
     def _reap(self) -> int | None:
@@ -303,7 +337,11 @@ class Worker:
                 view, got, header_done = memoryview(buf), 0, True
             if header_done and got >= need:
                 try:
-                    return pickle.loads(buf)  # type: ignore[no-any-return]
+                    return loads(buf) if self._shm else pickle.loads(buf)  # type: ignore[no-any-return]
+                except shared_memory.SharedMemoryError as exc:  # this worker's memory files cannot be read here
+                    _pipes_only()
+                    self._kill()  # the next call starts a worker that replies through the pipe
+                    return ("text", f"its reply could not be read ({exc}); the next call uses the pipes")
                 except Exception as exc:  # an exception type that cannot be rebuilt here
                     return ("text", f"unreadable reply ({type(exc).__name__}: {exc})")
 
@@ -311,6 +349,15 @@ class Worker:
 
 class _TimeoutError(Exception):
     pass
+
+
+class _NoSharedMemoryError(Exception):
+    pass
+
+
+def _pipes_only() -> None:
+    global _shm_failed
+    _shm_failed = True
 
 
 class _OverMemoryError(Exception):
@@ -366,38 +413,3 @@ def prestart(*preload: str) -> None:
 def call(target: str, *args: Any, library: str, **kwargs: Any) -> Any:
     """Run `module:function` in the shared worker (in-process inside the worker itself)."""
     return worker().call(target, *args, library=library, **kwargs)
-
-
-class Background(Generic[T]):
-    """A call run in a thread while the caller works: where it calls the worker (Vela compiling),
-    the thread only waits on its pipe, without the GIL, so the caller's own analysis overlaps it."""
-
-    def __init__(self, fn: Callable[[], T]) -> None:
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        ctx = contextvars.copy_context()  # the caller's isolation subject names a crash
-        self._thread = threading.Thread(target=lambda: ctx.run(self._run, fn), name="hwopt-vela", daemon=True)
-        self._thread.start()
-
-    def _run(self, fn: Callable[[], T]) -> None:
-        try:
-            self._value = fn()
-        except BaseException as exc:  # handed to the caller by result()
-            self._error = exc
-
-    def cancel(self) -> None:
-        """The caller failed: stop the worker's call (it would otherwise run to its end) and wait."""
-        if self._thread.is_alive():
-            interrupt()
-        self._thread.join()
-
-    def done(self) -> bool:
-        """Whether the call has ended (its result or error is ready)."""
-        return not self._thread.is_alive()
-
-    def result(self) -> T:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value

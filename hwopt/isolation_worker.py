@@ -1,13 +1,21 @@
 """The isolation worker's side and the wire both sides speak (length-prefixed pickles over two pipes):
 kept apart from `hwopt.isolation`, the parent's supervisor, so that each stays one concern.
 
-Run as `python -m hwopt.isolation_worker REQ_FD RES_FD [PRELOAD ...]`; `hwopt.isolation` starts it.
+With shared memory (Linux), a message's large `bytes` (a model, a compiled model) do not cross the
+pipe: they go into one sealed memory file per message, and the pickle holds where (persistent ids);
+a sealed mapping of an input file (`fileio.read_input_shared`) crosses by reference, without a copy.
+The sender keeps its memory file open until the reader has answered (the parent: until the reply;
+the worker: until the next request).
+
+Run as `python -m hwopt.isolation_worker REQ_FD RES_FD [--shm] [PRELOAD ...]`; `hwopt.isolation` starts it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import io
+import mmap
 import os
 import pickle
 import signal
@@ -15,12 +23,18 @@ import struct
 import sys
 from typing import Any
 
+from hwopt import shared_memory
 from hwopt.errors import HwoptError
 from hwopt.preloads import LATER
 
 ENV_CHILD = "_HWOPT_IN_WORKER"
 HEADER = struct.Struct("<Q")
 PIPE_BYTES = 1 << 20
+SHM_FLAG = "--shm"  # the worker's argument that turns shared memory on for its replies
+# A `bytes` this large crosses through shared memory: below it, the pipe's copies cost less than
+# creating, filling and opening a memory file (~0.1 ms).
+SHM_MIN_BYTES = 256 << 10
+NO_SHM = "noshm"  # the worker's reply status when it could not open a request's shared memory
 
 
 def resolve(target: str) -> Any:
@@ -47,9 +61,69 @@ def write_all(fd: int, data: bytes) -> None:
         raise WorkerGoneError from None
 
 
-def _reply(fd: int, status: str, value: Any) -> None:
+class _Pickler(pickle.Pickler):
+    """Pickles a message for the pipe alone: a sealed mapping goes as its bytes."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is mmap.mmap:
+            return bytes, (obj[:],)
+        return NotImplemented
+
+
+class _SharedPickler(_Pickler):
+    """Pickles a message whose large bytes go into a memory file and whose sealed mappings go by
+    reference (persistent ids), so that neither crosses the pipe."""
+
+    def __init__(self, file: io.BytesIO, oob: shared_memory.Builder) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.oob = oob
+
+    def persistent_id(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind is bytes:
+            return ("b", self.oob.add(obj)) if len(obj) >= SHM_MIN_BYTES else None
+        if kind is mmap.mmap:
+            fd = shared_memory.sealed_fd(obj)
+            return ("m", shared_memory.Ref(os.getpid(), fd, 0, len(obj))) if fd is not None else None
+        return None
+
+
+class _Unpickler(pickle.Unpickler):
+    def persistent_load(self, pid: Any) -> Any:
+        kind, ref = pid
+        if kind == "b":
+            return shared_memory.read(ref)
+        if kind == "m":
+            return shared_memory.attach(ref)
+        raise pickle.UnpicklingError(f"unknown out-of-band object {kind!r}")
+
+
+def dumps(obj: Any, shm: bool) -> tuple[bytes, shared_memory.Builder | None]:
+    """A message's pickle, and (with `shm`) the sealed memory file holding its large bytes, which the
+    caller closes once the other side has read the message (None when nothing went out of band)."""
+    buf = io.BytesIO()
+    if not shm:
+        _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        return buf.getvalue(), None
+    oob = shared_memory.Builder()
     try:
-        data = pickle.dumps((status, value), protocol=pickle.HIGHEST_PROTOCOL)
+        _SharedPickler(buf, oob).dump(obj)
+        oob.seal()
+    except BaseException:
+        oob.close()
+        raise
+    return buf.getvalue(), (oob if oob.fd >= 0 else None)
+
+
+def loads(data: bytes | bytearray) -> Any:
+    """A message from its pickle, reading what it holds in shared memory (a SharedMemoryError if that fails)."""
+    return _Unpickler(io.BytesIO(data)).load()
+
+
+def _reply(fd: int, status: str, value: Any, shm: bool) -> shared_memory.Builder | None:
+    oob = None
+    try:
+        data, oob = dumps((status, value), shm)
     except Exception as exc:  # an unpicklable result or exception: send its text
         if isinstance(value, BaseException):
             data = pickle.dumps(("text", f"{type(value).__name__}: {value}"))
@@ -57,6 +131,7 @@ def _reply(fd: int, status: str, value: Any) -> None:
             data = pickle.dumps(("text", f"result cannot be returned: {exc}"))
     write_all(fd, HEADER.pack(len(data)))
     write_all(fd, data)
+    return oob
 
 
 def read_exact(fd: int, n: int) -> bytearray | None:
@@ -81,43 +156,60 @@ def grow_pipe(fd: int) -> None:
         fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
 
 
-def _serve(req_fd: int, res_fd: int, later: list[str] | None = None) -> None:
+def _serve(req_fd: int, res_fd: int, later: list[str] | None = None, shm: bool = False) -> None:
     objects: dict[int, Any] = {}
     next_id = 1
     first = True
+    sent: shared_memory.Builder | None = None  # the last reply's memory file, open until the parent answers
     while True:
         if not first:
             _warm_up(later or [])  # after the first reply, while the caller is busy with it
             later = None
         first = False
         header = read_exact(req_fd, HEADER.size)
+        if sent is not None:  # the parent has read the last reply: it sends nothing before
+            sent.close()
+            sent = None
         if header is None:
             return  # the parent closed the pipe (or died): leave quietly
         body = read_exact(req_fd, HEADER.unpack(header)[0])
         if body is None:
             return
-        message, stale = pickle.loads(body)
+        try:
+            message, stale = loads(body)
+        except shared_memory.SharedMemoryError as exc:  # the parent resends through the pipe; so does this side
+            shm = False
+            _reply(res_fd, NO_SHM, str(exc), False)
+            continue
+        del body
         for ident in stale:
             objects.pop(ident, None)
-        kind = message[0]
         try:
-            if kind == "call":
-                _, target, args, kwargs = message
-                value = resolve(target)(*args, **kwargs)
-            elif kind == "new":
-                _, target, args, kwargs = message
-                objects[next_id] = resolve(target)(*args, **kwargs)
-                value, next_id = next_id, next_id + 1
-            elif kind == "method":
-                _, ident, name, args, kwargs = message
-                value = getattr(objects[ident], name)(*args, **kwargs)
-            else:
-                raise HwoptError(f"unknown worker request {kind!r}")
+            value, next_id = _dispatch(message, objects, next_id)
         except Exception as exc:
             exc.__traceback__ = None
-            _reply(res_fd, "raise", exc)
+            sent = _reply(res_fd, "raise", exc, shm)
             continue
-        _reply(res_fd, "ok", value)
+        finally:
+            del message  # a shared mapping in the request is unmapped now, not at the next one
+        sent = _reply(res_fd, "ok", value, shm)
+        del value
+
+
+def _dispatch(message: tuple[Any, ...], objects: dict[int, Any], next_id: int) -> tuple[Any, int]:
+    """Run one request: (its result, the next free handle number)."""
+    kind = message[0]
+    if kind == "call":
+        _, target, args, kwargs = message
+        return resolve(target)(*args, **kwargs), next_id
+    if kind == "new":
+        _, target, args, kwargs = message
+        objects[next_id] = resolve(target)(*args, **kwargs)
+        return next_id, next_id + 1
+    if kind == "method":
+        _, ident, name, args, kwargs = message
+        return getattr(objects[ident], name)(*args, **kwargs), next_id
+    raise HwoptError(f"unknown worker request {kind!r}")
 
 
 def _main(argv: list[str]) -> None:
@@ -126,10 +218,11 @@ def _main(argv: list[str]) -> None:
         import resource
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a native crash leaves no core file behind
-    preload = argv[2:]
+    shm = argv[2:3] == [SHM_FLAG]
+    preload = argv[3:] if shm else argv[2:]
     cut = preload.index(LATER) if LATER in preload else len(preload)
     _warm_up(preload[:cut])  # what the first call needs, imported while the parent works
-    _serve(int(argv[0]), int(argv[1]), [m for m in preload[cut:] if m != LATER])
+    _serve(int(argv[0]), int(argv[1]), [m for m in preload[cut:] if m != LATER], shm)
 
 
 def _warm_up(modules: list[str]) -> None:

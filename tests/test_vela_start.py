@@ -128,11 +128,12 @@ def test_discard_stops_a_compile_nobody_takes(regor_calls: list[tuple[str, bytes
 
 
 def test_only_an_ethos_u_encode_with_vela_blocks_starts_the_worker_and_it_is_the_default() -> None:
-    from hwopt.cli import build_parser, early
+    from hwopt.cli import build_parser, early, wants_worker
 
     def started(*argv: str) -> bool:
         args = build_parser("encode").parse_args(["encode", str(EXAMPLE_MODEL), *argv])
-        assert not getattr(args, "worker", None)  # nothing starts before the flags are known
+        if wants_worker(args):  # as the CLI does right after parsing the flags, before the early step
+            isolation.prestart(*args.worker)
         early.start_encode(args)
         try:
             return isolation.worker()._proc is not None

@@ -5,7 +5,9 @@ error (one line on stderr, never a traceback), 3 an internal error (a bug in hwo
 Each subcommand's flags live in hwopt.cli.<command> (`register(subparsers)`, nothing heavy
 imported) and its code in hwopt.cli.run_<command>; `main` loads both for the one command
 that runs (`hwopt --help` loads every flag module and no engine). A flag module may declare,
-through its parser defaults, that its command's code never logs (`logs=False`: `logging` is
+through its parser defaults, which isolation worker it needs (`worker`, started right after the flags
+are parsed, before the command's engines load; `worker_if` may decline it for a command line), that
+its command's code never logs (`logs=False`: `logging` is
 not imported) and that it leaves nothing to clean up at exit (`fast_exit=True`: the process
 ends as soon as its output is flushed, without tearing the interpreter down).
 """
@@ -176,6 +178,13 @@ def exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
+def wants_worker(args: argparse.Namespace) -> bool:
+    """Whether the command's flags ask for the isolation worker at once (`worker`: what it imports first),
+    unless their `worker_if` test says this command line compiles nothing (e.g. `encode --blocks rule`)."""
+    test = getattr(args, "worker_if", None)
+    return bool(getattr(args, "worker", None)) and (test is None or bool(test(args)))
+
+
 def _run(parser: Parser, args: argparse.Namespace) -> int:
     """Run the parsed command; every failure becomes an exit code and at most one stderr line."""
     if not getattr(args, "handler", None):
@@ -185,7 +194,7 @@ def _run(parser: Parser, args: argparse.Namespace) -> int:
     if getattr(args, "blas_threads", None) and "numpy" not in sys.modules:  # before the command loads numpy
         os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.blas_threads))
     try:
-        if getattr(args, "worker", None):  # the isolation worker imports Vela/LiteRT while the command loads
+        if wants_worker(args):  # the isolation worker starts and imports Vela/LiteRT while the command loads
             from hwopt import isolation  # lazy: subprocess, pickle and the worker are no part of short commands
 
             isolation.prestart(*args.worker)

@@ -1,8 +1,8 @@
 """Work a command starts right after its flags are parsed, before its engines load.
 
-`hwopt compile` and the Ethos-U `hwopt encode` (`--blocks vela`, its default) compile the model with Vela in the isolation
-worker; loading hwopt's engines and reading the model take about as long as a small model's
-compile. Started here, the compile runs on the other core while the command loads, and the
+`hwopt compile`, the Ethos-U `hwopt encode` (`--blocks vela`, its default) and `hwopt estimate` (the
+Vela engine, its Ethos-U default) compile the model with Vela in the isolation worker; loading
+hwopt's engines and reading the model take about as long as a small model's compile. Started here, the compile runs on the other core while the command loads, and the
 engine takes its result (hwopt.targets.ethos_u.vela_start). Each function is best-effort: on
 any problem it starts nothing, and the command then meets and reports it as it always did.
 """
@@ -14,7 +14,7 @@ import contextlib
 
 from hwopt import isolation
 from hwopt.errors import HwoptError
-from hwopt.fileio import read_input_file
+from hwopt.fileio import read_input_file, read_input_shared
 from hwopt.preloads import VELA_PRELOAD
 from hwopt.targets import resolve_target
 from hwopt.targets.ethos_u import vela_start
@@ -27,7 +27,10 @@ def _start(model: str | None, spec: str, *, system_config: str | None = None, me
     with contextlib.suppress(HwoptError, OSError, ValueError):
         target = resolve_target(spec, system_config=system_config, memory_mode=memory_mode, accelerator=accelerator)
         if target.family.is_ethos_u:
-            vela_start.start(read_input_file(model), target)  # bounded: never a device or an oversized file
+            # Bounded (never a device or an oversized file); with shared memory, a sealed copy made in the
+            # kernel that the worker maps as it is, so the compile starts without the model crossing a pipe.
+            data = read_input_shared(model) if isolation.shares_memory() else read_input_file(model)
+            vela_start.start(data, target)
         else:
             isolation.shutdown()  # the worker the command started for Vela has nothing to do
 
@@ -35,6 +38,13 @@ def _start(model: str | None, spec: str, *, system_config: str | None = None, me
 def start_compile(args: argparse.Namespace) -> None:
     """`hwopt compile` without a pipeline compiles the file as it is: start that compile."""
     if not args.pipeline:
+        _start(args.model, args.target, system_config=args.system_config, memory_mode=args.memory_mode,
+               accelerator=args.accelerator)
+
+
+def start_estimate(args: argparse.Namespace) -> None:
+    """`hwopt estimate` with the Vela engine (the Ethos-U default) compiles the file as it is: start that compile."""
+    if args.engine in (None, "vela"):
         _start(args.model, args.target, system_config=args.system_config, memory_mode=args.memory_mode,
                accelerator=args.accelerator)
 

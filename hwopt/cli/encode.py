@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hwopt.preloads import VELA_PRELOAD
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("encode", help="re-encode weights in the target NPU's weight format",
@@ -23,7 +25,14 @@ def register(sub: Any) -> None:
     p.add_argument("--streams", choices=("vela", "hwopt"), default="vela",
                    help="with Vela's blocks, where the streams come from: Vela's compiled model (default; each "
                    "checked against the weights in the NPU's order) or hwopt's own encoder for every layer")
-    # `--blocks vela` (the Ethos-U default) needs Vela and the isolation worker that runs it: the early step
-    # starts both once the target is known.
+    # `--blocks vela` (the Ethos-U default) needs Vela and the isolation worker that runs it: the worker starts
+    # as soon as the flags are parsed, and the early step sends it the compile once the target is known.
     # Nothing to clean up once the report is out (the worker stops in the CLI before it): no interpreter teardown.
-    p.set_defaults(handler="hwopt.cli.run_encode:run", early="hwopt.cli.early:start_encode", fast_exit=True)
+    p.set_defaults(handler="hwopt.cli.run_encode:run", early="hwopt.cli.early:start_encode", fast_exit=True,
+                   worker=VELA_PRELOAD, worker_if=compiles_with_vela)
+
+
+def compiles_with_vela(args: Any) -> bool:
+    """Whether this encode compiles with Vela: Vela's blocks (the default) on a target that is not an Ethos-N
+    by name (a descriptor file of one starts a worker the early step then stops)."""
+    return args.blocks in (None, "vela") and not str(args.target).lower().startswith("ethos-n")

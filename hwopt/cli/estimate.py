@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hwopt.preloads import VELA_COMPILE_PRELOAD
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("estimate", help="per-layer cycles / SRAM estimate on a target descriptor",
@@ -22,4 +24,13 @@ def register(sub: Any) -> None:
     p.add_argument("--explorer", metavar="DIR", help="also write Google Model Explorer overlays (one node-data JSON "
                    "per metric) into DIR")
     p.add_argument("--json", action="store_true", help="print the hwopt.estimate/1 JSON report")
-    p.set_defaults(handler="hwopt.cli.run_estimate:run")
+    # The Vela engine (the Ethos-U default) compiles the model as it is: its worker starts once the flags are
+    # parsed and the early step sends it the compile.
+    p.set_defaults(handler="hwopt.cli.run_estimate:run", early="hwopt.cli.early:start_estimate",
+                   worker=VELA_COMPILE_PRELOAD, worker_if=compiles_with_vela)
+
+
+def compiles_with_vela(args: Any) -> bool:
+    """Whether this estimate compiles with Vela: its engine (the default for an Ethos-U) on a target that is not
+    an Ethos-N by name."""
+    return args.engine in (None, "vela") and not str(args.target).lower().startswith("ethos-n")

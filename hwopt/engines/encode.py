@@ -13,6 +13,7 @@ import numpy as np
 from hwopt import isolation
 from hwopt.analysis.layers import WeightLayer, weight_layers
 from hwopt.analysis.validate import Engine, operator_problem
+from hwopt.background import Background
 from hwopt.engines.encode_ethos_u import (
     OFFLOAD_MIN_WEIGHTS,
     WORKER_PRELOAD,
@@ -30,7 +31,6 @@ from hwopt.errors import CompileError, OutputError, UnsupportedModelError, Usage
 from hwopt.fileio import refuse_inputs, staged_directory
 from hwopt.format.tflite_io import read_model
 from hwopt.ir import Model
-from hwopt.isolation import Background
 from hwopt.preloads import VELA_PRELOAD
 from hwopt.records import dumps
 from hwopt.targets import Family, Target

@@ -9,6 +9,7 @@ import numpy as np
 
 from hwopt import isolation
 from hwopt.analysis.layers import WeightLayer, to_ohwi, zero_corrected
+from hwopt.background import Background
 from hwopt.engines.encode_layer import LayerEncoding, finish, pack_streams
 from hwopt.ir import DType, Model, Operator, Subgraph
 from hwopt.targets.ethos_u import vela_blocks as vb
@@ -153,14 +154,14 @@ class Offload:
 
     def __init__(self, arch: wu.EthosUArch, target: Target) -> None:
         self.arch, self.target = arch, target
-        self.inflight: tuple[int, LayerJob, isolation.Background[list[wu.EncodedWeights]]] | None = None
+        self.inflight: tuple[int, LayerJob, Background[list[wu.EncodedWeights]]] | None = None
 
     def take(self, index: int, job: LayerJob) -> bool:
         """Hand `job` (the layer at `index`) to the worker if it is free."""
         if self.inflight is not None:
             return False
         arch, target = self.arch, self.target
-        self.inflight = (index, job, isolation.Background(
+        self.inflight = (index, job, Background(
             lambda: isolation.call(WORKER_ENCODE, job.parts, arch, job.ifm_bits, target,
                                    library="hwopt's weight encoder")))
         return True

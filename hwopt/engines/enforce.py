@@ -26,6 +26,7 @@ import numpy as np
 from hwopt.analysis.layers import weight_layers, zero_corrected
 from hwopt.analysis.stats import WeightStats, weight_stats
 from hwopt.analysis.validate import Engine, check_for_native
+from hwopt.background import Background
 from hwopt.engines.encode import encode_model
 from hwopt.engines.fidelity import Dataset, FidelityReport, Runner, compare, load_data
 from hwopt.engines.measure import measure
@@ -34,7 +35,6 @@ from hwopt.errors import UnsupportedModelError, UsageError
 from hwopt.fileio import atomic_write_bytes, refuse_inputs
 from hwopt.format.tflite_io import read_model, serialize
 from hwopt.ir import Model
-from hwopt.isolation import Background
 from hwopt.passes.manager import Pass, PassContext, PassManager, PassRecord, format_pipeline, parse_pipeline
 from hwopt.records import Finding, OpRef, Severity
 from hwopt.targets import Target, resolve_target

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hwopt.analysis.deflate import DeflateJob
+from hwopt.background import Background
 from hwopt.engines.audit import AuditReport, Expectations, LayerAudit, audit_model
 from hwopt.errors import UnsupportedModelError
 from hwopt.format.tflite_io import read_model, serialize
 from hwopt.ir import Model
-from hwopt.isolation import Background
 from hwopt.targets import Target
 from hwopt.targets.ethos_u.vela_engine import VelaOpRow, VelaResult, compile_model
 

@@ -11,6 +11,7 @@ request that differs in any byte (model, system configuration, options) compiles
 from __future__ import annotations
 
 import contextlib
+import mmap
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,9 @@ from hwopt.targets.ethos_u.vela_config import CompilerOptions, options_text, reg
 REGOR_CALL = "hwopt.native_calls:regor_compile"
 
 Request = tuple[str, str, str]  # Regor's architecture name, system configuration text, options text
+# The model as the early compile holds it: bytes, or a sealed read-only mapping (fileio.read_input_shared)
+# that reaches the worker without a copy.
+ModelBuffer = bytes | mmap.mmap
 
 
 @dataclass
@@ -30,7 +34,7 @@ class _Started:
     """One compile in flight in the worker, waited on by its own thread."""
 
     request: Request
-    model_bytes: bytes = field(repr=False)
+    model_bytes: ModelBuffer = field(repr=False)
     thread: threading.Thread | None = None
     value: Any = None
     error: BaseException | None = None
@@ -59,13 +63,14 @@ def request_of(target: Target, options: CompilerOptions | None = None) -> Reques
     return regor_arch(target), system_config_text(target), options_text(target, options)
 
 
-def start(model_bytes: bytes, target: Target, options: CompilerOptions | None = None) -> bool:
+def start(model_bytes: ModelBuffer, target: Target, options: CompilerOptions | None = None) -> bool:
     """Start compiling `model_bytes` for `target` in the isolation worker; False where there is no
     worker to run it beside the caller (HWOPT_WORKER=inline) or a compile is already started."""
     global _started
     if not isolation.uses_worker():
         return False
-    started = _Started(request_of(target, options), bytes(model_bytes))
+    started = _Started(request_of(target, options), model_bytes if isinstance(model_bytes, mmap.mmap)
+                       else bytes(model_bytes))
     with _lock:
         if _started is not None:
             return False
@@ -84,7 +89,9 @@ def take(request: Request, model_bytes: bytes | memoryview) -> Any | None:
         started, _started = _started, None
     if started is None:
         return None
-    if started.request == request and started.model_bytes == model_bytes:
+    held = started.model_bytes
+    if started.request == request and (held is model_bytes or (len(held) == len(model_bytes)
+                                                                and held[:] == model_bytes)):
         return started.result()
     _stop(started)
     return None
