@@ -114,13 +114,33 @@ def chunk_items(plan: LayerPlan, wd: Widths, n: int, head_bits: np.ndarray, plac
     Field order per chunk as in `pack_chunks`; remainders lag one chunk. `place` turns the bits of
     every stream into its absolute start bit, so item positions are absolute from the outset."""
     streams = plan.n_w.size
-    f, z, n_w, n_z = plan.f, plan.z, plan.n_w, plan.n_z
+    n_w, n_z = plan.n_w, plan.n_z
     fs = np.repeat(np.arange(streams), n_w)
     zs = np.repeat(np.arange(streams), n_z)
-    unc_f = wd.unc[fs]
-    # ---- weight side: unary planes (uncompressed streams have no unary bits, only a symbol count:
-    # their quotient is 0, symbols being below 2**10). Arithmetic rather than np.where per weight.
-    q = f >> np.where(wd.unc, 63, wd.d)[fs]
+    # Each side in its own function, so that its per-weight temporaries are gone before the placing.
+    u0, c1, u1, n_wch, comp_w = _weight_unary(plan, wd, fs)
+    wch_stream = np.repeat(np.arange(streams), n_wch)
+    # ---- zero side: q ones then a zero per run
+    zq1 = (plan.z >> wd.e[zs]) + 1
+    endz = _local_cumsum(zq1, n_z)
+    totz = np.bincount(zs, weights=zq1, minlength=streams).astype(np.int64)
+    del zq1
+    zu, _, n_zch, comp_z = _unary_words(endz, np.ones(plan.z.size, dtype=bool), zs, wd.cz, totz)
+    del endz
+    # ---- symbols completed by the end of each chunk (w_done / z_done, with a leading 0 per stream)
+    w_done = _done(comp_w, n_wch)
+    z_done = _done(comp_z, n_zch)
+    recs = _schedule(w_done, z_done, n_wch, n_zch, n_w, n_z, wd.rle, n // 2)
+    return _place(plan, wd, recs, (u0, c1, u1, zu), (w_done, z_done, n_wch, n_zch), (comp_w, comp_z, fs, zs),
+                  wch_stream, head_bits, place)
+
+
+def _weight_unary(plan: LayerPlan, wd: Widths, fs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Weight-side unary planes as chunk words: (u0 words, u1 bits per chunk, u1 words, chunks per
+    stream, chunk of every weight). Uncompressed streams have no unary bits, only a symbol count
+    (their quotient is 0, symbols being below 2**10). Arithmetic rather than np.where per weight."""
+    streams, n_w = plan.n_w.size, plan.n_w
+    q = plan.f >> np.where(wd.unc, 63, wd.d)[fs]
     trunc_f = plan.trunc[fs]
     # Truncated (q <= 2): a 0 ends the u0 run unless q == 2, which takes one 1 in u0 and one in u1;
     # otherwise q >> 1 ones then a 0 in u0 and (q + 1) >> 1 bits in u1 (both give 0 or 1 for q < 2).
@@ -129,31 +149,24 @@ def chunk_items(plan: LayerPlan, wd: Widths, n: int, head_bits: np.ndarray, plac
     last0 = ((q & 1) == 1) | two
     n1 = (q + 1) >> 1
     last1 = ((q & 1) == 0) ^ (trunc_f & (q == 0))
+    del q, two, trunc_f
     end0 = _local_cumsum(n0, n_w)
-    end1 = _local_cumsum(n1, n_w)
     tot0 = np.bincount(fs, weights=n0, minlength=streams).astype(np.int64)
-    u0, c1, n_wch, comp_w = _unary_words(end0, ~last0 | unc_f, fs, wd.cw, tot0)
+    del n0
+    u0, c1, n_wch, comp_w = _unary_words(end0, ~last0 | wd.unc[fs], fs, wd.cw, tot0)
+    del end0, last0
     c1 = np.where(np.repeat(wd.unc, n_wch), 0, c1)
-    wch_stream = np.repeat(np.arange(streams), n_wch)
     c1_first = np.cumsum(c1) - c1  # u1 bits before each chunk, counted from the layer start
     s1_first = np.zeros(streams, dtype=np.int64)
     first_ch = np.cumsum(n_wch) - n_wch
     has = n_wch > 0
     s1_first[has] = c1_first[first_ch[has]]
-    zero1 = (n1 > 0) & ~last1
-    u1 = (1 << c1) - 1 - np.bincount(comp_w[zero1], weights=(1 << (end1[zero1] - 1 - (c1_first[comp_w[zero1]]
-                                     - s1_first[fs[zero1]]))).astype(np.float64), minlength=c1.size).astype(np.int64)
-    # ---- zero side: q ones then a zero per run
-    zq = z >> wd.e[zs]
-    endz = _local_cumsum(zq + 1, n_z)
-    totz = np.bincount(zs, weights=zq + 1, minlength=streams).astype(np.int64)
-    zu, _, n_zch, comp_z = _unary_words(endz, np.ones(z.size, dtype=bool), zs, wd.cz, totz)
-    # ---- symbols completed by the end of each chunk (w_done / z_done, with a leading 0 per stream)
-    w_done = _done(comp_w, n_wch)
-    z_done = _done(comp_z, n_zch)
-    recs = _schedule(w_done, z_done, n_wch, n_zch, n_w, n_z, wd.rle, n // 2)
-    return _place(plan, wd, recs, (u0, c1, u1, zu), (w_done, z_done, n_wch, n_zch), (comp_w, comp_z, fs, zs),
-                  wch_stream, head_bits, place)
+    end1 = _local_cumsum(n1, n_w)
+    zero1 = np.flatnonzero((n1 > 0) & ~last1)
+    chunk1 = comp_w[zero1]
+    bit1 = end1[zero1] - 1 - (c1_first[chunk1] - s1_first[fs[zero1]])
+    u1 = (1 << c1) - 1 - np.bincount(chunk1, weights=(1 << bit1).astype(np.float64), minlength=c1.size).astype(np.int64)
+    return u0, c1, u1, n_wch, comp_w
 
 
 def _done(comp: np.ndarray, nch: np.ndarray) -> np.ndarray:
@@ -276,16 +289,14 @@ def layer_items(plan: LayerPlan, hdr: tuple[np.ndarray, ...], n: int, place: Pla
     stream to its start), then each stream's bits and the item index of its length field (patched later)."""
     wd = widths(plan, n)
     hv, hw = header_items(plan, hdr)
+    cv, cw_, cs, bits, stream_start = chunk_items(plan, wd, n, hw.sum(axis=1), place)
     fields = hw.shape[1]
     flat_w = hw.ravel()
-    ends = np.cumsum(flat_w)
-    before = ends - flat_w  # header bits before each field, counted from the chunk's first stream
-    head_bits = ends[fields - 1 :: fields] - before[::fields]
+    before = np.cumsum(flat_w) - flat_w  # header bits before each field, counted from the chunk's first stream
     kept = np.flatnonzero(flat_w)  # absent fields (no reload, no palette) are not items
     row = kept // fields
     per_stream = np.bincount(row, minlength=hw.shape[0])
     length_item = np.cumsum(per_stream) - per_stream  # the 16-bit length field comes first in each stream
-    cv, cw_, cs, bits, stream_start = chunk_items(plan, wd, n, head_bits, place)
     hs = before[kept] + (stream_start - before[::fields])[row]
     vals = np.concatenate([hv.ravel()[kept], *cv])
     wids = np.concatenate([flat_w[kept], *cw_])
