@@ -154,7 +154,7 @@ def test_audit_without_deflate_measures_the_same_structure() -> None:
 
 @pytest.mark.parametrize("process", [False, True])
 def test_deflate_job_in_a_thread_or_a_child(process: bool) -> None:
-    from hwopt.analysis.deflate import DeflateJob
+    from hwopt.analysis.deflate_job import DeflateJob
 
     data = int8_conv_model()
     job = DeflateJob(data, "m.tflite", process=process)
@@ -177,7 +177,7 @@ def test_cli_no_deflate(tmp_path: Path) -> None:
 
 
 def test_deflate_job_cancel_reaps_the_child() -> None:
-    from hwopt.analysis.deflate import DeflateJob
+    from hwopt.analysis.deflate_job import DeflateJob
 
     job = DeflateJob(np.zeros(1 << 22, np.uint8).tobytes(), process=True)
     job.cancel()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
+import signal
 import sys
 import zipfile
 from pathlib import Path
@@ -20,15 +22,17 @@ import pytest
 from conftest import ROOT, model_id, run_cli_subprocess, shared_model_paths
 from modelgen import ModelBuilder, int8_conv_model, quantization
 
+from hwopt.analysis import deflate_job
 from hwopt.analysis.deflate import (
     EXACT_LIMIT,
-    DeflateJob,
     DeflateMethod,
     buffer_regions,
     measure_deflate,
+    sample_plan,
     sampled_deflated_bytes,
     zip_size,
 )
+from hwopt.analysis.deflate_job import DeflateJob
 from hwopt.format.reader import read_model
 
 
@@ -152,6 +156,41 @@ def test_job_in_a_thread_or_a_child_gives_the_same_figure(process: bool) -> None
     assert job.result() == measure_deflate(data, "m.tflite") == job.result()
     exact = DeflateJob(data, "m.tflite", process=process, exact=True).result()
     assert exact.method is DeflateMethod.EXACT and exact.bytes == zipfile_size(data, "m.tflite")
+
+
+@pytest.mark.parametrize("child", ["stopped", "killed"])
+def test_caller_completes_a_sample_the_child_has_not_finished(child: str) -> None:
+    """The caller compresses the pieces a stalled or dead child never reported: the same figure."""
+    data = mixed_model(19)
+    expected = measure_deflate(data, "m.tflite")
+    assert expected.method is DeflateMethod.SAMPLED
+    job = DeflateJob(data, "m.tflite", process=True)
+    assert job._child is not None
+    os.kill(job._child[0], signal.SIGSTOP if child == "stopped" else signal.SIGKILL)
+    assert job.result() == expected
+    assert job._child is None  # reaped
+
+
+def test_caller_and_child_share_the_pieces() -> None:
+    """A caller that asks at once compresses some pieces itself while the child does the rest."""
+    data = mixed_model(20)
+    expected = measure_deflate(data, "m.tflite")
+    computed: list[int] = []
+    original = deflate_job.piece_bytes
+
+    def counted(view: memoryview, start: int, end: int) -> int:
+        computed.append(start)
+        return original(view, start, end)
+
+    job = DeflateJob(data, "m.tflite", process=True)
+    try:
+        deflate_job.piece_bytes = counted  # the caller's own pieces (the child forked with the original)
+        assert job.result() == expected
+    finally:
+        deflate_job.piece_bytes = original
+    plan = sample_plan(data)
+    assert plan is not None and computed  # the caller took pieces, from the last one down
+    assert computed == [start for start, _ in plan.pieces][::-1][: len(computed)]
 
 
 def test_cli_reports_method_and_bound(tmp_path: Path) -> None:

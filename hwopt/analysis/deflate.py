@@ -4,28 +4,21 @@ Exact: the file is compressed once in a streaming zlib compressor whose output i
 counted (what `zipfile` writes, without building the archive), and the ZIP headers around it
 are sized by hand the way `zipfile` lays them out. Sampled (the default above a size): the
 large constant buffers are compressed in a stratified sample of blocks, everything else
-exactly, and the figure carries a stated error bound (see `sampled_deflated_bytes`).
-Kept free of numpy and of the flatbuffer bindings so the CLI can start compressing in a
-background thread before the analysis modules are even imported (zlib releases the GIL).
+exactly, and the figure carries a stated error bound (see `sample_plan`). Computing it
+beside the caller (a thread or a forked child) is `hwopt.analysis.deflate_job`; both are kept
+free of numpy and of the flatbuffer bindings so the CLI can start compressing before the
+analysis modules are even imported.
 """
 
 from __future__ import annotations
 
 import bisect
-import contextlib
 import enum
 import itertools
 import math
-import os
-import signal
 import struct
-import threading
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
-
-from hwopt.errors import HwoptError
-from hwopt.fileio import read_input_file
 
 # zipfile's limits: beyond ZIP64_LIMIT bytes it adds ZIP64 extra fields and end records.
 ZIP64_LIMIT = (1 << 31) - 1
@@ -71,7 +64,7 @@ def deflated_bytes(data: bytes | memoryview) -> int:
     return len(comp.compress(data)) + len(comp.flush())
 
 
-def _piece(view: memoryview, start: int, end: int) -> int:
+def piece_bytes(view: memoryview, start: int, end: int) -> int:
     """Compressed bytes of view[start:end] as a part of the whole stream (primed with its window)."""
     if start == 0:
         comp = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
@@ -154,9 +147,30 @@ def _cuts(bounds: list[int], volume: int, units: int, block: int) -> list[int]:
     return [*cuts, volume]
 
 
-def sampled_deflated_bytes(data: bytes | memoryview, *, blocks: int = SAMPLE_BLOCKS,
-                           block: int = BLOCK) -> tuple[int, int] | None:
-    """(estimated DEFLATE stream bytes, bound on its error in bytes), or None when sampling saves little.
+@dataclass(frozen=True)
+class SamplePlan:
+    """What a sampled estimate compresses: `pieces` (start, end) of the file, each compressed on its
+    own (the gaps between large buffers first, then two blocks per stratum), and each stratum's
+    length in blocks. The estimate follows from the pieces' compressed sizes alone (`estimate`),
+    so the pieces may be compressed in any order, by any process."""
+
+    pieces: tuple[tuple[int, int], ...]
+    gaps: int  # the first `gaps` pieces are compressed exactly
+    strata: tuple[float, ...]  # blocks per stratum; stratum k owns pieces gaps + 2k and gaps + 2k + 1
+
+    def estimate(self, sizes: list[int]) -> tuple[int, int]:
+        """(estimated DEFLATE stream bytes, bound on its error in bytes) from every piece's compressed size."""
+        total = sum(sizes[: self.gaps])
+        sampled, variance = 0.0, 0.0
+        for k, n in enumerate(self.strata):
+            a, b = sizes[self.gaps + 2 * k], sizes[self.gaps + 2 * k + 1]
+            sampled += n * (a + b) / 2
+            variance += n * n * max(0.0, 1.0 - 2.0 / n) * (a - b) ** 2 / 4
+        return total + round(sampled), math.ceil(Z * math.sqrt(variance) + EDGE * sampled)
+
+
+def sample_plan(data: bytes | memoryview, *, blocks: int = SAMPLE_BLOCKS, block: int = BLOCK) -> SamplePlan | None:
+    """The pieces a sampled estimate compresses, or None when sampling saves little.
 
     Everything outside the large constant buffers (tables, small tensors) is compressed
     exactly. The large buffers, laid end to end, are cut into `blocks // 2` strata whose edges
@@ -169,13 +183,15 @@ def sampled_deflated_bytes(data: bytes | memoryview, *, blocks: int = SAMPLE_BLO
     volume = sum(end - start for start, end in regions)
     if volume < 4 * blocks * block:  # sampling would read a quarter or more of it: not worth a bound
         return None
-    total, pos = 0, 0
+    pieces: list[tuple[int, int]] = []
+    pos = 0
     for start, end in regions:  # the gaps between large buffers, exactly
         if start > pos:
-            total += _piece(view, pos, start)
+            pieces.append((pos, start))
         pos = end
     if pos < len(view):
-        total += _piece(view, pos, len(view))
+        pieces.append((pos, len(view)))
+    gaps = len(pieces)
     starts = []
     at = 0
     for start, end in regions:
@@ -188,19 +204,27 @@ def sampled_deflated_bytes(data: bytes | memoryview, *, blocks: int = SAMPLE_BLO
         return max(start, min(start + virtual - starts[i], end - block))  # a block never runs past its buffer
 
     cuts = _cuts([*starts, volume], volume, max(1, blocks // 2), 2 * block)
-    sampled, variance, step = 0.0, 0.0, 0
+    strata: list[float] = []
+    step = 0
     for lo, hi in itertools.pairwise(cuts):
         half = (hi - lo) // 2
-        sizes = []
         for h in range(2):  # one block in each half of the stratum
             step += 1
             at = block_at(lo + h * half + int(step * _PHI % 1.0 * (half - block)))
-            sizes.append(_piece(view, at, at + block))
-        n = (hi - lo) / block
-        sampled += n * (sizes[0] + sizes[1]) / 2
-        variance += n * n * max(0.0, 1.0 - 2.0 / n) * (sizes[0] - sizes[1]) ** 2 / 4
-    estimate = total + round(sampled)
-    return estimate, math.ceil(Z * math.sqrt(variance) + EDGE * sampled)
+            pieces.append((at, at + block))
+        strata.append((hi - lo) / block)
+    return SamplePlan(tuple(pieces), gaps, tuple(strata))
+
+
+def sampled_deflated_bytes(data: bytes | memoryview, *, blocks: int = SAMPLE_BLOCKS,
+                           block: int = BLOCK) -> tuple[int, int] | None:
+    """(estimated DEFLATE stream bytes, bound on its error in bytes), or None when sampling saves little
+    (see `sample_plan`: which pieces are compressed, and how the estimate and bound follow)."""
+    plan = sample_plan(data, blocks=blocks, block=block)
+    if plan is None:
+        return None
+    view = memoryview(data).cast("B")
+    return plan.estimate([piece_bytes(view, start, end) for start, end in plan.pieces])
 
 
 def zip_size(name: str, file_size: int, compressed: int, *, zip64_limit: int = ZIP64_LIMIT) -> int:
@@ -225,99 +249,21 @@ def deflate_size(data: bytes, name: str = "model.tflite") -> int:
 
 def measure_deflate(data: bytes, name: str = "model.tflite", *, exact: bool = False) -> DeflateSize:
     """The ZIP_DEFLATED size: exact for files up to EXACT_LIMIT or when asked, else a sampled estimate."""
-    estimate = None if exact or len(data) <= EXACT_LIMIT else sampled_deflated_bytes(data)
-    if estimate is None:
+    plan = plan_for(data, exact)
+    if plan is None:
         return DeflateSize(deflate_size(data, name), DeflateMethod.EXACT, 0.0)
+    view = memoryview(data).cast("B")
+    return sampled_size(name, len(data), plan.estimate([piece_bytes(view, start, end) for start, end in plan.pieces]))
+
+
+def plan_for(data: bytes, exact: bool) -> SamplePlan | None:
+    """The sample `measure_deflate` compresses, or None where it compresses the whole file."""
+    return None if exact or len(data) <= EXACT_LIMIT else sample_plan(data)
+
+
+def sampled_size(name: str, file_size: int, estimate: tuple[int, int]) -> DeflateSize:
+    """The archive's size and relative error bound from a sampled estimate of its DEFLATE stream."""
     stream, bound = estimate
-    size = zip_size(name, len(data), stream)
+    size = zip_size(name, file_size, stream)
     # Rounded up to 4 digits, so the figure stays a bound and the JSON stays short.
     return DeflateSize(size, DeflateMethod.SAMPLED, math.ceil(bound / size * 1e4) / 1e4)
-
-
-class DeflateJob:
-    """`measure_deflate(data, name, exact=exact)` computed beside the caller; `result()` waits for it.
-
-    By default in a daemon thread (zlib releases the GIL while it compresses). With
-    `process=True`, in a forked child process instead, for callers whose main thread then
-    holds the GIL in native code for seconds (Vela's Regor compile does, and a thread's
-    zlib call needs the GIL back each time its output buffer grows). Where fork is not
-    available or other threads run (forking them is unsafe), it falls back to a thread.
-    """
-
-    def __init__(self, data: bytes, name: str = "model.tflite", *, process: bool = False, exact: bool = False) -> None:
-        self.data, self.name, self.exact = data, name, exact
-        self._size: DeflateSize | None = None
-        self._child: tuple[int, int] | None = None
-        self._thread: threading.Thread | None = None
-        if process and hasattr(os, "fork") and threading.active_count() == 1:
-            self._child = self._fork()
-        if self._child is None:
-            self._thread = threading.Thread(target=self._run, name="hwopt-deflate", daemon=True)
-            self._thread.start()
-
-    def _measure(self) -> DeflateSize:
-        return measure_deflate(self.data, self.name, exact=self.exact)
-
-    def _fork(self) -> tuple[int, int] | None:
-        try:
-            r, w = os.pipe()
-            pid = os.fork()
-        except OSError:
-            return None
-        if pid == 0:  # the child: compress, report the size, leave without running any cleanup
-            try:
-                os.close(r)
-                size = self._measure()
-                os.write(w, f"{size.bytes} {size.method.value} {size.max_error!r}".encode())
-            finally:
-                os._exit(0)
-        os.close(w)
-        return pid, r
-
-    def _run(self) -> None:
-        self._size = self._measure()
-
-    def cancel(self) -> None:
-        """Stop a child that is no longer needed (the caller failed); a thread just finishes."""
-        if self._child is not None:
-            pid, r = self._child
-            self._child = None
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            os.close(r)
-            os.waitpid(pid, 0)
-
-    def result(self) -> DeflateSize:
-        if self._child is not None:
-            pid, r = self._child
-            self._child = None
-            chunks = []
-            while chunk := os.read(r, 64):
-                chunks.append(chunk)
-            os.close(r)
-            os.waitpid(pid, 0)
-            self._size = _parse_child(b"".join(chunks))
-        elif self._thread is not None:
-            self._thread.join()
-        if self._size is None:  # a child that died (killed, out of memory) reported nothing: measure here
-            self._size = self._measure()
-        return self._size
-
-    @classmethod
-    def for_file(cls, path: str | os.PathLike[str], *, exact: bool = False,
-                 process: bool = False) -> DeflateJob | None:
-        """Start on a readable regular file within the size limit; None otherwise (the reader reports why)."""
-        try:
-            data = read_input_file(path)
-        except HwoptError:
-            return None
-        return cls(data, Path(path).name or "model.tflite", exact=exact, process=process)
-
-
-def _parse_child(text: bytes) -> DeflateSize | None:
-    """The DeflateSize a child wrote ("bytes method max_error"), or None if it wrote nothing usable."""
-    parts = text.decode("ascii", "replace").split()
-    try:
-        return DeflateSize(int(parts[0]), DeflateMethod(parts[1]), float(parts[2]))
-    except (IndexError, ValueError):
-        return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hwopt.analysis.deflate import DeflateJob
+from hwopt.analysis.deflate_job import DeflateJob
 
 
 def run(args: argparse.Namespace) -> int:

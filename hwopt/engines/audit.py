@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hwopt.analysis.deflate import DeflateJob, DeflateSize
+from hwopt.analysis.deflate import DeflateSize
 from hwopt.analysis.deflate import deflate_size as deflate_size  # re-exported: part of the audit API
+from hwopt.analysis.deflate_job import DeflateJob
 from hwopt.analysis.histogram import histogram_stats_many
 from hwopt.analysis.layers import WeightLayer, weight_layers, zero_corrected
 from hwopt.analysis.stats import WeightStats, palette_fit, weight_stats

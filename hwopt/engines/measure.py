@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hwopt.analysis.deflate import DeflateJob
+from hwopt.analysis.deflate_job import DeflateJob
 from hwopt.background import Background
 from hwopt.engines.audit import AuditReport, Expectations, LayerAudit, audit_model
 from hwopt.errors import UnsupportedModelError
