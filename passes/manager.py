@@ -267,10 +267,15 @@ class PipelineResult:
     model: Model
     modified: bool
     records: list[PassRecord]
+    # The model's flatbuffer as the last verification serialized it (None: nothing verified it
+    # after the last pass): a caller that needs the bytes takes them instead of serializing again.
+    model_bytes: bytes | None = field(default=None, repr=False)
 
 
-def verify_model(model: Model) -> None:
-    """Check the IR is a well-formed TFLite model: it serializes, re-reads, and constants fit their shapes."""
+def verify_model(model: Model) -> bytes:
+    """Check the IR is a well-formed TFLite model: it serializes, re-reads, and constants fit their shapes.
+
+    Returns the serialized model (the bytes that were re-read)."""
     for sg in model.subgraphs:
         for t in sg.tensors:
             if t.data is None:
@@ -279,10 +284,12 @@ def verify_model(model: Model) -> None:
                 raise PassError(f"tensor {t.name!r}: data of shape {t.data.shape} does not fit shape {list(t.shape)}")
             if t.dtype.numpy is not None and t.data.dtype != t.dtype.numpy:
                 raise PassError(f"tensor {t.name!r}: data of dtype {t.data.dtype} in a {t.dtype.label} tensor")
-    read_model(serialize(model))
+    data = serialize(model)
+    read_model(data)
     # The re-read copy holds reference cycles: collect it now, or a large model's bytes stay alive
     # twice more until the collector happens to run (it counts objects, not bytes).
     gc.collect()
+    return data
 
 
 def copy_model(model: Model) -> Model:
@@ -302,6 +309,7 @@ class PassManager:
     def run(self, model: Model) -> PipelineResult:
         records: list[PassRecord] = []
         any_modified = False
+        verified: bytes | None = None
         for p in self.passes:
             label = p.spec()
             try:
@@ -321,9 +329,10 @@ class PassManager:
             if not p.in_place and result.model is model:
                 raise PassError(f"pass {label} is declared functional but returned its input model")
             model = result.model
+            verified = None
             if self.verify:
                 try:
-                    verify_model(model)
+                    verified = verify_model(model)
                 except HwoptError as exc:
                     raise PassError(f"pass {label} left an invalid model: {exc}") from None
             try:
@@ -333,4 +342,4 @@ class PassManager:
             log.info("pass %s: %s", label, "modified" if result.modified else "unchanged")
             records.append(PassRecord(p.name, label, result.modified, dict(result.stats)))
             any_modified = any_modified or result.modified
-        return PipelineResult(model, any_modified, records)
+        return PipelineResult(model, any_modified, records, verified)

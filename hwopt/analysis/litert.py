@@ -82,10 +82,12 @@ class Runner:
     The model is validated first, so what LiteRT would crash on is rejected before it loads.
     """
 
-    def __init__(self, model: bytes, *, preserve_all_tensors: bool = False) -> None:
+    def __init__(self, model: bytes, *, preserve_all_tensors: bool = False,
+                 worker: isolation.Worker | None = None) -> None:
+        """`worker`: a worker of the caller's own (e.g. LiteRT beside a Vela compile in the shared one)."""
         check_for_native(read_model(model), "litert")
-        self._handle = isolation.worker().new("hwopt.analysis.litert:LocalRunner", model,
-                                              preserve_all_tensors=preserve_all_tensors, library="LiteRT")
+        self._handle = (worker or isolation.worker()).new("hwopt.analysis.litert:LocalRunner", model,
+                                                          preserve_all_tensors=preserve_all_tensors, library="LiteRT")
         self.inputs, self.outputs = self._handle.call("specs")
 
     def invoke(self, sample: list[np.ndarray]) -> list[np.ndarray]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hwopt.errors import UsageError
-from hwopt.preloads import LITERT_PRELOAD, VELA_PRELOAD
+from hwopt.preloads import VELA_PRELOAD
 
 if TYPE_CHECKING:
     from hwopt.targets import Target
@@ -98,4 +98,4 @@ def register(sub: Any) -> None:
                    help="also encode and compile the input model, for encoded bytes before and after (a second "
                    "encode and Vela run; by default only the new model is, the input gets its entropy bound)")
     p.add_argument("--json", action="store_true", help="print the hwopt.enforce/1 JSON report")
-    p.set_defaults(handler="hwopt.cli.run_enforce:run", worker=LITERT_PRELOAD + VELA_PRELOAD)
+    p.set_defaults(handler="hwopt.cli.run_enforce:run", worker=VELA_PRELOAD)  # LiteRT: a worker of its own

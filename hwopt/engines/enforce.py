@@ -13,16 +13,18 @@ written atomically, and only when everything succeeded and the accuracy drop sta
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from hwopt import isolation
 from hwopt.analysis.layers import weight_layers, zero_corrected
 from hwopt.analysis.stats import WeightStats, weight_stats
 from hwopt.analysis.validate import Engine, check_for_native
@@ -36,6 +38,7 @@ from hwopt.fileio import atomic_write_bytes, refuse_inputs
 from hwopt.format.tflite_io import read_model, serialize
 from hwopt.ir import Model
 from hwopt.passes.manager import Pass, PassContext, PassManager, PassRecord, format_pipeline, parse_pipeline
+from hwopt.preloads import LITERT_PRELOAD
 from hwopt.records import Finding, OpRef, Severity
 from hwopt.targets import Target, resolve_target
 
@@ -184,15 +187,34 @@ def _encoded(model: Model, model_bytes: bytes, enc_target: Target, vela_target: 
     return hwopt_encoded_sizes(model, enc_target), vela.total
 
 
+@contextlib.contextmanager
+def litert_worker() -> Iterator[isolation.Worker]:
+    """A worker of enforce's own for LiteRT (the fidelity check), so that LiteRT runs beside Vela's
+    compile in the shared worker; started at once, it loads LiteRT while the caller works."""
+    worker = isolation.Worker()
+    if isolation.uses_worker():
+        worker.start(LITERT_PRELOAD)
+    try:
+        yield worker
+    finally:
+        worker.close()
+
+
 def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset | None = None,
                   calibration: Dataset | None = None, target: Target | None = None, max_drop: float | None = None,
-                  measure_encoded: bool = True, measure_input: bool = False,
-                  input_name: str = "") -> tuple[Model, bytes, EnforceReport]:
+                  measure_encoded: bool = True, measure_input: bool = False, input_name: str = "",
+                  litert: isolation.Worker | None = None) -> tuple[Model, bytes, EnforceReport]:
     """Run the pipeline on a copy of `model`; return the new model, its bytes and the report (nothing written).
 
     `measure_encoded` encodes and compiles the new model (once); `measure_input` also the input,
-    for encoded bytes before and after from the same encoder and Vela.
+    for encoded bytes before and after from the same encoder and Vela. `litert`: the worker
+    LiteRT runs in (default: one of its own, see `litert_worker`).
     """
+    if litert is None:
+        with litert_worker() as own:
+            return enforce_model(model, pipeline, data=data, calibration=calibration, target=target,
+                                 max_drop=max_drop, measure_encoded=measure_encoded, measure_input=measure_input,
+                                 input_name=input_name, litert=own)
     if max_drop is not None and not 0.0 <= max_drop <= 1.0:
         raise UsageError(f"max_drop must lie in [0, 1], got {max_drop}")
     check_enforceable(model)
@@ -212,17 +234,19 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
     work = read_model(original)
     work.path = model.path
     result = PassManager(passes).run(work)
-    new_bytes = serialize(result.model)
+    records = result.records
+    new_bytes = result.model_bytes or serialize(result.model)  # the last verification's bytes
+    del work, result  # the new model is read back from its bytes: the passes' copy of the weights goes
     new_model = read_model(new_bytes)
-    # The result must still run in LiteRT (compare() loads and runs it) and compile with Vela.
-    fid = compare(original, new_bytes, data)
     enc_target = target or resolve_target(DEFAULT_ENCODE_TARGET)
     vela_target = enc_target if enc_target.family.is_ethos_u else resolve_target(DEFAULT_ENCODE_TARGET)
-    # Vela compiles the new model in the isolation worker while this process measures the layers.
+    # Vela compiles the new model in the shared worker while LiteRT runs both models in its own
+    # (the result must run there too) and this process measures the layers.
     compiling = Background(lambda: _encoded(new_model, new_bytes, enc_target, vela_target)) if measure_encoded else None
     try:
+        fid = compare(original, new_bytes, data, worker=litert)
         layers = _layer_changes(model, new_model)
-        findings: list[Finding] = check_promises(result.model, passes)
+        findings: list[Finding] = check_promises(new_model, passes)
     except BaseException:
         if compiling is not None:
             compiling.cancel()
@@ -245,7 +269,7 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
         what = "accuracy drop" if fid.accuracy_drop is not None else "top-1 disagreement"
         findings.append(Finding(Severity.ERROR, "max-drop", f"{what} {drop:.4f} exceeds --max-drop {max_drop:.4f}; nothing written"))
     report = EnforceReport(
-        schema=SCHEMA, input=input_name, output=None, pipeline=format_pipeline(passes), passes=result.records,
+        schema=SCHEMA, input=input_name, output=None, pipeline=format_pipeline(passes), passes=records,
         layers=layers,
         encoded=totals,
         fidelity=fid, max_drop=max_drop, written=False, findings=findings,
@@ -261,13 +285,14 @@ def enforce(model_path: str | os.PathLike[str], output: str | os.PathLike[str], 
     src, out = Path(model_path), Path(output)
     inputs = (src, data, calibration)
     refuse_inputs([out], inputs)
-    model = read_model(src)
-    runner_inputs = Runner(model.source).inputs if (data or calibration) else []
-    ds = load_data(data, runner_inputs) if data else None
-    cal = load_data(calibration, runner_inputs) if calibration else None
-    _, new_bytes, report = enforce_model(model, pipeline, data=ds, calibration=cal, target=target, max_drop=max_drop,
-                                         measure_encoded=measure_encoded, measure_input=measure_input,
-                                         input_name=str(src))
+    with litert_worker() as litert:
+        model = read_model(src)
+        runner_inputs = Runner(model.source, worker=litert).inputs if (data or calibration) else []
+        ds = load_data(data, runner_inputs) if data else None
+        cal = load_data(calibration, runner_inputs) if calibration else None
+        _, new_bytes, report = enforce_model(model, pipeline, data=ds, calibration=cal, target=target,
+                                             max_drop=max_drop, measure_encoded=measure_encoded,
+                                             measure_input=measure_input, input_name=str(src), litert=litert)
     if report.failed:
         return report
     atomic_write_bytes(out, new_bytes, protect=tuple(Path(p) for p in inputs if p is not None))

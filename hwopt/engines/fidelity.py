@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hwopt import isolation
 from hwopt.analysis.litert import InputSpec, Runner
 from hwopt.errors import DataError, UnsupportedModelError
 from hwopt.fileio import load_npz
@@ -198,9 +199,10 @@ def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.asarray(predictions) == np.asarray(labels).reshape(-1)))
 
 
-def compare(original: bytes, changed: bytes, data: Dataset | None = None) -> FidelityReport:
-    """Run both models on the same inputs and compare their outputs."""
-    ref, new = Runner(original), Runner(changed)
+def compare(original: bytes, changed: bytes, data: Dataset | None = None, *,
+            worker: isolation.Worker | None = None) -> FidelityReport:
+    """Run both models on the same inputs and compare their outputs (in `worker`, else the shared worker)."""
+    ref, new = Runner(original, worker=worker), Runner(changed, worker=worker)
     if not ref.inputs:  # nothing to feed: no samples, no outputs to compare
         raise UnsupportedModelError("the model declares no inputs: its fidelity cannot be measured")
     if data is None:
