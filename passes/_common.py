@@ -77,6 +77,17 @@ def store_corrected(model: Model, wl: WeightLayer, values: np.ndarray) -> int:
     return changed
 
 
+def store_quantized(model: Model, wl: WeightLayer, q: np.ndarray) -> int:
+    """Write new quantized values (the tensor's own dtype and shape) into the layer's weights;
+    returns how many changed. `store_corrected` for values already in range."""
+    t = wl.weights(model)
+    assert t.data is not None and q.dtype == t.data.dtype and q.shape == t.data.shape
+    changed = int(np.count_nonzero(q != t.data))
+    if changed:
+        model.set_tensor_data(model.subgraphs[wl.subgraph], t, q)
+    return changed
+
+
 @dataclass(frozen=True)
 class ChannelView:
     """A weight tensor seen as rows of output channels (the axis quantization and streams run along)."""

@@ -14,11 +14,11 @@ from typing import Literal
 
 import numpy as np
 
-from hwopt.analysis.layers import WeightLayer, zero_corrected_tensor
+from hwopt.analysis.layers import WeightLayer, zero_corrected_tensor, zero_points
 from hwopt.analysis.stats import check_2_4
 from hwopt.errors import PassError, UsageError
 from hwopt.ir import Model
-from hwopt.passes._common import layers_to_process, scales, store_corrected
+from hwopt.passes._common import integer_range, layers_to_process, scales, store_corrected, store_quantized
 from hwopt.passes.manager import Pass, PassResult
 
 
@@ -85,6 +85,52 @@ def _smallest_magnitudes(mag: np.ndarray, scale: np.ndarray, count: int) -> np.n
     ties = np.flatnonzero(scores == kth)[: count - int(np.count_nonzero(mask))]
     mask[ties] = True
     return mask
+
+
+def _first_true(out: np.ndarray, flags: np.ndarray, n: int) -> None:
+    """Set `out` where `flags` holds its first `n` True values in row-major order (2-D arrays; rows
+    wholly before the n-th are taken in one vector operation, so no index list of every flag)."""
+    cum = np.cumsum(np.count_nonzero(flags, axis=1))
+    row = int(np.searchsorted(cum, n))  # the row holding the n-th True
+    out[:row] |= flags[:row]
+    if row < flags.shape[0]:
+        left = n - (int(cum[row - 1]) if row else 0)
+        out[row, np.flatnonzero(flags[row])[:left]] = True
+
+
+def pruned_8bit(q: np.ndarray, zp: np.ndarray, scale: np.ndarray, count: int, lo: int, hi: int) -> np.ndarray | None:
+    """8-bit weights `q` (zero points `zp` and scales broadcast against them, dtype range [lo, hi])
+    with their `count` smallest magnitudes set to the zero point, or None where only the general
+    path applies (scales not finite and non-negative, a zero point outside the range).
+
+    The same mask as `_smallest_magnitudes` over `|q - zp| * scale`, worked out on the (scale,
+    magnitude) histogram alone: for a scale v >= 0 the products m * v rise with m, so "below the
+    count-th smallest score" is "m below a threshold of v's" and the mask needs no float per
+    weight; the new values come from int16 arithmetic on the 8-bit weights.
+    """
+    flat_scale = scale.reshape(-1)
+    if (count <= 0 or count >= q.size or not np.all(np.isfinite(flat_scale)) or np.any(flat_scale < 0)
+            or int(zp.min()) < lo or int(zp.max()) > hi):
+        return None
+    d = q.astype(np.int16) - zp.astype(np.int16)  # |d| <= 255 < MAX_MAGNITUDE
+    mag = np.abs(d)
+    values, ids = np.unique(flat_scale, return_inverse=True)
+    keys = mag if values.size == 1 else np.broadcast_to(ids.reshape(scale.shape) * MAX_MAGNITUDE, mag.shape) + mag
+    counts = np.bincount(keys.reshape(-1).astype(np.intp), minlength=values.size * MAX_MAGNITUDE)
+    table = (np.arange(MAX_MAGNITUDE, dtype=np.float64)[None, :] * values[:, None]).reshape(-1)
+    present = np.flatnonzero(counts)
+    order = present[np.argsort(table[present], kind="stable")]
+    kth = table[order[np.searchsorted(np.cumsum(counts[order]), count)]]  # the count-th smallest score
+    per_scale = table.reshape(values.size, MAX_MAGNITUDE)
+    below = np.count_nonzero(per_scale < kth, axis=1)  # magnitudes m < below[v] score under kth
+    upto = np.count_nonzero(per_scale <= kth, axis=1)  # ... and below[v] <= m < upto[v] score kth
+    first = below.astype(np.int16)[ids].reshape(scale.shape)
+    mask = mag < first
+    need = count - int(counts.reshape(values.size, MAX_MAGNITUDE)[np.arange(MAX_MAGNITUDE)[None, :] < below[:, None]].sum())
+    if need > 0:  # the earliest weights scoring exactly kth, in element order
+        ties = (mag >= first) & (mag < upto.astype(np.int16)[ids].reshape(scale.shape))
+        _first_true(mask.reshape(mask.shape[0] if mask.ndim else 1, -1), ties.reshape(mask.shape[0] if mask.ndim else 1, -1), need)
+    return (q - d * mask).astype(q.dtype)  # a pruned weight becomes q - (q - zp) = zp
 
 
 @dataclass(frozen=True)
@@ -160,6 +206,13 @@ class PrunePass(Pass):
             for wl in layers:
                 if self.pattern == "unstructured":
                     t = wl.weights(model)
+                    assert t.data is not None
+                    pruned_q = pruned_8bit(t.data, zero_points(t), scales(t), round(self.sparsity * t.data.size),
+                                           *integer_range(t.dtype))
+                    if pruned_q is not None:
+                        changed += store_quantized(model, wl, pruned_q)
+                        pruned += 1
+                        continue
                     mag = np.abs(zero_corrected_tensor(t))
                     mask = _smallest_magnitudes(mag, scales(t), round(self.sparsity * mag.size))
                 else:

@@ -30,7 +30,7 @@ from hwopt.passes.manager import (
     parse_pipeline,
     register_pass,
 )
-from hwopt.passes.prune import PrunePass, _smallest, _smallest_magnitudes
+from hwopt.passes.prune import PrunePass, _smallest, _smallest_magnitudes, pruned_8bit
 from hwopt.passes.repair import RepairPass, snap_to_popular
 from hwopt.targets import resolve_target
 from tests.modelgen import int8_conv_model
@@ -412,3 +412,38 @@ def test_smallest_magnitudes_equals_sorting_the_scores(seed: int, scale_kind: st
     count = round(share * mag.size)
     expected = _smallest((mag.astype(np.float64) * scale).reshape(-1), count)
     assert np.array_equal(_smallest_magnitudes(mag, scale, count), expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from(["tensor", "rows", "columns", "zero", "ties"]), st.floats(0.0, 1.0),
+       st.sampled_from(["int8", "uint8"]), st.booleans())
+def test_pruned_8bit_equals_sorting_the_scores(seed: int, scale_kind: str, share: float, dtype: str,
+                                               per_row_zp: bool) -> None:
+    """The 8-bit prune (thresholds per scale, int16 arithmetic) zeroes exactly the weights a stable
+    sort of the float64 scores |q - zp| * scale selects, and nothing else."""
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 9)), int(rng.integers(1, 40)))
+    info = np.iinfo(dtype)
+    q = rng.integers(info.min, int(info.max) + 1, size=shape).astype(dtype)
+    zp = (rng.integers(info.min, int(info.max) + 1, size=(shape[0], 1)) if per_row_zp
+          else np.full((1, 1), 0 if dtype == "int8" else int(rng.integers(0, 256)))).astype(np.int64)
+    q = np.where(rng.random(shape) < 0.3, zp, q).astype(dtype)  # existing zeros rank first
+    scale = {"tensor": np.full((1, 1), rng.random() + 1e-3), "rows": rng.choice([0.5, 0.25, 0.0, 1.5], size=(shape[0], 1)),
+             "columns": rng.random((1, shape[1])), "zero": np.zeros((1, 1)),
+             "ties": np.full((1, 1), 0.1)}[scale_kind]  # one scale: every equal magnitude ties
+    count = round(share * q.size)
+    mag = np.abs(q.astype(np.int64) - zp)
+    out = pruned_8bit(q, zp, scale, count, int(info.min), int(info.max))
+    if count <= 0 or count >= q.size:
+        assert out is None  # the general path decides these
+        return
+    assert out is not None and out.dtype == q.dtype
+    mask = _smallest((mag.astype(np.float64) * scale).reshape(-1), count).reshape(shape)
+    assert np.array_equal(out, np.where(mask, np.broadcast_to(zp, shape), q))
+
+
+def test_pruned_8bit_leaves_hostile_quantization_to_the_general_path() -> None:
+    q = np.arange(-8, 8, dtype=np.int8).reshape(2, 8)
+    assert pruned_8bit(q, np.zeros((1, 1), np.int64), np.full((1, 1), -0.5), 4, -128, 127) is None  # negative scale
+    assert pruned_8bit(q, np.zeros((1, 1), np.int64), np.full((1, 1), np.nan), 4, -128, 127) is None
+    assert pruned_8bit(q, np.full((1, 1), 300, np.int64), np.ones((1, 1)), 4, -128, 127) is None  # zero point out of range
