@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING
 from hwopt.errors import DataError, ModelFormatError, OutputError
 
 if TYPE_CHECKING:
-    import mmap
-
     import numpy as np
 
 # Largest input file read (TFLite's own >2 GB layout included); HWOPT_MAX_MODEL_BYTES overrides.
@@ -31,7 +29,7 @@ def max_input_bytes() -> int:
     return int(value) if value.isdigit() else MAX_INPUT_BYTES
 
 
-def _input_stat(p: Path, st: os.stat_result | None = None) -> os.stat_result:
+def input_stat(p: Path, st: os.stat_result | None = None) -> os.stat_result:
     """The file's status when it is a regular file within the size limit (else one-line ModelFormatError)."""
     if st is None:
         try:
@@ -55,7 +53,7 @@ def read_input_file(path: str | os.PathLike[str]) -> bytes:
     """The bytes of an input file: a regular file (never a device or pipe), within the size limit."""
     p = Path(path)
     limit = max_input_bytes()
-    st = _input_stat(p)
+    st = input_stat(p)
     try:
         with p.open("rb") as fh:
             data = fh.read(st.st_size)  # read(n) allocates n bytes up front: never more than the file
@@ -68,32 +66,6 @@ def read_input_file(path: str | os.PathLike[str]) -> bytes:
     if len(data) > limit:
         raise ModelFormatError(f"{p} is beyond the {limit:,}-byte input limit (HWOPT_MAX_MODEL_BYTES)")
     return data
-
-
-def read_input_shared(path: str | os.PathLike[str]) -> bytes | mmap.mmap:
-    """An input file's bytes as `read_input_file` checks them, as a read-only mapping of a sealed in-memory
-    copy made in the kernel where the system has them (it reaches the isolation worker without a copy,
-    and nobody can change it); else, or for an empty file, as bytes."""
-    from hwopt import shared_memory  # lazy: mmap and the memory-file helpers only where a worker will compile
-
-    p = Path(path)
-    if not shared_memory.supported():
-        return read_input_file(p)
-    _input_stat(p)
-    try:
-        fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a pipe swapped in never blocks the open
-    except OSError as exc:
-        raise ModelFormatError(f"cannot read {p}: {exc.strerror or exc}") from None
-    try:
-        st = _input_stat(p, os.fstat(fd))  # what was opened is what was checked (no swap in between)
-        if st.st_size == 0:
-            return b""
-        try:
-            return shared_memory.map_file(fd, st.st_size)
-        except OSError:  # e.g. no memory for the copy, or a file system sendfile cannot read: read it plainly
-            return read_input_file(p)
-    finally:
-        os.close(fd)
 
 
 def _same_file(a: Path, b: Path) -> bool:

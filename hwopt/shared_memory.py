@@ -15,6 +15,10 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
+
+from hwopt.errors import ModelFormatError
+from hwopt.fileio import input_stat, read_input_file
 
 try:
     import fcntl
@@ -216,3 +220,27 @@ def _probe() -> bool:
         return False
     finally:
         builder.close()
+
+
+def read_input_shared(path: str | os.PathLike[str]) -> bytes | mmap.mmap:
+    """An input file's bytes as `fileio.read_input_file` checks them, as a read-only mapping of a sealed in-memory
+    copy made in the kernel where the system has them (it reaches the isolation worker without a copy,
+    and nobody can change it); else, or for an empty file, as bytes."""
+    p = Path(path)
+    if not supported():
+        return read_input_file(p)
+    input_stat(p)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a pipe swapped in never blocks the open
+    except OSError as exc:
+        raise ModelFormatError(f"cannot read {p}: {exc.strerror or exc}") from None
+    try:
+        st = input_stat(p, os.fstat(fd))  # what was opened is what was checked (no swap in between)
+        if st.st_size == 0:
+            return b""
+        try:
+            return map_file(fd, st.st_size)
+        except OSError:  # e.g. no memory for the copy, or a file system sendfile cannot read: read it plainly
+            return read_input_file(p)
+    finally:
+        os.close(fd)

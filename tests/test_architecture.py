@@ -19,7 +19,7 @@ PACKAGE = ROOT / "hwopt"
 
 LAYERS = ("base", "bindings", "ir", "format", "analysis", "targets", "passes", "engines", "reports", "applications")
 BASE = {"hwopt._version", "hwopt.errors", "hwopt.fileio", "hwopt.records", "hwopt._quiet", "hwopt.isolation",
-        "hwopt.isolation_worker", "hwopt.preloads",
+        "hwopt.isolation_worker", "hwopt.preloads", "hwopt.shared_memory", "hwopt.background",
         "hwopt.native_calls"}
 APPLICATIONS = {"hwopt", "hwopt.__main__", "hwopt.api", "hwopt.cli", "hwopt.tree", "hwopt.sweeps", "hwopt.testing", "hwopt.example"}
 

@@ -18,7 +18,8 @@ import pytest
 from hwopt import isolation, shared_memory
 from hwopt.engines.compile import EXAMPLE_MODEL
 from hwopt.errors import ModelFormatError, NativeCodeError
-from hwopt.fileio import read_input_file, read_input_shared
+from hwopt.fileio import read_input_file
+from hwopt.shared_memory import read_input_shared
 from hwopt.targets import resolve_target
 from hwopt.targets.ethos_u import vela_start
 

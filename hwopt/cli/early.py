@@ -14,8 +14,9 @@ import contextlib
 
 from hwopt import isolation
 from hwopt.errors import HwoptError
-from hwopt.fileio import read_input_file, read_input_shared
+from hwopt.fileio import read_input_file
 from hwopt.preloads import VELA_PRELOAD
+from hwopt.shared_memory import read_input_shared
 from hwopt.targets import resolve_target
 from hwopt.targets.ethos_u import vela_start
 
