@@ -100,11 +100,16 @@ def _expand(c: PassChoice, sub: np.ndarray, rows: int) -> PassChoice:
     return PassChoice(*out)
 
 
-def _cat(blocks: list[PassChoice], order: np.ndarray) -> PassChoice:
-    """Concatenate per-block candidates and put them in encoder stream order."""
+def _cat(blocks: list[PassChoice], order: np.ndarray | None) -> PassChoice:
+    """Concatenate per-block candidates and put them in encoder stream order (None: already in it)."""
     cols = max(b.palette.shape[1] for b in blocks)
-    return PassChoice(*(np.concatenate([pad_cols(getattr(b, f), cols) if f == "palette" else getattr(b, f)
-                                        for b in blocks])[order] for f in _FIELDS))
+    return PassChoice(*(_ordered(np.concatenate([pad_cols(getattr(b, f), cols) if f == "palette" else getattr(b, f)
+                                                 for b in blocks]), order) for f in _FIELDS))
+
+
+def _ordered(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """`values[order]`, or `values` itself when the blocks' rows are already in stream order."""
+    return values if order is None else values[order]
 
 
 def _pick(cond: np.ndarray, yes: np.ndarray, no: np.ndarray) -> np.ndarray:
@@ -216,11 +221,12 @@ def plan_layer_streams(
     where = np.concatenate(stream_of_row)
     order = np.empty(total, dtype=np.int64)
     order[where] = np.arange(total)
-    off = _cat([b.off for b, _, _ in searched], order)
-    rle = _cat([b.rle for b, _, _ in searched], order)
-    zcost = np.concatenate([b.zcost for b, _, _ in searched])[order]
-    has_zero = np.concatenate([b.has_zero for b, _, _ in searched])[order]
-    all_zero = np.concatenate([b.all_zero for b, _, _ in searched])[order]
+    in_order = np.array_equal(where, np.arange(total))  # one IFM iteration: blocks follow the streams
+    off = _cat([b.off for b, _, _ in searched], None if in_order else order)
+    rle = _cat([b.rle for b, _, _ in searched], None if in_order else order)
+    zcost = _ordered(np.concatenate([b.zcost for b, _, _ in searched]), None if in_order else order)
+    has_zero = _ordered(np.concatenate([b.has_zero for b, _, _ in searched]), None if in_order else order)
+    all_zero = _ordered(np.concatenate([b.all_zero for b, _, _ in searched]), None if in_order else order)
     rle_cost = rle.cost + zcost
     rle_cost = _pick(all_zero, zcost, rle_cost)
     prev = prev_index(og)
@@ -305,7 +311,7 @@ def _coded(
     f_stream, z_stream = np.concatenate(f_streams), np.concatenate(z_streams)
     f, z = np.concatenate(fs), np.concatenate(zs)
     if not np.array_equal(np.concatenate(stream_of_row), np.arange(total)):  # IFM iterations interleave
-        fo, zo = np.argsort(f_stream, kind="stable"), np.argsort(z_stream, kind="stable")
+        fo, zo = stable_order(f_stream), stable_order(z_stream)
         f, f_stream, z, z_stream = f[fo], f_stream[fo], z[zo], z_stream[zo]
     return f, np.bincount(f_stream, minlength=total), z, np.bincount(z_stream, minlength=total)
 
