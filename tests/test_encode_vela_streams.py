@@ -72,6 +72,76 @@ def test_a_wrong_vela_stream_fails_the_check(shared_models: Path, monkeypatch: p
     assert taken and not any(la.roundtrip_ok for la in taken)
 
 
+def test_a_wrong_vela_stream_fails_the_check_worked_out_during_the_compile(shared_models: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default path (the checks worked out while Vela compiles, the weights not corrected again after it)
+    still catches a stream that does not decode to the layer's weights."""
+    from hwopt.background import Background
+    from hwopt.engines import encode
+    from hwopt.engines.encode import encode_model
+    from hwopt.format.tflite_io import read_model
+    from hwopt.targets import resolve_target
+    from hwopt.targets.ethos_u import vela_weights
+
+    real = vela_weights.compiled_streams
+
+    def corrupt(compiled: object, *, u85: bool) -> vela_weights.CompiledStreams | None:
+        found = real(compiled, u85=u85)
+        assert found is not None
+        ro = bytearray(found.read_only)
+        for layer in found.layers.values():
+            off, n = layer.streams[0]
+            ro[off + n // 2] ^= 0x5A  # one byte inside every layer's first stream
+        return replace(found, read_only=bytes(ro))
+
+    path = shared_models / "mlperftiny_resnet8_int8.tflite"
+    made = []
+    real_expectations = vela_weights.Expectations
+
+    def recording() -> vela_weights.Expectations:
+        made.append(real_expectations())
+        return made[-1]
+
+    class Compiling(Background):  # type: ignore[type-arg]
+        def done(self) -> bool:
+            return False  # however fast Vela is, every check is worked out "during" the compile
+
+    monkeypatch.setattr(vela_weights, "compiled_streams", corrupt)
+    monkeypatch.setattr(vela_weights, "Expectations", recording)
+    monkeypatch.setattr(encode, "Background", Compiling)
+    report = encode_model(read_model(path), resolve_target("ethos-u55-128"), block_source="vela", path=str(path))
+    assert made and len(made[0]._layers) >= 10 and len(made[0]) <= 2  # worked out during the compile, then taken
+    taken = [la for la in report.layers if la.stream_source == "vela"]
+    assert len(taken) >= 10 and not any(la.roundtrip_ok for la in taken)
+    assert not report.summary.roundtrip_ok
+
+
+def test_streams_taken_from_vela_pickle_as_bytes(shared_models: Path, tmp_path: Path) -> None:
+    """Vela's streams are views into its compiled model; the report still pickles, copies and emits them."""
+    import copy
+    import pickle
+
+    from hwopt.engines.encode import emit, encode_model
+    from hwopt.format.tflite_io import read_model
+    from hwopt.targets import resolve_target
+
+    path = shared_models / "mlperftiny_resnet8_int8.tflite"
+    model = read_model(path)
+    report = encode_model(model, resolve_target("ethos-u55-128"), block_source="vela", path=str(path))
+    ours = encode_model(model, resolve_target("ethos-u55-128"), block_source="vela", path=str(path), streams="hwopt")
+    views = [la for la in report.layers if isinstance(la._data, memoryview)]
+    assert views
+    for again in (pickle.loads(pickle.dumps(report)), copy.deepcopy(report)):
+        for a, b in zip(report.layers, again.layers, strict=True):
+            assert bytes(a._data) == b._data and type(b._data) is bytes
+    emit(report, tmp_path / "vela")
+    emit(ours, tmp_path / "hwopt")
+    for la in report.layers:
+        if la.encodable:
+            name = f"sg{la.subgraph}_op{la.op_index:04d}_{la.op.lower()}.bin"
+            assert (tmp_path / "vela" / name).read_bytes() == (tmp_path / "hwopt" / name).read_bytes() == bytes(la._data)
+
+
 def test_long_streams_are_checked_by_their_opening() -> None:
     from hwopt.targets.ethos_u.vela_weights import opens_like
 
@@ -205,17 +275,28 @@ def test_streams_worked_out_during_the_compile_give_the_same_check(shared_models
     before = len(expected)
     assert before >= len(layers)
     later, sooner = vw.PendingDecodes(), vw.PendingDecodes()
+    from_expected = 0
     for la in layers:
         parts = located.layers[la.op_index].data(located.read_only)
         plan = plan_of(infos[la.op_index])
         a = prepare_u(la, model, arch, plan, parts, False, later)
+        known = len(expected)
         b = prepare_u(la, model, arch, plan, parts, False, sooner, expected=expected)
         assert a.encs is not None and b.encs is not None
+        assert a.corrected is not None
+        # Streams checked against those worked out during the compile need no second copy of the weights.
+        if len(expected) < known:
+            from_expected += 1
+            assert b.corrected is None and known - len(expected) == len(b.parts)
+        else:
+            assert b.corrected is not None and np.array_equal(a.corrected, b.corrected)
+        assert [p[0].shape for p in a.parts] == [p[0].shape for p in b.parts]
         assert [(e.streams, e.roundtrip_ok, e.default_bytes) for e in a.encs] == \
                [(e.streams, e.roundtrip_ok, e.default_bytes) for e in b.encs]
         assert all(e.roundtrip_ok for e in b.encs)
     assert later.items == sooner.items and not sooner.failed()
     assert before - len(expected) >= len(layers) // 2  # most of Vela's configurations are the plan's
+    assert from_expected >= len(layers) // 2
 
     # A configuration that differs from the plan's finds nothing: its streams are worked out afresh.
     la = layers[0]

@@ -40,7 +40,7 @@ class LayerJob:
     configuration, and Vela's streams where they were adopted (`encs`)."""
 
     layer: WeightLayer
-    corrected: np.ndarray
+    corrected: np.ndarray | None  # None: Vela's streams were checked without the weights' values (see prepare_u)
     parts: list[wu.Part]
     ifm_bits: int
     plan: LayerPlan | None
@@ -54,7 +54,7 @@ class LayerJob:
 
 
 def encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerPlan | None,
-             vela_parts: list[bytes] | None = None, vela_fast: bool = False,
+             vela_parts: list[wu.StreamBytes] | None = None, vela_fast: bool = False,
              pending: vw.PendingDecodes | None = None, *, vela: tuple[int, str] | None = None,
              symbols: tuple[np.ndarray, int] | None = None, target: Target | None = None,
              expected: vw.Expectations | None = None) -> LayerEncoding:
@@ -68,13 +68,50 @@ def encode_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerP
 
 
 def prepare_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerPlan | None,
-              vela_parts: list[bytes] | None = None, vela_fast: bool = False,
+              vela_parts: list[wu.StreamBytes] | None = None, vela_fast: bool = False,
               pending: vw.PendingDecodes | None = None, *, vela: tuple[int, str] | None = None,
               symbols: tuple[np.ndarray, int] | None = None, expected: vw.Expectations | None = None) -> LayerJob:
-    """Everything of `encode_u` before hwopt's own encoding (which `wu.encode_parts` does, here or in a worker)."""
+    """Everything of `encode_u` before hwopt's own encoding (which `wu.encode_parts` does, here or in a worker).
+
+    When `expected` holds the streams of every part of the layer (worked out from its weights during the
+    compile), Vela's streams are checked against those and the weights are not corrected a second time."""
+    adopting = vela_parts is not None and pending is not None
+    if adopting and expected is not None and not arch.is_u85 and (layer.subgraph, layer.op_index) in expected:
+        parts, ifm_bits = _parts(layer, model, arch, plan, _shape_only(layer, model))
+        known = expected.take_all((layer.subgraph, layer.op_index), parts, ifm_bits)
+        if known is not None:
+            assert vela_parts is not None and pending is not None
+            job = LayerJob(layer, None, parts, ifm_bits, plan, vela, symbols)
+            _adopt(job, arch, vela_parts, vela_fast, pending, known)
+            return job
+        # Vela's configuration is not the plan's: the streams are worked out from the weights, as below.
+    corrected = zero_corrected(model, layer)
+    parts, ifm_bits = _parts(layer, model, arch, plan, corrected)
+    job = LayerJob(layer, corrected, parts, ifm_bits, plan, vela, symbols)
+    if vela_parts is not None and pending is not None:
+        _adopt(job, arch, vela_parts, vela_fast, pending, None)
+    return job
+
+
+def _adopt(job: LayerJob, arch: wu.EthosUArch, vela_parts: list[wu.StreamBytes], vela_fast: bool, pending: vw.PendingDecodes,
+           known: list[list[vw.Expected]] | None) -> None:
+    queued = len(pending.items)
+    job.encs = vw.adopt_layer(job.parts, arch, job.ifm_bits, vela_parts, vela_fast, pending, known=known)
+    if job.encs is None:
+        del pending.items[queued:]  # hwopt encodes the layer itself: nothing of Vela's to decode
+
+
+def _shape_only(layer: WeightLayer, model: Model) -> np.ndarray:
+    """A stand-in for the layer's corrected weights with their shape and type and no values (no memory):
+    what locating the expected streams of its parts needs; nothing is read from it."""
+    return np.broadcast_to(np.zeros((), dtype=np.int32), layer.weights(model).shape)
+
+
+def _parts(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerPlan | None,
+           corrected: np.ndarray) -> tuple[list[wu.Part], int]:
+    """(weights, config, stride, dilation) of each NPU operation that reads the layer's weights, and the IFM bits."""
     sg = model.subgraphs[layer.subgraph]
     op = sg.operators[layer.op_index]
-    corrected = zero_corrected(model, layer)
     w = to_ohwi(corrected, layer.layout)
     depthwise = layer.op == "DEPTHWISE_CONV_2D"
     ifm_bits = _ifm_bits(sg, op)
@@ -94,7 +131,6 @@ def prepare_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: Layer
             phases = vb.transpose_conv_parts(w, stride)
         # U55/U65 run a transposed convolution as a convolution with the kernel rotated by 180 degrees.
         w = np.ascontiguousarray(w[:, ::-1, ::-1, :])
-    # (weights, config, stride, dilation) of each NPU operation that reads this layer's weights.
     parts: list[wu.Part]
     if plan is not None:
         mult = w.shape[0] // max(1, _ifm_depth(sg, op)) if depthwise else 1
@@ -107,14 +143,7 @@ def prepare_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: Layer
             parts = [(w, plan.config, plan.stride, plan.dilation)]
     else:
         parts = [(w, wu.default_config(arch, w.shape, depthwise=depthwise, ifm_bits=ifm_bits), stride, dilation)]
-    job = LayerJob(layer, corrected, parts, ifm_bits, plan, vela, symbols)
-    if vela_parts is not None and pending is not None:
-        queued = len(pending.items)
-        job.encs = vw.adopt_layer(parts, arch, ifm_bits, vela_parts, vela_fast, pending,
-                                  layer=(layer.subgraph, layer.op_index), expected=expected)
-        if job.encs is None:
-            del pending.items[queued:]  # hwopt encodes the layer itself: nothing of Vela's to decode
-    return job
+    return parts, ifm_bits
 
 
 def expect_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerPlan, expected: vw.Expectations) -> None:
@@ -125,7 +154,7 @@ def expect_u(layer: WeightLayer, model: Model, arch: wu.EthosUArch, plan: LayerP
 
 def finish_u(job: LayerJob, model: Model, encs: list[wu.EncodedWeights]) -> LayerEncoding:
     """The layer's record from its encoded parts."""
-    streams: list[tuple[bytes, int, int, int]] = []
+    streams: list[tuple[wu.StreamBytes, int, int, int]] = []
     ok = True
     coded = 0
     fmt = ""

@@ -55,7 +55,13 @@ class LayerEncoding(OpRef):
     vela_format: str | None = None
     stream_source: str | None = None  # "vela": taken from Vela's compiled model; "hwopt": hwopt's encoder
     block_note: str | None = None  # what hwopt's block plan cannot know of Vela's streams (block source "search")
-    _data: bytes = field(default=b"", repr=False, compare=False)
+    _data: bytes | memoryview = field(default=b"", repr=False, compare=False)  # the streams, end to end
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (and deep-copied) with its streams as bytes: a view into Vela's compiled model cannot be."""
+        state = dict(self.__dict__)
+        state["_data"] = bytes(self._data)
+        return state
 
 
 def not_encodable(layer: WeightLayer, model: Model, reason: str) -> LayerEncoding:
@@ -76,12 +82,13 @@ def weight_problem(layer: WeightLayer, model: Model) -> str | None:
     return None
 
 
-def pack_streams(parts: list[tuple[bytes, int, int, int]]) -> tuple[bytes, list[StreamInfo]]:
+def pack_streams(parts: list[tuple[bytes | memoryview, int, int, int]]) -> tuple[bytes | memoryview, list[StreamInfo]]:
+    """The streams end to end (one stream: itself, not copied) and where each sits."""
     infos, off = [], 0
     for data, weights, core, depth in parts:
         infos.append(StreamInfo(off, len(data), weights, core, depth))
         off += len(data)
-    return b"".join(p[0] for p in parts), infos
+    return (parts[0][0] if len(parts) == 1 else b"".join(p[0] for p in parts)), infos
 
 
 #: Weights counted per histogram call (np.bincount widens its input to 8-byte integers); even, so
@@ -117,7 +124,7 @@ def raw_symbol_counts(t: Tensor) -> tuple[np.ndarray, int] | None:
     return None
 
 
-def finish(layer: WeightLayer, model: Model, corrected: np.ndarray | None, data: bytes, streams: list[StreamInfo],
+def finish(layer: WeightLayer, model: Model, corrected: np.ndarray | None, data: bytes | memoryview, streams: list[StreamInfo],
            *, fmt: str, traversal: str | None, source: str | None, coded: int, ok: bool,
            vela: tuple[int, str] | None = None, stream_source: str | None = None,
            symbols: tuple[np.ndarray, int] | None = None, note: str | None = None) -> LayerEncoding:

@@ -232,7 +232,7 @@ def encode(streams: Sequence[np.ndarray] | np.ndarray, *, block: int = 1, no_lut
     return FwdStream(data, chosen, tuple(int(s.size) for s in subs), block)
 
 
-def decode(data: bytes, lengths: Sequence[int], *, block: int = 1) -> list[np.ndarray]:
+def decode(data: bytes | memoryview, lengths: Sequence[int], *, block: int = 1) -> list[np.ndarray]:
     """Decode an FWD stream into its sub-streams of `lengths` weights each."""
     if len(data) < HEADER_BYTES or len(data) % STREAM_ALIGN:
         raise FwdError(f"FWD stream of {len(data)} bytes is not a whole number of 32-byte words")

@@ -72,8 +72,10 @@ class LayerStreams:
     fast: bool = False
     sparse: bool = False
 
-    def data(self, read_only: bytes) -> list[bytes]:
-        return [read_only[o:o + n] for o, n in self.streams]
+    def data(self, read_only: bytes | memoryview) -> list[bytes | memoryview]:
+        """The streams as views into `read_only` (no copy: a large model's streams are as large as its weights)."""
+        view = memoryview(read_only)
+        return [view[o:o + n] for o, n in self.streams]
 
 
 def register_stream(payload: bytes) -> np.ndarray:

@@ -37,9 +37,9 @@ class CompiledStreams:
     """Per input operator (subgraph 0), the weight streams of Vela's compiled model."""
 
     layers: dict[int, LayerStreams]
-    read_only: bytes
+    read_only: bytes | memoryview  # a view into the compiled model: the streams taken are views into it too
 
-    def parts(self, op_index: int) -> list[bytes] | None:
+    def parts(self, op_index: int) -> list[bytes | memoryview] | None:
         layer = self.layers.get(op_index)
         return None if layer is None or not layer.streams else layer.data(self.read_only)
 
@@ -66,7 +66,8 @@ def compiled_streams(compiled: object, *, u85: bool) -> CompiledStreams | None:
     except CommandStreamError as exc:
         log.warning("Vela's command stream could not be read (%s); encoding every layer with hwopt", exc)
         return None
-    return CompiledStreams(located, bytes(ro_t.data))
+    # No copy of the region (as large as the model's weights): the layers' streams stay views into it.
+    return CompiledStreams(located, np.ascontiguousarray(ro_t.data).reshape(-1).view(np.uint8).data)
 
 
 @dataclass
@@ -76,12 +77,12 @@ class PendingDecodes:
     owner: int = 0  # the layer the streams added next belong to
     items: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (owner, stream, weights as int16)
 
-    def add(self, data: bytes, values: np.ndarray) -> None:
+    def add(self, data: wu.StreamBytes, values: np.ndarray) -> None:
         # As int16 bytes: the worker compares them without numpy (it starts faster without it).
         self.add_int16(data, values.astype(np.int16).tobytes())
 
-    def add_int16(self, data: bytes, values: bytes) -> None:
-        self.items.append((self.owner, data, values))
+    def add_int16(self, data: wu.StreamBytes, values: bytes) -> None:
+        self.items.append((self.owner, bytes(data), values))  # a copy: the worker's request is pickled
 
     def failed(self) -> set[int]:
         """The owners with a stream that does not decode to its weights."""
@@ -129,9 +130,14 @@ class Expectations:
 
     def __init__(self) -> None:
         self._table: dict[tuple[object, ...], list[Expected]] = {}
+        self._layers: set[tuple[int, int]] = set()
 
     def __len__(self) -> int:
         return len(self._table)
+
+    def __contains__(self, layer: object) -> bool:
+        """Whether streams of `layer` (subgraph, operator) were worked out."""
+        return layer in self._layers
 
     @staticmethod
     def _key(layer: tuple[int, int], index: int, count: int, w: np.ndarray, config: wl.BlockConfig,
@@ -147,25 +153,35 @@ class Expectations:
         for i, (w, config, _, dilation) in enumerate(parts):
             self._table[self._key(layer, i, len(parts), w, config, dilation, ifm_bits)] = expect_u55(
                 w, arch, config, ifm_bits=ifm_bits, dilation=dilation)
+        self._layers.add(layer)
 
     def take(self, layer: tuple[int, int], index: int, count: int, w: np.ndarray, config: wl.BlockConfig,
              dilation: tuple[int, int], ifm_bits: int) -> list[Expected] | None:
         return self._table.pop(self._key(layer, index, count, w, config, dilation, ifm_bits), None)
 
+    def take_all(self, layer: tuple[int, int], parts: list[wu.Part], ifm_bits: int) -> list[list[Expected]] | None:
+        """The expected streams of every part of `layer`, or None (nothing taken) when one part has none: the
+        parts' values are not read, only what the streams depend on besides the weights."""
+        keys = [self._key(layer, i, len(parts), w, config, dilation, ifm_bits)
+                for i, (w, config, _, dilation) in enumerate(parts)]
+        if not all(k in self._table for k in keys):
+            return None
+        return [self._table.pop(k) for k in keys]
 
-def _standard_ok(parts: list[bytes], values: list[np.ndarray], pending: PendingDecodes) -> bool:
+
+def _standard_ok(parts: list[wu.StreamBytes], values: list[np.ndarray], pending: PendingDecodes) -> bool:
     """Short streams queued for decoding, long ones checked by their opening now."""
     return _expected_ok(parts, [expect(v, 0, 0) for v in values], pending)
 
 
-def _expected_ok(parts: list[bytes], expected: list[Expected], pending: PendingDecodes) -> bool:
+def _expected_ok(parts: list[wu.StreamBytes], expected: list[Expected], pending: PendingDecodes) -> bool:
     for d, e in zip(parts, expected, strict=True):
         if e.weights is not None:
             pending.add_int16(d, e.weights)
     return all(opens_with(d, e.opening) for d, e in zip(parts, expected, strict=True) if e.opening is not None)
 
 
-def opens_like(data: bytes, values: np.ndarray) -> bool:
+def opens_like(data: wu.StreamBytes, values: np.ndarray) -> bool:
     """Whether a standard stream opens with the slice header and palette of its first section.
 
     The fields that do not depend on the parameter search: zero-run mode, new-palette flag,
@@ -185,7 +201,7 @@ def opening(values: np.ndarray) -> tuple[bool, np.ndarray]:
     return pal.zero_runs, np.unpackbits(np.frombuffer(head.to_bytes(1, 0), dtype=np.uint8), bitorder="little")[:n_bits]
 
 
-def opens_with(data: bytes, start: tuple[bool, np.ndarray]) -> bool:
+def opens_with(data: wu.StreamBytes, start: tuple[bool, np.ndarray]) -> bool:
     zero_runs_want, want = start
     n_bits = int(want.size)
     got = np.unpackbits(np.frombuffer(data[:(23 + n_bits + 7) // 8], dtype=np.uint8), bitorder="little")
@@ -196,7 +212,7 @@ def opens_with(data: bytes, start: tuple[bool, np.ndarray]) -> bool:
     return bool(zero_runs == zero_runs_want and got[22] == 1 and np.array_equal(got[23:23 + n_bits], want))
 
 
-def adopt_u55(w: np.ndarray, arch: wl.EthosUArch, config: wl.BlockConfig, parts: list[bytes], pending: PendingDecodes,
+def adopt_u55(w: np.ndarray, arch: wl.EthosUArch, config: wl.BlockConfig, parts: list[wu.StreamBytes], pending: PendingDecodes,
               *, ifm_bits: int = 8, dilation: tuple[int, int] = (1, 1),
               expected: list[Expected] | None = None) -> wu.EncodedWeights | None:
     """Vela's U55/U65 streams for one NPU operation (the first of `parts`), or None when they do not fit hwopt's plan;
@@ -211,7 +227,7 @@ def adopt_u55(w: np.ndarray, arch: wl.EthosUArch, config: wl.BlockConfig, parts:
     return wu.EncodedWeights(streams, wl.WeightFormat.DEFAULT, config, ok, total)
 
 
-def adopt_u85(w: np.ndarray, arch: wl.EthosUArch, config: wl.BlockConfig, parts: list[bytes], pending: PendingDecodes,
+def adopt_u85(w: np.ndarray, arch: wl.EthosUArch, config: wl.BlockConfig, parts: list[wu.StreamBytes], pending: PendingDecodes,
               *, fast: bool, sparse: bool, ifm_bits: int = 8, stride: tuple[int, int] = (1, 1),
               dilation: tuple[int, int] = (1, 1)) -> wu.EncodedWeights | None:
     """Vela's U85 streams for one NPU operation (standard: one per weight decoder and slice; FWD: one per
@@ -247,12 +263,12 @@ def adopt_u85(w: np.ndarray, arch: wl.EthosUArch, config: wl.BlockConfig, parts:
 
 
 def adopt_layer(parts: list[tuple[np.ndarray, wl.BlockConfig, tuple[int, int], tuple[int, int]]],
-                arch: wl.EthosUArch, ifm_bits: int, vela_parts: list[bytes], vela_fast: bool,
-                pending: PendingDecodes, *, layer: tuple[int, int] = (0, -1),
-                expected: Expectations | None = None) -> list[wu.EncodedWeights] | None:
+                arch: wl.EthosUArch, ifm_bits: int, vela_parts: list[wu.StreamBytes], vela_fast: bool,
+                pending: PendingDecodes, *, known: list[list[Expected]] | None = None) -> list[wu.EncodedWeights] | None:
     """Vela's streams of a layer split over its NPU operations (weights, config, stride, dilation of
-    each), or None when they do not match hwopt's plan: count, order, fast format. `expected` may hold
-    the expected streams of `layer` (subgraph, operator) already worked out."""
+    each), or None when they do not match hwopt's plan: count, order, fast format. `known`: the U55/U65
+    expected streams of every part already worked out (`Expectations.take_all`); the parts' values are
+    then not read."""
     out: list[wu.EncodedWeights] = []
     used = 0
     for i, (part_w, config, stride, dilation) in enumerate(parts):
@@ -262,8 +278,8 @@ def adopt_layer(parts: list[tuple[np.ndarray, wl.BlockConfig, tuple[int, int], t
             enc = adopt_u85(part_w, arch, config, rest, pending, fast=fmt.fast, sparse=fmt.sparse, ifm_bits=ifm_bits,
                             stride=stride, dilation=dilation)
         else:
-            known = expected.take(layer, i, len(parts), part_w, config, dilation, ifm_bits) if expected is not None else None
-            enc = adopt_u55(part_w, arch, config, rest, pending, ifm_bits=ifm_bits, dilation=dilation, expected=known)
+            enc = adopt_u55(part_w, arch, config, rest, pending, ifm_bits=ifm_bits, dilation=dilation,
+                            expected=known[i] if known is not None else None)
         if enc is None:
             return None
         out.append(enc)

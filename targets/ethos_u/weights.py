@@ -39,12 +39,15 @@ from hwopt.targets.target import Target
 
 log = logging.getLogger(__name__)
 
+#: A stream's bytes: hwopt's encoder makes bytes; Vela's streams are views into its compiled model.
+StreamBytes = bytes | memoryview
+
 
 @dataclass(frozen=True)
 class Stream:
     """One encoded weight stream (one OFM-depth slice of one core / decoder)."""
 
-    data: bytes = field(repr=False)
+    data: StreamBytes = field(repr=False)
     weights: int  # coded weights, zero padding included
     depth_offset: int
     core: int
@@ -101,13 +104,13 @@ def default_config(arch: EthosUArch, ohwi_shape: tuple[int, ...], *, depthwise: 
     return BlockConfig(trav, DEFAULT_OFM_BLOCK_DEPTH)
 
 
-def decode_standard(data: bytes) -> np.ndarray:
+def decode_standard(data: StreamBytes) -> np.ndarray:
     """Decode a standard weight stream with Vela's legacy decoder (an independent implementation).
 
     The decoder is native code: it runs in the isolation worker, so a crash there is an error line.
     """
 
-    return isolation.call("hwopt.targets.ethos_u.weights:_decode_local", data,  # type: ignore[no-any-return]
+    return isolation.call("hwopt.targets.ethos_u.weights:_decode_local", bytes(data),  # type: ignore[no-any-return]
                           library="Vela's weight decoder")
 
 
