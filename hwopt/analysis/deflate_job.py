@@ -16,7 +16,6 @@ from pathlib import Path
 from hwopt.analysis.deflate import (
     DeflateMethod,
     DeflateSize,
-    deflate_size,
     measure_deflate,
     piece_bytes,
     plan_for,
@@ -64,12 +63,15 @@ class DeflateJob:
                 os.close(r)
                 plan = plan_for(self.data, self.exact)
                 if plan is None:
-                    size = deflate_size(self.data, self.name)
-                    os.write(w, f"= {size}\n".encode())
+                    size = measure_deflate(self.data, self.name, exact=True)
                 else:  # one line per piece, as each is done: the caller may take over the rest
                     view = memoryview(self.data).cast("B")
+                    sizes = []
                     for i, (start, end) in enumerate(plan.pieces):
-                        os.write(w, f"{i} {piece_bytes(view, start, end)}\n".encode())
+                        sizes.append(piece_bytes(view, start, end))
+                        os.write(w, f"{i} {sizes[-1]}\n".encode())
+                    size = sampled_size(self.name, len(self.data), plan.estimate(sizes))
+                os.write(w, f"= {size.bytes} {size.method.value} {size.max_error!r}\n".encode())  # the figure
             finally:
                 os._exit(0)
         os.close(w)
@@ -107,23 +109,27 @@ class DeflateJob:
 
     def _collect(self, r: int) -> DeflateSize | None:
         """The child's figure from its pipe, completed here where the child has not finished a sample."""
-        plan = plan_for(self.data, self.exact)
-        if plan is None:  # one stream over the whole file: only the child's figure will do
-            lines = _read_lines(r, block=True)[0]
-            return DeflateSize(int(lines[0][1]), DeflateMethod.EXACT, 0.0) if lines and lines[0][0] == "=" else None
-        sizes: list[int | None] = [None] * len(plan.pieces)
         # Compress here only while no other thread runs: one that holds the GIL in native code
         # (a Vela compile) would stall every zlib call made here; waiting for the child is then faster.
         share = threading.active_count() == 1
+        os.set_blocking(r, not share)
+        lines, pending, ended = _read_lines(r, block=not share)
+        plan = None if _figure(lines) else plan_for(self.data, self.exact)
+        if plan is None:  # the child's figure is in, or only the child's whole-file stream will do
+            os.set_blocking(r, True)
+            while not _figure(lines) and not ended:
+                more, pending, ended = _read_lines(r, block=True, pending=pending)
+                lines += more
+            return _figure(lines)
+        sizes: list[int | None] = [None] * len(plan.pieces)
         view = memoryview(self.data).cast("B")
         mine = len(sizes) - 1
-        pending = b""
-        os.set_blocking(r, not share)
         while True:
-            lines, pending, ended = _read_lines(r, block=not share, pending=pending)
-            for index, size in lines:
-                if index.isdigit() and int(index) < len(sizes):
-                    sizes[int(index)] = int(size)
+            if (figure := _figure(lines)) is not None:  # the child finished first
+                return figure
+            for line in lines:
+                if len(line) == 2 and line[0].isdigit() and line[1].isdigit() and int(line[0]) < len(sizes):
+                    sizes[int(line[0])] = int(line[1])
             while mine >= 0 and sizes[mine] is not None:
                 mine -= 1
             if mine < 0:
@@ -131,6 +137,7 @@ class DeflateJob:
             if share or ended:  # the child's share is not in yet, or the child died: take the next piece
                 start, end = plan.pieces[mine]
                 sizes[mine] = piece_bytes(view, start, end)
+            lines, pending, ended = _read_lines(r, block=not share, pending=pending)
         return sampled_size(self.name, len(self.data), plan.estimate([int(n) for n in sizes if n is not None]))
 
     @classmethod
@@ -144,9 +151,9 @@ class DeflateJob:
         return cls(data, Path(path).name or "model.tflite", exact=exact, process=process)
 
 
-def _read_lines(r: int, *, block: bool, pending: bytes = b"") -> tuple[list[tuple[str, str]], bytes, bool]:
-    """Whole "a b" lines the child has written so far (everything until it exits when `block`),
-    the unfinished rest, and whether the child has closed its end."""
+def _read_lines(r: int, *, block: bool, pending: bytes = b"") -> tuple[list[list[str]], bytes, bool]:
+    """The whole lines the child has written so far, split into words (everything until it exits
+    when `block`), the unfinished rest, and whether the child has closed its end."""
     ended = False
     while True:
         try:
@@ -158,9 +165,15 @@ def _read_lines(r: int, *, block: bool, pending: bytes = b"") -> tuple[list[tupl
             break
         pending += chunk
     *whole, rest = pending.split(b"\n")
-    lines = []
-    for line in whole:
-        parts = line.decode("ascii", "replace").split()
-        if len(parts) == 2 and parts[1].isdigit():
-            lines.append((parts[0], parts[1]))
-    return lines, rest, ended
+    return [line.decode("ascii", "replace").split() for line in whole], rest, ended
+
+
+def _figure(lines: list[list[str]]) -> DeflateSize | None:
+    """The child's own figure ("= bytes method max_error"), if one of `lines` is it."""
+    for line in lines:
+        if len(line) == 4 and line[0] == "=":
+            try:
+                return DeflateSize(int(line[1]), DeflateMethod(line[2]), float(line[3]))
+            except ValueError:
+                return None
+    return None
