@@ -16,15 +16,17 @@ from typing import Literal
 import numpy as np
 
 from hwopt.analysis.layers import WeightLayer, zero_points
-from hwopt.analysis.stats import unique_per_row
+from hwopt.analysis.stats import channel_rows, unique_per_row
 from hwopt.errors import PassError, UsageError
-from hwopt.ir import Model
+from hwopt.ir import Model, Tensor
 from hwopt.passes._common import (
+    ChannelView,
     channel_scales,
     channel_view,
     integer_range,
     layers_to_process,
     store_corrected,
+    store_quantized,
 )
 from hwopt.passes.kmeans1d import kmeans_1d
 from hwopt.passes.manager import Pass, PassContext, PassResult, Stat
@@ -58,6 +60,52 @@ def max_unique_per_group(rows: np.ndarray, groups: np.ndarray) -> int:
     return max(int(np.unique(rows[groups == g]).size) for g in np.unique(groups))
 
 
+def distinct_per_group(model: Model, wl: WeightLayer, granularity: str, target: Target | None) -> int:
+    """Largest number of distinct weight values any group (tensor, channel or stream) of a layer holds,
+    counted on the stored bytes where one zero point maps them one to one onto the values."""
+    t = wl.weights(model)
+    channels = channel_rows(t.data, wl.out_axis).shape[0] if t.data is not None else 0
+    groups = channel_groups(granularity, channels, target)
+    br = byte_rows(t, wl.out_axis, groups)
+    if br is None:
+        return max_unique_per_group(channel_view(model, wl).rows, groups)
+    return int(np.count_nonzero(br.counts(), axis=1).max())
+
+
+@dataclass(frozen=True)
+class ByteRows:
+    """An 8-bit weight tensor with one zero point, as (group, stored byte) cells: the histogram
+    clustering needs, without an int32 or int64 copy per weight."""
+
+    keys: np.ndarray  # [C, per-channel elements]: group * 256 + the weight's byte (intp)
+    values: np.ndarray  # [256]: the zero-corrected value of each byte (int64)
+    order: np.ndarray  # [256]: the bytes in ascending value order
+    zero_point: int
+    n_groups: int
+
+    def counts(self) -> np.ndarray:
+        """[n_groups, 256] occurrences of each byte per group."""
+        return np.bincount(self.keys.reshape(-1), minlength=self.n_groups * 256).reshape(self.n_groups, 256)
+
+
+def byte_rows(t: Tensor, out_axis: int | None, groups: np.ndarray) -> ByteRows | None:
+    """`ByteRows` of an int8/uint8 weight tensor with one in-range zero point; None otherwise
+    (per-channel zero points, no channels), where the int32 path applies."""
+    if t.data is None or t.data.dtype.itemsize != 1 or t.data.dtype.kind not in "iu" or t.data.size == 0:
+        return None
+    zps = np.unique(zero_points(t))
+    lo, hi = integer_range(t.dtype)
+    if zps.size != 1 or not lo <= int(zps[0]) <= hi:
+        return None
+    rows = channel_rows(t.data, out_axis).view(np.uint8)
+    if rows.shape[0] == 0 or groups.shape != (rows.shape[0],):
+        return None
+    n_groups = int(groups.max()) + 1
+    keys = rows.astype(np.intp) if n_groups == 1 else groups.astype(np.intp)[:, None] * 256 + rows
+    signed = np.arange(lo, hi + 1, dtype=np.int64)  # every stored value, ascending
+    return ByteRows(keys, signed - int(zps[0]), signed & 0xFF, int(zps[0]), n_groups)
+
+
 @dataclass(frozen=True)
 class ClusterPass(Pass):
     """Optimal k-means of int8 weights with integer centroids shared per tensor, channel or stream."""
@@ -82,8 +130,48 @@ class ClusterPass(Pass):
     def effective_target(self) -> Target | None:
         return self.target or (self.context.target if self.context else None)
 
+    def _solve(self, present: np.ndarray, hist: np.ndarray, values: np.ndarray, lut: np.ndarray) -> None:
+        """Centroids into `lut` [groups, bins]: one exact solve per group holding more than k of `values`
+        (ascending; `present` and `hist` per group and value)."""
+        for g in range(present.shape[0]):  # one exact solve per group (tensor, channel or stream)
+            bins = np.flatnonzero(present[g])
+            if bins.size <= self.k:
+                continue
+            # Bins present with zero weight (channels of scale 0) still need a centroid.
+            res = kmeans_1d(values[bins], np.maximum(hist[g, bins], 0.0), self.k, fixed_zero=bool(self.preserve_zero))
+            lut[g, bins] = res.assigned
+
+    def _layer_bytes(self, model: Model, wl: WeightLayer, br: ByteRows, w_ch: np.ndarray) -> tuple[int, float, int]:
+        """`_layer` on a tensor's bytes: the same histograms, centroids, stored values and figures."""
+        t = wl.weights(model)
+        assert t.data is not None
+        counts = br.counts()
+        # The weighted histogram as the int32 path builds it: a bin's sum depends on the order of its additions.
+        hist = np.bincount(br.keys.reshape(-1), weights=np.repeat(w_ch, br.keys.shape[1]),
+                           minlength=br.n_groups * 256).reshape(br.n_groups, 256)
+        lut = np.tile(br.values, (br.n_groups, 1))
+        self._solve(counts[:, br.order] > 0, hist[:, br.order], br.values, lut)
+        lo, hi = integer_range(t.dtype)
+        stored = np.empty((br.n_groups, 256), dtype=t.data.dtype)  # each (group, byte)'s new stored value
+        stored[:, br.order] = np.clip(lut + br.zero_point, lo, hi)
+        new_rows = np.take(stored.reshape(-1), br.keys)
+        moved = store_quantized(model, wl, ChannelView(new_rows, wl.out_axis, t.data.shape).back(new_rows))
+        old = np.empty(256, dtype=np.int64)
+        old[br.order] = br.values + br.zero_point
+        total = int((counts * (stored.astype(np.int64) - old) ** 2).sum())  # exact: integers far below 2**53
+        seen = np.zeros((br.n_groups, 256), dtype=bool)
+        cells = counts > 0
+        seen[np.nonzero(cells)[0], stored.view(np.uint8)[cells]] = True
+        return moved, total / t.data.size, int(seen.sum(axis=1).max())
+
     def _layer(self, model: Model, wl: WeightLayer) -> tuple[int, float, int]:
         t = wl.weights(model)
+        channels = channel_rows(t.data, wl.out_axis).shape[0] if t.data is not None else 0
+        groups = channel_groups(self.granularity, channels, self.effective_target)
+        br = byte_rows(t, wl.out_axis, groups)
+        if br is not None:
+            w_ch = channel_scales(t, wl.out_axis, channels) ** 2 if self.metric == "real" else np.ones(channels)
+            return self._layer_bytes(model, wl, br, w_ch)
         view = channel_view(model, wl)
         rows = view.rows
         c = rows.shape[0]
@@ -94,13 +182,7 @@ class ClusterPass(Pass):
         hist = np.bincount(idx, weights=np.repeat(w_ch, rows.shape[1]), minlength=n_groups * BINS).reshape(n_groups, BINS)
         present = np.bincount(idx, minlength=n_groups * BINS).reshape(n_groups, BINS) > 0
         lut = np.tile(np.arange(-OFFSET, OFFSET + 1, dtype=np.int64), (n_groups, 1))
-        for g in range(n_groups):  # one exact solve per group (tensor, channel or stream)
-            bins = np.flatnonzero(present[g])
-            if bins.size <= self.k:
-                continue
-            # Bins present with zero weight (channels of scale 0) still need a centroid.
-            res = kmeans_1d(bins - OFFSET, np.maximum(hist[g, bins], 0.0), self.k, fixed_zero=bool(self.preserve_zero))
-            lut[g, bins] = res.assigned
+        self._solve(present, hist, np.arange(-OFFSET, OFFSET + 1, dtype=np.int64), lut)
         new_rows = lut.reshape(-1)[idx].reshape(rows.shape)  # idx is each weight's (group, value) cell
         lo, hi = integer_range(t.dtype)
         zp = zero_points(t)
@@ -123,8 +205,6 @@ class ClusterPass(Pass):
 
     def ensures(self, model: Model) -> None:
         for wl in layers_to_process(model, self.skip)[0]:
-            rows = channel_view(model, wl).rows
-            groups = channel_groups(self.granularity, rows.shape[0], self.effective_target)
-            n = max_unique_per_group(rows, groups)
+            n = distinct_per_group(model, wl, self.granularity, self.effective_target)
             if n > self.k:
                 raise PassError(f"{wl.op} #{wl.op_index} still has {n} distinct values per {self.granularity} (k={self.k})")

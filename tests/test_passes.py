@@ -16,9 +16,10 @@ from hwopt.analysis.stats import check_2_4
 from hwopt.errors import PassError, UsageError
 from hwopt.format.tflite_io import read_model, serialize
 from hwopt.ir import Model
+from hwopt.passes import cluster as cluster_module
 from hwopt.passes._common import layers_to_process, scales
 from hwopt.passes.bias_correction import BiasCorrectionPass, mean_patches
-from hwopt.passes.cluster import ClusterPass, max_unique_per_group
+from hwopt.passes.cluster import ClusterPass, distinct_per_group, max_unique_per_group
 from hwopt.passes.manager import (
     Pass,
     PassContext,
@@ -447,3 +448,41 @@ def test_pruned_8bit_leaves_hostile_quantization_to_the_general_path() -> None:
     assert pruned_8bit(q, np.zeros((1, 1), np.int64), np.full((1, 1), -0.5), 4, -128, 127) is None  # negative scale
     assert pruned_8bit(q, np.zeros((1, 1), np.int64), np.full((1, 1), np.nan), 4, -128, 127) is None
     assert pruned_8bit(q, np.full((1, 1), 300, np.int64), np.ones((1, 1)), 4, -128, 127) is None  # zero point out of range
+
+
+def _cluster_both_ways(data: bytes, p: ClusterPass, monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, bytes, dict, dict]:
+    """The cluster pass on the stored bytes (its 8-bit path) and on int32 zero-corrected copies."""
+    fast = read_model(data)
+    fast_stats = p.run(fast).stats
+    with monkeypatch.context() as m:
+        m.setattr(cluster_module, "byte_rows", lambda *_args: None)
+        slow = read_model(data)
+        slow_stats = p.run(slow).stats
+    return serialize(fast), serialize(slow), fast_stats, slow_stats
+
+
+@pytest.mark.parametrize("granularity", ["tensor", "channel", "stream"])
+@pytest.mark.parametrize(("metric", "preserve_zero", "k"), [("real", True, 16), ("int", False, 4), ("real", False, 3)])
+def test_cluster_on_bytes_equals_the_int32_path(granularity: str, metric: str, preserve_zero: bool, k: int,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same centroids, stored weights, moved counts, errors and distinct values either way, on per-channel
+    (conv) and per-tensor (FC) scales, with and without a stream layout."""
+    target = resolve_target("ethos-u55-128") if granularity == "stream" else None
+    p = ClusterPass(k=k, granularity=granularity, metric=metric, preserve_zero=preserve_zero, target=target)  # type: ignore[arg-type]
+    for seed in range(3):
+        data = int8_conv_model(seed=seed, channels=24, in_channels=20)
+        pruned = read_model(data)
+        PrunePass(0.4).run(pruned)
+        fast, slow, fast_stats, slow_stats = _cluster_both_ways(serialize(pruned), p, monkeypatch)
+        assert fast == slow
+        assert fast_stats == slow_stats and fast_stats["weights_moved"] > 0
+
+
+def test_cluster_on_bytes_with_a_zero_point(shared_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """uint8 weights with non-zero zero points (TF1 MobileNet-v2): the byte path maps values through the zero point."""
+    data = (shared_models / "mobilenet_v2_1.0_224_quantized_1_default_1.tflite").read_bytes()
+    p = ClusterPass(k=8, granularity="tensor", preserve_zero=False)
+    fast, slow, fast_stats, slow_stats = _cluster_both_ways(data, p, monkeypatch)
+    assert fast == slow and fast_stats == slow_stats
+    for wl in layers_to_process(read_model(fast))[0]:
+        assert distinct_per_group(read_model(fast), wl, "tensor", None) <= 8
