@@ -3,7 +3,7 @@ kept apart from `hwopt.isolation`, the parent's supervisor, so that each stays o
 
 With shared memory (Linux), a message's large `bytes` (a model, a compiled model) do not cross the
 pipe: they go into one sealed memory file per message, and the pickle holds where (persistent ids);
-a sealed mapping of an input file (`shared_memory.read_input_shared`) crosses by reference, without a copy.
+a sealed mapping of an input file (`hwopt.cli.early.read_input_shared`) crosses by reference, without a copy.
 The sender keeps its memory file open until the reader has answered (the parent: until the reply;
 the worker: until the next request).
 

@@ -12,13 +12,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import threading
-import weakref
-from dataclasses import dataclass
-from pathlib import Path
-
-from hwopt.errors import ModelFormatError
-from hwopt.fileio import input_stat, read_input_file
+from typing import NamedTuple
 
 try:
     import fcntl
@@ -35,8 +29,7 @@ class SharedMemoryError(OSError):
     """A sealed buffer could not be made, opened or checked."""
 
 
-@dataclass(frozen=True)
-class Ref:
+class Ref(NamedTuple):
     """Where a sealed buffer lives: process, descriptor number in it, and a byte range of the file."""
 
     pid: int
@@ -155,31 +148,28 @@ def attach(ref: Ref) -> mmap.mmap:
 
 
 # -- sealed mappings this process holds, by identity: the wire sends them by reference --------------
+# (Single dictionary operations, atomic under the GIL: no lock. An identity is reused only after the
+# mapping's finaliser has removed it.)
 _registry: dict[int, int] = {}
-_lock = threading.Lock()
 
 
 def _register(mapping: mmap.mmap, fd: int) -> None:
+    import weakref  # lazy: only the process that shares a mapping needs it, never the worker at start-up
+
     key = id(mapping)
-    with _lock:
-        _registry[key] = fd
+    _registry[key] = fd
     weakref.finalize(mapping, _forget, key, fd)
 
 
 def _forget(key: int, fd: int) -> None:
-    with _lock:
-        if _registry.get(key) == fd:
-            del _registry[key]
+    _registry.pop(key, None)
     with contextlib.suppress(OSError):
         os.close(fd)
 
 
 def sealed_fd(obj: object) -> int | None:
     """The sealed memory file behind `obj` when it is a mapping made by `map_file`, else None."""
-    if type(obj) is not mmap.mmap:
-        return None
-    with _lock:
-        return _registry.get(id(obj))
+    return _registry.get(id(obj)) if type(obj) is mmap.mmap else None
 
 
 def map_file(src: int, size: int) -> mmap.mmap:
@@ -220,27 +210,3 @@ def _probe() -> bool:
         return False
     finally:
         builder.close()
-
-
-def read_input_shared(path: str | os.PathLike[str]) -> bytes | mmap.mmap:
-    """An input file's bytes as `fileio.read_input_file` checks them, as a read-only mapping of a sealed in-memory
-    copy made in the kernel where the system has them (it reaches the isolation worker without a copy,
-    and nobody can change it); else, or for an empty file, as bytes."""
-    p = Path(path)
-    if not supported():
-        return read_input_file(p)
-    input_stat(p)
-    try:
-        fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a pipe swapped in never blocks the open
-    except OSError as exc:
-        raise ModelFormatError(f"cannot read {p}: {exc.strerror or exc}") from None
-    try:
-        st = input_stat(p, os.fstat(fd))  # what was opened is what was checked (no swap in between)
-        if st.st_size == 0:
-            return b""
-        try:
-            return map_file(fd, st.st_size)
-        except OSError:  # e.g. no memory for the copy, or a file system sendfile cannot read: read it plainly
-            return read_input_file(p)
-    finally:
-        os.close(fd)

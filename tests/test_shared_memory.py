@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from hwopt import isolation, shared_memory
+from hwopt.cli.early import read_input_shared
 from hwopt.engines.compile import EXAMPLE_MODEL
 from hwopt.errors import ModelFormatError, NativeCodeError
 from hwopt.fileio import read_input_file
-from hwopt.shared_memory import read_input_shared
 from hwopt.targets import resolve_target
 from hwopt.targets.ethos_u import vela_start
 

@@ -2,8 +2,9 @@
 
 `hwopt compile`, the Ethos-U `hwopt encode` (`--blocks vela`, its default) and `hwopt estimate` (the
 Vela engine, its Ethos-U default) compile the model with Vela in the isolation worker; loading
-hwopt's engines and reading the model take about as long as a small model's compile. Started here, the compile runs on the other core while the command loads, and the
-engine takes its result (hwopt.targets.ethos_u.vela_start). Each function is best-effort: on
+hwopt's engines and reading the model take about as long as a small model's compile. Started
+here, the compile runs on the other core while the command loads, and the engine takes its
+result (hwopt.targets.ethos_u.vela_start). Each function is best-effort: on
 any problem it starts nothing, and the command then meets and reports it as it always did.
 """
 
@@ -11,14 +12,40 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import mmap
+import os
+from pathlib import Path
 
-from hwopt import isolation
-from hwopt.errors import HwoptError
-from hwopt.fileio import read_input_file
+from hwopt import isolation, shared_memory
+from hwopt.errors import HwoptError, ModelFormatError
+from hwopt.fileio import input_stat, read_input_file
 from hwopt.preloads import VELA_PRELOAD
-from hwopt.shared_memory import read_input_shared
 from hwopt.targets import resolve_target
 from hwopt.targets.ethos_u import vela_start
+
+
+def read_input_shared(path: str | os.PathLike[str]) -> bytes | mmap.mmap:
+    """An input file's bytes, checked as `fileio.read_input_file` checks them, as a read-only mapping of
+    a sealed in-memory copy made in the kernel where the system has them (it reaches the isolation
+    worker without a copy, and nobody can change it); else, or for an empty file, as bytes."""
+    p = Path(path)
+    if not shared_memory.supported():
+        return read_input_file(p)
+    input_stat(p)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a pipe swapped in never blocks the open
+    except OSError as exc:
+        raise ModelFormatError(f"cannot read {p}: {exc.strerror or exc}") from None
+    try:
+        st = input_stat(p, os.fstat(fd))  # what was opened is what was checked (no swap in between)
+        if st.st_size == 0:
+            return b""
+        try:
+            return shared_memory.map_file(fd, st.st_size)
+        except OSError:  # e.g. no memory for the copy, or a file system sendfile cannot read: read it plainly
+            return read_input_file(p)
+    finally:
+        os.close(fd)
 
 
 def _start(model: str | None, spec: str, *, system_config: str | None = None, memory_mode: str | None = None,

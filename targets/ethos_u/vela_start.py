@@ -24,7 +24,7 @@ from hwopt.targets.ethos_u.vela_config import CompilerOptions, options_text, reg
 REGOR_CALL = "hwopt.native_calls:regor_compile"
 
 Request = tuple[str, str, str]  # Regor's architecture name, system configuration text, options text
-# The model as the early compile holds it: bytes, or a sealed read-only mapping (shared_memory.read_input_shared)
+# The model as the early compile holds it: bytes, or a sealed read-only mapping (hwopt.cli.early.read_input_shared)
 # that reaches the worker without a copy.
 ModelBuffer = bytes | mmap.mmap
 
