@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from hwopt.analysis.layers import weight_layers, zero_corrected
 from hwopt.analysis.litert import InputSpec
 from hwopt.cli.enforce import EnforceOptions, build_pipeline
 from hwopt.engines import fidelity
-from hwopt.engines.enforce import enforce
+from hwopt.engines.encode import encode_model
+from hwopt.engines.enforce import enforce, hwopt_encoded_sizes
 from hwopt.engines.fidelity import Runner, compare
 from hwopt.errors import DataError, OutputError, UnsupportedModelError, UsageError
 from hwopt.format.tflite_io import read_model
@@ -325,6 +327,28 @@ def test_ethos_n_target_uses_hwopt_encoder(small: Path, tmp_path: Path) -> None:
 
     with pytest.raises(TargetError):
         enforce(small, tmp_path / "n.tflite", "cluster{k=8}", target=resolve_target("ethos-n99"))
+
+
+@pytest.mark.parametrize("name", ["micro_speech_quantized.tflite", "mlperftiny_resnet8_int8.tflite"])
+def test_n78_sizes_are_the_encode_commands(shared_models: Path, name: str) -> None:
+    """Enforce sizes N78 weights with the layer encoder alone (not encode_model, whose Ethos-U
+    modules it no longer loads): per layer and in total what `hwopt encode` reports."""
+    model = read_model(shared_models / name)
+    target = resolve_target("ethos-n78-4tops-4ple")
+    rep = encode_model(model, target)
+    sizes = hwopt_encoded_sizes(model, target)
+    assert sizes.per_op == {la.op_index: la.encoded_bytes for la in rep.layers if la.encodable and la.subgraph == 0}
+    assert sizes.total == rep.summary.encoded_bytes > 0
+    with pytest.raises(UsageError):
+        hwopt_encoded_sizes(model, resolve_target("ethos-u55-128"))
+
+
+def test_enforce_does_not_load_the_ethos_u_encoder() -> None:
+    """`hwopt enforce` starts without hwopt.engines.encode and its block searches (~0.1 s of imports)."""
+    code = ("import sys, hwopt.cli.run_enforce; "
+            "print(sorted(m for m in ('hwopt.engines.encode', 'hwopt.targets.ethos_u.block_plan') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_random_fidelity_data_is_bounded_and_drawn_as_before() -> None:

@@ -3,15 +3,18 @@ with the codec loaded only when an N78 target asks for it."""
 
 from __future__ import annotations
 
+import logging
 from types import ModuleType
 
 import numpy as np
 
-from hwopt.analysis.layers import WeightLayer
+from hwopt.analysis.layers import WeightLayer, weight_layers
 from hwopt.analysis.validate import Engine, operator_problem
-from hwopt.engines.encode_layer import LayerEncoding, StreamInfo, finish, weight_problem
+from hwopt.engines.encode_layer import LayerEncoding, StreamInfo, finish, not_encodable, weight_problem
 from hwopt.ir import Model
 from hwopt.targets.ethos_n.variants import N78Variant
+
+log = logging.getLogger(__name__)
 
 
 def _n78_codec() -> tuple[ModuleType, ModuleType, ModuleType, ModuleType]:
@@ -59,3 +62,23 @@ def encode_n78(layer: WeightLayer, model: Model, variant: N78Variant) -> LayerEn
     # from a histogram of the raw bytes.
     return finish(layer, model, None, data, info, fmt="N78", traversal=layer_plan.algorithm.value, source=None,
                   coded=coded, ok=ok)
+
+
+def encode_layers_n78(model: Model, variant: N78Variant) -> list[LayerEncoding]:
+    """Every weight layer of `model` encoded for an N78 variant, in order, a layer the format cannot
+    hold reported not encodable: `encode_model`'s N78 layers, without the Ethos-U machinery it loads."""
+    out = []
+    for layer in weight_layers(model):
+        reason = n78_problem(layer, model)
+        if reason is None:
+            try:
+                enc = encode_n78(layer, model, variant)
+            except ValueError as exc:  # a geometry the N78 weight format has no layout for
+                reason = f"ethos-n78: {exc}"
+            else:
+                if not enc.roundtrip_ok:
+                    log.error("round trip failed for subgraph %d op %d (%s)", enc.subgraph, enc.op_index, enc.op)
+                out.append(enc)
+                continue
+        out.append(not_encodable(layer, model, reason))
+    return out

@@ -29,7 +29,7 @@ from hwopt.analysis.layers import weight_layers, zero_corrected
 from hwopt.analysis.stats import WeightStats, weight_stats
 from hwopt.analysis.validate import Engine, check_for_native
 from hwopt.background import Background
-from hwopt.engines.encode import encode_model
+from hwopt.engines.encode_n78 import encode_layers_n78
 from hwopt.engines.fidelity import Dataset, FidelityReport, Runner, compare, load_data
 from hwopt.engines.measure import measure
 from hwopt.engines.promises import check_promises, keep_pruned_zeros
@@ -130,10 +130,14 @@ def vela_encoded_sizes(model_bytes: bytes, target: Target) -> EncodedSizes:
 
 
 def hwopt_encoded_sizes(model: Model, target: Target) -> EncodedSizes:
-    """The one place enforce measures per-layer encoded weight bytes (hwopt's encoder for the target)."""
-    rep = encode_model(model, target)
-    per_op = {la.op_index: la.encoded_bytes for la in rep.layers if la.encodable and la.subgraph == 0}
-    return EncodedSizes(per_op, int(rep.summary.encoded_bytes), f"hwopt.encode:{target.name}")
+    """The one place enforce measures per-layer encoded weight bytes (hwopt's encoder, for an Ethos-N78
+    target: on Ethos-U, Vela's compile is the encode). The N78 layer encoder alone, not `encode_model`,
+    whose Ethos-U machinery would load with every enforce."""
+    if target.n78 is None:
+        raise UsageError(f"hwopt's encoder sizes weights for Ethos-N78 targets here, not {target.name}")
+    layers = [la for la in encode_layers_n78(model, target.n78) if la.encodable]
+    per_op = {la.op_index: la.encoded_bytes for la in layers if la.subgraph == 0}
+    return EncodedSizes(per_op, sum(la.encoded_bytes for la in layers), f"hwopt.encode:{target.name}")
 
 
 # --------------------------------------------------------------------------- the command
