@@ -91,7 +91,7 @@ def test_enforce_encodes_and_compiles_once(small: Path, tmp_path: Path, monkeypa
     compiled: list[int] = []
     real = measure_engine.compile_model
     monkeypatch.setattr(measure_engine, "compile_model", lambda data, *a, **k: compiled.append(len(data)) or real(data, *a, **k))
-    monkeypatch.setattr(enforce_engine, "encode_model", lambda *a, **k: pytest.fail("hwopt's encoder ran on Ethos-U"))
+    monkeypatch.setattr(enforce_engine, "encode_layers_n78", lambda *a, **k: pytest.fail("hwopt's encoder ran on Ethos-U"))
     out = tmp_path / "out.tflite"
     rep = enforce(small, out, "prune{sparsity=0.5},cluster{k=8,preserve_zero=true}", target=resolve_target("ethos-u55-128"))
     assert compiled == [out.stat().st_size]
