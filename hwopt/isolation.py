@@ -46,6 +46,7 @@ ENV_MEMORY = "HWOPT_WORKER_MEMORY_MB"
 ENV_MODE = "HWOPT_WORKER"
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_MB = 8192
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding the hwopt package
 _POLL_S = 0.02  # memory watchdog period: a runaway allocation overshoots by at most ~this many ms of growth
 
 
@@ -181,11 +182,14 @@ class Worker:
         res_r, res_w = os.pipe()
         env = dict(os.environ)
         env[ENV_CHILD] = "1"
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        # `-S` (no `site`): the worker gets this process's import path whole, led by the folder holding
+        # hwopt (an editable install's path finder is a `site` hook the worker then does without), and
+        # starts ~20 ms sooner without reading the .pth files.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, *sys.path) if p)
         shm = shares_memory()
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "hwopt.isolation_worker", str(req_r), str(res_w), *((SHM_FLAG,) if shm else ()),
+                [sys.executable, "-S", "-m", "hwopt.isolation_worker", str(req_r), str(res_w), *((SHM_FLAG,) if shm else ()),
                  *preload],
                 pass_fds=(req_r, res_w), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 start_new_session=True, close_fds=True,

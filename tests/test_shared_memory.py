@@ -274,3 +274,13 @@ def test_the_early_compile_from_a_shared_mapping_is_taken_only_for_the_same_byte
     finally:
         vela_start.discard()
         isolation.shutdown()
+
+
+def test_the_worker_starts_without_site_and_imports_hwopt_from_its_root(fresh: isolation.Worker) -> None:
+    """`python -S`: no .pth files read; hwopt (an editable install included) is found from its own folder."""
+    assert fresh.call("builtins:eval", "__import__('sys').flags.no_site", library="test") == 1
+    root = str(Path(isolation.__file__).resolve().parent.parent)
+    path = fresh.call("builtins:eval", "__import__('os').environ['PYTHONPATH']", library="test")
+    assert path.split(os.pathsep)[0] == root
+    assert fresh.call("builtins:eval", "__import__('hwopt').__file__", library="test") == isolation.__file__.replace(
+        "isolation.py", "__init__.py")

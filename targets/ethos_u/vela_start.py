@@ -89,12 +89,20 @@ def take(request: Request, model_bytes: bytes | memoryview) -> Any | None:
         started, _started = _started, None
     if started is None:
         return None
-    held = started.model_bytes
-    if started.request == request and (held is model_bytes or (len(held) == len(model_bytes)
-                                                                and held[:] == model_bytes)):
+    if started.request == request and _same(started.model_bytes, model_bytes):
         return started.result()
     _stop(started)
     return None
+
+
+def _same(held: ModelBuffer, given: bytes | memoryview) -> bool:
+    """Whether the started compile's model is byte for byte the one the engine checked (one memcmp
+    against the held buffer, no copy of it; the very same buffer needs none)."""
+    if held is given:
+        return True
+    if len(held) != len(given):
+        return False
+    return bytes(given).startswith(held)  # bytes of equal length: startswith compares the whole buffer
 
 
 def discard() -> None:
