@@ -81,6 +81,28 @@ def test_bitstream_lsb_first() -> None:
     assert scatter_bits(np.array([1]), np.array([1]), np.array([9]), 10).tolist() == [0, 2]
 
 
+def test_bitstream_scatter_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Items placed a slice at a time, out of position order, give the bytes of one Python integer
+    built field by field; an item past the end in a later slice is refused."""
+    from hwopt.targets.ethos_n import bitstream
+
+    monkeypatch.setattr(bitstream, "SCATTER_SLICE", 7)
+    rng = np.random.default_rng(5)
+    wids = rng.integers(0, 33, 300)
+    starts = np.cumsum(wids) - wids + np.arange(300) % 3  # gaps of 0-2 bits between the fields
+    starts[1:] += np.cumsum(np.arange(299) % 3)
+    vals = np.array([int(rng.integers(0, 1 << int(w))) if w else 0 for w in wids], dtype=np.int64)
+    total = int(starts[-1] + wids[-1]) + 5
+    order = rng.permutation(300)
+    expected = 0
+    for v, p in zip(vals.tolist(), starts.tolist(), strict=True):
+        expected |= v << p
+    got = scatter_bits(vals[order], wids[order], starts[order], total).tobytes()
+    assert got == expected.to_bytes((total + 7) // 8, "little")
+    with pytest.raises(ValueError, match="outside the stream"):
+        scatter_bits(vals, wids, np.append(starts[:-1], total), total)
+
+
 # ----------------------------------------------------------------------------- symbols
 
 
