@@ -209,6 +209,35 @@ def test_lazy_imports_are_few_and_each_has_a_reason() -> None:
     assert len(lazy) <= LAZY_LIMIT, f"{len(lazy)} lazy imports of hwopt modules: " + ", ".join(lazy)
 
 
+# Run from the repository root (as the Makefile and the suite are), `passes` and `targets` import as
+# top-level packages too: second copies of hwopt.passes and hwopt.targets, with their own enums and
+# registries. Nothing may use those names, and the shipped package must not depend on `tests` or
+# `tools` (the suite itself imports its helpers as `tests.*`, from the root).
+SHIPPED_NEVER_IMPORTS = ("passes", "targets", "tests", "tools", "docs")
+SUITE_NEVER_IMPORTS = ("passes", "targets", "docs")
+
+
+def _top_level_imports(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name.split(".")[0]) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.append((node.lineno, node.module.split(".")[0]))
+    return out
+
+
+def test_repository_folders_are_never_imported_as_packages() -> None:
+    wrong = []
+    for folders, banned in (((PACKAGE, ROOT / "passes", ROOT / "targets"), SHIPPED_NEVER_IMPORTS),
+                            ((ROOT / "tests", ROOT / "tools"), SUITE_NEVER_IMPORTS)):
+        for folder in folders:
+            for path in sorted(folder.rglob("*.py")):
+                wrong += [f"{path.relative_to(ROOT)}:{line}: import {name}"
+                          for line, name in _top_level_imports(path) if name in banned and "_generated" not in path.parts]
+    assert not wrong, "\n".join(wrong)
+
+
 HEAVY = ("tensorflow", "tf_keras", "ethosu", "ai_edge_litert", "matplotlib", "ray")
 
 
