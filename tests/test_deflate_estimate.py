@@ -165,10 +165,13 @@ def test_caller_completes_a_sample_the_child_has_not_finished(child: str) -> Non
     expected = measure_deflate(data, "m.tflite")
     assert expected.method is DeflateMethod.SAMPLED
     job = DeflateJob(data, "m.tflite", process=True)
-    assert job._child is not None
-    os.kill(job._child[0], signal.SIGSTOP if child == "stopped" else signal.SIGKILL)
+    forked = job._child
+    assert forked is not None
+    os.kill(forked.pid, signal.SIGSTOP if child == "stopped" else signal.SIGKILL)
     assert job.result() == expected
-    assert job._child is None  # reaped
+    assert job._child is None and forked.fd < 0  # reaped
+    with pytest.raises(ChildProcessError):
+        os.waitpid(forked.pid, os.WNOHANG)
 
 
 def test_caller_and_child_share_the_pieces() -> None:
@@ -191,6 +194,19 @@ def test_caller_and_child_share_the_pieces() -> None:
     plan = sample_plan(data)
     assert plan is not None and computed  # the caller took pieces, from the last one down
     assert computed == [start for start, _ in plan.pieces][::-1][: len(computed)]
+
+
+def test_cli_forks_the_compressing_child_before_the_heavy_modules() -> None:
+    """The audit's child is forked with only the light DEFLATE arithmetic loaded: no dataclasses
+    (and so no inspect), no numpy, no audit engine; the records come after the fork."""
+    import subprocess
+
+    code = ("import sys\nfrom hwopt.analysis import deflate_core\nfrom hwopt.cli import build_parser\n"
+            "import hwopt.cli.run_audit\n"
+            "print(' '.join(sorted(m for m in sys.modules if m in ('dataclasses', 'inspect', 'numpy', "
+            "'hwopt.analysis.deflate', 'hwopt.engines.audit', 'hwopt.records'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert loaded.split() == []
 
 
 def test_cli_reports_method_and_bound(tmp_path: Path) -> None:

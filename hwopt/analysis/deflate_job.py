@@ -1,28 +1,15 @@
-"""The DEFLATE size computed beside the caller: in a thread, or in a forked child process that
-shares a sampled size's pieces with the caller once the caller is ready for the figure.
-
-Kept free of numpy and of the flatbuffer bindings (as `deflate` is) so the CLI can fork the
-child before the analysis modules are even imported: a small process to fork.
+"""The DEFLATE size computed beside the caller: in a thread, or in a forked child process
+(`deflate_core.Compressing`) that shares a sampled size's pieces with the caller once the
+caller is ready for the figure.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import threading
-from pathlib import Path
 
-from hwopt.analysis.deflate import (
-    DeflateMethod,
-    DeflateSize,
-    measure_deflate,
-    piece_bytes,
-    plan_for,
-    sampled_size,
-)
-from hwopt.errors import HwoptError
-from hwopt.fileio import read_input_file
+from hwopt.analysis.deflate import DeflateMethod, DeflateSize, measure_deflate, sampled_size
+from hwopt.analysis.deflate_core import Compressing, piece_bytes, plan_for
 
 
 class DeflateJob:
@@ -41,41 +28,24 @@ class DeflateJob:
     def __init__(self, data: bytes, name: str = "model.tflite", *, process: bool = False, exact: bool = False) -> None:
         self.data, self.name, self.exact = data, name, exact
         self._size: DeflateSize | None = None
-        self._child: tuple[int, int] | None = None
+        self._child: Compressing | None = None
         self._thread: threading.Thread | None = None
         if process and hasattr(os, "fork") and threading.active_count() == 1:
-            self._child = self._fork()
+            self._child = Compressing.start(data, name, exact=exact)
         if self._child is None:
             self._thread = threading.Thread(target=self._run, name="hwopt-deflate", daemon=True)
             self._thread.start()
 
+    @classmethod
+    def adopt(cls, child: Compressing) -> DeflateJob:
+        """The job of a child the caller forked itself (`deflate_core.compress_file`)."""
+        job = cls.__new__(cls)
+        job.data, job.name, job.exact = child.data, child.name, child.exact
+        job._size, job._child, job._thread = None, child, None
+        return job
+
     def _measure(self) -> DeflateSize:
         return measure_deflate(self.data, self.name, exact=self.exact)
-
-    def _fork(self) -> tuple[int, int] | None:
-        try:
-            r, w = os.pipe()
-            pid = os.fork()
-        except OSError:
-            return None
-        if pid == 0:  # the child: compress, report, leave without running any cleanup
-            try:
-                os.close(r)
-                plan = plan_for(self.data, self.exact)
-                if plan is None:
-                    size = measure_deflate(self.data, self.name, exact=True)
-                else:  # one line per piece, as each is done: the caller may take over the rest
-                    view = memoryview(self.data).cast("B")
-                    sizes = []
-                    for i, (start, end) in enumerate(plan.pieces):
-                        sizes.append(piece_bytes(view, start, end))
-                        os.write(w, f"{i} {sizes[-1]}\n".encode())
-                    size = sampled_size(self.name, len(self.data), plan.estimate(sizes))
-                os.write(w, f"= {size.bytes} {size.method.value} {size.max_error!r}\n".encode())  # the figure
-            finally:
-                os._exit(0)
-        os.close(w)
-        return pid, r
 
     def _run(self) -> None:
         self._size = self._measure()
@@ -83,24 +53,16 @@ class DeflateJob:
     def cancel(self) -> None:
         """Stop a child that is no longer needed (the caller failed); a thread just finishes."""
         if self._child is not None:
-            pid, r = self._child
-            self._child = None
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            os.close(r)
-            os.waitpid(pid, 0)
+            child, self._child = self._child, None
+            child.cancel()
 
     def result(self) -> DeflateSize:
         if self._child is not None:
-            pid, r = self._child
-            self._child = None
+            child, self._child = self._child, None
             try:
-                self._size = self._collect(r)
+                self._size = self._collect(child.fd)
             finally:
-                os.close(r)
-                with contextlib.suppress(OSError):  # still compressing a piece the caller already has
-                    os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
+                child.cancel()  # reaped; still compressing, it would only redo a piece the caller has
         elif self._thread is not None:
             self._thread.join()
         if self._size is None:  # a child that died (killed, out of memory) reported nothing: measure here
@@ -139,16 +101,6 @@ class DeflateJob:
                 sizes[mine] = piece_bytes(view, start, end)
             lines, pending, ended = _read_lines(r, block=not share, pending=pending)
         return sampled_size(self.name, len(self.data), plan.estimate([int(n) for n in sizes if n is not None]))
-
-    @classmethod
-    def for_file(cls, path: str | os.PathLike[str], *, exact: bool = False,
-                 process: bool = False) -> DeflateJob | None:
-        """Start on a readable regular file within the size limit; None otherwise (the reader reports why)."""
-        try:
-            data = read_input_file(path)
-        except HwoptError:
-            return None
-        return cls(data, Path(path).name or "model.tflite", exact=exact, process=process)
 
 
 def _read_lines(r: int, *, block: bool, pending: bytes = b"") -> tuple[list[list[str]], bytes, bool]:

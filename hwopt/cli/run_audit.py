@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from hwopt.analysis.deflate_job import DeflateJob
+from hwopt.analysis.deflate_core import compress_file
 
 
 def run(args: argparse.Namespace) -> int:
     """Audit the model and print the report (table or JSON); 1 when an expectation fails."""
-    # Compress the file for its DEFLATE size in a child forked before numpy loads (a small
-    # process to fork) while the analysis imports and runs; a thread would wait for the GIL
-    # between its zlib calls (dozens for a sampled size) while the imports hold it.
-    job = None if args.no_deflate else DeflateJob.for_file(args.model, exact=args.exact_deflate, process=True)
+    # Compress the file for its DEFLATE size in a child forked before numpy, dataclasses or the
+    # analysis load (a small process to fork, started early) while they import and run; a thread
+    # would wait for the GIL between its zlib calls (dozens for a sampled size) while imports hold it.
+    job = None if args.no_deflate else compress_file(args.model, exact=args.exact_deflate)
     try:
         from hwopt.cli import _common as common  # lazy: numpy (records) loads after the fork above
         from hwopt.engines.audit import Expectations, audit  # lazy: loads while the DEFLATE job above compresses

@@ -16,6 +16,7 @@ import numpy as np
 
 from hwopt.analysis.deflate import DeflateSize
 from hwopt.analysis.deflate import deflate_size as deflate_size  # re-exported: part of the audit API
+from hwopt.analysis.deflate_core import Compressing
 from hwopt.analysis.deflate_job import DeflateJob
 from hwopt.analysis.histogram import histogram_stats_many
 from hwopt.analysis.layers import WeightLayer, weight_layers, zero_corrected
@@ -281,17 +282,22 @@ def audit_model(model: Model, data: bytes, path: str, expect: Expectations | Non
 
 
 def audit(path: str | os.PathLike[str], expect: Expectations | None = None, *,
-          prefetched: DeflateJob | None = None, with_deflate: bool = True, exact_deflate: bool = False) -> AuditReport:
+          prefetched: DeflateJob | Compressing | None = None, with_deflate: bool = True,
+          exact_deflate: bool = False) -> AuditReport:
     """Read and audit a .tflite file (the Python API behind `hwopt audit`).
 
-    `prefetched` is a DeflateJob the caller started on this file's bytes (DeflateJob.for_file);
-    `with_deflate=False` leaves out the DEFLATE size (`model.deflate_bytes` is None);
-    `exact_deflate=True` asks for the exact size where a large file would get a sampled estimate.
+    `prefetched` is a DEFLATE size the caller started on this file's bytes (a DeflateJob, or the
+    child `deflate_core.compress_file` forked); `with_deflate=False` leaves out the DEFLATE size
+    (`model.deflate_bytes` is None); `exact_deflate=True` asks for the exact size where a large
+    file would get a sampled estimate.
     """
-    if prefetched is None or not with_deflate:
+    job = DeflateJob.adopt(prefetched) if isinstance(prefetched, Compressing) else prefetched
+    if job is None or not with_deflate:
+        if job is not None:
+            job.cancel()
         model = read_model(path)
         return audit_model(model, model.source, str(path), expect, with_deflate=with_deflate,
                            exact_deflate=exact_deflate)
-    model = read_model(prefetched.data)
+    model = read_model(job.data)
     model.path = Path(path)
-    return audit_model(model, prefetched.data, str(path), expect, deflate=prefetched, exact_deflate=exact_deflate)
+    return audit_model(model, job.data, str(path), expect, deflate=job, exact_deflate=exact_deflate)
