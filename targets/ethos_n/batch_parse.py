@@ -24,14 +24,17 @@ class Bits:
         """`data` whose last `slack` bytes are zero padding (8 or more: read in place, else copied)."""
         if slack < SLACK:
             data, slack = np.concatenate([data, np.zeros(SLACK, dtype=np.uint8)]), slack + SLACK
-        self._win = np.lib.stride_tricks.sliding_window_view(data, 8)
+        data = np.ascontiguousarray(data, dtype=np.uint8)
+        # The little-endian 8 bytes from every byte, as an unaligned uint64 view one byte apart: a read
+        # gathers one word per field (gathering 8-byte rows of a sliding window costs ~2.5x more).
+        self._win = np.ndarray(shape=(data.size - 7,), dtype="<u8", buffer=data, strides=(1,))
         self._limit = (data.size - slack) * 8
 
     def read(self, pos: np.ndarray, width: np.ndarray | int) -> np.ndarray:
         """Fields of `width` (<= 56) bits at bit positions `pos` (int64 arrays of one length)."""
         if pos.size and int((pos + width).max(initial=0)) > self._limit:
             raise ValueError("weight stream truncated")
-        window = self._win[pos >> 3].view("<u8")[:, 0]  # the 8 bytes from each field's first byte
+        window = self._win[pos >> 3]  # the 8 bytes from each field's first byte
         value = window >> (pos & 7).astype(np.uint64)
         mask = (np.uint64(1) << np.asarray(width, dtype=np.uint64)) - np.uint64(1)
         return (value & mask).astype(np.int64)
@@ -145,6 +148,23 @@ def payload(rd: Reader, n_w: np.ndarray, prm: Params, length: np.ndarray, n: int
     return out
 
 
+def _cumsum_rows(a: np.ndarray) -> np.ndarray:
+    """`np.cumsum(a, axis=1)` (int64) of short rows, a column at a time across the rows: numpy
+    accumulates each 12-bit row on its own (a bool matrix ~8x slower than this)."""
+    t = np.ascontiguousarray(a.T, dtype=np.int64)
+    for k in range(1, t.shape[0]):
+        t[k] += t[k - 1]
+    return t.T
+
+
+def _cummax_rows(a: np.ndarray) -> np.ndarray:
+    """`np.maximum.accumulate(a, axis=1)` of short int64 rows, a column at a time (as `_cumsum_rows`)."""
+    t = np.ascontiguousarray(a.T, dtype=np.int64)
+    for k in range(1, t.shape[0]):
+        np.maximum(t[k], t[k - 1], out=t[k])
+    return t.T
+
+
 _POPCOUNT = np.array([bin(v).count("1") for v in range(1 << 12)], dtype=np.int64)  # unary words <= 12 bits
 
 
@@ -153,12 +173,12 @@ def _unary_runs(bits: np.ndarray, inside: np.ndarray, stop: np.ndarray, cost: np
     """Values completed in one chunk word per lane, (lanes, bits) matrices: `emit` where a value ends,
     `cost` what each bit adds to the open value (`carry` comes from the previous chunk); at most `room`
     values are taken, bits past that must be zero. Returns (valid emits, values, count, new carry)."""
-    c = np.cumsum(cost, axis=1)
-    emitted = np.cumsum(emit, axis=1)
+    c = _cumsum_rows(cost)
+    emitted = _cumsum_rows(emit)
     if np.any(inside & (emitted - emit >= room[:, None]) & stop):
         raise ValueError("non-zero padding in a unary word")
     valid = emit & (emitted <= room[:, None])
-    at = np.maximum.accumulate(np.where(valid, c, 0), axis=1)  # cost up to the latest value's end
+    at = _cummax_rows(c * valid)  # cost up to the latest value's end
     before = np.concatenate([np.zeros((c.shape[0], 1), dtype=c.dtype), at[:, :-1]], axis=1)
     first = valid & (emitted == 1)
     values = c - before + np.where(first, carry[:, None], 0)
@@ -171,8 +191,10 @@ def _remainders(rd: Reader, count: np.ndarray, width: np.ndarray, out: np.ndarra
     """Read `count` fields of `width` bits per lane back to back into out[lane, first + t]."""
     if not count.any():
         return
-    r, t = np.nonzero(np.arange(int(count.max()))[None, :] < count[:, None])
-    out[r, first[r] + t] = rd.bits.read(rd.p[r] + t * width[r], width[r])
+    r = np.repeat(np.arange(count.size), count)
+    t = np.arange(r.size) - np.repeat(np.cumsum(count) - count, count)  # field index within its lane
+    wr = width[r]
+    out[r, first[r] + t] = rd.bits.read(rd.p[r] + t * wr, wr)
     rd.p += count * width
 
 
@@ -210,13 +232,13 @@ def _chunks(rd: Reader, n_w: np.ndarray, n_z: np.ndarray, rle: np.ndarray,
             b0 = (u0[:, None] >> jw) & 1
             inside = wu[:, None] & (jw < cw[:, None])
             one = inside & (b0 == 1)
-            b1 = np.where(one, (u1[:, None] >> np.maximum(np.cumsum(one, axis=1) - 1, 0)) & 1, 0)
+            b1 = np.where(one, (u1[:, None] >> np.maximum(_cumsum_rows(one) - 1, 0)) & 1, 0)
             end_one = one & (trunc[:, None] | (b1 == 0))
             emit = (inside & (b0 == 0)) | end_one
             cost = np.where(one & ~end_one, 2, 0) + np.where(end_one, 1 + b1, 0)
             valid, val, cnt, cur_w = _unary_runs(b0, inside, b0 == 1, cost, emit, cur_w, n_w - wc)
             r, j = np.nonzero(valid)
-            fq[r, wc[r] + np.cumsum(valid, axis=1)[r, j] - 1] = val[r, j]
+            fq[r, wc[r] + _cumsum_rows(valid)[r, j] - 1] = val[r, j]
             wc = wc + cnt
         if z_en.any():
             b = (zu[:, None] >> jz) & 1
@@ -224,7 +246,7 @@ def _chunks(rd: Reader, n_w: np.ndarray, n_z: np.ndarray, rle: np.ndarray,
             valid, val, cnt, cur_z = _unary_runs(b, inside, b == 1, np.where(inside & (b == 1), 1, 0),
                                                  inside & (b == 0), cur_z, n_z - zc)
             r, j = np.nonzero(valid)
-            zq[r, zc[r] + np.cumsum(valid, axis=1)[r, j] - 1] = val[r, j]
+            zq[r, zc[r] + _cumsum_rows(valid)[r, j] - 1] = val[r, j]
             zc = zc + cnt
         # The previous iteration's remainders follow this iteration's unary words.
         _remainders(rd, pend_w, d, fr, pw0)
