@@ -154,3 +154,28 @@ def test_depthwise_in_stripe_chunks_equals_whole_layer(monkeypatch: pytest.Monke
     assert cut.data == whole.data and tuple(cut.params) == tuple(whole.params)
     back = decode_layer_full(cut, shape=w.shape, **kw)  # type: ignore[arg-type]
     assert np.array_equal(back.weights, w)
+
+
+def test_decoder_refuses_corrupt_blobs() -> None:
+    """Flipped bits and cut blobs give a ValueError or other weights, never another exception; the
+    unary-padding and geometry checks of the batch parser fire."""
+    v = VARIANTS["ethos-n78-4tops-4ple"]
+    rng = np.random.default_rng(0)
+    w = np.clip(np.round(rng.normal(0, 30, (3, 3, 64, 32))), -127, 127).astype(np.int8)
+    w[rng.random(w.shape) < 0.5] = 0
+    enc = encode_layer(w, zero_point=0, variant=v, layout="HWIO")
+    args = {"shape": w.shape, "variant": v, "layout": "HWIO", "zero_point": 0}
+    assert np.array_equal(decode_weights(enc, **args), w)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="inconsistent with the layer geometry"):
+        decode_weights(enc.data[: len(enc.data) // 2], **args)  # type: ignore[arg-type]
+    messages = []
+    for _ in range(40):
+        data = bytearray(enc.data)
+        data[int(rng.integers(len(data)))] ^= 1 << int(rng.integers(8))
+        try:
+            out = decode_weights(bytes(data), **args)  # type: ignore[arg-type]
+        except ValueError as exc:
+            messages.append(str(exc))
+        else:
+            assert out.shape == w.shape
+    assert "non-zero padding in a unary word" in messages
