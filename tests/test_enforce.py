@@ -107,6 +107,27 @@ def test_enforce_encodes_and_compiles_once(small: Path, tmp_path: Path, monkeypa
     assert e.entropy_before == sum(la.entropy_bytes_before for la in rep.layers) > e.entropy_after
 
 
+def test_fidelity_failure_stops_the_compile_beside_it(small: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteRT's fidelity check runs beside Vela's compile: when it fails, its error is the one
+    raised, the compile is stopped and nothing is written."""
+    import hwopt.engines.enforce as enforce_engine
+    from hwopt import background
+
+    cancelled: list[bool] = []
+    real_cancel = background.Background.cancel
+    monkeypatch.setattr(background.Background, "cancel", lambda self: cancelled.append(True) or real_cancel(self))
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise UnsupportedModelError("LiteRT cannot run the model: planted")
+
+    monkeypatch.setattr(enforce_engine, "compare", refuse)
+    out = tmp_path / "out.tflite"
+    with pytest.raises(UnsupportedModelError, match="planted"):
+        enforce(small, out, "prune{sparsity=0.5}", target=resolve_target("ethos-u55-128"))
+    assert cancelled and not out.exists()
+
+
 def test_enforce_small_model_end_to_end(small: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.tflite"
     rep = enforce(small, out, "prune{sparsity=0.5},cluster{k=8,preserve_zero=true}", target=resolve_target("ethos-u55-128"),

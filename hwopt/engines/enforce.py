@@ -207,18 +207,20 @@ def litert_worker() -> Iterator[isolation.Worker]:
 def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset | None = None,
                   calibration: Dataset | None = None, target: Target | None = None, max_drop: float | None = None,
                   measure_encoded: bool = True, measure_input: bool = False, input_name: str = "",
-                  litert: isolation.Worker | None = None) -> tuple[Model, bytes, EnforceReport]:
+                  litert: isolation.Worker | None = None,
+                  source_bytes: bytes | None = None) -> tuple[Model, bytes, EnforceReport]:
     """Run the pipeline on a copy of `model`; return the new model, its bytes and the report (nothing written).
 
     `measure_encoded` encodes and compiles the new model (once); `measure_input` also the input,
     for encoded bytes before and after from the same encoder and Vela. `litert`: the worker
-    LiteRT runs in (default: one of its own, see `litert_worker`).
+    LiteRT runs in (default: one of its own, see `litert_worker`). `source_bytes`: the flatbuffer
+    `model` was read from, when the caller knows it is unedited (else its state is serialized).
     """
     if litert is None:
         with litert_worker() as own:
             return enforce_model(model, pipeline, data=data, calibration=calibration, target=target,
                                  max_drop=max_drop, measure_encoded=measure_encoded, measure_input=measure_input,
-                                 input_name=input_name, litert=own)
+                                 input_name=input_name, litert=own, source_bytes=source_bytes)
     if max_drop is not None and not 0.0 <= max_drop <= 1.0:
         raise UsageError(f"max_drop must lie in [0, 1], got {max_drop}")
     check_enforceable(model)
@@ -228,7 +230,7 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
     if measure_encoded:
         check_for_native(model, Engine.VELA)
     passes = parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
-    original = serialize(model)
+    original = source_bytes if source_bytes is not None else serialize(model)
     calib = calibration or data
     ctx = PassContext(reference=original,
                       calibration=None if calib is None else {str(i): a for i, a in enumerate(calib.inputs)},
@@ -247,11 +249,15 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
     # Vela compiles the new model in the shared worker while LiteRT runs both models in its own
     # (the result must run there too) and this process measures the layers.
     compiling = Background(lambda: _encoded(new_model, new_bytes, enc_target, vela_target)) if measure_encoded else None
+    fidelity = Background(lambda: compare(original, new_bytes, data, worker=litert))
     try:
-        fid = compare(original, new_bytes, data, worker=litert)
         layers = _layer_changes(model, new_model)
         findings: list[Finding] = check_promises(new_model, passes)
+        fid = fidelity.result()
     except BaseException:
+        litert.interrupt()  # a LiteRT call still running stops at once
+        with contextlib.suppress(BaseException):
+            fidelity.result()
         if compiling is not None:
             compiling.cancel()
         raise
@@ -296,7 +302,8 @@ def enforce(model_path: str | os.PathLike[str], output: str | os.PathLike[str], 
         cal = load_data(calibration, runner_inputs) if calibration else None
         _, new_bytes, report = enforce_model(model, pipeline, data=ds, calibration=cal, target=target,
                                              max_drop=max_drop, measure_encoded=measure_encoded,
-                                             measure_input=measure_input, input_name=str(src), litert=litert)
+                                             measure_input=measure_input, input_name=str(src), litert=litert,
+                                             source_bytes=model.source or None)
     if report.failed:
         return report
     atomic_write_bytes(out, new_bytes, protect=tuple(Path(p) for p in inputs if p is not None))
