@@ -142,6 +142,52 @@ def test_streams_taken_from_vela_pickle_as_bytes(shared_models: Path, tmp_path: 
             assert (tmp_path / "vela" / name).read_bytes() == (tmp_path / "hwopt" / name).read_bytes() == bytes(la._data)
 
 
+def test_a_command_stops_the_worker_once_the_compile_has_answered(shared_models: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`keep_worker=False` stops the shared worker after Vela's compile when no stream should need Vela's
+    decoder; a decode needed after all starts it again, and the report is the same either way."""
+    from hwopt import isolation
+    from hwopt.engines.encode import encode_model
+    from hwopt.format.tflite_io import read_model
+    from hwopt.targets import resolve_target
+    from hwopt.targets.ethos_u import vela_weights
+
+    if not isolation.uses_worker():
+        pytest.skip("native calls run in this process (HWOPT_WORKER=inline): there is no worker to stop")
+    path = shared_models / "mlperftiny_resnet8_int8.tflite"
+    model, target = read_model(path), resolve_target("ethos-u55-128")
+    kept = encode_model(model, target, block_source="vela", path=str(path), keep_worker=False)
+    pid = isolation.worker()._proc.pid  # type: ignore[union-attr]
+    # resnet8's layers are small: their streams are decoded whole, so the worker stays for the decode.
+    again = encode_model(model, target, block_source="vela", path=str(path), keep_worker=False)
+    assert isolation.worker()._proc is not None and isolation.worker()._proc.pid == pid
+
+    # As if no layer needed the decoder: the worker stops after the compile, and the decode that is needed
+    # after all runs in a new one.
+    monkeypatch.setattr(vela_weights, "decoded_whole", lambda elements, arch: False)
+    after = encode_model(model, target, block_source="vela", path=str(path), keep_worker=False)
+    assert isolation.worker()._proc is not None and isolation.worker()._proc.pid != pid
+    for report in (again, after):
+        assert report.summary == kept.summary
+        assert [(la.streams, bytes(la._data), la.roundtrip_ok) for la in report.layers] == \
+               [(la.streams, bytes(la._data), la.roundtrip_ok) for la in kept.layers]
+    assert kept.summary.roundtrip_ok and any(la.stream_source == "vela" for la in kept.layers)
+
+
+def test_decoded_whole_names_the_layers_whose_streams_may_be_decoded() -> None:
+    from hwopt.targets import resolve_target
+    from hwopt.targets.ethos_u import vela_weights as vw
+    from hwopt.targets.ethos_u import weights as wu
+
+    one = wu.arch_of(resolve_target("ethos-u55-128"))  # one core: one stream per OFM-depth slice
+    two = wu.arch_of(resolve_target("ethos-u65-512"))  # two cores: a stream each
+    assert (one.cores, two.cores) == (1, 2)
+    limit = 2 * mlw.SECTION
+    assert vw.decoded_whole(limit, one) and not vw.decoded_whole(limit + 1, one)
+    assert vw.decoded_whole(2 * limit, two) and not vw.decoded_whole(2 * limit + 1, two)
+    assert not vw.decoded_whole(1024 * 1024, one) and not vw.decoded_whole(1024 * 1024, two)  # a 1024x1024 layer
+
+
 def test_long_streams_are_checked_by_their_opening() -> None:
     from hwopt.targets.ethos_u.vela_weights import opens_like
 

@@ -14,7 +14,8 @@ def run(args: argparse.Namespace) -> int:
     target = resolve_target_arg(args.target, accelerator=args.accelerator)
     if not args.json:
         warm_tables()
-    report = encode(args.model, target, block_source=args.blocks, streams=args.streams)
+    # The command ends after this encode: the worker may stop as soon as nothing is left for it.
+    report = encode(args.model, target, block_source=args.blocks, streams=args.streams, keep_worker=False)
     if args.emit:
         emit(report, args.emit, protect=(Path(args.model),))
     if not report.summary.roundtrip_ok:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -75,7 +76,7 @@ class EncodeReport:
 
 
 def encode_model(model: Model, target: Target, *, block_source: str = "rule", path: str = "",
-                 vela_compiled: object | None = None, streams: str = "vela") -> EncodeReport:
+                 vela_compiled: object | None = None, streams: str = "vela", keep_worker: bool = True) -> EncodeReport:
     """Encode every weight layer of `model` for `target`; pure, no output written.
 
     With `block_source="rule"` an Ethos-U layer takes the block configuration hwopt's block searches
@@ -84,6 +85,9 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
     result with its database) is given. The compile already holds Vela's streams: with
     `streams="vela"` each layer Vela put on the NPU takes them (checked against hwopt's brick
     order) instead of being encoded again; `streams="hwopt"` encodes every layer with hwopt's own encoder.
+    `keep_worker=False` (a command that ends after this encode) stops the shared worker as soon as Vela's
+    compile has answered when no stream is expected to need Vela's decoder (`vela_weights.decoded_whole`):
+    its exit then overlaps the checks, and it loads no codec for nothing; a decode still needed starts it again.
     """
 
     if block_source not in BLOCK_SOURCES:
@@ -126,6 +130,9 @@ def encode_model(model: Model, target: Target, *, block_source: str = "rule", pa
                     if streams == "vela" and len(model.subgraphs) == 1 and not arch.is_u85:
                         expected = vw.Expectations()
                     vela_compiled = _compile_beside(model, path, target, layers, reasons, symbols, arch, expected)
+                    if not keep_worker and not any(vw.decoded_whole(la.weights(model).elements, arch)
+                                                   for la, r in zip(layers, reasons, strict=True) if r is None):
+                        _stop_worker()  # nothing left for it: it ends while the streams are checked
                 infos, vela_total = vb.configs_from_compiled(vela_compiled)
                 vela_infos = dict(infos)
                 # Vela's streams are located by operator index, which subgraphs share: one subgraph only.
@@ -209,6 +216,12 @@ def _encode_layers(model: Model, target: Target, layers: list[WeightLayer], reas
         out.append(enc)
 
 
+def _stop_worker() -> None:
+    """Stop the shared worker in a thread beside the caller's work; a call made meanwhile waits for it to
+    be gone, then starts a new one."""
+    threading.Thread(target=isolation.worker().close, name="hwopt-stop-worker", daemon=True).start()
+
+
 def _file_bytes(path: str) -> bytes:
     return Path(path).read_bytes() if path else b""
 
@@ -256,13 +269,13 @@ def _summary(layers: list[LayerEncoding], vela_total: int | None) -> EncodeSumma
 
 
 def encode(path: str | os.PathLike[str], target: Target, *, block_source: str | None = None,
-           streams: str = "vela") -> EncodeReport:
+           streams: str = "vela", keep_worker: bool = True) -> EncodeReport:
     """Read a .tflite file and encode its weights for `target`.
 
     By default ("vela") an Ethos-U model is compiled with Vela and takes Vela's own block
     configurations and streams (each checked against hwopt's brick order): faster than hwopt's
     encoder and exact. "rule" encodes with the configurations hwopt's block searches pick,
-    without compiling (also the fallback when Vela cannot compile the model).
+    without compiling (also the fallback when Vela cannot compile the model). `keep_worker`: see `encode_model`.
     """
     if block_source is None:
         block_source = "vela" if target.family.is_ethos_u else "rule"
@@ -271,7 +284,8 @@ def encode(path: str | os.PathLike[str], target: Target, *, block_source: str | 
     if block_source == "vela" and target.family.is_ethos_u:
         isolation.prestart(*VELA_PRELOAD)  # the worker starts while the model is read
     model = read_model(Path(path))
-    return encode_model(model, target, block_source=block_source, path=str(path), streams=streams)
+    return encode_model(model, target, block_source=block_source, path=str(path), streams=streams,
+                        keep_worker=keep_worker)
 
 
 def _large(path: str | os.PathLike[str]) -> bool:

@@ -70,6 +70,13 @@ def compiled_streams(compiled: object, *, u85: bool) -> CompiledStreams | None:
     return CompiledStreams(located, np.ascontiguousarray(ro_t.data).reshape(-1).view(np.uint8).data)
 
 
+def decoded_whole(elements: int, arch: wl.EthosUArch) -> bool:
+    """Whether a layer of `elements` weights may have a standard stream short enough to be decoded whole
+    (each NPU core or weight decoder reads a stream of its own): the layers that may need Vela's decoder.
+    (A layer Vela cuts into more OFM-depth slices can need it too; the decode then waits for a worker.)"""
+    return elements <= DECODE_LIMIT * max(arch.cores, arch.weight_streams)
+
+
 @dataclass
 class PendingDecodes:
     """Standard streams waiting for Vela's decoder, decoded in one worker call for the whole model."""
