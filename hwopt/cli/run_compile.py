@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hwopt.cli._common import console, fmt_bytes, print_findings, print_json
+from hwopt.cli._common import console, fmt_bytes, print_findings, print_json, warm_tables
 from hwopt.cli._target import resolve_target_arg
 from hwopt.engines.compile import run_compile
 from hwopt.format.tflite_io import read_model
@@ -17,6 +17,8 @@ from hwopt.reports.explorer import write_overlays
 def run(args: argparse.Namespace) -> int:
     target = resolve_target_arg(args.target, args.system_config, args.memory_mode, accelerator=args.accelerator)
     prepare_output_dir(args.output, args.model, target, args.data)  # before minutes of work
+    if not args.json:
+        warm_tables()  # the summary's console loads while Vela compiles, not after it
 
     steps = 4 if args.pipeline else 3
     if sys.stderr.isatty():
