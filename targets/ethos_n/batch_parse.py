@@ -132,17 +132,18 @@ def payload(rd: Reader, n_w: np.ndarray, prm: Params, length: np.ndarray, n: int
     do = prm.dirofs[:, None]
     direct_sym = np.where(pal_len[:, None] > 0, np.maximum(f - pal_len[:, None] + do, 0), f + do)
     mag = (direct_sym + 1) >> 1
-    direct = np.where(direct_sym & 1, -mag, mag)
+    # Selections by arithmetic, not np.where: signs and palette hits vary weight by weight.
+    direct = mag - 2 * mag * (direct_sym & 1)  # odd zig-zag symbols are negative
     in_pal = f < pal_len[:, None]
-    w = np.where(in_pal, np.take_along_axis(prm.pal, np.clip(f, 0, MAX_PALETTE - 1), axis=1), direct)
+    w = direct + in_pal * (np.take_along_axis(prm.pal, np.clip(f, 0, MAX_PALETTE - 1), axis=1) - direct)
     ok = k < n_w[:, None]
     runs = (zq << e[:, None]) | zr
-    total = np.where(rle, n_w + np.where(k <= n_w[:, None], runs, 0).sum(axis=1), n_w)
+    total = np.where(rle, n_w + (runs * (k <= n_w[:, None])).sum(axis=1), n_w)
     if np.any(total != length):
         raise ValueError("a stream's weight count is inconsistent with the layer geometry")
     out = np.zeros((n_w.size, int(length.max(initial=0))), dtype=np.int64)
     # RLE: weight j lands after the zeros of runs 0..j and the j weights before it.
-    dest = np.where(rle[:, None], np.cumsum(np.where(ok, runs, 0), axis=1) + k, k)
+    dest = np.where(rle[:, None], np.cumsum(runs * ok, axis=1) + k, k)
     r, j = np.nonzero(ok)
     out[r, dest[r, j]] = w[r, j]
     return out
@@ -181,7 +182,7 @@ def _unary_runs(bits: np.ndarray, inside: np.ndarray, stop: np.ndarray, cost: np
     at = _cummax_rows(c * valid)  # cost up to the latest value's end
     before = np.concatenate([np.zeros((c.shape[0], 1), dtype=c.dtype), at[:, :-1]], axis=1)
     first = valid & (emitted == 1)
-    values = c - before + np.where(first, carry[:, None], 0)
+    values = c - before + first * carry[:, None]
     count = valid.sum(axis=1)
     new_carry = np.where(count > 0, c[:, -1] - at[:, -1], carry + c[:, -1])
     return valid, values, count, new_carry
@@ -232,10 +233,10 @@ def _chunks(rd: Reader, n_w: np.ndarray, n_z: np.ndarray, rle: np.ndarray,
             b0 = (u0[:, None] >> jw) & 1
             inside = wu[:, None] & (jw < cw[:, None])
             one = inside & (b0 == 1)
-            b1 = np.where(one, (u1[:, None] >> np.maximum(_cumsum_rows(one) - 1, 0)) & 1, 0)
+            b1 = ((u1[:, None] >> np.maximum(_cumsum_rows(one) - 1, 0)) & 1) * one
             end_one = one & (trunc[:, None] | (b1 == 0))
             emit = (inside & (b0 == 0)) | end_one
-            cost = np.where(one & ~end_one, 2, 0) + np.where(end_one, 1 + b1, 0)
+            cost = 2 * (one & ~end_one) + end_one * (1 + b1)
             valid, val, cnt, cur_w = _unary_runs(b0, inside, b0 == 1, cost, emit, cur_w, n_w - wc)
             r, j = np.nonzero(valid)
             fq[r, wc[r] + _cumsum_rows(valid)[r, j] - 1] = val[r, j]
@@ -243,7 +244,7 @@ def _chunks(rd: Reader, n_w: np.ndarray, n_z: np.ndarray, rle: np.ndarray,
         if z_en.any():
             b = (zu[:, None] >> jz) & 1
             inside = z_en[:, None] & (jz < cz[:, None])
-            valid, val, cnt, cur_z = _unary_runs(b, inside, b == 1, np.where(inside & (b == 1), 1, 0),
+            valid, val, cnt, cur_z = _unary_runs(b, inside, b == 1, inside & (b == 1),
                                                  inside & (b == 0), cur_z, n_z - zc)
             r, j = np.nonzero(valid)
             zq[r, zc[r] + _cumsum_rows(valid)[r, j] - 1] = val[r, j]
