@@ -16,8 +16,8 @@ import numpy as np
 from hwopt.analysis.layers import WeightLayer, zero_corrected_tensor
 from hwopt.analysis.stats import check_2_4
 from hwopt.ir import Model
-from hwopt.passes._common import channel_view, layers_to_process
-from hwopt.passes.cluster import ClusterPass, channel_groups, max_unique_per_group
+from hwopt.passes._common import layers_to_process
+from hwopt.passes.cluster import ClusterPass, distinct_per_group
 from hwopt.passes.manager import Pass
 from hwopt.passes.prune import PrunePass
 from hwopt.records import Finding, Severity
@@ -65,8 +65,7 @@ def _prune(model: Model, p: PrunePass) -> list[Finding]:
 def _cluster(model: Model, p: ClusterPass) -> list[Finding]:
     out: list[Finding] = []
     for wl in layers_to_process(model, p.skip)[0]:
-        rows = channel_view(model, wl).rows
-        n = max_unique_per_group(rows, channel_groups(p.granularity, rows.shape[0], p.effective_target))
+        n = distinct_per_group(model, wl, p.granularity, p.effective_target)
         if n > p.k:
             out.append(_broken(wl, f"has {n} distinct values per {p.granularity}, more than k={p.k}"))
     return out
