@@ -23,8 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from hwopt import shared_memory
 from hwopt.errors import NativeCodeError, UsageError
@@ -53,18 +52,24 @@ _POLL_S = 0.02  # memory watchdog period: a runaway allocation overshoots by at 
 _subject: contextvars.ContextVar[str | None] = contextvars.ContextVar("hwopt_native_subject", default=None)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Per-call wall-clock limit and resident-memory limit of the worker."""
+class _LimitValues(NamedTuple):
+    seconds: float
+    memory_bytes: int
 
-    seconds: float = DEFAULT_TIMEOUT_S
-    memory_bytes: int = DEFAULT_MEMORY_MB << 20
 
-    def __post_init__(self) -> None:
-        if not (self.seconds > 0 and self.seconds < float("inf")):
-            raise UsageError(f"{ENV_TIMEOUT} must be a positive number of seconds, got {self.seconds}")
-        if self.memory_bytes < (64 << 20):
-            raise UsageError(f"{ENV_MEMORY} must be at least 64 (MiB), got {self.memory_bytes >> 20}")
+class Limits(_LimitValues):
+    """Per-call wall-clock limit and resident-memory limit of the worker, checked when made.
+    (A named tuple, not a dataclass: this module loads right before the worker is spawned, and
+    `dataclasses` with `inspect` would take a few ms of that critical path.)"""
+
+    __slots__ = ()
+
+    def __new__(cls, seconds: float = DEFAULT_TIMEOUT_S, memory_bytes: int = DEFAULT_MEMORY_MB << 20) -> Limits:
+        if not (seconds > 0 and seconds < float("inf")):
+            raise UsageError(f"{ENV_TIMEOUT} must be a positive number of seconds, got {seconds}")
+        if memory_bytes < (64 << 20):
+            raise UsageError(f"{ENV_MEMORY} must be at least 64 (MiB), got {memory_bytes >> 20}")
+        return super().__new__(cls, seconds, memory_bytes)
 
     @classmethod
     def from_env(cls) -> Limits:

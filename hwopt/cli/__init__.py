@@ -134,10 +134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(chosen_command(words))
     args = parser.parse_args(words)
-    # A command whose path never logs (its flags say `logs=False`) skips importing logging
-    # (~3 ms of a short command); were logging loaded anyway, its records still get the format.
-    if getattr(args, "logs", True) or "logging" in sys.modules:
-        configure_logging(args.verbose)
     fast = argv is None and getattr(args, "fast_exit", False)
     previous_gc = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *previous_gc[1:])
@@ -198,6 +194,11 @@ def _run(parser: Parser, args: argparse.Namespace) -> int:
             from hwopt import isolation  # lazy: subprocess, pickle and the worker are no part of short commands
 
             isolation.prestart(*args.worker)
+        # A command whose path never logs (its flags say `logs=False`) skips importing logging
+        # (~3 ms of a short command); were logging loaded anyway, its records still get the format.
+        # After the worker's start: that is on the critical path of a command that compiles.
+        if getattr(args, "logs", True) or "logging" in sys.modules:
+            configure_logging(args.verbose)
         if getattr(args, "early", None):  # e.g. Vela's compile, started before the command's engines load
             load_handler(args.early)(args)
         return int(load_handler(args.handler)(args))
