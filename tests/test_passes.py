@@ -486,3 +486,25 @@ def test_cluster_on_bytes_with_a_zero_point(shared_models: Path, monkeypatch: py
     assert fast == slow and fast_stats == slow_stats
     for wl in layers_to_process(read_model(fast))[0]:
         assert distinct_per_group(read_model(fast), wl, "tensor", None) <= 8
+
+
+def test_verification_frees_its_re_read_copy_and_returns_the_bytes(small_model: Model,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manager's verification re-reads the serialized model; that copy holds reference cycles,
+    and a young collection frees it before the next pass (the bytes are not kept twice)."""
+    import weakref
+
+    from hwopt.passes import manager
+
+    copies: list[weakref.ref[Model]] = []
+    real = manager.read_model
+
+    def read(data: bytes) -> Model:
+        model = real(data)
+        copies.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(manager, "read_model", read)
+    data = manager.verify_model(small_model)
+    assert data == serialize(small_model)
+    assert len(copies) == 1 and copies[0]() is None
