@@ -40,10 +40,30 @@ NO_SHM = "noshm"  # the worker's reply status when it could not open a request's
 def resolve(target: str) -> Any:
     """The object `module:name.attr` names, importing its module."""
     module, _, name = target.partition(":")
-    obj: Any = importlib.import_module(module)  # lazy: a worker loads the function it runs by name
+    obj: Any = import_module(module)
     for part in name.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+_site_read = False
+
+
+def import_module(name: str) -> Any:
+    """`importlib.import_module`; where the worker runs without `site` (`python -S`) and a module is not
+    found, the worker reads the .pth files after all (a path hook or namespace one adds) and tries again."""
+    global _site_read
+    while True:
+        try:
+            return importlib.import_module(name)  # lazy: the worker loads what it runs (or warms up) by name
+        except ImportError:
+            if _site_read or not sys.flags.no_site:
+                raise
+            _site_read = True
+            import site  # the .pth files, only now that a module was missing without them
+
+            site.main()
+            importlib.invalidate_caches()
 
 
 class WorkerGoneError(Exception):
@@ -228,7 +248,7 @@ def _main(argv: list[str]) -> None:
 def _warm_up(modules: list[str]) -> None:
     for module in modules:
         with contextlib.suppress(Exception):
-            importlib.import_module(module)  # lazy: the worker warms up what its calls will need
+            import_module(module)  # the worker warms up what its calls will need
 
 
 if __name__ == "__main__":

@@ -284,3 +284,22 @@ def test_the_worker_starts_without_site_and_imports_hwopt_from_its_root(fresh: i
     assert path.split(os.pathsep)[0] == root
     assert fresh.call("builtins:eval", "__import__('hwopt').__file__", library="test") == isolation.__file__.replace(
         "isolation.py", "__init__.py")
+
+
+def test_a_worker_without_site_reads_the_pth_files_when_a_module_is_missing(tmp_path: Path) -> None:
+    """A module reachable only once `site` has run (its stand-in here adds the folder, as a .pth file would)
+    still imports in a worker started with -S; `site` runs once, only then."""
+    import subprocess
+    import sys
+
+    (tmp_path / "pth_only_module.py").write_text("VALUE = 42\n")
+    code = ("import site, sys\n"
+            "calls = []\n"
+            f"site.main = lambda: (calls.append(1), sys.path.append({str(tmp_path)!r}))\n"
+            "from hwopt.isolation_worker import resolve\n"
+            "print(resolve('zlib:crc32')(b'') , len(calls), resolve('pth_only_module:VALUE'), len(calls))\n"
+            "try:\n    resolve('no_such_module_anywhere:x')\nexcept ImportError:\n    print('refused', len(calls))\n")
+    env = {**os.environ, "PYTHONPATH": isolation._ROOT}
+    out = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "0", "42", "1", "refused", "1"]
