@@ -78,6 +78,17 @@ def _same_file(a: Path, b: Path) -> bool:
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, protect: tuple[Path, ...] = ()) -> Path:
     """Write `data` to `path` atomically; refuse to overwrite any file in `protect`."""
     target = Path(path)
+    tmp = _write_temporary(target, data, protect)
+    try:
+        return _replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_temporary(target: Path, data: bytes, protect: tuple[Path, ...]) -> str:
+    """`data` written and synced to a new temporary file beside `target` (the checks of atomic_write_bytes first)."""
     for p in protect:
         if _same_file(target, Path(p)) or target.resolve() == Path(p).resolve():
             raise OutputError(f"refusing to overwrite the input file {p}")
@@ -96,7 +107,6 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, protect: tu
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -105,7 +115,57 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, protect: tu
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    return tmp
+
+
+def _replace(tmp: str, target: Path) -> Path:
+    try:
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     return target
+
+
+class StagedWrite:
+    """atomic_write_bytes in two steps: the bytes are written and synced to a temporary file beside
+    `path` in a thread (while the caller still works out whether to keep them), then `commit()`
+    renames it into place or `discard()` removes it. A write error is raised by `commit()`, where
+    atomic_write_bytes would have raised it; a discarded write leaves nothing."""
+
+    def __init__(self, path: str | os.PathLike[str], data: bytes, *, protect: tuple[Path, ...] = ()) -> None:
+        import threading  # here, not at the top: only commands that stage an output start a thread
+
+        self._target = Path(path)
+        self._tmp: str | None = None
+        self._error: BaseException | None = None
+        self._done = False
+        self._thread = threading.Thread(target=self._write, args=(data, protect), name="hwopt-write", daemon=True)
+        self._thread.start()
+
+    def _write(self, data: bytes, protect: tuple[Path, ...]) -> None:
+        try:
+            self._tmp = _write_temporary(self._target, data, protect)
+        except BaseException as exc:  # raised by commit()
+            self._error = exc
+
+    def commit(self) -> Path:
+        """Wait for the write and rename the file into place (OutputError as atomic_write_bytes)."""
+        self._thread.join()
+        self._done = True
+        if self._error is not None:
+            raise self._error
+        assert self._tmp is not None
+        return _replace(self._tmp, self._target)
+
+    def discard(self) -> None:
+        """Wait for the write and remove the temporary file (nothing once committed)."""
+        self._thread.join()
+        if not self._done and self._tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+        self._done = True
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, protect: tuple[Path, ...] = ()) -> Path:

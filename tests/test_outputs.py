@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT, CliRunner
 
 from hwopt.errors import OutputError
-from hwopt.fileio import refuse_inputs, staged_directory
+from hwopt.fileio import StagedWrite, refuse_inputs, staged_directory
 
 EXAMPLE = ROOT / "hwopt" / "example" / "example_int8.tflite"
 
@@ -141,3 +141,51 @@ def test_sigterm_during_compile_leaves_no_debris(tmp_path: Path, delay: float) -
     leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".hwopt-stage-") or p.name.endswith(".tmp")]
     assert leftovers == []
     assert names == ["mine.txt"] or len(names) == 6  # nothing, or the whole set
+
+
+def test_a_staged_write_lands_whole_or_not_at_all(tmp_path: Path) -> None:
+    """StagedWrite: written beside the target in a thread; commit renames it, discard removes it,
+    and a write error surfaces at commit with atomic_write_bytes's message."""
+    kept = StagedWrite(tmp_path / "a.bin", b"abc" * 1000)
+    assert kept.commit() == tmp_path / "a.bin" and (tmp_path / "a.bin").read_bytes() == b"abc" * 1000
+    kept.discard()  # after commit: nothing to remove
+    dropped = StagedWrite(tmp_path / "b.bin", b"xyz")
+    dropped.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+    missing = StagedWrite(tmp_path / "no" / "c.bin", b"1")
+    with pytest.raises(OutputError, match="output directory does not exist"):
+        missing.commit()
+    guarded = StagedWrite(tmp_path / "a.bin", b"2", protect=(tmp_path / "a.bin",))
+    with pytest.raises(OutputError, match="refusing to overwrite the input file"):
+        guarded.commit()
+    assert (tmp_path / "a.bin").read_bytes() == b"abc" * 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+
+
+def test_enforce_with_a_failed_check_leaves_nothing(model: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """enforce writes its output beside Vela's compile; a failed check discards it: no file, no temporary."""
+    import hwopt.engines.enforce as enforce_engine
+    from hwopt.engines.enforce import enforce
+    from hwopt.records import Finding, Severity
+
+    monkeypatch.setattr(enforce_engine, "check_promises",
+                        lambda *_a: [Finding(Severity.ERROR, "promise-not-kept", "planted")])
+    out = tmp_path / "o.tflite"
+    report = enforce(model, out, "prune{sparsity=0.5}")
+    assert report.failed and not report.written
+    assert sorted(p.name for p in tmp_path.iterdir()) == [model.name]
+
+
+def test_sigterm_during_enforce_leaves_no_debris(tmp_path: Path) -> None:
+    out = tmp_path / "o.tflite"
+    proc = subprocess.Popen([sys.executable, "-m", "hwopt", "enforce", str(EXAMPLE), "--sparsity", "0.5",
+                             "--clusters", "16", "-o", str(out)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    time.sleep(1.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 1, 128 + signal.SIGTERM, -signal.SIGTERM), err
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    if out.exists():  # the command had finished: the whole model
+        assert proc.returncode in (0, -signal.SIGTERM) and out.read_bytes()[4:8] == b"TFL3"

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from hwopt.engines.fidelity import Dataset, FidelityReport, Runner, compare, loa
 from hwopt.engines.measure import measure
 from hwopt.engines.promises import check_promises, keep_pruned_zeros
 from hwopt.errors import UnsupportedModelError, UsageError
-from hwopt.fileio import atomic_write_bytes, refuse_inputs
+from hwopt.fileio import StagedWrite, atomic_write_bytes, refuse_inputs
 from hwopt.format.tflite_io import read_model, serialize
 from hwopt.ir import Model
 from hwopt.passes.manager import Pass, PassContext, PassManager, PassRecord, format_pipeline, parse_pipeline
@@ -208,19 +208,22 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
                   calibration: Dataset | None = None, target: Target | None = None, max_drop: float | None = None,
                   measure_encoded: bool = True, measure_input: bool = False, input_name: str = "",
                   litert: isolation.Worker | None = None,
-                  source_bytes: bytes | None = None) -> tuple[Model, bytes, EnforceReport]:
+                  source_bytes: bytes | None = None,
+                  on_bytes: Callable[[bytes], None] | None = None) -> tuple[Model, bytes, EnforceReport]:
     """Run the pipeline on a copy of `model`; return the new model, its bytes and the report (nothing written).
 
     `measure_encoded` encodes and compiles the new model (once); `measure_input` also the input,
     for encoded bytes before and after from the same encoder and Vela. `litert`: the worker
     LiteRT runs in (default: one of its own, see `litert_worker`). `source_bytes`: the flatbuffer
     `model` was read from, when the caller knows it is unedited (else its state is serialized).
+    `on_bytes` hears the new model's bytes as soon as they exist (the caller may start writing them).
     """
     if litert is None:
         with litert_worker() as own:
             return enforce_model(model, pipeline, data=data, calibration=calibration, target=target,
                                  max_drop=max_drop, measure_encoded=measure_encoded, measure_input=measure_input,
-                                 input_name=input_name, litert=own, source_bytes=source_bytes)
+                                 input_name=input_name, litert=own, source_bytes=source_bytes,
+                                 on_bytes=on_bytes)
     if max_drop is not None and not 0.0 <= max_drop <= 1.0:
         raise UsageError(f"max_drop must lie in [0, 1], got {max_drop}")
     check_enforceable(model)
@@ -251,6 +254,8 @@ def enforce_model(model: Model, pipeline: str | Sequence[Pass], *, data: Dataset
     compiling = Background(lambda: _encoded(new_model, new_bytes, enc_target, vela_target)) if measure_encoded else None
     fidelity = Background(lambda: compare(original, new_bytes, data, worker=litert))
     try:
+        if on_bytes is not None:
+            on_bytes(new_bytes)
         layers = _layer_changes(model, new_model)
         findings: list[Finding] = check_promises(new_model, passes)
         fid = fidelity.result()
@@ -295,16 +300,28 @@ def enforce(model_path: str | os.PathLike[str], output: str | os.PathLike[str], 
     src, out = Path(model_path), Path(output)
     inputs = (src, data, calibration)
     refuse_inputs([out], inputs)
-    with litert_worker() as litert:
-        model = read_model(src)
-        runner_inputs = Runner(model.source, worker=litert).inputs if (data or calibration) else []
-        ds = load_data(data, runner_inputs) if data else None
-        cal = load_data(calibration, runner_inputs) if calibration else None
-        _, new_bytes, report = enforce_model(model, pipeline, data=ds, calibration=cal, target=target,
-                                             max_drop=max_drop, measure_encoded=measure_encoded,
-                                             measure_input=measure_input, input_name=str(src), litert=litert,
-                                             source_bytes=model.source or None)
-    if report.failed:
-        return report
-    atomic_write_bytes(out, new_bytes, protect=tuple(Path(p) for p in inputs if p is not None))
+    protect = tuple(Path(p) for p in inputs if p is not None)
+    # The new model is written to a temporary file while Vela compiles it, and put in place only
+    # when everything passed.
+    staged: list[StagedWrite] = []
+    try:
+        with litert_worker() as litert:
+            model = read_model(src)
+            runner_inputs = Runner(model.source, worker=litert).inputs if (data or calibration) else []
+            ds = load_data(data, runner_inputs) if data else None
+            cal = load_data(calibration, runner_inputs) if calibration else None
+            _, new_bytes, report = enforce_model(
+                model, pipeline, data=ds, calibration=cal, target=target, max_drop=max_drop,
+                measure_encoded=measure_encoded, measure_input=measure_input, input_name=str(src), litert=litert,
+                source_bytes=model.source or None,
+                on_bytes=lambda new: staged.append(StagedWrite(out, new, protect=protect)))
+        if report.failed:
+            return report
+        if staged:
+            staged[0].commit()
+        else:
+            atomic_write_bytes(out, new_bytes, protect=protect)
+    finally:
+        for write in staged:
+            write.discard()  # nothing once committed
     return dataclasses.replace(report, output=str(out), written=True)
