@@ -104,12 +104,27 @@ class PassChoice:
 
 def _find_palette(syms: np.ndarray, cnts: np.ndarray, nd: np.ndarray, rle: bool) -> tuple[np.ndarray, ...]:
     """FindPaletteParams per stream on ranks-major (K, S) input: (size, padded, dirofs); size 0: none."""
-    width, rows = syms.shape
+    rows = syms.shape[1]
     valid = cnts > 0
     size = np.minimum(MAX_PALETTE, np.count_nonzero(cnts > 1, axis=0))
     # A single repeated non-zero value still pays off if padded with a zero entry.
     padded = (size == 1) & (syms[0] > 0) & (cnts[0] > 2)
     size = np.where(padded, 2, np.where(size < 2, 0, size))
+    # Only streams with a palette candidate need the cut search (a few percent of dense streams).
+    sub = np.flatnonzero(size > 0)
+    out_size, out_dirofs = np.zeros(rows, dtype=np.int64), np.zeros(rows, dtype=np.int64)
+    out_padded = np.zeros(rows, dtype=bool)
+    if sub.size:
+        out_size[sub], out_padded[sub], out_dirofs[sub] = _palette_cut(
+            syms[:, sub], valid[:, sub], nd[sub], rle, size[sub], padded[sub])
+    return out_size, out_padded, out_dirofs
+
+
+def _palette_cut(syms: np.ndarray, valid: np.ndarray, nd: np.ndarray, rle: bool, size: np.ndarray,
+                 padded: np.ndarray) -> tuple[np.ndarray, ...]:
+    """`_find_palette` for streams with a palette candidate (size > 0): shrink it until the direct
+    symbols fit, choosing DIROFS; (size, padded, dirofs), size 0 where no palette is left."""
+    width, rows = syms.shape
     # Suffix min/max of the symbols outside the palette, for every possible palette cut.
     smin = np.where(valid, syms, _BIG)
     smax = np.where(valid, syms, -1)
@@ -117,7 +132,7 @@ def _find_palette(syms: np.ndarray, cnts: np.ndarray, nd: np.ndarray, rle: bool)
     suf_max = np.concatenate([np.maximum.accumulate(smax[::-1], axis=0)[::-1], np.full((1, rows), -1)], axis=0)
     dirofs = np.zeros(rows, dtype=np.int64)
     range_left = MAX_SYMBOL - size
-    active = size > 0
+    active = np.ones(rows, dtype=bool)
     idx = np.arange(rows)
     while True:
         size = np.where(active, np.minimum(size, range_left), size)
@@ -174,18 +189,30 @@ def search_pass(rk_syms: np.ndarray, rk_cnts: np.ndarray, zdiv: np.ndarray, n: i
     mv = (mapped * valid).astype(np.int32)
     any_trunc = bool((nd <= 3).any())
     for d in range(6):
-        q = mv >> d
+        # A divisor outside a stream's range is never its choice: where few streams admit this one
+        # (dense 8-bit symbols start at 3), only those are costed.
+        cols = np.flatnonzero((d >= lo) & (d <= hi))
+        if cols.size == 0:
+            continue
+        few = 2 * cols.size < rows
+        q = (mv[:, cols] if few else mv) >> d
+        c, t_, n_ = (cnt[:, cols], total[cols], nd[cols]) if few else (cnt, total, nd)
         qmax = q.max(axis=0)
         # Truncation: <= 3 distinct symbols, all quotients <= 2, so each costs 1 or 2 unary bits.
-        trunc = (nd <= 3) & (qmax < 3)
+        trunc = (n_ <= 3) & (qmax < 3)
         # Only a stream of <= 3 distinct symbols can truncate: skip the count when none can.
-        positive = ((q > 0) * cnt).sum(axis=0, dtype=np.int32) if any_trunc else 0
-        quot_bits = np.where(trunc, positive, (q * cnt).sum(axis=0, dtype=np.int32)) + total
-        unary1 = np.where(trunc, positive, (((q + 1) >> 1) * cnt).sum(axis=0, dtype=np.int32))
-        cost = -(-(quot_bits - unary1) // c34) * c34 + unary1 + d * total
-        ok = (d >= lo) & (d <= hi) & (qmax <= MAX_QUOTIENT)
-        costs[d] = np.where(ok, cost, costs[d])
-        truncs[d] = trunc
+        positive = ((q > 0) * c).sum(axis=0, dtype=np.int32) if any_trunc else 0
+        quot_bits = np.where(trunc, positive, (q * c).sum(axis=0, dtype=np.int32)) + t_
+        unary1 = np.where(trunc, positive, (((q + 1) >> 1) * c).sum(axis=0, dtype=np.int32))
+        cost = -(-(quot_bits - unary1) // c34) * c34 + unary1 + d * t_
+        if few:
+            keep = qmax <= MAX_QUOTIENT
+            costs[d, cols[keep]] = cost[keep]
+            truncs[d, cols] = trunc
+        else:
+            ok = (d >= lo) & (d <= hi) & (qmax <= MAX_QUOTIENT)
+            costs[d] = np.where(ok, cost, costs[d])
+            truncs[d] = trunc
     k = np.argmin(costs, axis=0)  # lowest divisor wins ties, like the driver's ascending search
     kcost = costs[k, np.arange(rows)]
     grc = kcost < best_cost
