@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CliRunner
 
 from hwopt import isolation, shared_memory
 from hwopt.cli.early import read_input_shared
@@ -303,3 +304,31 @@ def test_a_worker_without_site_reads_the_pth_files_when_a_module_is_missing(tmp_
     out = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "0", "42", "1", "refused", "1"]
+
+
+def test_commands_report_the_same_through_shared_memory_and_through_the_pipes(
+        tmp_path: Path, run_cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """encode --json and the compile folder are byte-identical whichever way the data crosses, and the
+    early compile is handed a sealed mapping only when shared memory is used."""
+    handed: list[type] = []
+    real_start = vela_start.start
+
+    def start(model_bytes: Any, *args: Any, **kwargs: Any) -> bool:
+        handed.append(type(model_bytes))
+        return real_start(model_bytes, *args, **kwargs)
+
+    monkeypatch.setattr("hwopt.cli.early.vela_start.start", start)
+    model = tmp_path / "m.tflite"
+    model.write_bytes(EXAMPLE_MODEL.read_bytes())
+    runs = {}
+    for way in ("shared", "pipes"):
+        if way == "pipes":
+            isolation.shutdown()
+            monkeypatch.setattr(shared_memory, "_supported", False)
+        enc = run_cli("encode", model, "--target", "ethos-u55-128", "--json")
+        comp = run_cli("compile", model, "--target", "ethos-u55-128", "-o", tmp_path / way)
+        assert enc.code == 0 and comp.code == 0, (enc.err, comp.err)
+        runs[way] = (enc.out, {p.name: p.read_bytes() for p in (tmp_path / way).iterdir() if p.name != "report.json"})
+    assert handed == [mmap.mmap, mmap.mmap, bytes, bytes]
+    assert runs["shared"] == runs["pipes"]
+    isolation.shutdown()
