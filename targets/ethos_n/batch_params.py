@@ -10,6 +10,7 @@ tip the RLE choice - is solved by iterating the per-OG chain to its fixed point.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -58,18 +59,24 @@ def rank_symbols(sym: np.ndarray) -> Ranking:
 def _rank_short(sym: np.ndarray) -> Ranking:
     """`rank_symbols` for short streams (depthwise: 9 weights), positions-major (L, S): every
     position is compared with every other, L*L vector operations across the streams, no sort."""
-    x = np.ascontiguousarray(sym.T, dtype=np.int32)
-    length, rows = x.shape
+    length = sym.shape[1]
+    # Narrow integers where the keys fit (count x 512 + symbol < 2**15 up to 63 positions): a
+    # depthwise stripe's (9, S) passes then move a quarter of the int32 bytes.
+    narrow = length * _SYM_BINS + _SYM_BINS <= np.iinfo(np.int16).max
+    dtypes: tuple[Any, Any] = (np.int16, np.int8) if narrow else (np.int32, np.int32)
+    wide, small = dtypes
+    x = np.ascontiguousarray(sym.T, dtype=wide)
+    rows = x.shape[1]
     # One position i at a time against all positions j, so the temporaries are (L, S), not (L, L, S).
-    count = np.zeros((length, rows), dtype=np.int32)  # occurrences of the symbol at each position
+    count = np.zeros((length, rows), dtype=small)  # occurrences of the symbol at each position
     first = np.ones((length, rows), dtype=bool)  # the symbol's first position: one per distinct symbol
     for i in range(length):
         same = x == x[i]
         count += same
         first[i + 1 :] &= ~same[i + 1 :]
-    key = count * _SYM_BINS + x  # count desc, then symbol desc
+    key = count.astype(wide) * _SYM_BINS + x  # count desc, then symbol desc (a weak int: stays narrow)
     # Rank = distinct symbols with a larger key (keys of distinct symbols never tie).
-    rank = np.zeros((length, rows), dtype=np.int32)
+    rank = np.zeros((length, rows), dtype=small)
     for i in range(length):
         rank += (key[i] > key) & first[i]
     width = max(int(first.sum(axis=0).max(initial=0)), 1)
