@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
+from typing import IO
 
 STDIO = (1, 2)
 
@@ -17,6 +17,17 @@ def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+
+
+def _sink() -> IO[bytes]:
+    """An anonymous file for the captured output: an in-memory file on Linux (no file system, and
+    no `tempfile` import in the isolation worker's start-up), else a temporary file."""
+    if hasattr(os, "memfd_create"):
+        with contextlib.suppress(OSError):
+            return os.fdopen(os.memfd_create("hwopt-console", os.MFD_CLOEXEC), "w+b")
+    import tempfile  # only where there are no memory files
+
+    return tempfile.TemporaryFile()
 
 
 @contextlib.contextmanager
@@ -32,7 +43,7 @@ def captured_fds(fds: tuple[int, ...] = STDIO) -> Iterator[list[str]]:
     except OSError:
         yield out
         return
-    with tempfile.TemporaryFile() as sink:
+    with _sink() as sink:
         try:
             for fd in fds:
                 os.dup2(sink.fileno(), fd)
