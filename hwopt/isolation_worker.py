@@ -1,8 +1,8 @@
 """The isolation worker's side and the wire both sides speak (length-prefixed pickles over two pipes):
 kept apart from `hwopt.isolation`, the parent's supervisor, so that each stays one concern.
 
-With shared memory (Linux), a message's large `bytes` (a model, a compiled model) do not cross the
-pipe: they go into one sealed memory file per message, and the pickle holds where (persistent ids);
+With shared memory (Linux), a message's large `bytes` (a model, a compiled model) and large
+protocol-5 buffers (a contiguous numpy array's data, arriving writable) do not cross the pipe: they go into one sealed memory file per message, and the pickle holds where (persistent ids);
 a sealed mapping of an input file (`hwopt.cli.early.read_input_shared`) crosses by reference, without a copy.
 The sender keeps its memory file open until the reader has answered (the parent: until the reply;
 the worker: until the next request).
@@ -91,8 +91,8 @@ class _Pickler(pickle.Pickler):
 
 
 class _SharedPickler(_Pickler):
-    """Pickles a message whose large bytes go into a memory file and whose sealed mappings go by
-    reference (persistent ids), so that neither crosses the pipe."""
+    """Pickles a message whose large bytes and protocol-5 buffers (numpy arrays) go into a memory file
+    and whose sealed mappings go by reference (persistent ids), so that none crosses the pipe."""
 
     def __init__(self, file: io.BytesIO, oob: shared_memory.Builder) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -105,6 +105,9 @@ class _SharedPickler(_Pickler):
         if kind is mmap.mmap:
             fd = shared_memory.sealed_fd(obj)
             return ("m", shared_memory.Ref(os.getpid(), fd, 0, len(obj))) if fd is not None else None
+        if kind is pickle.PickleBuffer:  # protocol 5's buffers (e.g. a contiguous numpy array's data)
+            raw = obj.raw()
+            return ("w", self.oob.add(raw)) if raw.nbytes >= SHM_MIN_BYTES else None
         return None
 
 
@@ -115,6 +118,8 @@ class _Unpickler(pickle.Unpickler):
             return shared_memory.read(ref)
         if kind == "m":
             return shared_memory.attach(ref)
+        if kind == "w":
+            return shared_memory.read_writable(ref)
         raise pickle.UnpicklingError(f"unknown out-of-band object {kind!r}")
 
 

@@ -136,6 +136,23 @@ def read(ref: Ref) -> bytes:
         os.close(fd)
 
 
+def read_writable(ref: Ref) -> bytearray:
+    """The bytes a Ref names as a new bytearray (for an array that must stay writable, as unpickled)."""
+    out = bytearray(ref.length)
+    view = memoryview(out)
+    fd = open_sealed(ref)
+    try:
+        done = 0
+        while done < ref.length:
+            n = os.preadv(fd, [view[done:done + _CHUNK]], ref.offset + done)
+            if n <= 0:
+                raise SharedMemoryError("the shared buffer ended early")
+            done += n
+    finally:
+        os.close(fd)
+    return out
+
+
 def attach(ref: Ref) -> mmap.mmap:
     """A read-only mapping of the sealed file a Ref names (the whole file: `ref.offset` is 0), no copy."""
     if ref.offset or not ref.length:

@@ -98,6 +98,20 @@ def test_large_bytes_cross_both_ways_through_shared_memory(fresh: isolation.Work
     assert small == bytes(100)
 
 
+def test_numpy_arrays_cross_both_ways_through_shared_memory_and_stay_writable(
+        fresh: isolation.Worker, wire: dict[str, list[int]]) -> None:
+    np = pytest.importorskip("numpy")
+    c = np.arange(1 << 20, dtype=np.int32).reshape(1024, 1024)
+    f = np.asfortranarray(c.astype(">f4"))  # Fortran order, big-endian: both kept
+    for a in (c, f, c[:, ::2]):  # the last one is not contiguous: numpy pickles its bytes, out of band too
+        back = fresh.call("numpy:copy", a, order="K", library="test")
+        assert back.dtype == a.dtype and back.shape == a.shape and np.array_equal(back, a)
+        assert back.flags.writeable and back.flags.f_contiguous == a.flags.f_contiguous
+    assert max(wire["sent"]) < SMALL and max(wire["read"]) < SMALL
+    small = fresh.call("numpy:copy", np.arange(10), library="test")  # below the threshold: in the pickle
+    assert small.flags.writeable and small.tolist() == list(range(10))
+
+
 def test_the_fallback_sends_everything_through_the_pipes(pipes_only: None, fresh: isolation.Worker,
                                                          wire: dict[str, list[int]], tmp_path: Path) -> None:
     data = os.urandom(BIG)
