@@ -189,7 +189,9 @@ class Worker:
         env[ENV_CHILD] = "1"
         # `-S` (no `site`): the worker gets this process's import path whole, led by the folder holding
         # hwopt (an editable install's path finder is a `site` hook the worker then does without), and
-        # starts ~20 ms sooner without reading the .pth files.
+        # starts ~20 ms sooner without reading the .pth files. It runs in that folder: `-m` puts the
+        # working directory first on the path, and a folder named `hwopt` in the caller's working
+        # directory (another checkout) would otherwise be the worker's hwopt. Its calls take no paths.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, *sys.path) if p)
         shm = shares_memory()
         try:
@@ -197,7 +199,7 @@ class Worker:
                 [sys.executable, "-S", "-m", "hwopt.isolation_worker", str(req_r), str(res_w), *((SHM_FLAG,) if shm else ()),
                  *preload],
                 pass_fds=(req_r, res_w), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                start_new_session=True, close_fds=True,
+                start_new_session=True, close_fds=True, cwd=_ROOT if os.path.isdir(_ROOT) else None,
             )
         finally:
             os.close(req_r)

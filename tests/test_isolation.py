@@ -34,6 +34,18 @@ def test_call_returns_results_and_reuses_the_process(fresh: isolation.Worker) ->
     assert np.array_equal(arr, np.arange(5))
 
 
+def test_a_hwopt_folder_in_the_working_directory_is_not_the_workers_hwopt(
+        fresh: isolation.Worker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `python -m` puts the working directory first on the path: run from another checkout, the
+    # worker would import that checkout's hwopt (here one that dies at import) instead of this one.
+    fake = tmp_path / "hwopt"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise SystemExit(7)\n")
+    monkeypatch.chdir(tmp_path)
+    assert fresh.call("math:gcd", 12, 18, library="test") == 6
+    assert Path(fresh.call("os:getcwd", library="test")) != tmp_path
+
+
 def test_exceptions_cross_the_boundary_unchanged(fresh: isolation.Worker) -> None:
     with pytest.raises(ModelFormatError):
         fresh.call("hwopt.format.tflite_io:read_model", b"not a model", library="test")
