@@ -52,7 +52,8 @@ def test_vela_streams_equal_hwopt_streams(shared_models: Path, target: str) -> N
     assert taken >= 30  # resnet8 (10), micro_speech (2), the two resnet8 variants (10 each)
 
 
-def test_a_wrong_vela_stream_fails_the_check(shared_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _corrupt_vela_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Vela's located streams with one byte flipped inside every layer's first stream."""
     from hwopt.targets.ethos_u import vela_weights
 
     real = vela_weights.compiled_streams
@@ -67,6 +68,10 @@ def test_a_wrong_vela_stream_fails_the_check(shared_models: Path, monkeypatch: p
         return replace(found, read_only=bytes(ro))
 
     monkeypatch.setattr(vela_weights, "compiled_streams", corrupt)
+
+
+def test_a_wrong_vela_stream_fails_the_check(shared_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _corrupt_vela_streams(monkeypatch)
     vela, _ = _both(shared_models / "mlperftiny_resnet8_int8.tflite", "ethos-u55-128")
     taken = [la for la in vela.layers if la.stream_source == "vela"]  # type: ignore[attr-defined]
     assert taken and not any(la.roundtrip_ok for la in taken)
@@ -83,17 +88,6 @@ def test_a_wrong_vela_stream_fails_the_check_worked_out_during_the_compile(share
     from hwopt.targets import resolve_target
     from hwopt.targets.ethos_u import vela_weights
 
-    real = vela_weights.compiled_streams
-
-    def corrupt(compiled: object, *, u85: bool) -> vela_weights.CompiledStreams | None:
-        found = real(compiled, u85=u85)
-        assert found is not None
-        ro = bytearray(found.read_only)
-        for layer in found.layers.values():
-            off, n = layer.streams[0]
-            ro[off + n // 2] ^= 0x5A  # one byte inside every layer's first stream
-        return replace(found, read_only=bytes(ro))
-
     path = shared_models / "mlperftiny_resnet8_int8.tflite"
     made = []
     real_expectations = vela_weights.Expectations
@@ -106,7 +100,7 @@ def test_a_wrong_vela_stream_fails_the_check_worked_out_during_the_compile(share
         def done(self) -> bool:
             return False  # however fast Vela is, every check is worked out "during" the compile
 
-    monkeypatch.setattr(vela_weights, "compiled_streams", corrupt)
+    _corrupt_vela_streams(monkeypatch)
     monkeypatch.setattr(vela_weights, "Expectations", recording)
     monkeypatch.setattr(encode, "Background", Compiling)
     report = encode_model(read_model(path), resolve_target("ethos-u55-128"), block_source="vela", path=str(path))
