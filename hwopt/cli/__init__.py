@@ -181,6 +181,12 @@ def wants_worker(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "worker", None)) and (test is None or bool(test(args)))
 
 
+def names_ethos_n(target: object) -> bool:
+    """Whether a `--target` value names an Ethos-N target (Vela does not compile for one); a descriptor
+    file of one is known only once it is read, by the early step, which then stops the worker."""
+    return str(target).lower().startswith("ethos-n")
+
+
 def _run(parser: Parser, args: argparse.Namespace) -> int:
     """Run the parsed command; every failure becomes an exit code and at most one stderr line."""
     if not getattr(args, "handler", None):

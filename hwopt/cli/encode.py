@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hwopt.cli import names_ethos_n
 from hwopt.preloads import VELA_PRELOAD
 
 
@@ -33,6 +34,5 @@ def register(sub: Any) -> None:
 
 
 def compiles_with_vela(args: Any) -> bool:
-    """Whether this encode compiles with Vela: Vela's blocks (the default) on a target that is not an Ethos-N
-    by name (a descriptor file of one starts a worker the early step then stops)."""
-    return args.blocks in (None, "vela") and not str(args.target).lower().startswith("ethos-n")
+    """Whether this encode compiles with Vela: Vela's blocks (the default) on a target that is not an Ethos-N."""
+    return args.blocks in (None, "vela") and not names_ethos_n(args.target)

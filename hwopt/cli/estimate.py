@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hwopt.cli import names_ethos_n
 from hwopt.preloads import VELA_COMPILE_PRELOAD
 
 
@@ -32,5 +33,5 @@ def register(sub: Any) -> None:
 
 def compiles_with_vela(args: Any) -> bool:
     """Whether this estimate compiles with Vela: its engine (the default for an Ethos-U) on a target that is not
-    an Ethos-N by name."""
-    return args.engine in (None, "vela") and not str(args.target).lower().startswith("ethos-n")
+    an Ethos-N."""
+    return args.engine in (None, "vela") and not names_ethos_n(args.target)
