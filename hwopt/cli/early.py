@@ -19,7 +19,6 @@ from pathlib import Path
 from hwopt import isolation, shared_memory
 from hwopt.errors import HwoptError, ModelFormatError
 from hwopt.fileio import input_stat, read_input_file
-from hwopt.preloads import VELA_PRELOAD
 from hwopt.targets import resolve_target
 from hwopt.targets.ethos_u import vela_start
 
@@ -79,7 +78,6 @@ def start_estimate(args: argparse.Namespace) -> None:
 
 def start_encode(args: argparse.Namespace) -> None:
     """The Ethos-U `hwopt encode` (default `--blocks vela`) takes Vela's block configurations and streams from a
-    compile: start the worker and the compile. `--blocks rule` compiles nothing and starts neither here."""
+    compile: start the compile (the CLI started the worker with the flags). `--blocks rule` compiles nothing."""
     if args.blocks in (None, "vela"):
-        isolation.prestart(*VELA_PRELOAD)
         _start(args.model, args.target, accelerator=args.accelerator)
