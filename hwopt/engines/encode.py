@@ -27,7 +27,7 @@ from hwopt.engines.encode_ethos_u import (
     vela_dilates_weights,
 )
 from hwopt.engines.encode_layer import INT_WEIGHTS, LayerEncoding, not_encodable, raw_symbol_counts, weight_problem
-from hwopt.engines.encode_n78 import encode_n78, n78_problem
+from hwopt.engines.encode_n78 import encode_or_report_n78, n78_problem
 from hwopt.errors import CompileError, OutputError, UnsupportedModelError, UsageError
 from hwopt.fileio import refuse_inputs, staged_directory
 from hwopt.format.tflite_io import read_model
@@ -183,15 +183,10 @@ def _encode_layers(model: Model, target: Target, layers: list[WeightLayer], reas
     for layer, reason in zip(layers, reasons, strict=True):
         if offload is not None and (done := offload.collect(wait=False)) is not None:
             out[done[0]] = finish_u(done[1], model, done[2])
-        if reason is not None:
-            out.append(not_encodable(layer, model, reason))
-            continue
         if variant is not None:
-            try:
-                enc = encode_n78(layer, model, variant)
-            except ValueError as exc:  # a geometry the N78 weight format has no layout for
-                out.append(not_encodable(layer, model, f"ethos-n78: {exc}"))
-                continue
+            enc = encode_or_report_n78(layer, model, variant, reason)
+        elif reason is not None:
+            enc = not_encodable(layer, model, reason)
         else:
             assert arch is not None
 

@@ -64,21 +64,22 @@ def encode_n78(layer: WeightLayer, model: Model, variant: N78Variant) -> LayerEn
                   coded=coded, ok=ok)
 
 
+def encode_or_report_n78(layer: WeightLayer, model: Model, variant: N78Variant, reason: str | None) -> LayerEncoding:
+    """One layer encoded for an N78 variant, or reported not encodable: for `reason` (`n78_problem`), or for a
+    geometry the weight format turns out to have no layout for."""
+    if reason is None:
+        try:
+            return encode_n78(layer, model, variant)
+        except ValueError as exc:  # a geometry the N78 weight format has no layout for
+            reason = f"ethos-n78: {exc}"
+    return not_encodable(layer, model, reason)
+
+
 def encode_layers_n78(model: Model, variant: N78Variant) -> list[LayerEncoding]:
     """Every weight layer of `model` encoded for an N78 variant, in order, a layer the format cannot
     hold reported not encodable: `encode_model`'s N78 layers, without the Ethos-U machinery it loads."""
-    out = []
-    for layer in weight_layers(model):
-        reason = n78_problem(layer, model)
-        if reason is None:
-            try:
-                enc = encode_n78(layer, model, variant)
-            except ValueError as exc:  # a geometry the N78 weight format has no layout for
-                reason = f"ethos-n78: {exc}"
-            else:
-                if not enc.roundtrip_ok:
-                    log.error("round trip failed for subgraph %d op %d (%s)", enc.subgraph, enc.op_index, enc.op)
-                out.append(enc)
-                continue
-        out.append(not_encodable(layer, model, reason))
+    out = [encode_or_report_n78(layer, model, variant, n78_problem(layer, model)) for layer in weight_layers(model)]
+    for enc in out:
+        if enc.encodable and not enc.roundtrip_ok:
+            log.error("round trip failed for subgraph %d op %d (%s)", enc.subgraph, enc.op_index, enc.op)
     return out
