@@ -21,7 +21,7 @@ from hwopt.analysis.deflate_core import SamplePlan as SamplePlan
 from hwopt.analysis.deflate_core import buffer_regions as buffer_regions
 from hwopt.analysis.deflate_core import deflate_size as deflate_size
 from hwopt.analysis.deflate_core import deflated_bytes as deflated_bytes
-from hwopt.analysis.deflate_core import piece_bytes, plan_for, sized
+from hwopt.analysis.deflate_core import measure, sized
 from hwopt.analysis.deflate_core import sample_plan as sample_plan
 from hwopt.analysis.deflate_core import sampled_deflated_bytes as sampled_deflated_bytes
 from hwopt.analysis.deflate_core import zip_size as zip_size
@@ -43,11 +43,8 @@ class DeflateSize:
 
 def measure_deflate(data: bytes, name: str = "model.tflite", *, exact: bool = False) -> DeflateSize:
     """The ZIP_DEFLATED size: exact for files up to EXACT_LIMIT or when asked, else a sampled estimate."""
-    plan = plan_for(data, exact)
-    if plan is None:
-        return DeflateSize(deflate_size(data, name), DeflateMethod.EXACT, 0.0)
-    view = memoryview(data).cast("B")
-    return sampled_size(name, len(data), plan.estimate([piece_bytes(view, start, end) for start, end in plan.pieces]))
+    size, method, error = measure(data, name, exact)
+    return DeflateSize(size, DeflateMethod(method), error)
 
 
 def sampled_size(name: str, file_size: int, estimate: tuple[int, int]) -> DeflateSize:

@@ -16,10 +16,13 @@ import os
 import signal
 import struct
 import zlib
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from hwopt.errors import HwoptError
 from hwopt.fileio import read_input_file
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # zipfile's limits: beyond ZIP64_LIMIT bytes it adds ZIP64 extra fields and end records.
 ZIP64_LIMIT = (1 << 31) - 1
@@ -296,15 +299,26 @@ def compress_file(path: str | os.PathLike[str], *, exact: bool = False) -> Compr
     return Compressing.start(data, os.path.basename(os.fspath(path)) or "model.tflite", exact=exact)
 
 
-def _report(w: int, data: bytes, name: str, exact: bool) -> None:
+def measure(data: bytes, name: str, exact: bool,
+            on_piece: Callable[[int, int], None] | None = None) -> tuple[int, str, float]:
+    """(archive bytes, "exact" or "sampled", relative error bound): exact for files up to EXACT_LIMIT or
+    when asked, else sampled; `on_piece(index, compressed bytes)` hears each sampled piece as it is done."""
     plan = plan_for(data, exact)
     if plan is None:
-        size, method, error = deflate_size(data, name), "exact", 0.0
-    else:  # one line per piece, as each is done: the caller may take over the rest
-        view = memoryview(data).cast("B")
-        sizes = []
-        for i, (start, end) in enumerate(plan.pieces):
-            sizes.append(piece_bytes(view, start, end))
-            os.write(w, f"{i} {sizes[-1]}\n".encode())
-        (size, error), method = sized(name, len(data), plan.estimate(sizes)), "sampled"
+        return deflate_size(data, name), "exact", 0.0
+    view = memoryview(data).cast("B")
+    sizes = []
+    for i, (start, end) in enumerate(plan.pieces):
+        sizes.append(piece_bytes(view, start, end))
+        if on_piece is not None:
+            on_piece(i, sizes[-1])
+    size, error = sized(name, len(data), plan.estimate(sizes))
+    return size, "sampled", error
+
+
+def _report(w: int, data: bytes, name: str, exact: bool) -> None:
+    def piece(index: int, compressed: int) -> None:  # one line per piece, as each is done: the caller may take over the rest
+        os.write(w, f"{index} {compressed}\n".encode())
+
+    size, method, error = measure(data, name, exact, piece)
     os.write(w, f"= {size} {method} {error!r}\n".encode())
