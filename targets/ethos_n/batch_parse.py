@@ -149,20 +149,12 @@ def payload(rd: Reader, n_w: np.ndarray, prm: Params, length: np.ndarray, n: int
     return out
 
 
-def _cumsum_rows(a: np.ndarray) -> np.ndarray:
-    """`np.cumsum(a, axis=1)` (int64) of short rows, a column at a time across the rows: numpy
-    accumulates each 12-bit row on its own (a bool matrix ~8x slower than this)."""
+def _accumulate_rows(a: np.ndarray, op: np.ufunc = np.add) -> np.ndarray:
+    """`op.accumulate(a, axis=1)` (int64) of short rows, a column at a time across the rows: numpy
+    accumulates each 12-bit row on its own (a cumulative sum of a bool matrix ~8x slower than this)."""
     t = np.ascontiguousarray(a.T, dtype=np.int64)
     for k in range(1, t.shape[0]):
-        t[k] += t[k - 1]
-    return t.T
-
-
-def _cummax_rows(a: np.ndarray) -> np.ndarray:
-    """`np.maximum.accumulate(a, axis=1)` of short int64 rows, a column at a time (as `_cumsum_rows`)."""
-    t = np.ascontiguousarray(a.T, dtype=np.int64)
-    for k in range(1, t.shape[0]):
-        np.maximum(t[k], t[k - 1], out=t[k])
+        op(t[k], t[k - 1], out=t[k])
     return t.T
 
 
@@ -174,12 +166,12 @@ def _unary_runs(bits: np.ndarray, inside: np.ndarray, stop: np.ndarray, cost: np
     """Values completed in one chunk word per lane, (lanes, bits) matrices: `emit` where a value ends,
     `cost` what each bit adds to the open value (`carry` comes from the previous chunk); at most `room`
     values are taken, bits past that must be zero. Returns (valid emits, values, count, new carry)."""
-    c = _cumsum_rows(cost)
-    emitted = _cumsum_rows(emit)
+    c = _accumulate_rows(cost)
+    emitted = _accumulate_rows(emit)
     if np.any(inside & (emitted - emit >= room[:, None]) & stop):
         raise ValueError("non-zero padding in a unary word")
     valid = emit & (emitted <= room[:, None])
-    at = _cummax_rows(c * valid)  # cost up to the latest value's end
+    at = _accumulate_rows(c * valid, np.maximum)  # cost up to the latest value's end
     before = np.concatenate([np.zeros((c.shape[0], 1), dtype=c.dtype), at[:, :-1]], axis=1)
     first = valid & (emitted == 1)
     values = c - before + first * carry[:, None]
@@ -233,13 +225,13 @@ def _chunks(rd: Reader, n_w: np.ndarray, n_z: np.ndarray, rle: np.ndarray,
             b0 = (u0[:, None] >> jw) & 1
             inside = wu[:, None] & (jw < cw[:, None])
             one = inside & (b0 == 1)
-            b1 = ((u1[:, None] >> np.maximum(_cumsum_rows(one) - 1, 0)) & 1) * one
+            b1 = ((u1[:, None] >> np.maximum(_accumulate_rows(one) - 1, 0)) & 1) * one
             end_one = one & (trunc[:, None] | (b1 == 0))
             emit = (inside & (b0 == 0)) | end_one
             cost = 2 * (one & ~end_one) + end_one * (1 + b1)
             valid, val, cnt, cur_w = _unary_runs(b0, inside, b0 == 1, cost, emit, cur_w, n_w - wc)
             r, j = np.nonzero(valid)
-            fq[r, wc[r] + _cumsum_rows(valid)[r, j] - 1] = val[r, j]
+            fq[r, wc[r] + _accumulate_rows(valid)[r, j] - 1] = val[r, j]
             wc = wc + cnt
         if z_en.any():
             b = (zu[:, None] >> jz) & 1
@@ -247,7 +239,7 @@ def _chunks(rd: Reader, n_w: np.ndarray, n_z: np.ndarray, rle: np.ndarray,
             valid, val, cnt, cur_z = _unary_runs(b, inside, b == 1, inside & (b == 1),
                                                  inside & (b == 0), cur_z, n_z - zc)
             r, j = np.nonzero(valid)
-            zq[r, zc[r] + _cumsum_rows(valid)[r, j] - 1] = val[r, j]
+            zq[r, zc[r] + _accumulate_rows(valid)[r, j] - 1] = val[r, j]
             zc = zc + cnt
         # The previous iteration's remainders follow this iteration's unary words.
         _remainders(rd, pend_w, d, fr, pw0)
